@@ -1,0 +1,138 @@
+//! The core's configuration and its validation.
+
+use thiserror::Error;
+
+/// How owners (threads or tasks) are bound to connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pinning {
+    /// An owner's first checkout binds it to one connection for life (the
+    /// MongoDB Ruby driver's and PyMongo's requests model). While fewer than
+    /// `max_size` connections exist each new owner gets its own; after that
+    /// new owners are bound to existing connections by the [`Overflow`] rule.
+    /// An owner whose connection is busy waits for *that* connection.
+    Strict,
+    /// An owner prefers the connection it used last; if that one is busy it
+    /// takes any idle connection (or opens one) and is re-pinned to it.
+    /// Waiting owners are served in arrival order by whichever connection
+    /// frees first (HikariCP-like).
+    Affinity,
+    /// No pinning: a plain FIFO pool.
+    Off,
+}
+
+/// Which existing connection a new owner is bound to under
+/// [`Pinning::Strict`] once `max_size` connections exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Overflow {
+    /// The connection with the fewest pinned owners, preferring an idle one
+    /// (ties go to the lowest connection id).
+    LeastLoaded,
+    /// A uniformly random *idle* connection, chosen with the core's seeded
+    /// generator; if none is idle the owner waits unbound until one is (the
+    /// original Ruby driver's rule, kept for study).
+    Random,
+}
+
+/// What a checkin does for the owners waiting in line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WakePolicy {
+    /// The checked-in connection is granted directly to the oldest waiter
+    /// that can use it: no futile wake-up, no lost wake-up, no barging.
+    Handoff,
+    /// Every sleeping waiter is woken and retries (`ConditionVariable#broadcast`).
+    Broadcast,
+    /// The oldest sleeping waiter is woken, whatever connection it waits for
+    /// (`ConditionVariable#signal`: the 2013 Ruby driver bug, kept for study).
+    Signal,
+}
+
+/// Everything the core needs to make its decisions.
+///
+/// ```
+/// use pinpool::core::{Config, Pinning, WakePolicy};
+/// let config = Config { max_size: 4, pinning: Pinning::Strict, ..Config::default() };
+/// assert!(config.validate().is_ok());
+/// assert_eq!(config.wake, WakePolicy::Handoff);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Most connections that may exist at once (pending, connecting, idle and
+    /// checked out together). Default 10.
+    pub max_size: usize,
+    /// Connections the core keeps open even when nobody asks. Default 0.
+    pub min_size: usize,
+    /// Most connections being established at once. Default 2.
+    pub max_connecting: usize,
+    /// How owners are bound to connections. Default [`Pinning::Strict`].
+    pub pinning: Pinning,
+    /// New-owner assignment at `max_size` under [`Pinning::Strict`].
+    /// Default [`Overflow::LeastLoaded`].
+    pub overflow: Overflow,
+    /// What a checkin does for waiters. Default [`WakePolicy::Handoff`].
+    pub wake: WakePolicy,
+    /// Seed of the core's only source of randomness ([`Overflow::Random`]).
+    pub seed: u64,
+    /// Whether the core records [`Event`](super::Event)s for
+    /// [`Core::poll_event`](super::Core::poll_event). Off by default so a
+    /// driver that does not drain them pays nothing.
+    pub record_events: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_size: 10,
+            min_size: 0,
+            max_connecting: 2,
+            pinning: Pinning::Strict,
+            overflow: Overflow::LeastLoaded,
+            wake: WakePolicy::Handoff,
+            seed: 0,
+            record_events: false,
+        }
+    }
+}
+
+/// Why a [`Config`] was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// `max_size` was 0: such a pool could never hand out a connection.
+    #[error("max_size must be at least 1")]
+    ZeroMaxSize,
+    /// `min_size` exceeded `max_size`.
+    #[error("min_size ({min_size}) must not exceed max_size ({max_size})")]
+    MinAboveMax {
+        /// The configured `min_size`.
+        min_size: usize,
+        /// The configured `max_size`.
+        max_size: usize,
+    },
+    /// `max_connecting` was 0: no connection could ever be opened.
+    #[error("max_connecting must be at least 1")]
+    ZeroMaxConnecting,
+}
+
+impl Config {
+    /// Checks the configuration, naming the first problem found.
+    ///
+    /// ```
+    /// use pinpool::core::{Config, ConfigError};
+    /// let bad = Config { max_size: 2, min_size: 3, ..Config::default() };
+    /// assert_eq!(bad.validate(), Err(ConfigError::MinAboveMax { min_size: 3, max_size: 2 }));
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_size == 0 {
+            return Err(ConfigError::ZeroMaxSize);
+        }
+        if self.min_size > self.max_size {
+            return Err(ConfigError::MinAboveMax {
+                min_size: self.min_size,
+                max_size: self.max_size,
+            });
+        }
+        if self.max_connecting == 0 {
+            return Err(ConfigError::ZeroMaxConnecting);
+        }
+        Ok(())
+    }
+}

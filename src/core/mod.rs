@@ -1,0 +1,607 @@
+//! The pool's decisions as a pure, deterministic state machine.
+//!
+//! Every decision pinpool makes — who gets which connection, who waits, whom
+//! a checkin wakes, what a departed owner releases, when a connection opens
+//! or closes — is made here and nowhere else. The core has no threads, no
+//! clock and no I/O; its only randomness comes from [`Config::seed`]. Drivers
+//! (the blocking pool, the tokio pool, the simulation, the loom models) feed
+//! it *inputs* and carry out the [`Action`]s it emits, in the style of
+//! quinn-proto:
+//!
+//! * inputs: [`Core::checkout`], [`Core::retry`], [`Core::cancel`],
+//!   [`Core::checkin`], [`Core::connected`], [`Core::connect_failed`],
+//!   [`Core::unpin`], [`Core::owner_gone`], [`Core::clear`], [`Core::close`];
+//! * outputs: the immediate [`Checkout`] answer, then [`Core::poll_action`]
+//!   (work to do: open, close, grant, wake, fail) and [`Core::poll_event`]
+//!   (monitoring).
+//!
+//! ```
+//! use pinpool::core::{Action, Checkout, Config, Core, Health, OwnerId};
+//!
+//! let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+//! let (alice, bob) = (OwnerId(1), OwnerId(2));
+//!
+//! // Alice's first checkout pins her to a new connection, which must be opened.
+//! let Checkout::Waiting(ticket) = core.checkout(alice) else { unreachable!() };
+//! assert_eq!(core.poll_action(), Some(Action::Open(pinpool::core::ConnId(1))));
+//! let conn = pinpool::core::ConnId(1);
+//! core.connected(conn)?;
+//! assert_eq!(core.poll_action(), Some(Action::Grant { ticket, conn }));
+//!
+//! // Bob is bound to the same connection and waits in line for it…
+//! let Checkout::Waiting(bobs) = core.checkout(bob) else { unreachable!() };
+//! // …and Alice's checkin hands it straight to him.
+//! core.checkin(conn, Health::Healthy)?;
+//! assert_eq!(core.poll_action(), Some(Action::Grant { ticket: bobs, conn }));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Costs
+//! With S live connections (≤ `max_size`) and W waiters: a checkout by a
+//! pinned owner, a checkin, a grant and a cancel are O(log S + log W); a
+//! checkin under [`WakePolicy::Broadcast`] also emits one wake per sleeper.
+//! Choosing a connection for a *new* owner once the pool is full, and
+//! [`Core::clear`] / [`Core::close`], are O(S) (+ O(W) for `close`).
+
+mod config;
+mod slots;
+mod stats;
+mod types;
+mod waiters;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub use config::{Config, ConfigError, Overflow, Pinning, WakePolicy};
+pub use stats::{Counters, PoolState};
+pub use types::{
+    Action, Checkout, CloseReason, ConnId, Event, FailReason, Health, InputError, OwnerId, Ticket,
+};
+
+use slots::{SlotState, Slots};
+use waiters::{Waiters, Want};
+
+/// The pool's state machine. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Core {
+    config: Config,
+    slots: Slots,
+    waiters: Waiters,
+    /// Owner → the connection it is bound to (Strict and Affinity).
+    pins: HashMap<OwnerId, ConnId>,
+    next_ticket: u64,
+    generation: u64,
+    closed: bool,
+    rng: StdRng,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+    counters: Counters,
+}
+
+impl Core {
+    /// Builds a core, rejecting an invalid configuration. Opens `min_size`
+    /// connections (see [`Core::poll_action`]).
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut core = Core {
+            rng: StdRng::seed_from_u64(config.seed),
+            config,
+            slots: Slots::default(),
+            waiters: Waiters::default(),
+            pins: HashMap::new(),
+            next_ticket: 0,
+            generation: 0,
+            closed: false,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+        };
+        core.provision();
+        Ok(core)
+    }
+
+    /// The configuration this core was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ----------------------------------------------------------------- inputs
+
+    /// `owner` asks for a connection.
+    ///
+    /// Returns [`Checkout::Granted`] when it can have one now, otherwise
+    /// [`Checkout::Waiting`] with the ticket that a later [`Action::Grant`],
+    /// [`Action::Wake`] or [`Action::Fail`] names.
+    pub fn checkout(&mut self, owner: OwnerId) -> Checkout {
+        self.next_ticket += 1;
+        let ticket = Ticket(self.next_ticket);
+        if self.closed {
+            return self.fail_now(owner, FailReason::PoolClosed);
+        }
+        let want = match (self.config.pinning, self.pins.get(&owner)) {
+            (Pinning::Strict, Some(&conn)) if self.slots.holder(conn) == Some(owner) => {
+                return self.fail_now(owner, FailReason::AlreadyHeld);
+            }
+            (Pinning::Strict, Some(&conn)) => Want::Conn(conn),
+            (Pinning::Strict, None) => self.bind_new_owner(owner, ticket),
+            (Pinning::Affinity | Pinning::Off, _) => Want::Any,
+        };
+        if let Some(conn) = self.usable_idle(owner, want) {
+            self.hand_over(ticket, owner, conn);
+            return Checkout::Granted(conn);
+        }
+        let sleeping = self.config.wake != WakePolicy::Handoff;
+        self.waiters.insert(ticket, owner, want, sleeping);
+        self.counters.waits += 1;
+        self.event(Event::Waiting { owner, ticket });
+        self.provision();
+        Checkout::Waiting(ticket)
+    }
+
+    /// A woken waiter (after [`Action::Wake`]) tries again, as a thread
+    /// woken from a condition variable re-runs its checkout loop. If it still
+    /// cannot proceed the wake-up was futile and it goes back to sleep at the
+    /// back of the line.
+    ///
+    /// A woken waiter may be granted a connection (or failed) before it gets
+    /// to retry; `retry` then answers [`InputError::NotWaiting`] and the
+    /// [`Action::Grant`] or [`Action::Fail`] already emitted is its outcome.
+    pub fn retry(&mut self, ticket: Ticket) -> Result<Checkout, InputError> {
+        let waiter = *self
+            .waiters
+            .get(ticket)
+            .ok_or(InputError::NotWaiting(ticket))?;
+        let mut want = waiter.want;
+        if self.config.pinning == Pinning::Strict && want == Want::Any {
+            want = self.bind_new_owner(waiter.owner, ticket);
+            self.waiters.set_want(ticket, want);
+        }
+        if let Some(conn) = self.usable_idle(waiter.owner, want) {
+            self.waiters.remove(ticket);
+            self.hand_over(ticket, waiter.owner, conn);
+            return Ok(Checkout::Granted(conn));
+        }
+        if waiter.sleep.is_none() {
+            self.counters.futile_wakeups += 1;
+        }
+        self.waiters.sleep(ticket);
+        self.provision();
+        Ok(Checkout::Waiting(ticket))
+    }
+
+    /// Withdraws a waiter (its checkout timed out, or its future was
+    /// dropped). Returns `false` when the ticket is no longer waiting: it
+    /// was already granted (or failed), and the driver must treat that
+    /// outcome as delivered — e.g. check the granted connection back in.
+    pub fn cancel(&mut self, ticket: Ticket) -> bool {
+        let cancelled = self.waiters.remove(ticket).is_some();
+        if cancelled {
+            self.counters.cancelled += 1;
+        }
+        cancelled
+    }
+
+    /// The holder of `conn` returns it. A broken connection is closed and,
+    /// if owners are pinned to it, replaced; a healthy one goes to waiters
+    /// according to the [`WakePolicy`].
+    pub fn checkin(&mut self, conn: ConnId, health: Health) -> Result<(), InputError> {
+        let owner = self.slots.holder(conn).ok_or(InputError::WrongConnState {
+            conn,
+            expected: "checked out",
+        })?;
+        self.counters.checkins += 1;
+        self.event(Event::CheckedIn { owner, conn });
+        match health {
+            Health::Broken => self.retire(conn, CloseReason::Error),
+            Health::Healthy => self.release(conn, self.config.wake),
+        }
+        self.provision();
+        Ok(())
+    }
+
+    /// The driver established `conn` (after [`Action::Open`]). It is handed
+    /// straight to the oldest waiter that can use it whatever the wake
+    /// policy: an opened connection is not a checkin, and the Ruby pool
+    /// returned a socket it created to the thread that asked.
+    pub fn connected(&mut self, conn: ConnId) -> Result<(), InputError> {
+        self.expect_connecting(conn)?;
+        self.counters.established += 1;
+        self.event(Event::ConnectionReady(conn));
+        self.release(conn, WakePolicy::Handoff);
+        self.provision();
+        Ok(())
+    }
+
+    /// The driver failed to establish `conn`. The waiter that asked for it
+    /// fails with [`FailReason::ConnectionError`]; other waiters bound to it
+    /// move, with its pins, to a replacement that is opened in turn. With no
+    /// such waiters its pins are dropped instead, so a server that refuses
+    /// connections costs one attempt per waiter, never a retry loop.
+    pub fn connect_failed(&mut self, conn: ConnId) -> Result<(), InputError> {
+        self.expect_connecting(conn)?;
+        let mut slot = self.slots.remove(conn);
+        self.counters.connect_failures += 1;
+        self.event(Event::ConnectionFailed(conn));
+        if let Some(ticket) = slot.requested_by
+            && let Some(waiter) = self.waiters.remove(ticket)
+        {
+            self.fail_waiter(ticket, waiter.owner, FailReason::ConnectionError);
+        }
+        if self.waiters.bound_to(conn) == 0 {
+            // Nobody needs a replacement now: drop the pins rather than
+            // retry a failing server in a loop. Each failure fails one
+            // waiter, so retries are bounded by the waiters.
+            for owner in std::mem::take(&mut slot.pinned) {
+                self.pins.remove(&owner);
+                self.event(Event::Unpinned { owner, conn });
+            }
+        }
+        self.rehome(conn, slot.pinned);
+        self.provision();
+        Ok(())
+    }
+
+    /// Releases `owner`'s pin on request (it keeps any connection it holds).
+    pub fn unpin(&mut self, owner: OwnerId) {
+        if let Some(conn) = self.drop_pin(owner) {
+            self.event(Event::Unpinned { owner, conn });
+        }
+    }
+
+    /// `owner` is gone (its thread exited, its task ended or was dropped):
+    /// its pin and its waiting tickets are released. Connections it still
+    /// holds come back through [`Core::checkin`] as usual.
+    pub fn owner_gone(&mut self, owner: OwnerId) {
+        for ticket in self.waiters.of_owner(owner) {
+            self.cancel(ticket);
+        }
+        if let Some(conn) = self.drop_pin(owner) {
+            self.counters.reclaimed_pins += 1;
+            self.event(Event::PinReclaimed { owner, conn });
+        }
+    }
+
+    /// Bumps the generation: idle connections of older generations close now
+    /// (their pins move to replacements), checked-out and connecting ones
+    /// when they come back.
+    pub fn clear(&mut self) {
+        self.generation += 1;
+        let generation = self.generation;
+        self.event(Event::PoolCleared { generation });
+        for conn in self.slots.pending_ids().collect::<Vec<_>>() {
+            self.slots.slot_mut(conn).generation = generation;
+        }
+        let stale: Vec<ConnId> = self.slots.idle_newest_first().collect();
+        for conn in stale {
+            self.retire(conn, CloseReason::Stale);
+        }
+        self.provision();
+    }
+
+    /// Closes the pool: waiters fail with [`FailReason::PoolClosed`], idle
+    /// connections close now, others when they come back; pins are dropped.
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.event(Event::PoolClosed);
+        for ticket in self.waiters.tickets().collect::<Vec<_>>() {
+            let waiter = self.waiters.remove(ticket).expect("listed above");
+            self.fail_waiter(ticket, waiter.owner, FailReason::PoolClosed);
+        }
+        let pinned: Vec<OwnerId> = self.pins.keys().copied().collect();
+        for owner in pinned {
+            self.unpin(owner);
+        }
+        let idle: Vec<ConnId> = self.slots.idle_newest_first().collect();
+        for conn in idle {
+            self.retire(conn, CloseReason::PoolClosed);
+        }
+        for conn in self.slots.pending_ids().collect::<Vec<_>>() {
+            self.slots.remove(conn);
+        }
+    }
+
+    // ---------------------------------------------------------------- outputs
+
+    /// The next action for the driver to carry out, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next monitoring event (only with [`Config::record_events`]).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The connection `owner` is pinned to, if any.
+    pub fn pinned_conn(&self, owner: OwnerId) -> Option<ConnId> {
+        self.pins.get(&owner).copied()
+    }
+
+    /// Whether the pool was closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// A consistent snapshot of the pool. O(S).
+    pub fn state(&self) -> PoolState {
+        PoolState {
+            pending: self.slots.pending(),
+            connecting: self.slots.connecting(),
+            idle: self.slots.idle(),
+            in_use: self.slots.in_use(),
+            waiting: self.waiters.len(),
+            pinned_owners: self.pins.len(),
+            pins: self
+                .slots
+                .iter()
+                .map(|(id, s)| (id, s.pinned.len()))
+                .collect(),
+            generation: self.generation,
+            closed: self.closed,
+            counters: self.counters,
+        }
+    }
+
+    /// Waiters currently asleep (Broadcast and Signal; always 0 under Handoff).
+    pub fn sleeping(&self) -> usize {
+        self.waiters.sleeping()
+    }
+
+    /// Whether `ticket` waits asleep while a connection it can use is idle:
+    /// a lost wake-up. Never true under Handoff or Broadcast; Signal's bug.
+    pub fn is_stranded(&self, ticket: Ticket) -> bool {
+        let Some(waiter) = self.waiters.get(ticket) else {
+            return false;
+        };
+        waiter.sleep.is_some()
+            && match waiter.want {
+                Want::Conn(conn) => self.slots.is_idle(conn),
+                Want::Any => self.slots.idle() > 0,
+            }
+    }
+
+    // -------------------------------------------------------------- decisions
+
+    /// Chooses the connection a new owner is bound to under Strict pinning
+    /// and pins it; `Want::Any` when it must wait unbound (Random overflow
+    /// with nothing idle).
+    fn bind_new_owner(&mut self, owner: OwnerId, ticket: Ticket) -> Want {
+        let conn = if let Some(conn) = self.reclaimed_idle() {
+            // A connection whose owners are all gone: reuse it before growing.
+            conn
+        } else if self.slots.total() < self.config.max_size {
+            self.slots.create_pending(self.generation, Some(ticket))
+        } else {
+            match self.config.overflow {
+                Overflow::LeastLoaded => self.least_loaded(),
+                Overflow::Random => match self.slots.idle() {
+                    0 => return Want::Any,
+                    n => {
+                        let pick = self.rng.random_range(0..n);
+                        self.slots.nth_idle(pick).expect("pick < idle count")
+                    }
+                },
+            }
+        };
+        self.pin(owner, conn);
+        Want::Conn(conn)
+    }
+
+    /// An idle connection nobody is pinned to, most recently used first.
+    fn reclaimed_idle(&self) -> Option<ConnId> {
+        self.slots
+            .idle_newest_first()
+            .find(|&id| self.slots.slot(id).pinned.is_empty())
+    }
+
+    /// The connection with the fewest pinned owners, an idle one first, then
+    /// the one with the shortest line, then the oldest.
+    fn least_loaded(&self) -> ConnId {
+        self.slots
+            .iter()
+            .min_by_key(|(id, slot)| {
+                let busy = !matches!(slot.state, SlotState::Idle { .. });
+                (busy, slot.pinned.len(), self.waiters.bound_to(*id), *id)
+            })
+            .map(|(id, _)| id)
+            .expect("a full pool has connections")
+    }
+
+    /// An idle connection `owner` may take now for `want`.
+    fn usable_idle(&self, owner: OwnerId, want: Want) -> Option<ConnId> {
+        match want {
+            Want::Conn(conn) => self.slots.is_idle(conn).then_some(conn),
+            // Only a Strict owner bound by Random overflow reaches here with
+            // nothing idle; Affinity prefers its last connection.
+            Want::Any => self
+                .pins
+                .get(&owner)
+                .copied()
+                .filter(|&conn| self.slots.is_idle(conn))
+                .or_else(|| self.slots.idle_newest_first().next()),
+        }
+    }
+
+    /// Checks `conn` out to `owner` (request `ticket`) and updates its pin.
+    fn hand_over(&mut self, ticket: Ticket, owner: OwnerId, conn: ConnId) {
+        self.slots.set_in_use(conn, owner);
+        let repin = match self.config.pinning {
+            Pinning::Strict => !self.pins.contains_key(&owner),
+            Pinning::Affinity => self.pins.get(&owner) != Some(&conn),
+            Pinning::Off => false,
+        };
+        if repin {
+            self.drop_pin(owner);
+            self.pin(owner, conn);
+        }
+        let bypass = self.waiters.pass_over(conn, ticket);
+        self.counters.max_bypass = self.counters.max_bypass.max(bypass);
+        self.counters.checkouts += 1;
+        self.event(Event::CheckedOut { owner, conn });
+    }
+
+    /// `conn` is established and held by nobody: retire it if the pool moved
+    /// on, else serve waiters according to `policy`.
+    fn release(&mut self, conn: ConnId, policy: WakePolicy) {
+        if self.closed {
+            return self.retire(conn, CloseReason::PoolClosed);
+        }
+        if self.slots.slot(conn).generation < self.generation {
+            return self.retire(conn, CloseReason::Stale);
+        }
+        match policy {
+            WakePolicy::Handoff => match self.waiters.oldest_for(conn) {
+                Some(ticket) => self.grant(ticket, conn),
+                None => self.slots.set_idle(conn),
+            },
+            WakePolicy::Signal => {
+                self.slots.set_idle(conn);
+                self.wake_oldest();
+            }
+            WakePolicy::Broadcast => {
+                self.slots.set_idle(conn);
+                while self.wake_oldest() {}
+            }
+        }
+    }
+
+    /// Hands `conn` directly to waiter `ticket`.
+    fn grant(&mut self, ticket: Ticket, conn: ConnId) {
+        let waiter = self.waiters.remove(ticket).expect("granted tickets wait");
+        self.hand_over(ticket, waiter.owner, conn);
+        self.counters.handoffs += 1;
+        self.actions.push_back(Action::Grant { ticket, conn });
+    }
+
+    fn wake_oldest(&mut self) -> bool {
+        let Some(ticket) = self.waiters.wake_oldest() else {
+            return false;
+        };
+        self.counters.wakeups += 1;
+        self.actions.push_back(Action::Wake(ticket));
+        true
+    }
+
+    /// Closes `conn`. Owners pinned to it and waiters bound to it move to a
+    /// replacement slot while the pool is open.
+    fn retire(&mut self, conn: ConnId, reason: CloseReason) {
+        let slot = self.slots.remove(conn);
+        self.counters.closed += 1;
+        self.actions.push_back(Action::Close { conn, reason });
+        self.event(Event::ConnectionClosed { conn, reason });
+        self.rehome(conn, slot.pinned);
+    }
+
+    /// Moves the owners pinned to the vanished connection `conn` and the
+    /// waiters bound to it to a new pending slot, if there are any (a closed
+    /// pool has none: close dropped them).
+    fn rehome(&mut self, conn: ConnId, pinned: BTreeSet<OwnerId>) {
+        if pinned.is_empty() && self.waiters.bound_to(conn) == 0 {
+            return;
+        }
+        let requested_by = self.waiters.oldest_for(conn);
+        let replacement = self.slots.create_pending(self.generation, requested_by);
+        for &owner in &pinned {
+            self.pins.insert(owner, replacement);
+            self.event(Event::Pinned {
+                owner,
+                conn: replacement,
+            });
+        }
+        self.slots.slot_mut(replacement).pinned = pinned;
+        self.waiters.retarget(conn, replacement);
+    }
+
+    /// Makes sure enough connections are on their way: slots for unbound
+    /// waiters (up to `max_size`), `min_size` kept, and pending slots started
+    /// up to `max_connecting`.
+    fn provision(&mut self) {
+        if self.closed {
+            return;
+        }
+        let max_size = self.config.max_size;
+        if self.config.pinning == Pinning::Strict {
+            // Unbound Strict waiters (Random overflow found nothing idle) get
+            // a connection of their own when room appears, as a new owner
+            // below max_size would.
+            while self.slots.total() < max_size
+                && let Some(ticket) = self.waiters.nth_unbound(0)
+            {
+                let owner = self.waiters.get(ticket).expect("queued").owner;
+                let conn = self.slots.create_pending(self.generation, Some(ticket));
+                self.pin(owner, conn);
+                self.waiters.set_want(ticket, Want::Conn(conn));
+            }
+        } else {
+            // Every pending or connecting slot will serve one unbound waiter;
+            // open more while waiters outnumber them. A failure is reported
+            // to the oldest waiter not already covered.
+            loop {
+                let on_the_way = self.slots.pending() + self.slots.connecting();
+                if self.slots.total() >= max_size {
+                    break;
+                }
+                let Some(ticket) = self.waiters.nth_unbound(on_the_way) else {
+                    break;
+                };
+                self.slots.create_pending(self.generation, Some(ticket));
+            }
+        }
+        while self.slots.total() < self.config.min_size {
+            self.slots.create_pending(self.generation, None);
+        }
+        while self.slots.connecting() < self.config.max_connecting
+            && let Some(conn) = self.slots.start_oldest_pending()
+        {
+            self.counters.opened += 1;
+            self.actions.push_back(Action::Open(conn));
+            self.event(Event::ConnectionCreated(conn));
+        }
+    }
+
+    // ------------------------------------------------------------ bookkeeping
+
+    fn pin(&mut self, owner: OwnerId, conn: ConnId) {
+        self.pins.insert(owner, conn);
+        self.slots.slot_mut(conn).pinned.insert(owner);
+        self.event(Event::Pinned { owner, conn });
+    }
+
+    fn drop_pin(&mut self, owner: OwnerId) -> Option<ConnId> {
+        let conn = self.pins.remove(&owner)?;
+        self.slots.slot_mut(conn).pinned.remove(&owner);
+        Some(conn)
+    }
+
+    fn fail_now(&mut self, owner: OwnerId, reason: FailReason) -> Checkout {
+        self.counters.failed += 1;
+        self.event(Event::CheckoutFailed { owner, reason });
+        Checkout::Failed(reason)
+    }
+
+    fn fail_waiter(&mut self, ticket: Ticket, owner: OwnerId, reason: FailReason) {
+        self.fail_now(owner, reason);
+        self.actions.push_back(Action::Fail { ticket, reason });
+    }
+
+    fn expect_connecting(&self, conn: ConnId) -> Result<(), InputError> {
+        match self.slots.get(conn).map(|s| s.state) {
+            Some(SlotState::Connecting) => Ok(()),
+            _ => Err(InputError::WrongConnState {
+                conn,
+                expected: "connecting",
+            }),
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        if self.config.record_events {
+            self.events.push_back(event);
+        }
+    }
+}

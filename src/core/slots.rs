@@ -1,0 +1,176 @@
+//! The connection-slot table: which connections exist and what state each is
+//! in. Pure bookkeeping; every decision about slots is made in `core/mod.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{ConnId, OwnerId, Ticket};
+
+/// Where a connection is in its life. A closed connection has no slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SlotState {
+    /// Reserved against `max_size`, waiting for a connect permit.
+    Pending,
+    /// Being established by the driver.
+    Connecting,
+    /// Established, held by nobody; `order` is its place in the idle list.
+    Idle { order: u64 },
+    /// Established and checked out.
+    InUse { holder: OwnerId },
+}
+
+/// One connection slot.
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub state: SlotState,
+    /// The pool generation this connection belongs to.
+    pub generation: u64,
+    /// Owners pinned to this connection.
+    pub pinned: BTreeSet<OwnerId>,
+    /// The waiter whose request opened this connection: a connect failure is
+    /// reported to it.
+    pub requested_by: Option<Ticket>,
+}
+
+/// All live slots plus indexes over them.
+///
+/// Costs (S = live slots ≤ `max_size`): lookups, state changes and taking the
+/// most recently idle connection are O(log S); scans for a connection with a
+/// property are O(S).
+#[derive(Debug, Default)]
+pub(super) struct Slots {
+    slots: BTreeMap<ConnId, Slot>,
+    /// Idle connections in the order they became idle (last = most recent).
+    idle: BTreeMap<u64, ConnId>,
+    /// Pending slots in creation order.
+    pending: BTreeSet<ConnId>,
+    connecting: usize,
+    in_use: usize,
+    next_id: u64,
+    next_idle_order: u64,
+}
+
+impl Slots {
+    pub fn get(&self, id: ConnId) -> Option<&Slot> {
+        self.slots.get(&id)
+    }
+
+    /// The slot `id`. Callers name only ids they found in the table.
+    pub fn slot(&self, id: ConnId) -> &Slot {
+        &self.slots[&id]
+    }
+
+    pub fn slot_mut(&mut self, id: ConnId) -> &mut Slot {
+        self.slots
+            .get_mut(&id)
+            .expect("slot ids come from the table")
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Slot)> {
+        self.slots.iter().map(|(id, slot)| (*id, slot))
+    }
+
+    pub fn total(&self) -> usize {
+        self.slots.len()
+    }
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+    pub fn connecting(&self) -> usize {
+        self.connecting
+    }
+    pub fn idle(&self) -> usize {
+        self.idle.len()
+    }
+    pub fn in_use(&self) -> usize {
+        self.in_use
+    }
+
+    /// Reserves a new slot, numbered after every earlier one.
+    pub fn create_pending(&mut self, generation: u64, requested_by: Option<Ticket>) -> ConnId {
+        self.next_id += 1;
+        let id = ConnId(self.next_id);
+        self.slots.insert(
+            id,
+            Slot {
+                state: SlotState::Pending,
+                generation,
+                pinned: BTreeSet::new(),
+                requested_by,
+            },
+        );
+        self.pending.insert(id);
+        id
+    }
+
+    /// Moves the oldest pending slot to `Connecting`.
+    pub fn start_oldest_pending(&mut self) -> Option<ConnId> {
+        let id = self.pending.pop_first()?;
+        self.slot_mut(id).state = SlotState::Connecting;
+        self.connecting += 1;
+        Some(id)
+    }
+
+    /// Ids of the pending slots (unstarted, so still free to re-generation).
+    pub fn pending_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.pending.iter().copied()
+    }
+
+    /// Marks an established connection idle (most recent in idle order).
+    pub fn set_idle(&mut self, id: ConnId) {
+        self.leave_state(id);
+        self.next_idle_order += 1;
+        let order = self.next_idle_order;
+        self.slot_mut(id).state = SlotState::Idle { order };
+        self.idle.insert(order, id);
+    }
+
+    /// Marks a connection checked out by `holder`.
+    pub fn set_in_use(&mut self, id: ConnId, holder: OwnerId) {
+        self.leave_state(id);
+        self.slot_mut(id).state = SlotState::InUse { holder };
+        self.in_use += 1;
+    }
+
+    /// Forgets a slot, whatever its state.
+    pub fn remove(&mut self, id: ConnId) -> Slot {
+        self.leave_state(id);
+        self.slots
+            .remove(&id)
+            .expect("slot ids come from the table")
+    }
+
+    /// Idle connections, most recently idle first.
+    pub fn idle_newest_first(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.idle.values().rev().copied()
+    }
+
+    /// The `n`th idle connection in idle order (n < `idle()`).
+    pub fn nth_idle(&self, n: usize) -> Option<ConnId> {
+        self.idle.values().nth(n).copied()
+    }
+
+    pub fn is_idle(&self, id: ConnId) -> bool {
+        matches!(self.get(id).map(|s| s.state), Some(SlotState::Idle { .. }))
+    }
+
+    pub fn holder(&self, id: ConnId) -> Option<OwnerId> {
+        match self.get(id)?.state {
+            SlotState::InUse { holder } => Some(holder),
+            _ => None,
+        }
+    }
+
+    /// Removes `id` from the index of its current state.
+    fn leave_state(&mut self, id: ConnId) {
+        match self.slot(id).state {
+            SlotState::Pending => {
+                self.pending.remove(&id);
+            }
+            SlotState::Connecting => self.connecting -= 1,
+            SlotState::Idle { order } => {
+                self.idle.remove(&order);
+            }
+            SlotState::InUse { .. } => self.in_use -= 1,
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Counters and the consistent snapshot a driver reports as the pool's state.
+
+use super::ConnId;
+
+/// Monotonic counters kept by the core.
+///
+/// Conservation law (checked by the property tests):
+/// `opened == connecting + idle + in_use + closed + connect_failures`
+/// where the middle three come from [`PoolState`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// [`Action::Open`](super::Action::Open)s emitted.
+    pub opened: u64,
+    /// Connections reported established.
+    pub established: u64,
+    /// Connections that failed to establish.
+    pub connect_failures: u64,
+    /// [`Action::Close`](super::Action::Close)s emitted.
+    pub closed: u64,
+    /// Successful checkouts (immediate or after waiting).
+    pub checkouts: u64,
+    /// Checkouts that had to wait.
+    pub waits: u64,
+    /// [`Action::Grant`](super::Action::Grant)s emitted (direct hand-offs).
+    pub handoffs: u64,
+    /// [`Action::Wake`](super::Action::Wake)s emitted.
+    pub wakeups: u64,
+    /// Wake-ups after which the waiter still could not proceed.
+    pub futile_wakeups: u64,
+    /// Checkins.
+    pub checkins: u64,
+    /// Waiters cancelled by their driver (timeouts, dropped futures).
+    pub cancelled: u64,
+    /// Checkouts failed with a [`FailReason`](super::FailReason).
+    pub failed: u64,
+    /// Pins released because their owner was gone.
+    pub reclaimed_pins: u64,
+    /// The most times one waiter was passed over by a later request that
+    /// took a connection it could have used (0 means perfectly FIFO).
+    pub max_bypass: u64,
+}
+
+/// A consistent snapshot of the pool: every count describes the same instant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolState {
+    /// Slots reserved but not yet connecting (waiting for a connect permit).
+    pub pending: usize,
+    /// Connections being established.
+    pub connecting: usize,
+    /// Established connections nobody holds.
+    pub idle: usize,
+    /// Established connections checked out.
+    pub in_use: usize,
+    /// Checkouts waiting.
+    pub waiting: usize,
+    /// Owners with a pin.
+    pub pinned_owners: usize,
+    /// Pinned-owner count of every live connection, by id.
+    pub pins: Vec<(ConnId, usize)>,
+    /// The current generation (bumped by [`Core::clear`](super::Core::clear)).
+    pub generation: u64,
+    /// Whether [`Core::close`](super::Core::close) was called.
+    pub closed: bool,
+    /// The counters at this instant.
+    pub counters: Counters,
+}
+
+impl PoolState {
+    /// Every slot that counts against `max_size`.
+    pub fn total(&self) -> usize {
+        self.pending + self.connecting + self.idle + self.in_use
+    }
+}

@@ -1,0 +1,221 @@
+//! The core's vocabulary: identities, its answers, the actions it asks a
+//! driver to carry out and the events it reports.
+
+use std::fmt;
+
+use thiserror::Error;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A connection, numbered 1, 2, 3… in the order the core creates slots.
+    ConnId,
+    "conn#"
+);
+id_type!(
+    /// A thread or task identity, chosen by the driver. The core never reuses
+    /// or interprets it; a driver must not reuse an id after
+    /// [`Core::owner_gone`](super::Core::owner_gone).
+    OwnerId,
+    "owner#"
+);
+id_type!(
+    /// A checkout request, numbered in arrival order. A ticket that waits is
+    /// a *waiter*; comparing tickets compares arrival times.
+    Ticket,
+    "ticket#"
+);
+
+/// The immediate answer to [`Core::checkout`](super::Core::checkout) and
+/// [`Core::retry`](super::Core::retry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checkout {
+    /// The connection is now checked out to the owner.
+    Granted(ConnId),
+    /// The owner must wait for an [`Action::Grant`] or [`Action::Fail`]
+    /// naming this ticket, or, under [`WakePolicy::Broadcast`](super::WakePolicy)
+    /// and `Signal`, an [`Action::Wake`] telling it to call
+    /// [`Core::retry`](super::Core::retry). (A newly opened connection is
+    /// granted directly under every policy.)
+    Waiting(Ticket),
+    /// The checkout cannot succeed.
+    Failed(FailReason),
+}
+
+/// Why a checkout failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Error)]
+pub enum FailReason {
+    /// The pool was closed before or while the owner waited.
+    #[error("the pool is closed")]
+    PoolClosed,
+    /// Opening the connection this owner asked for failed.
+    #[error("the connection could not be established")]
+    ConnectionError,
+    /// A [`Pinning::Strict`](super::Pinning) owner asked for a second
+    /// connection while holding its pinned one: waiting would deadlock.
+    #[error("this owner already holds its pinned connection")]
+    AlreadyHeld,
+}
+
+/// Why a connection is closed (the CMAP names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// Its generation is older than the pool's (after [`Core::clear`](super::Core::clear)).
+    Stale,
+    /// It was idle for too long (decided by the driver's maintenance).
+    Idle,
+    /// It was reported broken at checkin.
+    Error,
+    /// The pool was closed.
+    PoolClosed,
+}
+
+/// Whether a returned connection may be reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Health {
+    /// Reusable.
+    Healthy,
+    /// Broken: close it (and open a replacement if owners are pinned to it).
+    Broken,
+}
+
+/// Work the core asks its driver to carry out, in order, outside any lock
+/// where it involves I/O. Drain with [`Core::poll_action`](super::Core::poll_action).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Establish connection `conn`, then report
+    /// [`Core::connected`](super::Core::connected) or
+    /// [`Core::connect_failed`](super::Core::connect_failed).
+    Open(ConnId),
+    /// Close the physical connection `conn`; the core has forgotten it.
+    Close {
+        /// The connection to close.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Waiter `ticket` now holds `conn`: deliver it and wake the waiter.
+    Grant {
+        /// The waiter.
+        ticket: Ticket,
+        /// The connection it now holds.
+        conn: ConnId,
+    },
+    /// Wake waiter `ticket` so it calls [`Core::retry`](super::Core::retry)
+    /// (only under [`WakePolicy::Broadcast`](super::WakePolicy) and `Signal`).
+    Wake(Ticket),
+    /// Waiter `ticket` failed: wake it with the reason.
+    Fail {
+        /// The waiter.
+        ticket: Ticket,
+        /// Why it failed.
+        reason: FailReason,
+    },
+}
+
+/// What happened, for monitoring (recorded only when
+/// [`Config::record_events`](super::Config::record_events) is set).
+/// Drain with [`Core::poll_event`](super::Core::poll_event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A connection slot was started (CMAP `ConnectionCreated`).
+    ConnectionCreated(ConnId),
+    /// A connection was established (CMAP `ConnectionReady`).
+    ConnectionReady(ConnId),
+    /// A connection was closed.
+    ConnectionClosed {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Establishing a connection failed.
+    ConnectionFailed(ConnId),
+    /// An owner checked a connection out.
+    CheckedOut {
+        /// Who.
+        owner: OwnerId,
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// A connection was checked in.
+    CheckedIn {
+        /// Who returned it.
+        owner: OwnerId,
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// A checkout failed.
+    CheckoutFailed {
+        /// Who asked.
+        owner: OwnerId,
+        /// Why it failed.
+        reason: FailReason,
+    },
+    /// An owner started waiting.
+    Waiting {
+        /// Who waits.
+        owner: OwnerId,
+        /// Its ticket.
+        ticket: Ticket,
+    },
+    /// An owner was bound to a connection (also when its pin moved to the
+    /// replacement of a closed connection).
+    Pinned {
+        /// Who.
+        owner: OwnerId,
+        /// To which connection.
+        conn: ConnId,
+    },
+    /// An owner's pin was released: on request, because the connection
+    /// never opened, or because the pool closed.
+    Unpinned {
+        /// Who.
+        owner: OwnerId,
+        /// From which connection.
+        conn: ConnId,
+    },
+    /// A departed owner's pin was released.
+    PinReclaimed {
+        /// Who departed.
+        owner: OwnerId,
+        /// The connection it was pinned to.
+        conn: ConnId,
+    },
+    /// The pool's generation was bumped.
+    PoolCleared {
+        /// The new generation.
+        generation: u64,
+    },
+    /// The pool was closed.
+    PoolClosed,
+}
+
+/// A driver called the core with something that contradicts the core's
+/// state (a bug in the driver, never in user code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum InputError {
+    /// The connection is unknown or not in the state the call requires.
+    #[error("{conn} is not {expected}")]
+    WrongConnState {
+        /// The connection named.
+        conn: ConnId,
+        /// The state the call requires.
+        expected: &'static str,
+    },
+    /// The ticket is not waiting (already granted, failed or cancelled).
+    #[error("{0} is not waiting")]
+    NotWaiting(Ticket),
+}

@@ -1,0 +1,8 @@
+//! pinpool: a connection pool that **pins** each thread or task to one
+//! connection, and hands a freed connection to the first waiter that can use
+//! it — FIFO, with no lost and no futile wake-ups.
+//!
+//! Every decision lives in [`core`], a pure deterministic state machine; the
+//! pools, model checks and the simulation all drive it.
+
+pub mod core;
