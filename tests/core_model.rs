@@ -76,7 +76,11 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
             Just(Pinning::Affinity),
             Just(Pinning::Off)
         ];
-        let overflow = prop_oneof![Just(Overflow::LeastLoaded), Just(Overflow::Random)];
+        let overflow = prop_oneof![
+            Just(Overflow::LeastLoaded),
+            Just(Overflow::Random),
+            Just(Overflow::RandomIdle)
+        ];
         (1..=4usize, 0..=2usize, 1..=3usize, pinning, overflow)
             .prop_flat_map(|(max_size, min_size, max_connecting, pinning, overflow)| {
                 (any::<u64>(), any::<bool>()).prop_map(move |(seed, eager_retry)| Setup {

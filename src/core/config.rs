@@ -27,10 +27,14 @@ pub enum Overflow {
     /// The connection with the fewest pinned owners, preferring an idle one
     /// (ties go to the lowest connection id).
     LeastLoaded,
-    /// A uniformly random *idle* connection, chosen with the core's seeded
-    /// generator; if none is idle the owner waits unbound until one is (the
-    /// original Ruby driver's rule, kept for study).
+    /// A uniformly random existing connection, busy or not, chosen with the
+    /// core's seeded generator (the rule "A Curious Concurrency Case"
+    /// describes and simulated; kept for study).
     Random,
+    /// A uniformly random *idle* connection; if none is idle the owner waits
+    /// unbound and is bound when one frees (the rule in that post's Ruby
+    /// code; kept for study).
+    RandomIdle,
 }
 
 /// What a checkin does for the owners waiting in line.

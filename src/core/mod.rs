@@ -368,8 +368,8 @@ impl Core {
     // -------------------------------------------------------------- decisions
 
     /// Chooses the connection a new owner is bound to under Strict pinning
-    /// and pins it; `Want::Any` when it must wait unbound (Random overflow
-    /// with nothing idle).
+    /// and pins it; `Want::Any` when it must wait unbound (RandomIdle
+    /// overflow with nothing idle).
     fn bind_new_owner(&mut self, owner: OwnerId, ticket: Ticket) -> Want {
         let conn = if let Some(conn) = self.reclaimed_idle() {
             // A connection whose owners are all gone: reuse it before growing.
@@ -379,7 +379,11 @@ impl Core {
         } else {
             match self.config.overflow {
                 Overflow::LeastLoaded => self.least_loaded(),
-                Overflow::Random => match self.slots.idle() {
+                Overflow::Random => {
+                    let pick = self.rng.random_range(0..self.slots.total());
+                    self.slots.nth(pick)
+                }
+                Overflow::RandomIdle => match self.slots.idle() {
                     0 => return Want::Any,
                     n => {
                         let pick = self.rng.random_range(0..n);
@@ -416,7 +420,7 @@ impl Core {
     fn usable_idle(&self, owner: OwnerId, want: Want) -> Option<ConnId> {
         match want {
             Want::Conn(conn) => self.slots.is_idle(conn).then_some(conn),
-            // Only a Strict owner bound by Random overflow reaches here with
+            // Only a Strict owner unbound by RandomIdle overflow reaches here with
             // nothing idle; Affinity prefers its last connection.
             Want::Any => self
                 .pins
@@ -526,7 +530,7 @@ impl Core {
         }
         let max_size = self.config.max_size;
         if self.config.pinning == Pinning::Strict {
-            // Unbound Strict waiters (Random overflow found nothing idle) get
+            // Unbound Strict waiters (RandomIdle overflow found nothing idle) get
             // a connection of their own when room appears, as a new owner
             // below max_size would.
             while self.slots.total() < max_size

@@ -144,6 +144,11 @@ impl Slots {
         self.idle.values().rev().copied()
     }
 
+    /// The `n`th live slot in id order (n < `total()`).
+    pub fn nth(&self, n: usize) -> ConnId {
+        *self.slots.keys().nth(n).expect("n < total")
+    }
+
     /// The `n`th idle connection in idle order (n < `idle()`).
     pub fn nth_idle(&self, n: usize) -> Option<ConnId> {
         self.idle.values().nth(n).copied()

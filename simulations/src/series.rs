@@ -1,0 +1,124 @@
+//! Naming pool configurations on the command line and in reports.
+
+use pinpool::core::{Overflow, Pinning, WakePolicy};
+
+use crate::sim::Series;
+
+/// The default series: the 2013 experiment (Strict pinning, a random
+/// existing socket for latecomers) under each wake policy, then pinpool's
+/// alternatives under Handoff.
+pub const DEFAULT_SERIES: &str =
+    "signal,broadcast,handoff,handoff:strict:least-loaded,handoff:affinity,handoff:off";
+
+/// Parses `POLICY[:PINNING[:OVERFLOW]]`, e.g. `signal`, `handoff:affinity`
+/// or `handoff:strict:least-loaded`. Pinning defaults to `strict` and
+/// overflow to `random`.
+pub fn parse_series(text: &str) -> Result<Series, String> {
+    let mut parts = text.split(':');
+    let wake = match parts.next().unwrap_or_default() {
+        "handoff" => WakePolicy::Handoff,
+        "broadcast" => WakePolicy::Broadcast,
+        "signal" => WakePolicy::Signal,
+        other => {
+            return Err(format!(
+                "unknown wake policy {other:?} (handoff, broadcast, signal)"
+            ));
+        }
+    };
+    let pinning = match parts.next().unwrap_or("strict") {
+        "strict" => Pinning::Strict,
+        "affinity" => Pinning::Affinity,
+        "off" => Pinning::Off,
+        other => return Err(format!("unknown pinning {other:?} (strict, affinity, off)")),
+    };
+    let overflow = match parts.next().unwrap_or("random") {
+        "random" => Overflow::Random,
+        "random-idle" => Overflow::RandomIdle,
+        "least-loaded" => Overflow::LeastLoaded,
+        other => {
+            return Err(format!(
+                "unknown overflow {other:?} (random, random-idle, least-loaded)"
+            ));
+        }
+    };
+    if let Some(extra) = parts.next() {
+        return Err(format!(
+            "unexpected {extra:?} after POLICY:PINNING:OVERFLOW"
+        ));
+    }
+    Ok(Series {
+        wake,
+        pinning,
+        overflow,
+    })
+}
+
+/// The wake policy's name.
+pub fn policy_name(series: &Series) -> &'static str {
+    match series.wake {
+        WakePolicy::Handoff => "handoff",
+        WakePolicy::Broadcast => "broadcast",
+        WakePolicy::Signal => "signal",
+    }
+}
+
+/// The pinning mode's name.
+pub fn pinning_name(series: &Series) -> &'static str {
+    match series.pinning {
+        Pinning::Strict => "strict",
+        Pinning::Affinity => "affinity",
+        Pinning::Off => "off",
+    }
+}
+
+/// The overflow rule's name; `-` where pinning is not Strict (unused there).
+pub fn overflow_name(series: &Series) -> &'static str {
+    match (series.pinning, series.overflow) {
+        (Pinning::Affinity | Pinning::Off, _) => "-",
+        (Pinning::Strict, Overflow::Random) => "random",
+        (Pinning::Strict, Overflow::RandomIdle) => "random-idle",
+        (Pinning::Strict, Overflow::LeastLoaded) => "least-loaded",
+    }
+}
+
+/// A short label: `signal`, `handoff/affinity`, `handoff/strict/least-loaded`.
+pub fn label(series: &Series) -> String {
+    match (series.pinning, series.overflow) {
+        (Pinning::Strict, Overflow::Random) => policy_name(series).to_string(),
+        (Pinning::Strict, _) => format!("{}/strict/{}", policy_name(series), overflow_name(series)),
+        _ => format!("{}/{}", policy_name(series), pinning_name(series)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_the_parser() {
+        for text in DEFAULT_SERIES.split(',') {
+            let series = parse_series(text).unwrap();
+            assert_eq!(parse_series(&label(&series).replace('/', ":")), Ok(series));
+        }
+    }
+
+    #[test]
+    fn bad_names_are_explained() {
+        assert!(parse_series("shout").unwrap_err().contains("wake policy"));
+        assert!(
+            parse_series("handoff:loose")
+                .unwrap_err()
+                .contains("pinning")
+        );
+        assert!(
+            parse_series("handoff:strict:x")
+                .unwrap_err()
+                .contains("overflow")
+        );
+        assert!(
+            parse_series("handoff:strict:random:x")
+                .unwrap_err()
+                .contains("unexpected")
+        );
+    }
+}
