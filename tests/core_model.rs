@@ -292,7 +292,10 @@ impl Sut {
                 self.model.waiting.remove(&ticket);
                 self.granted(ticket, conn, owner);
             }
-            Checkout::Waiting(_) => self.model.waiting.get_mut(&ticket).unwrap().asleep = true,
+            Checkout::Waiting(_) => {
+                let asleep = self.config().wake != WakePolicy::Handoff;
+                self.model.waiting.get_mut(&ticket).unwrap().asleep = asleep;
+            }
             Checkout::Failed(reason) => panic!("retry failed with {reason:?}"),
         }
     }

@@ -50,6 +50,18 @@ fn scenario(wake: WakePolicy) -> (Core, Ticket, Ticket) {
     (core, t3, t4)
 }
 
+/// (idle connections, waiters, wake-ups, futile wake-ups).
+fn tally(core: &Core) -> (usize, usize, u64, u64) {
+    let state = core.state();
+    let counters = state.counters;
+    (
+        state.idle,
+        state.waiting,
+        counters.wakeups,
+        counters.futile_wakeups,
+    )
+}
+
 /// Carries out wake-ups the way condition-variable waiters would: each
 /// woken thread retries in the order it was woken.
 fn run_wakeups(core: &mut Core) -> Vec<(Ticket, Checkout)> {
@@ -76,10 +88,11 @@ fn signal_strands_thread_4_while_b_is_idle() {
         "3 woke, 4 did not"
     );
     assert!(core.is_stranded(t4), "thread 4 sleeps while B is idle");
-    let state = core.state();
-    assert_eq!((state.idle, state.waiting), (1, 2));
-    assert_eq!(state.counters.wakeups, 1);
-    assert_eq!(state.counters.futile_wakeups, 1);
+    assert_eq!(
+        tally(&core),
+        (1, 2, 1, 1),
+        "B idle; 3 and 4 wait; 1 futile wake"
+    );
 }
 
 #[test]
@@ -90,12 +103,13 @@ fn handoff_gives_b_to_thread_4_without_waking_thread_3() {
 
     assert_eq!(run_wakeups(&mut core), vec![(t4, Checkout::Granted(B))]);
     assert!(!core.is_stranded(t3));
-    let state = core.state();
-    assert_eq!((state.idle, state.waiting), (0, 1));
-    assert_eq!(state.counters.wakeups, 0);
-    assert_eq!(state.counters.futile_wakeups, 0);
     assert_eq!(
-        state.counters.handoffs - before.handoffs,
+        tally(&core),
+        (0, 1, 0, 0),
+        "B in use; 3 waits; no wake at all"
+    );
+    assert_eq!(
+        core.state().counters.handoffs - before.handoffs,
         1,
         "one direct grant"
     );
@@ -112,10 +126,11 @@ fn broadcast_wakes_both_and_thread_4_gets_b() {
         vec![(t3, Checkout::Waiting(t3)), (t4, Checkout::Granted(B))],
         "both woke; 3 went back to sleep, 4 took B"
     );
-    let state = core.state();
-    assert_eq!((state.idle, state.waiting), (0, 1));
-    assert_eq!(state.counters.wakeups, 2);
-    assert_eq!(state.counters.futile_wakeups, 1);
+    assert_eq!(
+        tally(&core),
+        (0, 1, 2, 1),
+        "B in use; 3 waits; 2 wakes, 1 futile"
+    );
 }
 
 #[test]

@@ -163,10 +163,13 @@ impl Core {
             self.hand_over(ticket, waiter.owner, conn);
             return Ok(Checkout::Granted(conn));
         }
-        if waiter.sleep.is_none() {
-            self.counters.futile_wakeups += 1;
+        // Under Handoff nobody sleeps or is woken: a retry there is spurious.
+        if self.config.wake != WakePolicy::Handoff {
+            if waiter.sleep.is_none() {
+                self.counters.futile_wakeups += 1;
+            }
+            self.waiters.sleep(ticket);
         }
-        self.waiters.sleep(ticket);
         self.provision();
         Ok(Checkout::Waiting(ticket))
     }
