@@ -35,7 +35,7 @@ struct Args {
     /// How long a thread uses its socket, MIN:MAX seconds (uniform).
     #[arg(long, default_value = "1:20", value_parser = parse_duration)]
     use_time: Duration,
-    /// How long a thread sleeps between uses, MIN[:MAX] seconds (uniform).
+    /// How long a thread sleeps between uses, MIN or MIN:MAX seconds (uniform).
     #[arg(long, default_value = "1", value_parser = parse_duration)]
     sleep_time: Duration,
     /// Real-valued durations, or whole seconds (the 2013 script's ticks;
@@ -58,8 +58,8 @@ struct Args {
     /// percentage points.
     #[arg(long, default_value_t = 0.1, value_parser = parse_positive)]
     precision: f64,
-    /// Series to simulate, comma-separated, each POLICY[:PINNING[:OVERFLOW]]
-    /// with POLICY in handoff|broadcast|signal, PINNING in
+    /// Series to simulate, comma-separated, each POLICY, POLICY:PINNING or
+    /// POLICY:PINNING:OVERFLOW with POLICY in handoff|broadcast|signal, PINNING in
     /// strict|affinity|off (default strict), OVERFLOW in
     /// random|random-idle|least-loaded (default random).
     #[arg(long, default_value = DEFAULT_SERIES, value_delimiter = ',', value_parser = parse_series)]
