@@ -8,6 +8,5 @@ echo "== unit, property, integration and doc tests (all workspace crates)"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
-
 echo "== simulation fidelity against the 2013 chart (release build)"
 cargo test --release -p pinpool-simulations --test fidelity -- --ignored

@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::experiment::Point;
-use crate::series::label;
+use crate::series::{label, labels};
 
 /// Writes an SVG chart of `points` to `path`.
 pub fn write_svg(points: &[Point], sockets: usize, path: &Path) -> Result<(), String> {
@@ -33,14 +33,7 @@ pub fn write_svg(points: &[Point], sockets: usize, path: &Path) -> Result<(), St
         .draw()
         .map_err(|e| fail(&e))?;
 
-    let mut labels: Vec<String> = Vec::new();
-    for p in points {
-        let l = label(&p.series);
-        if !labels.contains(&l) {
-            labels.push(l);
-        }
-    }
-    for (index, l) in labels.iter().enumerate() {
+    for (index, l) in labels(points.iter().map(|p| &p.series)).iter().enumerate() {
         let color = Palette99::pick(index).to_rgba();
         let line: Vec<(f64, f64)> = points
             .iter()

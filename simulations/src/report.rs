@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::experiment::Point;
-use crate::series::{label, overflow_name, pinning_name, policy_name};
+use crate::series::{label, labels, overflow_name, pinning_name, policy_name};
 
 /// The CSV header, one row per point after it.
 pub const CSV_HEADER: &str = "policy,pinning,overflow,threads,sockets,unused_pct,wait_mean_s,\
@@ -37,17 +37,10 @@ pub fn csv(points: &[Point], sockets: usize) -> String {
 /// Readable tables: one per measure, a row per thread count and a column per
 /// series.
 pub fn table(points: &[Point]) -> String {
-    let mut labels: Vec<String> = Vec::new();
-    let mut threads: Vec<usize> = Vec::new();
-    for p in points {
-        let l = label(&p.series);
-        if !labels.contains(&l) {
-            labels.push(l);
-        }
-        if !threads.contains(&p.threads) {
-            threads.push(p.threads);
-        }
-    }
+    let labels = labels(points.iter().map(|p| &p.series));
+    let mut threads: Vec<usize> = points.iter().map(|p| p.threads).collect();
+    threads.sort_unstable();
+    threads.dedup();
     let width = labels.iter().map(String::len).max().unwrap_or(0).max(14);
     let find = |l: &str, n: usize| {
         points

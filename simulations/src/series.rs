@@ -90,6 +90,19 @@ pub fn label(series: &Series) -> String {
     }
 }
 
+/// The distinct labels of `series`, in first-seen order: the columns of a
+/// table, the lines of a chart.
+pub fn labels<'a>(series: impl IntoIterator<Item = &'a Series>) -> Vec<String> {
+    let mut labels: Vec<String> = Vec::new();
+    for s in series {
+        let l = label(s);
+        if !labels.contains(&l) {
+            labels.push(l);
+        }
+    }
+    labels
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +113,13 @@ mod tests {
             let series = parse_series(text).unwrap();
             assert_eq!(parse_series(&label(&series).replace('/', ":")), Ok(series));
         }
+    }
+
+    #[test]
+    fn labels_are_distinct_in_first_seen_order() {
+        let parse = |t: &str| parse_series(t).unwrap();
+        let series = [parse("signal"), parse("handoff:off"), parse("signal")];
+        assert_eq!(labels(&series), ["signal", "handoff/off"]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use pinpool::core::{
-    Action, Checkout, Config, Core, Health, Overflow, OwnerId, Pinning, Ticket, WakePolicy,
+    Action, Checkout, Config, ConnId, Core, Health, Overflow, OwnerId, Pinning, Ticket, WakePolicy,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -22,7 +22,14 @@ pub type Micros = u64;
 /// One second of virtual time.
 pub const SECOND: Micros = 1_000_000;
 
-/// How long something takes: uniform over `[min, max]` seconds.
+/// `seconds` of virtual time.
+fn micros(seconds: f64) -> Micros {
+    (seconds * SECOND as f64).round() as Micros
+}
+
+/// How long something takes: uniform over `[min, max]` seconds, both
+/// positive (the simulator relies on nothing but wake-ups being due at the
+/// instant they happen).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Duration {
     /// Shortest, in seconds.
@@ -48,7 +55,7 @@ impl Duration {
             Clock::Continuous if self.min == self.max => self.min,
             Clock::Continuous => rng.random_range(self.min..=self.max),
         };
-        (seconds * SECOND as f64).round() as Micros
+        micros(seconds)
     }
 }
 
@@ -126,9 +133,12 @@ struct Simulation<'a> {
     woken: VecDeque<(usize, Ticket)>,
     scheduled: u64,
     now: Micros,
+    /// The measured window, `[warmup, horizon)`.
+    warmup: Micros,
+    horizon: Micros,
     /// When each thread last asked, and the socket it holds.
     asked_at: Vec<Micros>,
-    holding: Vec<Option<pinpool::core::ConnId>>,
+    holding: Vec<Option<ConnId>>,
     waiting: HashMap<Ticket, usize>,
     used: Micros,
     waits: Vec<f64>,
@@ -155,6 +165,8 @@ impl<'a> Simulation<'a> {
             woken: VecDeque::new(),
             scheduled: 0,
             now: 0,
+            warmup: micros(workload.warmup),
+            horizon: micros(workload.horizon),
             asked_at: vec![0; threads],
             holding: vec![None; threads],
             waiting: HashMap::new(),
@@ -182,14 +194,9 @@ impl<'a> Simulation<'a> {
         self.queue.push(Reverse((at, self.scheduled, thread, step)));
     }
 
-    fn secs(seconds: f64) -> Micros {
-        (seconds * SECOND as f64).round() as Micros
-    }
-
     fn run(mut self) -> Measurement {
-        let horizon = Self::secs(self.workload.horizon);
         while let Some((at, thread, step)) = self.next_event() {
-            if at > horizon {
+            if at > self.horizon {
                 break;
             }
             self.now = at;
@@ -224,7 +231,7 @@ impl<'a> Simulation<'a> {
             }
             self.carry_out_actions(step == Step::Return);
         }
-        self.measure(horizon)
+        self.measure()
     }
 
     /// Carries out the core's actions; `after_checkin` counts the threads
@@ -249,18 +256,14 @@ impl<'a> Simulation<'a> {
         }
     }
 
-    fn start_using(&mut self, thread: usize, conn: pinpool::core::ConnId) {
-        let (warmup, horizon) = (
-            Self::secs(self.workload.warmup),
-            Self::secs(self.workload.horizon),
-        );
+    fn start_using(&mut self, thread: usize, conn: ConnId) {
         let use_time = self
             .workload
             .use_time
             .sample(self.workload.clock, &mut self.rng);
         let (start, end) = (self.now, self.now + use_time);
-        self.used += end.min(horizon).saturating_sub(start.max(warmup));
-        if self.asked_at[thread] >= warmup {
+        self.used += end.min(self.horizon).saturating_sub(start.max(self.warmup));
+        if self.asked_at[thread] >= self.warmup {
             self.waits
                 .push((self.now - self.asked_at[thread]) as f64 / SECOND as f64);
         }
@@ -268,8 +271,8 @@ impl<'a> Simulation<'a> {
         self.schedule(end, thread, Step::Return);
     }
 
-    fn measure(self, horizon: Micros) -> Measurement {
-        let window = horizon - Self::secs(self.workload.warmup);
+    fn measure(self) -> Measurement {
+        let window = self.horizon - self.warmup;
         let capacity = window as f64 * self.workload.sockets as f64;
         let counters = self.core.state().counters;
         Measurement {

@@ -423,8 +423,8 @@ impl Core {
     fn usable_idle(&self, owner: OwnerId, want: Want) -> Option<ConnId> {
         match want {
             Want::Conn(conn) => self.slots.is_idle(conn).then_some(conn),
-            // Only a Strict owner unbound by RandomIdle overflow reaches here with
-            // nothing idle; Affinity prefers its last connection.
+            // Affinity prefers its last connection; a Strict owner reaches
+            // here unbound only under RandomIdle overflow.
             Want::Any => self
                 .pins
                 .get(&owner)
