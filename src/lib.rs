@@ -3,6 +3,11 @@
 //! it — FIFO, with no lost and no futile wake-ups.
 //!
 //! Every decision lives in [`core`], a pure deterministic state machine; the
-//! pools, model checks and the simulation all drive it.
+//! [`blocking`] pool, the model checks and the simulation all drive it.
 
+pub mod blocking;
 pub mod core;
+mod error;
+mod sync;
+
+pub use error::Error;

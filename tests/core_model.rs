@@ -138,6 +138,7 @@ struct Model {
     opened: u64,
     closed: u64,
     failed: u64,
+    timeouts: u64,
     waiting: BTreeMap<Ticket, Waiting>,
     pins: HashMap<OwnerId, ConnId>,
 }
@@ -255,7 +256,13 @@ impl Sut {
             }
             Op::Cancel(pick) => {
                 if let Some((ticket, _)) = self.pick_ticket(pick, None) {
-                    assert!(self.core.cancel(ticket), "{ticket} was waiting");
+                    // Half the cancellations are deadlines passing.
+                    if pick % 2 == 0 {
+                        assert!(self.core.time_out(ticket), "{ticket} was waiting");
+                        self.model.timeouts += 1;
+                    } else {
+                        assert!(self.core.cancel(ticket), "{ticket} was waiting");
+                    }
                     self.model.waiting.remove(&ticket);
                 }
             }
@@ -394,6 +401,7 @@ impl Sut {
         assert_eq!(counters.opened, model.opened);
         assert_eq!(counters.closed, model.closed);
         assert_eq!(counters.connect_failures, model.failed);
+        assert_eq!(counters.timeouts, model.timeouts);
         let live = (model.connecting.len() + model.idle.len() + model.held.len()) as u64;
         assert_eq!(
             model.opened,

@@ -9,7 +9,7 @@
 //! quinn-proto:
 //!
 //! * inputs: [`Core::checkout`], [`Core::retry`], [`Core::cancel`],
-//!   [`Core::checkin`], [`Core::connected`], [`Core::connect_failed`],
+//!   [`Core::time_out`], [`Core::checkin`], [`Core::note_lease_reuses`], [`Core::connected`], [`Core::connect_failed`],
 //!   [`Core::unpin`], [`Core::owner_gone`], [`Core::clear`], [`Core::close`];
 //! * outputs: the immediate [`Checkout`] answer, then [`Core::poll_action`]
 //!   (work to do: open, close, grant, wake, fail) and [`Core::poll_event`]
@@ -186,6 +186,30 @@ impl Core {
         cancelled
     }
 
+    /// Like [`Core::cancel`], for a waiter whose checkout deadline passed:
+    /// also counted in [`Counters::timeouts`] and reported as a
+    /// [`FailReason::Timeout`] checkout failure.
+    pub fn time_out(&mut self, ticket: Ticket) -> bool {
+        let Some(waiter) = self.waiters.get(ticket).copied() else {
+            return false;
+        };
+        self.cancel(ticket);
+        self.counters.timeouts += 1;
+        self.fail_now(waiter.owner, FailReason::Timeout);
+        true
+    }
+
+    /// The driver served `reuses` checkouts (and as many checkins) of a
+    /// connection it kept checked out to its pinned owner, without asking
+    /// the core: a fast path that is only valid while
+    /// [`Core::has_waiter_for`] that connection is false, and that a
+    /// driver ends (with an ordinary [`Core::checkin`]) before any other
+    /// input that may depend on the connection. Only the counters change.
+    pub fn note_lease_reuses(&mut self, reuses: u64) {
+        self.counters.checkouts += reuses;
+        self.counters.checkins += reuses;
+    }
+
     /// The holder of `conn` returns it. A broken connection is closed and,
     /// if owners are pinned to it, replaced; a healthy one goes to waiters
     /// according to the [`WakePolicy`].
@@ -323,6 +347,12 @@ impl Core {
     /// The connection `owner` is pinned to, if any.
     pub fn pinned_conn(&self, owner: OwnerId) -> Option<ConnId> {
         self.pins.get(&owner).copied()
+    }
+
+    /// Whether a waiter could use `conn` if it were checked in now: the
+    /// condition under which a checkin is more than a return to idle.
+    pub fn has_waiter_for(&self, conn: ConnId) -> bool {
+        self.waiters.oldest_for(conn).is_some()
     }
 
     /// Whether the pool was closed.

@@ -1,5 +1,7 @@
 //! Counters and the consistent snapshot a driver reports as the pool's state.
 
+use std::fmt;
+
 use super::ConnId;
 
 /// Monotonic counters kept by the core.
@@ -31,6 +33,8 @@ pub struct Counters {
     pub checkins: u64,
     /// Waiters cancelled by their driver (timeouts, dropped futures).
     pub cancelled: u64,
+    /// Waiters whose deadline passed (also counted in `cancelled`).
+    pub timeouts: u64,
     /// Checkouts failed with a [`FailReason`](super::FailReason).
     pub failed: u64,
     /// Pins released because their owner was gone.
@@ -69,5 +73,27 @@ impl PoolState {
     /// Every slot that counts against `max_size`.
     pub fn total(&self) -> usize {
         self.pending + self.connecting + self.idle + self.in_use
+    }
+}
+
+/// One line for logs and error messages, e.g. `2 idle, 2 in use, 0
+/// connecting, 0 pending, 5 waiting, 9 pinned owners, generation 0`.
+impl fmt::Display for PoolState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} idle, {} in use, {} connecting, {} pending, {} waiting, {} pinned owners, generation {}",
+            self.idle,
+            self.in_use,
+            self.connecting,
+            self.pending,
+            self.waiting,
+            self.pinned_owners,
+            self.generation
+        )?;
+        if self.closed {
+            f.write_str(", closed")?;
+        }
+        Ok(())
     }
 }

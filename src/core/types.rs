@@ -67,6 +67,10 @@ pub enum FailReason {
     /// connection while holding its pinned one: waiting would deadlock.
     #[error("this owner already holds its pinned connection")]
     AlreadyHeld,
+    /// The waiter's deadline passed ([`Core::time_out`](super::Core::time_out));
+    /// only ever reported in [`Event::CheckoutFailed`].
+    #[error("timed out waiting for a connection")]
+    Timeout,
 }
 
 /// Why a connection is closed (the CMAP names).

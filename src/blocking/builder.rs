@@ -1,0 +1,153 @@
+//! Configuring a blocking pool.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use super::shared::Shared;
+use super::{Manager, Pool};
+use crate::core::{Config, ConfigError, Core, Overflow, Pinning, WakePolicy};
+use crate::sync::{AtomicU64, Ordering};
+
+/// Builds a [`Pool`]: every option of the [core](crate::core::Config) plus
+/// the checkout timeout and validation on checkout.
+///
+/// ```
+/// use std::time::Duration;
+/// use pinpool::blocking::{Manager, Pool};
+/// use pinpool::core::Pinning;
+/// # struct Noop;
+/// # impl Manager for Noop {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// # }
+///
+/// let pool = Pool::builder()
+///     .max_size(4)
+///     .pinning(Pinning::Strict)
+///     .checkout_timeout(Duration::from_secs(5))
+///     .build(Noop)?;
+/// assert_eq!(pool.state().total(), 0, "connections open on demand");
+///
+/// let invalid = Pool::builder().max_size(0).build(Noop);
+/// assert!(invalid.is_err());
+/// # Ok::<(), pinpool::core::ConfigError>(())
+/// ```
+pub struct Builder<M> {
+    config: Config,
+    checkout_timeout: Duration,
+    validate_on_checkout: bool,
+    /// The manager type, fixed by [`Pool::builder`] or by `build`'s argument.
+    manager: PhantomData<fn() -> M>,
+}
+
+impl<M> Default for Builder<M> {
+    fn default() -> Self {
+        Builder {
+            config: Config::default(),
+            checkout_timeout: Duration::from_secs(30),
+            validate_on_checkout: false,
+            manager: PhantomData,
+        }
+    }
+}
+
+impl<M> Clone for Builder<M> {
+    fn clone(&self) -> Self {
+        Builder {
+            config: self.config.clone(),
+            checkout_timeout: self.checkout_timeout,
+            validate_on_checkout: self.validate_on_checkout,
+            manager: PhantomData,
+        }
+    }
+}
+
+impl<M> fmt::Debug for Builder<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .field("checkout_timeout", &self.checkout_timeout)
+            .field("validate_on_checkout", &self.validate_on_checkout)
+            .finish()
+    }
+}
+
+/// Pools get distinct ids for threads' pin registrations.
+static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
+
+impl<M: Manager> Builder<M> {
+    /// Most connections at once (default 10).
+    pub fn max_size(mut self, max_size: usize) -> Self {
+        self.config.max_size = max_size;
+        self
+    }
+
+    /// Connections kept open even when idle (default 0).
+    pub fn min_size(mut self, min_size: usize) -> Self {
+        self.config.min_size = min_size;
+        self
+    }
+
+    /// Most connections being opened at once (default 2).
+    pub fn max_connecting(mut self, max_connecting: usize) -> Self {
+        self.config.max_connecting = max_connecting;
+        self
+    }
+
+    /// How threads are bound to connections (default [`Pinning::Strict`]).
+    pub fn pinning(mut self, pinning: Pinning) -> Self {
+        self.config.pinning = pinning;
+        self
+    }
+
+    /// How a new thread is bound once the pool is full (default
+    /// [`Overflow::LeastLoaded`]).
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.config.overflow = overflow;
+        self
+    }
+
+    /// What a checkin does for waiters (default [`WakePolicy::Handoff`];
+    /// the others are for study and tests).
+    pub fn wake(mut self, wake: WakePolicy) -> Self {
+        self.config.wake = wake;
+        self
+    }
+
+    /// Seed of the core's randomness ([`Overflow::Random`]), default 0.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = seed;
+        self
+    }
+
+    /// How long `get()` waits before [`Error::Timeout`](crate::Error::Timeout)
+    /// (default 30 s). Zero means "only if one is available now".
+    pub fn checkout_timeout(mut self, timeout: Duration) -> Self {
+        self.checkout_timeout = timeout;
+        self
+    }
+
+    /// Whether every checkout first runs [`Manager::validate`] (default
+    /// off); a connection that fails is closed and replaced.
+    pub fn validate_on_checkout(mut self, validate: bool) -> Self {
+        self.validate_on_checkout = validate;
+        self
+    }
+
+    /// Builds the pool, rejecting an invalid configuration. Starts opening
+    /// `min_size` connections in the background.
+    pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
+        let core = Core::new(self.config)?;
+        let id = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
+        let shared = Shared::new(
+            id,
+            manager,
+            core,
+            self.checkout_timeout,
+            self.validate_on_checkout,
+        );
+        Ok(Pool { shared })
+    }
+}

@@ -1,0 +1,128 @@
+//! The RAII guard a checkout returns.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+
+use super::shared::Handed;
+use super::{Manager, Pool, pins};
+use crate::core::{ConnId, Health, OwnerId};
+
+/// A checked-out connection. Dereferences to the connection; dropping it
+/// checks the connection back in (after [`Manager::has_broken`]), also when
+/// the holder panics. [`PooledConnection::discard`] closes it instead.
+pub struct PooledConnection<'a, M: Manager> {
+    pool: &'a Pool<M>,
+    /// `Some` until the guard is dropped.
+    handed: Option<Handed<M::Connection>>,
+    owner: OwnerId,
+    /// A one-off owner (a checkout made while the thread was exiting): its
+    /// pin is released at checkin.
+    ephemeral: bool,
+    discarded: bool,
+}
+
+impl<'a, M: Manager> PooledConnection<'a, M> {
+    pub(crate) fn new(
+        pool: &'a Pool<M>,
+        handed: Handed<M::Connection>,
+        owner: OwnerId,
+        ephemeral: bool,
+    ) -> Self {
+        PooledConnection {
+            pool,
+            handed: Some(handed),
+            owner,
+            ephemeral,
+            discarded: false,
+        }
+    }
+
+    /// The pool's id for this connection (stable for its life; a
+    /// replacement gets a new id).
+    pub fn id(this: &Self) -> ConnId {
+        this.handed().id
+    }
+
+    /// Declares the connection broken: it is closed instead of reused, and
+    /// the owners pinned to it move to a replacement.
+    ///
+    /// ```
+    /// # use pinpool::blocking::{Manager, Pool, PooledConnection};
+    /// # struct Noop;
+    /// # impl Manager for Noop {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = Pool::new(Noop)?;
+    /// let conn = pool.get()?;
+    /// PooledConnection::discard(conn);
+    /// assert_eq!(pool.state().counters.closed, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn discard(mut this: Self) {
+        this.discarded = true;
+    }
+
+    fn handed(&self) -> &Handed<M::Connection> {
+        self.handed
+            .as_ref()
+            .expect("a guard holds its connection until dropped")
+    }
+}
+
+impl<M: Manager> Deref for PooledConnection<'_, M> {
+    type Target = M::Connection;
+
+    fn deref(&self) -> &M::Connection {
+        &self.handed().conn
+    }
+}
+
+impl<M: Manager> DerefMut for PooledConnection<'_, M> {
+    fn deref_mut(&mut self) -> &mut M::Connection {
+        &mut self
+            .handed
+            .as_mut()
+            .expect("a guard holds its connection until dropped")
+            .conn
+    }
+}
+
+impl<M: Manager> Drop for PooledConnection<'_, M> {
+    fn drop(&mut self) {
+        let Some(mut handed) = self.handed.take() else {
+            return;
+        };
+        let shared = &self.pool.shared;
+        let broken = self.discarded || shared.is_broken(&mut handed.conn);
+        if !broken && let Some(lease) = handed.lease.take() {
+            // The fast path: park it in the lease, no pool lock.
+            match lease.park(handed.conn) {
+                Ok(()) => return pins::restore_lease(shared.id, self.owner, lease),
+                Err(recalled) => {
+                    handed.conn = recalled;
+                    handed.lease = Some(lease);
+                }
+            }
+        }
+        let health = if broken {
+            Health::Broken
+        } else {
+            Health::Healthy
+        };
+        shared.checkin(handed, health, self.owner, self.ephemeral);
+    }
+}
+
+impl<M: Manager> fmt::Debug for PooledConnection<'_, M>
+where
+    M::Connection: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("id", &self.handed().id)
+            .field("conn", &self.handed().conn)
+            .finish()
+    }
+}

@@ -1,0 +1,150 @@
+//! The fast path: a pinned thread re-acquiring its own idle connection, and
+//! returning it when nobody waits for it, without the pool lock.
+//!
+//! When the core grants a connection to the owner pinned to it and no other
+//! waiter could use it, the pool *leases* it to that owner: the core goes on
+//! seeing it checked out to the owner, while between the owner's checkouts
+//! the connection sits *parked* in the lease. The owner's next `get()` takes
+//! it back with one atomic swap; its checkin parks it with another. This is
+//! exactly the decision the core would make (a pinned owner, its connection
+//! idle, nobody else waiting for it), taken without asking.
+//!
+//! Anyone about to give the core an input whose answer could depend on a
+//! leased connection *recalls* the lease first, under the pool lock. Recall
+//! raises the `recalled` flag, then tries to take the parked connection:
+//! if it gets it, it checks it in to the core itself; if not, the owner
+//! holds it, and the owner's next park or take sees the flag and returns
+//! the connection through the core. All puts and takes are swaps on one
+//! word, so their modification order decides every race: either the recall
+//! takes the parked connection, or the owner's later swap reads the value
+//! the recall's swap wrote and so also sees the flag raised before it.
+//! Exactly one side ends up holding the connection and checks it in; no
+//! wake-up is lost and none is duplicated.
+
+use crate::core::{ConnId, OwnerId};
+use crate::sync::{AtomicBool, AtomicU64, Ordering, TakeCell};
+
+/// One lease of one connection to its pinned owner.
+pub(crate) struct Lease<C> {
+    pub(crate) conn: ConnId,
+    pub(crate) owner: OwnerId,
+    parked: TakeCell<C>,
+    recalled: AtomicBool,
+    /// Checkouts served by the fast path. Written only by whoever holds the
+    /// connection, read once by whoever returns it to the core.
+    reuses: AtomicU64,
+}
+
+/// What the owner's attempt to take its parked connection found.
+pub(crate) enum Reacquire<C> {
+    /// The owner holds the connection again.
+    Held(Box<C>),
+    /// The lease was recalled but the owner got the connection: it must
+    /// return it through the core (ending the lease) and ask the core.
+    Recalled(Box<C>),
+    /// Nothing parked: the recall took it, or it is in use elsewhere.
+    Empty,
+}
+
+impl<C> Lease<C> {
+    pub(crate) fn new(conn: ConnId, owner: OwnerId) -> Self {
+        Lease {
+            conn,
+            owner,
+            parked: TakeCell::empty(),
+            recalled: AtomicBool::new(false),
+            reuses: AtomicU64::new(0),
+        }
+    }
+
+    /// The owner takes its parked connection back.
+    pub(crate) fn reacquire(&self) -> Reacquire<C> {
+        let Some(conn) = self.parked.take() else {
+            return Reacquire::Empty;
+        };
+        if self.recalled.load(Ordering::SeqCst) {
+            return Reacquire::Recalled(conn);
+        }
+        // Only the holder writes, so a load and a store suffice.
+        let reuses = self.reuses.load(Ordering::Relaxed);
+        self.reuses.store(reuses + 1, Ordering::Relaxed);
+        Reacquire::Held(conn)
+    }
+
+    /// The holder parks the connection. `Err` gives it back when the lease
+    /// was recalled meanwhile: the caller must check it in to the core.
+    pub(crate) fn park(&self, conn: Box<C>) -> Result<(), Box<C>> {
+        self.parked.put(conn);
+        if self.recalled.load(Ordering::SeqCst) {
+            // The recall may have taken it already; whoever gets it returns it.
+            if let Some(conn) = self.parked.take() {
+                return Err(conn);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the lease (under the pool lock). Returns the parked connection
+    /// if it was parked; otherwise its holder will return it.
+    pub(crate) fn recall(&self) -> Option<Box<C>> {
+        self.recalled.store(true, Ordering::SeqCst);
+        self.parked.take()
+    }
+
+    /// Fast-path checkouts served; read by whoever returns the connection.
+    pub(crate) fn reuses(&self) -> u64 {
+        self.reuses.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease() -> Lease<&'static str> {
+        Lease::new(ConnId(1), OwnerId(1))
+    }
+
+    #[test]
+    fn the_owner_reuses_its_parked_connection_and_counts_it() {
+        let lease = lease();
+        assert!(lease.park(Box::new("conn")).is_ok());
+        for _ in 0..3 {
+            let Reacquire::Held(conn) = lease.reacquire() else {
+                panic!("parked, not recalled")
+            };
+            assert!(lease.park(conn).is_ok());
+        }
+        assert_eq!(lease.reuses(), 3);
+    }
+
+    #[test]
+    fn a_recall_takes_a_parked_connection() {
+        let lease = lease();
+        lease.park(Box::new("conn")).unwrap();
+        assert_eq!(lease.recall().as_deref(), Some(&"conn"));
+        assert!(matches!(lease.reacquire(), Reacquire::Empty));
+    }
+
+    #[test]
+    fn a_recall_while_held_is_seen_by_the_holders_park() {
+        let lease = lease();
+        lease.park(Box::new("conn")).unwrap();
+        let Reacquire::Held(conn) = lease.reacquire() else {
+            panic!("parked")
+        };
+        assert!(lease.recall().is_none(), "the holder has it");
+        assert_eq!(lease.park(conn).map_err(|c| *c), Err("conn"));
+        assert!(lease.recall().is_none(), "nothing left parked");
+    }
+
+    #[test]
+    fn a_reacquire_after_a_recall_returns_the_connection_to_the_core() {
+        let lease = lease();
+        lease.park(Box::new("conn")).unwrap();
+        // The recall raised the flag but the owner's swap came first.
+        lease.recalled.store(true, Ordering::SeqCst);
+        assert!(matches!(lease.reacquire(), Reacquire::Recalled(_)));
+        assert_eq!(lease.reuses(), 0);
+    }
+}

@@ -1,0 +1,44 @@
+//! What a synchronous driver implements to plug its connections into a pool.
+
+/// Opens, validates and inspects connections for a [`Pool`](super::Pool).
+///
+/// ```
+/// use std::net::TcpStream;
+///
+/// struct Tcp(&'static str);
+///
+/// impl pinpool::blocking::Manager for Tcp {
+///     type Connection = TcpStream;
+///     type Error = std::io::Error;
+///
+///     fn connect(&self) -> Result<TcpStream, std::io::Error> {
+///         TcpStream::connect(self.0)
+///     }
+/// }
+/// ```
+pub trait Manager: Send + Sync + 'static {
+    /// The connection type (a socket, a client session…).
+    type Connection: Send + 'static;
+    /// The manager's error, carried inside [`Error::Connect`](crate::Error::Connect).
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Opens a new connection. Called on a pool-owned thread, outside any
+    /// pool lock; it should bound its own time (a connect timeout).
+    fn connect(&self) -> Result<Self::Connection, Self::Error>;
+
+    /// Checks that a connection still works (e.g. a `ping`). Called before
+    /// each checkout when [`Builder::validate_on_checkout`](super::Builder::validate_on_checkout)
+    /// is on; a connection that fails is closed and replaced.
+    fn validate(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        let _ = conn;
+        Ok(())
+    }
+
+    /// A cheap, local check made on every checkin (including one caused by
+    /// a panic in the holder): `true` closes the connection and moves its
+    /// pins to a replacement. Must not block.
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool {
+        let _ = conn;
+        false
+    }
+}

@@ -1,0 +1,320 @@
+//! The blocking pool: what a synchronous driver embeds.
+//!
+//! Every decision comes from the [core](crate::core); this module parks and
+//! unparks threads, runs connects and closes outside the pool lock, keeps
+//! each thread's pin in a thread-local, and takes the lock-free fast path
+//! for a pinned thread re-using its own idle connection.
+//!
+//! ```
+//! use pinpool::blocking::{Manager, Pool, PooledConnection};
+//!
+//! struct Counter;
+//! impl Manager for Counter {
+//!     type Connection = Vec<String>;
+//!     type Error = std::io::Error;
+//!     fn connect(&self) -> Result<Vec<String>, std::io::Error> {
+//!         Ok(Vec::new())
+//!     }
+//! }
+//!
+//! let pool = Pool::builder().max_size(2).build(Counter)?;
+//! let first = {
+//!     let mut conn = pool.get()?;
+//!     conn.push("hello".into());
+//!     PooledConnection::id(&conn)
+//! };
+//! // This thread is pinned: it gets the same connection back.
+//! let conn = pool.get()?;
+//! assert_eq!(PooledConnection::id(&conn), first);
+//! assert_eq!(*conn, ["hello"]);
+//!
+//! // Another thread gets its own while the pool has room.
+//! std::thread::scope(|s| {
+//!     s.spawn(|| assert_ne!(PooledConnection::id(&pool.get().unwrap()), first));
+//! });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Pool handles and closing
+//! [`Pool`] is a cheap handle (`Clone + Send + Sync`). Dropping the last
+//! handle closes the pool; [`Pool::close`] closes it for every handle at
+//! once, failing blocked `get()`s with [`Error::Closed`]. Idle connections
+//! close at once, checked-out ones when they are returned.
+//!
+//! # Pins and thread exit
+//! A thread's first `get()` pins it (see [`Pinning`](crate::core::Pinning)).
+//! The pin is released by [`Pool::unpin`] or, at the latest, when the
+//! thread exits, through a thread-local drop guard — also when the thread
+//! panicked. The thread-local holds the pool weakly: it never keeps a pool
+//! alive, and a pool dropped first is simply skipped.
+
+mod builder;
+mod guard;
+mod lease;
+mod manager;
+mod pins;
+mod shared;
+mod waiter;
+
+use std::fmt;
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+pub use builder::Builder;
+pub use guard::PooledConnection;
+pub use manager::Manager;
+
+use crate::Error;
+use crate::core::{ConfigError, Health, PoolState, Ticket};
+use crate::sync::{Arc, Ordering};
+use lease::{Lease, Reacquire};
+use pins::Reclaim;
+use shared::{Handed, Shared, Step};
+use waiter::Outcome;
+
+/// A blocking connection pool. See the [module documentation](self).
+pub struct Pool<M: Manager> {
+    shared: Arc<Shared<M>>,
+}
+
+impl<M: Manager> Pool<M> {
+    /// A pool with the default options (see [`Builder`]).
+    pub fn new(manager: M) -> Result<Self, ConfigError> {
+        Builder::default().build(manager)
+    }
+
+    /// Options for a new pool.
+    pub fn builder() -> Builder<M> {
+        Builder::default()
+    }
+
+    /// Checks out a connection: this thread's pinned one when it has a pin,
+    /// waiting in line for it if it is busy, up to the checkout timeout.
+    pub fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+        if let Some(conn) = self.get_leased() {
+            return Ok(conn);
+        }
+        self.get_slow()
+    }
+
+    /// The fast path: this thread's own parked connection, without the lock.
+    fn get_leased(&self) -> Option<PooledConnection<'_, M>> {
+        let lease = pins::take_lease(self.shared.id)?;
+        let lease = lease.downcast::<Lease<M::Connection>>().ok()?;
+        let (owner, id) = (lease.owner, lease.conn);
+        match lease.reacquire() {
+            Reacquire::Held(mut conn) => {
+                if self.shared.validate_on_checkout && !self.shared.is_valid(id, &mut conn) {
+                    let handed = Handed {
+                        id,
+                        conn,
+                        lease: Some(lease),
+                    };
+                    self.shared.checkin(handed, Health::Broken, owner, false);
+                    return None;
+                }
+                let handed = Handed {
+                    id,
+                    conn,
+                    lease: Some(lease),
+                };
+                Some(PooledConnection::new(self, handed, owner, false))
+            }
+            Reacquire::Recalled(conn) => {
+                let handed = Handed {
+                    id,
+                    conn,
+                    lease: Some(lease),
+                };
+                self.shared.checkin(handed, Health::Healthy, owner, false);
+                None
+            }
+            Reacquire::Empty => None,
+        }
+    }
+
+    /// The core decides: granted now, or wait for a grant.
+    fn get_slow(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+        let started = Instant::now();
+        let deadline = started
+            .checked_add(self.shared.checkout_timeout)
+            .unwrap_or_else(|| started + Duration::from_secs(60 * 60 * 24 * 365));
+        let shared = &self.shared;
+        let registered = pins::register(shared.id, || {
+            let pool: Weak<dyn Reclaim> = Arc::downgrade(shared) as Weak<dyn Reclaim>;
+            pool
+        });
+        // A thread whose thread-locals are already gone (a checkout from
+        // another thread-local's destructor) gets a one-off identity.
+        let (owner, ephemeral) = match registered {
+            Some(owner) => (owner, false),
+            None => (pins::fresh_owner(), true),
+        };
+        loop {
+            let step = shared.with_core(|inner| inner.checkout(owner, !ephemeral));
+            let outcome = match step {
+                Step::Ready(handed) => Ok(handed),
+                Step::Wait(ticket, slot) => self.wait(ticket, &slot, started, deadline),
+                Step::Failed(error) => Err(error),
+            };
+            let mut handed = match outcome {
+                Ok(handed) => handed,
+                Err(error) => {
+                    if ephemeral {
+                        shared.with_core(|inner| inner.unpin(owner));
+                    }
+                    return Err(error);
+                }
+            };
+            if shared.validate_on_checkout && !shared.is_valid(handed.id, &mut handed.conn) {
+                shared.checkin(handed, Health::Broken, owner, false);
+                if Instant::now() >= deadline {
+                    return Err(Error::Timeout {
+                        waited: started.elapsed(),
+                        state: Box::new(self.state()),
+                    });
+                }
+                continue;
+            }
+            return Ok(PooledConnection::new(self, handed, owner, ephemeral));
+        }
+    }
+
+    /// Parks until `ticket` is granted, fails, or times out.
+    fn wait(
+        &self,
+        ticket: Ticket,
+        slot: &shared::Slot<M>,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<Handed<M::Connection>, Error<M::Error>> {
+        loop {
+            match slot.wait(deadline) {
+                Some(Outcome::Granted(handed)) => return Ok(handed),
+                Some(Outcome::Failed(error)) => return Err(error),
+                Some(Outcome::Woken) => {
+                    if let Some(handed) = self.shared.with_core(|inner| inner.retry(ticket)) {
+                        return Ok(handed);
+                    }
+                }
+                None => {
+                    let waited = started.elapsed();
+                    if let Some(error) = self
+                        .shared
+                        .with_core(|inner| inner.time_out(ticket, waited))
+                    {
+                        return Err(error);
+                    }
+                    // Granted or failed just before the deadline: the
+                    // outcome is in the slot.
+                }
+            }
+        }
+    }
+
+    /// Releases the current thread's pin on this pool (a connection it
+    /// holds stays checked out). Its next `get()` pins it afresh.
+    pub fn unpin(&self) {
+        if let Some(owner) = pins::current_owner() {
+            self.shared.with_core(|inner| inner.unpin(owner));
+        }
+    }
+
+    /// A consistent snapshot: connections by state, waiters, pins per
+    /// connection and the counters. Ends the fast-path leases (so idle
+    /// connections read as idle); cheap, but not free.
+    pub fn state(&self) -> PoolState {
+        self.shared.state()
+    }
+
+    /// Closes the pool for every handle: blocked and later `get()`s fail
+    /// with [`Error::Closed`], idle connections close now, checked-out ones
+    /// when returned.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// The manager this pool opens connections with.
+    pub fn manager(&self) -> &M {
+        &self.shared.manager
+    }
+}
+
+impl<M: Manager> Clone for Pool<M> {
+    fn clone(&self) -> Self {
+        self.shared.handles.fetch_add(1, Ordering::Relaxed);
+        Pool {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<M: Manager> Drop for Pool<M> {
+    fn drop(&mut self) {
+        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.close();
+        }
+    }
+}
+
+impl<M: Manager> fmt::Debug for Pool<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::thread;
+
+    use super::*;
+
+    struct Noop;
+    impl Manager for Noop {
+        type Connection = ();
+        type Error = std::io::Error;
+        fn connect(&self) -> Result<(), std::io::Error> {
+            Ok(())
+        }
+    }
+
+    /// While another thread holds the pool lock, a pinned thread still
+    /// re-acquires and returns its own connection: the fast path takes
+    /// neither the lock on checkout nor on checkin.
+    #[test]
+    fn a_pinned_thread_reuses_its_connection_without_the_pool_lock() {
+        for pinning in [crate::core::Pinning::Strict, crate::core::Pinning::Affinity] {
+            let pool = Pool::builder().pinning(pinning).build(Noop).unwrap();
+            let (ready_tx, ready) = mpsc::channel();
+            let (go, go_rx) = mpsc::channel::<()>();
+            let (done_tx, done) = mpsc::channel();
+            thread::scope(|s| {
+                let pool = &pool;
+                s.spawn(move || {
+                    drop(pool.get().unwrap()); // the slow path leases it
+                    ready_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    for _ in 0..1_000 {
+                        drop(pool.get().unwrap());
+                    }
+                    done_tx.send(()).unwrap();
+                });
+                ready.recv().unwrap();
+                let locked = pool.shared.lock();
+                go.send(()).unwrap();
+                let finished = done.recv_timeout(std::time::Duration::from_secs(20));
+                drop(locked);
+                assert!(
+                    finished.is_ok(),
+                    "{pinning:?}: the fast path blocked on the lock"
+                );
+            });
+            let counters = pool.state().counters;
+            assert_eq!(counters.checkouts, 1_001, "fast checkouts are counted");
+            assert_eq!(counters.checkins, 1_001);
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! A blocked checkout: the slot its outcome is delivered into and the
+//! thread to unpark. One slot per waiting checkout, so a grant wakes exactly
+//! the thread it is for.
+
+use std::thread::{self, Thread};
+use std::time::Instant;
+
+use super::shared::Handed;
+use crate::Error;
+use crate::sync::{Arc, Mutex};
+
+/// What a waiting checkout is told.
+pub(crate) enum Outcome<C, E> {
+    /// It now holds this connection.
+    Granted(Handed<C>),
+    /// Woken to retry (Broadcast and Signal only).
+    Woken,
+    /// It failed.
+    Failed(Error<E>),
+}
+
+pub(crate) struct WaitSlot<C, E> {
+    outcome: Mutex<Option<Outcome<C, E>>>,
+    thread: Thread,
+}
+
+impl<C, E> WaitSlot<C, E> {
+    /// A slot for the current thread.
+    pub(crate) fn for_current_thread() -> Arc<Self> {
+        Arc::new(WaitSlot {
+            outcome: Mutex::new(None),
+            thread: thread::current(),
+        })
+    }
+
+    /// Stores an outcome (under the pool lock); the caller unparks the
+    /// thread with [`WaitSlot::unpark`] once the lock is released. A final
+    /// outcome replaces a pending `Woken`, never the reverse.
+    pub(crate) fn deliver(&self, outcome: Outcome<C, E>) {
+        let mut slot = self.outcome.lock();
+        if matches!(outcome, Outcome::Woken) && slot.is_some() {
+            return;
+        }
+        *slot = Some(outcome);
+    }
+
+    pub(crate) fn unpark(&self) {
+        self.thread.unpark();
+    }
+
+    /// Parks until an outcome arrives or `deadline` passes (`None`).
+    /// Spurious unparks are absorbed; an unpark that comes before the park
+    /// is kept by the thread's token, so none is lost.
+    pub(crate) fn wait(&self, deadline: Instant) -> Option<Outcome<C, E>> {
+        loop {
+            if let Some(outcome) = self.outcome.lock().take() {
+                return Some(outcome);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            thread::park_timeout(deadline - now);
+        }
+    }
+}

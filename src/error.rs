@@ -1,0 +1,40 @@
+//! The error a pool's checkout returns.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::core::PoolState;
+
+/// Why a checkout failed. `E` is the connection manager's own error type.
+///
+/// ```
+/// use pinpool::Error;
+/// let error: Error<std::io::Error> = Error::Closed;
+/// assert_eq!(error.to_string(), "the pool is closed");
+/// ```
+#[derive(Debug, Error)]
+pub enum Error<E> {
+    /// No connection became available before the checkout timeout.
+    #[error("timed out after {waited:?} waiting for a connection ({state})")]
+    Timeout {
+        /// How long the checkout waited.
+        waited: Duration,
+        /// The pool at the moment the checkout gave up.
+        state: Box<PoolState>,
+    },
+    /// Opening the connection this checkout asked for failed.
+    #[error("could not open a connection: {0}")]
+    Connect(#[source] E),
+    /// The manager panicked while opening the connection this checkout
+    /// asked for (the panic was caught; the pool is intact).
+    #[error("the connection manager panicked while opening a connection")]
+    ConnectPanicked,
+    /// The pool was closed before or while the checkout waited.
+    #[error("the pool is closed")]
+    Closed,
+    /// Under strict pinning this thread (or task) already holds the
+    /// connection it is pinned to; waiting for it would deadlock.
+    #[error("this owner already holds its pinned connection: drop it before asking again")]
+    AlreadyHeld,
+}

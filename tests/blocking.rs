@@ -1,0 +1,530 @@
+//! The blocking pool on real threads. Threads are coordinated with
+//! channels, barriers and the pool's own state, never with sleeps.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use pinpool::Error;
+use pinpool::blocking::{Pool, PooledConnection};
+use pinpool::core::{ConnId, Pinning, WakePolicy};
+use support::{TestManager, assert_conserved, wait_for_state};
+
+/// Joins threads with `JoinHandle::join`, which returns only once the
+/// thread has terminated, its thread-local destructors run. (A scope's
+/// implicit join does not wait for those: it returns when the closures do.)
+fn join_all<T>(threads: impl IntoIterator<Item = thread::JoinHandle<T>>) -> Vec<T> {
+    let threads: Vec<_> = threads.into_iter().collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+fn pool(max_size: usize, manager: &TestManager) -> Pool<TestManager> {
+    Pool::builder()
+        .max_size(max_size)
+        .checkout_timeout(Duration::from_secs(20))
+        .build(manager.clone())
+        .expect("valid config")
+}
+
+#[test]
+fn a_thousand_short_lived_threads_share_four_reused_connections() {
+    let manager = TestManager::default();
+    let pool = pool(4, &manager);
+    for _batch in 0..50 {
+        join_all((0..20).map(|_| {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                for _ in 0..3 {
+                    pool.get().expect("checkout").touch();
+                }
+            })
+        }));
+    }
+    // Every thread has exited, thread-local destructors included: every
+    // pin must be gone.
+    let state = pool.state();
+    assert_eq!(state.pinned_owners, 0, "{state:?}");
+    assert!(state.pins.iter().all(|&(_, pins)| pins == 0), "{state:?}");
+    assert_eq!(state.counters.reclaimed_pins, 1000);
+    assert_eq!(state.counters.checkouts, 3000);
+    assert_eq!(state.waiting, 0);
+    assert!(manager.tally.max_live.load(Ordering::SeqCst) <= 4);
+    assert!(state.counters.opened <= 4);
+    assert_conserved(&state, &manager.tally);
+
+    drop(pool);
+    let closed = manager.tally.closed.lock();
+    assert_eq!(closed.len() as u64, state.counters.opened);
+    for (number, users) in closed.iter() {
+        assert!(
+            users.len() > 1,
+            "connection {number} was used by {} thread(s) only",
+            users.len()
+        );
+    }
+}
+
+/// A worker that checks out once, reports the connection, and holds it
+/// until told to release it.
+struct Holder {
+    got: mpsc::Receiver<ConnId>,
+    release: mpsc::Sender<()>,
+    thread: thread::JoinHandle<()>,
+}
+
+fn hold(pool: &Pool<TestManager>) -> Holder {
+    let (got_tx, got) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let pool = pool.clone();
+    let thread = thread::spawn(move || {
+        let conn = pool.get().expect("checkout");
+        got_tx.send(PooledConnection::id(&conn)).unwrap();
+        release_rx.recv().unwrap();
+    });
+    Holder {
+        got,
+        release,
+        thread,
+    }
+}
+
+impl Holder {
+    fn conn(&self) -> ConnId {
+        self.got
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the holder got a connection")
+    }
+    fn finish(self) {
+        self.release.send(()).unwrap();
+        self.thread.join().unwrap();
+    }
+}
+
+/// "A Curious Concurrency Case" on real threads: thread 1 holds A, thread
+/// 2 holds B, thread 3 waits for A, thread 4 for B; thread 2 returns B.
+fn curious_case(wake: WakePolicy) {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(2)
+        .wake(wake)
+        .checkout_timeout(Duration::from_secs(20))
+        .build(manager.clone())
+        .unwrap();
+    let t1 = hold(&pool);
+    let a = t1.conn();
+    let t2 = hold(&pool);
+    let b = t2.conn();
+    assert_ne!(a, b);
+    let t3 = hold(&pool);
+    wait_for_state(&pool, "thread 3 to queue", |s| s.waiting == 1);
+    let t4 = hold(&pool);
+    wait_for_state(&pool, "thread 4 to queue", |s| s.waiting == 2);
+    let state = pool.state();
+    assert_eq!(state.pins, vec![(a, 2), (b, 2)], "least-loaded binding");
+
+    t2.finish();
+    match wake {
+        WakePolicy::Signal => {
+            // Thread 3 is woken for B, cannot use it and sleeps again;
+            // thread 4 sleeps on while B is idle.
+            let state = wait_for_state(&pool, "the futile wake-up", |s| {
+                s.counters.futile_wakeups == 1
+            });
+            assert_eq!((state.idle, state.waiting), (1, 2), "{state:?}");
+            assert_eq!(state.counters.wakeups, 1);
+        }
+        WakePolicy::Handoff => {
+            assert_eq!(t4.conn(), b, "B goes straight to thread 4");
+            let state = pool.state();
+            assert_eq!(state.counters.wakeups, 0);
+            assert_eq!(state.counters.futile_wakeups, 0);
+            assert_eq!(state.waiting, 1);
+        }
+        WakePolicy::Broadcast => unreachable!("not exercised here"),
+    }
+    // Let everyone finish: A frees thread 3 (or, under Signal, wakes 4).
+    t1.finish();
+    if wake == WakePolicy::Signal {
+        assert_eq!(t4.conn(), b);
+    }
+    t4.finish();
+    assert_eq!(t3.conn(), a);
+    t3.finish();
+    let state = pool.state();
+    assert_eq!(state.waiting, 0);
+    assert_eq!(state.counters.checkouts, 4);
+    assert_conserved(&state, &manager.tally);
+}
+
+#[test]
+fn signal_wakes_the_wrong_thread_on_real_threads() {
+    curious_case(WakePolicy::Signal);
+}
+
+#[test]
+fn handoff_hands_the_freed_connection_to_its_waiter() {
+    curious_case(WakePolicy::Handoff);
+}
+
+#[test]
+fn a_connection_whose_holder_panicked_is_checked_before_reuse() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(1)
+        .validate_on_checkout(true)
+        .build(manager.clone())
+        .unwrap();
+    // A panic that leaves the connection broken: it is closed and replaced.
+    let panicked = thread::scope(|s| {
+        s.spawn(|| {
+            let mut conn = pool.get().unwrap();
+            conn.broken = true;
+            panic!("the user's code failed mid-request");
+        })
+        .join()
+    });
+    assert!(panicked.is_err());
+    let state = pool.state();
+    assert_eq!(state.counters.closed, 1, "the broken connection closed");
+    assert_eq!(
+        state.pinned_owners, 0,
+        "the dead thread's pin was reclaimed"
+    );
+    assert_eq!(state.in_use, 0);
+
+    // A panic that leaves it healthy: it is reused, after validation.
+    let validations = manager.tally.validations.load(Ordering::SeqCst);
+    let first = thread::scope(|s| {
+        s.spawn(|| {
+            let conn = pool.get().unwrap();
+            let id = PooledConnection::id(&conn);
+            std::panic::panic_any(id);
+        })
+        .join()
+    });
+    let first: ConnId = *first.unwrap_err().downcast().unwrap();
+    let conn = pool.get().unwrap();
+    assert_eq!(PooledConnection::id(&conn), first, "reused");
+    assert!(manager.tally.validations.load(Ordering::SeqCst) >= validations + 2);
+    drop(conn);
+    assert_conserved(&pool.state(), &manager.tally);
+}
+
+#[test]
+fn a_failed_validation_replaces_the_connection_and_keeps_the_pin() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(1)
+        .validate_on_checkout(true)
+        .build(manager.clone())
+        .unwrap();
+    let first = {
+        let mut conn = pool.get().unwrap();
+        conn.invalid = true;
+        PooledConnection::id(&conn)
+    };
+    let conn = pool.get().unwrap();
+    assert_ne!(PooledConnection::id(&conn), first, "replaced");
+    drop(conn);
+    let state = pool.state();
+    assert_eq!(state.counters.closed, 1);
+    assert_eq!(state.pinned_owners, 1);
+    assert_conserved(&state, &manager.tally);
+}
+
+#[test]
+fn a_timeout_reports_how_long_it_waited_and_the_state() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(1)
+        .checkout_timeout(Duration::from_millis(50))
+        .build(manager.clone())
+        .unwrap();
+    let held = pool.get().unwrap();
+    let error = thread::scope(|s| s.spawn(|| pool.get().map(|_| ())).join().unwrap())
+        .expect_err("the only connection is held");
+    let Error::Timeout { waited, state } = &error else {
+        panic!("expected a timeout, got {error:?}");
+    };
+    assert!(*waited >= Duration::from_millis(50), "{waited:?}");
+    assert_eq!((state.in_use, state.waiting), (1, 1), "{state:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("1 in use, 0 connecting, 0 pending, 1 waiting")
+    );
+    drop(held);
+    let state = pool.state();
+    assert_eq!(state.counters.timeouts, 1);
+    assert_eq!(state.waiting, 0);
+    assert_conserved(&state, &manager.tally);
+}
+
+#[test]
+fn closing_fails_waiters_and_closes_connections_as_they_return() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    let held = pool.get().unwrap();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let pool = pool.clone();
+            thread::spawn(move || pool.get().map(|_| ()))
+        })
+        .collect();
+    wait_for_state(&pool, "three waiters", |s| s.waiting == 3);
+    pool.close();
+    for waiter in waiters {
+        assert!(matches!(waiter.join().unwrap(), Err(Error::Closed)));
+    }
+    assert_eq!(manager.tally.live.load(Ordering::SeqCst), 1, "still held");
+    drop(held);
+    assert_eq!(
+        manager.tally.live.load(Ordering::SeqCst),
+        0,
+        "closed on return"
+    );
+    assert!(matches!(pool.get(), Err(Error::Closed)));
+    assert_conserved(&pool.state(), &manager.tally);
+}
+
+#[test]
+fn dropping_the_last_handle_closes_idle_and_leased_connections() {
+    let manager = TestManager::default();
+    let pool = pool(2, &manager);
+    drop(pool.get().unwrap()); // leased to this thread, parked
+    thread::scope(|s| {
+        s.spawn(|| drop(pool.get().unwrap()));
+    });
+    assert_eq!(manager.tally.live.load(Ordering::SeqCst), 2);
+    drop(pool);
+    assert_eq!(manager.tally.live.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_pool_dropped_before_its_threads_exit_is_skipped_at_exit() {
+    let manager = TestManager::default();
+    let pool = pool(2, &manager);
+    let (used_tx, used) = mpsc::channel();
+    let (exit, exit_rx) = mpsc::channel::<()>();
+    let worker = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            drop(pool.get().unwrap());
+            drop(pool);
+            used_tx.send(()).unwrap();
+            exit_rx.recv().unwrap();
+        })
+    };
+    used.recv().unwrap();
+    drop(pool);
+    assert_eq!(manager.tally.live.load(Ordering::SeqCst), 0);
+    exit.send(()).unwrap();
+    worker.join().expect("the thread exits cleanly");
+}
+
+#[test]
+fn a_thread_may_use_several_pools_and_is_reclaimed_from_each() {
+    let (m1, m2) = (TestManager::default(), TestManager::default());
+    let (p1, p2) = (pool(2, &m1), pool(2, &m2));
+    let (q1, q2) = (p1.clone(), p2.clone());
+    join_all([thread::spawn(move || {
+        let _a = q1.get().unwrap();
+        let _b = q2.get().unwrap();
+    })]);
+    for pool in [&p1, &p2] {
+        let state = pool.state();
+        assert_eq!(state.pinned_owners, 0);
+        assert_eq!(state.counters.reclaimed_pins, 1);
+    }
+}
+
+#[test]
+fn unpin_releases_the_current_threads_pin() {
+    let manager = TestManager::default();
+    let pool = pool(2, &manager);
+    drop(pool.get().unwrap());
+    assert_eq!(pool.state().pinned_owners, 1);
+    pool.unpin();
+    assert_eq!(pool.state().pinned_owners, 0);
+    drop(pool.get().unwrap());
+    assert_eq!(pool.state().pinned_owners, 1, "pinned afresh");
+}
+
+#[test]
+fn asking_twice_while_holding_the_pinned_connection_fails_at_once() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    let held = pool.get().unwrap();
+    assert!(matches!(pool.get(), Err(Error::AlreadyHeld)));
+    drop(held);
+    assert!(pool.get().is_ok(), "and works again once returned");
+}
+
+#[test]
+fn an_explicit_discard_closes_and_replaces_the_connection() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    let conn = pool.get().unwrap();
+    let first = PooledConnection::id(&conn);
+    PooledConnection::discard(conn);
+    let conn = pool.get().unwrap();
+    assert_ne!(PooledConnection::id(&conn), first);
+    drop(conn);
+    let state = pool.state();
+    assert_eq!(state.counters.closed, 1);
+    assert_eq!(state.pinned_owners, 1, "the pin moved to the replacement");
+    assert_conserved(&state, &manager.tally);
+}
+
+#[test]
+fn a_half_failing_manager_under_sixteen_threads_neither_hangs_nor_leaks() {
+    let manager = TestManager::failing_half();
+    let pool = pool(4, &manager);
+    let start = Barrier::new(16);
+    let (ok, refused) = thread::scope(|s| {
+        let workers: Vec<_> = (0..16)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    let (mut ok, mut refused) = (0, 0);
+                    for _ in 0..50 {
+                        match pool.get() {
+                            Ok(mut conn) => {
+                                conn.touch();
+                                ok += 1;
+                            }
+                            Err(Error::Connect(error)) => {
+                                assert!(error.to_string().starts_with("connect refused"));
+                                refused += 1;
+                            }
+                            Err(other) => panic!("unexpected error: {other}"),
+                        }
+                    }
+                    (ok, refused)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    });
+    assert_eq!(ok + refused, 16 * 50);
+    assert!(refused > 0 && ok > 0);
+    let state = pool.state();
+    assert_eq!(state.waiting, 0);
+    assert_eq!(state.pinned_owners, 0);
+    assert_eq!(state.counters.checkouts, ok as u64);
+    assert!(refused as u64 <= state.counters.connect_failures);
+    assert!(manager.tally.max_live.load(Ordering::SeqCst) <= 4);
+    assert_conserved(&state, &manager.tally);
+}
+
+/// The fast path racing with waiter registration: two threads pinned to
+/// the only connection alternate on it many times. A lost wake-up would
+/// surface as a checkout timeout.
+#[test]
+fn leases_are_recalled_for_waiters_without_losing_a_wake_up() {
+    for pinning in [Pinning::Strict, Pinning::Affinity] {
+        let manager = TestManager::default();
+        let pool = Pool::builder()
+            .max_size(1)
+            .pinning(pinning)
+            .checkout_timeout(Duration::from_secs(20))
+            .build(manager.clone())
+            .unwrap();
+        let start = Arc::new(Barrier::new(3));
+        thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    start.wait();
+                    for _ in 0..5_000 {
+                        pool.get().expect("no lost wake-up").touch();
+                    }
+                });
+            }
+        });
+        let state = pool.state();
+        assert_eq!(state.counters.checkouts, 15_000, "{pinning:?}");
+        assert_eq!(state.counters.checkins, 15_000, "{pinning:?}");
+        assert_eq!(state.counters.max_bypass, 0);
+        assert_eq!((state.waiting, state.in_use), (0, 0));
+        assert_conserved(&state, &manager.tally);
+    }
+}
+
+#[test]
+fn every_wake_policy_completes_under_contention() {
+    for wake in [
+        WakePolicy::Handoff,
+        WakePolicy::Broadcast,
+        WakePolicy::Signal,
+    ] {
+        for pinning in [Pinning::Strict, Pinning::Affinity, Pinning::Off] {
+            let manager = TestManager::default();
+            let pool = Pool::builder()
+                .max_size(2)
+                .pinning(pinning)
+                .wake(wake)
+                .checkout_timeout(Duration::from_secs(20))
+                .build(manager.clone())
+                .unwrap();
+            thread::scope(|s| {
+                for _ in 0..6 {
+                    s.spawn(|| {
+                        for _ in 0..300 {
+                            pool.get().expect("completes").touch();
+                        }
+                    });
+                }
+            });
+            let state = pool.state();
+            let what = format!("{wake:?}/{pinning:?}");
+            assert_eq!(state.counters.checkouts, 1800, "{what}");
+            assert_eq!(state.waiting, 0, "{what}");
+            if wake == WakePolicy::Handoff {
+                assert_eq!(state.counters.wakeups, 0, "{what}");
+                assert_eq!(state.counters.max_bypass, 0, "{what}");
+            }
+            assert_conserved(&state, &manager.tally);
+        }
+    }
+}
+
+#[test]
+fn an_invalid_configuration_is_a_typed_error() {
+    let error = Pool::builder()
+        .max_size(2)
+        .min_size(3)
+        .build(TestManager::default())
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "min_size (3) must not exceed max_size (2)"
+    );
+}
+
+#[test]
+fn min_size_connections_open_in_the_background() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(4)
+        .min_size(3)
+        .build(manager.clone())
+        .unwrap();
+    let state = wait_for_state(&pool, "three idle connections", |s| s.idle == 3);
+    assert_conserved(&state, &manager.tally);
+}
+
+#[test]
+fn pools_and_guards_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Pool<TestManager>>();
+    send::<PooledConnection<'static, TestManager>>();
+    send_sync::<Error<support::Refused>>();
+}

@@ -1,0 +1,150 @@
+//! A connection manager for tests that counts everything it does, and
+//! helpers that wait on the pool's own state instead of sleeping.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use pinpool::blocking::{Manager, Pool};
+use pinpool::core::PoolState;
+
+/// What the manager saw, shared with the test.
+#[derive(Default)]
+pub struct Tally {
+    pub connects: AtomicUsize,
+    pub failed_connects: AtomicUsize,
+    pub live: AtomicUsize,
+    pub max_live: AtomicUsize,
+    pub validations: AtomicUsize,
+    /// (connection number, threads that used it) for every closed connection.
+    pub closed: Mutex<Vec<(usize, HashSet<ThreadId>)>>,
+}
+
+/// A connection that records who used it and can be marked broken.
+pub struct TestConn {
+    pub number: usize,
+    pub users: HashSet<ThreadId>,
+    pub uses: usize,
+    pub broken: bool,
+    pub invalid: bool,
+    tally: Arc<Tally>,
+}
+
+impl TestConn {
+    /// Records a use by the current thread.
+    pub fn touch(&mut self) {
+        self.uses += 1;
+        self.users.insert(thread::current().id());
+    }
+}
+
+impl Drop for TestConn {
+    fn drop(&mut self) {
+        self.tally.live.fetch_sub(1, Ordering::SeqCst);
+        let users = std::mem::take(&mut self.users);
+        self.tally.closed.lock().push((self.number, users));
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("connect refused (attempt {0})")]
+pub struct Refused(pub usize);
+
+/// Counts connects, live connections and validations; can refuse every
+/// other connect.
+#[derive(Clone, Default)]
+pub struct TestManager {
+    pub tally: Arc<Tally>,
+    pub fail_every_other: Arc<AtomicBool>,
+}
+
+impl TestManager {
+    pub fn failing_half() -> Self {
+        let manager = TestManager::default();
+        manager.fail_every_other.store(true, Ordering::SeqCst);
+        manager
+    }
+}
+
+impl Manager for TestManager {
+    type Connection = TestConn;
+    type Error = Refused;
+
+    fn connect(&self) -> Result<TestConn, Refused> {
+        let attempt = self.tally.connects.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.fail_every_other.load(Ordering::SeqCst) && attempt % 2 == 0 {
+            self.tally.failed_connects.fetch_add(1, Ordering::SeqCst);
+            return Err(Refused(attempt));
+        }
+        let live = self.tally.live.fetch_add(1, Ordering::SeqCst) + 1;
+        self.tally.max_live.fetch_max(live, Ordering::SeqCst);
+        Ok(TestConn {
+            number: attempt,
+            users: HashSet::new(),
+            uses: 0,
+            broken: false,
+            invalid: false,
+            tally: Arc::clone(&self.tally),
+        })
+    }
+
+    fn validate(&self, conn: &mut TestConn) -> Result<(), Refused> {
+        self.tally.validations.fetch_add(1, Ordering::SeqCst);
+        if conn.invalid {
+            Err(Refused(conn.number))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn has_broken(&self, conn: &mut TestConn) -> bool {
+        conn.broken
+    }
+}
+
+/// Waits until the pool's state satisfies `done`, yielding between looks;
+/// fails the test (never hangs) if it takes more than 20 s.
+pub fn wait_for_state(
+    pool: &Pool<TestManager>,
+    what: &str,
+    done: impl Fn(&PoolState) -> bool,
+) -> PoolState {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = pool.state();
+        if done(&state) {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {state:?}"
+        );
+        thread::yield_now();
+    }
+}
+
+/// Every connection ever opened is connecting, idle, checked out, closed
+/// or counted as failed; and the manager agrees about the live ones.
+pub fn assert_conserved(state: &PoolState, tally: &Tally) {
+    let c = state.counters;
+    assert_eq!(
+        c.opened,
+        (state.connecting + state.idle + state.in_use) as u64 + c.closed + c.connect_failures,
+        "conservation: {state:?}"
+    );
+    assert_eq!(c.opened as usize, tally.connects.load(Ordering::SeqCst));
+    assert_eq!(
+        c.connect_failures as usize,
+        tally.failed_connects.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        tally.live.load(Ordering::SeqCst),
+        state.idle + state.in_use,
+        "every established connection the pool counts exists, and no other"
+    );
+}
