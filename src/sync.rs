@@ -18,11 +18,13 @@ impl<T> TakeCell<T> {
     }
 
     /// Moves the value out, leaving the cell empty.
+    #[inline]
     pub(crate) fn take(&self) -> Option<Box<T>> {
         self.0.swap(None)
     }
 
     /// Moves `value` in. The protocol never puts into a full cell.
+    #[inline]
     pub(crate) fn put(&self, value: Box<T>) {
         let previous = self.0.swap(Some(value));
         debug_assert!(previous.is_none(), "a TakeCell holds one value");

@@ -58,6 +58,7 @@ impl<C> Lease<C> {
     }
 
     /// The owner takes its parked connection back.
+    #[inline]
     pub(crate) fn reacquire(&self) -> Reacquire<C> {
         let Some(conn) = self.parked.take() else {
             return Reacquire::Empty;
@@ -73,6 +74,7 @@ impl<C> Lease<C> {
 
     /// The holder parks the connection. `Err` gives it back when the lease
     /// was recalled meanwhile: the caller must check it in to the core.
+    #[inline]
     pub(crate) fn park(&self, conn: Box<C>) -> Result<(), Box<C>> {
         self.parked.put(conn);
         if self.recalled.load(Ordering::SeqCst) {

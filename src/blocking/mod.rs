@@ -135,10 +135,9 @@ impl<M: Manager> Pool<M> {
 
     /// The core decides: granted now, or wait for a grant.
     fn get_slow(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        let started = Instant::now();
-        let deadline = started
-            .checked_add(self.shared.checkout_timeout)
-            .unwrap_or_else(|| started + Duration::from_secs(60 * 60 * 24 * 365));
+        // Read the clock only once the checkout has to wait: an immediate
+        // grant never needs it.
+        let mut clock: Option<Deadline> = None;
         let shared = &self.shared;
         let registered = pins::register(shared.id, || {
             let pool: Weak<dyn Reclaim> = Arc::downgrade(shared) as Weak<dyn Reclaim>;
@@ -154,7 +153,11 @@ impl<M: Manager> Pool<M> {
             let step = shared.with_core(|inner| inner.checkout(owner, !ephemeral));
             let outcome = match step {
                 Step::Ready(handed) => Ok(handed),
-                Step::Wait(ticket, slot) => self.wait(ticket, &slot, started, deadline),
+                Step::Wait(ticket, slot) => {
+                    let deadline =
+                        *clock.get_or_insert_with(|| Deadline::after(shared.checkout_timeout));
+                    self.wait(ticket, &slot, deadline)
+                }
                 Step::Failed(error) => Err(error),
             };
             let mut handed = match outcome {
@@ -168,9 +171,11 @@ impl<M: Manager> Pool<M> {
             };
             if shared.validate_on_checkout && !shared.is_valid(handed.id, &mut handed.conn) {
                 shared.checkin(handed, Health::Broken, owner, false);
-                if Instant::now() >= deadline {
+                let deadline =
+                    *clock.get_or_insert_with(|| Deadline::after(shared.checkout_timeout));
+                if deadline.passed() {
                     return Err(Error::Timeout {
-                        waited: started.elapsed(),
+                        waited: deadline.started.elapsed(),
                         state: Box::new(self.state()),
                     });
                 }
@@ -185,11 +190,10 @@ impl<M: Manager> Pool<M> {
         &self,
         ticket: Ticket,
         slot: &shared::Slot<M>,
-        started: Instant,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> Result<Handed<M::Connection>, Error<M::Error>> {
         loop {
-            match slot.wait(deadline) {
+            match slot.wait(deadline.at) {
                 Some(Outcome::Granted(handed)) => return Ok(handed),
                 Some(Outcome::Failed(error)) => return Err(error),
                 Some(Outcome::Woken) => {
@@ -198,7 +202,7 @@ impl<M: Manager> Pool<M> {
                     }
                 }
                 None => {
-                    let waited = started.elapsed();
+                    let waited = deadline.started.elapsed();
                     if let Some(error) = self
                         .shared
                         .with_core(|inner| inner.time_out(ticket, waited))
@@ -237,6 +241,28 @@ impl<M: Manager> Pool<M> {
     /// The manager this pool opens connections with.
     pub fn manager(&self) -> &M {
         &self.shared.manager
+    }
+}
+
+/// When a checkout started waiting, and when it gives up.
+#[derive(Clone, Copy)]
+struct Deadline {
+    started: Instant,
+    at: Instant,
+}
+
+impl Deadline {
+    fn after(timeout: Duration) -> Self {
+        let started = Instant::now();
+        // A timeout too large to represent waits, in effect, for ever.
+        let at = started
+            .checked_add(timeout)
+            .unwrap_or_else(|| started + Duration::from_secs(60 * 60 * 24 * 365));
+        Deadline { started, at }
+    }
+
+    fn passed(&self) -> bool {
+        Instant::now() >= self.at
     }
 }
 

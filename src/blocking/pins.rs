@@ -84,6 +84,7 @@ pub(crate) fn register(pool_id: u64, pool: impl FnOnce() -> Weak<dyn Reclaim>) -
 }
 
 /// Takes the current thread's lease on `pool_id`, if it has one parked.
+#[inline]
 pub(crate) fn take_lease(pool_id: u64) -> Option<AnyLease> {
     PINS.try_with(|pins| {
         let mut pins = pins.try_borrow_mut().ok()?;
@@ -100,6 +101,7 @@ pub(crate) fn take_lease(pool_id: u64) -> Option<AnyLease> {
 /// Gives the lease back to the current thread if it is the lease's owner
 /// (a guard may be dropped on another thread; the lease is then simply
 /// dropped, and its owner's next checkout recalls it through the pool).
+#[inline]
 pub(crate) fn restore_lease(pool_id: u64, owner: OwnerId, lease: AnyLease) {
     let _ = PINS.try_with(|pins| {
         let Ok(mut pins) = pins.try_borrow_mut() else {

@@ -2,7 +2,7 @@
 //! lock, the physical connections, the waiters and the leases, and the
 //! carrying-out of the core's actions (always after the lock is released).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread;
 use std::time::Duration;
@@ -96,9 +96,9 @@ impl<M: Manager> Shared<M> {
             handles: AtomicUsize::new(1),
             inner: Mutex::new(Inner {
                 core,
-                conns: HashMap::new(),
-                waiters: HashMap::new(),
-                leases: HashMap::new(),
+                conns: HashMap::default(),
+                waiters: HashMap::default(),
+                leases: HashMap::default(),
                 leasing,
                 connect_failure: None,
             }),

@@ -49,7 +49,9 @@ mod stats;
 mod types;
 mod waiters;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -90,7 +92,7 @@ impl Core {
             config,
             slots: Slots::default(),
             waiters: Waiters::default(),
-            pins: HashMap::new(),
+            pins: HashMap::default(),
             next_ticket: 0,
             generation: 0,
             closed: false,

@@ -1,7 +1,9 @@
 //! Waiter bookkeeping: who waits, for what, in which order, and who sleeps.
 //! Pure bookkeeping; every decision about waiters is made in `core/mod.rs`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::{ConnId, OwnerId, Ticket};
 

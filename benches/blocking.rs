@@ -1,0 +1,153 @@
+//! The blocking pool against r2d2, one criterion group per question:
+//!
+//! * `uncontended`: one thread, get + drop of a no-op connection;
+//! * `contended`: 2–16 threads over 4 connections, time per get + drop;
+//! * `herd`: 64 threads over 4 connections, `Handoff` vs `Broadcast`
+//!   (threads unparked per checkin are printed after the group).
+//!
+//! `cargo bench --bench blocking`; the README quotes the ratios.
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use pinpool::blocking::{Manager, Pool};
+use pinpool::core::{Pinning, WakePolicy};
+
+/// A connection that costs nothing, so the pools' own overhead is measured.
+struct Noop;
+
+impl Manager for Noop {
+    type Connection = ();
+    type Error = std::io::Error;
+    fn connect(&self) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+}
+
+impl r2d2::ManageConnection for Noop {
+    type Connection = ();
+    type Error = std::io::Error;
+    fn connect(&self) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn has_broken(&self, _: &mut ()) -> bool {
+        false
+    }
+}
+
+const CONNECTIONS: u32 = 4;
+
+fn pinpool(pinning: Pinning, wake: WakePolicy) -> Pool<Noop> {
+    Pool::builder()
+        .max_size(CONNECTIONS as usize)
+        .pinning(pinning)
+        .wake(wake)
+        .build(Noop)
+        .expect("valid config")
+}
+
+fn r2d2() -> r2d2::Pool<Noop> {
+    r2d2::Pool::builder()
+        .max_size(CONNECTIONS)
+        .min_idle(Some(CONNECTIONS))
+        // pinpool validates only when asked to; compare like with like.
+        .test_on_check_out(false)
+        .build(Noop)
+        .expect("r2d2 pool")
+}
+
+const MODES: [(&str, Pinning); 3] = [
+    ("pinpool-strict", Pinning::Strict),
+    ("pinpool-affinity", Pinning::Affinity),
+    ("pinpool-off", Pinning::Off),
+];
+
+fn uncontended(c: &mut Criterion) {
+    let mut group = c.benchmark_group("uncontended");
+    for (name, pinning) in MODES {
+        let pool = pinpool(pinning, WakePolicy::Handoff);
+        group.bench_function(name, |b| b.iter(|| black_box(pool.get().unwrap())));
+    }
+    let pool = r2d2();
+    group.bench_function("r2d2", |b| b.iter(|| black_box(pool.get().unwrap())));
+    group.finish();
+}
+
+/// Runs `iters` calls of `op` spread over `threads` threads and returns
+/// the wall time from a common start to the last thread's finish.
+fn spread(threads: usize, iters: u64, op: impl Fn() + Sync) -> Duration {
+    let per_thread = iters.div_ceil(threads as u64);
+    let start = Barrier::new(threads + 1);
+    thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    for _ in 0..per_thread {
+                        op();
+                    }
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        for worker in workers {
+            worker.join().expect("benchmark thread");
+        }
+        began.elapsed()
+    })
+}
+
+fn contended(c: &mut Criterion) {
+    let mut group = c.benchmark_group("contended");
+    group.measurement_time(Duration::from_secs(3));
+    for threads in [2, 4, 8, 16] {
+        for (name, pinning) in MODES {
+            let pool = pinpool(pinning, WakePolicy::Handoff);
+            group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &n| {
+                b.iter_custom(|iters| spread(n, iters, || drop(black_box(pool.get().unwrap()))))
+            });
+        }
+        let pool = r2d2();
+        group.bench_with_input(BenchmarkId::new("r2d2", threads), &threads, |b, &n| {
+            b.iter_custom(|iters| spread(n, iters, || drop(black_box(pool.get().unwrap()))))
+        });
+    }
+    group.finish();
+}
+
+fn herd(c: &mut Criterion) {
+    const THREADS: usize = 64;
+    let mut group = c.benchmark_group("herd");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    let mut wakeups = Vec::new();
+    for (name, wake) in [
+        ("handoff", WakePolicy::Handoff),
+        ("broadcast", WakePolicy::Broadcast),
+    ] {
+        let pool = pinpool(Pinning::Strict, wake);
+        group.bench_function(BenchmarkId::new(name, THREADS), |b| {
+            b.iter_custom(|iters| spread(THREADS, iters, || drop(black_box(pool.get().unwrap()))))
+        });
+        // Every grant and every wake-up unparks one thread.
+        let counters = pool.state().counters;
+        if counters.checkins > 0 {
+            let unparked = counters.wakeups + counters.handoffs;
+            wakeups.push((name, unparked as f64 / counters.checkins as f64));
+        }
+    }
+    group.finish();
+    for (name, per_checkin) in wakeups {
+        println!("herd/{name}: {per_checkin:.2} threads unparked per checkin");
+    }
+}
+
+criterion_group!(benches, uncontended, contended, herd);
+criterion_main!(benches);
