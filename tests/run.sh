@@ -10,3 +10,6 @@ cargo test --workspace --doc
 
 echo "== simulation fidelity against the 2013 chart (release build)"
 cargo test --release -p pinpool-simulations --test fidelity -- --ignored
+
+echo "== loom model checks of the blocking pool (release build)"
+bash loom-tests/run.sh

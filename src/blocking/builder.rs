@@ -2,12 +2,12 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::shared::Shared;
 use super::{Manager, Pool};
 use crate::core::{Config, ConfigError, Core, Overflow, Pinning, WakePolicy};
-use crate::sync::{AtomicU64, Ordering};
 
 /// Builds a [`Pool`]: every option of the [core](crate::core::Config) plus
 /// the checkout timeout and validation on checkout.

@@ -238,6 +238,15 @@ impl<M: Manager> Pool<M> {
         self.shared.close();
     }
 
+    /// Blocks until the pool's state satisfies `done`. Only in the
+    /// model-checking build, where a thread's `join` can return before its
+    /// thread-local destructors (and so its pin's reclamation) have run.
+    #[cfg(pinpool_loom)]
+    #[doc(hidden)]
+    pub fn wait_for_state(&self, done: impl Fn(&PoolState) -> bool) {
+        self.shared.wait_for(done);
+    }
+
     /// The manager this pool opens connections with.
     pub fn manager(&self) -> &M {
         &self.shared.manager

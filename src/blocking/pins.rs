@@ -11,7 +11,9 @@ use std::cell::RefCell;
 use std::sync::Weak;
 
 use crate::core::OwnerId;
-use crate::sync::{Arc, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::sync::{Arc, thread_local};
 
 /// What a pool does when an owner thread exits.
 pub(crate) trait Reclaim: Send + Sync {
@@ -48,7 +50,16 @@ impl Drop for ThreadPins {
         for registration in self.pools.drain(..) {
             drop(registration.lease);
             if let Some(pool) = registration.pool.upgrade() {
-                pool.owner_gone(self.owner);
+                let owner = self.owner;
+                // A loom model that failed runs its threads' thread-locals
+                // only after tearing the model down, when loom's primitives
+                // panic on use; that model has failed already, so let it.
+                #[cfg(pinpool_loom)]
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    pool.owner_gone(owner)
+                }));
+                #[cfg(not(pinpool_loom))]
+                pool.owner_gone(owner);
             }
         }
     }

@@ -4,7 +4,6 @@
 
 use rustc_hash::FxHashMap as HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::thread;
 use std::time::Duration;
 
 use super::Manager;
@@ -16,7 +15,7 @@ use crate::core::{
     Action, Checkout, ConnId, Core, FailReason, Health, InputError, OwnerId, Pinning, PoolState,
     Ticket,
 };
-use crate::sync::{Arc, AtomicUsize, Mutex};
+use crate::sync::{Arc, AtomicUsize, Mutex, spawn_or_run};
 
 /// A connection handed to a checkout: its id, the connection, and the
 /// lease when it was leased to its pinned owner.
@@ -44,6 +43,10 @@ pub(crate) struct Shared<M: Manager> {
     /// Live [`Pool`](super::Pool) handles; the last one closes the pool.
     pub(crate) handles: AtomicUsize,
     inner: Mutex<Inner<M>>,
+    /// Notified after every change, so a model can wait for one (a loom
+    /// `join` may return before the thread's thread-local destructors run).
+    #[cfg(pinpool_loom)]
+    changed: crate::sync::Condvar,
 }
 
 struct Waiting<M: Manager> {
@@ -102,6 +105,8 @@ impl<M: Manager> Shared<M> {
                 leasing,
                 connect_failure: None,
             }),
+            #[cfg(pinpool_loom)]
+            changed: crate::sync::Condvar::new(),
         });
         // Carry out the core's opening actions (min_size).
         shared.with_core(|_| ());
@@ -122,6 +127,8 @@ impl<M: Manager> Shared<M> {
             inner.drain(&mut effects);
             result
         };
+        #[cfg(pinpool_loom)]
+        self.changed.notify_all();
         for slot in effects.unpark {
             slot.unpark();
         }
@@ -152,6 +159,18 @@ impl<M: Manager> Shared<M> {
                 inner.core.owner_gone(owner);
             }
         });
+    }
+
+    /// Blocks until the core's state satisfies `done` (model checks only).
+    #[cfg(pinpool_loom)]
+    pub(crate) fn wait_for(&self, done: impl Fn(&PoolState) -> bool) {
+        let mut inner = self.inner.lock();
+        while !done(&inner.core.state()) {
+            inner = self
+                .changed
+                .wait(inner)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
     }
 
     /// `has_broken`, with a panic in it counted as broken (the connection
@@ -194,13 +213,7 @@ impl<M: Manager> Shared<M> {
 
     fn spawn_open(self: &Arc<Self>, conn: ConnId) {
         let shared = Arc::clone(self);
-        let spawned = thread::Builder::new()
-            .name("pinpool-connect".into())
-            .spawn(move || shared.open(conn));
-        if let Err(error) = spawned {
-            tracing::warn!(%error, %conn, "cannot spawn a connect thread; connecting inline");
-            self.open(conn);
-        }
+        spawn_or_run("pinpool-connect", move || shared.open(conn));
     }
 
     /// Carries out `Action::Open(conn)` and reports the result to the core.
@@ -309,6 +322,14 @@ impl<M: Manager> Inner<M> {
         }
         self.conns.insert(handed.id, handed.conn);
         driver_bug(self.core.checkin(handed.id, health));
+        // The model checks' oracle for the 2013 bug (loom-tests/): after a
+        // checkin no waiter may sleep while a connection it can use is idle.
+        #[cfg(pinpool_loom)]
+        assert_eq!(
+            self.core.stranded(),
+            0,
+            "lost wake-up: a waiter sleeps while a connection it can use is idle"
+        );
     }
 
     /// Ends the leases a checkout by `owner` could depend on: the one on

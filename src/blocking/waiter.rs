@@ -2,12 +2,11 @@
 //! thread to unpark. One slot per waiting checkout, so a grant wakes exactly
 //! the thread it is for.
 
-use std::thread::{self, Thread};
 use std::time::Instant;
 
 use super::shared::Handed;
 use crate::Error;
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, Mutex, Thread, current, park_until};
 
 /// What a waiting checkout is told.
 pub(crate) enum Outcome<C, E> {
@@ -29,7 +28,7 @@ impl<C, E> WaitSlot<C, E> {
     pub(crate) fn for_current_thread() -> Arc<Self> {
         Arc::new(WaitSlot {
             outcome: Mutex::new(None),
-            thread: thread::current(),
+            thread: current(),
         })
     }
 
@@ -60,7 +59,7 @@ impl<C, E> WaitSlot<C, E> {
             if now >= deadline {
                 return None;
             }
-            thread::park_timeout(deadline - now);
+            park_until(deadline);
         }
     }
 }

@@ -400,6 +400,14 @@ impl Core {
             }
     }
 
+    /// How many waiters are stranded (see [`Core::is_stranded`]). O(W).
+    pub fn stranded(&self) -> usize {
+        self.waiters
+            .tickets()
+            .filter(|&ticket| self.is_stranded(ticket))
+            .count()
+    }
+
     // -------------------------------------------------------------- decisions
 
     /// Chooses the connection a new owner is bound to under Strict pinning
