@@ -13,19 +13,16 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use pinpool::blocking::{Manager, Pool};
+use pinpool::blocking::Pool;
 use pinpool::core::{Pinning, WakePolicy};
 
 /// A connection that costs nothing, so the pools' own overhead is measured.
-struct Noop;
-
-impl Manager for Noop {
-    type Connection = ();
-    type Error = std::io::Error;
-    fn connect(&self) -> Result<(), std::io::Error> {
-        Ok(())
-    }
+fn noop() -> Result<(), std::io::Error> {
+    Ok(())
 }
+
+/// r2d2's manager for the same no-op connection.
+struct Noop;
 
 impl r2d2::ManageConnection for Noop {
     type Connection = ();
@@ -43,12 +40,12 @@ impl r2d2::ManageConnection for Noop {
 
 const CONNECTIONS: u32 = 4;
 
-fn pinpool(pinning: Pinning, wake: WakePolicy) -> Pool<Noop> {
+fn pinpool(pinning: Pinning, wake: WakePolicy) -> Pool<fn() -> Result<(), std::io::Error>> {
     Pool::builder()
         .max_size(CONNECTIONS as usize)
         .pinning(pinning)
         .wake(wake)
-        .build(Noop)
+        .build(noop as fn() -> _)
         .expect("valid config")
 }
 

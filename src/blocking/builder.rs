@@ -14,23 +14,18 @@ use crate::core::{Config, ConfigError, Core, Overflow, Pinning, WakePolicy};
 ///
 /// ```
 /// use std::time::Duration;
-/// use pinpool::blocking::{Manager, Pool};
+/// use pinpool::blocking::Pool;
 /// use pinpool::core::Pinning;
-/// # struct Noop;
-/// # impl Manager for Noop {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # fn noop() -> std::io::Result<()> { Ok(()) }
 ///
 /// let pool = Pool::builder()
 ///     .max_size(4)
 ///     .pinning(Pinning::Strict)
 ///     .checkout_timeout(Duration::from_secs(5))
-///     .build(Noop)?;
+///     .build(noop)?;
 /// assert_eq!(pool.state().total(), 0, "connections open on demand");
 ///
-/// let invalid = Pool::builder().max_size(0).build(Noop);
+/// let invalid = Pool::builder().max_size(0).build(noop);
 /// assert!(invalid.is_err());
 /// # Ok::<(), pinpool::core::ConfigError>(())
 /// ```

@@ -47,14 +47,9 @@ impl<'a, M: Manager> PooledConnection<'a, M> {
     /// the owners pinned to it move to a replacement.
     ///
     /// ```
-    /// # use pinpool::blocking::{Manager, Pool, PooledConnection};
-    /// # struct Noop;
-    /// # impl Manager for Noop {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = Pool::new(Noop)?;
+    /// # use pinpool::blocking::{Pool, PooledConnection};
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::new(noop)?;
     /// let conn = pool.get()?;
     /// PooledConnection::discard(conn);
     /// assert_eq!(pool.state().counters.closed, 1);

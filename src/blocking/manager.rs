@@ -42,3 +42,28 @@ pub trait Manager: Send + Sync + 'static {
         false
     }
 }
+
+/// A closure that opens a connection is a manager (no validation, never
+/// broken): handy for tests, benchmarks and connections with no health
+/// to check.
+///
+/// ```
+/// use pinpool::blocking::Pool;
+///
+/// let pool = Pool::new(|| Ok::<_, std::io::Error>(Vec::<u8>::new()))?;
+/// pool.get()?.push(1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<F, C, E> Manager for F
+where
+    F: Fn() -> Result<C, E> + Send + Sync + 'static,
+    C: Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    type Connection = C;
+    type Error = E;
+
+    fn connect(&self) -> Result<C, E> {
+        self()
+    }
+}

@@ -307,13 +307,8 @@ mod tests {
 
     use super::*;
 
-    struct Noop;
-    impl Manager for Noop {
-        type Connection = ();
-        type Error = std::io::Error;
-        fn connect(&self) -> Result<(), std::io::Error> {
-            Ok(())
-        }
+    fn noop() -> Result<(), std::io::Error> {
+        Ok(())
     }
 
     /// While another thread holds the pool lock, a pinned thread still
@@ -322,7 +317,7 @@ mod tests {
     #[test]
     fn a_pinned_thread_reuses_its_connection_without_the_pool_lock() {
         for pinning in [crate::core::Pinning::Strict, crate::core::Pinning::Affinity] {
-            let pool = Pool::builder().pinning(pinning).build(Noop).unwrap();
+            let pool = Pool::builder().pinning(pinning).build(noop).unwrap();
             let (ready_tx, ready) = mpsc::channel();
             let (go, go_rx) = mpsc::channel::<()>();
             let (done_tx, done) = mpsc::channel();
