@@ -1,7 +1,9 @@
 //! The blocking pool against r2d2, one criterion group per question:
 //!
 //! * `uncontended`: one thread, get + drop of a no-op connection;
-//! * `contended`: 2–16 threads over 4 connections, time per get + drop;
+//! * `contended`: 2–16 threads over 4 connections, time per get + drop,
+//!   under `Handoff` and under `Bounded` (barging until a waiter has been
+//!   passed over 8 times);
 //! * `herd`: 64 threads over 4 connections, `Handoff` vs `Broadcast`
 //!   (threads unparked per checkin are printed after the group).
 //!
@@ -65,6 +67,10 @@ const MODES: [(&str, Pinning); 3] = [
     ("pinpool-off", Pinning::Off),
 ];
 
+/// Eventual fairness: barging allowed until a waiter was passed over this
+/// many times.
+const BYPASS_BOUND: u32 = 8;
+
 fn uncontended(c: &mut Criterion) {
     let mut group = c.benchmark_group("uncontended");
     for (name, pinning) in MODES {
@@ -106,10 +112,16 @@ fn contended(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     for threads in [2, 4, 8, 16] {
         for (name, pinning) in MODES {
-            let pool = pinpool(pinning, WakePolicy::Handoff);
-            group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &n| {
-                b.iter_custom(|iters| spread(n, iters, || drop(black_box(pool.get().unwrap()))))
-            });
+            for (wake, suffix) in [
+                (WakePolicy::Handoff, ""),
+                (WakePolicy::Bounded(BYPASS_BOUND), "-bounded"),
+            ] {
+                let pool = pinpool(pinning, wake);
+                let id = BenchmarkId::new(format!("{name}{suffix}"), threads);
+                group.bench_with_input(id, &threads, |b, &n| {
+                    b.iter_custom(|iters| spread(n, iters, || drop(black_box(pool.get().unwrap()))))
+                });
+            }
         }
         let pool = r2d2();
         group.bench_with_input(BenchmarkId::new("r2d2", threads), &threads, |b, &n| {

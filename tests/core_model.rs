@@ -34,10 +34,14 @@ use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state
 /// Owner identities in play at once (threads or tasks).
 const OWNERS: usize = 5;
 
-const WAKE_POLICIES: [WakePolicy; 3] = [
+/// Bounded's bound in the model: small, so sequences reach it.
+const BYPASS_BOUND: u32 = 2;
+
+const WAKE_POLICIES: [WakePolicy; 4] = [
     WakePolicy::Handoff,
     WakePolicy::Broadcast,
     WakePolicy::Signal,
+    WakePolicy::Bounded(BYPASS_BOUND),
 ];
 
 #[derive(Clone, Debug)]
@@ -173,7 +177,7 @@ impl Sut {
         let fifo = match self.config().wake {
             WakePolicy::Handoff => true,
             WakePolicy::Broadcast => self.setup.eager_retry,
-            WakePolicy::Signal => false,
+            WakePolicy::Signal | WakePolicy::Bounded(_) => false,
         };
         if !fifo {
             return;
@@ -427,15 +431,42 @@ impl Sut {
             state.pins.iter().filter(|(_, n)| *n > 0).copied().collect();
         assert_eq!(core_pins, per_conn, "pins per connection");
 
-        let no_lost_wakeups = config.wake != WakePolicy::Signal;
+        // Handoff and Broadcast: no waiter sleeps beside an idle connection
+        // it can use. Bounded: beside every idle connection, some waiter that
+        // can use it is awake (the oldest was woken).
+        let every_waiter_awake = matches!(config.wake, WakePolicy::Handoff | WakePolicy::Broadcast);
         for (ticket, waiting) in &model.waiting {
             let sleeping = waiting.asleep || config.wake == WakePolicy::Handoff;
             let usable = model.idle.iter().any(|&c| self.can_use(waiting.owner, c));
             assert!(
-                !(no_lost_wakeups && sleeping && usable),
+                !(every_waiter_awake && sleeping && usable),
                 "lost wake-up: {ticket} sleeps while a connection it can use is idle"
             );
             assert_eq!(self.core.is_stranded(*ticket), waiting.asleep && usable);
+        }
+        let stranded = model
+            .idle
+            .iter()
+            .filter(|&&conn| {
+                let mut eligible = model
+                    .waiting
+                    .values()
+                    .filter(|w| self.can_use(w.owner, conn))
+                    .peekable();
+                eligible.peek().is_some() && eligible.all(|w| w.asleep)
+            })
+            .count();
+        assert_eq!(self.core.stranded(), stranded, "stranded connections");
+        if config.wake != WakePolicy::Signal {
+            assert_eq!(stranded, 0, "lost wake-up beside an idle connection");
+        }
+        if let WakePolicy::Bounded(bound) = config.wake {
+            let most = u64::from(bound) + config.max_size as u64;
+            assert!(
+                counters.max_bypass <= most,
+                "bypass {} > {most}",
+                counters.max_bypass
+            );
         }
         if config.wake == WakePolicy::Handoff {
             assert_eq!(counters.wakeups, 0);
@@ -472,7 +503,7 @@ impl<const WAKE: usize> StateMachineTest for PoolTest<WAKE> {
     }
 }
 
-// 3 × 3,400 = 10,200 generated sequences of up to 60 inputs per CI run.
+// 4 × 3,400 = 13,600 generated sequences of up to 60 inputs per CI run.
 prop_state_machine! {
     #![proptest_config(ProptestConfig { cases: 3_400, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -484,6 +515,9 @@ prop_state_machine! {
 
     #[test]
     fn signal_core_matches_model(sequential 1..60 => PoolTest<2>);
+
+    #[test]
+    fn bounded_core_matches_model(sequential 1..60 => PoolTest<3>);
 }
 
 #[test]
@@ -507,10 +541,18 @@ fn invalid_configs_are_rejected_with_typed_errors() {
     ));
     let no_connects = Config {
         max_connecting: 0,
-        ..base
+        ..base.clone()
     };
     assert_eq!(
         Core::new(no_connects).unwrap_err(),
         ConfigError::ZeroMaxConnecting
+    );
+    let zero_bound = Config {
+        wake: WakePolicy::Bounded(0),
+        ..base
+    };
+    assert_eq!(
+        Core::new(zero_bound).unwrap_err(),
+        ConfigError::ZeroBypassBound
     );
 }

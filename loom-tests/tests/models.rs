@@ -58,7 +58,7 @@ fn assert_quiet(state: &PoolState) {
     assert_eq!(c.checkouts, c.checkins, "{state:?}");
 }
 
-/// Model 1 (Handoff and Broadcast): three threads pinned over one or two
+/// Model 1 (Handoff, Broadcast and Bounded): three threads pinned over one or two
 /// connections, each checking out and in twice, always all complete
 /// (loom reports a deadlock if any thread parks for ever) and leave the
 /// pool quiet; the checkin oracle never sees a stranded waiter.
@@ -98,6 +98,11 @@ fn handoff_two_connections_all_complete() {
 #[test]
 fn broadcast_two_connections_all_complete() {
     all_complete(2, WakePolicy::Broadcast);
+}
+
+#[test]
+fn bounded_two_connections_all_complete() {
+    all_complete(2, WakePolicy::Bounded(1));
 }
 
 /// Model 2: the same pool under `Signal` — the checker must find the

@@ -19,11 +19,14 @@ pub fn parse_series(text: &str) -> Result<Series, String> {
         "handoff" => WakePolicy::Handoff,
         "broadcast" => WakePolicy::Broadcast,
         "signal" => WakePolicy::Signal,
-        other => {
-            return Err(format!(
-                "unknown wake policy {other:?} (handoff, broadcast, signal)"
-            ));
-        }
+        other => match other.strip_prefix("bounded-").map(str::parse) {
+            Some(Ok(bound)) if bound > 0 => WakePolicy::Bounded(bound),
+            _ => {
+                return Err(format!(
+                    "unknown wake policy {other:?} (handoff, broadcast, signal, bounded-N with N ≥ 1)"
+                ));
+            }
+        },
     };
     let pinning = match parts.next().unwrap_or("strict") {
         "strict" => Pinning::Strict,
@@ -54,11 +57,12 @@ pub fn parse_series(text: &str) -> Result<Series, String> {
 }
 
 /// The wake policy's name.
-pub fn policy_name(series: &Series) -> &'static str {
+pub fn policy_name(series: &Series) -> String {
     match series.wake {
-        WakePolicy::Handoff => "handoff",
-        WakePolicy::Broadcast => "broadcast",
-        WakePolicy::Signal => "signal",
+        WakePolicy::Handoff => "handoff".into(),
+        WakePolicy::Broadcast => "broadcast".into(),
+        WakePolicy::Signal => "signal".into(),
+        WakePolicy::Bounded(bound) => format!("bounded-{bound}"),
     }
 }
 
@@ -84,7 +88,7 @@ pub fn overflow_name(series: &Series) -> &'static str {
 /// A short label: `signal`, `handoff/affinity`, `handoff/strict/least-loaded`.
 pub fn label(series: &Series) -> String {
     match (series.pinning, series.overflow) {
-        (Pinning::Strict, Overflow::Random) => policy_name(series).to_string(),
+        (Pinning::Strict, Overflow::Random) => policy_name(series),
         (Pinning::Strict, _) => format!("{}/strict/{}", policy_name(series), overflow_name(series)),
         _ => format!("{}/{}", policy_name(series), pinning_name(series)),
     }

@@ -13,7 +13,7 @@ use super::waiter::{Outcome, WaitSlot};
 use crate::Error;
 use crate::core::{
     Action, Checkout, ConnId, Core, FailReason, Health, InputError, OwnerId, Pinning, PoolState,
-    Ticket,
+    Ticket, WakePolicy,
 };
 use crate::sync::{Arc, AtomicUsize, Mutex, spawn_or_run};
 
@@ -85,11 +85,13 @@ impl<M: Manager> Shared<M> {
         validate_on_checkout: bool,
     ) -> Arc<Self> {
         let config = core.config();
-        // The fast path replays the core's Handoff decision for a pinned
-        // owner; other wake policies decide differently on a checkin, and
-        // recorded events would miss the checkouts it serves.
+        // The fast path replays the core's decisions for a pinned owner
+        // whose connection nobody else waits for, which Handoff and Bounded
+        // make alike (idle on checkin); Broadcast and Signal wake sleepers
+        // waiting for other connections on every checkin, and recorded
+        // events would miss the checkouts it serves.
         let leasing = config.pinning != Pinning::Off
-            && config.wake == crate::core::WakePolicy::Handoff
+            && matches!(config.wake, WakePolicy::Handoff | WakePolicy::Bounded(_))
             && !config.record_events;
         let shared = Arc::new(Shared {
             id,

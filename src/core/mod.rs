@@ -163,6 +163,8 @@ impl Core {
         if let Some(conn) = self.usable_idle(waiter.owner, want) {
             self.waiters.remove(ticket);
             self.hand_over(ticket, waiter.owner, conn);
+            // It may have been the waiter kept awake for another idle one.
+            self.wake_beside_idle();
             return Ok(Checkout::Granted(conn));
         }
         // Under Handoff nobody sleeps or is woken: a retry there is spurious.
@@ -181,11 +183,15 @@ impl Core {
     /// was already granted (or failed), and the driver must treat that
     /// outcome as delivered — e.g. check the granted connection back in.
     pub fn cancel(&mut self, ticket: Ticket) -> bool {
-        let cancelled = self.waiters.remove(ticket).is_some();
-        if cancelled {
-            self.counters.cancelled += 1;
+        let Some(waiter) = self.waiters.remove(ticket) else {
+            return false;
+        };
+        self.counters.cancelled += 1;
+        if waiter.sleep.is_none() {
+            // It may have been the one woken for an idle connection.
+            self.wake_beside_idle();
         }
-        cancelled
+        true
     }
 
     /// Like [`Core::cancel`], for a waiter whose checkout deadline passed:
@@ -400,11 +406,20 @@ impl Core {
             }
     }
 
-    /// How many waiters are stranded (see [`Core::is_stranded`]). O(W).
+    /// Idle connections beside which every waiter that could use them
+    /// sleeps: lost wake-ups, with nobody on the way to take them. Never
+    /// under Handoff (nobody waits beside an idle connection), Broadcast
+    /// (all are woken) or Bounded (the oldest is woken); Signal's bug.
+    /// O(S·W) at worst: a check for tests and model checks.
     pub fn stranded(&self) -> usize {
-        self.waiters
-            .tickets()
-            .filter(|&ticket| self.is_stranded(ticket))
+        self.slots
+            .idle_newest_first()
+            .filter(|&conn| {
+                let mut eligible = self.waiters.eligible_for(conn).peekable();
+                eligible.peek().is_some()
+                    && eligible
+                        .all(|ticket| self.waiters.get(ticket).is_some_and(|w| w.sleep.is_some()))
+            })
             .count()
     }
 
@@ -514,6 +529,37 @@ impl Core {
                 self.slots.set_idle(conn);
                 while self.wake_oldest() {}
             }
+            WakePolicy::Bounded(bound) => match self.waiters.oldest_for(conn) {
+                Some(ticket) if self.waiters.bypassed(ticket) >= u64::from(bound) => {
+                    self.grant(ticket, conn)
+                }
+                // `provision` wakes the oldest waiter beside it.
+                _ => self.slots.set_idle(conn),
+            },
+        }
+    }
+
+    /// Under [`WakePolicy::Bounded`], keeps the oldest waiter that could use
+    /// each idle connection awake: the one woken at a checkin may since have
+    /// been granted another connection, cancelled or failed, and the next
+    /// must not sleep beside the idle one. O(idle · log W).
+    fn wake_beside_idle(&mut self) {
+        if !matches!(self.config.wake, WakePolicy::Bounded(_)) {
+            return;
+        }
+        let idle: Vec<ConnId> = self.slots.idle_newest_first().collect();
+        for conn in idle {
+            if let Some(oldest) = self.waiters.oldest_for(conn) {
+                self.wake(oldest);
+            }
+        }
+    }
+
+    /// Wakes `ticket` if it sleeps (a woken waiter is already on its way).
+    fn wake(&mut self, ticket: Ticket) {
+        if self.waiters.wake(ticket) {
+            self.counters.wakeups += 1;
+            self.actions.push_back(Action::Wake(ticket));
         }
     }
 
@@ -526,11 +572,10 @@ impl Core {
     }
 
     fn wake_oldest(&mut self) -> bool {
-        let Some(ticket) = self.waiters.wake_oldest() else {
+        let Some(ticket) = self.waiters.oldest_sleeper() else {
             return false;
         };
-        self.counters.wakeups += 1;
-        self.actions.push_back(Action::Wake(ticket));
+        self.wake(ticket);
         true
     }
 
@@ -609,6 +654,9 @@ impl Core {
             self.actions.push_back(Action::Open(conn));
             self.event(Event::ConnectionCreated(conn));
         }
+        // Last: binding unbound waiters above may have changed who is
+        // oldest beside an idle connection.
+        self.wake_beside_idle();
     }
 
     // ------------------------------------------------------------ bookkeeping

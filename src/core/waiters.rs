@@ -125,6 +125,13 @@ impl Waiters {
         }
     }
 
+    /// Every waiter that could use `conn`: those bound to it and the
+    /// unbound ones.
+    pub fn eligible_for(&self, conn: ConnId) -> impl Iterator<Item = Ticket> + '_ {
+        let bound = self.by_conn.get(&conn).into_iter().flatten();
+        bound.chain(self.any.iter()).copied()
+    }
+
     /// Waiters bound to `conn`.
     pub fn bound_to(&self, conn: ConnId) -> usize {
         self.by_conn.get(&conn).map_or(0, BTreeSet::len)
@@ -164,11 +171,26 @@ impl Waiters {
         self.sleepers.insert(order, ticket);
     }
 
-    /// Wakes the longest sleeper.
-    pub fn wake_oldest(&mut self) -> Option<Ticket> {
-        let (_, ticket) = self.sleepers.pop_first()?;
-        self.all.get_mut(&ticket).expect("sleepers wait").sleep = None;
-        Some(ticket)
+    /// Wakes `ticket` if it sleeps; whether it did.
+    pub fn wake(&mut self, ticket: Ticket) -> bool {
+        let Some(waiter) = self.all.get_mut(&ticket) else {
+            return false;
+        };
+        let Some(order) = waiter.sleep.take() else {
+            return false;
+        };
+        self.sleepers.remove(&order);
+        true
+    }
+
+    /// The times `ticket` was passed over (0 if it is not waiting).
+    pub fn bypassed(&self, ticket: Ticket) -> u64 {
+        self.all.get(&ticket).map_or(0, |w| w.bypassed)
+    }
+
+    /// The longest sleeper.
+    pub fn oldest_sleeper(&self) -> Option<Ticket> {
+        self.sleepers.first_key_value().map(|(_, &ticket)| ticket)
     }
 
     pub fn sleeping(&self) -> usize {
