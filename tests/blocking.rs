@@ -386,6 +386,34 @@ fn unpin_releases_the_current_threads_pin() {
     assert_eq!(pool.state().pinned_owners, 1, "pinned afresh");
 }
 
+/// Under Affinity a thread may hold two connections; its lease must
+/// follow whichever it is pinned to, in either drop order.
+#[test]
+fn an_affinity_thread_holding_two_connections_keeps_the_books_straight() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(2)
+        .pinning(Pinning::Affinity)
+        .build(manager.clone())
+        .unwrap();
+    for round in 0..4 {
+        let first = pool.get().unwrap();
+        let second = pool.get().unwrap();
+        assert_ne!(PooledConnection::id(&first), PooledConnection::id(&second));
+        if round % 2 == 0 {
+            drop(first);
+            drop(second);
+        } else {
+            drop(second);
+            drop(first);
+        }
+        drop(pool.get().unwrap()); // the fast path, or the core
+    }
+    let state = assert_conserved(&pool, &manager.tally);
+    assert_eq!(state.counters.checkouts, 12);
+    assert_eq!((state.in_use, state.idle, state.pinned_owners), (0, 2, 1));
+}
+
 #[test]
 fn asking_twice_while_holding_the_pinned_connection_fails_at_once() {
     let manager = TestManager::default();
