@@ -544,13 +544,16 @@ impl Core {
     /// been granted another connection, cancelled or failed, and the next
     /// must not sleep beside the idle one. O(idle · log W).
     fn wake_beside_idle(&mut self) {
-        if !matches!(self.config.wake, WakePolicy::Bounded(_)) {
+        if !matches!(self.config.wake, WakePolicy::Bounded(_)) || self.waiters.len() == 0 {
             return;
         }
-        let idle: Vec<ConnId> = self.slots.idle_newest_first().collect();
-        for conn in idle {
-            if let Some(oldest) = self.waiters.oldest_for(conn) {
-                self.wake(oldest);
+        // Field by field, so the idle list is walked without a copy.
+        for conn in self.slots.idle_newest_first() {
+            if let Some(oldest) = self.waiters.oldest_for(conn)
+                && self.waiters.wake(oldest)
+            {
+                self.counters.wakeups += 1;
+                self.actions.push_back(Action::Wake(oldest));
             }
         }
     }
