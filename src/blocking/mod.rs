@@ -65,7 +65,7 @@ pub use guard::PooledConnection;
 pub use manager::Manager;
 
 use crate::Error;
-use crate::core::{ConfigError, Health, PoolState, Ticket};
+use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
 use crate::sync::{Arc, Ordering};
 use lease::{Lease, Reacquire};
 use pins::Reclaim;
@@ -102,35 +102,39 @@ impl<M: Manager> Pool<M> {
         let lease = pins::take_lease(self.shared.id)?;
         let lease = lease.downcast::<Lease<M::Connection>>().ok()?;
         let (owner, id) = (lease.owner, lease.conn);
-        match lease.reacquire() {
-            Reacquire::Held(mut conn) => {
-                if self.shared.validate_on_checkout && !self.shared.is_valid(id, &mut conn) {
-                    let handed = Handed {
-                        id,
-                        conn,
-                        lease: Some(lease),
-                    };
-                    self.shared.checkin(handed, Health::Broken, owner, false);
-                    return None;
-                }
-                let handed = Handed {
-                    id,
-                    conn,
-                    lease: Some(lease),
-                };
-                Some(PooledConnection::new(self, handed, owner, false))
-            }
-            Reacquire::Recalled(conn) => {
-                let handed = Handed {
-                    id,
-                    conn,
-                    lease: Some(lease),
-                };
-                self.shared.checkin(handed, Health::Healthy, owner, false);
-                None
-            }
-            Reacquire::Empty => None,
+        let (conn, recalled) = match lease.reacquire() {
+            Reacquire::Held(conn) => (conn, false),
+            Reacquire::Recalled(conn) => (conn, true),
+            Reacquire::Empty => return None,
+        };
+        let handed = Handed {
+            id,
+            conn,
+            lease: Some(lease),
+        };
+        if recalled {
+            // Its waiters come first: return it through the core.
+            self.shared.checkin(handed, Health::Healthy, owner, false);
+            return None;
         }
+        self.validated(handed, owner, false)
+    }
+
+    /// The guard for a connection just handed out, after validation when it
+    /// is configured; `None` (the connection replaced) when that fails.
+    fn validated(
+        &self,
+        mut handed: Handed<M::Connection>,
+        owner: OwnerId,
+        ephemeral: bool,
+    ) -> Option<PooledConnection<'_, M>> {
+        let shared = &self.shared;
+        if shared.validate_on_checkout && !shared.is_valid(handed.id, &mut handed.conn) {
+            // The owner goes on asking, so even a one-off owner stays.
+            shared.checkin(handed, Health::Broken, owner, false);
+            return None;
+        }
+        Some(PooledConnection::new(self, handed, owner, ephemeral))
     }
 
     /// The core decides: granted now, or wait for a grant.
@@ -160,28 +164,27 @@ impl<M: Manager> Pool<M> {
                 }
                 Step::Failed(error) => Err(error),
             };
-            let mut handed = match outcome {
+            let handed = match outcome {
                 Ok(handed) => handed,
                 Err(error) => {
                     if ephemeral {
-                        shared.with_core(|inner| inner.unpin(owner));
+                        shared.with_core(|inner| inner.owner_gone(owner));
                     }
                     return Err(error);
                 }
             };
-            if shared.validate_on_checkout && !shared.is_valid(handed.id, &mut handed.conn) {
-                shared.checkin(handed, Health::Broken, owner, false);
-                let deadline =
-                    *clock.get_or_insert_with(|| Deadline::after(shared.checkout_timeout));
-                if deadline.passed() {
-                    return Err(Error::Timeout {
-                        waited: deadline.started.elapsed(),
-                        state: Box::new(self.state()),
-                    });
-                }
-                continue;
+            if let Some(conn) = self.validated(handed, owner, ephemeral) {
+                return Ok(conn);
             }
-            return Ok(PooledConnection::new(self, handed, owner, ephemeral));
+            // It failed validation and was replaced: ask again, within the
+            // same deadline.
+            let deadline = *clock.get_or_insert_with(|| Deadline::after(shared.checkout_timeout));
+            if deadline.passed() {
+                return Err(Error::Timeout {
+                    waited: deadline.started.elapsed(),
+                    state: Box::new(self.state()),
+                });
+            }
         }
     }
 

@@ -12,8 +12,7 @@ use super::pins::Reclaim;
 use super::waiter::{Outcome, WaitSlot};
 use crate::Error;
 use crate::core::{
-    Action, Checkout, ConnId, Core, FailReason, Health, InputError, OwnerId, Pinning, PoolState,
-    Ticket, WakePolicy,
+    Action, Checkout, ConnId, Core, FailReason, Health, InputError, OwnerId, PoolState, Ticket,
 };
 use crate::sync::{Arc, AtomicUsize, Mutex, spawn_or_run};
 
@@ -63,8 +62,6 @@ pub(crate) struct Inner<M: Manager> {
     waiters: HashMap<Ticket, Waiting<M>>,
     /// Connections leased to their pinned owner (checked out in the core).
     leases: HashMap<ConnId, Arc<Lease<M::Connection>>>,
-    /// Whether grants may become leases (see `lease.rs`).
-    leasing: bool,
     /// The manager's error for the `connect_failed` being processed.
     connect_failure: Option<Error<M::Error>>,
 }
@@ -84,15 +81,6 @@ impl<M: Manager> Shared<M> {
         checkout_timeout: Duration,
         validate_on_checkout: bool,
     ) -> Arc<Self> {
-        let config = core.config();
-        // The fast path replays the core's decisions for a pinned owner
-        // whose connection nobody else waits for, which Handoff and Bounded
-        // make alike (idle on checkin); Broadcast and Signal wake sleepers
-        // waiting for other connections on every checkin, and recorded
-        // events would miss the checkouts it serves.
-        let leasing = config.pinning != Pinning::Off
-            && matches!(config.wake, WakePolicy::Handoff | WakePolicy::Bounded(_))
-            && !config.record_events;
         let shared = Arc::new(Shared {
             id,
             manager,
@@ -104,7 +92,6 @@ impl<M: Manager> Shared<M> {
                 conns: HashMap::default(),
                 waiters: HashMap::default(),
                 leases: HashMap::default(),
-                leasing,
                 connect_failure: None,
             }),
             #[cfg(pinpool_loom)]
@@ -158,7 +145,7 @@ impl<M: Manager> Shared<M> {
         self.with_core(|inner| {
             inner.give_back(handed, health);
             if ephemeral {
-                inner.core.owner_gone(owner);
+                inner.owner_gone(owner);
             }
         });
     }
@@ -245,10 +232,7 @@ impl<M: Manager> Shared<M> {
 
 impl<M: Manager> Reclaim for Shared<M> {
     fn owner_gone(self: Arc<Self>, owner: OwnerId) {
-        self.with_core(|inner| {
-            inner.recall_leases(|lease| lease.owner == owner);
-            inner.core.owner_gone(owner);
-        });
+        self.with_core(|inner| inner.owner_gone(owner));
     }
 }
 
@@ -309,6 +293,12 @@ impl<M: Manager> Inner<M> {
         self.core.unpin(owner);
     }
 
+    /// `owner` is gone: its lease, pin and waiting tickets are released.
+    pub(crate) fn owner_gone(&mut self, owner: OwnerId) {
+        self.recall_leases(|lease| lease.owner == owner);
+        self.core.owner_gone(owner);
+    }
+
     /// Returns a held connection to the core (ending its lease, if any).
     fn give_back(&mut self, handed: Handed<M::Connection>, health: Health) {
         if let Some(lease) = handed.lease {
@@ -334,18 +324,15 @@ impl<M: Manager> Inner<M> {
         );
     }
 
-    /// Ends the leases a checkout by `owner` could depend on: the one on
-    /// its strict pin, or every lease when it may take any connection (or
-    /// is about to be bound to one).
+    /// Ends the leases a checkout by `owner` could depend on (the core's
+    /// [`Core::checkout_scope`]).
     fn recall_for(&mut self, owner: OwnerId) {
         if self.leases.is_empty() {
             return;
         }
-        match self.core.pinned_conn(owner) {
-            Some(conn) if self.core.config().pinning == Pinning::Strict => {
-                self.recall_leases(|lease| lease.conn == conn)
-            }
-            _ => self.recall_leases(|_| true),
+        match self.core.checkout_scope(owner) {
+            Some(conn) => self.recall_leases(|lease| lease.conn == conn),
+            None => self.recall_leases(|_| true),
         }
     }
 
@@ -371,19 +358,15 @@ impl<M: Manager> Inner<M> {
         }
     }
 
-    /// Takes `conn` out for `owner`, leasing it when the fast path may
-    /// serve the owner's next checkouts: it is the owner's pin and nobody
-    /// else could use it.
+    /// Takes `conn` out for `owner`, leasing it when the core says the
+    /// fast path may serve the owner's next checkouts ([`Core::may_lease`])
+    /// and the owner can find its lease again (a thread registration).
     fn hand_out(&mut self, owner: OwnerId, conn: ConnId, may_lease: bool) -> Handed<M::Connection> {
         let physical = self
             .conns
             .remove(&conn)
             .expect("the core grants only established connections the pool holds");
-        let lease = (self.leasing
-            && may_lease
-            && self.core.pinned_conn(owner) == Some(conn)
-            && !self.core.has_waiter_for(conn))
-        .then(|| {
+        let lease = (may_lease && self.core.may_lease(owner, conn)).then(|| {
             let lease = Arc::new(Lease::new(conn, owner));
             self.leases.insert(conn, Arc::clone(&lease));
             lease

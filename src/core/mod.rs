@@ -9,8 +9,9 @@
 //! quinn-proto:
 //!
 //! * inputs: [`Core::checkout`], [`Core::retry`], [`Core::cancel`],
-//!   [`Core::time_out`], [`Core::checkin`], [`Core::note_lease_reuses`], [`Core::connected`], [`Core::connect_failed`],
-//!   [`Core::unpin`], [`Core::owner_gone`], [`Core::clear`], [`Core::close`];
+//!   [`Core::time_out`], [`Core::checkin`], [`Core::note_lease_reuses`],
+//!   [`Core::connected`], [`Core::connect_failed`], [`Core::unpin`],
+//!   [`Core::owner_gone`], [`Core::clear`], [`Core::close`];
 //! * outputs: the immediate [`Checkout`] answer, then [`Core::poll_action`]
 //!   (work to do: open, close, grant, wake, fail) and [`Core::poll_event`]
 //!   (monitoring).
@@ -163,8 +164,7 @@ impl Core {
         if let Some(conn) = self.usable_idle(waiter.owner, want) {
             self.waiters.remove(ticket);
             self.hand_over(ticket, waiter.owner, conn);
-            // It may have been the waiter kept awake for another idle one.
-            self.wake_beside_idle();
+            self.provision();
             return Ok(Checkout::Granted(conn));
         }
         // Under Handoff nobody sleeps or is woken: a retry there is spurious.
@@ -183,14 +183,11 @@ impl Core {
     /// was already granted (or failed), and the driver must treat that
     /// outcome as delivered — e.g. check the granted connection back in.
     pub fn cancel(&mut self, ticket: Ticket) -> bool {
-        let Some(waiter) = self.waiters.remove(ticket) else {
+        if self.waiters.remove(ticket).is_none() {
             return false;
-        };
-        self.counters.cancelled += 1;
-        if waiter.sleep.is_none() {
-            // It may have been the one woken for an idle connection.
-            self.wake_beside_idle();
         }
+        self.counters.cancelled += 1;
+        self.provision();
         true
     }
 
@@ -208,11 +205,8 @@ impl Core {
     }
 
     /// The driver served `reuses` checkouts (and as many checkins) of a
-    /// connection it kept checked out to its pinned owner, without asking
-    /// the core: a fast path that is only valid while
-    /// [`Core::has_waiter_for`] that connection is false, and that a
-    /// driver ends (with an ordinary [`Core::checkin`]) before any other
-    /// input that may depend on the connection. Only the counters change.
+    /// connection it leased to its pinned owner (see [`Core::may_lease`])
+    /// without asking the core. Only the counters change.
     pub fn note_lease_reuses(&mut self, reuses: u64) {
         self.counters.checkouts += reuses;
         self.counters.checkins += reuses;
@@ -357,10 +351,50 @@ impl Core {
         self.pins.get(&owner).copied()
     }
 
-    /// Whether a waiter could use `conn` if it were checked in now: the
-    /// condition under which a checkin is more than a return to idle.
-    pub fn has_waiter_for(&self, conn: ConnId) -> bool {
-        self.waiters.oldest_for(conn).is_some()
+    /// Whether a driver may *lease* `conn`, just granted to `owner`: keep
+    /// it checked out to the owner and serve the owner's next checkouts and
+    /// checkins itself, counting them with [`Core::note_lease_reuses`].
+    /// That replays this core's own decisions exactly when the owner is
+    /// pinned to `conn`, no waiter could use it, and a checkin nobody waits
+    /// for is a plain return to idle (Handoff and Bounded; Broadcast and
+    /// Signal wake sleepers waiting for other connections on every
+    /// checkin); and no events are recorded, as they would miss those
+    /// checkouts. Before any input whose answer could depend on a leased
+    /// connection (see [`Core::checkout_scope`]) the driver must end the
+    /// lease with an ordinary [`Core::checkin`].
+    ///
+    /// ```
+    /// use pinpool::core::{Action, Checkout, Config, ConnId, Core, OwnerId};
+    ///
+    /// let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// let (alice, bob, conn) = (OwnerId(1), OwnerId(2), ConnId(1));
+    /// core.checkout(alice);
+    /// core.poll_action(); // Open
+    /// core.connected(conn)?;
+    /// assert!(core.may_lease(alice, conn), "pinned, and nobody else waits");
+    /// assert!(!core.may_lease(bob, conn), "not bob's pin");
+    /// let Checkout::Waiting(_) = core.checkout(bob) else { unreachable!() };
+    /// assert!(!core.may_lease(alice, conn), "bob waits for it");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn may_lease(&self, owner: OwnerId, conn: ConnId) -> bool {
+        let config = &self.config;
+        config.pinning != Pinning::Off
+            && matches!(config.wake, WakePolicy::Handoff | WakePolicy::Bounded(_))
+            && !config.record_events
+            && self.pins.get(&owner) == Some(&conn)
+            && self.waiters.oldest_for(conn).is_none()
+    }
+
+    /// The one connection a checkout by `owner` can depend on, when there
+    /// is one: its Strict pin. `None` means it may depend on any connection
+    /// (it may take any, or is about to be bound to one), so a driver must
+    /// end every lease before it.
+    pub fn checkout_scope(&self, owner: OwnerId) -> Option<ConnId> {
+        match self.config.pinning {
+            Pinning::Strict => self.pins.get(&owner).copied(),
+            Pinning::Affinity | Pinning::Off => None,
+        }
     }
 
     /// Whether the pool was closed.
@@ -533,7 +567,8 @@ impl Core {
                 Some(ticket) if self.waiters.bypassed(ticket) >= u64::from(bound) => {
                     self.grant(ticket, conn)
                 }
-                // `provision` wakes the oldest waiter beside it.
+                // Every input ends in `provision`, which wakes the oldest
+                // waiter beside it.
                 _ => self.slots.set_idle(conn),
             },
         }
@@ -549,20 +584,14 @@ impl Core {
         }
         // Field by field, so the idle list is walked without a copy.
         for conn in self.slots.idle_newest_first() {
-            if let Some(oldest) = self.waiters.oldest_for(conn)
-                && self.waiters.wake(oldest)
-            {
-                self.counters.wakeups += 1;
-                self.actions.push_back(Action::Wake(oldest));
+            if let Some(oldest) = self.waiters.oldest_for(conn) {
+                wake(
+                    &mut self.waiters,
+                    &mut self.counters,
+                    &mut self.actions,
+                    oldest,
+                );
             }
-        }
-    }
-
-    /// Wakes `ticket` if it sleeps (a woken waiter is already on its way).
-    fn wake(&mut self, ticket: Ticket) {
-        if self.waiters.wake(ticket) {
-            self.counters.wakeups += 1;
-            self.actions.push_back(Action::Wake(ticket));
         }
     }
 
@@ -578,7 +607,12 @@ impl Core {
         let Some(ticket) = self.waiters.oldest_sleeper() else {
             return false;
         };
-        self.wake(ticket);
+        wake(
+            &mut self.waiters,
+            &mut self.counters,
+            &mut self.actions,
+            ticket,
+        );
         true
     }
 
@@ -612,9 +646,11 @@ impl Core {
         self.waiters.retarget(conn, replacement);
     }
 
-    /// Makes sure enough connections are on their way: slots for unbound
-    /// waiters (up to `max_size`), `min_size` kept, and pending slots started
-    /// up to `max_connecting`.
+    /// Restores what every input must leave true, and so ends every input
+    /// that can change it: enough connections on their way (slots for
+    /// unbound waiters up to `max_size`, `min_size` kept, pending slots
+    /// started up to `max_connecting`) and, under Bounded, an awake waiter
+    /// beside every idle connection one could use.
     fn provision(&mut self) {
         if self.closed {
             return;
@@ -657,8 +693,8 @@ impl Core {
             self.actions.push_back(Action::Open(conn));
             self.event(Event::ConnectionCreated(conn));
         }
-        // Last: binding unbound waiters above may have changed who is
-        // oldest beside an idle connection.
+        // Last: any input (a grant, a cancel, binding unbound waiters above)
+        // may have changed who is oldest beside an idle connection.
         self.wake_beside_idle();
     }
 
@@ -701,5 +737,20 @@ impl Core {
         if self.config.record_events {
             self.events.push_back(event);
         }
+    }
+}
+
+/// Wakes `ticket` if it sleeps (a woken waiter is already on its way).
+/// Takes the core's fields rather than the core, so a caller may walk the
+/// slot table meanwhile.
+fn wake(
+    waiters: &mut Waiters,
+    counters: &mut Counters,
+    actions: &mut VecDeque<Action>,
+    ticket: Ticket,
+) {
+    if waiters.wake(ticket) {
+        counters.wakeups += 1;
+        actions.push_back(Action::Wake(ticket));
     }
 }
