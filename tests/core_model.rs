@@ -19,7 +19,9 @@
 //! * grants follow arrival order among waiters that could use the connection
 //!   (FIFO) — under Handoff, and under Broadcast when woken threads run in the
 //!   order they were woken;
-//! * a departed owner leaves no pin and no ticket behind.
+//! * a departed owner leaves no pin and no ticket behind;
+//! * an unpinned checkout never pins its owner, and never waits unserved
+//!   while the pool has room: some connection is on its way.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -56,6 +58,9 @@ struct Setup {
 #[derive(Clone, Debug)]
 enum Op {
     Checkout(usize),
+    /// An unpinned checkout by a fresh owner (an async task outside a
+    /// pinned scope).
+    CheckoutUnpinned,
     Checkin { pick: usize, broken: bool },
     Establish(usize),
     FailConnect(usize),
@@ -108,6 +113,7 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
         let pick = any::<usize>;
         prop_oneof![
             12 => (0..OWNERS).prop_map(Op::Checkout),
+            4 => Just(Op::CheckoutUnpinned),
             10 => (pick(), prop::bool::weighted(0.15))
                 .prop_map(|(pick, broken)| Op::Checkin { pick, broken }),
             8 => pick().prop_map(Op::Establish),
@@ -145,6 +151,8 @@ struct Model {
     timeouts: u64,
     waiting: BTreeMap<Ticket, Waiting>,
     pins: HashMap<OwnerId, ConnId>,
+    /// Owners of unpinned checkouts: none may ever be pinned.
+    unpinned: BTreeSet<OwnerId>,
 }
 
 struct Sut {
@@ -226,6 +234,20 @@ impl Sut {
                         assert!(self.config().pinning == Pinning::Strict && holds_pinned)
                     }
                     Checkout::Failed(other) => panic!("checkout failed with {other:?}"),
+                }
+            }
+            Op::CheckoutUnpinned => {
+                self.next_owner += 1;
+                let owner = OwnerId(self.next_owner);
+                self.model.unpinned.insert(owner);
+                match self.core.checkout_unpinned(owner) {
+                    Checkout::Granted(conn) => self.granted(Ticket(u64::MAX), conn, owner),
+                    Checkout::Waiting(ticket) => {
+                        let asleep = self.config().wake != WakePolicy::Handoff;
+                        self.model.waiting.insert(ticket, Waiting { owner, asleep });
+                    }
+                    Checkout::Failed(FailReason::PoolClosed) => assert!(self.core.is_closed()),
+                    Checkout::Failed(other) => panic!("unpinned checkout failed with {other:?}"),
                 }
             }
             Op::Checkin { pick, broken } => {
@@ -384,6 +406,10 @@ impl Sut {
     fn observe(&mut self, event: Event) {
         match event {
             Event::Pinned { owner, conn } => {
+                assert!(
+                    !self.model.unpinned.contains(&owner),
+                    "an unpinned checkout pinned {owner}"
+                );
                 self.model.pins.insert(owner, conn);
             }
             Event::Unpinned { owner, conn } | Event::PinReclaimed { owner, conn } => {
@@ -420,6 +446,16 @@ impl Sut {
         );
         if !state.closed {
             assert!(state.total() >= config.min_size, "below min_size");
+            let unpinned_waits = model
+                .waiting
+                .values()
+                .any(|w| model.unpinned.contains(&w.owner));
+            if unpinned_waits && state.total() < config.max_size {
+                assert!(
+                    state.pending + state.connecting > 0,
+                    "an unpinned checkout waits with room and nothing on its way: {state:?}"
+                );
+            }
         }
 
         assert_eq!(state.pinned_owners, model.pins.len(), "pinned owners");

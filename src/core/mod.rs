@@ -8,7 +8,7 @@
 //! it *inputs* and carry out the [`Action`]s it emits, in the style of
 //! quinn-proto:
 //!
-//! * inputs: [`Core::checkout`], [`Core::retry`], [`Core::cancel`],
+//! * inputs: [`Core::checkout`], [`Core::checkout_unpinned`], [`Core::retry`], [`Core::cancel`],
 //!   [`Core::time_out`], [`Core::checkin`], [`Core::note_lease_reuses`],
 //!   [`Core::connected`], [`Core::connect_failed`], [`Core::unpin`],
 //!   [`Core::owner_gone`], [`Core::clear`], [`Core::close`];
@@ -112,31 +112,56 @@ impl Core {
 
     // ----------------------------------------------------------------- inputs
 
-    /// `owner` asks for a connection.
+    /// `owner` asks for a connection, as the [`Pinning`] mode binds it.
     ///
     /// Returns [`Checkout::Granted`] when it can have one now, otherwise
     /// [`Checkout::Waiting`] with the ticket that a later [`Action::Grant`],
     /// [`Action::Wake`] or [`Action::Fail`] names.
     pub fn checkout(&mut self, owner: OwnerId) -> Checkout {
+        self.checkout_as(owner, true)
+    }
+
+    /// `owner` asks for any connection, without a pin: the first that is
+    /// idle or frees up serves it (in arrival order among those that could
+    /// use it), whatever the [`Pinning`] mode, and the checkout creates no
+    /// pin. An async task outside a pinned scope asks this way.
+    ///
+    /// ```
+    /// use pinpool::core::{Checkout, Config, ConnId, Core, Health, OwnerId};
+    ///
+    /// let mut core = Core::new(Config { max_size: 2, min_size: 2, ..Config::default() })?;
+    /// while core.poll_action().is_some() {}
+    /// core.connected(ConnId(1))?;
+    /// core.connected(ConnId(2))?;
+    /// let Checkout::Granted(conn) = core.checkout_unpinned(OwnerId(7)) else { unreachable!() };
+    /// assert_eq!(core.pinned_conn(OwnerId(7)), None);
+    /// core.checkin(conn, Health::Healthy)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn checkout_unpinned(&mut self, owner: OwnerId) -> Checkout {
+        self.checkout_as(owner, false)
+    }
+
+    fn checkout_as(&mut self, owner: OwnerId, pins: bool) -> Checkout {
         self.next_ticket += 1;
         let ticket = Ticket(self.next_ticket);
         if self.closed {
             return self.fail_now(owner, FailReason::PoolClosed);
         }
-        let want = match (self.config.pinning, self.pins.get(&owner)) {
-            (Pinning::Strict, Some(&conn)) if self.slots.holder(conn) == Some(owner) => {
+        let want = match (self.config.pinning, pins, self.pins.get(&owner)) {
+            (_, false, _) | (Pinning::Affinity | Pinning::Off, true, _) => Want::Any,
+            (Pinning::Strict, true, Some(&conn)) if self.slots.holder(conn) == Some(owner) => {
                 return self.fail_now(owner, FailReason::AlreadyHeld);
             }
-            (Pinning::Strict, Some(&conn)) => Want::Conn(conn),
-            (Pinning::Strict, None) => self.bind_new_owner(owner, ticket),
-            (Pinning::Affinity | Pinning::Off, _) => Want::Any,
+            (Pinning::Strict, true, Some(&conn)) => Want::Conn(conn),
+            (Pinning::Strict, true, None) => self.bind_new_owner(owner, ticket),
         };
         if let Some(conn) = self.usable_idle(owner, want) {
-            self.hand_over(ticket, owner, conn);
+            self.hand_over(ticket, owner, conn, pins);
             return Checkout::Granted(conn);
         }
         let sleeping = self.config.wake != WakePolicy::Handoff;
-        self.waiters.insert(ticket, owner, want, sleeping);
+        self.waiters.insert(ticket, owner, want, pins, sleeping);
         self.counters.waits += 1;
         self.event(Event::Waiting { owner, ticket });
         self.provision();
@@ -157,13 +182,13 @@ impl Core {
             .get(ticket)
             .ok_or(InputError::NotWaiting(ticket))?;
         let mut want = waiter.want;
-        if self.config.pinning == Pinning::Strict && want == Want::Any {
+        if self.config.pinning == Pinning::Strict && want == Want::Any && waiter.pins {
             want = self.bind_new_owner(waiter.owner, ticket);
             self.waiters.set_want(ticket, want);
         }
         if let Some(conn) = self.usable_idle(waiter.owner, want) {
             self.waiters.remove(ticket);
-            self.hand_over(ticket, waiter.owner, conn);
+            self.hand_over(ticket, waiter.owner, conn, waiter.pins);
             self.provision();
             return Ok(Checkout::Granted(conn));
         }
@@ -523,14 +548,16 @@ impl Core {
         }
     }
 
-    /// Checks `conn` out to `owner` (request `ticket`) and updates its pin.
-    fn hand_over(&mut self, ticket: Ticket, owner: OwnerId, conn: ConnId) {
+    /// Checks `conn` out to `owner` (request `ticket`) and, for a pinning
+    /// checkout, updates its pin.
+    fn hand_over(&mut self, ticket: Ticket, owner: OwnerId, conn: ConnId, pins: bool) {
         self.slots.set_in_use(conn, owner);
-        let repin = match self.config.pinning {
-            Pinning::Strict => !self.pins.contains_key(&owner),
-            Pinning::Affinity => self.pins.get(&owner) != Some(&conn),
-            Pinning::Off => false,
-        };
+        let repin = pins
+            && match self.config.pinning {
+                Pinning::Strict => !self.pins.contains_key(&owner),
+                Pinning::Affinity => self.pins.get(&owner) != Some(&conn),
+                Pinning::Off => false,
+            };
         if repin {
             self.drop_pin(owner);
             self.pin(owner, conn);
@@ -598,7 +625,7 @@ impl Core {
     /// Hands `conn` directly to waiter `ticket`.
     fn grant(&mut self, ticket: Ticket, conn: ConnId) {
         let waiter = self.waiters.remove(ticket).expect("granted tickets wait");
-        self.hand_over(ticket, waiter.owner, conn);
+        self.hand_over(ticket, waiter.owner, conn, waiter.pins);
         self.counters.handoffs += 1;
         self.actions.push_back(Action::Grant { ticket, conn });
     }
@@ -657,30 +684,34 @@ impl Core {
         }
         let max_size = self.config.max_size;
         if self.config.pinning == Pinning::Strict {
-            // Unbound Strict waiters (RandomIdle overflow found nothing idle) get
-            // a connection of their own when room appears, as a new owner
-            // below max_size would.
+            // Unbound Strict owners (RandomIdle overflow found nothing idle)
+            // get a connection of their own when room appears, as a new
+            // owner below max_size would.
             while self.slots.total() < max_size
-                && let Some(ticket) = self.waiters.nth_unbound(0)
+                && let Some(ticket) = self.waiters.oldest_unbound_pinning()
             {
                 let owner = self.waiters.get(ticket).expect("queued").owner;
                 let conn = self.slots.create_pending(self.generation, Some(ticket));
                 self.pin(owner, conn);
                 self.waiters.set_want(ticket, Want::Conn(conn));
             }
-        } else {
-            // Every pending or connecting slot will serve one unbound waiter;
-            // open more while waiters outnumber them. A failure is reported
-            // to the oldest waiter not already covered.
-            loop {
-                let on_the_way = self.slots.pending() + self.slots.connecting();
-                if self.slots.total() >= max_size {
-                    break;
-                }
-                let Some(ticket) = self.waiters.nth_unbound(on_the_way) else {
-                    break;
-                };
+        }
+        // The unbound waiters left can use any connection (every waiter but
+        // Strict pinned ones; under Strict, unpinned checkouts). A slot on
+        // its way nobody is pinned to will serve one of them: open more
+        // while they outnumber such slots. A failure is reported to the
+        // oldest waiter not already covered.
+        if self.slots.total() < max_size && self.waiters.any_unbound() {
+            let mut on_the_way = match self.config.pinning {
+                // Strict slots opened for new owners serve those owners.
+                Pinning::Strict => self.slots.unpinned_on_the_way(),
+                Pinning::Affinity | Pinning::Off => self.slots.pending() + self.slots.connecting(),
+            };
+            while self.slots.total() < max_size
+                && let Some(ticket) = self.waiters.nth_unbound(on_the_way)
+            {
                 self.slots.create_pending(self.generation, Some(ticket));
+                on_the_way += 1;
             }
         }
         while self.slots.total() < self.config.min_size {

@@ -154,6 +154,16 @@ impl Slots {
         self.idle.values().nth(n).copied()
     }
 
+    /// Pending and connecting slots nobody is pinned to: on their way for
+    /// whoever asks first. O(S).
+    pub fn unpinned_on_the_way(&self) -> usize {
+        self.slots
+            .values()
+            .filter(|s| matches!(s.state, SlotState::Pending | SlotState::Connecting))
+            .filter(|s| s.pinned.is_empty())
+            .count()
+    }
+
     pub fn is_idle(&self, id: ConnId) -> bool {
         matches!(self.get(id).map(|s| s.state), Some(SlotState::Idle { .. }))
     }

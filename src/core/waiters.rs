@@ -24,6 +24,9 @@ pub(super) struct Waiter {
     pub sleep: Option<u64>,
     /// Times a later request took a connection this waiter could have used.
     pub bypassed: u64,
+    /// Whether the connection it is granted pins its owner (false for an
+    /// unpinned checkout).
+    pub pins: bool,
 }
 
 /// Every waiting ticket, indexed three ways.
@@ -60,7 +63,14 @@ impl Waiters {
         self.all.keys().copied()
     }
 
-    pub fn insert(&mut self, ticket: Ticket, owner: OwnerId, want: Want, sleeping: bool) {
+    pub fn insert(
+        &mut self,
+        ticket: Ticket,
+        owner: OwnerId,
+        want: Want,
+        pins: bool,
+        sleeping: bool,
+    ) {
         self.all.insert(
             ticket,
             Waiter {
@@ -68,6 +78,7 @@ impl Waiters {
                 want,
                 sleep: None,
                 bypassed: 0,
+                pins,
             },
         );
         self.queue_of(want).insert(ticket);
@@ -140,6 +151,17 @@ impl Waiters {
     /// The `n`th oldest unbound waiter.
     pub fn nth_unbound(&self, n: usize) -> Option<Ticket> {
         self.any.iter().nth(n).copied()
+    }
+
+    /// Whether some waiter can use any connection.
+    pub fn any_unbound(&self) -> bool {
+        !self.any.is_empty()
+    }
+
+    /// The oldest unbound waiter whose grant will pin its owner (a Strict
+    /// owner waiting to be bound). O(unbound waiters).
+    pub fn oldest_unbound_pinning(&self) -> Option<Ticket> {
+        self.any.iter().copied().find(|t| self.all[t].pins)
     }
 
     /// Records that `taker`, arriving later than some waiters that could
