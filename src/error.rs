@@ -30,6 +30,11 @@ pub enum Error<E> {
     /// asked for (the panic was caught; the pool is intact).
     #[error("the connection manager panicked while opening a connection")]
     ConnectPanicked,
+    /// The connect this checkout asked for was abandoned before it ended:
+    /// the task running it was dropped (its runtime shut down), or no Tokio
+    /// runtime was there to run it.
+    #[error("the connect was abandoned: its runtime shut down or none was running")]
+    ConnectAborted,
     /// The pool was closed before or while the checkout waited.
     #[error("the pool is closed")]
     Closed,

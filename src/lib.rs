@@ -3,11 +3,17 @@
 //! it — FIFO, with no lost and no futile wake-ups.
 //!
 //! Every decision lives in [`core`], a pure deterministic state machine; the
-//! [`blocking`] pool, the model checks and the simulation all drive it.
+//! [`blocking`] pool, the [`tokio`] pool, the model checks
+//! and the simulation all drive it.
 
 pub mod blocking;
+mod builder;
 pub mod core;
+mod driver;
 mod error;
 mod sync;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
+pub use builder::Builder;
 pub use error::Error;

@@ -61,7 +61,10 @@ enum Op {
     /// An unpinned checkout by a fresh owner (an async task outside a
     /// pinned scope).
     CheckoutUnpinned,
-    Checkin { pick: usize, broken: bool },
+    Checkin {
+        pick: usize,
+        broken: bool,
+    },
     Establish(usize),
     FailConnect(usize),
     Cancel(usize),

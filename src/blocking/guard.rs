@@ -3,9 +3,9 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use super::shared::Handed;
 use super::{Manager, Pool, pins};
 use crate::core::{ConnId, Health, OwnerId};
+use crate::driver::Handed;
 
 /// A checked-out connection. Dereferences to the connection; dropping it
 /// checks the connection back in (after [`Manager::has_broken`]), also when
@@ -15,24 +15,15 @@ pub struct PooledConnection<'a, M: Manager> {
     /// `Some` until the guard is dropped.
     handed: Option<Handed<M::Connection>>,
     owner: OwnerId,
-    /// A one-off owner (a checkout made while the thread was exiting): its
-    /// pin is released at checkin.
-    ephemeral: bool,
     discarded: bool,
 }
 
 impl<'a, M: Manager> PooledConnection<'a, M> {
-    pub(crate) fn new(
-        pool: &'a Pool<M>,
-        handed: Handed<M::Connection>,
-        owner: OwnerId,
-        ephemeral: bool,
-    ) -> Self {
+    pub(crate) fn new(pool: &'a Pool<M>, handed: Handed<M::Connection>, owner: OwnerId) -> Self {
         PooledConnection {
             pool,
             handed: Some(handed),
             owner,
-            ephemeral,
             discarded: false,
         }
     }
@@ -106,7 +97,7 @@ impl<M: Manager> Drop for PooledConnection<'_, M> {
         } else {
             Health::Healthy
         };
-        shared.checkin(handed, health, self.owner, self.ephemeral);
+        shared.checkin(handed, health);
     }
 }
 

@@ -48,9 +48,7 @@
 //! panicked. The thread-local holds the pool weakly: it never keeps a pool
 //! alive, and a pool dropped first is simply skipped.
 
-mod builder;
 mod guard;
-mod lease;
 mod manager;
 mod pins;
 mod shared;
@@ -60,17 +58,20 @@ use std::fmt;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-pub use builder::Builder;
 pub use guard::PooledConnection;
+
+/// Options for a blocking [`Pool`] (see [`crate::Builder`]).
+pub type Builder<M> = crate::Builder<Pool<M>>;
 pub use manager::Manager;
 
 use crate::Error;
-use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
+use crate::core::{ConfigError, Core, Health, OwnerId, PoolState, Ticket};
+use crate::driver::lease::{Lease, Reacquire};
+use crate::driver::{Handed, Outcome, Step};
 use crate::sync::{Arc, Ordering};
-use lease::{Lease, Reacquire};
 use pins::Reclaim;
-use shared::{Handed, Shared, Step};
-use waiter::Outcome;
+use shared::Shared;
+use waiter::WaitSlot;
 
 /// A blocking connection pool. See the [module documentation](self).
 pub struct Pool<M: Manager> {
@@ -114,10 +115,10 @@ impl<M: Manager> Pool<M> {
         };
         if recalled {
             // Its waiters come first: return it through the core.
-            self.shared.checkin(handed, Health::Healthy, owner, false);
+            self.shared.checkin(handed, Health::Healthy);
             return None;
         }
-        self.validated(handed, owner, false)
+        self.validated(handed, owner)
     }
 
     /// The guard for a connection just handed out, after validation when it
@@ -126,15 +127,13 @@ impl<M: Manager> Pool<M> {
         &self,
         mut handed: Handed<M::Connection>,
         owner: OwnerId,
-        ephemeral: bool,
     ) -> Option<PooledConnection<'_, M>> {
         let shared = &self.shared;
         if shared.validate_on_checkout && !shared.is_valid(handed.id, &mut handed.conn) {
-            // The owner goes on asking, so even a one-off owner stays.
-            shared.checkin(handed, Health::Broken, owner, false);
+            shared.checkin(handed, Health::Broken);
             return None;
         }
-        Some(PooledConnection::new(self, handed, owner, ephemeral))
+        Some(PooledConnection::new(self, handed, owner))
     }
 
     /// The core decides: granted now, or wait for a grant.
@@ -148,13 +147,15 @@ impl<M: Manager> Pool<M> {
             pool
         });
         // A thread whose thread-locals are already gone (a checkout from
-        // another thread-local's destructor) gets a one-off identity.
-        let (owner, ephemeral) = match registered {
-            Some(owner) => (owner, false),
-            None => (pins::fresh_owner(), true),
+        // another thread-local's destructor) cannot be pinned: it makes an
+        // unpinned checkout under a one-off identity.
+        let (owner, pins) = match registered {
+            Some(owner) => (owner, true),
+            None => (crate::driver::fresh_owner(), false),
         };
         loop {
-            let step = shared.with_core(|inner| inner.checkout(owner, !ephemeral));
+            let step = shared
+                .with_core(|inner| inner.checkout(owner, pins, pins, WaitSlot::for_current_thread));
             let outcome = match step {
                 Step::Ready(handed) => Ok(handed),
                 Step::Wait(ticket, slot) => {
@@ -164,16 +165,7 @@ impl<M: Manager> Pool<M> {
                 }
                 Step::Failed(error) => Err(error),
             };
-            let handed = match outcome {
-                Ok(handed) => handed,
-                Err(error) => {
-                    if ephemeral {
-                        shared.with_core(|inner| inner.owner_gone(owner));
-                    }
-                    return Err(error);
-                }
-            };
-            if let Some(conn) = self.validated(handed, owner, ephemeral) {
+            if let Some(conn) = self.validated(outcome?, owner) {
                 return Ok(conn);
             }
             // It failed validation and was replaced: ask again, within the
@@ -253,6 +245,22 @@ impl<M: Manager> Pool<M> {
     /// The manager this pool opens connections with.
     pub fn manager(&self) -> &M {
         &self.shared.manager
+    }
+}
+
+impl<M: Manager> crate::Builder<Pool<M>> {
+    /// Builds the pool, rejecting an invalid configuration. Starts opening
+    /// `min_size` connections in the background.
+    pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
+        let core = Core::new(self.config)?;
+        let shared = Shared::new(
+            crate::builder::next_pool_id(),
+            manager,
+            core,
+            self.checkout_timeout,
+            self.validate_on_checkout,
+        );
+        Ok(Pool { shared })
     }
 }
 

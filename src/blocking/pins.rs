@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::sync::Weak;
 
 use crate::core::OwnerId;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::driver::fresh_owner;
 
 use crate::sync::{Arc, thread_local};
 
@@ -19,14 +19,6 @@ use crate::sync::{Arc, thread_local};
 pub(crate) trait Reclaim: Send + Sync {
     /// Releases `owner`'s pin and lease (the thread is gone).
     fn owner_gone(self: Arc<Self>, owner: OwnerId);
-}
-
-/// Owner ids are process-wide and never reused (the core requires it).
-static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
-
-/// A fresh owner id, for a thread or for a one-off checkout.
-pub(crate) fn fresh_owner() -> OwnerId {
-    OwnerId(NEXT_OWNER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A lease, type-erased so one thread-local serves pools of every

@@ -4,19 +4,8 @@
 
 use std::time::Instant;
 
-use super::shared::Handed;
-use crate::Error;
+use crate::driver::{Outcome, Slot};
 use crate::sync::{Arc, Mutex, Thread, current, park_until};
-
-/// What a waiting checkout is told.
-pub(crate) enum Outcome<C, E> {
-    /// It now holds this connection.
-    Granted(Handed<C>),
-    /// Woken to retry (Broadcast and Signal only).
-    Woken,
-    /// It failed.
-    Failed(Error<E>),
-}
 
 pub(crate) struct WaitSlot<C, E> {
     outcome: Mutex<Option<Outcome<C, E>>>,
@@ -30,21 +19,6 @@ impl<C, E> WaitSlot<C, E> {
             outcome: Mutex::new(None),
             thread: current(),
         })
-    }
-
-    /// Stores an outcome (under the pool lock); the caller unparks the
-    /// thread with [`WaitSlot::unpark`] once the lock is released. A final
-    /// outcome replaces a pending `Woken`, never the reverse.
-    pub(crate) fn deliver(&self, outcome: Outcome<C, E>) {
-        let mut slot = self.outcome.lock();
-        if matches!(outcome, Outcome::Woken) && slot.is_some() {
-            return;
-        }
-        *slot = Some(outcome);
-    }
-
-    pub(crate) fn unpark(&self) {
-        self.thread.unpark();
     }
 
     /// Parks until an outcome arrives or `deadline` passes (`None`).
@@ -61,5 +35,23 @@ impl<C, E> WaitSlot<C, E> {
             }
             park_until(deadline);
         }
+    }
+}
+
+impl<C: Send, E: Send> Slot<C, E> for WaitSlot<C, E> {
+    fn deliver(&self, outcome: Outcome<C, E>) {
+        let mut slot = self.outcome.lock();
+        if matches!(outcome, Outcome::Woken) && slot.is_some() {
+            return;
+        }
+        *slot = Some(outcome);
+    }
+
+    fn take(&self) -> Option<Outcome<C, E>> {
+        self.outcome.lock().take()
+    }
+
+    fn notify(&self) {
+        self.thread.unpark();
     }
 }

@@ -71,11 +71,8 @@ impl TestManager {
     }
 }
 
-impl Manager for TestManager {
-    type Connection = TestConn;
-    type Error = Refused;
-
-    fn connect(&self) -> Result<TestConn, Refused> {
+impl TestManager {
+    fn open(&self) -> Result<TestConn, Refused> {
         let attempt = self.tally.connects.fetch_add(1, Ordering::SeqCst) + 1;
         if self.fail_every_other.load(Ordering::SeqCst) && attempt % 2 == 0 {
             self.tally.failed_connects.fetch_add(1, Ordering::SeqCst);
@@ -93,13 +90,45 @@ impl Manager for TestManager {
         })
     }
 
-    fn validate(&self, conn: &mut TestConn) -> Result<(), Refused> {
+    fn check(&self, conn: &TestConn) -> Result<(), Refused> {
         self.tally.validations.fetch_add(1, Ordering::SeqCst);
         if conn.invalid {
             Err(Refused(conn.number))
         } else {
             Ok(())
         }
+    }
+}
+
+impl Manager for TestManager {
+    type Connection = TestConn;
+    type Error = Refused;
+
+    fn connect(&self) -> Result<TestConn, Refused> {
+        self.open()
+    }
+
+    fn validate(&self, conn: &mut TestConn) -> Result<(), Refused> {
+        self.check(conn)
+    }
+
+    fn has_broken(&self, conn: &mut TestConn) -> bool {
+        conn.broken
+    }
+}
+
+/// The same manager for the async pool.
+impl pinpool::tokio::Manager for TestManager {
+    type Connection = TestConn;
+    type Error = Refused;
+
+    async fn connect(&self) -> Result<TestConn, Refused> {
+        tokio::task::yield_now().await; // a connect is never instant
+        self.open()
+    }
+
+    async fn validate(&self, conn: &mut TestConn) -> Result<(), Refused> {
+        self.check(conn)
     }
 
     fn has_broken(&self, conn: &mut TestConn) -> bool {
@@ -128,19 +157,20 @@ pub fn wait_for_state(
     }
 }
 
-/// Waits until no connect is in flight and every connection the manager
-/// opened and has not closed is one the pool counts (closes and connects
-/// finish outside the pool lock, so a snapshot can be a moment early);
-/// then checks that every connection ever opened is connecting, idle,
-/// checked out, closed or counted as failed. A leak never settles and
-/// fails after 20 s.
-pub fn assert_conserved(pool: &Pool<TestManager>, tally: &Tally) -> PoolState {
-    let state = wait_for_state(pool, "the pool to settle", |s| {
-        s.connecting == 0
-            && s.pending == 0
-            && s.counters.opened as usize == tally.connects.load(Ordering::SeqCst)
-            && tally.live.load(Ordering::SeqCst) == s.idle + s.in_use
-    });
+/// Whether the pool has settled: no connect in flight, and every
+/// connection the manager opened and has not closed is one the pool counts
+/// (closes and connects finish outside the pool lock, so a snapshot can be
+/// a moment early).
+pub fn settled(state: &PoolState, tally: &Tally) -> bool {
+    state.connecting == 0
+        && state.pending == 0
+        && state.counters.opened as usize == tally.connects.load(Ordering::SeqCst)
+        && tally.live.load(Ordering::SeqCst) == state.idle + state.in_use
+}
+
+/// Every connection ever opened is connecting, idle, checked out, closed or
+/// counted as failed.
+pub fn assert_conservation(state: &PoolState, tally: &Tally) {
     let c = state.counters;
     assert_eq!(
         c.opened,
@@ -151,5 +181,12 @@ pub fn assert_conserved(pool: &Pool<TestManager>, tally: &Tally) -> PoolState {
         c.connect_failures as usize,
         tally.failed_connects.load(Ordering::SeqCst)
     );
+}
+
+/// Waits for the pool to settle, then checks conservation. A leak never
+/// settles and fails after 20 s.
+pub fn assert_conserved(pool: &Pool<TestManager>, tally: &Tally) -> PoolState {
+    let state = wait_for_state(pool, "the pool to settle", |s| settled(s, tally));
+    assert_conservation(&state, tally);
     state
 }

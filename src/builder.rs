@@ -1,16 +1,17 @@
-//! Configuring a blocking pool.
+//! Configuring a pool: one builder for both pools, typed by the pool it
+//! builds, so the options and their defaults are written once.
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::shared::Shared;
-use super::{Manager, Pool};
-use crate::core::{Config, ConfigError, Core, Overflow, Pinning, WakePolicy};
+use crate::core::{Config, Overflow, Pinning, WakePolicy};
 
-/// Builds a [`Pool`]: every option of the [core](crate::core::Config) plus
-/// the checkout timeout and validation on checkout.
+/// Builds a pool `P` ([`blocking::Pool`](crate::blocking::Pool) or
+/// [`tokio::Pool`](crate::tokio::Pool)): every option of the
+/// [core](crate::core::Config) plus the checkout timeout and validation on
+/// checkout. Each pool's module adds `build`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -29,37 +30,37 @@ use crate::core::{Config, ConfigError, Core, Overflow, Pinning, WakePolicy};
 /// assert!(invalid.is_err());
 /// # Ok::<(), pinpool::core::ConfigError>(())
 /// ```
-pub struct Builder<M> {
-    config: Config,
-    checkout_timeout: Duration,
-    validate_on_checkout: bool,
-    /// The manager type, fixed by [`Pool::builder`] or by `build`'s argument.
-    manager: PhantomData<fn() -> M>,
+pub struct Builder<P> {
+    pub(crate) config: Config,
+    pub(crate) checkout_timeout: Duration,
+    pub(crate) validate_on_checkout: bool,
+    /// The pool type, fixed by `Pool::builder` or by `build`'s argument.
+    pool: PhantomData<fn() -> P>,
 }
 
-impl<M> Default for Builder<M> {
+impl<P> Default for Builder<P> {
     fn default() -> Self {
         Builder {
             config: Config::default(),
             checkout_timeout: Duration::from_secs(30),
             validate_on_checkout: false,
-            manager: PhantomData,
+            pool: PhantomData,
         }
     }
 }
 
-impl<M> Clone for Builder<M> {
+impl<P> Clone for Builder<P> {
     fn clone(&self) -> Self {
         Builder {
             config: self.config.clone(),
             checkout_timeout: self.checkout_timeout,
             validate_on_checkout: self.validate_on_checkout,
-            manager: PhantomData,
+            pool: PhantomData,
         }
     }
 }
 
-impl<M> fmt::Debug for Builder<M> {
+impl<P> fmt::Debug for Builder<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("config", &self.config)
@@ -72,7 +73,7 @@ impl<M> fmt::Debug for Builder<M> {
 /// Pools get distinct ids for threads' pin registrations.
 static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
 
-impl<M: Manager> Builder<M> {
+impl<P> Builder<P> {
     /// Most connections at once (default 10).
     pub fn max_size(mut self, max_size: usize) -> Self {
         self.config.max_size = max_size;
@@ -91,13 +92,13 @@ impl<M: Manager> Builder<M> {
         self
     }
 
-    /// How threads are bound to connections (default [`Pinning::Strict`]).
+    /// How threads or tasks are bound to connections (default [`Pinning::Strict`]).
     pub fn pinning(mut self, pinning: Pinning) -> Self {
         self.config.pinning = pinning;
         self
     }
 
-    /// How a new thread is bound once the pool is full (default
+    /// How a new owner is bound once the pool is full (default
     /// [`Overflow::LeastLoaded`]).
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.config.overflow = overflow;
@@ -124,25 +125,15 @@ impl<M: Manager> Builder<M> {
         self
     }
 
-    /// Whether every checkout first runs [`Manager::validate`] (default
+    /// Whether every checkout first runs the manager's `validate` (default
     /// off); a connection that fails is closed and replaced.
     pub fn validate_on_checkout(mut self, validate: bool) -> Self {
         self.validate_on_checkout = validate;
         self
     }
+}
 
-    /// Builds the pool, rejecting an invalid configuration. Starts opening
-    /// `min_size` connections in the background.
-    pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
-        let core = Core::new(self.config)?;
-        let id = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
-        let shared = Shared::new(
-            id,
-            manager,
-            core,
-            self.checkout_timeout,
-            self.validate_on_checkout,
-        );
-        Ok(Pool { shared })
-    }
+/// A fresh id for a new pool (pins and scopes name pools by id).
+pub(crate) fn next_pool_id() -> u64 {
+    NEXT_POOL.fetch_add(1, Ordering::Relaxed)
 }

@@ -1,0 +1,431 @@
+//! What every pool driver does around the [core](crate::core), whatever
+//! it waits with (a parked thread, a task's waker): the core under one
+//! lock, the physical connections it stands for, the waiting checkouts and
+//! the leases, and the carrying-out of the core's actions — deliveries
+//! under the lock, wake-ups, closes and opens after it is released.
+//!
+//! A driver supplies how a waiter is told (a [`Slot`]) and how a
+//! connection is opened; it decides nothing.
+
+pub(crate) mod lease;
+
+use std::time::Duration;
+
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::Error;
+use crate::core::{
+    Action, Checkout, ConnId, Core, FailReason, Health, InputError, OwnerId, PoolState, Ticket,
+};
+use crate::sync::{Arc, Mutex};
+use lease::Lease;
+
+/// Owner ids are process-wide and never reused (the core requires it).
+static NEXT_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A fresh owner id: for a thread, a pinned scope or an unpinned checkout.
+pub(crate) fn fresh_owner() -> OwnerId {
+    OwnerId(NEXT_OWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+/// A connection handed to a checkout: its id, the connection, and the
+/// lease when it was leased to its pinned owner.
+pub(crate) struct Handed<C> {
+    pub(crate) id: ConnId,
+    pub(crate) conn: Box<C>,
+    pub(crate) lease: Option<Arc<Lease<C>>>,
+}
+
+/// What a waiting checkout is told.
+pub(crate) enum Outcome<C, E> {
+    /// It now holds this connection.
+    Granted(Handed<C>),
+    /// Woken to retry (Broadcast, Signal and Bounded).
+    Woken,
+    /// It failed.
+    Failed(Error<E>),
+}
+
+/// Where a waiting checkout's outcome is delivered, and how its waiter is
+/// woken to collect it.
+pub(crate) trait Slot<C, E>: Send + Sync {
+    /// Stores an outcome (under the pool lock). A final outcome replaces a
+    /// pending `Woken`, never the reverse.
+    fn deliver(&self, outcome: Outcome<C, E>);
+    /// Takes the stored outcome, if any.
+    fn take(&self) -> Option<Outcome<C, E>>;
+    /// Wakes the waiter (after the pool lock is released).
+    fn notify(&self);
+}
+
+/// The immediate result of a checkout under the lock.
+pub(crate) enum Step<C, E, S> {
+    Ready(Handed<C>),
+    Wait(Ticket, Arc<S>),
+    Failed(Error<E>),
+}
+
+struct Waiting<S> {
+    owner: OwnerId,
+    /// Whether the owner can hold a lease (it can find it again).
+    may_lease: bool,
+    slot: Arc<S>,
+}
+
+/// The state under the pool lock.
+pub(crate) struct Inner<C, E, S> {
+    core: Core,
+    /// Established connections nobody holds, by id.
+    conns: HashMap<ConnId, Box<C>>,
+    waiters: HashMap<Ticket, Waiting<S>>,
+    /// Connections leased to their pinned owner (checked out in the core).
+    leases: HashMap<ConnId, Arc<Lease<C>>>,
+    /// The manager's error for the `connect_failed` being processed.
+    connect_failure: Option<Error<E>>,
+}
+
+/// What the lock holder leaves to do once the lock is released.
+struct Effects<C, S> {
+    notify: Vec<Arc<S>>,
+    open: Vec<ConnId>,
+    close: Vec<Box<C>>,
+}
+
+/// The core and its bookkeeping under one lock.
+pub(crate) struct Locked<C, E, S> {
+    inner: Mutex<Inner<C, E, S>>,
+    /// Notified after every change, so a model can wait for one (a loom
+    /// `join` may return before the thread's thread-local destructors run).
+    #[cfg(pinpool_loom)]
+    changed: crate::sync::Condvar,
+}
+
+impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
+    pub(crate) fn new(core: Core) -> Self {
+        Locked {
+            inner: Mutex::new(Inner {
+                core,
+                conns: HashMap::default(),
+                waiters: HashMap::default(),
+                leases: HashMap::default(),
+                connect_failure: None,
+            }),
+            #[cfg(pinpool_loom)]
+            changed: crate::sync::Condvar::new(),
+        }
+    }
+
+    /// Runs `f` on the state under the lock, then carries out the actions
+    /// it caused with the lock released: wakes waiters, closes connections
+    /// (by dropping them) and starts opens with `open`.
+    pub(crate) fn with_core<R>(
+        &self,
+        f: impl FnOnce(&mut Inner<C, E, S>) -> R,
+        mut open: impl FnMut(ConnId),
+    ) -> R {
+        let mut effects = Effects {
+            notify: Vec::new(),
+            open: Vec::new(),
+            close: Vec::new(),
+        };
+        let result = {
+            let mut inner = self.inner.lock();
+            let result = f(&mut inner);
+            inner.drain(&mut effects);
+            result
+        };
+        #[cfg(pinpool_loom)]
+        self.changed.notify_all();
+        for slot in effects.notify {
+            slot.notify();
+        }
+        drop(effects.close);
+        for conn in effects.open {
+            open(conn);
+        }
+        result
+    }
+
+    /// Holds the pool lock (tests prove the fast path never takes it).
+    #[cfg(test)]
+    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, Inner<C, E, S>> {
+        self.inner.lock()
+    }
+
+    /// Blocks until the core's state satisfies `done` (model checks only).
+    #[cfg(pinpool_loom)]
+    pub(crate) fn wait_for(&self, done: impl Fn(&PoolState) -> bool) {
+        let mut inner = self.inner.lock();
+        while !done(&inner.core.state()) {
+            inner = self
+                .changed
+                .wait(inner)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
+    /// A checkout by `owner` (pinning it, or not): granted now, to wait
+    /// for in a slot made by `slot`, or failed.
+    pub(crate) fn checkout(
+        &mut self,
+        owner: OwnerId,
+        pins: bool,
+        may_lease: bool,
+        slot: impl FnOnce() -> Arc<S>,
+    ) -> Step<C, E, S> {
+        let checkout = if pins {
+            self.recall_for(owner);
+            self.core.checkout(owner)
+        } else {
+            self.recall_leases(|_| true);
+            self.core.checkout_unpinned(owner)
+        };
+        match checkout {
+            Checkout::Granted(conn) => Step::Ready(self.hand_out(owner, conn, may_lease)),
+            Checkout::Waiting(ticket) => {
+                let slot = slot();
+                let waiting = Waiting {
+                    owner,
+                    may_lease,
+                    slot: Arc::clone(&slot),
+                };
+                self.waiters.insert(ticket, waiting);
+                Step::Wait(ticket, slot)
+            }
+            Checkout::Failed(reason) => Step::Failed(self.failure(reason)),
+        }
+    }
+
+    /// A woken waiter tries again; `None` while it must go on waiting (or
+    /// when its outcome was delivered to its slot meanwhile).
+    pub(crate) fn retry(&mut self, ticket: Ticket) -> Option<Handed<C>> {
+        match self.core.retry(ticket) {
+            Ok(Checkout::Granted(conn)) => {
+                let waiting = self.waiters.remove(&ticket)?;
+                Some(self.hand_out(waiting.owner, conn, waiting.may_lease))
+            }
+            Ok(Checkout::Waiting(_)) | Err(InputError::NotWaiting(_)) => None,
+            Ok(Checkout::Failed(_)) | Err(InputError::WrongConnState { .. }) => {
+                debug_assert!(false, "retry only grants or waits");
+                None
+            }
+        }
+    }
+
+    /// The waiter's deadline passed: `Some(error)` if it withdrew, `None`
+    /// if an outcome was delivered to its slot first.
+    pub(crate) fn time_out(&mut self, ticket: Ticket, waited: Duration) -> Option<Error<E>> {
+        // The state the waiter gave up in, itself still counted as waiting.
+        let state = self.core.state();
+        if !self.core.time_out(ticket) {
+            return None;
+        }
+        self.waiters.remove(&ticket);
+        Some(Error::Timeout {
+            waited,
+            state: Box::new(state),
+        })
+    }
+
+    /// The waiter gave up (its future was dropped). If an outcome reached
+    /// its slot first, a granted connection is checked back in: it passes
+    /// to the next waiter or to idle, never lost, never counted twice.
+    pub(crate) fn cancel(&mut self, ticket: Ticket, slot: &S) {
+        if self.core.cancel(ticket) {
+            self.waiters.remove(&ticket);
+            return;
+        }
+        if let Some(Outcome::Granted(handed)) = slot.take() {
+            self.give_back(handed, Health::Healthy);
+        }
+    }
+
+    /// Releases `owner`'s pin on request (and its lease).
+    pub(crate) fn unpin(&mut self, owner: OwnerId) {
+        self.recall_leases(|lease| lease.owner == owner);
+        self.core.unpin(owner);
+    }
+
+    /// `owner` is gone: its lease, pin and waiting tickets are released.
+    pub(crate) fn owner_gone(&mut self, owner: OwnerId) {
+        self.recall_leases(|lease| lease.owner == owner);
+        self.core.owner_gone(owner);
+    }
+
+    /// Closes the pool: waiters fail, idle connections close now, the rest
+    /// when they come back.
+    pub(crate) fn close(&mut self) {
+        self.recall_leases(|_| true);
+        self.core.close();
+    }
+
+    /// A consistent snapshot (recalls the leases, so idle means idle).
+    pub(crate) fn state(&mut self) -> PoolState {
+        self.recall_leases(|_| true);
+        self.core.state()
+    }
+
+    /// Reports the end of `Action::Open(conn)`: the connection, or the
+    /// error that the checkout which asked for it fails with.
+    pub(crate) fn opened(&mut self, conn: ConnId, result: Result<C, Error<E>>) {
+        let reported = match result {
+            Ok(connection) => {
+                self.conns.insert(conn, Box::new(connection));
+                self.core.connected(conn)
+            }
+            Err(error) => {
+                self.connect_failure = Some(error);
+                self.core.connect_failed(conn)
+            }
+        };
+        driver_bug(reported);
+    }
+
+    /// Returns a held connection to the core (ending its lease, if any).
+    pub(crate) fn give_back(&mut self, handed: Handed<C>, health: Health) {
+        if let Some(lease) = handed.lease {
+            lease.recall();
+            if self
+                .leases
+                .get(&handed.id)
+                .is_some_and(|current| Arc::ptr_eq(current, &lease))
+            {
+                self.leases.remove(&handed.id);
+            }
+            self.core.note_lease_reuses(lease.reuses());
+        }
+        self.conns.insert(handed.id, handed.conn);
+        driver_bug(self.core.checkin(handed.id, health));
+        // The model checks' oracle for the 2013 bug (loom-tests/): after a
+        // checkin no waiter may sleep while a connection it can use is idle.
+        #[cfg(pinpool_loom)]
+        assert_eq!(
+            self.core.stranded(),
+            0,
+            "lost wake-up: a waiter sleeps while a connection it can use is idle"
+        );
+    }
+
+    /// Ends the leases a checkout by `owner` could depend on (the core's
+    /// [`Core::checkout_scope`]).
+    fn recall_for(&mut self, owner: OwnerId) {
+        if self.leases.is_empty() {
+            return;
+        }
+        match self.core.checkout_scope(owner) {
+            Some(conn) => self.recall_leases(|lease| lease.conn == conn),
+            None => self.recall_leases(|_| true),
+        }
+    }
+
+    /// Ends the matching leases: a parked connection is checked in now, a
+    /// held one by its holder when it sees the recall.
+    fn recall_leases(&mut self, which: impl Fn(&Lease<C>) -> bool) {
+        if self.leases.is_empty() {
+            return;
+        }
+        let recalled: Vec<ConnId> = self
+            .leases
+            .iter()
+            .filter(|(_, lease)| which(lease))
+            .map(|(&conn, _)| conn)
+            .collect();
+        for conn in recalled {
+            let lease = self.leases.remove(&conn).expect("listed above");
+            if let Some(parked) = lease.recall() {
+                let handed = Handed {
+                    id: conn,
+                    conn: parked,
+                    lease: Some(lease),
+                };
+                self.give_back(handed, Health::Healthy);
+            }
+        }
+    }
+
+    /// Takes `conn` out for `owner`, leasing it when the core says the
+    /// fast path may serve the owner's next checkouts ([`Core::may_lease`])
+    /// and the owner can find its lease again.
+    fn hand_out(&mut self, owner: OwnerId, conn: ConnId, may_lease: bool) -> Handed<C> {
+        let physical = self
+            .conns
+            .remove(&conn)
+            .expect("the core grants only established connections the pool holds");
+        let lease = (may_lease && self.core.may_lease(owner, conn)).then(|| {
+            let lease = Arc::new(Lease::new(conn, owner));
+            self.leases.insert(conn, Arc::clone(&lease));
+            lease
+        });
+        Handed {
+            id: conn,
+            conn: physical,
+            lease,
+        }
+    }
+
+    fn failure(&mut self, reason: FailReason) -> Error<E> {
+        match reason {
+            FailReason::PoolClosed => Error::Closed,
+            FailReason::AlreadyHeld => Error::AlreadyHeld,
+            FailReason::ConnectionError => self
+                .connect_failure
+                .take()
+                .unwrap_or(Error::ConnectPanicked),
+            FailReason::Timeout => Error::Timeout {
+                waited: Duration::ZERO,
+                state: Box::new(self.core.state()),
+            },
+        }
+    }
+
+    /// Turns the core's pending actions into deliveries (made now, under
+    /// the lock) and effects (carried out after it).
+    fn drain(&mut self, effects: &mut Effects<C, S>) {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Open(conn) => effects.open.push(conn),
+                Action::Close { conn, reason } => {
+                    tracing::debug!(%conn, ?reason, "closing connection");
+                    effects.close.extend(self.conns.remove(&conn));
+                }
+                Action::Grant { ticket, conn } => {
+                    let Some(waiting) = self.waiters.remove(&ticket) else {
+                        debug_assert!(false, "granted {ticket} is not waiting");
+                        continue;
+                    };
+                    let handed = self.hand_out(waiting.owner, conn, waiting.may_lease);
+                    waiting.slot.deliver(Outcome::Granted(handed));
+                    effects.notify.push(waiting.slot);
+                }
+                Action::Wake(ticket) => {
+                    if let Some(waiting) = self.waiters.get(&ticket) {
+                        waiting.slot.deliver(Outcome::Woken);
+                        effects.notify.push(Arc::clone(&waiting.slot));
+                    }
+                }
+                Action::Fail { ticket, reason } => {
+                    if let Some(waiting) = self.waiters.remove(&ticket) {
+                        waiting.slot.deliver(Outcome::Failed(self.failure(reason)));
+                        effects.notify.push(waiting.slot);
+                    }
+                }
+            }
+        }
+        if let Some(error) = self.connect_failure.take() {
+            // Its requester had already given up.
+            tracing::debug!(%error, "connect failure with no waiter left to report to");
+        }
+    }
+}
+
+/// The core rejects an input only when the driver contradicts it: a bug in
+/// a driver, never in user code. Report it rather than take the process
+/// down.
+fn driver_bug(reported: Result<(), InputError>) {
+    if let Err(error) = reported {
+        debug_assert!(false, "pool driver bug: {error}");
+        tracing::error!(%error, "pool driver bug");
+    }
+}

@@ -1,0 +1,79 @@
+//! What an async driver implements to plug its connections into a pool.
+
+use std::future::Future;
+
+/// Opens, validates and inspects connections for a [`Pool`](super::Pool).
+///
+/// ```
+/// use tokio::net::TcpStream;
+///
+/// struct Tcp(&'static str);
+///
+/// impl pinpool::tokio::Manager for Tcp {
+///     type Connection = TcpStream;
+///     type Error = std::io::Error;
+///
+///     async fn connect(&self) -> Result<TcpStream, std::io::Error> {
+///         TcpStream::connect(self.0).await
+///     }
+/// }
+/// ```
+pub trait Manager: Send + Sync + 'static {
+    /// The connection type (a socket, a client session…).
+    type Connection: Send + 'static;
+    /// The manager's error, carried inside [`Error::Connect`](crate::Error::Connect).
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Opens a new connection. Runs in a task of its own, outside any pool
+    /// lock; it should bound its own time (a connect timeout).
+    fn connect(&self) -> impl Future<Output = Result<Self::Connection, Self::Error>> + Send;
+
+    /// Checks that a connection still works (e.g. a `ping`). Awaited before
+    /// each checkout when [`Builder::validate_on_checkout`](crate::Builder::validate_on_checkout)
+    /// is on, within the checkout timeout; a connection that fails, panics
+    /// or runs out of time is closed and replaced.
+    fn validate(
+        &self,
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = conn;
+        std::future::ready(Ok(()))
+    }
+
+    /// A cheap, local check made on every checkin (including one caused by
+    /// a panic or a cancelled task in the holder): `true` closes the
+    /// connection and moves its pins to a replacement. Must not block.
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool {
+        let _ = conn;
+        false
+    }
+}
+
+/// A closure returning a future that opens a connection is a manager (no
+/// validation, never broken): handy for tests, benchmarks and connections
+/// with no health to check.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use pinpool::tokio::Pool;
+///
+/// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(Vec::<u8>::new()) })?;
+/// pool.get().await?.push(1);
+/// # Ok(())
+/// # }
+/// ```
+impl<F, Fut, C, E> Manager for F
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<C, E>> + Send,
+    C: Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    type Connection = C;
+    type Error = E;
+
+    fn connect(&self) -> impl Future<Output = Result<C, E>> + Send {
+        self()
+    }
+}

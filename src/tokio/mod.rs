@@ -1,0 +1,347 @@
+//! The async pool for Tokio: what an async driver embeds (feature `tokio`,
+//! on by default).
+//!
+//! Every decision comes from the [core](crate::core), as in the
+//! [blocking](crate::blocking) pool; this module registers wakers instead
+//! of parking threads, runs connects as tasks, and pins *tasks* rather
+//! than threads.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use pinpool::tokio::{Pool, PooledConnection};
+//!
+//! let pool = Pool::builder()
+//!     .max_size(2)
+//!     .build(|| async { Ok::<_, std::io::Error>(Vec::<String>::new()) })?;
+//!
+//! // Inside a pinned scope every get() uses the same connection.
+//! pool.pinned(async {
+//!     let first = {
+//!         let mut conn = pool.get().await?;
+//!         conn.push("hello".into());
+//!         PooledConnection::id(&conn)
+//!     };
+//!     let conn = pool.get().await?;
+//!     assert_eq!(PooledConnection::id(&conn), first);
+//!     assert_eq!(*conn, ["hello"]);
+//!     Ok::<_, pinpool::Error<std::io::Error>>(())
+//! })
+//! .await?;
+//!
+//! // The scope ended: its pin was released.
+//! assert_eq!(pool.state().pinned_owners, 0);
+//! // Outside a scope, get() takes whichever connection is free.
+//! let conn = pool.get().await?;
+//! # drop(conn);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Task pinning
+//! Thread identity means nothing to tasks, so pins are per *scope*:
+//! [`Pool::pinned`] wraps a future, and every `get()` made while it runs is
+//! one owner's — its first binds the scope to a connection (see
+//! [`Pinning`](crate::core::Pinning)), later ones reuse it, waiting in line
+//! when it is busy. The pin is released when the future completes or is
+//! dropped (cancelled, aborted, the runtime shut down). A `get()` outside
+//! any scope is unpinned: the first connection that frees serves it, in
+//! arrival order.
+//!
+//! # Cancellation
+//! A `get()` future may be dropped at any point — by `select!`, a timeout,
+//! an aborted task. A waiting one withdraws from the line; if a connection
+//! was granted to it in the same instant, that connection passes to the
+//! next waiter or back to idle, never lost and never counted twice.
+//!
+//! # Runtime
+//! Works on the multi-thread and the current-thread runtime; the runtime
+//! must have its time driver enabled (`enable_time`/`enable_all`), which
+//! checkout timeouts use. Connects run as tasks on the current runtime, or
+//! on the one the pool was built or first used in when a guard is dropped
+//! outside any.
+
+mod guard;
+mod manager;
+mod scope;
+mod shared;
+mod waiter;
+
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::time::{Instant, timeout_at};
+
+pub use guard::PooledConnection;
+pub use manager::Manager;
+pub use scope::Pinned;
+
+use crate::Error;
+use crate::core::{ConfigError, Core, PoolState, Ticket};
+use crate::driver::{Handed, Outcome, Step, fresh_owner};
+use crate::sync::{Arc, Ordering};
+use shared::Shared;
+use waiter::TaskSlot;
+
+/// Options for an async [`Pool`] (see [`crate::Builder`]).
+pub type Builder<M> = crate::Builder<Pool<M>>;
+
+/// An async connection pool. See the [module documentation](self).
+pub struct Pool<M: Manager> {
+    shared: Arc<Shared<M>>,
+}
+
+impl<M: Manager> Pool<M> {
+    /// A pool with the default options (see [`Builder`]).
+    pub fn new(manager: M) -> Result<Self, ConfigError> {
+        Builder::default().build(manager)
+    }
+
+    /// Options for a new pool.
+    pub fn builder() -> Builder<M> {
+        Builder::default()
+    }
+
+    /// Checks out a connection: the scope's pinned one inside
+    /// [`Pool::pinned`] (waiting in line for it if it is busy), otherwise
+    /// the first that is free; up to the checkout timeout.
+    pub async fn get(&self) -> Result<PooledConnection<M>, Error<M::Error>> {
+        let shared = &self.shared;
+        shared.note_runtime();
+        let (owner, pins) = match scope::current_owner(shared.id) {
+            Some(owner) => (owner, true),
+            None => (fresh_owner(), false),
+        };
+        // Read the clock only once the checkout has to wait.
+        let mut clock: Option<Deadline> = None;
+        loop {
+            let step = shared.with_core(|inner| inner.checkout(owner, pins, false, TaskSlot::new));
+            let handed = match step {
+                Step::Ready(handed) => handed,
+                Step::Failed(error) => return Err(error),
+                Step::Wait(ticket, slot) => {
+                    let deadline =
+                        *clock.get_or_insert_with(|| Deadline::after(shared.checkout_timeout));
+                    let waiting = Waiting {
+                        shared,
+                        ticket,
+                        slot,
+                        pending: true,
+                    };
+                    waiting.until(deadline).await?
+                }
+            };
+            let validate = shared.validate_on_checkout;
+            // Until validated, a connection whose checkout is dropped or
+            // panics is checked in as broken.
+            let mut conn = PooledConnection::new(Arc::clone(shared), handed, validate);
+            if !validate {
+                return Ok(conn);
+            }
+            let deadline = *clock.get_or_insert_with(|| Deadline::after(shared.checkout_timeout));
+            if self.validate(&mut conn, deadline).await {
+                conn.validated();
+                return Ok(conn);
+            }
+            drop(conn); // closed and replaced
+            if deadline.passed() {
+                return Err(Error::Timeout {
+                    waited: deadline.started.elapsed(),
+                    state: Box::new(self.state()),
+                });
+            }
+        }
+    }
+
+    /// Runs `future` with a pin on this pool: every `get()` inside it uses
+    /// the same connection, and the pin is released when the future
+    /// completes or is dropped. See [task pinning](self#task-pinning).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::{Pool, PooledConnection};
+    /// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// let (a, b) = pool
+    ///     .pinned(async {
+    ///         let a = PooledConnection::id(&pool.get().await?);
+    ///         let b = PooledConnection::id(&pool.get().await?);
+    ///         Ok::<_, pinpool::Error<std::io::Error>>((a, b))
+    ///     })
+    ///     .await?;
+    /// assert_eq!(a, b);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pinned<F: Future>(&self, future: F) -> Pinned<M, F> {
+        Pinned::new(Arc::clone(&self.shared), future)
+    }
+
+    /// A consistent snapshot: connections by state, waiters, pins per
+    /// connection and the counters.
+    pub fn state(&self) -> PoolState {
+        self.shared.state()
+    }
+
+    /// Closes the pool for every handle: waiting and later `get()`s fail
+    /// with [`Error::Closed`], idle connections close now, checked-out ones
+    /// when returned.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// The manager this pool opens connections with.
+    pub fn manager(&self) -> &M {
+        &self.shared.manager
+    }
+
+    /// [`Manager::validate`] within the deadline; a panic, an error or
+    /// running out of time all fail it.
+    async fn validate(&self, conn: &mut PooledConnection<M>, deadline: Deadline) -> bool {
+        let id = PooledConnection::id(conn);
+        let mut check = Box::pin(self.shared.manager.validate(conn));
+        let caught =
+            poll_fn(
+                |cx| match catch_unwind(AssertUnwindSafe(|| check.as_mut().poll(cx))) {
+                    Ok(Poll::Ready(result)) => Poll::Ready(Some(result)),
+                    Ok(Poll::Pending) => Poll::Pending,
+                    Err(_) => Poll::Ready(None),
+                },
+            );
+        match timeout_at(deadline.at, caught).await {
+            Ok(Some(Ok(()))) => true,
+            Ok(Some(Err(error))) => {
+                tracing::debug!(%error, %id, "validation failed; replacing the connection");
+                false
+            }
+            Ok(None) => {
+                tracing::warn!(%id, "validate panicked; replacing the connection");
+                false
+            }
+            Err(_) => {
+                tracing::debug!(%id, "validation ran out of time; replacing the connection");
+                false
+            }
+        }
+    }
+}
+
+impl<M: Manager> crate::Builder<Pool<M>> {
+    /// Builds the pool, rejecting an invalid configuration. `min_size`
+    /// connections start opening at once on the current runtime (or on the
+    /// first one the pool is used in).
+    pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
+        let core = Core::new(self.config)?;
+        let shared = Shared::new(
+            crate::builder::next_pool_id(),
+            manager,
+            core,
+            self.checkout_timeout,
+            self.validate_on_checkout,
+        );
+        Ok(Pool { shared })
+    }
+}
+
+/// A waiting checkout. Dropping it before it ends — the `get()` future was
+/// cancelled — withdraws it from the line, and checks in a connection that
+/// was granted in the same instant.
+struct Waiting<'a, M: Manager> {
+    shared: &'a Arc<Shared<M>>,
+    ticket: Ticket,
+    slot: Arc<shared::Slot<M>>,
+    /// Until an outcome is collected.
+    pending: bool,
+}
+
+impl<M: Manager> Waiting<'_, M> {
+    async fn until(mut self, deadline: Deadline) -> Result<Handed<M::Connection>, Error<M::Error>> {
+        let ticket = self.ticket;
+        loop {
+            let slot = &self.slot;
+            let outcome = timeout_at(deadline.at, poll_fn(|cx| slot.poll(cx))).await;
+            let result = match outcome {
+                Ok(Outcome::Granted(handed)) => Ok(handed),
+                Ok(Outcome::Failed(error)) => Err(error),
+                Ok(Outcome::Woken) => match self.shared.with_core(|inner| inner.retry(ticket)) {
+                    Some(handed) => Ok(handed),
+                    None => continue,
+                },
+                Err(_) => {
+                    let waited = deadline.started.elapsed();
+                    match self
+                        .shared
+                        .with_core(|inner| inner.time_out(ticket, waited))
+                    {
+                        Some(error) => Err(error),
+                        // Granted or failed just before the deadline: the
+                        // outcome is in the slot.
+                        None => continue,
+                    }
+                }
+            };
+            self.pending = false;
+            return result;
+        }
+    }
+}
+
+impl<M: Manager> Drop for Waiting<'_, M> {
+    fn drop(&mut self) {
+        if self.pending {
+            let (ticket, slot) = (self.ticket, &self.slot);
+            self.shared.with_core(|inner| inner.cancel(ticket, slot));
+        }
+    }
+}
+
+/// When a checkout started waiting, and when it gives up (Tokio's clock,
+/// so a paused test clock drives it).
+#[derive(Clone, Copy)]
+struct Deadline {
+    started: Instant,
+    at: Instant,
+}
+
+impl Deadline {
+    fn after(timeout: Duration) -> Self {
+        let started = Instant::now();
+        // A timeout too large to represent waits, in effect, for ever.
+        let at = started
+            .checked_add(timeout)
+            .unwrap_or_else(|| started + Duration::from_secs(60 * 60 * 24 * 365));
+        Deadline { started, at }
+    }
+
+    fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+}
+
+impl<M: Manager> Clone for Pool<M> {
+    fn clone(&self) -> Self {
+        self.shared.handles.fetch_add(1, Ordering::Relaxed);
+        Pool {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<M: Manager> Drop for Pool<M> {
+    fn drop(&mut self) {
+        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.close();
+        }
+    }
+}
+
+impl<M: Manager> fmt::Debug for Pool<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,159 @@
+//! The state behind every handle of one async pool: the manager, the
+//! options, the runtime connects run on, and the [driver state](crate::driver)
+//! under the pool lock.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+
+use super::Manager;
+use super::waiter::TaskSlot;
+use crate::Error;
+use crate::core::{ConnId, Core, Health, PoolState};
+use crate::driver::{Handed, Inner, Locked};
+use crate::sync::{Arc, AtomicUsize};
+
+pub(crate) type Slot<M> = TaskSlot<<M as Manager>::Connection, <M as Manager>::Error>;
+
+/// The driver state of an async pool of `M`'s connections.
+pub(crate) type State<M> = Inner<<M as Manager>::Connection, <M as Manager>::Error, Slot<M>>;
+
+pub(crate) struct Shared<M: Manager> {
+    /// Identifies this pool in tasks' pinned scopes.
+    pub(crate) id: u64,
+    pub(crate) manager: M,
+    pub(crate) checkout_timeout: Duration,
+    pub(crate) validate_on_checkout: bool,
+    /// Live [`Pool`](super::Pool) handles; the last one closes the pool.
+    pub(crate) handles: AtomicUsize,
+    /// The runtime the pool was built or first used in: connects asked for
+    /// where no runtime is current (a guard dropped on a plain thread) run
+    /// there.
+    runtime: OnceLock<Handle>,
+    locked: Locked<M::Connection, M::Error, Slot<M>>,
+}
+
+impl<M: Manager> Shared<M> {
+    pub(crate) fn new(
+        id: u64,
+        manager: M,
+        core: Core,
+        checkout_timeout: Duration,
+        validate_on_checkout: bool,
+    ) -> Arc<Self> {
+        let runtime = OnceLock::new();
+        if let Ok(handle) = Handle::try_current() {
+            let _ = runtime.set(handle);
+        }
+        let shared = Arc::new(Shared {
+            id,
+            manager,
+            checkout_timeout,
+            validate_on_checkout,
+            handles: AtomicUsize::new(1),
+            runtime,
+            locked: Locked::new(core),
+        });
+        // Carry out the core's opening actions (min_size).
+        shared.with_core(|_| ());
+        shared
+    }
+
+    /// Remembers the current runtime, for connects asked for outside one.
+    pub(crate) fn note_runtime(&self) {
+        if self.runtime.get().is_none()
+            && let Ok(handle) = Handle::try_current()
+        {
+            let _ = self.runtime.set(handle);
+        }
+    }
+
+    /// Runs `f` under the pool lock, then carries out what it caused.
+    pub(crate) fn with_core<R>(self: &Arc<Self>, f: impl FnOnce(&mut State<M>) -> R) -> R {
+        self.locked.with_core(f, |conn| self.spawn_open(conn))
+    }
+
+    /// Returns a connection to the core.
+    pub(crate) fn checkin(self: &Arc<Self>, handed: Handed<M::Connection>, health: Health) {
+        self.with_core(|inner| inner.give_back(handed, health));
+    }
+
+    /// `has_broken`, with a panic in it counted as broken (the connection
+    /// must come back to the pool whatever the manager does).
+    pub(crate) fn is_broken(&self, conn: &mut M::Connection) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.manager.has_broken(conn))).unwrap_or(true)
+    }
+
+    /// Closes the pool: waiters fail, idle connections close now, the rest
+    /// when they come back.
+    pub(crate) fn close(self: &Arc<Self>) {
+        self.with_core(State::<M>::close);
+    }
+
+    /// A consistent snapshot.
+    pub(crate) fn state(self: &Arc<Self>) -> PoolState {
+        self.with_core(State::<M>::state)
+    }
+
+    /// Starts `Action::Open(conn)` as a task on the current runtime, else
+    /// on the pool's; with neither, the connect fails at once.
+    fn spawn_open(self: &Arc<Self>, conn: ConnId) {
+        let runtime = Handle::try_current()
+            .ok()
+            .or_else(|| self.runtime.get().cloned());
+        let report = OpenReport {
+            shared: Arc::clone(self),
+            conn,
+            reported: false,
+        };
+        match runtime {
+            Some(runtime) => drop(runtime.spawn(report.open())),
+            None => {
+                tracing::warn!(%conn, "no Tokio runtime to open a connection on");
+                drop(report);
+            }
+        }
+    }
+}
+
+/// Reports the end of one connect to the core exactly once: with its
+/// result, or — if the connect task is dropped first (it panicked, or its
+/// runtime shut down) — with a failure, so the slot is never stranded.
+struct OpenReport<M: Manager> {
+    shared: Arc<Shared<M>>,
+    conn: ConnId,
+    reported: bool,
+}
+
+impl<M: Manager> OpenReport<M> {
+    async fn open(mut self) {
+        let result = self.shared.manager.connect().await.map_err(|error| {
+            tracing::debug!(%error, conn = %self.conn, "connect failed");
+            Error::Connect(error)
+        });
+        self.report(result);
+    }
+
+    fn report(&mut self, result: Result<M::Connection, Error<M::Error>>) {
+        self.reported = true;
+        let conn = self.conn;
+        self.shared.with_core(|inner| inner.opened(conn, result));
+    }
+}
+
+impl<M: Manager> Drop for OpenReport<M> {
+    fn drop(&mut self) {
+        if self.reported {
+            return;
+        }
+        let error = if std::thread::panicking() {
+            tracing::warn!(conn = %self.conn, "the manager panicked in connect");
+            Error::ConnectPanicked
+        } else {
+            Error::ConnectAborted
+        };
+        self.report(Err(error));
+    }
+}

@@ -1,0 +1,546 @@
+//! The async pool on real Tokio runtimes: task pinning, cancellation
+//! safety, timeouts on a paused clock, reclamation of aborted scopes, and
+//! conservation of every connection. Tests wait on the pool's own state or
+//! on channels, never on wall-clock sleeps.
+
+mod support;
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::Duration;
+
+use pinpool::Error;
+use pinpool::core::{Pinning, PoolState};
+use pinpool::tokio::{Pool, PooledConnection};
+use support::{Refused, Tally, TestManager, assert_conservation, settled};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+fn pool(max_size: usize, manager: &TestManager) -> Pool<TestManager> {
+    Pool::builder()
+        .max_size(max_size)
+        .build(manager.clone())
+        .unwrap()
+}
+
+/// Waits, yielding to the runtime, until the pool settles; then checks
+/// conservation. A leak never settles: the test fails after 20 s.
+async fn assert_conserved(pool: &Pool<TestManager>, tally: &Tally) -> PoolState {
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = pool.state();
+        if settled(&state, tally) {
+            assert_conservation(&state, tally);
+            return state;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the pool never settled: {state:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Polls `future` once: its output if ready.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
+    poll_fn(|cx| {
+        Poll::Ready(match std::pin::Pin::new(&mut *future).poll(cx) {
+            Poll::Ready(output) => Some(output),
+            Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+#[test]
+fn ten_thousand_pinned_tasks_share_eight_connections() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let manager = TestManager::default();
+        let pool = Arc::new(pool(8, &manager));
+        let tasks: Vec<_> = (0..10_000)
+            .map(|_| {
+                let pool = Arc::clone(&pool);
+                tokio::spawn(async move {
+                    pool.pinned(async {
+                        let mut used = Vec::new();
+                        for _ in 0..3 {
+                            let mut conn = pool.get().await.expect("no timeout at this load");
+                            conn.touch();
+                            used.push(PooledConnection::id(&conn));
+                            tokio::task::yield_now().await; // held across an await
+                        }
+                        used
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            let used = task.await.unwrap();
+            assert!(
+                used.iter().all(|&id| id == used[0]),
+                "a pinned task used several connections: {used:?}"
+            );
+        }
+        let state = assert_conserved(&pool, &manager.tally).await;
+        assert_eq!(state.pinned_owners, 0, "every scope released its pin");
+        assert_eq!(state.waiting, 0);
+        assert_eq!(state.in_use, 0);
+        assert_eq!(state.total(), 8, "connections are reused, not churned");
+        assert_eq!(state.counters.opened, 8);
+        assert_eq!(state.counters.checkouts, 30_000);
+        assert_eq!(state.counters.checkins, 30_000);
+        assert_eq!(state.counters.reclaimed_pins, 10_000);
+    });
+}
+
+/// Thousands of `get()`s raced against short timeouts, `select!` with a
+/// timer, and outright aborts, while other tasks hold connections across
+/// awaits: afterwards every connection is accounted for and a `get()` that
+/// may not wait at all succeeds.
+#[test]
+fn a_cancellation_storm_loses_no_connection() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let manager = TestManager::default();
+        let pool = Arc::new(
+            Pool::builder()
+                .max_size(4)
+                .checkout_timeout(Duration::from_micros(200))
+                .build(manager.clone())
+                .unwrap(),
+        );
+        let mut tasks = Vec::new();
+        for i in 0..4_000u64 {
+            let pool = Arc::clone(&pool);
+            let task = tokio::spawn(async move {
+                let pause = Duration::from_micros(i % 97);
+                match i % 4 {
+                    // Races a timer; the loser is dropped mid-wait.
+                    0 => tokio::select! {
+                        conn = pool.get() => drop(conn),
+                        _ = tokio::time::sleep(pause) => {}
+                    },
+                    // Gives up through the checkout timeout.
+                    1 => match pool.get().await {
+                        Ok(conn) => drop(conn),
+                        Err(Error::Timeout { .. }) => {}
+                        Err(other) => panic!("unexpected {other}"),
+                    },
+                    // Pinned, holding its connection across awaits.
+                    2 => {
+                        pool.pinned(async {
+                            if let Ok(conn) = pool.get().await {
+                                tokio::task::yield_now().await;
+                                drop(conn);
+                            }
+                        })
+                        .await
+                    }
+                    // Drops a waiting get() by timeout from outside.
+                    _ => drop(tokio::time::timeout(pause, pool.get()).await),
+                }
+            });
+            // Abort every seventh task wherever it is.
+            if i % 7 == 0 {
+                task.abort();
+            }
+            tasks.push(task);
+        }
+        for task in tasks {
+            let _ = task.await; // aborted ones report cancellation
+        }
+        let state = assert_conserved(&pool, &manager.tally).await;
+        assert_eq!(state.waiting, 0, "no waiter outlived its future");
+        assert_eq!(state.in_use, 0, "every granted connection came back");
+        assert_eq!(state.pinned_owners, 0);
+        let c = state.counters;
+        assert_eq!(c.checkouts, c.checkins, "never lost, never counted twice");
+        assert!(
+            c.cancelled > 0,
+            "the storm cancelled some waiters: {state:?}"
+        );
+        assert!(state.idle > 0);
+        let conn = tokio::time::timeout(Duration::ZERO, pool.get()).await;
+        assert!(
+            matches!(conn, Ok(Ok(_))),
+            "an idle connection is granted at once"
+        );
+    });
+}
+
+/// A grant that reaches a waiter in the same instant its future is dropped
+/// passes the connection on: to the next waiter, or back to idle.
+#[tokio::test(flavor = "current_thread")]
+async fn a_grant_racing_a_dropped_get_passes_the_connection_on() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    let held = pool.get().await.unwrap();
+    let mut second = Box::pin(pool.get());
+    let mut third = Box::pin(pool.get());
+    assert!(poll_once(&mut second).await.is_none(), "second waits");
+    assert!(poll_once(&mut third).await.is_none(), "third waits");
+    drop(held); // granted to the second waiter, which has not run yet
+    assert_eq!(pool.state().waiting, 1);
+    // The second's future is dropped before it collects its connection…
+    drop(second);
+    // …which goes to the third, in line behind it.
+    let conn = poll_once(&mut third).await.expect("granted").unwrap();
+    drop(conn);
+    let state = assert_conserved(&pool, &manager.tally).await;
+    assert_eq!((state.idle, state.in_use, state.waiting), (1, 0, 0));
+    assert_eq!(state.counters.checkouts, state.counters.checkins);
+
+    // With nobody behind it, the connection goes back to idle.
+    let held = pool.get().await.unwrap();
+    let mut last = Box::pin(pool.get());
+    assert!(poll_once(&mut last).await.is_none());
+    drop(held);
+    drop(last);
+    let state = pool.state();
+    assert_eq!((state.idle, state.in_use, state.waiting), (1, 0, 0));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_timeout_fires_at_the_deadline_on_a_paused_clock() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(1)
+        .checkout_timeout(Duration::from_secs(5))
+        .build(manager.clone())
+        .unwrap();
+    let held = pool.get().await.unwrap();
+    let start = Instant::now();
+    let Err(Error::Timeout { waited, state }) = pool.get().await else {
+        panic!("expected a timeout");
+    };
+    assert_eq!(waited, Duration::from_secs(5));
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert_eq!(state.in_use, 1, "the state it gave up in");
+    let after = pool.state();
+    assert_eq!(after.waiting, 0);
+    assert_eq!(after.counters.timeouts, 1);
+
+    // Returned before the deadline, the connection is granted then.
+    let (release, released) = oneshot::channel::<()>();
+    let returner = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(held);
+        release.send(()).unwrap();
+    });
+    let start = Instant::now();
+    let conn = pool.get().await.expect("granted before the deadline");
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+    released.await.unwrap();
+    returner.await.unwrap();
+    drop(conn);
+    assert_eq!(pool.state().counters.timeouts, 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_aborted_pinned_task_releases_its_pin_and_connection() {
+    let manager = TestManager::default();
+    let pool = Arc::new(pool(2, &manager));
+    let (holding, held) = oneshot::channel();
+    let task = tokio::spawn({
+        let pool = Arc::clone(&pool);
+        async move {
+            pool.pinned(async {
+                let _conn = pool.get().await.unwrap();
+                holding.send(()).unwrap();
+                std::future::pending::<()>().await;
+            })
+            .await
+        }
+    });
+    held.await.unwrap();
+    let state = pool.state();
+    assert_eq!((state.pinned_owners, state.in_use), (1, 1));
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let state = assert_conserved(&pool, &manager.tally).await;
+    assert_eq!((state.pinned_owners, state.in_use, state.idle), (0, 0, 1));
+    assert_eq!(state.counters.reclaimed_pins, 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_scope_dropped_while_waiting_leaves_no_waiter() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    let held = pool.get().await.unwrap();
+    {
+        let mut scope = pin!(pool.pinned(async { pool.get().await.map(drop) }));
+        assert!(poll_once(&mut scope).await.is_none());
+        let state = pool.state();
+        assert_eq!((state.waiting, state.pinned_owners), (1, 1));
+    }
+    let state = pool.state();
+    assert_eq!((state.waiting, state.pinned_owners), (0, 0));
+    drop(held);
+    assert_eq!(pool.state().idle, 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn scopes_nest_and_stack_across_pools() {
+    let manager = TestManager::default();
+    let (a, b) = (pool(4, &manager), pool(4, &manager));
+    let ids = a
+        .pinned(async {
+            let outer = PooledConnection::id(&a.get().await.unwrap());
+            // The same pool again: joins the outer scope.
+            let inner = a
+                .pinned(async { PooledConnection::id(&a.get().await.unwrap()) })
+                .await;
+            // Another pool: its own pin, beside the outer one.
+            let (b1, b2) = b
+                .pinned(async {
+                    let b1 = PooledConnection::id(&b.get().await.unwrap());
+                    let held_a = a.get().await.unwrap(); // still a's scope
+                    assert_eq!(PooledConnection::id(&held_a), outer);
+                    (b1, PooledConnection::id(&b.get().await.unwrap()))
+                })
+                .await;
+            (outer, inner, b1, b2)
+        })
+        .await;
+    assert_eq!(ids.0, ids.1);
+    assert_eq!(ids.2, ids.3);
+    assert_eq!(a.state().pinned_owners, 0);
+    assert_eq!(b.state().pinned_owners, 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn unpinned_gets_take_any_free_connection_and_pin_nobody() {
+    let manager = TestManager::default();
+    let pool = pool(2, &manager);
+    let first = pool.get().await.unwrap();
+    let second = pool.get().await.unwrap();
+    assert_ne!(PooledConnection::id(&first), PooledConnection::id(&second));
+    let mut waiting = pin!(pool.get());
+    assert!(poll_once(&mut waiting).await.is_none());
+    // Whichever frees first serves the waiter.
+    let freed = PooledConnection::id(&second);
+    drop(second);
+    let conn = poll_once(&mut waiting).await.expect("granted").unwrap();
+    assert_eq!(PooledConnection::id(&conn), freed);
+    assert_eq!(pool.state().pinned_owners, 0);
+    drop((first, conn));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn asking_twice_in_a_strict_scope_while_holding_fails_at_once() {
+    let pool = pool(2, &TestManager::default());
+    pool.pinned(async {
+        let _held = pool.get().await.unwrap();
+        assert!(matches!(pool.get().await, Err(Error::AlreadyHeld)));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn closing_fails_waiters_and_later_gets() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    let held = pool.get().await.unwrap();
+    let mut waiting = pin!(pool.get());
+    assert!(poll_once(&mut waiting).await.is_none());
+    pool.close();
+    assert!(matches!(
+        poll_once(&mut waiting).await,
+        Some(Err(Error::Closed))
+    ));
+    assert!(matches!(pool.get().await, Err(Error::Closed)));
+    drop(held);
+    let state = assert_conserved(&pool, &manager.tally).await;
+    assert_eq!(state.total(), 0, "returned connections close");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn broken_and_invalid_connections_are_replaced_keeping_the_pin() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(2)
+        .validate_on_checkout(true)
+        .build(manager.clone())
+        .unwrap();
+    pool.pinned(async {
+        let mut conn = pool.get().await.unwrap();
+        let first = PooledConnection::id(&conn);
+        conn.broken = true;
+        drop(conn); // has_broken: closed, the pin moves to a replacement
+        let mut conn = pool.get().await.unwrap();
+        let second = PooledConnection::id(&conn);
+        assert_ne!(second, first);
+        conn.invalid = true;
+        drop(conn); // fails validation on the next checkout: replaced
+        let third = PooledConnection::id(&pool.get().await.unwrap());
+        assert_ne!(third, second);
+        assert_eq!(pool.state().pinned_owners, 1, "still one pinned owner");
+    })
+    .await;
+    let state = assert_conserved(&pool, &manager.tally).await;
+    assert_eq!(state.counters.closed, 2);
+    assert!(manager.tally.validations.load(Ordering::SeqCst) >= 3);
+}
+
+/// A manager whose connect panics or never finishes.
+struct Misbehaving {
+    hang: bool,
+}
+
+impl pinpool::tokio::Manager for Misbehaving {
+    type Connection = ();
+    type Error = Refused;
+
+    async fn connect(&self) -> Result<(), Refused> {
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        panic!("connect exploded");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_panicking_connect_fails_its_waiter_with_a_typed_error() {
+    let pool = Pool::new(Misbehaving { hang: false }).unwrap();
+    assert!(matches!(pool.get().await, Err(Error::ConnectPanicked)));
+    let state = pool.state();
+    assert_eq!((state.connecting, state.total()), (0, 0));
+    assert_eq!(state.counters.connect_failures, 1);
+}
+
+#[test]
+fn a_runtime_shut_down_mid_connect_strands_no_slot() {
+    let pool = Pool::new(Misbehaving { hang: true }).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut get = pin!(pool.get());
+        assert!(poll_once(&mut get).await.is_none());
+        // Let the connect task start and hang.
+        tokio::task::yield_now().await;
+        assert_eq!(pool.state().connecting, 1);
+    });
+    drop(runtime); // drops the hanging connect task
+    let state = pool.state();
+    assert_eq!((state.connecting, state.total()), (0, 0));
+    assert_eq!(state.counters.connect_failures, 1);
+}
+
+#[test]
+fn a_half_failing_manager_under_many_tasks_neither_hangs_nor_leaks() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let manager = TestManager::failing_half();
+        let pool = Arc::new(pool(4, &manager));
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let pool = Arc::clone(&pool);
+                tokio::spawn(async move {
+                    let work = async {
+                        let mut refused = 0;
+                        for _ in 0..20 {
+                            match pool.get().await {
+                                Ok(conn) => drop(conn),
+                                Err(Error::Connect(Refused(_))) => refused += 1,
+                                Err(other) => panic!("unexpected {other}"),
+                            }
+                        }
+                        refused
+                    };
+                    if i % 2 == 0 {
+                        pool.pinned(work).await
+                    } else {
+                        work.await
+                    }
+                })
+            })
+            .collect();
+        let mut refused = 0;
+        for task in tasks {
+            refused += task.await.unwrap();
+        }
+        let state = assert_conserved(&pool, &manager.tally).await;
+        // A refusal fails the checkout that asked for the connection,
+        // unless an unpinned one was served by another connection first.
+        assert!(refused > 0, "some checkouts saw the refusals");
+        assert!(
+            refused as u64 <= state.counters.connect_failures,
+            "no refusal reached two waiters"
+        );
+        assert_eq!((state.waiting, state.pinned_owners), (0, 0));
+    });
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_wake_policy_and_pinning_mode_completes() {
+    use pinpool::core::WakePolicy;
+    for wake in [
+        WakePolicy::Handoff,
+        WakePolicy::Broadcast,
+        WakePolicy::Signal,
+        WakePolicy::Bounded(2),
+    ] {
+        for pinning in [Pinning::Strict, Pinning::Affinity, Pinning::Off] {
+            let manager = TestManager::default();
+            let pool = Arc::new(
+                Pool::builder()
+                    .max_size(2)
+                    .wake(wake)
+                    .pinning(pinning)
+                    .build(manager.clone())
+                    .unwrap(),
+            );
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let pool = Arc::clone(&pool);
+                    tokio::spawn(async move {
+                        pool.pinned(async {
+                            for _ in 0..10 {
+                                let conn = pool.get().await.unwrap();
+                                tokio::task::yield_now().await;
+                                drop(conn);
+                            }
+                        })
+                        .await
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let state = assert_conserved(&pool, &manager.tally).await;
+            assert_eq!(state.counters.checkouts, 80, "{wake:?} {pinning:?}");
+            assert_eq!((state.waiting, state.pinned_owners), (0, 0));
+        }
+    }
+}
+
+#[test]
+fn pools_guards_and_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pool<TestManager>>();
+    send_sync::<PooledConnection<TestManager>>();
+    let pool = pool(1, &TestManager::default());
+    send(&pool.get());
+    send(&pool.pinned(async {}));
+}
