@@ -221,7 +221,7 @@ async fn a_timeout_fires_at_the_deadline_on_a_paused_clock() {
         .checkout_timeout(Duration::from_secs(5))
         .build(manager.clone())
         .unwrap();
-    let held = pool.get().await.unwrap();
+    let held = pool.get_owned().await.unwrap(); // moved into another task below
     let start = Instant::now();
     let Err(Error::Timeout { waited, state }) = pool.get().await else {
         panic!("expected a timeout");
@@ -539,7 +539,7 @@ fn pools_guards_and_futures_are_send() {
     fn send<T: Send>(_: &T) {}
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Pool<TestManager>>();
-    send_sync::<PooledConnection<TestManager>>();
+    send_sync::<PooledConnection<'static, TestManager>>();
     let pool = pool(1, &TestManager::default());
     send(&pool.get());
     send(&pool.pinned(async {}));

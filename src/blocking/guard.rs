@@ -5,7 +5,7 @@ use std::ops::{Deref, DerefMut};
 
 use super::{Manager, Pool, pins};
 use crate::core::{ConnId, Health, OwnerId};
-use crate::driver::Handed;
+use crate::driver::{Handed, lease};
 
 /// A checked-out connection. Dereferences to the connection; dropping it
 /// checks the connection back in (after [`Manager::has_broken`]), also when
@@ -82,14 +82,11 @@ impl<M: Manager> Drop for PooledConnection<'_, M> {
         };
         let shared = &self.pool.shared;
         let broken = self.discarded || shared.is_broken(&mut handed.conn);
-        if !broken && let Some(lease) = handed.lease.take() {
+        if !broken {
             // The fast path: park it in the lease, no pool lock.
-            match lease.park(handed.conn) {
-                Ok(()) => return pins::restore_lease(shared.id, self.owner, lease),
-                Err(recalled) => {
-                    handed.conn = recalled;
-                    handed.lease = Some(lease);
-                }
+            match lease::park(handed) {
+                Ok(lease) => return pins::restore_lease(shared.id, self.owner, lease),
+                Err(unleased) => handed = unleased,
             }
         }
         let health = if broken {

@@ -66,7 +66,7 @@ pub use manager::Manager;
 
 use crate::Error;
 use crate::core::{ConfigError, Core, Health, OwnerId, PoolState, Ticket};
-use crate::driver::lease::{Lease, Reacquire};
+use crate::driver::lease;
 use crate::driver::{Handed, Outcome, Step};
 use crate::sync::{Arc, Ordering};
 use pins::Reclaim;
@@ -101,24 +101,14 @@ impl<M: Manager> Pool<M> {
     /// The fast path: this thread's own parked connection, without the lock.
     fn get_leased(&self) -> Option<PooledConnection<'_, M>> {
         let lease = pins::take_lease(self.shared.id)?;
-        let lease = lease.downcast::<Lease<M::Connection>>().ok()?;
-        let (owner, id) = (lease.owner, lease.conn);
-        let (conn, recalled) = match lease.reacquire() {
-            Reacquire::Held(conn) => (conn, false),
-            Reacquire::Recalled(conn) => (conn, true),
-            Reacquire::Empty => return None,
-        };
-        let handed = Handed {
-            id,
-            conn,
-            lease: Some(lease),
-        };
-        if recalled {
-            // Its waiters come first: return it through the core.
-            self.shared.checkin(handed, Health::Healthy);
-            return None;
+        match lease::take_back::<M::Connection>(lease)? {
+            Ok((handed, owner)) => self.validated(handed, owner),
+            Err(recalled) => {
+                // Its waiters come first: return it through the core.
+                self.shared.checkin(recalled, Health::Healthy);
+                None
+            }
         }
-        self.validated(handed, owner)
     }
 
     /// The guard for a connection just handed out, after validation when it

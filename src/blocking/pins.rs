@@ -6,12 +6,12 @@
 //! The thread-local holds pools only weakly, so it never keeps a pool
 //! alive, and a pool dropped before the thread is skipped at exit.
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::sync::Weak;
 
 use crate::core::OwnerId;
 use crate::driver::fresh_owner;
+use crate::driver::lease::AnyLease;
 
 use crate::sync::{Arc, thread_local};
 
@@ -20,10 +20,6 @@ pub(crate) trait Reclaim: Send + Sync {
     /// Releases `owner`'s pin and lease (the thread is gone).
     fn owner_gone(self: Arc<Self>, owner: OwnerId);
 }
-
-/// A lease, type-erased so one thread-local serves pools of every
-/// connection type.
-pub(crate) type AnyLease = Arc<dyn Any + Send + Sync>;
 
 struct Registration {
     pool_id: u64,

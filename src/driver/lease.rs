@@ -21,8 +21,61 @@
 //! Exactly one side ends up holding the connection and checks it in; no
 //! wake-up is lost and none is duplicated.
 
+use std::any::Any;
+
+use super::Handed;
 use crate::core::{ConnId, OwnerId};
-use crate::sync::{AtomicBool, AtomicU64, Ordering, TakeCell};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering, TakeCell};
+
+/// A lease, type-erased so one thread-local (or scope) serves pools of
+/// every connection type.
+pub(crate) type AnyLease = Arc<dyn Any + Send + Sync>;
+
+/// A parked connection taken back: to use (with its owner), or recalled.
+pub(crate) type TakenBack<C> = Result<(Handed<C>, OwnerId), Handed<C>>;
+
+/// The owner takes back the connection parked in its lease: `Ok` to use
+/// it (with the lease's owner); `Err` when the lease was recalled meanwhile, and the connection must
+/// go back through the core (its waiters come first); `None` if nothing
+/// was parked.
+pub(crate) fn take_back<C: Send + 'static>(
+    lease: AnyLease,
+) -> Option<TakenBack<C>> {
+    let lease = lease.downcast::<Lease<C>>().ok()?;
+    let (conn, recalled) = match lease.reacquire() {
+        Reacquire::Held(conn) => (conn, false),
+        Reacquire::Recalled(conn) => (conn, true),
+        Reacquire::Empty => return None,
+    };
+    let owner = lease.owner;
+    let handed = Handed {
+        id: lease.conn,
+        conn,
+        lease: Some(lease),
+    };
+    Some(if recalled {
+        Err(handed)
+    } else {
+        Ok((handed, owner))
+    })
+}
+
+/// Parks a leased connection its holder returns: `Ok` with the lease for
+/// the owner to keep; `Err` with the connection when it was not leased or
+/// the lease was recalled, for the caller to check in to the core.
+pub(crate) fn park<C>(mut handed: Handed<C>) -> Result<Arc<Lease<C>>, Handed<C>> {
+    let Some(lease) = handed.lease.take() else {
+        return Err(handed);
+    };
+    match lease.park(handed.conn) {
+        Ok(()) => Ok(lease),
+        Err(recalled) => Err(Handed {
+            id: handed.id,
+            conn: recalled,
+            lease: Some(lease),
+        }),
+    }
+}
 
 /// One lease of one connection to its pinned owner.
 pub(crate) struct Lease<C> {

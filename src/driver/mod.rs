@@ -9,6 +9,9 @@
 
 pub(crate) mod lease;
 
+use std::cell::Cell;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -21,11 +24,31 @@ use crate::sync::{Arc, Mutex};
 use lease::Lease;
 
 /// Owner ids are process-wide and never reused (the core requires it).
-static NEXT_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
+
+/// Ids a thread reserves at once: every unpinned async checkout takes a
+/// fresh id, and one shared counter bumped by every core would be a
+/// contended cache line on the hot path.
+const OWNER_BLOCK: u64 = 1024;
+
+std::thread_local! {
+    /// This thread's reserved ids: the next one, and the end of the block.
+    static OWNER_IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
 
 /// A fresh owner id: for a thread, a pinned scope or an unpinned checkout.
 pub(crate) fn fresh_owner() -> OwnerId {
-    OwnerId(NEXT_OWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    let id = OWNER_IDS.try_with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_OWNER.fetch_add(OWNER_BLOCK, Relaxed);
+            end = next + OWNER_BLOCK;
+        }
+        ids.set((next + 1, end));
+        next
+    });
+    // A thread being torn down takes ids one at a time.
+    OwnerId(id.unwrap_or_else(|_| NEXT_OWNER.fetch_add(1, Relaxed)))
 }
 
 /// A connection handed to a checkout: its id, the connection, and the

@@ -3,30 +3,56 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use super::Manager;
 use super::shared::Shared;
-use crate::core::{ConnId, Health};
-use crate::driver::Handed;
+use super::{Manager, scope};
+use crate::core::{ConnId, Health, OwnerId};
+use crate::driver::{Handed, lease};
 use crate::sync::Arc;
 
 /// A checked-out connection. Dereferences to the connection; dropping it
 /// checks the connection back in (after [`Manager::has_broken`]), also when
-/// the holder panics or its task is cancelled. It owns a reference to the
-/// pool, so it may be held across `.await` and moved between tasks.
+/// the holder panics or its task is cancelled. It may be held across
+/// `.await`. [`Pool::get`](super::Pool::get) returns one that borrows the
+/// pool (no reference count touched on the hot path, as in bb8 and qp);
+/// [`Pool::get_owned`](super::Pool::get_owned) one that owns a reference
+/// (`'static`, to move into another task).
 /// [`PooledConnection::discard`] closes it instead.
-pub struct PooledConnection<M: Manager> {
-    shared: Arc<Shared<M>>,
+pub struct PooledConnection<'a, M: Manager> {
+    pool: PoolRef<'a, M>,
     /// `Some` until the guard is dropped.
     handed: Option<Handed<M::Connection>>,
+    /// Whose checkout it is (a scope's lease goes back to it).
+    owner: OwnerId,
     /// Checked in as broken, whatever `has_broken` says.
     broken: bool,
 }
 
-impl<M: Manager> PooledConnection<M> {
-    pub(crate) fn new(shared: Arc<Shared<M>>, handed: Handed<M::Connection>, broken: bool) -> Self {
+/// How a guard reaches its pool.
+pub(crate) enum PoolRef<'a, M: Manager> {
+    Borrowed(&'a Arc<Shared<M>>),
+    Owned(Arc<Shared<M>>),
+}
+
+impl<M: Manager> PoolRef<'_, M> {
+    fn shared(&self) -> &Arc<Shared<M>> {
+        match self {
+            PoolRef::Borrowed(shared) => shared,
+            PoolRef::Owned(shared) => shared,
+        }
+    }
+}
+
+impl<'a, M: Manager> PooledConnection<'a, M> {
+    pub(crate) fn new(
+        pool: PoolRef<'a, M>,
+        handed: Handed<M::Connection>,
+        owner: OwnerId,
+        broken: bool,
+    ) -> Self {
         PooledConnection {
-            shared,
+            pool,
             handed: Some(handed),
+            owner,
             broken,
         }
     }
@@ -66,7 +92,7 @@ impl<M: Manager> PooledConnection<M> {
     }
 }
 
-impl<M: Manager> Deref for PooledConnection<M> {
+impl<M: Manager> Deref for PooledConnection<'_, M> {
     type Target = M::Connection;
 
     fn deref(&self) -> &M::Connection {
@@ -74,7 +100,7 @@ impl<M: Manager> Deref for PooledConnection<M> {
     }
 }
 
-impl<M: Manager> DerefMut for PooledConnection<M> {
+impl<M: Manager> DerefMut for PooledConnection<'_, M> {
     fn deref_mut(&mut self) -> &mut M::Connection {
         &mut self
             .handed
@@ -84,22 +110,30 @@ impl<M: Manager> DerefMut for PooledConnection<M> {
     }
 }
 
-impl<M: Manager> Drop for PooledConnection<M> {
+impl<M: Manager> Drop for PooledConnection<'_, M> {
     fn drop(&mut self) {
         let Some(mut handed) = self.handed.take() else {
             return;
         };
-        let broken = self.broken || self.shared.is_broken(&mut handed.conn);
+        let shared = self.pool.shared();
+        let broken = self.broken || shared.is_broken(&mut handed.conn);
+        if !broken {
+            // The fast path: park it in the scope's lease, no pool lock.
+            match lease::park(handed) {
+                Ok(lease) => return scope::restore_lease(shared.id, self.owner, lease),
+                Err(unleased) => handed = unleased,
+            }
+        }
         let health = if broken {
             Health::Broken
         } else {
             Health::Healthy
         };
-        self.shared.checkin(handed, health);
+        shared.checkin(handed, health);
     }
 }
 
-impl<M: Manager> fmt::Debug for PooledConnection<M>
+impl<M: Manager> fmt::Debug for PooledConnection<'_, M>
 where
     M::Connection: fmt::Debug,
 {

@@ -75,13 +75,14 @@ use std::time::Duration;
 
 use tokio::time::{Instant, timeout_at};
 
+use guard::PoolRef;
 pub use guard::PooledConnection;
 pub use manager::Manager;
 pub use scope::Pinned;
 
 use crate::Error;
-use crate::core::{ConfigError, Core, PoolState, Ticket};
-use crate::driver::{Handed, Outcome, Step, fresh_owner};
+use crate::core::{ConfigError, Core, Health, PoolState, Ticket};
+use crate::driver::{Handed, Outcome, Step, fresh_owner, lease};
 use crate::sync::{Arc, Ordering};
 use shared::Shared;
 use waiter::TaskSlot;
@@ -108,7 +109,32 @@ impl<M: Manager> Pool<M> {
     /// Checks out a connection: the scope's pinned one inside
     /// [`Pool::pinned`] (waiting in line for it if it is busy), otherwise
     /// the first that is free; up to the checkout timeout.
-    pub async fn get(&self) -> Result<PooledConnection<M>, Error<M::Error>> {
+    pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+        self.checkout(|| PoolRef::Borrowed(&self.shared)).await
+    }
+
+    /// Like [`Pool::get`], for a guard that owns a reference to the pool
+    /// (`'static`: it can be moved into a spawned task).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(0u32) })?;
+    /// let mut conn = pool.get_owned().await?;
+    /// tokio::spawn(async move { *conn += 1 }).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_owned(&self) -> Result<PooledConnection<'static, M>, Error<M::Error>> {
+        self.checkout(|| PoolRef::Owned(Arc::clone(&self.shared)))
+            .await
+    }
+
+    async fn checkout<'p>(
+        &self,
+        pool: impl Fn() -> PoolRef<'p, M>,
+    ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
         let shared = &self.shared;
         shared.note_runtime();
         let (owner, pins) = match scope::current_owner(shared.id) {
@@ -118,26 +144,31 @@ impl<M: Manager> Pool<M> {
         // Read the clock only once the checkout has to wait.
         let mut clock: Option<Deadline> = None;
         loop {
-            let step = shared.with_core(|inner| inner.checkout(owner, pins, false, TaskSlot::new));
-            let handed = match step {
-                Step::Ready(handed) => handed,
-                Step::Failed(error) => return Err(error),
-                Step::Wait(ticket, slot) => {
-                    let deadline =
-                        *clock.get_or_insert_with(|| Deadline::after(shared.checkout_timeout));
-                    let waiting = Waiting {
-                        shared,
-                        ticket,
-                        slot,
-                        pending: true,
-                    };
-                    waiting.until(deadline).await?
-                }
+            let leased = if pins { self.take_leased() } else { None };
+            let handed = match leased {
+                Some(handed) => handed,
+                None => match shared
+                    .with_core(|inner| inner.checkout(owner, pins, pins, TaskSlot::new))
+                {
+                    Step::Ready(handed) => handed,
+                    Step::Failed(error) => return Err(error),
+                    Step::Wait(ticket, slot) => {
+                        let deadline =
+                            *clock.get_or_insert_with(|| Deadline::after(shared.checkout_timeout));
+                        let waiting = Waiting {
+                            shared,
+                            ticket,
+                            slot,
+                            pending: true,
+                        };
+                        waiting.until(deadline).await?
+                    }
+                },
             };
             let validate = shared.validate_on_checkout;
             // Until validated, a connection whose checkout is dropped or
             // panics is checked in as broken.
-            let mut conn = PooledConnection::new(Arc::clone(shared), handed, validate);
+            let mut conn = PooledConnection::new(pool(), handed, owner, validate);
             if !validate {
                 return Ok(conn);
             }
@@ -198,9 +229,22 @@ impl<M: Manager> Pool<M> {
         &self.shared.manager
     }
 
+    /// The fast path: the scope's own parked connection, without the lock.
+    fn take_leased(&self) -> Option<Handed<M::Connection>> {
+        let lease = scope::take_lease(self.shared.id)?;
+        match lease::take_back::<M::Connection>(lease)? {
+            Ok((handed, _)) => Some(handed),
+            Err(recalled) => {
+                // Its waiters come first: return it through the core.
+                self.shared.checkin(recalled, Health::Healthy);
+                None
+            }
+        }
+    }
+
     /// [`Manager::validate`] within the deadline; a panic, an error or
     /// running out of time all fail it.
-    async fn validate(&self, conn: &mut PooledConnection<M>, deadline: Deadline) -> bool {
+    async fn validate(&self, conn: &mut PooledConnection<'_, M>, deadline: Deadline) -> bool {
         let id = PooledConnection::id(conn);
         let mut check = Box::pin(self.shared.manager.validate(conn));
         let caught =
@@ -343,5 +387,51 @@ impl<M: Manager> fmt::Debug for Pool<M> {
         f.debug_struct("Pool")
             .field("id", &self.shared.id)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::thread;
+
+    use super::*;
+
+    /// While another thread holds the pool lock, a pinned scope still
+    /// re-acquires and returns its own connection: the fast path takes the
+    /// lock neither on checkout nor on checkin.
+    #[test]
+    fn a_pinned_scope_reuses_its_connection_without_the_pool_lock() {
+        let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) }).unwrap();
+        let (ready_tx, ready) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel::<()>();
+        let (done_tx, done) = mpsc::channel();
+        thread::scope(|s| {
+            let pool = &pool;
+            s.spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(pool.pinned(async {
+                    drop(pool.get().await.unwrap()); // the slow path leases it
+                    ready_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    for _ in 0..1_000 {
+                        drop(pool.get().await.unwrap());
+                    }
+                    done_tx.send(()).unwrap();
+                }));
+            });
+            ready.recv().unwrap();
+            let locked = pool.shared.lock();
+            go.send(()).unwrap();
+            let finished = done.recv_timeout(Duration::from_secs(20));
+            drop(locked);
+            assert!(finished.is_ok(), "the fast path blocked on the lock");
+        });
+        let counters = pool.state().counters;
+        assert_eq!(counters.checkouts, 1_001, "fast checkouts are counted");
+        assert_eq!(counters.checkins, 1_001);
     }
 }

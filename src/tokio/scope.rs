@@ -6,11 +6,14 @@
 //! any checkout it still waits with — when the future completes or is
 //! dropped (cancelled, aborted, its runtime shut down).
 //!
-//! While a scope's future is polled, its `(pool, owner)` entry sits on a
-//! thread-local stack, the way tokio's `task_local!` sets its value for
-//! each poll; a `get()` reads the top entry for its pool when it starts.
-//! Scopes nest: an inner scope for a pool already scoped joins the outer
-//! one, and scopes for different pools stack.
+//! While a scope's future is polled, its entry — pool, owner, and the
+//! scope's lease when its connection is parked (the fast path of
+//! `driver::lease`) — sits on a thread-local stack, the way tokio's
+//! `task_local!` sets its value for each poll; a `get()` reads the top
+//! entry for its pool when it starts, and a guard dropped inside the scope
+//! parks its connection back there. Scopes nest: an inner scope for a pool
+//! already scoped joins the outer one, and scopes for different pools
+//! stack.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -22,24 +25,54 @@ use super::Manager;
 use super::shared::Shared;
 use crate::core::OwnerId;
 use crate::driver::fresh_owner;
+use crate::driver::lease::AnyLease;
 use crate::sync::Arc;
+
+/// A scope being polled.
+struct Entry {
+    pool_id: u64,
+    owner: OwnerId,
+    /// The scope's lease while its connection is parked.
+    lease: Option<AnyLease>,
+}
 
 thread_local! {
     /// The scopes being polled on this thread, innermost last.
-    static SCOPES: RefCell<Vec<(u64, OwnerId)>> = const { RefCell::new(Vec::new()) };
+    static SCOPES: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the innermost scope of pool `pool_id` being polled here.
+fn with_entry<R>(pool_id: u64, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+    SCOPES
+        .try_with(|scopes| {
+            let mut scopes = scopes.try_borrow_mut().ok()?;
+            let entry = scopes.iter_mut().rev().find(|e| e.pool_id == pool_id)?;
+            Some(f(entry))
+        })
+        .ok()
+        .flatten()
 }
 
 /// The owner a `get()` on pool `pool_id` acts for: its scope's, if it runs
 /// inside one.
 pub(crate) fn current_owner(pool_id: u64) -> Option<OwnerId> {
-    SCOPES
-        .try_with(|scopes| {
-            let scopes = scopes.try_borrow().ok()?;
-            let (_, owner) = scopes.iter().rev().find(|(pool, _)| *pool == pool_id)?;
-            Some(*owner)
-        })
-        .ok()
-        .flatten()
+    with_entry(pool_id, |entry| entry.owner)
+}
+
+/// Takes the current scope's lease on `pool_id`, if its connection is parked.
+pub(crate) fn take_lease(pool_id: u64) -> Option<AnyLease> {
+    with_entry(pool_id, |entry| entry.lease.take()).flatten()
+}
+
+/// Gives the lease back to the scope of `owner` if it is being polled here
+/// (a guard may be dropped elsewhere; the lease is then simply dropped,
+/// and the owner's next checkout recalls it through the pool).
+pub(crate) fn restore_lease(pool_id: u64, owner: OwnerId, lease: AnyLease) {
+    with_entry(pool_id, |entry| {
+        if entry.owner == owner {
+            entry.lease = Some(lease);
+        }
+    });
 }
 
 /// A future run with a pin on one pool's connection: see
@@ -55,6 +88,8 @@ pub struct Pinned<M: Manager, F> {
 struct Scope<M: Manager> {
     shared: Arc<Shared<M>>,
     owner: OwnerId,
+    /// The lease, kept here between polls.
+    lease: Option<AnyLease>,
     /// Whether it was ever installed (a scope that joined an outer one for
     /// the same pool, or never ran, has nothing to release).
     used: bool,
@@ -67,6 +102,7 @@ impl<M: Manager, F> Pinned<M, F> {
             scope: Some(Scope {
                 shared,
                 owner: fresh_owner(),
+                lease: None,
                 used: false,
             }),
         }
@@ -83,14 +119,22 @@ impl<M: Manager, F: Future> Future for Pinned<M, F> {
             return this.future.as_mut().poll(cx);
         };
         let pool_id = scope.shared.id;
+        let entry = Entry {
+            pool_id,
+            owner: scope.owner,
+            lease: scope.lease.take(),
+        };
         let installed = current_owner(pool_id).is_none()
             && SCOPES
-                .try_with(|scopes| scopes.borrow_mut().push((pool_id, scope.owner)))
+                .try_with(|scopes| scopes.borrow_mut().push(entry))
                 .is_ok();
         scope.used |= installed;
         let polled = {
-            // Pops the entry even if the inner future panics.
-            let _entry = installed.then_some(Uninstall);
+            // Pops the entry, keeping its lease, even if the inner future
+            // panics.
+            let _entry = installed.then_some(Uninstall {
+                lease: &mut scope.lease,
+            });
             this.future.as_mut().poll(cx)
         };
         if polled.is_ready() {
@@ -100,12 +144,16 @@ impl<M: Manager, F: Future> Future for Pinned<M, F> {
     }
 }
 
-/// Pops this poll's scope entry.
-struct Uninstall;
+/// Pops this poll's scope entry, keeping its lease in the scope.
+struct Uninstall<'a> {
+    lease: &'a mut Option<AnyLease>,
+}
 
-impl Drop for Uninstall {
+impl Drop for Uninstall<'_> {
     fn drop(&mut self) {
-        let _ = SCOPES.try_with(|scopes| scopes.borrow_mut().pop());
+        if let Ok(Some(entry)) = SCOPES.try_with(|scopes| scopes.borrow_mut().pop()) {
+            *self.lease = entry.lease;
+        }
     }
 }
 

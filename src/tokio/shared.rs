@@ -75,6 +75,12 @@ impl<M: Manager> Shared<M> {
         self.locked.with_core(f, |conn| self.spawn_open(conn))
     }
 
+    /// Holds the pool lock (tests prove the fast path never takes it).
+    #[cfg(test)]
+    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, State<M>> {
+        self.locked.lock()
+    }
+
     /// Returns a connection to the core.
     pub(crate) fn checkin(self: &Arc<Self>, handed: Handed<M::Connection>, health: Health) {
         self.with_core(|inner| inner.give_back(handed, health));

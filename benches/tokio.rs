@@ -1,0 +1,239 @@
+//! The async pool against bb8, deadpool and qp, in one criterion group:
+//! `workers` tasks on a multi-thread runtime share a pool of `size` no-op
+//! connections, each doing get + drop in a loop; the time per get + drop
+//! over all workers is reported (lower is better). pinpool runs twice:
+//! every worker in a pinned scope, and unpinned.
+//!
+//! Every pool is built once per shape, filled, and checked out like for
+//! like: no validation on checkout (bb8's `test_on_check_out(false)`,
+//! qp's `acquire_unchecked`; deadpool always awaits its `recycle`, here a
+//! no-op).
+//!
+//! `cargo bench --bench tokio`; the README quotes the ratios.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use tokio::runtime::Runtime;
+
+/// (workers, pool size) shapes.
+const SHAPES: [(usize, usize); 3] = [(8, 8), (16, 8), (64, 16)];
+
+/// A pool under test: one get + drop.
+trait Subject: Send + Sync + 'static {
+    fn get_drop(&self) -> impl Future<Output = ()> + Send;
+    /// Runs one worker's loop (pinpool's pinned variant wraps it in a scope).
+    fn worker(self: Arc<Self>, n: u64) -> impl Future<Output = ()> + Send {
+        async move {
+            for _ in 0..n {
+                self.get_drop().await;
+            }
+        }
+    }
+}
+
+type Noop = fn() -> std::future::Ready<Result<(), std::io::Error>>;
+
+fn noop() -> std::future::Ready<Result<(), std::io::Error>> {
+    std::future::ready(Ok(()))
+}
+
+struct PinpoolPinned(pinpool::tokio::Pool<Noop>);
+struct PinpoolUnpinned(pinpool::tokio::Pool<Noop>);
+
+fn pinpool(size: usize) -> pinpool::tokio::Pool<Noop> {
+    pinpool::tokio::Pool::builder()
+        .max_size(size)
+        .min_size(size)
+        .max_connecting(size)
+        .build(noop as Noop)
+        .expect("valid config")
+}
+
+impl Subject for PinpoolPinned {
+    async fn get_drop(&self) {
+        drop(self.0.get().await.expect("no timeout"));
+    }
+
+    async fn worker(self: Arc<Self>, n: u64) {
+        self.0
+            .pinned(async {
+                for _ in 0..n {
+                    self.get_drop().await;
+                }
+            })
+            .await
+    }
+}
+
+impl Subject for PinpoolUnpinned {
+    async fn get_drop(&self) {
+        drop(self.0.get().await.expect("no timeout"));
+    }
+}
+
+struct Bb8Noop;
+
+impl bb8::ManageConnection for Bb8Noop {
+    type Connection = ();
+    type Error = Infallible;
+    async fn connect(&self) -> Result<(), Infallible> {
+        Ok(())
+    }
+    async fn is_valid(&self, _: &mut ()) -> Result<(), Infallible> {
+        Ok(())
+    }
+    fn has_broken(&self, _: &mut ()) -> bool {
+        false
+    }
+}
+
+struct Bb8(bb8::Pool<Bb8Noop>);
+
+impl Subject for Bb8 {
+    async fn get_drop(&self) {
+        drop(self.0.get().await.expect("no timeout"));
+    }
+}
+
+struct DeadpoolNoop;
+
+impl deadpool::managed::Manager for DeadpoolNoop {
+    type Type = ();
+    type Error = Infallible;
+    async fn create(&self) -> Result<(), Infallible> {
+        Ok(())
+    }
+    async fn recycle(
+        &self,
+        _: &mut (),
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Infallible> {
+        Ok(())
+    }
+}
+
+struct Deadpool(deadpool::managed::Pool<DeadpoolNoop>);
+
+impl Subject for Deadpool {
+    async fn get_drop(&self) {
+        drop(self.0.get().await.expect("no timeout"));
+    }
+}
+
+struct QpNoop;
+
+#[async_trait::async_trait]
+impl qp::resource::Manage for QpNoop {
+    type Output = ();
+    type Error = Infallible;
+    async fn try_create(&self) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+struct Qp(qp::Pool<QpNoop>);
+
+impl Subject for Qp {
+    async fn get_drop(&self) {
+        drop(self.0.acquire_unchecked().await.expect("infallible"));
+    }
+}
+
+/// Time for `iters` get + drops spread over `workers` tasks.
+async fn run<S: Subject>(subject: &Arc<S>, workers: usize, iters: u64) -> Duration {
+    let per_worker = iters.div_ceil(workers as u64).max(1);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| tokio::spawn(Arc::clone(subject).worker(per_worker)))
+        .collect();
+    for task in tasks {
+        task.await.expect("worker");
+    }
+    // Scale to the iterations criterion asked for.
+    start
+        .elapsed()
+        .mul_f64(iters as f64 / (per_worker * workers as u64) as f64)
+}
+
+fn bench_shape<S: Subject>(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &Runtime,
+    name: &str,
+    (workers, size): (usize, usize),
+    subject: S,
+) {
+    let subject = Arc::new(subject);
+    // Fill the pool before measuring.
+    runtime.block_on(run(&subject, workers, (workers * 4) as u64));
+    c.bench_with_input(
+        BenchmarkId::new(name, format!("{workers}x{size}")),
+        &(),
+        |b, _| {
+            b.to_async(runtime)
+                .iter_custom(|iters| run(&subject, workers, iters))
+        },
+    );
+}
+
+fn get_drop(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("tokio");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for shape in SHAPES {
+        let (_, size) = shape;
+        let _entered = runtime.enter();
+        bench_shape(
+            &mut group,
+            &runtime,
+            "pinpool-pinned",
+            shape,
+            PinpoolPinned(pinpool(size)),
+        );
+        bench_shape(
+            &mut group,
+            &runtime,
+            "pinpool-unpinned",
+            shape,
+            PinpoolUnpinned(pinpool(size)),
+        );
+        let bb8 = runtime.block_on(
+            bb8::Pool::builder()
+                .max_size(size as u32)
+                .min_idle(Some(size as u32))
+                .test_on_check_out(false)
+                .build(Bb8Noop),
+        );
+        bench_shape(
+            &mut group,
+            &runtime,
+            "bb8",
+            shape,
+            Bb8(bb8.expect("bb8 pool")),
+        );
+        let deadpool = deadpool::managed::Pool::builder(DeadpoolNoop)
+            .max_size(size)
+            .build()
+            .expect("deadpool pool");
+        bench_shape(&mut group, &runtime, "deadpool", shape, Deadpool(deadpool));
+        bench_shape(
+            &mut group,
+            &runtime,
+            "qp",
+            shape,
+            Qp(qp::Pool::new(QpNoop, size)),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, get_drop);
+criterion_main!(benches);
