@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The loom model checks of the blocking pool (release mode, preemption
+# The loom model checks of the pools (release mode, preemption
 # bound 3 unless LOOM_MAX_PREEMPTIONS says otherwise), built with
 # `--cfg pinpool_loom` in their own target directory. Each model prints how
 # many interleavings it explored. The panic messages printed around

@@ -119,7 +119,8 @@ impl<P> Builder<P> {
     }
 
     /// How long `get()` waits before [`Error::Timeout`](crate::Error::Timeout)
-    /// (default 30 s). Zero means "only if one is available now".
+    /// (default 30 s). Zero means "only if one is available now";
+    /// `Duration::MAX` waits for ever.
     pub fn checkout_timeout(mut self, timeout: Duration) -> Self {
         self.checkout_timeout = timeout;
         self

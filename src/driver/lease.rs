@@ -38,9 +38,7 @@ pub(crate) type TakenBack<C> = Result<(Handed<C>, OwnerId), Handed<C>>;
 /// it (with the lease's owner); `Err` when the lease was recalled meanwhile, and the connection must
 /// go back through the core (its waiters come first); `None` if nothing
 /// was parked.
-pub(crate) fn take_back<C: Send + 'static>(
-    lease: AnyLease,
-) -> Option<TakenBack<C>> {
+pub(crate) fn take_back<C: Send + 'static>(lease: AnyLease) -> Option<TakenBack<C>> {
     let lease = lease.downcast::<Lease<C>>().ok()?;
     let (conn, recalled) = match lease.reacquire() {
         Reacquire::Held(conn) => (conn, false),

@@ -255,7 +255,7 @@ impl<M: Manager> Pool<M> {
                     Err(_) => Poll::Ready(None),
                 },
             );
-        match timeout_at(deadline.at, caught).await {
+        match deadline.race(caught).await {
             Ok(Some(Ok(()))) => true,
             Ok(Some(Err(error))) => {
                 tracing::debug!(%error, %id, "validation failed; replacing the connection");
@@ -306,7 +306,7 @@ impl<M: Manager> Waiting<'_, M> {
         let ticket = self.ticket;
         loop {
             let slot = &self.slot;
-            let outcome = timeout_at(deadline.at, poll_fn(|cx| slot.poll(cx))).await;
+            let outcome = deadline.race(poll_fn(|cx| slot.poll(cx))).await;
             let result = match outcome {
                 Ok(Outcome::Granted(handed)) => Ok(handed),
                 Ok(Outcome::Failed(error)) => Err(error),
@@ -347,21 +347,33 @@ impl<M: Manager> Drop for Waiting<'_, M> {
 #[derive(Clone, Copy)]
 struct Deadline {
     started: Instant,
-    at: Instant,
+    /// `None` for a timeout too large to represent: it waits, in effect,
+    /// for ever, and needs no timer.
+    at: Option<Instant>,
 }
+
+/// The deadline passed first.
+struct Elapsed;
 
 impl Deadline {
     fn after(timeout: Duration) -> Self {
         let started = Instant::now();
-        // A timeout too large to represent waits, in effect, for ever.
-        let at = started
-            .checked_add(timeout)
-            .unwrap_or_else(|| started + Duration::from_secs(60 * 60 * 24 * 365));
-        Deadline { started, at }
+        Deadline {
+            started,
+            at: started.checked_add(timeout),
+        }
     }
 
     fn passed(&self) -> bool {
-        Instant::now() >= self.at
+        self.at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// `future`'s output, unless the deadline passes first.
+    async fn race<F: Future>(&self, future: F) -> Result<F::Output, Elapsed> {
+        match self.at {
+            Some(at) => timeout_at(at, future).await.map_err(|_| Elapsed),
+            None => Ok(future.await),
+        }
     }
 }
 

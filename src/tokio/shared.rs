@@ -106,15 +106,20 @@ impl<M: Manager> Shared<M> {
     /// Starts `Action::Open(conn)` as a task on the current runtime, else
     /// on the pool's; with neither, the connect fails at once.
     fn spawn_open(self: &Arc<Self>, conn: ConnId) {
-        let runtime = Handle::try_current()
-            .ok()
-            .or_else(|| self.runtime.get().cloned());
         let report = OpenReport {
             shared: Arc::clone(self),
             conn,
             reported: false,
         };
-        match runtime {
+        // Under loom there is no runtime: the connect runs inline, as the
+        // blocking pool's does (see `crate::sync`).
+        #[cfg(pinpool_loom)]
+        loom::future::block_on(report.open());
+        #[cfg(not(pinpool_loom))]
+        match Handle::try_current()
+            .ok()
+            .or_else(|| self.runtime.get().cloned())
+        {
             Some(runtime) => drop(runtime.spawn(report.open())),
             None => {
                 tracing::warn!(%conn, "no Tokio runtime to open a connection on");
