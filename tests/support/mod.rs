@@ -118,6 +118,7 @@ impl Manager for TestManager {
 }
 
 /// The same manager for the async pool.
+#[cfg(feature = "tokio")]
 impl pinpool::tokio::Manager for TestManager {
     type Connection = TestConn;
     type Error = Refused;
