@@ -6,7 +6,8 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::core::{Config, Overflow, Pinning, WakePolicy};
+use crate::core::{Config, ConfigError, Core, Overflow, Pinning, WakePolicy};
+use crate::driver::Options;
 
 /// Builds a pool `P` ([`blocking::Pool`](crate::blocking::Pool) or
 /// [`tokio::Pool`](crate::tokio::Pool)): every option of the
@@ -31,9 +32,9 @@ use crate::core::{Config, Overflow, Pinning, WakePolicy};
 /// # Ok::<(), pinpool::core::ConfigError>(())
 /// ```
 pub struct Builder<P> {
-    pub(crate) config: Config,
-    pub(crate) checkout_timeout: Duration,
-    pub(crate) validate_on_checkout: bool,
+    config: Config,
+    checkout_timeout: Duration,
+    validate_on_checkout: bool,
     /// The pool type, fixed by `Pool::builder` or by `build`'s argument.
     pool: PhantomData<fn() -> P>,
 }
@@ -70,7 +71,7 @@ impl<P> fmt::Debug for Builder<P> {
     }
 }
 
-/// Pools get distinct ids for threads' pin registrations.
+/// Pools get distinct ids for pin registrations.
 static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
 
 impl<P> Builder<P> {
@@ -134,7 +135,15 @@ impl<P> Builder<P> {
     }
 }
 
-/// A fresh id for a new pool (pins and scopes name pools by id).
-pub(crate) fn next_pool_id() -> u64 {
-    NEXT_POOL.fetch_add(1, Ordering::Relaxed)
+impl<P> Builder<P> {
+    /// The validated core and the driver's options, for a pool's `build`.
+    pub(crate) fn into_parts(self) -> Result<(Core, Options), ConfigError> {
+        let core = Core::new(self.config)?;
+        let options = Options {
+            id: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
+            checkout_timeout: self.checkout_timeout,
+            validate_on_checkout: self.validate_on_checkout,
+        };
+        Ok((core, options))
+    }
 }

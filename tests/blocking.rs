@@ -503,13 +503,8 @@ fn leases_are_recalled_for_waiters_without_losing_a_wake_up() {
 
 #[test]
 fn every_wake_policy_completes_under_contention() {
-    for wake in [
-        WakePolicy::Handoff,
-        WakePolicy::Broadcast,
-        WakePolicy::Signal,
-        WakePolicy::Bounded(2),
-    ] {
-        for pinning in [Pinning::Strict, Pinning::Affinity, Pinning::Off] {
+    for wake in support::WAKE_POLICIES {
+        for pinning in support::PINNINGS {
             let manager = TestManager::default();
             let pool = Pool::builder()
                 .max_size(2)

@@ -13,7 +13,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use pinpool::Error;
-use pinpool::core::{Pinning, PoolState};
+use pinpool::core::PoolState;
 use pinpool::tokio::{Pool, PooledConnection};
 use support::{Refused, Tally, TestManager, assert_conservation, settled};
 use tokio::sync::oneshot;
@@ -44,6 +44,16 @@ async fn assert_conserved(pool: &Pool<TestManager>, tally: &Tally) -> PoolState 
     }
 }
 
+/// A multi-thread runtime with more workers than this machine has cores,
+/// so tasks really do run (and get preempted) in parallel.
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Polls `future` once: its output if ready.
 async fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
     poll_fn(|cx| {
@@ -57,12 +67,7 @@ async fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
 
 #[test]
 fn ten_thousand_pinned_tasks_share_eight_connections() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    multi_thread().block_on(async {
         let manager = TestManager::default();
         let pool = Arc::new(pool(8, &manager));
         let tasks: Vec<_> = (0..10_000)
@@ -108,12 +113,7 @@ fn ten_thousand_pinned_tasks_share_eight_connections() {
 /// may not wait at all succeeds.
 #[test]
 fn a_cancellation_storm_loses_no_connection() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    multi_thread().block_on(async {
         let manager = TestManager::default();
         let pool = Arc::new(
             Pool::builder()
@@ -443,12 +443,7 @@ fn a_runtime_shut_down_mid_connect_strands_no_slot() {
 
 #[test]
 fn a_half_failing_manager_under_many_tasks_neither_hangs_nor_leaks() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    multi_thread().block_on(async {
         let manager = TestManager::failing_half();
         let pool = Arc::new(pool(4, &manager));
         let tasks: Vec<_> = (0..64)
@@ -492,14 +487,8 @@ fn a_half_failing_manager_under_many_tasks_neither_hangs_nor_leaks() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn every_wake_policy_and_pinning_mode_completes() {
-    use pinpool::core::WakePolicy;
-    for wake in [
-        WakePolicy::Handoff,
-        WakePolicy::Broadcast,
-        WakePolicy::Signal,
-        WakePolicy::Bounded(2),
-    ] {
-        for pinning in [Pinning::Strict, Pinning::Affinity, Pinning::Off] {
+    for wake in support::WAKE_POLICIES {
+        for pinning in support::PINNINGS {
             let manager = TestManager::default();
             let pool = Arc::new(
                 Pool::builder()

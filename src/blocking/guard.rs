@@ -4,16 +4,15 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use super::{Manager, Pool, pins};
-use crate::core::{ConnId, Health, OwnerId};
-use crate::driver::{Handed, lease};
+use crate::core::{ConnId, OwnerId};
+use crate::driver::{Handed, Held, lease};
 
 /// A checked-out connection. Dereferences to the connection; dropping it
 /// checks the connection back in (after [`Manager::has_broken`]), also when
 /// the holder panics. [`PooledConnection::discard`] closes it instead.
 pub struct PooledConnection<'a, M: Manager> {
     pool: &'a Pool<M>,
-    /// `Some` until the guard is dropped.
-    handed: Option<Handed<M::Connection>>,
+    held: Held<M::Connection>,
     owner: OwnerId,
     discarded: bool,
 }
@@ -22,7 +21,7 @@ impl<'a, M: Manager> PooledConnection<'a, M> {
     pub(crate) fn new(pool: &'a Pool<M>, handed: Handed<M::Connection>, owner: OwnerId) -> Self {
         PooledConnection {
             pool,
-            handed: Some(handed),
+            held: Held::new(handed),
             owner,
             discarded: false,
         }
@@ -31,7 +30,7 @@ impl<'a, M: Manager> PooledConnection<'a, M> {
     /// The pool's id for this connection (stable for its life; a
     /// replacement gets a new id).
     pub fn id(this: &Self) -> ConnId {
-        this.handed().id
+        this.held.id()
     }
 
     /// Declares the connection broken: it is closed instead of reused, and
@@ -49,52 +48,36 @@ impl<'a, M: Manager> PooledConnection<'a, M> {
     pub fn discard(mut this: Self) {
         this.discarded = true;
     }
-
-    fn handed(&self) -> &Handed<M::Connection> {
-        self.handed
-            .as_ref()
-            .expect("a guard holds its connection until dropped")
-    }
 }
 
 impl<M: Manager> Deref for PooledConnection<'_, M> {
     type Target = M::Connection;
 
     fn deref(&self) -> &M::Connection {
-        &self.handed().conn
+        self.held.conn()
     }
 }
 
 impl<M: Manager> DerefMut for PooledConnection<'_, M> {
     fn deref_mut(&mut self) -> &mut M::Connection {
-        &mut self
-            .handed
-            .as_mut()
-            .expect("a guard holds its connection until dropped")
-            .conn
+        self.held.conn_mut()
     }
 }
 
 impl<M: Manager> Drop for PooledConnection<'_, M> {
     fn drop(&mut self) {
-        let Some(mut handed) = self.handed.take() else {
+        let Some(mut handed) = self.held.take() else {
             return;
         };
         let shared = &self.pool.shared;
         let broken = self.discarded || shared.is_broken(&mut handed.conn);
-        if !broken {
-            // The fast path: park it in the lease, no pool lock.
-            match lease::park(handed) {
-                Ok(lease) => return pins::restore_lease(shared.id, self.owner, lease),
-                Err(unleased) => handed = unleased,
-            }
-        }
-        let health = if broken {
-            Health::Broken
-        } else {
-            Health::Healthy
-        };
-        shared.checkin(handed, health);
+        let (pool_id, owner) = (shared.options.id, self.owner);
+        lease::return_conn(
+            handed,
+            broken,
+            |lease| pins::restore_lease(pool_id, owner, lease),
+            |handed, health| shared.checkin(handed, health),
+        );
     }
 }
 
@@ -103,9 +86,6 @@ where
     M::Connection: fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PooledConnection")
-            .field("id", &self.handed().id)
-            .field("conn", &self.handed().conn)
-            .finish()
+        self.held.fmt(f)
     }
 }

@@ -65,17 +65,18 @@ pub type Builder<M> = crate::Builder<Pool<M>>;
 pub use manager::Manager;
 
 use crate::Error;
-use crate::core::{ConfigError, Core, Health, OwnerId, PoolState, Ticket};
+use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
+use crate::driver::handle::{Closes, Handle};
 use crate::driver::lease;
 use crate::driver::{Handed, Outcome, Step};
-use crate::sync::{Arc, Ordering};
+use crate::sync::Arc;
 use pins::Reclaim;
 use shared::Shared;
 use waiter::WaitSlot;
 
 /// A blocking connection pool. See the [module documentation](self).
 pub struct Pool<M: Manager> {
-    shared: Arc<Shared<M>>,
+    shared: Handle<Shared<M>>,
 }
 
 impl<M: Manager> Pool<M> {
@@ -100,15 +101,10 @@ impl<M: Manager> Pool<M> {
 
     /// The fast path: this thread's own parked connection, without the lock.
     fn get_leased(&self) -> Option<PooledConnection<'_, M>> {
-        let lease = pins::take_lease(self.shared.id)?;
-        match lease::take_back::<M::Connection>(lease)? {
-            Ok((handed, owner)) => self.validated(handed, owner),
-            Err(recalled) => {
-                // Its waiters come first: return it through the core.
-                self.shared.checkin(recalled, Health::Healthy);
-                None
-            }
-        }
+        let lease = pins::take_lease(self.shared.options.id)?;
+        let check_in = |recalled| self.shared.checkin(recalled, Health::Healthy);
+        let (handed, owner) = lease::take_back::<M::Connection>(lease, check_in)?;
+        self.validated(handed, owner)
     }
 
     /// The guard for a connection just handed out, after validation when it
@@ -119,7 +115,7 @@ impl<M: Manager> Pool<M> {
         owner: OwnerId,
     ) -> Option<PooledConnection<'_, M>> {
         let shared = &self.shared;
-        if shared.validate_on_checkout && !shared.is_valid(handed.id, &mut handed.conn) {
+        if shared.options.validate_on_checkout && !shared.is_valid(handed.id, &mut handed.conn) {
             shared.checkin(handed, Health::Broken);
             return None;
         }
@@ -132,7 +128,7 @@ impl<M: Manager> Pool<M> {
         // grant never needs it.
         let mut clock: Option<Deadline> = None;
         let shared = &self.shared;
-        let registered = pins::register(shared.id, || {
+        let registered = pins::register(shared.options.id, || {
             let pool: Weak<dyn Reclaim> = Arc::downgrade(shared) as Weak<dyn Reclaim>;
             pool
         });
@@ -149,8 +145,8 @@ impl<M: Manager> Pool<M> {
             let outcome = match step {
                 Step::Ready(handed) => Ok(handed),
                 Step::Wait(ticket, slot) => {
-                    let deadline =
-                        *clock.get_or_insert_with(|| Deadline::after(shared.checkout_timeout));
+                    let deadline = *clock
+                        .get_or_insert_with(|| Deadline::after(shared.options.checkout_timeout));
                     self.wait(ticket, &slot, deadline)
                 }
                 Step::Failed(error) => Err(error),
@@ -160,7 +156,8 @@ impl<M: Manager> Pool<M> {
             }
             // It failed validation and was replaced: ask again, within the
             // same deadline.
-            let deadline = *clock.get_or_insert_with(|| Deadline::after(shared.checkout_timeout));
+            let deadline =
+                *clock.get_or_insert_with(|| Deadline::after(shared.options.checkout_timeout));
             if deadline.passed() {
                 return Err(Error::Timeout {
                     waited: deadline.started.elapsed(),
@@ -242,15 +239,10 @@ impl<M: Manager> crate::Builder<Pool<M>> {
     /// Builds the pool, rejecting an invalid configuration. Starts opening
     /// `min_size` connections in the background.
     pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
-        let core = Core::new(self.config)?;
-        let shared = Shared::new(
-            crate::builder::next_pool_id(),
-            manager,
-            core,
-            self.checkout_timeout,
-            self.validate_on_checkout,
-        );
-        Ok(Pool { shared })
+        let (core, options) = self.into_parts()?;
+        Ok(Pool {
+            shared: Handle::first(Shared::new(manager, core, options)),
+        })
     }
 }
 
@@ -278,26 +270,15 @@ impl Deadline {
 
 impl<M: Manager> Clone for Pool<M> {
     fn clone(&self) -> Self {
-        self.shared.handles.fetch_add(1, Ordering::Relaxed);
         Pool {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-impl<M: Manager> Drop for Pool<M> {
-    fn drop(&mut self) {
-        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.close();
+            shared: self.shared.clone(),
         }
     }
 }
 
 impl<M: Manager> fmt::Debug for Pool<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool")
-            .field("id", &self.shared.id)
-            .finish_non_exhaustive()
+        self.shared.fmt(f)
     }
 }
 

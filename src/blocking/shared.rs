@@ -3,14 +3,14 @@
 //! Connects run on `pinpool-connect` threads.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Duration;
 
 use super::Manager;
 use super::pins::Reclaim;
 use super::waiter::WaitSlot;
 use crate::Error;
 use crate::core::{ConnId, Core, Health, OwnerId, PoolState};
-use crate::driver::{Handed, Inner, Locked};
+use crate::driver::handle::Closes;
+use crate::driver::{self, Handed, Inner, Locked, Options};
 use crate::sync::{Arc, AtomicUsize, spawn_or_run};
 
 pub(crate) type Slot<M> = WaitSlot<<M as Manager>::Connection, <M as Manager>::Error>;
@@ -19,29 +19,18 @@ pub(crate) type Slot<M> = WaitSlot<<M as Manager>::Connection, <M as Manager>::E
 pub(crate) type State<M> = Inner<<M as Manager>::Connection, <M as Manager>::Error, Slot<M>>;
 
 pub(crate) struct Shared<M: Manager> {
-    /// Identifies this pool in threads' pin registrations.
-    pub(crate) id: u64,
+    pub(crate) options: Options,
     pub(crate) manager: M,
-    pub(crate) checkout_timeout: Duration,
-    pub(crate) validate_on_checkout: bool,
     /// Live [`Pool`](super::Pool) handles; the last one closes the pool.
-    pub(crate) handles: AtomicUsize,
+    handles: AtomicUsize,
     locked: Locked<M::Connection, M::Error, Slot<M>>,
 }
 
 impl<M: Manager> Shared<M> {
-    pub(crate) fn new(
-        id: u64,
-        manager: M,
-        core: Core,
-        checkout_timeout: Duration,
-        validate_on_checkout: bool,
-    ) -> Arc<Self> {
+    pub(crate) fn new(manager: M, core: Core, options: Options) -> Arc<Self> {
         let shared = Arc::new(Shared {
-            id,
+            options,
             manager,
-            checkout_timeout,
-            validate_on_checkout,
             handles: AtomicUsize::new(1),
             locked: Locked::new(core),
         });
@@ -72,10 +61,9 @@ impl<M: Manager> Shared<M> {
         self.locked.wait_for(done);
     }
 
-    /// `has_broken`, with a panic in it counted as broken (the connection
-    /// must come back to the pool whatever the manager does).
+    /// `has_broken`; a panic in it counts as broken.
     pub(crate) fn is_broken(&self, conn: &mut M::Connection) -> bool {
-        catch_unwind(AssertUnwindSafe(|| self.manager.has_broken(conn))).unwrap_or(true)
+        driver::is_broken(|| self.manager.has_broken(conn))
     }
 
     /// `validate`, with a panic in it counted as a failed validation.
@@ -91,12 +79,6 @@ impl<M: Manager> Shared<M> {
                 false
             }
         }
-    }
-
-    /// Closes the pool: waiters fail, idle connections close now, the rest
-    /// when they come back.
-    pub(crate) fn close(self: &Arc<Self>) {
-        self.with_core(State::<M>::close);
     }
 
     /// A consistent snapshot (recalls the leases, so idle means idle).
@@ -129,5 +111,21 @@ impl<M: Manager> Shared<M> {
 impl<M: Manager> Reclaim for Shared<M> {
     fn owner_gone(self: Arc<Self>, owner: OwnerId) {
         self.with_core(|inner| inner.owner_gone(owner));
+    }
+}
+
+impl<M: Manager> Closes for Shared<M> {
+    fn handles(&self) -> &AtomicUsize {
+        &self.handles
+    }
+
+    /// Closes the pool: waiters fail, idle connections close now, the rest
+    /// when they come back.
+    fn close(self: &Arc<Self>) {
+        self.with_core(State::<M>::close);
+    }
+
+    fn id(&self) -> u64 {
+        self.options.id
     }
 }

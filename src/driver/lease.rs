@@ -24,21 +24,21 @@
 use std::any::Any;
 
 use super::Handed;
-use crate::core::{ConnId, OwnerId};
+use crate::core::{ConnId, Health, OwnerId};
 use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering, TakeCell};
 
 /// A lease, type-erased so one thread-local (or scope) serves pools of
 /// every connection type.
 pub(crate) type AnyLease = Arc<dyn Any + Send + Sync>;
 
-/// A parked connection taken back: to use (with its owner), or recalled.
-pub(crate) type TakenBack<C> = Result<(Handed<C>, OwnerId), Handed<C>>;
-
-/// The owner takes back the connection parked in its lease: `Ok` to use
-/// it (with the lease's owner); `Err` when the lease was recalled meanwhile, and the connection must
-/// go back through the core (its waiters come first); `None` if nothing
-/// was parked.
-pub(crate) fn take_back<C: Send + 'static>(lease: AnyLease) -> Option<TakenBack<C>> {
+/// The owner takes back the connection parked in its lease, with the
+/// lease's owner. `None` if nothing was parked — or if the lease was
+/// recalled meanwhile: the connection then goes to `check_in`, back
+/// through the core, since its waiters come first.
+pub(crate) fn take_back<C: Send + 'static>(
+    lease: AnyLease,
+    check_in: impl FnOnce(Handed<C>),
+) -> Option<(Handed<C>, OwnerId)> {
     let lease = lease.downcast::<Lease<C>>().ok()?;
     let (conn, recalled) = match lease.reacquire() {
         Reacquire::Held(conn) => (conn, false),
@@ -51,28 +51,34 @@ pub(crate) fn take_back<C: Send + 'static>(lease: AnyLease) -> Option<TakenBack<
         conn,
         lease: Some(lease),
     };
-    Some(if recalled {
-        Err(handed)
-    } else {
-        Ok((handed, owner))
-    })
+    if recalled {
+        check_in(handed);
+        return None;
+    }
+    Some((handed, owner))
 }
 
-/// Parks a leased connection its holder returns: `Ok` with the lease for
-/// the owner to keep; `Err` with the connection when it was not leased or
-/// the lease was recalled, for the caller to check in to the core.
-pub(crate) fn park<C>(mut handed: Handed<C>) -> Result<Arc<Lease<C>>, Handed<C>> {
-    let Some(lease) = handed.lease.take() else {
-        return Err(handed);
-    };
-    match lease.park(handed.conn) {
-        Ok(()) => Ok(lease),
-        Err(recalled) => Err(Handed {
-            id: handed.id,
-            conn: recalled,
-            lease: Some(lease),
-        }),
+/// A guard returns its connection: a healthy leased one is parked in its
+/// lease (the fast path, no pool lock) and the lease given to `keep`;
+/// anything else — broken, not leased, or recalled meanwhile — goes to
+/// `check_in`, through the core.
+pub(crate) fn return_conn<C: Send + 'static>(
+    mut handed: Handed<C>,
+    broken: bool,
+    keep: impl FnOnce(AnyLease),
+    check_in: impl FnOnce(Handed<C>, Health),
+) {
+    if broken {
+        return check_in(handed, Health::Broken);
     }
+    if let Some(lease) = handed.lease.take() {
+        match lease.park(handed.conn) {
+            Ok(()) => return keep(lease),
+            Err(recalled) => handed.conn = recalled,
+        }
+        handed.lease = Some(lease);
+    }
+    check_in(handed, Health::Healthy);
 }
 
 /// One lease of one connection to its pinned owner.

@@ -7,6 +7,7 @@
 //! A driver supplies how a waiter is told (a [`Slot`]) and how a
 //! connection is opened; it decides nothing.
 
+pub(crate) mod handle;
 pub(crate) mod lease;
 
 use std::cell::Cell;
@@ -49,6 +50,67 @@ pub(crate) fn fresh_owner() -> OwnerId {
     });
     // A thread being torn down takes ids one at a time.
     OwnerId(id.unwrap_or_else(|_| NEXT_OWNER.fetch_add(1, Relaxed)))
+}
+
+/// What every pool keeps beside its core: its id and the options the
+/// drivers (not the core) act on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// Identifies the pool in threads' and scopes' pin registrations.
+    pub(crate) id: u64,
+    pub(crate) checkout_timeout: Duration,
+    pub(crate) validate_on_checkout: bool,
+}
+
+/// The manager's `has_broken`, with a panic in it counted as broken: the
+/// connection must come back to the pool whatever the manager does.
+pub(crate) fn is_broken(has_broken: impl FnOnce() -> bool) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(has_broken)).unwrap_or(true)
+}
+
+/// A guard's hold on its connection: `Some` until the guard is dropped.
+pub(crate) struct Held<C>(Option<Handed<C>>);
+
+impl<C> Held<C> {
+    pub(crate) fn new(handed: Handed<C>) -> Self {
+        Held(Some(handed))
+    }
+
+    fn handed(&self) -> &Handed<C> {
+        self.0
+            .as_ref()
+            .expect("a guard holds its connection until dropped")
+    }
+
+    pub(crate) fn id(&self) -> ConnId {
+        self.handed().id
+    }
+
+    pub(crate) fn conn(&self) -> &C {
+        &self.handed().conn
+    }
+
+    pub(crate) fn conn_mut(&mut self) -> &mut C {
+        &mut self
+            .0
+            .as_mut()
+            .expect("a guard holds its connection until dropped")
+            .conn
+    }
+
+    /// Takes the connection out (in the guard's `drop`).
+    pub(crate) fn take(&mut self) -> Option<Handed<C>> {
+        self.0.take()
+    }
+}
+
+impl<C: std::fmt::Debug> std::fmt::Debug for Held<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("id", &self.id())
+            .field("conn", self.conn())
+            .finish()
+    }
 }
 
 /// A connection handed to a checkout: its id, the connection, and the

@@ -81,9 +81,10 @@ pub use manager::Manager;
 pub use scope::Pinned;
 
 use crate::Error;
-use crate::core::{ConfigError, Core, Health, PoolState, Ticket};
+use crate::core::{ConfigError, Health, PoolState, Ticket};
+use crate::driver::handle::{Closes, Handle};
 use crate::driver::{Handed, Outcome, Step, fresh_owner, lease};
-use crate::sync::{Arc, Ordering};
+use crate::sync::Arc;
 use shared::Shared;
 use waiter::TaskSlot;
 
@@ -92,7 +93,7 @@ pub type Builder<M> = crate::Builder<Pool<M>>;
 
 /// An async connection pool. See the [module documentation](self).
 pub struct Pool<M: Manager> {
-    shared: Arc<Shared<M>>,
+    shared: Handle<Shared<M>>,
 }
 
 impl<M: Manager> Pool<M> {
@@ -137,7 +138,7 @@ impl<M: Manager> Pool<M> {
     ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
         let shared = &self.shared;
         shared.note_runtime();
-        let (owner, pins) = match scope::current_owner(shared.id) {
+        let (owner, pins) = match scope::current_owner(shared.options.id) {
             Some(owner) => (owner, true),
             None => (fresh_owner(), false),
         };
@@ -153,8 +154,9 @@ impl<M: Manager> Pool<M> {
                     Step::Ready(handed) => handed,
                     Step::Failed(error) => return Err(error),
                     Step::Wait(ticket, slot) => {
-                        let deadline =
-                            *clock.get_or_insert_with(|| Deadline::after(shared.checkout_timeout));
+                        let deadline = *clock.get_or_insert_with(|| {
+                            Deadline::after(shared.options.checkout_timeout)
+                        });
                         let waiting = Waiting {
                             shared,
                             ticket,
@@ -165,14 +167,15 @@ impl<M: Manager> Pool<M> {
                     }
                 },
             };
-            let validate = shared.validate_on_checkout;
+            let validate = shared.options.validate_on_checkout;
             // Until validated, a connection whose checkout is dropped or
             // panics is checked in as broken.
             let mut conn = PooledConnection::new(pool(), handed, owner, validate);
             if !validate {
                 return Ok(conn);
             }
-            let deadline = *clock.get_or_insert_with(|| Deadline::after(shared.checkout_timeout));
+            let deadline =
+                *clock.get_or_insert_with(|| Deadline::after(shared.options.checkout_timeout));
             if self.validate(&mut conn, deadline).await {
                 conn.validated();
                 return Ok(conn);
@@ -231,15 +234,10 @@ impl<M: Manager> Pool<M> {
 
     /// The fast path: the scope's own parked connection, without the lock.
     fn take_leased(&self) -> Option<Handed<M::Connection>> {
-        let lease = scope::take_lease(self.shared.id)?;
-        match lease::take_back::<M::Connection>(lease)? {
-            Ok((handed, _)) => Some(handed),
-            Err(recalled) => {
-                // Its waiters come first: return it through the core.
-                self.shared.checkin(recalled, Health::Healthy);
-                None
-            }
-        }
+        let lease = scope::take_lease(self.shared.options.id)?;
+        let check_in = |recalled| self.shared.checkin(recalled, Health::Healthy);
+        let (handed, _) = lease::take_back::<M::Connection>(lease, check_in)?;
+        Some(handed)
     }
 
     /// [`Manager::validate`] within the deadline; a panic, an error or
@@ -278,15 +276,10 @@ impl<M: Manager> crate::Builder<Pool<M>> {
     /// connections start opening at once on the current runtime (or on the
     /// first one the pool is used in).
     pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
-        let core = Core::new(self.config)?;
-        let shared = Shared::new(
-            crate::builder::next_pool_id(),
-            manager,
-            core,
-            self.checkout_timeout,
-            self.validate_on_checkout,
-        );
-        Ok(Pool { shared })
+        let (core, options) = self.into_parts()?;
+        Ok(Pool {
+            shared: Handle::first(Shared::new(manager, core, options)),
+        })
     }
 }
 
@@ -379,26 +372,15 @@ impl Deadline {
 
 impl<M: Manager> Clone for Pool<M> {
     fn clone(&self) -> Self {
-        self.shared.handles.fetch_add(1, Ordering::Relaxed);
         Pool {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-impl<M: Manager> Drop for Pool<M> {
-    fn drop(&mut self) {
-        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.close();
+            shared: self.shared.clone(),
         }
     }
 }
 
 impl<M: Manager> fmt::Debug for Pool<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool")
-            .field("id", &self.shared.id)
-            .finish_non_exhaustive()
+        self.shared.fmt(f)
     }
 }
 

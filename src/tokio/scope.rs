@@ -118,7 +118,7 @@ impl<M: Manager, F: Future> Future for Pinned<M, F> {
             // Completed already: poll on as the inner future would answer.
             return this.future.as_mut().poll(cx);
         };
-        let pool_id = scope.shared.id;
+        let pool_id = scope.shared.options.id;
         let entry = Entry {
             pool_id,
             owner: scope.owner,

@@ -2,9 +2,7 @@
 //! options, the runtime connects run on, and the [driver state](crate::driver)
 //! under the pool lock.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use tokio::runtime::Handle;
 
@@ -12,7 +10,8 @@ use super::Manager;
 use super::waiter::TaskSlot;
 use crate::Error;
 use crate::core::{ConnId, Core, Health, PoolState};
-use crate::driver::{Handed, Inner, Locked};
+use crate::driver::handle::Closes;
+use crate::driver::{self, Handed, Inner, Locked, Options};
 use crate::sync::{Arc, AtomicUsize};
 
 pub(crate) type Slot<M> = TaskSlot<<M as Manager>::Connection, <M as Manager>::Error>;
@@ -21,13 +20,10 @@ pub(crate) type Slot<M> = TaskSlot<<M as Manager>::Connection, <M as Manager>::E
 pub(crate) type State<M> = Inner<<M as Manager>::Connection, <M as Manager>::Error, Slot<M>>;
 
 pub(crate) struct Shared<M: Manager> {
-    /// Identifies this pool in tasks' pinned scopes.
-    pub(crate) id: u64,
+    pub(crate) options: Options,
     pub(crate) manager: M,
-    pub(crate) checkout_timeout: Duration,
-    pub(crate) validate_on_checkout: bool,
     /// Live [`Pool`](super::Pool) handles; the last one closes the pool.
-    pub(crate) handles: AtomicUsize,
+    handles: AtomicUsize,
     /// The runtime the pool was built or first used in: connects asked for
     /// where no runtime is current (a guard dropped on a plain thread) run
     /// there.
@@ -36,22 +32,14 @@ pub(crate) struct Shared<M: Manager> {
 }
 
 impl<M: Manager> Shared<M> {
-    pub(crate) fn new(
-        id: u64,
-        manager: M,
-        core: Core,
-        checkout_timeout: Duration,
-        validate_on_checkout: bool,
-    ) -> Arc<Self> {
+    pub(crate) fn new(manager: M, core: Core, options: Options) -> Arc<Self> {
         let runtime = OnceLock::new();
         if let Ok(handle) = Handle::try_current() {
             let _ = runtime.set(handle);
         }
         let shared = Arc::new(Shared {
-            id,
+            options,
             manager,
-            checkout_timeout,
-            validate_on_checkout,
             handles: AtomicUsize::new(1),
             runtime,
             locked: Locked::new(core),
@@ -86,16 +74,9 @@ impl<M: Manager> Shared<M> {
         self.with_core(|inner| inner.give_back(handed, health));
     }
 
-    /// `has_broken`, with a panic in it counted as broken (the connection
-    /// must come back to the pool whatever the manager does).
+    /// `has_broken`; a panic in it counts as broken.
     pub(crate) fn is_broken(&self, conn: &mut M::Connection) -> bool {
-        catch_unwind(AssertUnwindSafe(|| self.manager.has_broken(conn))).unwrap_or(true)
-    }
-
-    /// Closes the pool: waiters fail, idle connections close now, the rest
-    /// when they come back.
-    pub(crate) fn close(self: &Arc<Self>) {
-        self.with_core(State::<M>::close);
+        driver::is_broken(|| self.manager.has_broken(conn))
     }
 
     /// A consistent snapshot.
@@ -166,5 +147,21 @@ impl<M: Manager> Drop for OpenReport<M> {
             Error::ConnectAborted
         };
         self.report(Err(error));
+    }
+}
+
+impl<M: Manager> Closes for Shared<M> {
+    fn handles(&self) -> &AtomicUsize {
+        &self.handles
+    }
+
+    /// Closes the pool: waiters fail, idle connections close now, the rest
+    /// when they come back.
+    fn close(self: &Arc<Self>) {
+        self.with_core(State::<M>::close);
+    }
+
+    fn id(&self) -> u64 {
+        self.options.id
     }
 }

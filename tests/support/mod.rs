@@ -11,7 +11,18 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use pinpool::blocking::{Manager, Pool};
-use pinpool::core::PoolState;
+use pinpool::core::{Pinning, PoolState, WakePolicy};
+
+/// Every wake policy (Bounded with a small bound, so tests reach it).
+pub const WAKE_POLICIES: [WakePolicy; 4] = [
+    WakePolicy::Handoff,
+    WakePolicy::Broadcast,
+    WakePolicy::Signal,
+    WakePolicy::Bounded(2),
+];
+
+/// Every pinning mode.
+pub const PINNINGS: [Pinning; 3] = [Pinning::Strict, Pinning::Affinity, Pinning::Off];
 
 /// What the manager saw, shared with the test.
 #[derive(Default)]
