@@ -117,26 +117,26 @@ impl Slots {
 
     /// Marks an established connection idle (most recent in idle order).
     pub fn set_idle(&mut self, id: ConnId) {
-        self.leave_state(id);
         self.next_idle_order += 1;
         let order = self.next_idle_order;
-        self.slot_mut(id).state = SlotState::Idle { order };
+        self.set_state(id, SlotState::Idle { order });
         self.idle.insert(order, id);
     }
 
     /// Marks a connection checked out by `holder`.
     pub fn set_in_use(&mut self, id: ConnId, holder: OwnerId) {
-        self.leave_state(id);
-        self.slot_mut(id).state = SlotState::InUse { holder };
+        self.set_state(id, SlotState::InUse { holder });
         self.in_use += 1;
     }
 
     /// Forgets a slot, whatever its state.
     pub fn remove(&mut self, id: ConnId) -> Slot {
-        self.leave_state(id);
-        self.slots
+        let slot = self
+            .slots
             .remove(&id)
-            .expect("slot ids come from the table")
+            .expect("slot ids come from the table");
+        self.leave(id, slot.state);
+        slot
     }
 
     /// Idle connections, most recently idle first.
@@ -175,9 +175,20 @@ impl Slots {
         }
     }
 
-    /// Removes `id` from the index of its current state.
-    fn leave_state(&mut self, id: ConnId) {
-        match self.slot(id).state {
+    /// Moves `id` to `state`, taking it out of the index of its old one
+    /// (one lookup: this is every checkout's and checkin's path).
+    fn set_state(&mut self, id: ConnId, state: SlotState) {
+        let slot = self
+            .slots
+            .get_mut(&id)
+            .expect("slot ids come from the table");
+        let old = std::mem::replace(&mut slot.state, state);
+        self.leave(id, old);
+    }
+
+    /// Removes `id` from the index of `state`, the state it is leaving.
+    fn leave(&mut self, id: ConnId, state: SlotState) {
+        match state {
             SlotState::Pending => {
                 self.pending.remove(&id);
             }

@@ -221,12 +221,15 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
         };
         #[cfg(pinpool_loom)]
         self.changed.notify_all();
-        for slot in effects.notify {
-            slot.notify();
+        // Most inputs cause no effect at all: skip the loops' set-up then.
+        if !effects.notify.is_empty() {
+            effects.notify.iter().for_each(|slot| slot.notify());
         }
-        drop(effects.close);
-        for conn in effects.open {
-            open(conn);
+        if !effects.close.is_empty() {
+            drop(effects.close);
+        }
+        if !effects.open.is_empty() {
+            effects.open.into_iter().for_each(&mut open);
         }
         result
     }
