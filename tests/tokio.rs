@@ -533,3 +533,23 @@ fn pools_guards_and_futures_are_send() {
     send(&pool.get());
     send(&pool.pinned(async {}));
 }
+
+/// A refused connect fails the checkout that asked for that connection,
+/// and only it: the scope already holding a connection is untouched, and
+/// the next checkout's connect succeeds.
+#[tokio::test(flavor = "current_thread")]
+async fn a_connect_error_reaches_the_checkout_that_asked() {
+    let manager = TestManager::failing_half(); // every second connect fails
+    let pool = pool(2, &manager);
+    let first = pool.get().await.expect("connect 1 succeeds");
+    match pool.get().await {
+        Err(Error::Connect(Refused(2))) => {}
+        other => panic!("expected connect 2's refusal, got {:?}", other.map(|_| ())),
+    }
+    let second = pool.get().await.expect("connect 3 succeeds");
+    assert_ne!(PooledConnection::id(&first), PooledConnection::id(&second));
+    drop((first, second));
+    let state = assert_conserved(&pool, &manager.tally).await;
+    assert_eq!(state.counters.connect_failures, 1);
+    assert_eq!(state.counters.failed, 1);
+}
