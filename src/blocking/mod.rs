@@ -140,8 +140,8 @@ impl<M: Manager> Pool<M> {
             None => (crate::driver::fresh_owner(), false),
         };
         loop {
-            let step = shared
-                .with_core(|inner| inner.checkout(owner, pins, pins, WaitSlot::for_current_thread));
+            let step =
+                shared.with_core(|inner| inner.checkout(owner, pins, WaitSlot::for_current_thread));
             let outcome = match step {
                 Step::Ready(handed) => Ok(handed),
                 Step::Wait(ticket, slot) => {

@@ -40,11 +40,7 @@ impl<C, E> WaitSlot<C, E> {
 
 impl<C: Send, E: Send> Slot<C, E> for WaitSlot<C, E> {
     fn deliver(&self, outcome: Outcome<C, E>) {
-        let mut slot = self.outcome.lock();
-        if matches!(outcome, Outcome::Woken) && slot.is_some() {
-            return;
-        }
-        *slot = Some(outcome);
+        outcome.store_in(&mut self.outcome.lock());
     }
 
     fn take(&self) -> Option<Outcome<C, E>> {

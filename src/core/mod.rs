@@ -8,8 +8,8 @@
 //! it *inputs* and carry out the [`Action`]s it emits, in the style of
 //! quinn-proto:
 //!
-//! * inputs: [`Core::checkout`], [`Core::checkout_unpinned`], [`Core::retry`], [`Core::cancel`],
-//!   [`Core::time_out`], [`Core::checkin`], [`Core::note_lease_reuses`],
+//! * inputs: [`Core::checkout`], [`Core::checkout_unpinned`],
+//!   [`Core::retry`], [`Core::cancel`], [`Core::time_out`], [`Core::checkin`], [`Core::note_lease_reuses`],
 //!   [`Core::connected`], [`Core::connect_failed`], [`Core::unpin`],
 //!   [`Core::owner_gone`], [`Core::clear`], [`Core::close`];
 //! * outputs: the immediate [`Checkout`] answer, then [`Core::poll_action`]
@@ -411,14 +411,15 @@ impl Core {
             && self.waiters.oldest_for(conn).is_none()
     }
 
-    /// The one connection a checkout by `owner` can depend on, when there
-    /// is one: its Strict pin. `None` means it may depend on any connection
-    /// (it may take any, or is about to be bound to one), so a driver must
-    /// end every lease before it.
-    pub fn checkout_scope(&self, owner: OwnerId) -> Option<ConnId> {
+    /// The one connection a checkout by `owner` — pinning it ([`Core::checkout`])
+    /// or not ([`Core::checkout_unpinned`]) — can depend on, when there is
+    /// one: its Strict pin. `None` means it may depend on any connection (it
+    /// may take any, or is about to be bound to one), so a driver must end
+    /// every lease before it.
+    pub fn checkout_scope(&self, owner: OwnerId, pins: bool) -> Option<ConnId> {
         match self.config.pinning {
-            Pinning::Strict => self.pins.get(&owner).copied(),
-            Pinning::Affinity | Pinning::Off => None,
+            Pinning::Strict if pins => self.pins.get(&owner).copied(),
+            Pinning::Strict | Pinning::Affinity | Pinning::Off => None,
         }
     }
 

@@ -131,11 +131,21 @@ pub(crate) enum Outcome<C, E> {
     Failed(Error<E>),
 }
 
+impl<C, E> Outcome<C, E> {
+    /// Stores this outcome in a waiter's `slot`: a final outcome replaces a
+    /// pending `Woken`, never the reverse.
+    pub(crate) fn store_in(self, slot: &mut Option<Outcome<C, E>>) {
+        if matches!(self, Outcome::Woken) && slot.is_some() {
+            return;
+        }
+        *slot = Some(self);
+    }
+}
+
 /// Where a waiting checkout's outcome is delivered, and how its waiter is
 /// woken to collect it.
 pub(crate) trait Slot<C, E>: Send + Sync {
-    /// Stores an outcome (under the pool lock). A final outcome replaces a
-    /// pending `Woken`, never the reverse.
+    /// Stores an outcome (under the pool lock), by [`Outcome::store_in`].
     fn deliver(&self, outcome: Outcome<C, E>);
     /// Takes the stored outcome, if any.
     fn take(&self) -> Option<Outcome<C, E>>;
@@ -152,8 +162,6 @@ pub(crate) enum Step<C, E, S> {
 
 struct Waiting<S> {
     owner: OwnerId,
-    /// Whether the owner can hold a lease (it can find it again).
-    may_lease: bool,
     slot: Arc<S>,
 }
 
@@ -221,15 +229,12 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
         };
         #[cfg(pinpool_loom)]
         self.changed.notify_all();
-        // Most inputs cause no effect at all: skip the loops' set-up then.
-        if !effects.notify.is_empty() {
-            effects.notify.iter().for_each(|slot| slot.notify());
+        for slot in &effects.notify {
+            slot.notify();
         }
-        if !effects.close.is_empty() {
-            drop(effects.close);
-        }
-        if !effects.open.is_empty() {
-            effects.open.into_iter().for_each(&mut open);
+        drop(effects.close);
+        for conn in effects.open {
+            open(conn);
         }
         result
     }
@@ -260,23 +265,26 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         &mut self,
         owner: OwnerId,
         pins: bool,
-        may_lease: bool,
         slot: impl FnOnce() -> Arc<S>,
     ) -> Step<C, E, S> {
+        // End the leases whose connections this checkout may depend on.
+        if !self.leases.is_empty() {
+            match self.core.checkout_scope(owner, pins) {
+                Some(conn) => self.recall_leases(|lease| lease.conn == conn),
+                None => self.recall_leases(|_| true),
+            }
+        }
         let checkout = if pins {
-            self.recall_for(owner);
             self.core.checkout(owner)
         } else {
-            self.recall_leases(|_| true);
             self.core.checkout_unpinned(owner)
         };
         match checkout {
-            Checkout::Granted(conn) => Step::Ready(self.hand_out(owner, conn, may_lease)),
+            Checkout::Granted(conn) => Step::Ready(self.hand_out(owner, conn)),
             Checkout::Waiting(ticket) => {
                 let slot = slot();
                 let waiting = Waiting {
                     owner,
-                    may_lease,
                     slot: Arc::clone(&slot),
                 };
                 self.waiters.insert(ticket, waiting);
@@ -292,7 +300,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         match self.core.retry(ticket) {
             Ok(Checkout::Granted(conn)) => {
                 let waiting = self.waiters.remove(&ticket)?;
-                Some(self.hand_out(waiting.owner, conn, waiting.may_lease))
+                Some(self.hand_out(waiting.owner, conn))
             }
             Ok(Checkout::Waiting(_)) | Err(InputError::NotWaiting(_)) => None,
             Ok(Checkout::Failed(_)) | Err(InputError::WrongConnState { .. }) => {
@@ -396,18 +404,6 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         );
     }
 
-    /// Ends the leases a checkout by `owner` could depend on (the core's
-    /// [`Core::checkout_scope`]).
-    fn recall_for(&mut self, owner: OwnerId) {
-        if self.leases.is_empty() {
-            return;
-        }
-        match self.core.checkout_scope(owner) {
-            Some(conn) => self.recall_leases(|lease| lease.conn == conn),
-            None => self.recall_leases(|_| true),
-        }
-    }
-
     /// Ends the matching leases: a parked connection is checked in now, a
     /// held one by its holder when it sees the recall.
     fn recall_leases(&mut self, which: impl Fn(&Lease<C>) -> bool) {
@@ -434,14 +430,15 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
     }
 
     /// Takes `conn` out for `owner`, leasing it when the core says the
-    /// fast path may serve the owner's next checkouts ([`Core::may_lease`])
-    /// and the owner can find its lease again.
-    fn hand_out(&mut self, owner: OwnerId, conn: ConnId, may_lease: bool) -> Handed<C> {
+    /// fast path may serve the owner's next checkouts ([`Core::may_lease`]:
+    /// only a pinned owner, which finds its lease again through its
+    /// thread-local or its scope).
+    fn hand_out(&mut self, owner: OwnerId, conn: ConnId) -> Handed<C> {
         let physical = self
             .conns
             .remove(&conn)
             .expect("the core grants only established connections the pool holds");
-        let lease = (may_lease && self.core.may_lease(owner, conn)).then(|| {
+        let lease = self.core.may_lease(owner, conn).then(|| {
             let lease = Arc::new(Lease::new(conn, owner));
             self.leases.insert(conn, Arc::clone(&lease));
             lease
@@ -483,7 +480,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
                         debug_assert!(false, "granted {ticket} is not waiting");
                         continue;
                     };
-                    let handed = self.hand_out(waiting.owner, conn, waiting.may_lease);
+                    let handed = self.hand_out(waiting.owner, conn);
                     waiting.slot.deliver(Outcome::Granted(handed));
                     effects.notify.push(waiting.slot);
                 }

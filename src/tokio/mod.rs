@@ -148,24 +148,24 @@ impl<M: Manager> Pool<M> {
             let leased = if pins { self.take_leased() } else { None };
             let handed = match leased {
                 Some(handed) => handed,
-                None => match shared
-                    .with_core(|inner| inner.checkout(owner, pins, pins, TaskSlot::new))
-                {
-                    Step::Ready(handed) => handed,
-                    Step::Failed(error) => return Err(error),
-                    Step::Wait(ticket, slot) => {
-                        let deadline = *clock.get_or_insert_with(|| {
-                            Deadline::after(shared.options.checkout_timeout)
-                        });
-                        let waiting = Waiting {
-                            shared,
-                            ticket,
-                            slot,
-                            pending: true,
-                        };
-                        waiting.until(deadline).await?
+                None => {
+                    match shared.with_core(|inner| inner.checkout(owner, pins, TaskSlot::new)) {
+                        Step::Ready(handed) => handed,
+                        Step::Failed(error) => return Err(error),
+                        Step::Wait(ticket, slot) => {
+                            let deadline = *clock.get_or_insert_with(|| {
+                                Deadline::after(shared.options.checkout_timeout)
+                            });
+                            let waiting = Waiting {
+                                shared,
+                                ticket,
+                                slot,
+                                pending: true,
+                            };
+                            waiting.until(deadline).await?
+                        }
                     }
-                },
+                }
             };
             let validate = shared.options.validate_on_checkout;
             // Until validated, a connection whose checkout is dropped or

@@ -39,11 +39,7 @@ impl<C, E> TaskSlot<C, E> {
 
 impl<C: Send, E: Send> Slot<C, E> for TaskSlot<C, E> {
     fn deliver(&self, outcome: Outcome<C, E>) {
-        let mut state = self.0.lock();
-        if matches!(outcome, Outcome::Woken) && state.outcome.is_some() {
-            return;
-        }
-        state.outcome = Some(outcome);
+        outcome.store_in(&mut self.0.lock().outcome);
     }
 
     fn take(&self) -> Option<Outcome<C, E>> {
