@@ -26,9 +26,13 @@ mod imp {
     pub(crate) use std::thread::{Thread, current};
     pub(crate) use std::thread_local;
 
-    /// Parks the current thread until unparked or `deadline` (or spuriously).
-    pub(crate) fn park_until(deadline: Instant) {
-        std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+    /// Parks the current thread until unparked or `deadline` (or
+    /// spuriously); with no deadline, until unparked.
+    pub(crate) fn park_until(deadline: Option<Instant>) {
+        match deadline {
+            Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now())),
+            None => std::thread::park(),
+        }
     }
 
     /// Runs `work` on a new named thread; if no thread can be spawned,
@@ -94,7 +98,7 @@ mod imp {
     }
 
     /// No timeout under loom: see the module documentation.
-    pub(crate) fn park_until(_deadline: Instant) {
+    pub(crate) fn park_until(_deadline: Option<Instant>) {
         loom::thread::park();
     }
 

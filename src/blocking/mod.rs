@@ -56,7 +56,7 @@ mod waiter;
 
 use std::fmt;
 use std::sync::Weak;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use guard::PooledConnection;
 
@@ -66,6 +66,7 @@ pub use manager::Manager;
 
 use crate::Error;
 use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
+use crate::driver::deadline::{Clock, Deadline};
 use crate::driver::handle::{Closes, Handle};
 use crate::driver::lease;
 use crate::driver::{Handed, Outcome, Step};
@@ -124,9 +125,6 @@ impl<M: Manager> Pool<M> {
 
     /// The core decides: granted now, or wait for a grant.
     fn get_slow(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        // Read the clock only once the checkout has to wait: an immediate
-        // grant never needs it.
-        let mut clock: Option<Deadline> = None;
         let shared = &self.shared;
         let registered = pins::register(shared.options.id, || {
             let pool: Weak<dyn Reclaim> = Arc::downgrade(shared) as Weak<dyn Reclaim>;
@@ -139,16 +137,13 @@ impl<M: Manager> Pool<M> {
             Some(owner) => (owner, true),
             None => (crate::driver::fresh_owner(), false),
         };
+        let mut clock = Clock::new(shared.options.checkout_timeout);
         loop {
             let step =
                 shared.with_core(|inner| inner.checkout(owner, pins, WaitSlot::for_current_thread));
             let outcome = match step {
                 Step::Ready(handed) => Ok(handed),
-                Step::Wait(ticket, slot) => {
-                    let deadline = *clock
-                        .get_or_insert_with(|| Deadline::after(shared.options.checkout_timeout));
-                    self.wait(ticket, &slot, deadline)
-                }
+                Step::Wait(ticket, slot) => self.wait(ticket, &slot, clock.deadline()),
                 Step::Failed(error) => Err(error),
             };
             if let Some(conn) = self.validated(outcome?, owner) {
@@ -156,11 +151,10 @@ impl<M: Manager> Pool<M> {
             }
             // It failed validation and was replaced: ask again, within the
             // same deadline.
-            let deadline =
-                *clock.get_or_insert_with(|| Deadline::after(shared.options.checkout_timeout));
+            let deadline = clock.deadline();
             if deadline.passed() {
                 return Err(Error::Timeout {
-                    waited: deadline.started.elapsed(),
+                    waited: deadline.waited(),
                     state: Box::new(self.state()),
                 });
             }
@@ -172,7 +166,7 @@ impl<M: Manager> Pool<M> {
         &self,
         ticket: Ticket,
         slot: &shared::Slot<M>,
-        deadline: Deadline,
+        deadline: Deadline<Instant>,
     ) -> Result<Handed<M::Connection>, Error<M::Error>> {
         loop {
             match slot.wait(deadline.at) {
@@ -184,7 +178,7 @@ impl<M: Manager> Pool<M> {
                     }
                 }
                 None => {
-                    let waited = deadline.started.elapsed();
+                    let waited = deadline.waited();
                     if let Some(error) = self
                         .shared
                         .with_core(|inner| inner.time_out(ticket, waited))
@@ -243,28 +237,6 @@ impl<M: Manager> crate::Builder<Pool<M>> {
         Ok(Pool {
             shared: Handle::first(Shared::new(manager, core, options)),
         })
-    }
-}
-
-/// When a checkout started waiting, and when it gives up.
-#[derive(Clone, Copy)]
-struct Deadline {
-    started: Instant,
-    at: Instant,
-}
-
-impl Deadline {
-    fn after(timeout: Duration) -> Self {
-        let started = Instant::now();
-        // A timeout too large to represent waits, in effect, for ever.
-        let at = started
-            .checked_add(timeout)
-            .unwrap_or_else(|| started + Duration::from_secs(60 * 60 * 24 * 365));
-        Deadline { started, at }
-    }
-
-    fn passed(&self) -> bool {
-        Instant::now() >= self.at
     }
 }
 

@@ -21,16 +21,16 @@ impl<C, E> WaitSlot<C, E> {
         })
     }
 
-    /// Parks until an outcome arrives or `deadline` passes (`None`).
-    /// Spurious unparks are absorbed; an unpark that comes before the park
-    /// is kept by the thread's token, so none is lost.
-    pub(crate) fn wait(&self, deadline: Instant) -> Option<Outcome<C, E>> {
+    /// Parks until an outcome arrives or `deadline` passes (`None`; a
+    /// deadline of `None` never passes). Spurious unparks are absorbed; an
+    /// unpark that comes before the park is kept by the thread's token, so
+    /// none is lost.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Outcome<C, E>> {
         loop {
             if let Some(outcome) = self.outcome.lock().take() {
                 return Some(outcome);
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if deadline.is_some_and(|at| Instant::now() >= at) {
                 return None;
             }
             park_until(deadline);

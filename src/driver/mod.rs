@@ -7,6 +7,7 @@
 //! A driver supplies how a waiter is told (a [`Slot`]) and how a
 //! connection is opened; it decides nothing.
 
+pub(crate) mod deadline;
 pub(crate) mod handle;
 pub(crate) mod lease;
 

@@ -71,7 +71,6 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::Poll;
-use std::time::Duration;
 
 use tokio::time::{Instant, timeout_at};
 
@@ -81,7 +80,8 @@ pub use manager::Manager;
 pub use scope::Pinned;
 
 use crate::Error;
-use crate::core::{ConfigError, Health, PoolState, Ticket};
+use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
+use crate::driver::deadline::{Clock, Deadline};
 use crate::driver::handle::{Closes, Handle};
 use crate::driver::{Handed, Outcome, Step, fresh_owner, lease};
 use crate::sync::Arc;
@@ -142,30 +142,12 @@ impl<M: Manager> Pool<M> {
             Some(owner) => (owner, true),
             None => (fresh_owner(), false),
         };
-        // Read the clock only once the checkout has to wait.
-        let mut clock: Option<Deadline> = None;
+        let mut clock = Clock::new(shared.options.checkout_timeout);
         loop {
             let leased = if pins { self.take_leased() } else { None };
             let handed = match leased {
                 Some(handed) => handed,
-                None => {
-                    match shared.with_core(|inner| inner.checkout(owner, pins, TaskSlot::new)) {
-                        Step::Ready(handed) => handed,
-                        Step::Failed(error) => return Err(error),
-                        Step::Wait(ticket, slot) => {
-                            let deadline = *clock.get_or_insert_with(|| {
-                                Deadline::after(shared.options.checkout_timeout)
-                            });
-                            let waiting = Waiting {
-                                shared,
-                                ticket,
-                                slot,
-                                pending: true,
-                            };
-                            waiting.until(deadline).await?
-                        }
-                    }
-                }
+                None => self.ask_core(owner, pins, &mut clock).await?,
             };
             let validate = shared.options.validate_on_checkout;
             // Until validated, a connection whose checkout is dropped or
@@ -174,8 +156,7 @@ impl<M: Manager> Pool<M> {
             if !validate {
                 return Ok(conn);
             }
-            let deadline =
-                *clock.get_or_insert_with(|| Deadline::after(shared.options.checkout_timeout));
+            let deadline = clock.deadline();
             if self.validate(&mut conn, deadline).await {
                 conn.validated();
                 return Ok(conn);
@@ -183,7 +164,7 @@ impl<M: Manager> Pool<M> {
             drop(conn); // closed and replaced
             if deadline.passed() {
                 return Err(Error::Timeout {
-                    waited: deadline.started.elapsed(),
+                    waited: deadline.waited(),
                     state: Box::new(self.state()),
                 });
             }
@@ -232,6 +213,30 @@ impl<M: Manager> Pool<M> {
         &self.shared.manager
     }
 
+    /// The core's answer to a checkout: a connection now, or after waiting
+    /// in line for one (up to the deadline).
+    async fn ask_core(
+        &self,
+        owner: OwnerId,
+        pins: bool,
+        clock: &mut Clock<Instant>,
+    ) -> Result<Handed<M::Connection>, Error<M::Error>> {
+        let shared = &self.shared;
+        match shared.with_core(|inner| inner.checkout(owner, pins, TaskSlot::new)) {
+            Step::Ready(handed) => Ok(handed),
+            Step::Failed(error) => Err(error),
+            Step::Wait(ticket, slot) => {
+                let waiting = Waiting {
+                    shared,
+                    ticket,
+                    slot,
+                    pending: true,
+                };
+                waiting.until(clock.deadline()).await
+            }
+        }
+    }
+
     /// The fast path: the scope's own parked connection, without the lock.
     fn take_leased(&self) -> Option<Handed<M::Connection>> {
         let lease = scope::take_lease(self.shared.options.id)?;
@@ -242,7 +247,11 @@ impl<M: Manager> Pool<M> {
 
     /// [`Manager::validate`] within the deadline; a panic, an error or
     /// running out of time all fail it.
-    async fn validate(&self, conn: &mut PooledConnection<'_, M>, deadline: Deadline) -> bool {
+    async fn validate(
+        &self,
+        conn: &mut PooledConnection<'_, M>,
+        deadline: Deadline<Instant>,
+    ) -> bool {
         let id = PooledConnection::id(conn);
         let mut check = Box::pin(self.shared.manager.validate(conn));
         let caught =
@@ -253,7 +262,7 @@ impl<M: Manager> Pool<M> {
                     Err(_) => Poll::Ready(None),
                 },
             );
-        match deadline.race(caught).await {
+        match race(deadline, caught).await {
             Ok(Some(Ok(()))) => true,
             Ok(Some(Err(error))) => {
                 tracing::debug!(%error, %id, "validation failed; replacing the connection");
@@ -295,11 +304,14 @@ struct Waiting<'a, M: Manager> {
 }
 
 impl<M: Manager> Waiting<'_, M> {
-    async fn until(mut self, deadline: Deadline) -> Result<Handed<M::Connection>, Error<M::Error>> {
+    async fn until(
+        mut self,
+        deadline: Deadline<Instant>,
+    ) -> Result<Handed<M::Connection>, Error<M::Error>> {
         let ticket = self.ticket;
         loop {
             let slot = &self.slot;
-            let outcome = deadline.race(poll_fn(|cx| slot.poll(cx))).await;
+            let outcome = race(deadline, poll_fn(|cx| slot.poll(cx))).await;
             let result = match outcome {
                 Ok(Outcome::Granted(handed)) => Ok(handed),
                 Ok(Outcome::Failed(error)) => Err(error),
@@ -308,7 +320,7 @@ impl<M: Manager> Waiting<'_, M> {
                     None => continue,
                 },
                 Err(_) => {
-                    let waited = deadline.started.elapsed();
+                    let waited = deadline.waited();
                     match self
                         .shared
                         .with_core(|inner| inner.time_out(ticket, waited))
@@ -335,38 +347,15 @@ impl<M: Manager> Drop for Waiting<'_, M> {
     }
 }
 
-/// When a checkout started waiting, and when it gives up (Tokio's clock,
-/// so a paused test clock drives it).
-#[derive(Clone, Copy)]
-struct Deadline {
-    started: Instant,
-    /// `None` for a timeout too large to represent: it waits, in effect,
-    /// for ever, and needs no timer.
-    at: Option<Instant>,
-}
-
 /// The deadline passed first.
 struct Elapsed;
 
-impl Deadline {
-    fn after(timeout: Duration) -> Self {
-        let started = Instant::now();
-        Deadline {
-            started,
-            at: started.checked_add(timeout),
-        }
-    }
-
-    fn passed(&self) -> bool {
-        self.at.is_some_and(|at| Instant::now() >= at)
-    }
-
-    /// `future`'s output, unless the deadline passes first.
-    async fn race<F: Future>(&self, future: F) -> Result<F::Output, Elapsed> {
-        match self.at {
-            Some(at) => timeout_at(at, future).await.map_err(|_| Elapsed),
-            None => Ok(future.await),
-        }
+/// `future`'s output, unless `deadline` passes first (no timer at all for
+/// a deadline that never comes).
+async fn race<F: Future>(deadline: Deadline<Instant>, future: F) -> Result<F::Output, Elapsed> {
+    match deadline.at {
+        Some(at) => timeout_at(at, future).await.map_err(|_| Elapsed),
+        None => Ok(future.await),
     }
 }
 
@@ -420,7 +409,7 @@ mod tests {
             ready.recv().unwrap();
             let locked = pool.shared.lock();
             go.send(()).unwrap();
-            let finished = done.recv_timeout(Duration::from_secs(20));
+            let finished = done.recv_timeout(std::time::Duration::from_secs(20));
             drop(locked);
             assert!(finished.is_ok(), "the fast path blocked on the lock");
         });

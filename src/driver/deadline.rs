@@ -1,0 +1,85 @@
+//! A checkout's deadline, on whichever clock its pool runs on (std's for
+//! the blocking pool; Tokio's for the async pool, so a paused test clock
+//! drives it).
+
+use std::time::Duration;
+
+/// An instant of a pool's clock.
+pub(crate) trait Moment: Copy + Ord {
+    fn now() -> Self;
+    fn checked_add(self, duration: Duration) -> Option<Self>;
+    fn elapsed(self) -> Duration;
+}
+
+impl Moment for std::time::Instant {
+    fn now() -> Self {
+        std::time::Instant::now()
+    }
+    fn checked_add(self, duration: Duration) -> Option<Self> {
+        std::time::Instant::checked_add(&self, duration)
+    }
+    fn elapsed(self) -> Duration {
+        std::time::Instant::elapsed(&self)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Moment for tokio::time::Instant {
+    fn now() -> Self {
+        tokio::time::Instant::now()
+    }
+    fn checked_add(self, duration: Duration) -> Option<Self> {
+        tokio::time::Instant::checked_add(&self, duration)
+    }
+    fn elapsed(self) -> Duration {
+        tokio::time::Instant::elapsed(&self)
+    }
+}
+
+/// When a checkout started waiting, and when it gives up.
+#[derive(Clone, Copy)]
+pub(crate) struct Deadline<I> {
+    started: I,
+    /// `None` for a timeout too large to represent: it waits, in effect,
+    /// for ever, and needs no timer.
+    pub(crate) at: Option<I>,
+}
+
+impl<I: Moment> Deadline<I> {
+    pub(crate) fn passed(&self) -> bool {
+        self.at.is_some_and(|at| I::now() >= at)
+    }
+
+    /// How long the checkout has waited.
+    pub(crate) fn waited(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// One checkout's deadline, read from the clock only once the checkout
+/// has to wait: an immediate grant never needs it.
+pub(crate) struct Clock<I> {
+    timeout: Duration,
+    deadline: Option<Deadline<I>>,
+}
+
+impl<I: Moment> Clock<I> {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Clock {
+            timeout,
+            deadline: None,
+        }
+    }
+
+    /// The deadline, starting the clock on first use.
+    pub(crate) fn deadline(&mut self) -> Deadline<I> {
+        let timeout = self.timeout;
+        *self.deadline.get_or_insert_with(|| {
+            let started = I::now();
+            Deadline {
+                started,
+                at: started.checked_add(timeout),
+            }
+        })
+    }
+}
