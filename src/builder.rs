@@ -6,8 +6,9 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::core::{Config, ConfigError, Core, Overflow, Pinning, WakePolicy};
+use crate::core::{Config, ConfigError, Core, Event, Overflow, Pinning, WakePolicy};
 use crate::driver::Options;
+use crate::driver::events::Handler;
 
 /// Builds a pool `P` ([`blocking::Pool`](crate::blocking::Pool) or
 /// [`tokio::Pool`](crate::tokio::Pool)): every option of the
@@ -35,6 +36,8 @@ pub struct Builder<P> {
     config: Config,
     checkout_timeout: Duration,
     validate_on_checkout: bool,
+    maintenance_interval: Duration,
+    event_handler: Option<Handler>,
     /// The pool type, fixed by `Pool::builder` or by `build`'s argument.
     pool: PhantomData<fn() -> P>,
 }
@@ -45,6 +48,8 @@ impl<P> Default for Builder<P> {
             config: Config::default(),
             checkout_timeout: Duration::from_secs(30),
             validate_on_checkout: false,
+            maintenance_interval: Duration::from_secs(1),
+            event_handler: None,
             pool: PhantomData,
         }
     }
@@ -53,9 +58,11 @@ impl<P> Default for Builder<P> {
 impl<P> Clone for Builder<P> {
     fn clone(&self) -> Self {
         Builder {
-            config: self.config.clone(),
+            config: self.config,
             checkout_timeout: self.checkout_timeout,
             validate_on_checkout: self.validate_on_checkout,
+            maintenance_interval: self.maintenance_interval,
+            event_handler: self.event_handler.clone(),
             pool: PhantomData,
         }
     }
@@ -67,6 +74,8 @@ impl<P> fmt::Debug for Builder<P> {
             .field("config", &self.config)
             .field("checkout_timeout", &self.checkout_timeout)
             .field("validate_on_checkout", &self.validate_on_checkout)
+            .field("maintenance_interval", &self.maintenance_interval)
+            .field("event_handler", &self.event_handler.is_some())
             .finish()
     }
 }
@@ -133,16 +142,95 @@ impl<P> Builder<P> {
         self.validate_on_checkout = validate;
         self
     }
+
+    /// Closes connections older than this (since established) when they
+    /// are next idle (default: none). A pinned owner's connection is
+    /// replaced, and its pin moves to the replacement.
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.max_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Closes connections idle for this long, down to `min_size` (default:
+    /// none). Connections owners are strictly pinned to are kept.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Reports a connection checked out for longer than this, once, with
+    /// the holder's thread name and a backtrace captured at checkout
+    /// (HikariCP's `leakDetectionThreshold`); default off. The report is an
+    /// [`Event::ConnectionLeaked`] and a `tracing` warning. Costs: a
+    /// backtrace per checkout, and no lock-free fast path.
+    pub fn leak_detection_threshold(mut self, threshold: Duration) -> Self {
+        self.config.leak_threshold = Some(threshold);
+        self
+    }
+
+    /// Time between maintenance runs (default 1 s), which close expired
+    /// connections and report leaks; `Duration::MAX` never runs them. A
+    /// pool without lifetimes or leak detection runs no maintenance.
+    pub fn maintenance_interval(mut self, interval: Duration) -> Self {
+        self.maintenance_interval = interval;
+        self
+    }
+
+    /// Builds the pool paused, as CMAP pools start: `get()` fails with
+    /// [`Error::Paused`](crate::Error::Paused) and nothing opens until
+    /// `ready()` (default: ready).
+    pub fn start_paused(mut self, paused: bool) -> Self {
+        self.config.start_paused = paused;
+        self
+    }
+
+    /// Calls `handler` with every [`Event`] — the CMAP set plus pins and
+    /// leak reports — in the order the pool decided them, outside the pool
+    /// lock (it may use the pool). Costs: the lock-free fast path is off,
+    /// so every checkout can be reported. Events also go to `tracing`
+    /// (target `pinpool::events`) when a subscriber wants them at DEBUG as
+    /// the pool is built.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use pinpool::blocking::Pool;
+    /// use pinpool::core::Event;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let pool = Pool::builder()
+    ///     .event_handler(move |event: &Event| log.lock().unwrap().push(*event))
+    ///     .build(noop)?;
+    /// drop(pool.get());
+    /// let seen = seen.lock().unwrap();
+    /// assert!(matches!(seen[0], Event::PoolCreated(_)));
+    /// assert!(seen.iter().any(|e| matches!(e, Event::CheckedIn { .. })));
+    /// # Ok::<(), pinpool::core::ConfigError>(())
+    /// ```
+    pub fn event_handler(mut self, handler: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.event_handler = Some(std::sync::Arc::new(handler));
+        self
+    }
 }
 
 impl<P> Builder<P> {
     /// The validated core and the driver's options, for a pool's `build`.
     pub(crate) fn into_parts(self) -> Result<(Core, Options), ConfigError> {
-        let core = Core::new(self.config)?;
+        let mut config = self.config;
+        config.record_events = self.event_handler.is_some()
+            || config.leak_threshold.is_some()
+            || tracing::enabled!(target: "pinpool::events", tracing::Level::DEBUG);
+        let core = Core::new(config)?;
         let options = Options {
             id: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
             checkout_timeout: self.checkout_timeout,
             validate_on_checkout: self.validate_on_checkout,
+            maintenance_interval: crate::driver::maintenance::interval(
+                &config,
+                self.maintenance_interval,
+            ),
+            event_handler: self.event_handler,
         };
         Ok((core, options))
     }

@@ -42,4 +42,31 @@ pub enum Error<E> {
     /// connection it is pinned to; waiting for it would deadlock.
     #[error("this owner already holds its pinned connection: drop it before asking again")]
     AlreadyHeld,
+    /// The pool is paused: it was cleared (or built paused) and not made
+    /// ready since. Retry once the driver calls `ready()` (CMAP's
+    /// `PoolClearedError`).
+    #[error("the pool was cleared and is paused until ready() is called")]
+    Paused,
+}
+
+impl<E> Error<E> {
+    /// Whether the same checkout may succeed if tried again later: a
+    /// timeout, a failed or abandoned connect, or a paused pool. A closed
+    /// pool and a strict owner asking twice are not.
+    ///
+    /// ```
+    /// use pinpool::Error;
+    /// assert!(Error::<std::io::Error>::Paused.is_retryable());
+    /// assert!(!Error::<std::io::Error>::Closed.is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Timeout { .. }
+            | Error::Connect(_)
+            | Error::ConnectPanicked
+            | Error::ConnectAborted
+            | Error::Paused => true,
+            Error::Closed | Error::AlreadyHeld => false,
+        }
+    }
 }

@@ -16,4 +16,5 @@ mod sync;
 pub mod tokio;
 
 pub use builder::Builder;
+pub use driver::maintenance::live_maintenance_workers;
 pub use error::Error;

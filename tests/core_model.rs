@@ -21,9 +21,17 @@
 //!   order they were woken;
 //! * a departed owner leaves no pin and no ticket behind;
 //! * an unpinned checkout never pins its owner, and never waits unserved
-//!   while the pool has room: some connection is on its way.
+//!   while the pool has room: some connection is on its way;
+//! * lifecycle: a paused pool fails checkouts and keeps no waiter; a
+//!   connect abandoned by an interrupting clear is counted closed once;
+//!   no checkout is granted a connection past its lifetime; after a
+//!   maintenance run no idle connection is past its lifetime, none past
+//!   its idle timeout unless `min_size`, a strict pin or a waiter woken for
+//!   it keeps it, and every
+//!   checkout held past the leak threshold has been reported, once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use pinpool::core::{
     Action, Checkout, Config, ConnId, Core, Event, FailReason, Health, Overflow, OwnerId, Pinning,
@@ -71,8 +79,23 @@ enum Op {
     Retry(usize),
     Unpin(usize),
     OwnerGone(usize),
-    Clear,
+    Clear {
+        interrupt: bool,
+    },
+    Ready,
+    /// The driver's clock advances this many seconds.
+    Tick(u64),
+    Maintain,
     Close,
+}
+
+/// The lifecycle limits in play (seconds), when configured.
+const LIFETIME: u64 = 6;
+const IDLE_TIMEOUT: u64 = 3;
+const LEAK_THRESHOLD: u64 = 4;
+
+fn secs(configured: bool, secs: u64) -> Option<Duration> {
+    configured.then(|| Duration::from_secs(secs))
 }
 
 /// The generator; `WAKE` indexes [`WAKE_POLICIES`].
@@ -95,19 +118,26 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
         ];
         (1..=4usize, 0..=2usize, 1..=3usize, pinning, overflow)
             .prop_flat_map(|(max_size, min_size, max_connecting, pinning, overflow)| {
-                (any::<u64>(), any::<bool>()).prop_map(move |(seed, eager_retry)| Setup {
-                    config: Config {
-                        max_size,
-                        min_size: min_size.min(max_size),
-                        max_connecting,
-                        pinning,
-                        overflow,
-                        wake: WAKE_POLICIES[WAKE],
-                        seed,
-                        record_events: true,
+                let lifecycle = (any::<[bool; 3]>(), prop::bool::weighted(0.2));
+                (any::<u64>(), any::<bool>(), lifecycle).prop_map(
+                    move |(seed, eager_retry, ([lifetime, idle, leak], start_paused))| Setup {
+                        config: Config {
+                            max_size,
+                            min_size: min_size.min(max_size),
+                            max_connecting,
+                            pinning,
+                            overflow,
+                            wake: WAKE_POLICIES[WAKE],
+                            seed,
+                            record_events: true,
+                            max_lifetime: secs(lifetime, LIFETIME),
+                            idle_timeout: secs(idle, IDLE_TIMEOUT),
+                            leak_threshold: secs(leak, LEAK_THRESHOLD),
+                            start_paused,
+                        },
+                        eager_retry,
                     },
-                    eager_retry,
-                })
+                )
             })
             .boxed()
     }
@@ -125,7 +155,10 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
             6 => pick().prop_map(Op::Retry),
             1 => (0..OWNERS).prop_map(Op::Unpin),
             2 => (0..OWNERS).prop_map(Op::OwnerGone),
-            1 => Just(Op::Clear),
+            1 => any::<bool>().prop_map(|interrupt| Op::Clear { interrupt }),
+            2 => Just(Op::Ready),
+            3 => (1..=4u64).prop_map(Op::Tick),
+            2 => Just(Op::Maintain),
             1 => Just(Op::Close),
         ]
         .boxed()
@@ -156,6 +189,25 @@ struct Model {
     pins: HashMap<OwnerId, ConnId>,
     /// Owners of unpinned checkouts: none may ever be pinned.
     unpinned: BTreeSet<OwnerId>,
+    /// Connects abandoned by an interrupting clear, still running.
+    abandoned: BTreeSet<ConnId>,
+    /// Abandoned connects that succeeded: the core must close them.
+    to_close: BTreeSet<ConnId>,
+    /// The clock (seconds since the start).
+    now: Duration,
+    /// When each live connection was established.
+    born: HashMap<ConnId, Duration>,
+    /// When each idle connection became idle, each held one was taken.
+    since: HashMap<ConnId, Duration>,
+    /// Held connections reported as leaked in their current checkout.
+    leaked: BTreeSet<ConnId>,
+}
+
+impl Model {
+    fn set_idle(&mut self, conn: ConnId) {
+        self.idle.insert(conn);
+        self.since.insert(conn, self.now);
+    }
 }
 
 struct Sut {
@@ -204,7 +256,27 @@ impl Sut {
     fn granted(&mut self, ticket: Ticket, conn: ConnId, owner: OwnerId) {
         self.check_fifo(ticket, conn);
         assert!(self.model.idle.remove(&conn), "{conn} granted but not idle");
+        if let Some(lifetime) = self.config().max_lifetime {
+            assert!(
+                self.model.now - self.model.born[&conn] < lifetime,
+                "{conn} granted past its lifetime"
+            );
+        }
         self.model.held.insert(conn, owner);
+        self.model.since.insert(conn, self.model.now);
+        self.model.leaked.remove(&conn);
+    }
+
+    /// A checkout the core failed at once: only for a reason it may have.
+    fn failed_now(&self, reason: FailReason, holds_pinned: bool) {
+        match reason {
+            FailReason::PoolClosed => assert!(self.core.is_closed()),
+            FailReason::Paused => assert!(self.core.is_paused() && !self.core.is_closed()),
+            FailReason::AlreadyHeld => {
+                assert!(self.config().pinning == Pinning::Strict && holds_pinned)
+            }
+            other => panic!("checkout failed with {other:?}"),
+        }
     }
 
     fn pick_ticket(&self, pick: usize, asleep: Option<bool>) -> Option<(Ticket, Waiting)> {
@@ -232,11 +304,7 @@ impl Sut {
                         let asleep = self.config().wake != WakePolicy::Handoff;
                         self.model.waiting.insert(ticket, Waiting { owner, asleep });
                     }
-                    Checkout::Failed(FailReason::PoolClosed) => assert!(self.core.is_closed()),
-                    Checkout::Failed(FailReason::AlreadyHeld) => {
-                        assert!(self.config().pinning == Pinning::Strict && holds_pinned)
-                    }
-                    Checkout::Failed(other) => panic!("checkout failed with {other:?}"),
+                    Checkout::Failed(reason) => self.failed_now(reason, holds_pinned),
                 }
             }
             Op::CheckoutUnpinned => {
@@ -249,8 +317,7 @@ impl Sut {
                         let asleep = self.config().wake != WakePolicy::Handoff;
                         self.model.waiting.insert(ticket, Waiting { owner, asleep });
                     }
-                    Checkout::Failed(FailReason::PoolClosed) => assert!(self.core.is_closed()),
-                    Checkout::Failed(other) => panic!("unpinned checkout failed with {other:?}"),
+                    Checkout::Failed(reason) => self.failed_now(reason, false),
                 }
             }
             Op::Checkin { pick, broken } => {
@@ -260,7 +327,7 @@ impl Sut {
                 }
                 let conn = held[pick % held.len()];
                 self.model.held.remove(&conn);
-                self.model.idle.insert(conn); // until an action says otherwise
+                self.model.set_idle(conn); // until an action says otherwise
                 let health = if broken {
                     Health::Broken
                 } else {
@@ -269,14 +336,30 @@ impl Sut {
                 self.core.checkin(conn, health).unwrap();
             }
             Op::Establish(pick) | Op::FailConnect(pick) => {
-                let connecting: Vec<ConnId> = self.model.connecting.iter().copied().collect();
+                let model = &mut self.model;
+                let connecting: Vec<ConnId> =
+                    model.connecting.union(&model.abandoned).copied().collect();
                 if connecting.is_empty() {
                     return;
                 }
                 let conn = connecting[pick % connecting.len()];
-                self.model.connecting.remove(&conn);
+                if model.abandoned.remove(&conn) {
+                    // Counted closed already: a success must be closed,
+                    // a failure is not counted.
+                    if let Op::Establish(_) = op {
+                        model.to_close.insert(conn);
+                        self.core.connected(conn).unwrap();
+                    } else {
+                        self.core.connect_failed(conn).unwrap();
+                    }
+                    self.drain();
+                    assert!(self.model.to_close.is_empty(), "{conn} was not closed");
+                    return;
+                }
+                model.connecting.remove(&conn);
                 if let Op::Establish(_) = op {
-                    self.model.idle.insert(conn);
+                    model.set_idle(conn);
+                    model.born.insert(conn, model.now);
                     self.core.connected(conn).unwrap();
                 } else {
                     self.model.failed += 1;
@@ -315,10 +398,68 @@ impl Sut {
                 assert_eq!(self.core.pinned_conn(owner), None, "{owner} left a pin");
                 assert!(!self.model.pins.contains_key(&owner), "no PinReclaimed");
             }
-            Op::Clear => self.core.clear(),
+            Op::Clear { interrupt } => {
+                let was_paused = self.core.is_paused();
+                self.core.clear(interrupt);
+                self.drain();
+                if !self.core.is_closed() {
+                    assert!(self.core.is_paused(), "a clear pauses the pool");
+                }
+                assert!(self.model.waiting.is_empty() || was_paused);
+                if interrupt && !was_paused && !self.core.is_closed() {
+                    assert!(self.model.connecting.is_empty(), "connects abandoned");
+                }
+            }
+            Op::Ready => self.core.ready(),
+            Op::Tick(seconds) => {
+                self.model.now += Duration::from_secs(seconds);
+                self.core.advance(self.model.now);
+            }
+            Op::Maintain => {
+                let more = self.core.maintain();
+                self.drain();
+                assert!(
+                    !more,
+                    "a batch covers every connection of these small pools"
+                );
+                self.check_maintained();
+            }
             Op::Close => self.core.close(),
         }
         self.drain();
+    }
+
+    /// After a maintenance run: nothing idle has expired (but what
+    /// `min_size` or a strict pin keeps), no leak is unreported.
+    fn check_maintained(&self) {
+        let (model, config, state) = (&self.model, self.config(), self.core.state());
+        if state.closed {
+            return;
+        }
+        for &conn in &model.idle {
+            if let Some(lifetime) = config.max_lifetime {
+                assert!(model.now - model.born[&conn] < lifetime, "{conn} outlived");
+            }
+            if let Some(timeout) = config.idle_timeout
+                && model.now - model.since[&conn] >= timeout
+            {
+                let pinned = state.pins.iter().any(|&(c, n)| c == conn && n > 0);
+                let wanted = model.waiting.values().any(|w| self.can_use(w.owner, conn));
+                assert!(
+                    state.total() <= config.min_size
+                        || (config.pinning == Pinning::Strict && pinned)
+                        || wanted,
+                    "{conn} idle past its timeout: {state:?}"
+                );
+            }
+        }
+        if let Some(threshold) = config.leak_threshold {
+            for conn in model.held.keys() {
+                if model.now - model.since[conn] >= threshold {
+                    assert!(model.leaked.contains(conn), "{conn}'s leak unreported");
+                }
+            }
+        }
     }
 
     fn retry(&mut self, ticket: Ticket) {
@@ -366,11 +507,15 @@ impl Sut {
                     self.model.opened += 1;
                 }
                 Action::Close { conn, .. } => {
+                    if self.model.to_close.remove(&conn) {
+                        continue;
+                    }
                     assert!(
                         self.model.idle.remove(&conn),
                         "{conn} closed while not idle"
                     );
                     self.model.closed += 1;
+                    self.model.born.remove(&conn);
                 }
                 Action::Grant { ticket, conn } => {
                     let waiting = self
@@ -399,7 +544,7 @@ impl Sut {
                     );
                     assert!(matches!(
                         reason,
-                        FailReason::PoolClosed | FailReason::ConnectionError
+                        FailReason::PoolClosed | FailReason::ConnectionError | FailReason::Paused
                     ));
                 }
             }
@@ -417,6 +562,20 @@ impl Sut {
             }
             Event::Unpinned { owner, conn } | Event::PinReclaimed { owner, conn } => {
                 assert_eq!(self.model.pins.remove(&owner), Some(conn));
+            }
+            Event::ConnectionClosed { conn, .. } if self.model.connecting.remove(&conn) => {
+                // An interrupting clear abandoned this connect.
+                self.model.abandoned.insert(conn);
+                self.model.closed += 1;
+            }
+            Event::ConnectionLeaked { conn, owner, held } => {
+                let threshold = self.config().leak_threshold.expect("leak detection is on");
+                assert_eq!(self.model.held.get(&conn), Some(&owner), "{conn} not held");
+                assert!(held >= threshold, "{conn} reported early");
+                assert!(
+                    self.model.leaked.insert(conn),
+                    "{conn}'s leak reported twice"
+                );
             }
             _ => {}
         }
@@ -447,7 +606,11 @@ impl Sut {
             state.connecting <= config.max_connecting,
             "over max_connecting"
         );
-        if !state.closed {
+        if state.closed {
+            assert!(model.waiting.is_empty());
+        } else if state.closed || self.core.is_paused() {
+            assert!(model.waiting.is_empty(), "a paused pool keeps no waiter");
+        } else {
             assert!(state.total() >= config.min_size, "below min_size");
             let unpinned_waits = model
                 .waiting
@@ -522,7 +685,7 @@ impl<const WAKE: usize> StateMachineTest for PoolTest<WAKE> {
 
     fn init_test(setup: &Setup) -> Sut {
         let mut sut = Sut {
-            core: Core::new(setup.config.clone()).expect("generated configs are valid"),
+            core: Core::new(setup.config).expect("generated configs are valid"),
             model: Model::default(),
             setup: setup.clone(),
             owners: std::array::from_fn(|i| OwnerId(i as u64)),
@@ -566,13 +729,13 @@ fn invalid_configs_are_rejected_with_typed_errors() {
     let zero = Config {
         max_size: 0,
         min_size: 0,
-        ..base.clone()
+        ..base
     };
     assert_eq!(Core::new(zero).unwrap_err(), ConfigError::ZeroMaxSize);
     let min_above = Config {
         max_size: 1,
         min_size: 2,
-        ..base.clone()
+        ..base
     };
     assert!(matches!(
         Core::new(min_above),
@@ -580,7 +743,7 @@ fn invalid_configs_are_rejected_with_typed_errors() {
     ));
     let no_connects = Config {
         max_connecting: 0,
-        ..base.clone()
+        ..base
     };
     assert_eq!(
         Core::new(no_connects).unwrap_err(),
@@ -593,5 +756,13 @@ fn invalid_configs_are_rejected_with_typed_errors() {
     assert_eq!(
         Core::new(zero_bound).unwrap_err(),
         ConfigError::ZeroBypassBound
+    );
+    let zero_idle = Config {
+        idle_timeout: Some(Duration::ZERO),
+        ..base
+    };
+    assert_eq!(
+        Core::new(zero_idle).unwrap_err(),
+        ConfigError::ZeroDuration("idle_timeout")
     );
 }

@@ -1,8 +1,13 @@
 //! The state behind every handle of one blocking pool: the manager, the
 //! options, and the [driver state](crate::driver) under the pool lock.
-//! Connects run on `pinpool-connect` threads.
+//! Connects run on `pinpool-connect` threads, maintenance on one
+//! `pinpool-maintenance` thread per pool that needs it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Weak;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::Manager;
 use super::pins::Reclaim;
@@ -10,8 +15,9 @@ use super::waiter::WaitSlot;
 use crate::Error;
 use crate::core::{ConnId, Core, Health, OwnerId, PoolState};
 use crate::driver::handle::Closes;
+use crate::driver::maintenance::{self, LiveWorker};
 use crate::driver::{self, Handed, Inner, Locked, Options};
-use crate::sync::{Arc, AtomicUsize, spawn_or_run};
+use crate::sync::{Arc, AtomicUsize, Mutex, spawn_or_run};
 
 pub(crate) type Slot<M> = WaitSlot<<M as Manager>::Connection, <M as Manager>::Error>;
 
@@ -24,19 +30,47 @@ pub(crate) struct Shared<M: Manager> {
     /// Live [`Pool`](super::Pool) handles; the last one closes the pool.
     handles: AtomicUsize,
     locked: Locked<M::Connection, M::Error, Slot<M>>,
+    /// The maintenance thread, if the pool needs one: dropping the sender
+    /// stops it.
+    maintenance: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
 }
 
 impl<M: Manager> Shared<M> {
     pub(crate) fn new(manager: M, core: Core, options: Options) -> Arc<Self> {
+        let epoch = Instant::now();
+        let clock = Box::new(move || epoch.elapsed());
         let shared = Arc::new(Shared {
+            locked: Locked::new(core, clock, &options),
             options,
             manager,
             handles: AtomicUsize::new(1),
-            locked: Locked::new(core),
+            maintenance: Mutex::new(None),
         });
         // Carry out the core's opening actions (min_size).
         shared.with_core(|_| ());
+        if let Some(interval) = shared.options.maintenance_interval {
+            let (stop, stopped) = mpsc::channel();
+            let pool = Arc::downgrade(&shared);
+            let worker = LiveWorker::new();
+            let spawned = std::thread::Builder::new()
+                .name("pinpool-maintenance".into())
+                .spawn(move || maintain(&pool, interval, &stopped, worker));
+            match spawned {
+                Ok(thread) => *shared.maintenance.lock() = Some((stop, thread)),
+                Err(error) => tracing::warn!(%error, "cannot spawn the maintenance thread"),
+            }
+        }
         shared
+    }
+
+    /// Clears the pool (see [`Core::clear`]).
+    pub(crate) fn clear(self: &Arc<Self>, interrupt_in_use: bool) {
+        self.with_core(|inner| inner.clear(interrupt_in_use));
+    }
+
+    /// Resumes a paused pool (see [`Core::ready`]).
+    pub(crate) fn ready(self: &Arc<Self>) {
+        self.with_core(State::<M>::ready);
     }
 
     /// Runs `f` under the pool lock, then carries out what it caused.
@@ -120,12 +154,37 @@ impl<M: Manager> Closes for Shared<M> {
     }
 
     /// Closes the pool: waiters fail, idle connections close now, the rest
-    /// when they come back.
+    /// when they come back; the maintenance thread stops and is joined.
     fn close(self: &Arc<Self>) {
         self.with_core(State::<M>::close);
+        let maintenance = self.maintenance.lock().take();
+        if let Some((stop, thread)) = maintenance {
+            drop(stop);
+            // The maintenance thread itself may close the pool (an event
+            // handler dropping the last handle): it cannot join itself.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
     }
 
     fn id(&self) -> u64 {
         self.options.id
+    }
+}
+
+/// The maintenance thread's loop: a run every `interval` (at once while
+/// expired connections are left), until the pool is closed or gone.
+fn maintain<M: Manager>(
+    pool: &Weak<Shared<M>>,
+    interval: Duration,
+    stopped: &mpsc::Receiver<()>,
+    _live: LiveWorker,
+) {
+    let mut wait = interval;
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
+        let Some(shared) = pool.upgrade() else { return };
+        let more = shared.with_core(State::<M>::maintain);
+        wait = maintenance::next_wait(interval, more);
     }
 }

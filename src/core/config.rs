@@ -1,5 +1,7 @@
 //! The core's configuration and its validation.
 
+use std::time::Duration;
+
 use thiserror::Error;
 
 /// How owners (threads or tasks) are bound to connections.
@@ -68,7 +70,7 @@ pub enum WakePolicy {
 /// assert!(config.validate().is_ok());
 /// assert_eq!(config.wake, WakePolicy::Handoff);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Most connections that may exist at once (pending, connecting, idle and
     /// checked out together). Default 10.
@@ -90,6 +92,23 @@ pub struct Config {
     /// [`Core::poll_event`](super::Core::poll_event). Off by default so a
     /// driver that does not drain them pays nothing.
     pub record_events: bool,
+    /// A connection older than this (since it was established) is closed
+    /// when it is next idle: at checkin, at a checkout that finds it idle,
+    /// or by [`Core::maintain`](super::Core::maintain). Default `None`.
+    pub max_lifetime: Option<Duration>,
+    /// An idle connection unused for this long is closed by
+    /// [`Core::maintain`](super::Core::maintain) or a checkout that finds
+    /// it, unless that would leave fewer than `min_size`. Default `None`.
+    pub idle_timeout: Option<Duration>,
+    /// A connection checked out for longer than this is reported once as
+    /// [`Event::ConnectionLeaked`](super::Event::ConnectionLeaked) by
+    /// [`Core::maintain`](super::Core::maintain). Default `None`.
+    pub leak_threshold: Option<Duration>,
+    /// Whether the pool starts paused (CMAP's initial state): checkouts
+    /// fail with [`FailReason::Paused`](super::FailReason::Paused) and no
+    /// connection opens until [`Core::ready`](super::Core::ready). Default
+    /// `false`.
+    pub start_paused: bool,
 }
 
 impl Default for Config {
@@ -103,6 +122,10 @@ impl Default for Config {
             wake: WakePolicy::Handoff,
             seed: 0,
             record_events: false,
+            max_lifetime: None,
+            idle_timeout: None,
+            leak_threshold: None,
+            start_paused: false,
         }
     }
 }
@@ -127,6 +150,10 @@ pub enum ConfigError {
     /// `WakePolicy::Bounded(0)`: use [`WakePolicy::Handoff`] for a bound of 0.
     #[error("a bypass bound of 0 is WakePolicy::Handoff; use that")]
     ZeroBypassBound,
+    /// A lifetime, idle timeout or leak threshold of zero: every
+    /// connection would expire (or leak) the moment it existed.
+    #[error("{0} must be longer than zero")]
+    ZeroDuration(&'static str),
 }
 
 impl Config {
@@ -153,6 +180,25 @@ impl Config {
         if self.wake == WakePolicy::Bounded(0) {
             return Err(ConfigError::ZeroBypassBound);
         }
+        for (name, duration) in [
+            ("max_lifetime", self.max_lifetime),
+            ("idle_timeout", self.idle_timeout),
+            ("leak_threshold", self.leak_threshold),
+        ] {
+            if duration == Some(Duration::ZERO) {
+                return Err(ConfigError::ZeroDuration(name));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the core's decisions depend on time, so a driver must report
+    /// its clock with [`Core::advance`](super::Core::advance) before each
+    /// input: lifetimes, leak detection, and the durations events carry.
+    pub fn needs_clock(&self) -> bool {
+        self.record_events
+            || self.max_lifetime.is_some()
+            || self.idle_timeout.is_some()
+            || self.leak_threshold.is_some()
     }
 }

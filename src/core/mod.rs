@@ -45,12 +45,14 @@
 //! [`Core::clear`] / [`Core::close`], are O(S) (+ O(W) for `close`).
 
 mod config;
+mod lifecycle;
 mod slots;
 mod stats;
 mod types;
 mod waiters;
 
 use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -77,6 +79,14 @@ pub struct Core {
     next_ticket: u64,
     generation: u64,
     closed: bool,
+    /// Cleared (or built paused) and not yet ready: checkouts fail, nothing
+    /// opens.
+    paused: bool,
+    /// The driver's clock, as last reported by [`Core::advance`].
+    now: Duration,
+    /// Connects abandoned by an interrupting [`Core::clear`]: already
+    /// counted closed; their result is closed when it arrives.
+    abandoned: BTreeSet<ConnId>,
     rng: StdRng,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -97,10 +107,14 @@ impl Core {
             next_ticket: 0,
             generation: 0,
             closed: false,
+            paused: config.start_paused,
+            now: Duration::ZERO,
+            abandoned: BTreeSet::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
         };
+        core.event(Event::PoolCreated(config));
         core.provision();
         Ok(core)
     }
@@ -145,23 +159,30 @@ impl Core {
     fn checkout_as(&mut self, owner: OwnerId, pins: bool) -> Checkout {
         self.next_ticket += 1;
         let ticket = Ticket(self.next_ticket);
+        self.event(Event::CheckoutStarted { owner, ticket });
+        let now = self.now;
         if self.closed {
-            return self.fail_now(owner, FailReason::PoolClosed);
+            return self.fail_now(owner, FailReason::PoolClosed, now);
         }
+        if self.paused {
+            return self.fail_now(owner, FailReason::Paused, now);
+        }
+        self.reap_before_checkout();
         let want = match (self.config.pinning, pins, self.pins.get(&owner)) {
             (_, false, _) | (Pinning::Affinity | Pinning::Off, true, _) => Want::Any,
             (Pinning::Strict, true, Some(&conn)) if self.slots.holder(conn) == Some(owner) => {
-                return self.fail_now(owner, FailReason::AlreadyHeld);
+                return self.fail_now(owner, FailReason::AlreadyHeld, now);
             }
             (Pinning::Strict, true, Some(&conn)) => Want::Conn(conn),
             (Pinning::Strict, true, None) => self.bind_new_owner(owner, ticket),
         };
         if let Some(conn) = self.usable_idle(owner, want) {
-            self.hand_over(ticket, owner, conn, pins);
+            self.hand_over(ticket, owner, conn, pins, now);
             return Checkout::Granted(conn);
         }
         let sleeping = self.config.wake != WakePolicy::Handoff;
-        self.waiters.insert(ticket, owner, want, pins, sleeping);
+        self.waiters
+            .insert(ticket, owner, want, pins, sleeping, now);
         self.counters.waits += 1;
         self.event(Event::Waiting { owner, ticket });
         self.provision();
@@ -177,6 +198,8 @@ impl Core {
     /// to retry; `retry` then answers [`InputError::NotWaiting`] and the
     /// [`Action::Grant`] or [`Action::Fail`] already emitted is its outcome.
     pub fn retry(&mut self, ticket: Ticket) -> Result<Checkout, InputError> {
+        // First: replacing what it closes may bind this very waiter.
+        self.reap_before_checkout();
         let waiter = *self
             .waiters
             .get(ticket)
@@ -188,7 +211,7 @@ impl Core {
         }
         if let Some(conn) = self.usable_idle(waiter.owner, want) {
             self.waiters.remove(ticket);
-            self.hand_over(ticket, waiter.owner, conn, waiter.pins);
+            self.hand_over(ticket, waiter.owner, conn, waiter.pins, waiter.since);
             self.provision();
             return Ok(Checkout::Granted(conn));
         }
@@ -225,7 +248,7 @@ impl Core {
         };
         self.cancel(ticket);
         self.counters.timeouts += 1;
-        self.fail_now(waiter.owner, FailReason::Timeout);
+        self.fail_now(waiter.owner, FailReason::Timeout, waiter.since);
         true
     }
 
@@ -260,9 +283,20 @@ impl Core {
     /// policy: an opened connection is not a checkin, and the Ruby pool
     /// returned a socket it created to the thread that asked.
     pub fn connected(&mut self, conn: ConnId) -> Result<(), InputError> {
+        if self.abandoned.remove(&conn) {
+            // Counted closed when it was abandoned.
+            self.actions.push_back(Action::Close {
+                conn,
+                reason: CloseReason::Stale,
+            });
+            return Ok(());
+        }
         self.expect_connecting(conn)?;
         self.counters.established += 1;
-        self.event(Event::ConnectionReady(conn));
+        let slot = self.slots.slot_mut(conn);
+        slot.born = self.now;
+        let took = self.now.saturating_sub(slot.since);
+        self.event(Event::ConnectionReady { conn, took });
         self.release(conn, WakePolicy::Handoff);
         self.provision();
         Ok(())
@@ -274,6 +308,9 @@ impl Core {
     /// such waiters its pins are dropped instead, so a server that refuses
     /// connections costs one attempt per waiter, never a retry loop.
     pub fn connect_failed(&mut self, conn: ConnId) -> Result<(), InputError> {
+        if self.abandoned.remove(&conn) {
+            return Ok(()); // counted closed when it was abandoned
+        }
         self.expect_connecting(conn)?;
         let mut slot = self.slots.remove(conn);
         self.counters.connect_failures += 1;
@@ -281,7 +318,7 @@ impl Core {
         if let Some(ticket) = slot.requested_by
             && let Some(waiter) = self.waiters.remove(ticket)
         {
-            self.fail_waiter(ticket, waiter.owner, FailReason::ConnectionError);
+            self.fail_waiter(ticket, waiter, FailReason::ConnectionError);
         }
         if self.waiters.bound_to(conn) == 0 {
             // Nobody needs a replacement now: drop the pins rather than
@@ -314,48 +351,6 @@ impl Core {
         if let Some(conn) = self.drop_pin(owner) {
             self.counters.reclaimed_pins += 1;
             self.event(Event::PinReclaimed { owner, conn });
-        }
-    }
-
-    /// Bumps the generation: idle connections of older generations close now
-    /// (their pins move to replacements), checked-out and connecting ones
-    /// when they come back.
-    pub fn clear(&mut self) {
-        self.generation += 1;
-        let generation = self.generation;
-        self.event(Event::PoolCleared { generation });
-        for conn in self.slots.pending_ids().collect::<Vec<_>>() {
-            self.slots.slot_mut(conn).generation = generation;
-        }
-        let stale: Vec<ConnId> = self.slots.idle_newest_first().collect();
-        for conn in stale {
-            self.retire(conn, CloseReason::Stale);
-        }
-        self.provision();
-    }
-
-    /// Closes the pool: waiters fail with [`FailReason::PoolClosed`], idle
-    /// connections close now, others when they come back; pins are dropped.
-    pub fn close(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        self.event(Event::PoolClosed);
-        for ticket in self.waiters.tickets().collect::<Vec<_>>() {
-            let waiter = self.waiters.remove(ticket).expect("listed above");
-            self.fail_waiter(ticket, waiter.owner, FailReason::PoolClosed);
-        }
-        let pinned: Vec<OwnerId> = self.pins.keys().copied().collect();
-        for owner in pinned {
-            self.unpin(owner);
-        }
-        let idle: Vec<ConnId> = self.slots.idle_newest_first().collect();
-        for conn in idle {
-            self.retire(conn, CloseReason::PoolClosed);
-        }
-        for conn in self.slots.pending_ids().collect::<Vec<_>>() {
-            self.slots.remove(conn);
         }
     }
 
@@ -407,6 +402,7 @@ impl Core {
         config.pinning != Pinning::Off
             && matches!(config.wake, WakePolicy::Handoff | WakePolicy::Bounded(_))
             && !config.record_events
+            && config.leak_threshold.is_none()
             && self.pins.get(&owner) == Some(&conn)
             && self.waiters.oldest_for(conn).is_none()
     }
@@ -551,8 +547,16 @@ impl Core {
 
     /// Checks `conn` out to `owner` (request `ticket`) and, for a pinning
     /// checkout, updates its pin.
-    fn hand_over(&mut self, ticket: Ticket, owner: OwnerId, conn: ConnId, pins: bool) {
-        self.slots.set_in_use(conn, owner);
+    /// `since` is when the checkout started.
+    fn hand_over(
+        &mut self,
+        ticket: Ticket,
+        owner: OwnerId,
+        conn: ConnId,
+        pins: bool,
+        since: Duration,
+    ) {
+        self.slots.set_in_use(conn, owner, self.now);
         let repin = pins
             && match self.config.pinning {
                 Pinning::Strict => !self.pins.contains_key(&owner),
@@ -566,7 +570,12 @@ impl Core {
         let bypass = self.waiters.pass_over(conn, ticket);
         self.counters.max_bypass = self.counters.max_bypass.max(bypass);
         self.counters.checkouts += 1;
-        self.event(Event::CheckedOut { owner, conn });
+        let waited = self.now.saturating_sub(since);
+        self.event(Event::CheckedOut {
+            owner,
+            conn,
+            waited,
+        });
     }
 
     /// `conn` is established and held by nobody: retire it if the pool moved
@@ -578,17 +587,20 @@ impl Core {
         if self.slots.slot(conn).generation < self.generation {
             return self.retire(conn, CloseReason::Stale);
         }
+        if self.outlived(conn) {
+            return self.retire(conn, CloseReason::Lifetime);
+        }
         match policy {
             WakePolicy::Handoff => match self.waiters.oldest_for(conn) {
                 Some(ticket) => self.grant(ticket, conn),
-                None => self.slots.set_idle(conn),
+                None => self.slots.set_idle(conn, self.now),
             },
             WakePolicy::Signal => {
-                self.slots.set_idle(conn);
+                self.slots.set_idle(conn, self.now);
                 self.wake_oldest();
             }
             WakePolicy::Broadcast => {
-                self.slots.set_idle(conn);
+                self.slots.set_idle(conn, self.now);
                 while self.wake_oldest() {}
             }
             WakePolicy::Bounded(bound) => match self.waiters.oldest_for(conn) {
@@ -597,7 +609,7 @@ impl Core {
                 }
                 // Every input ends in `provision`, which wakes the oldest
                 // waiter beside it.
-                _ => self.slots.set_idle(conn),
+                _ => self.slots.set_idle(conn, self.now),
             },
         }
     }
@@ -626,7 +638,7 @@ impl Core {
     /// Hands `conn` directly to waiter `ticket`.
     fn grant(&mut self, ticket: Ticket, conn: ConnId) {
         let waiter = self.waiters.remove(ticket).expect("granted tickets wait");
-        self.hand_over(ticket, waiter.owner, conn, waiter.pins);
+        self.hand_over(ticket, waiter.owner, conn, waiter.pins, waiter.since);
         self.counters.handoffs += 1;
         self.actions.push_back(Action::Grant { ticket, conn });
     }
@@ -680,7 +692,7 @@ impl Core {
     /// started up to `max_connecting`) and, under Bounded, an awake waiter
     /// beside every idle connection one could use.
     fn provision(&mut self) {
-        if self.closed {
+        if self.closed || self.paused {
             return;
         }
         let max_size = self.config.max_size;
@@ -719,7 +731,7 @@ impl Core {
             self.slots.create_pending(self.generation, None);
         }
         while self.slots.connecting() < self.config.max_connecting
-            && let Some(conn) = self.slots.start_oldest_pending()
+            && let Some(conn) = self.slots.start_oldest_pending(self.now)
         {
             self.counters.opened += 1;
             self.actions.push_back(Action::Open(conn));
@@ -744,14 +756,21 @@ impl Core {
         Some(conn)
     }
 
-    fn fail_now(&mut self, owner: OwnerId, reason: FailReason) -> Checkout {
+    /// Fails a checkout by `owner` that started at `since`.
+    fn fail_now(&mut self, owner: OwnerId, reason: FailReason, since: Duration) -> Checkout {
         self.counters.failed += 1;
-        self.event(Event::CheckoutFailed { owner, reason });
+        let waited = self.now.saturating_sub(since);
+        self.event(Event::CheckoutFailed {
+            owner,
+            reason,
+            waited,
+        });
         Checkout::Failed(reason)
     }
 
-    fn fail_waiter(&mut self, ticket: Ticket, owner: OwnerId, reason: FailReason) {
-        self.fail_now(owner, reason);
+    /// Fails `waiter` (already removed from the line), which held `ticket`.
+    fn fail_waiter(&mut self, ticket: Ticket, waiter: waiters::Waiter, reason: FailReason) {
+        self.fail_now(waiter.owner, reason, waiter.since);
         self.actions.push_back(Action::Fail { ticket, reason });
     }
 

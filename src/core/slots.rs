@@ -2,6 +2,7 @@
 //! in. Pure bookkeeping; every decision about slots is made in `core/mod.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use super::{ConnId, OwnerId, Ticket};
 
@@ -29,6 +30,13 @@ pub(super) struct Slot {
     /// The waiter whose request opened this connection: a connect failure is
     /// reported to it.
     pub requested_by: Option<Ticket>,
+    /// When it was established (its lifetime starts there).
+    pub born: Duration,
+    /// When it entered its current state (connect start, idle since,
+    /// checked out at), on the driver's clock.
+    pub since: Duration,
+    /// Whether its current checkout was reported as a leak.
+    pub leak_reported: bool,
 }
 
 /// All live slots plus indexes over them.
@@ -96,16 +104,21 @@ impl Slots {
                 generation,
                 pinned: BTreeSet::new(),
                 requested_by,
+                born: Duration::ZERO,
+                since: Duration::ZERO,
+                leak_reported: false,
             },
         );
         self.pending.insert(id);
         id
     }
 
-    /// Moves the oldest pending slot to `Connecting`.
-    pub fn start_oldest_pending(&mut self) -> Option<ConnId> {
+    /// Moves the oldest pending slot to `Connecting` at `now`.
+    pub fn start_oldest_pending(&mut self, now: Duration) -> Option<ConnId> {
         let id = self.pending.pop_first()?;
-        self.slot_mut(id).state = SlotState::Connecting;
+        let slot = self.slot_mut(id);
+        slot.state = SlotState::Connecting;
+        slot.since = now;
         self.connecting += 1;
         Some(id)
     }
@@ -115,17 +128,18 @@ impl Slots {
         self.pending.iter().copied()
     }
 
-    /// Marks an established connection idle (most recent in idle order).
-    pub fn set_idle(&mut self, id: ConnId) {
+    /// Marks an established connection idle since `now` (most recent in
+    /// idle order).
+    pub fn set_idle(&mut self, id: ConnId, now: Duration) {
         self.next_idle_order += 1;
         let order = self.next_idle_order;
-        self.set_state(id, SlotState::Idle { order });
+        self.set_state(id, SlotState::Idle { order }, now);
         self.idle.insert(order, id);
     }
 
-    /// Marks a connection checked out by `holder`.
-    pub fn set_in_use(&mut self, id: ConnId, holder: OwnerId) {
-        self.set_state(id, SlotState::InUse { holder });
+    /// Marks a connection checked out by `holder` at `now`.
+    pub fn set_in_use(&mut self, id: ConnId, holder: OwnerId, now: Duration) {
+        self.set_state(id, SlotState::InUse { holder }, now);
         self.in_use += 1;
     }
 
@@ -142,6 +156,19 @@ impl Slots {
     /// Idle connections, most recently idle first.
     pub fn idle_newest_first(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.idle.values().rev().copied()
+    }
+
+    /// Idle connections, least recently idle first.
+    pub fn idle_oldest_first(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.idle.values().copied()
+    }
+
+    /// Ids of the connections being established.
+    pub fn connecting_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.slots
+            .iter()
+            .filter(|(_, slot)| slot.state == SlotState::Connecting)
+            .map(|(id, _)| *id)
     }
 
     /// The `n`th live slot in id order (n < `total()`).
@@ -177,12 +204,14 @@ impl Slots {
 
     /// Moves `id` to `state`, taking it out of the index of its old one
     /// (one lookup: this is every checkout's and checkin's path).
-    fn set_state(&mut self, id: ConnId, state: SlotState) {
+    fn set_state(&mut self, id: ConnId, state: SlotState, now: Duration) {
         let slot = self
             .slots
             .get_mut(&id)
             .expect("slot ids come from the table");
         let old = std::mem::replace(&mut slot.state, state);
+        slot.since = now;
+        slot.leak_reported = false;
         self.leave(id, old);
     }
 

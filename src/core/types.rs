@@ -2,8 +2,11 @@
 //! driver to carry out and the events it reports.
 
 use std::fmt;
+use std::time::Duration;
 
 use thiserror::Error;
+
+use super::Config;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
@@ -71,6 +74,11 @@ pub enum FailReason {
     /// only ever reported in [`Event::CheckoutFailed`].
     #[error("timed out waiting for a connection")]
     Timeout,
+    /// The pool is paused: it was cleared ([`Core::clear`](super::Core::clear))
+    /// or built paused, and [`Core::ready`](super::Core::ready) has not been
+    /// called since. Retryable (CMAP's `PoolClearedError`).
+    #[error("the pool is paused after a clear")]
+    Paused,
 }
 
 /// Why a connection is closed (the CMAP names).
@@ -78,8 +86,10 @@ pub enum FailReason {
 pub enum CloseReason {
     /// Its generation is older than the pool's (after [`Core::clear`](super::Core::clear)).
     Stale,
-    /// It was idle for too long (decided by the driver's maintenance).
+    /// It was idle for longer than [`Config::idle_timeout`].
     Idle,
+    /// It outlived [`Config::max_lifetime`].
+    Lifetime,
     /// It was reported broken at checkin.
     Error,
     /// The pool was closed.
@@ -130,14 +140,35 @@ pub enum Action {
 }
 
 /// What happened, for monitoring (recorded only when
-/// [`Config::record_events`](super::Config::record_events) is set).
+/// [`Config::record_events`](super::Config::record_events) is set): the
+/// CMAP event set, plus pinpool's pins and leak reports. Durations come
+/// from the clock the driver reports with [`Core::advance`](super::Core::advance).
 /// Drain with [`Core::poll_event`](super::Core::poll_event).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A connection slot was started (CMAP `ConnectionCreated`).
+    /// The pool was created with these options (CMAP `ConnectionPoolCreated`).
+    PoolCreated(Config),
+    /// The pool became ready after being paused (CMAP `ConnectionPoolReady`).
+    PoolReady,
+    /// The pool's generation was bumped and it paused (CMAP
+    /// `ConnectionPoolCleared`).
+    PoolCleared {
+        /// The new generation.
+        generation: u64,
+        /// Whether connections being established were abandoned too.
+        interrupt_in_use: bool,
+    },
+    /// The pool was closed (after its idle connections).
+    PoolClosed,
+    /// A connection started being established (CMAP `ConnectionCreated`).
     ConnectionCreated(ConnId),
     /// A connection was established (CMAP `ConnectionReady`).
-    ConnectionReady(ConnId),
+    ConnectionReady {
+        /// The connection.
+        conn: ConnId,
+        /// How long establishing it took.
+        took: Duration,
+    },
     /// A connection was closed.
     ConnectionClosed {
         /// The connection.
@@ -145,14 +176,24 @@ pub enum Event {
         /// Why.
         reason: CloseReason,
     },
-    /// Establishing a connection failed.
+    /// Establishing a connection failed (CMAP reports it as
+    /// `ConnectionClosed` with reason `error`).
     ConnectionFailed(ConnId),
+    /// A checkout began (CMAP `ConnectionCheckOutStarted`).
+    CheckoutStarted {
+        /// Who asks.
+        owner: OwnerId,
+        /// Its request.
+        ticket: Ticket,
+    },
     /// An owner checked a connection out.
     CheckedOut {
         /// Who.
         owner: OwnerId,
         /// Which connection.
         conn: ConnId,
+        /// How long the checkout took in the core.
+        waited: Duration,
     },
     /// A connection was checked in.
     CheckedIn {
@@ -167,6 +208,8 @@ pub enum Event {
         owner: OwnerId,
         /// Why it failed.
         reason: FailReason,
+        /// How long the checkout took in the core.
+        waited: Duration,
     },
     /// An owner started waiting.
     Waiting {
@@ -198,13 +241,16 @@ pub enum Event {
         /// The connection it was pinned to.
         conn: ConnId,
     },
-    /// The pool's generation was bumped.
-    PoolCleared {
-        /// The new generation.
-        generation: u64,
+    /// A connection has been checked out for longer than
+    /// [`Config::leak_threshold`]; reported once per checkout.
+    ConnectionLeaked {
+        /// The connection.
+        conn: ConnId,
+        /// Who holds it.
+        owner: OwnerId,
+        /// How long it has been held.
+        held: Duration,
     },
-    /// The pool was closed.
-    PoolClosed,
 }
 
 /// A driver called the core with something that contradicts the core's

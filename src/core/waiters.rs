@@ -2,6 +2,7 @@
 //! Pure bookkeeping; every decision about waiters is made in `core/mod.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -27,6 +28,8 @@ pub(super) struct Waiter {
     /// Whether the connection it is granted pins its owner (false for an
     /// unpinned checkout).
     pub pins: bool,
+    /// When its checkout started, on the driver's clock.
+    pub since: Duration,
 }
 
 /// Every waiting ticket, indexed three ways.
@@ -70,6 +73,7 @@ impl Waiters {
         want: Want,
         pins: bool,
         sleeping: bool,
+        since: Duration,
     ) {
         self.all.insert(
             ticket,
@@ -79,6 +83,7 @@ impl Waiters {
                 sleep: None,
                 bypassed: 0,
                 pins,
+                since,
             },
         );
         self.queue_of(want).insert(ticket);

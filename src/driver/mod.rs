@@ -8,8 +8,10 @@
 //! connection is opened; it decides nothing.
 
 pub(crate) mod deadline;
+pub(crate) mod events;
 pub(crate) mod handle;
 pub(crate) mod lease;
+pub(crate) mod maintenance;
 
 use std::cell::Cell;
 use std::sync::atomic::AtomicU64;
@@ -23,6 +25,7 @@ use crate::core::{
     Action, Checkout, ConnId, Core, FailReason, Health, InputError, OwnerId, PoolState, Ticket,
 };
 use crate::sync::{Arc, Mutex};
+use events::{Events, Handler, Holder};
 use lease::Lease;
 
 /// Owner ids are process-wide and never reused (the core requires it).
@@ -55,12 +58,15 @@ pub(crate) fn fresh_owner() -> OwnerId {
 
 /// What every pool keeps beside its core: its id and the options the
 /// drivers (not the core) act on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub(crate) struct Options {
     /// Identifies the pool in threads' and scopes' pin registrations.
     pub(crate) id: u64,
     pub(crate) checkout_timeout: Duration,
     pub(crate) validate_on_checkout: bool,
+    /// Time between maintenance runs; `None`: the core needs none.
+    pub(crate) maintenance_interval: Option<Duration>,
+    pub(crate) event_handler: Option<Handler>,
 }
 
 /// The manager's `has_broken`, with a panic in it counted as broken: the
@@ -164,6 +170,8 @@ pub(crate) enum Step<C, E, S> {
 struct Waiting<S> {
     owner: OwnerId,
     slot: Arc<S>,
+    /// Who is waiting, when leak detection records it.
+    holder: Option<Arc<Holder>>,
 }
 
 /// The state under the pool lock.
@@ -176,6 +184,8 @@ pub(crate) struct Inner<C, E, S> {
     leases: HashMap<ConnId, Arc<Lease<C>>>,
     /// The manager's error for the `connect_failed` being processed.
     connect_failure: Option<Error<E>>,
+    /// Who holds each checked-out connection: `Some` with leak detection.
+    holders: Option<HashMap<ConnId, Arc<Holder>>>,
 }
 
 /// What the lock holder leaves to do once the lock is released.
@@ -185,9 +195,17 @@ struct Effects<C, S> {
     close: Vec<Box<C>>,
 }
 
+/// The pool's clock: time since the pool's epoch.
+pub(crate) type PoolClock = Box<dyn Fn() -> Duration + Send + Sync>;
+
 /// The core and its bookkeeping under one lock.
 pub(crate) struct Locked<C, E, S> {
     inner: Mutex<Inner<C, E, S>>,
+    /// Reported to the core before each input when its decisions depend
+    /// on time ([`Config::needs_clock`](crate::core::Config::needs_clock)).
+    clock: Option<PoolClock>,
+    /// Where recorded events go out (with `Config::record_events`).
+    events: Option<Events>,
     /// Notified after every change, so a model can wait for one (a loom
     /// `join` may return before the thread's thread-local destructors run).
     #[cfg(pinpool_loom)]
@@ -195,14 +213,22 @@ pub(crate) struct Locked<C, E, S> {
 }
 
 impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
-    pub(crate) fn new(core: Core) -> Self {
+    /// The driver state around `core`, on `clock`, for the pool with
+    /// `options`.
+    pub(crate) fn new(core: Core, clock: PoolClock, options: &Options) -> Self {
+        let config = *core.config();
         Locked {
+            clock: config.needs_clock().then_some(clock),
+            events: config
+                .record_events
+                .then(|| Events::new(options.id, options.event_handler.clone())),
             inner: Mutex::new(Inner {
                 core,
                 conns: HashMap::default(),
                 waiters: HashMap::default(),
                 leases: HashMap::default(),
                 connect_failure: None,
+                holders: config.leak_threshold.map(|_| HashMap::default()),
             }),
             #[cfg(pinpool_loom)]
             changed: crate::sync::Condvar::new(),
@@ -224,14 +250,20 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
         };
         let result = {
             let mut inner = self.inner.lock();
+            if let Some(clock) = &self.clock {
+                inner.core.advance(clock());
+            }
             let result = f(&mut inner);
-            inner.drain(&mut effects);
+            inner.drain(&mut effects, self.events.as_ref());
             result
         };
         #[cfg(pinpool_loom)]
         self.changed.notify_all();
         for slot in &effects.notify {
             slot.notify();
+        }
+        if let Some(events) = &self.events {
+            events.deliver();
         }
         drop(effects.close);
         for conn in effects.open {
@@ -280,13 +312,16 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         } else {
             self.core.checkout_unpinned(owner)
         };
+        // Recorded here, on the thread that asks.
+        let holder = self.holders.is_some().then(|| Arc::new(Holder::here()));
         match checkout {
-            Checkout::Granted(conn) => Step::Ready(self.hand_out(owner, conn)),
+            Checkout::Granted(conn) => Step::Ready(self.hand_out(owner, conn, holder)),
             Checkout::Waiting(ticket) => {
                 let slot = slot();
                 let waiting = Waiting {
                     owner,
                     slot: Arc::clone(&slot),
+                    holder,
                 };
                 self.waiters.insert(ticket, waiting);
                 Step::Wait(ticket, slot)
@@ -301,7 +336,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         match self.core.retry(ticket) {
             Ok(Checkout::Granted(conn)) => {
                 let waiting = self.waiters.remove(&ticket)?;
-                Some(self.hand_out(waiting.owner, conn))
+                Some(self.hand_out(waiting.owner, conn, waiting.holder))
             }
             Ok(Checkout::Waiting(_)) | Err(InputError::NotWaiting(_)) => None,
             Ok(Checkout::Failed(_)) | Err(InputError::WrongConnState { .. }) => {
@@ -358,6 +393,34 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         self.core.close();
     }
 
+    /// Clears the pool (see [`Core::clear`]); leased connections come back
+    /// first, to be closed as stale.
+    pub(crate) fn clear(&mut self, interrupt_in_use: bool) {
+        self.recall_leases(|_| true);
+        self.core.clear(interrupt_in_use);
+    }
+
+    /// Whether the pool was closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// Resumes a paused pool (see [`Core::ready`]).
+    pub(crate) fn ready(&mut self) {
+        self.core.ready();
+    }
+
+    /// One maintenance run (see [`Core::maintain`]); whether work is left.
+    /// Leases are recalled first when lifetimes are configured, so a
+    /// pinned owner's parked connection is checked like any idle one.
+    pub(crate) fn maintain(&mut self) -> bool {
+        let config = self.core.config();
+        if config.max_lifetime.is_some() || config.idle_timeout.is_some() {
+            self.recall_leases(|_| true);
+        }
+        self.core.maintain()
+    }
+
     /// A consistent snapshot (recalls the leases, so idle means idle).
     pub(crate) fn state(&mut self) -> PoolState {
         self.recall_leases(|_| true);
@@ -392,6 +455,9 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
                 self.leases.remove(&handed.id);
             }
             self.core.note_lease_reuses(lease.reuses());
+        }
+        if let Some(holders) = &mut self.holders {
+            holders.remove(&handed.id);
         }
         self.conns.insert(handed.id, handed.conn);
         driver_bug(self.core.checkin(handed.id, health));
@@ -434,11 +500,14 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
     /// fast path may serve the owner's next checkouts ([`Core::may_lease`]:
     /// only a pinned owner, which finds its lease again through its
     /// thread-local or its scope).
-    fn hand_out(&mut self, owner: OwnerId, conn: ConnId) -> Handed<C> {
+    fn hand_out(&mut self, owner: OwnerId, conn: ConnId, holder: Option<Arc<Holder>>) -> Handed<C> {
         let physical = self
             .conns
             .remove(&conn)
             .expect("the core grants only established connections the pool holds");
+        if let (Some(holders), Some(holder)) = (&mut self.holders, holder) {
+            holders.insert(conn, holder);
+        }
         let lease = self.core.may_lease(owner, conn).then(|| {
             let lease = Arc::new(Lease::new(conn, owner));
             self.leases.insert(conn, Arc::clone(&lease));
@@ -454,6 +523,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
     fn failure(&mut self, reason: FailReason) -> Error<E> {
         match reason {
             FailReason::PoolClosed => Error::Closed,
+            FailReason::Paused => Error::Paused,
             FailReason::AlreadyHeld => Error::AlreadyHeld,
             FailReason::ConnectionError => self
                 .connect_failure
@@ -468,7 +538,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
 
     /// Turns the core's pending actions into deliveries (made now, under
     /// the lock) and effects (carried out after it).
-    fn drain(&mut self, effects: &mut Effects<C, S>) {
+    fn drain(&mut self, effects: &mut Effects<C, S>, events: Option<&Events>) {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Open(conn) => effects.open.push(conn),
@@ -481,7 +551,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
                         debug_assert!(false, "granted {ticket} is not waiting");
                         continue;
                     };
-                    let handed = self.hand_out(waiting.owner, conn);
+                    let handed = self.hand_out(waiting.owner, conn, waiting.holder);
                     waiting.slot.deliver(Outcome::Granted(handed));
                     effects.notify.push(waiting.slot);
                 }
@@ -502,6 +572,15 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         if let Some(error) = self.connect_failure.take() {
             // Its requester had already given up.
             tracing::debug!(%error, "connect failure with no waiter left to report to");
+        }
+        if let Some(events) = events {
+            while let Some(event) = self.core.poll_event() {
+                let holder = self
+                    .holders
+                    .as_ref()
+                    .and_then(|h| events::holder_of(h, &event));
+                events.push(event, holder);
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The state behind every handle of one async pool: the manager, the
-//! options, the runtime connects run on, and the [driver state](crate::driver)
-//! under the pool lock.
+//! options, the runtime connects and maintenance run on, and the
+//! [driver state](crate::driver) under the pool lock.
 
-use std::sync::OnceLock;
+use std::sync::{OnceLock, Weak};
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 
@@ -11,8 +12,9 @@ use super::waiter::TaskSlot;
 use crate::Error;
 use crate::core::{ConnId, Core, Health, PoolState};
 use crate::driver::handle::Closes;
+use crate::driver::maintenance::{self, LiveWorker};
 use crate::driver::{self, Handed, Inner, Locked, Options};
-use crate::sync::{Arc, AtomicUsize};
+use crate::sync::{Arc, AtomicUsize, Mutex};
 
 pub(crate) type Slot<M> = TaskSlot<<M as Manager>::Connection, <M as Manager>::Error>;
 
@@ -29,33 +31,69 @@ pub(crate) struct Shared<M: Manager> {
     /// there.
     runtime: OnceLock<Handle>,
     locked: Locked<M::Connection, M::Error, Slot<M>>,
+    /// The maintenance task, once started on the pool's runtime; aborted
+    /// when the pool closes.
+    maintenance: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl<M: Manager> Shared<M> {
     pub(crate) fn new(manager: M, core: Core, options: Options) -> Arc<Self> {
-        let runtime = OnceLock::new();
-        if let Ok(handle) = Handle::try_current() {
-            let _ = runtime.set(handle);
-        }
+        // Tokio's clock, so a paused test clock drives lifetimes too.
+        let epoch = tokio::time::Instant::now();
+        let clock = Box::new(move || epoch.elapsed());
         let shared = Arc::new(Shared {
+            locked: Locked::new(core, clock, &options),
             options,
             manager,
             handles: AtomicUsize::new(1),
-            runtime,
-            locked: Locked::new(core),
+            runtime: OnceLock::new(),
+            maintenance: Mutex::new(None),
         });
+        shared.note_runtime();
         // Carry out the core's opening actions (min_size).
         shared.with_core(|_| ());
         shared
     }
 
-    /// Remembers the current runtime, for connects asked for outside one.
-    pub(crate) fn note_runtime(&self) {
+    /// Remembers the current runtime, for connects asked for outside one,
+    /// and starts the maintenance task there.
+    pub(crate) fn note_runtime(self: &Arc<Self>) {
         if self.runtime.get().is_none()
             && let Ok(handle) = Handle::try_current()
+            && self.runtime.set(handle.clone()).is_ok()
         {
-            let _ = self.runtime.set(handle);
+            self.start_maintenance(&handle);
         }
+    }
+
+    /// Spawns the maintenance task on `runtime`, if the pool needs one.
+    fn start_maintenance(self: &Arc<Self>, runtime: &Handle) {
+        let Some(interval) = self.options.maintenance_interval else {
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        let worker = LiveWorker::new();
+        let span = tracing::debug_span!("pinpool-maintenance", pool = self.options.id);
+        let task = runtime.spawn(tracing::Instrument::instrument(
+            maintain(pool, interval, worker),
+            span,
+        ));
+        let mut maintenance = self.maintenance.lock();
+        if self.with_core(|inner| inner.is_closed()) {
+            task.abort(); // closed meanwhile
+        } else {
+            *maintenance = Some(task.abort_handle());
+        }
+    }
+
+    /// Clears the pool (see [`Core::clear`](crate::core::Core::clear)).
+    pub(crate) fn clear(self: &Arc<Self>, interrupt_in_use: bool) {
+        self.with_core(|inner| inner.clear(interrupt_in_use));
+    }
+
+    /// Resumes a paused pool (see [`Core::ready`](crate::core::Core::ready)).
+    pub(crate) fn ready(self: &Arc<Self>) {
+        self.with_core(State::<M>::ready);
     }
 
     /// Runs `f` under the pool lock, then carries out what it caused.
@@ -156,12 +194,28 @@ impl<M: Manager> Closes for Shared<M> {
     }
 
     /// Closes the pool: waiters fail, idle connections close now, the rest
-    /// when they come back.
+    /// when they come back; the maintenance task is aborted.
     fn close(self: &Arc<Self>) {
+        let mut maintenance = self.maintenance.lock();
         self.with_core(State::<M>::close);
+        if let Some(task) = maintenance.take() {
+            task.abort();
+        }
     }
 
     fn id(&self) -> u64 {
         self.options.id
+    }
+}
+
+/// The maintenance task's loop: a run every `interval` (at once while
+/// expired connections are left), until aborted or the pool is gone.
+async fn maintain<M: Manager>(pool: Weak<Shared<M>>, interval: Duration, _live: LiveWorker) {
+    let mut wait = interval;
+    loop {
+        tokio::time::sleep(wait).await;
+        let Some(shared) = pool.upgrade() else { return };
+        let more = shared.with_core(State::<M>::maintain);
+        wait = maintenance::next_wait(interval, more);
     }
 }

@@ -1,0 +1,255 @@
+//! The core's lifecycle decisions: time, pausing (clear / ready), closing,
+//! expiry of old and idle connections, and leak reports. Part of [`Core`];
+//! a separate file only to keep `mod.rs` about checkouts and checkins.
+
+use std::time::Duration;
+
+use super::slots::SlotState;
+use super::{CloseReason, Core, Event, FailReason, OwnerId, Pinning};
+
+/// Most connections one [`Core::maintain`] run closes: a pool whose
+/// connections all expire at once is drained over several runs instead of
+/// holding the pool lock through a long batch of closes.
+pub const MAINTENANCE_BATCH: usize = 8;
+
+impl Core {
+    /// The driver's clock reads `now` (time since any fixed epoch of the
+    /// driver's choosing). Needed before each input only when
+    /// [`Config::needs_clock`](super::Config::needs_clock); a clock that
+    /// goes backwards is ignored.
+    pub fn advance(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+    }
+
+    /// Resumes a paused pool (cleared, or built with
+    /// [`Config::start_paused`](super::Config::start_paused)): checkouts
+    /// succeed again and `min_size` is refilled. A no-op on a ready or
+    /// closed pool.
+    pub fn ready(&mut self) {
+        if self.closed || !self.paused {
+            return;
+        }
+        self.paused = false;
+        self.event(Event::PoolReady);
+        self.provision();
+    }
+
+    /// Whether the pool is paused (see [`Core::clear`]).
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Clears the pool, as a driver does when its server may have lost
+    /// every connection: bumps the generation, so idle connections close
+    /// now ([`CloseReason::Stale`]) and checked-out and connecting ones
+    /// when they come back; pauses the pool until [`Core::ready`]; and
+    /// fails every waiter with the retryable [`FailReason::Paused`]. Pins
+    /// move to replacements, which open once the pool is ready.
+    ///
+    /// With `interrupt_in_use`, connections being established are
+    /// abandoned too: reported closed now, and closed when their connect
+    /// ends. (Checked-out connections stay with their holders until
+    /// returned: the pool cannot take a connection out of a guard.)
+    ///
+    /// Clearing a paused or closed pool does nothing (CMAP).
+    ///
+    /// ```
+    /// use pinpool::core::{Checkout, Config, ConnId, Core, FailReason, OwnerId};
+    ///
+    /// let mut core = Core::new(Config { min_size: 1, ..Config::default() })?;
+    /// while core.poll_action().is_some() {}
+    /// core.connected(ConnId(1))?;
+    /// core.clear(false);
+    /// assert_eq!(core.checkout(OwnerId(1)), Checkout::Failed(FailReason::Paused));
+    /// core.ready();
+    /// assert!(matches!(core.checkout(OwnerId(1)), Checkout::Waiting(_)), "conn#1 was stale");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clear(&mut self, interrupt_in_use: bool) {
+        if self.closed || self.paused {
+            return;
+        }
+        self.generation += 1;
+        self.paused = true;
+        let generation = self.generation;
+        self.event(Event::PoolCleared {
+            generation,
+            interrupt_in_use,
+        });
+        let stale: Vec<_> = self.slots.idle_newest_first().collect();
+        for conn in stale {
+            self.retire(conn, CloseReason::Stale);
+        }
+        if interrupt_in_use {
+            let connecting: Vec<_> = self.slots.connecting_ids().collect();
+            for conn in connecting {
+                let slot = self.slots.remove(conn);
+                self.counters.closed += 1;
+                self.abandoned.insert(conn);
+                self.event(Event::ConnectionClosed {
+                    conn,
+                    reason: CloseReason::Stale,
+                });
+                self.rehome(conn, slot.pinned);
+            }
+        }
+        self.fail_all_waiters(FailReason::Paused);
+        // Unstarted slots were reserved for the waiters just failed, or for
+        // pinned owners, who keep theirs (in the new generation).
+        for conn in self.slots.pending_ids().collect::<Vec<_>>() {
+            if self.slots.slot(conn).pinned.is_empty() {
+                self.slots.remove(conn);
+            } else {
+                self.slots.slot_mut(conn).generation = generation;
+            }
+        }
+    }
+
+    /// Closes the pool: waiters fail with [`FailReason::PoolClosed`], pins
+    /// are dropped, idle connections close now and checked-out ones when
+    /// they come back; then [`Event::PoolClosed`] (CMAP: available
+    /// connections are destroyed first).
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.fail_all_waiters(FailReason::PoolClosed);
+        let pinned: Vec<OwnerId> = self.pins.keys().copied().collect();
+        for owner in pinned {
+            self.unpin(owner);
+        }
+        let idle: Vec<_> = self.slots.idle_newest_first().collect();
+        for conn in idle {
+            self.retire(conn, CloseReason::PoolClosed);
+        }
+        for conn in self.slots.pending_ids().collect::<Vec<_>>() {
+            self.slots.remove(conn);
+        }
+        self.event(Event::PoolClosed);
+    }
+
+    /// One maintenance run, on the clock last reported by
+    /// [`Core::advance`]: closes idle connections that outlived
+    /// `max_lifetime` or sat idle past `idle_timeout` (at most
+    /// [`MAINTENANCE_BATCH`]), reports checkouts held past
+    /// `leak_threshold`, and refills `min_size` (within `max_connecting`).
+    /// Returns whether expired connections are left for another run.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pinpool::core::{Action, CloseReason, Config, ConnId, Core};
+    ///
+    /// let idle_timeout = Some(Duration::from_secs(60));
+    /// let mut core = Core::new(Config { min_size: 1, idle_timeout, ..Config::default() })?;
+    /// while core.poll_action().is_some() {}
+    /// core.connected(ConnId(1))?;
+    /// core.advance(Duration::from_secs(61));
+    /// core.maintain();
+    /// assert_eq!(core.state().idle, 1, "min_size is kept");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn maintain(&mut self) -> bool {
+        if self.closed {
+            return false;
+        }
+        let (_, more) = self.close_perished_idle(MAINTENANCE_BATCH);
+        self.report_leaks();
+        self.provision();
+        more
+    }
+
+    /// Closes up to `limit` idle connections that expired, oldest idle
+    /// first; returns how many it closed and whether more are left. A
+    /// connection is not closed for idling when a waiter could use it (it
+    /// was woken for it), nor when owners are Strict-pinned to it (its
+    /// replacement would open at once); Affinity's preferences on it are
+    /// dropped.
+    pub(super) fn close_perished_idle(&mut self, limit: usize) -> (usize, bool) {
+        let (lifetime, idle_timeout) = (self.config.max_lifetime, self.config.idle_timeout);
+        if (lifetime.is_none() && idle_timeout.is_none()) || self.slots.idle() == 0 {
+            return (0, false);
+        }
+        let mut spare = self.slots.total().saturating_sub(self.config.min_size);
+        let mut expired = Vec::new();
+        let mut more = false;
+        for conn in self.slots.idle_oldest_first() {
+            let slot = self.slots.slot(conn);
+            let reason = if self.outlived(conn) {
+                CloseReason::Lifetime
+            } else if idle_timeout.is_some_and(|limit| self.now.saturating_sub(slot.since) >= limit)
+                && spare > 0
+                && (self.config.pinning != Pinning::Strict || slot.pinned.is_empty())
+                && self.waiters.oldest_for(conn).is_none()
+            {
+                spare -= 1;
+                CloseReason::Idle
+            } else {
+                continue;
+            };
+            if expired.len() == limit {
+                more = true;
+                break;
+            }
+            expired.push((conn, reason));
+        }
+        let closed = expired.len();
+        for (conn, reason) in expired {
+            if reason == CloseReason::Idle {
+                for owner in std::mem::take(&mut self.slots.slot_mut(conn).pinned) {
+                    self.pins.remove(&owner);
+                    self.event(Event::Unpinned { owner, conn });
+                }
+            }
+            self.retire(conn, reason);
+        }
+        (closed, more)
+    }
+
+    /// Closes every expired idle connection a checkout would otherwise
+    /// find, and replaces what `min_size` or waiters need.
+    pub(super) fn reap_before_checkout(&mut self) {
+        if self.close_perished_idle(usize::MAX).0 > 0 {
+            self.provision();
+        }
+    }
+
+    /// Whether `conn` has lived longer than `max_lifetime`.
+    pub(super) fn outlived(&self, conn: super::ConnId) -> bool {
+        self.config
+            .max_lifetime
+            .is_some_and(|limit| self.now.saturating_sub(self.slots.slot(conn).born) >= limit)
+    }
+
+    /// Reports each checkout held past the leak threshold, once.
+    fn report_leaks(&mut self) {
+        let Some(threshold) = self.config.leak_threshold else {
+            return;
+        };
+        let now = self.now;
+        let leaked: Vec<_> = self
+            .slots
+            .iter()
+            .filter_map(|(conn, slot)| match slot.state {
+                SlotState::InUse { holder }
+                    if !slot.leak_reported && now - slot.since >= threshold =>
+                {
+                    Some((conn, holder, now - slot.since))
+                }
+                _ => None,
+            })
+            .collect();
+        for (conn, owner, held) in leaked {
+            self.slots.slot_mut(conn).leak_reported = true;
+            self.event(Event::ConnectionLeaked { conn, owner, held });
+        }
+    }
+
+    /// Fails every waiter with `reason`, oldest first.
+    fn fail_all_waiters(&mut self, reason: FailReason) {
+        for ticket in self.waiters.tickets().collect::<Vec<_>>() {
+            let waiter = self.waiters.remove(ticket).expect("listed above");
+            self.fail_waiter(ticket, waiter, reason);
+        }
+    }
+}

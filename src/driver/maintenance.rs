@@ -1,0 +1,73 @@
+//! What both pools' maintenance workers share: when a pool needs one, how
+//! soon it runs again, and the count of live workers.
+//!
+//! A pool runs one worker (a `pinpool-maintenance` thread for the blocking
+//! pool, a task for the async one) when the core has time-based work to do
+//! — lifetimes, idle timeouts, leak detection. Each run is one
+//! [`Core::maintain`](crate::core::Core::maintain), whose work is bounded.
+//! The worker holds its pool weakly and is stopped by the pool's close, so
+//! a dropped pool never leaves one behind. Every worker counts itself in
+//! [`live_maintenance_workers`] while it exists, so tests can check that
+//! what a pool starts, it stops — without guessing from the process's
+//! thread list.
+
+use std::time::Duration;
+
+use crate::core::Config;
+// std's atomics even under loom: the count takes no part in the protocol.
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Maintenance workers (threads and tasks) of every pool in this process
+/// that have not ended yet.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The number of pool maintenance workers — blocking pools' threads and
+/// async pools' tasks — alive in this process. A pool starts one only
+/// when it has time-based work (a lifetime, an idle timeout or leak
+/// detection) and stops it when it is closed or dropped.
+///
+/// ```
+/// use std::time::Duration;
+/// use pinpool::blocking::Pool;
+/// # fn noop() -> std::io::Result<()> { Ok(()) }
+///
+/// let before = pinpool::live_maintenance_workers();
+/// let pool = Pool::builder().idle_timeout(Duration::from_secs(60)).build(noop)?;
+/// assert!(pinpool::live_maintenance_workers() > before);
+/// drop(pool); // stops and joins its thread
+/// # Ok::<(), pinpool::core::ConfigError>(())
+/// ```
+pub fn live_maintenance_workers() -> usize {
+    LIVE.load(Ordering::SeqCst)
+}
+
+/// Counts a live worker for as long as it is held.
+pub(crate) struct LiveWorker(());
+
+impl LiveWorker {
+    pub(crate) fn new() -> Self {
+        LIVE.fetch_add(1, Ordering::SeqCst);
+        LiveWorker(())
+    }
+}
+
+impl Drop for LiveWorker {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The time between runs for a pool configured with `config`, or `None`
+/// when it needs no worker (or `interval` is `Duration::MAX`: never run).
+pub(crate) fn interval(config: &Config, interval: Duration) -> Option<Duration> {
+    let needed = config.max_lifetime.is_some()
+        || config.idle_timeout.is_some()
+        || config.leak_threshold.is_some();
+    (needed && interval != Duration::MAX).then_some(interval)
+}
+
+/// How long to wait before the next run: at once when the last run left
+/// expired connections behind (its batch was full).
+pub(crate) fn next_wait(interval: Duration, more: bool) -> Duration {
+    if more { Duration::ZERO } else { interval }
+}
