@@ -11,7 +11,9 @@
 //! * inputs: [`Core::checkout`], [`Core::checkout_unpinned`],
 //!   [`Core::retry`], [`Core::cancel`], [`Core::time_out`], [`Core::checkin`], [`Core::note_lease_reuses`],
 //!   [`Core::connected`], [`Core::connect_failed`], [`Core::unpin`],
-//!   [`Core::owner_gone`], [`Core::clear`], [`Core::close`];
+//!   [`Core::owner_gone`], [`Core::clear`], [`Core::ready`], [`Core::close`];
+//!   and for time, [`Core::advance`] (the driver's clock) and
+//!   [`Core::maintain`] (the periodic run);
 //! * outputs: the immediate [`Checkout`] answer, then [`Core::poll_action`]
 //!   (work to do: open, close, grant, wake, fail) and [`Core::poll_event`]
 //!   (monitoring).
@@ -60,6 +62,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use config::{Config, ConfigError, Overflow, Pinning, WakePolicy};
+pub use lifecycle::MAINTENANCE_BATCH;
 pub use stats::{Counters, PoolState};
 pub use types::{
     Action, Checkout, CloseReason, ConnId, Event, FailReason, Health, InputError, OwnerId, Ticket,

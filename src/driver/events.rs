@@ -4,13 +4,17 @@
 //!
 //! Events are queued under the pool lock, so the queue holds them in the
 //! core's order; whoever releases the pool lock then delivers the queue.
-//! One thread delivers at a time: the others leave their events to it, and
-//! it looks again after it stops, so none is left behind. A handler may
-//! call the pool (its own events are then delivered by the outer loop).
+//! One thread delivers at a time, and a thread waits for its turn, so when
+//! a pool call returns every event it caused has been delivered. The turn
+//! is a re-entrant lock: a handler may call the pool, and the events that
+//! call causes are delivered inside it, after the one being handled.
+//! (parking_lot's, even in the loom build: models record no events.)
 
 use std::backtrace::Backtrace;
 use std::collections::VecDeque;
 use std::fmt;
+
+use parking_lot::ReentrantMutex;
 
 use crate::core::{ConnId, Event};
 use crate::sync::{Arc, Mutex};
@@ -49,7 +53,7 @@ pub(crate) struct Events {
     pool: u64,
     handler: Option<Handler>,
     queue: Mutex<VecDeque<(Event, Option<Arc<Holder>>)>>,
-    delivering: Mutex<()>,
+    delivering: ReentrantMutex<()>,
 }
 
 impl Events {
@@ -58,7 +62,7 @@ impl Events {
             pool,
             handler,
             queue: Mutex::new(VecDeque::new()),
-            delivering: Mutex::new(()),
+            delivering: ReentrantMutex::new(()),
         }
     }
 
@@ -68,24 +72,13 @@ impl Events {
         self.queue.lock().push_back((event, holder));
     }
 
-    /// Delivers every queued event, unless another thread is delivering
-    /// (it will deliver these too).
+    /// Delivers every queued event, after any thread delivering now.
     pub(crate) fn deliver(&self) {
+        let _turn = self.delivering.lock();
         loop {
-            let Some(delivering) = self.delivering.try_lock() else {
-                return;
-            };
-            loop {
-                let next = self.queue.lock().pop_front();
-                let Some((event, holder)) = next else { break };
-                self.emit(&event, holder.as_deref());
-            }
-            drop(delivering);
-            // Events queued after the last pop by a thread that found us
-            // delivering are ours to deliver.
-            if self.queue.lock().is_empty() {
-                return;
-            }
+            let next = self.queue.lock().pop_front();
+            let Some((event, holder)) = next else { return };
+            self.emit(&event, holder.as_deref());
         }
     }
 

@@ -1,0 +1,280 @@
+//! Lifecycle on both pools: clear / ready / start paused, lifetimes, idle
+//! reaping by the maintenance worker, and events in the core's order.
+//!
+//! Time-based tests run the async pool on Tokio's paused clock, so they
+//! are exact; the blocking pool's maintenance thread is observed through
+//! the events it delivers, never by sleeping.
+
+mod support;
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use pinpool::Error;
+use pinpool::core::{CloseReason, Event, Pinning};
+use support::{TestManager, assert_conserved};
+
+/// An event, with the name of the thread that delivered it.
+type Seen = (Event, Option<String>);
+
+/// Collects every event; a channel reports each as it arrives.
+fn recorder() -> (
+    impl Fn(&Event) + Send + Sync + 'static,
+    mpsc::Receiver<Seen>,
+) {
+    let (send, events) = mpsc::channel();
+    let send = Mutex::new(send);
+    let handler = move |event: &Event| {
+        let thread = thread::current().name().map(str::to_owned);
+        let _ = send.lock().unwrap().send((*event, thread));
+    };
+    (handler, events)
+}
+
+/// Waits (up to 20 s) for the first event `wanted` accepts.
+fn wait_event(events: &mpsc::Receiver<Seen>, wanted: impl Fn(&Event) -> bool) -> Seen {
+    loop {
+        let got = events
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the awaited event never came");
+        if wanted(&got.0) {
+            return got;
+        }
+    }
+}
+
+mod blocking {
+    use super::*;
+    use pinpool::blocking::{Pool, PooledConnection};
+
+    #[test]
+    fn clear_fails_waiters_pauses_and_ready_resumes_with_fresh_connections() {
+        let manager = TestManager::default();
+        let pool = Pool::builder().max_size(1).build(manager.clone()).unwrap();
+        let held = pool.get().unwrap();
+        let first = PooledConnection::id(&held);
+        thread::scope(|s| {
+            let waiter = s.spawn(|| pool.get().map(|c| PooledConnection::id(&c)));
+            support::wait_for_state(&pool, "a waiter", |state| state.waiting == 1);
+            pool.clear();
+            assert!(matches!(waiter.join().unwrap(), Err(Error::Paused)));
+        });
+        assert!(
+            matches!(pool.get(), Err(Error::Paused)),
+            "paused until ready"
+        );
+        drop(held); // stale: closed on return
+        pool.ready();
+        let conn = pool.get().unwrap();
+        assert_ne!(PooledConnection::id(&conn), first, "a fresh connection");
+        drop(conn);
+        let state = assert_conserved(&pool, &manager.tally);
+        assert_eq!(state.counters.closed, 1);
+        assert_eq!(state.generation, 1);
+    }
+
+    #[test]
+    fn a_pool_built_paused_opens_nothing_until_ready() {
+        let manager = TestManager::default();
+        let pool = Pool::builder()
+            .min_size(2)
+            .start_paused(true)
+            .build(manager.clone())
+            .unwrap();
+        assert_eq!(pool.state().total(), 0);
+        assert!(matches!(pool.get(), Err(Error::Paused)));
+        pool.ready();
+        support::wait_for_state(&pool, "min_size", |state| state.idle == 2);
+        drop(pool.get().unwrap());
+    }
+
+    #[test]
+    fn the_maintenance_thread_reaps_idle_connections_down_to_min_size() {
+        let manager = TestManager::default();
+        let (handler, events) = recorder();
+        let pool = Pool::builder()
+            .max_size(3)
+            .min_size(1)
+            .pinning(Pinning::Off)
+            .idle_timeout(Duration::from_millis(20))
+            .maintenance_interval(Duration::from_millis(5))
+            .event_handler(handler)
+            .build(manager.clone())
+            .unwrap();
+        {
+            // Three connections at once, then all idle.
+            let _held: Vec<_> = (0..3).map(|_| pool.get().unwrap()).collect();
+        }
+        for _ in 0..2 {
+            let (event, thread) = wait_event(&events, |event| {
+                matches!(event, Event::ConnectionClosed { .. })
+            });
+            assert!(
+                matches!(
+                    event,
+                    Event::ConnectionClosed {
+                        reason: CloseReason::Idle,
+                        ..
+                    }
+                ),
+                "{event:?}"
+            );
+            assert_eq!(thread.as_deref(), Some("pinpool-maintenance"));
+        }
+        let state = assert_conserved(&pool, &manager.tally);
+        assert_eq!(state.idle, 1, "min_size is kept: {state:?}");
+    }
+
+    #[test]
+    fn events_arrive_in_the_core_order_when_get_returns() {
+        let (handler, events) = recorder();
+        let pool = Pool::builder()
+            .event_handler(handler)
+            .build(TestManager::default())
+            .unwrap();
+        drop(pool.get().unwrap());
+        let kinds: Vec<_> = events.try_iter().map(|(event, _)| event).collect();
+        let conn = pinpool::core::ConnId(1);
+        assert!(matches!(kinds[0], Event::PoolCreated(_)));
+        assert!(matches!(kinds[1], Event::CheckoutStarted { .. }));
+        assert!(
+            kinds
+                .iter()
+                .any(|e| matches!(e, Event::CheckedOut { conn: c, .. } if *c == conn)),
+            "delivered before get() returned: {kinds:?}"
+        );
+        assert!(matches!(kinds.last(), Some(Event::CheckedIn { .. })));
+    }
+
+    #[test]
+    fn an_event_handler_may_use_the_pool_and_may_panic() {
+        let pool_slot: Arc<Mutex<Option<Pool<TestManager>>>> = Arc::default();
+        let inner = Arc::clone(&pool_slot);
+        let pool = Pool::builder()
+            .event_handler(move |event| {
+                if let Event::PoolReady = event
+                    && let Some(pool) = inner.lock().unwrap().as_ref()
+                {
+                    let _ = pool.state(); // re-enters the pool
+                }
+                if let Event::CheckedIn { .. } = event {
+                    panic!("a handler bug");
+                }
+            })
+            .start_paused(true)
+            .build(TestManager::default())
+            .unwrap();
+        *pool_slot.lock().unwrap() = Some(pool.clone());
+        pool.ready();
+        drop(pool.get().unwrap());
+        assert_eq!(pool.state().counters.checkins, 1, "the pool survived");
+        *pool_slot.lock().unwrap() = None;
+    }
+
+    #[test]
+    fn a_pinned_threads_connection_is_replaced_past_its_lifetime() {
+        let (handler, events) = recorder();
+        let pool = Pool::builder()
+            .max_lifetime(Duration::from_millis(30))
+            .maintenance_interval(Duration::from_millis(5))
+            .event_handler(handler)
+            .build(TestManager::default())
+            .unwrap();
+        let first = PooledConnection::id(&pool.get().unwrap());
+        // The maintenance thread closes it once it outlives 30 ms.
+        wait_event(
+            &events,
+            |event| matches!(event, Event::ConnectionClosed { reason: CloseReason::Lifetime, conn } if *conn == first),
+        );
+        let second = PooledConnection::id(&pool.get().unwrap());
+        assert_ne!(second, first);
+        let state = pool.state();
+        assert_eq!(state.pinned_owners, 1, "the pin moved to the replacement");
+        assert_eq!(state.pins, vec![(second, 1)]);
+    }
+}
+
+#[cfg(feature = "tokio")]
+mod tokio_pool {
+    use super::*;
+    use pinpool::tokio::{Pool, PooledConnection};
+    use tokio::time::advance;
+
+    #[tokio::test(start_paused = true)]
+    async fn lifetimes_and_idle_timeouts_follow_the_paused_clock() {
+        let (handler, events) = recorder();
+        let pool = Pool::builder()
+            .max_size(2)
+            .pinning(Pinning::Off)
+            .max_lifetime(Duration::from_secs(60))
+            .idle_timeout(Duration::from_secs(10))
+            .maintenance_interval(Duration::from_secs(1))
+            .event_handler(handler)
+            .build(TestManager::default())
+            .unwrap();
+        let a = pool.get().await.unwrap();
+        let b = pool.get().await.unwrap();
+        let b_id = PooledConnection::id(&b);
+        drop(b);
+        advance(Duration::from_millis(9_500)).await;
+        drop(a); // a has been idle 0 s, b 9.5 s
+        advance(Duration::from_secs(1)).await;
+        tokio::task::yield_now().await;
+        let closed: Vec<_> = events
+            .try_iter()
+            .filter_map(|(event, _)| match event {
+                Event::ConnectionClosed { conn, reason } => Some((conn, reason)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(closed, vec![(b_id, CloseReason::Idle)], "only b idled 10 s");
+        // a is checked out and returned every 5 s: it never idles 10 s,
+        // but it cannot outlive 60 s.
+        for _ in 0..12 {
+            drop(pool.get().await.unwrap());
+            advance(Duration::from_secs(5)).await;
+        }
+        let reasons: Vec<_> = events
+            .try_iter()
+            .filter_map(|(event, _)| match event {
+                Event::ConnectionClosed { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reasons, vec![CloseReason::Lifetime]);
+    }
+
+    #[tokio::test]
+    async fn clear_and_ready_on_the_async_pool() {
+        let pool = Pool::builder()
+            .max_size(1)
+            .build(TestManager::default())
+            .unwrap();
+        let held = pool.get().await.unwrap();
+        let first = PooledConnection::id(&held);
+        let waiting = pool.get();
+        tokio::pin!(waiting);
+        assert!(futures_poll_once(&mut waiting).await.is_none());
+        pool.clear();
+        assert!(matches!(waiting.await, Err(Error::Paused)));
+        drop(held);
+        pool.ready();
+        let conn = pool.get().await.unwrap();
+        assert_ne!(PooledConnection::id(&conn), first);
+    }
+
+    /// Polls `future` once: its output if it is ready.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(
+        future: &mut F,
+    ) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut *future).poll(cx) {
+                std::task::Poll::Ready(output) => Some(output),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
+}
