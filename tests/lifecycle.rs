@@ -196,6 +196,67 @@ mod blocking {
     }
 }
 
+/// Connects in flight now, the most at once, and all so far.
+#[derive(Default)]
+struct Gauge {
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    total: std::sync::atomic::AtomicUsize,
+}
+
+/// A manager whose connects take a while, measured by its gauge.
+struct SlowConnects(Arc<Gauge>);
+
+impl pinpool::blocking::Manager for SlowConnects {
+    type Connection = ();
+    type Error = std::io::Error;
+
+    fn connect(&self) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let gauge = &self.0;
+        let now = gauge.in_flight.fetch_add(1, SeqCst) + 1;
+        gauge.most.fetch_max(now, SeqCst);
+        gauge.total.fetch_add(1, SeqCst);
+        thread::sleep(Duration::from_millis(2)); // the handshake's latency
+        gauge.in_flight.fetch_sub(1, SeqCst);
+        Ok(())
+    }
+}
+
+/// After a clear (a server restart, say) every thread wants a connection
+/// at once: the reconnects still go through `max_connecting`.
+#[test]
+fn reconnects_after_a_clear_respect_max_connecting() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let manager = Arc::new(Gauge::default());
+    let pool = pinpool::blocking::Pool::builder()
+        .max_size(16)
+        .max_connecting(2)
+        .build(SlowConnects(Arc::clone(&manager)))
+        .unwrap();
+    // Sixteen threads each hold a connection at once: sixteen connects.
+    let storm = || {
+        let all_hold = std::sync::Barrier::new(16);
+        thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| {
+                    let conn = pool.get().unwrap();
+                    all_hold.wait();
+                    drop(conn);
+                });
+            }
+        });
+    };
+    storm();
+    assert_eq!(manager.total.load(SeqCst), 16);
+    pool.clear();
+    pool.ready();
+    storm();
+    assert_eq!(manager.total.load(SeqCst), 32, "every connection replaced");
+    let most = manager.most.load(SeqCst);
+    assert!((1..=2).contains(&most), "{most} connects at once");
+}
+
 #[cfg(feature = "tokio")]
 mod tokio_pool {
     use super::*;
