@@ -201,6 +201,9 @@ struct Model {
     since: HashMap<ConnId, Duration>,
     /// Held connections reported as leaked in their current checkout.
     leaked: BTreeSet<ConnId>,
+    /// A connect failed since the last maintenance run or successful
+    /// connect: `min_size` may be short until then.
+    refill_deferred: bool,
 }
 
 impl Model {
@@ -357,6 +360,7 @@ impl Sut {
                     return;
                 }
                 model.connecting.remove(&conn);
+                model.refill_deferred = matches!(op, Op::FailConnect(_));
                 if let Op::Establish(_) = op {
                     model.set_idle(conn);
                     model.born.insert(conn, model.now);
@@ -416,6 +420,7 @@ impl Sut {
                 self.core.advance(self.model.now);
             }
             Op::Maintain => {
+                self.model.refill_deferred = false;
                 let more = self.core.maintain();
                 self.drain();
                 assert!(
@@ -611,7 +616,10 @@ impl Sut {
         } else if state.closed || self.core.is_paused() {
             assert!(model.waiting.is_empty(), "a paused pool keeps no waiter");
         } else {
-            assert!(state.total() >= config.min_size, "below min_size");
+            assert!(
+                model.refill_deferred || state.total() >= config.min_size,
+                "below min_size"
+            );
             let unpinned_waits = model
                 .waiting
                 .values()
@@ -765,4 +773,37 @@ fn invalid_configs_are_rejected_with_typed_errors() {
         Core::new(zero_idle).unwrap_err(),
         ConfigError::ZeroDuration("idle_timeout")
     );
+}
+
+/// A server refusing connections is not hammered: `min_size` is refilled
+/// once per maintenance run after a failure, not in a loop.
+#[test]
+fn min_size_refills_after_a_failed_connect_wait_for_maintenance() {
+    let mut core = Core::new(Config {
+        min_size: 2,
+        ..Config::default()
+    })
+    .unwrap();
+    let opens = |core: &mut Core| {
+        std::iter::from_fn(|| core.poll_action())
+            .filter_map(|action| match action {
+                Action::Open(conn) => Some(conn),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    for round in 0..3 {
+        let opened = opens(&mut core);
+        assert_eq!(opened.len(), 2, "round {round}: min_size opens");
+        for conn in opened {
+            core.connect_failed(conn).unwrap();
+        }
+        assert!(opens(&mut core).is_empty(), "no retry before maintenance");
+        core.maintain();
+    }
+    let opened = opens(&mut core);
+    for conn in opened {
+        core.connected(conn).unwrap();
+    }
+    assert_eq!(core.state().idle, 2);
 }

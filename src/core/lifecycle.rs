@@ -155,6 +155,7 @@ impl Core {
         }
         let (_, more) = self.close_perished_idle(MAINTENANCE_BATCH);
         self.report_leaks();
+        self.refill_deferred = false;
         self.provision();
         more
     }

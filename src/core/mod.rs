@@ -90,6 +90,10 @@ pub struct Core {
     /// Connects abandoned by an interrupting [`Core::clear`]: already
     /// counted closed; their result is closed when it arrives.
     abandoned: BTreeSet<ConnId>,
+    /// A connect failed: `min_size` is refilled at the next maintenance
+    /// run or successful connect, not at once, so a server that refuses
+    /// connections is not hammered in a loop.
+    refill_deferred: bool,
     rng: StdRng,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -113,6 +117,7 @@ impl Core {
             paused: config.start_paused,
             now: Duration::ZERO,
             abandoned: BTreeSet::new(),
+            refill_deferred: false,
             actions: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
@@ -296,6 +301,7 @@ impl Core {
         }
         self.expect_connecting(conn)?;
         self.counters.established += 1;
+        self.refill_deferred = false;
         let slot = self.slots.slot_mut(conn);
         slot.born = self.now;
         let took = self.now.saturating_sub(slot.since);
@@ -308,8 +314,10 @@ impl Core {
     /// The driver failed to establish `conn`. The waiter that asked for it
     /// fails with [`FailReason::ConnectionError`]; other waiters bound to it
     /// move, with its pins, to a replacement that is opened in turn. With no
-    /// such waiters its pins are dropped instead, so a server that refuses
-    /// connections costs one attempt per waiter, never a retry loop.
+    /// such waiters its pins are dropped instead, and `min_size` is not
+    /// refilled until the next [`Core::maintain`] or successful connect, so
+    /// a server that refuses connections costs one attempt per waiter and
+    /// per maintenance run, never a retry loop.
     pub fn connect_failed(&mut self, conn: ConnId) -> Result<(), InputError> {
         if self.abandoned.remove(&conn) {
             return Ok(()); // counted closed when it was abandoned
@@ -317,6 +325,7 @@ impl Core {
         self.expect_connecting(conn)?;
         let mut slot = self.slots.remove(conn);
         self.counters.connect_failures += 1;
+        self.refill_deferred = true;
         self.event(Event::ConnectionFailed(conn));
         if let Some(ticket) = slot.requested_by
             && let Some(waiter) = self.waiters.remove(ticket)
@@ -730,7 +739,7 @@ impl Core {
                 on_the_way += 1;
             }
         }
-        while self.slots.total() < self.config.min_size {
+        while !self.refill_deferred && self.slots.total() < self.config.min_size {
             self.slots.create_pending(self.generation, None);
         }
         while self.slots.connecting() < self.config.max_connecting

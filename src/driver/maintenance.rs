@@ -2,8 +2,8 @@
 //! soon it runs again, and the count of live workers.
 //!
 //! A pool runs one worker (a `pinpool-maintenance` thread for the blocking
-//! pool, a task for the async one) when the core has time-based work to do
-//! — lifetimes, idle timeouts, leak detection. Each run is one
+//! pool, a task for the async one) when the core has background work to do
+//! — lifetimes, idle timeouts, leak detection, refilling `min_size`. Each run is one
 //! [`Core::maintain`](crate::core::Core::maintain), whose work is bounded.
 //! The worker holds its pool weakly and is stopped by the pool's close, so
 //! a dropped pool never leaves one behind. Every worker counts itself in
@@ -23,8 +23,8 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// The number of pool maintenance workers — blocking pools' threads and
 /// async pools' tasks — alive in this process. A pool starts one only
-/// when it has time-based work (a lifetime, an idle timeout or leak
-/// detection) and stops it when it is closed or dropped.
+/// when it has background work (a lifetime, an idle timeout, leak
+/// detection or a `min_size`) and stops it when it is closed or dropped.
 ///
 /// ```
 /// use std::time::Duration;
@@ -59,8 +59,11 @@ impl Drop for LiveWorker {
 
 /// The time between runs for a pool configured with `config`, or `None`
 /// when it needs no worker (or `interval` is `Duration::MAX`: never run).
+/// `min_size` needs one: after a failed connect it is refilled by the next
+/// run, not in a loop.
 pub(crate) fn interval(config: &Config, interval: Duration) -> Option<Duration> {
-    let needed = config.max_lifetime.is_some()
+    let needed = config.min_size > 0
+        || config.max_lifetime.is_some()
         || config.idle_timeout.is_some()
         || config.leak_threshold.is_some();
     (needed && interval != Duration::MAX).then_some(interval)
