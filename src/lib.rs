@@ -11,6 +11,8 @@ mod builder;
 pub mod core;
 mod driver;
 mod error;
+#[cfg(feature = "mongodb")]
+pub mod mongodb;
 mod sync;
 #[cfg(feature = "tokio")]
 pub mod tokio;

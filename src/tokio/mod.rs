@@ -208,27 +208,21 @@ impl<M: Manager> Pool<M> {
         self.shared.close();
     }
 
-    /// Clears the pool, as a driver does when its server may have dropped
-    /// every connection: idle connections close now, checked-out and
-    /// connecting ones when they come back, pinned owners move to fresh
-    /// connections; the pool pauses — waiting and later `get()`s fail with
-    /// the retryable [`Error::Paused`] — until [`ready`](Self::ready).
-    /// Clearing a paused pool does nothing.
+    /// Clears the pool and pauses it until [`ready`](Self::ready): waiting
+    /// `get()`s fail with [`Error::Paused`]. As the blocking pool's
+    /// [`clear`](crate::blocking::Pool::clear).
     pub fn clear(&self) {
         self.shared.clear(false);
     }
 
-    /// [`clear`](Self::clear), also abandoning the connects in progress:
-    /// they are reported closed now, and closed as they finish (CMAP's
-    /// `interruptInUseConnections`; checked-out connections still close
-    /// only when returned).
+    /// As the blocking pool's
+    /// [`clear_interrupting`](crate::blocking::Pool::clear_interrupting).
     pub fn clear_interrupting(&self) {
         self.shared.clear(true);
     }
 
-    /// Resumes a paused pool (cleared, or built with
-    /// [`start_paused`](crate::Builder::start_paused)): `get()` works
-    /// again and `min_size` is refilled.
+    /// Resumes a paused pool, as the blocking pool's
+    /// [`ready`](crate::blocking::Pool::ready).
     pub fn ready(&self) {
         self.shared.ready();
     }
