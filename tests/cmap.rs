@@ -9,11 +9,14 @@
 //! loudly, and fails the run under `CI=true`.
 //!
 //! Integration-style files configure a fail point on the server's
-//! handshake. Without a server they run against [`FailPointManager`], which
-//! plays the fail point on connection setup: it blocks for `blockTimeMS`,
-//! or fails with `errorCode` — clearing the pool first, as a driver's
-//! monitoring does when a handshake fails. Error messages are pinpool's
-//! own; errors are matched by type.
+//! handshake. With the `mongodb` feature and a MongoDB-wire server (see
+//! `tests/server/`) they run against it: the fail point is configured on
+//! the server, and connections are real sockets whose `hello` it blocks or
+//! fails. Without one they run against a manager that plays the fail point
+//! on connection setup: it blocks for `blockTimeMS`, or fails with
+//! `errorCode`. Either way a failed handshake clears the pool first, as a
+//! driver's monitoring does. Error messages are pinpool's own; errors are
+//! matched by type.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
+
+#[cfg(feature = "mongodb")]
+mod server;
 
 use pinpool::Error;
 use pinpool::blocking::{Manager, Pool, PooledConnection};
@@ -67,7 +73,9 @@ fn cmap_spec_tests_pass() {
             }
         }
     }
+    let server = integration_server();
     let mut failures = Vec::new();
+    let mut real = 0;
     for file in &files {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let spec: Value = match std::fs::read_to_string(file)
@@ -80,13 +88,15 @@ fn cmap_spec_tests_pass() {
                 continue;
             }
         };
-        match run_file(&spec) {
+        let integration = spec["style"] == "integration";
+        real += usize::from(integration && server.is_some());
+        match run_file(&spec, server.as_ref()) {
             Ok(()) => eprintln!("CMAP pass: {name}"),
             Err(why) => failures.push(format!("{name}: {why}")),
         }
     }
     eprintln!(
-        "CMAP: {} of {} files passed",
+        "CMAP: {} of {} files passed ({real} integration-style against the server)",
         files.len() - failures.len(),
         files.len()
     );
@@ -132,44 +142,73 @@ impl FailPoint {
     }
 }
 
-/// The handshake failed as the fail point said.
+/// A connection's setup failed (as the fail point said).
 #[derive(Debug, thiserror::Error)]
-#[error("handshake failed with server error code {0}")]
-struct HandshakeError(i64);
+#[error("connection setup failed: {0}")]
+struct SetupError(String);
 
-/// Opens "connections" whose setup plays the file's fail point.
-struct FailPointManager {
-    fail_point: Mutex<FailPoint>,
-    /// The pool, to clear when a handshake fails; emptied after the test
-    /// so the pool is not kept alive by its own manager.
-    pool: Arc<Mutex<Option<Pool<FailPointManager>>>>,
+/// How connections are set up: played here, or real sockets to a server
+/// whose handshake the fail point shapes.
+enum Setup {
+    Played(Mutex<FailPoint>),
+    #[cfg(feature = "mongodb")]
+    Real(pinpool::mongodb::MongoManager),
 }
 
-impl Manager for FailPointManager {
-    type Connection = ();
-    type Error = HandshakeError;
+/// A connection: nothing when played, a socket when real.
+struct CmapConn(#[allow(dead_code)] Option<Box<dyn std::any::Any + Send>>);
 
-    fn connect(&self) -> Result<(), HandshakeError> {
-        let (block, error_code) = {
-            let mut fail_point = self.fail_point.lock().unwrap();
-            if !fail_point.fires() {
-                return Ok(());
-            }
-            (fail_point.block, fail_point.error_code)
-        };
-        if let Some(block) = block {
-            thread::sleep(block); // the server holds the handshake
-        }
-        match error_code {
-            Some(code) => {
-                let pool = self.pool.lock().unwrap().clone();
-                if let Some(pool) = pool {
-                    pool.clear();
+/// Opens the file's connections.
+struct CmapManager {
+    setup: Setup,
+    /// The pool, to clear when a handshake fails; emptied after the test
+    /// so the pool is not kept alive by its own manager.
+    pool: Arc<Mutex<Option<Pool<CmapManager>>>>,
+}
+
+impl CmapManager {
+    fn open(&self) -> Result<CmapConn, SetupError> {
+        match &self.setup {
+            Setup::Played(fail_point) => {
+                let (block, error_code) = {
+                    let mut fail_point = fail_point.lock().unwrap();
+                    if !fail_point.fires() {
+                        return Ok(CmapConn(None));
+                    }
+                    (fail_point.block, fail_point.error_code)
+                };
+                if let Some(block) = block {
+                    thread::sleep(block); // the server holds the handshake
                 }
-                Err(HandshakeError(code))
+                match error_code {
+                    Some(code) => Err(SetupError(format!("server error code {code}"))),
+                    None => Ok(CmapConn(None)),
+                }
             }
-            None => Ok(()),
+            #[cfg(feature = "mongodb")]
+            Setup::Real(manager) => match pinpool::blocking::Manager::connect(manager) {
+                Ok(conn) => Ok(CmapConn(Some(Box::new(conn)))),
+                Err(error) => Err(SetupError(error.to_string())),
+            },
         }
+    }
+}
+
+impl Manager for CmapManager {
+    type Connection = CmapConn;
+    type Error = SetupError;
+
+    /// Opens a connection; a failed handshake clears the pool first, as a
+    /// driver's server monitoring would.
+    fn connect(&self) -> Result<CmapConn, SetupError> {
+        let opened = self.open();
+        if opened.is_err() {
+            let pool = self.pool.lock().unwrap().clone();
+            if let Some(pool) = pool {
+                pool.clear();
+            }
+        }
+        opened
     }
 }
 
@@ -286,7 +325,7 @@ fn cmap_event(event: &Event) -> Option<Value> {
 }
 
 /// The CMAP error type of a checkout error.
-fn cmap_error(error: &Error<HandshakeError>) -> Value {
+fn cmap_error(error: &Error<SetupError>) -> Value {
     let kind = match error {
         Error::Timeout { .. } => "WaitQueueTimeoutError",
         Error::Closed => "PoolClosedError",
@@ -316,12 +355,12 @@ fn matches(expected: &Value, actual: &Value) -> bool {
 
 // ------------------------------------------------------------------ runner
 
-type Conn<'p> = PooledConnection<'p, FailPointManager>;
+type Conn<'p> = PooledConnection<'p, CmapManager>;
 
 /// What the operations share: the pool, the labelled and unlabelled
 /// connections they hold, and the events.
 struct World<'p> {
-    pool: &'p Pool<FailPointManager>,
+    pool: &'p Pool<CmapManager>,
     labels: Mutex<HashMap<String, Conn<'p>>>,
     unlabelled: Mutex<Vec<Conn<'p>>>,
     recorder: &'p Recorder,
@@ -377,9 +416,10 @@ impl World<'_> {
 /// (CMAP pools start paused).
 fn build_pool(
     spec: &Value,
+    setup: Setup,
     recorder: &Arc<Recorder>,
-    hook: &Arc<Mutex<Option<Pool<FailPointManager>>>>,
-) -> Result<Pool<FailPointManager>, String> {
+    hook: &Arc<Mutex<Option<Pool<CmapManager>>>>,
+) -> Result<Pool<CmapManager>, String> {
     let options = &spec["poolOptions"];
     let ms = |key: &str| options[key].as_i64();
     let mut builder = Pool::builder()
@@ -402,13 +442,8 @@ fn build_pool(
         });
     }
     let events = Arc::clone(recorder);
-    let manager = FailPointManager {
-        fail_point: Mutex::new(spec.get("failPoint").map(FailPoint::from_spec).unwrap_or(
-            FailPoint {
-                times: Some(0),
-                ..FailPoint::default()
-            },
-        )),
+    let manager = CmapManager {
+        setup,
         pool: Arc::clone(hook),
     };
     builder
@@ -417,23 +452,104 @@ fn build_pool(
         .map_err(|e| e.to_string())
 }
 
-/// Runs one file; `Err` says what did not match.
-fn run_file(spec: &Value) -> Result<(), String> {
+/// Runs one file, against `server` when it is given and the file is
+/// integration-style; `Err` says what did not match.
+fn run_file(spec: &Value, server: Option<&Server>) -> Result<(), String> {
     let recorder = Arc::new(Recorder::default());
     let hook = Arc::new(Mutex::new(None));
-    let pool = build_pool(spec, &recorder, &hook)?;
+    let (setup, fail_point) = setup_for(spec, server)?;
+    let pool = build_pool(spec, setup, &recorder, &hook)?;
     *hook.lock().unwrap() = Some(pool.clone());
     let outcome = run_operations(spec, &pool, &recorder);
     *hook.lock().unwrap() = None; // the manager no longer keeps the pool
     drop(pool);
+    drop(fail_point); // turned off on the server
     let main_error = outcome?;
     check_outcome(spec, main_error, &recorder)
+}
+
+#[cfg(feature = "mongodb")]
+type Server = server::Server;
+/// Without the adapter there is no server to run against.
+#[cfg(not(feature = "mongodb"))]
+type Server = std::convert::Infallible;
+
+/// The server integration-style files run against, if there is one.
+fn integration_server() -> Option<Server> {
+    #[cfg(feature = "mongodb")]
+    return server::shared();
+    #[cfg(not(feature = "mongodb"))]
+    None
+}
+
+/// How the file's connections are set up, and the fail point configured
+/// on the server for it (turned off when dropped).
+fn setup_for(spec: &Value, server: Option<&Server>) -> Result<(Setup, FailPointGuard), String> {
+    #[cfg(feature = "mongodb")]
+    if let (Some(server), Some("integration")) = (server, spec["style"].as_str()) {
+        return real_setup(spec, server);
+    }
+    let _ = server;
+    let played = spec
+        .get("failPoint")
+        .map(FailPoint::from_spec)
+        .unwrap_or(FailPoint {
+            times: Some(0),
+            ..FailPoint::default()
+        });
+    Ok((Setup::Played(Mutex::new(played)), FailPointGuard::default()))
+}
+
+/// A fail point configured on the server, turned off on drop.
+#[derive(Default)]
+struct FailPointGuard {
+    #[cfg(feature = "mongodb")]
+    on: Option<(pinpool::mongodb::MongoConnection, String)>,
+}
+
+impl Drop for FailPointGuard {
+    fn drop(&mut self) {
+        #[cfg(feature = "mongodb")]
+        if let Some((mut admin, name)) = self.on.take() {
+            let off = bson::doc! { "configureFailPoint": name, "mode": "off" };
+            if let Err(error) = admin.command("admin", off) {
+                eprintln!("could not turn the fail point off: {error}");
+            }
+        }
+    }
+}
+
+/// Real sockets to `server`, named by the file's `appName`, with its fail
+/// point configured.
+#[cfg(feature = "mongodb")]
+fn real_setup(spec: &Value, server: &Server) -> Result<(Setup, FailPointGuard), String> {
+    use pinpool::mongodb::MongoManager;
+    let connect = || MongoManager::new(&server.uri).map_err(|e| e.to_string());
+    let mut manager = connect()?;
+    if let Some(name) = spec["poolOptions"]["appName"].as_str() {
+        manager = manager.app_name(name);
+    }
+    let mut guard = FailPointGuard::default();
+    if let Some(fail_point) = spec.get("failPoint") {
+        let command = bson::to_document(fail_point).map_err(|e| e.to_string())?;
+        let name = command
+            .get_str("configureFailPoint")
+            .unwrap_or("failCommand")
+            .to_owned();
+        let mut admin =
+            pinpool::blocking::Manager::connect(&connect()?).map_err(|e| e.to_string())?;
+        admin
+            .command("admin", command)
+            .map_err(|e| format!("configureFailPoint: {e}"))?;
+        guard.on = Some((admin, name));
+    }
+    Ok((Setup::Real(manager), guard))
 }
 
 /// Runs the operations; the main thread's error, if any.
 fn run_operations(
     spec: &Value,
-    pool: &Pool<FailPointManager>,
+    pool: &Pool<CmapManager>,
     recorder: &Recorder,
 ) -> Result<Option<Value>, String> {
     let world = World {

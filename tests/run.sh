@@ -4,9 +4,39 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== unit, property, integration and doc tests (all workspace crates)"
-cargo test --workspace --all-targets
-cargo test --workspace --doc
+echo "== the MongoDB-wire server for the adapter's tests"
+# secantusdb (PyPI, pinned) in a local virtualenv, on 127.0.0.1 only,
+# stopped when this script exits. An existing MONGODB_URI is used instead.
+if [ -z "${MONGODB_URI:-}" ]; then
+    venv="${PINPOOL_VENV:-$PWD/target/secantus-venv}"
+    if [ ! -x "$venv/bin/secantusd-py" ]; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet "secantusdb==0.7.0b3"
+    fi
+    # The restart test starts a server of its own from the PATH.
+    export PATH="$venv/bin:$PATH"
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    mkdir -p target
+    secantusd-py --host 127.0.0.1 --port "$port" --storage-path :memory: \
+        --standalone --enable-test-commands --log-level WARNING \
+        > target/secantus.log 2>&1 &
+    server=$!
+    trap 'kill "$server" 2>/dev/null || true' EXIT
+    for _ in $(seq 600); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+        kill -0 "$server" 2>/dev/null || { cat target/secantus.log; exit 1; }
+        sleep 0.1
+    done
+    export MONGODB_URI="mongodb://127.0.0.1:$port"
+fi
+echo "MONGODB_URI=$MONGODB_URI"
+
+echo "== unit, property, integration and doc tests (all workspace crates, all features)"
+cargo test --workspace --all-targets --all-features
+cargo test --workspace --doc --all-features
+
+echo "== the example driver against the server"
+cargo run --quiet --example mongo_driver --features mongodb
 
 echo "== simulation fidelity against the 2013 chart (release build)"
 cargo test --release -p pinpool-simulations --test fidelity -- --ignored

@@ -85,7 +85,7 @@ impl TestManager {
 impl TestManager {
     fn open(&self) -> Result<TestConn, Refused> {
         let attempt = self.tally.connects.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.fail_every_other.load(Ordering::SeqCst) && attempt % 2 == 0 {
+        if self.fail_every_other.load(Ordering::SeqCst) && attempt.is_multiple_of(2) {
             self.tally.failed_connects.fetch_add(1, Ordering::SeqCst);
             return Err(Refused(attempt));
         }
