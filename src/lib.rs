@@ -11,6 +11,7 @@ mod builder;
 pub mod core;
 mod driver;
 mod error;
+mod interrupt;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
 mod sync;
@@ -20,3 +21,4 @@ pub mod tokio;
 pub use builder::Builder;
 pub use driver::maintenance::live_maintenance_workers;
 pub use error::Error;
+pub use interrupt::InterruptHandle;

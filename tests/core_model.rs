@@ -23,7 +23,8 @@
 //! * an unpinned checkout never pins its owner, and never waits unserved
 //!   while the pool has room: some connection is on its way;
 //! * lifecycle: a paused pool fails checkouts and keeps no waiter; a
-//!   connect abandoned by an interrupting clear is counted closed once;
+//!   connect abandoned by an interrupting clear is counted closed once,
+//!   and such a clear interrupts exactly the checked-out connections;
 //!   no checkout is granted a connection past its lifetime; after a
 //!   maintenance run no idle connection is past its lifetime, none past
 //!   its idle timeout unless `min_size`, a strict pin or a waiter woken for
@@ -204,6 +205,8 @@ struct Model {
     /// A connect failed since the last maintenance run or successful
     /// connect: `min_size` may be short until then.
     refill_deferred: bool,
+    /// Connections the last interrupting clear interrupted.
+    interrupted: BTreeSet<ConnId>,
 }
 
 impl Model {
@@ -404,8 +407,22 @@ impl Sut {
             }
             Op::Clear { interrupt } => {
                 let was_paused = self.core.is_paused();
+                self.model.interrupted.clear();
                 self.core.clear(interrupt);
                 self.drain();
+                let every_held = interrupt && !was_paused && !self.core.is_closed();
+                if every_held {
+                    let held: BTreeSet<ConnId> = self.model.held.keys().copied().collect();
+                    assert_eq!(
+                        self.model.interrupted, held,
+                        "every held connection interrupted"
+                    );
+                } else {
+                    assert!(
+                        self.model.interrupted.is_empty(),
+                        "interrupted without cause"
+                    );
+                }
                 if !self.core.is_closed() {
                     assert!(self.core.is_paused(), "a clear pauses the pool");
                 }
@@ -541,6 +558,16 @@ impl Sut {
                     if self.setup.eager_retry {
                         woken.push(ticket);
                     }
+                }
+                Action::Interrupt(conn) => {
+                    assert!(
+                        self.model.held.contains_key(&conn),
+                        "{conn} interrupted while not held"
+                    );
+                    assert!(
+                        self.model.interrupted.insert(conn),
+                        "{conn} interrupted twice"
+                    );
                 }
                 Action::Fail { ticket, reason } => {
                     assert!(

@@ -339,3 +339,65 @@ mod tokio_pool {
         .await
     }
 }
+
+/// A connection that knows when it was interrupted.
+struct Interruptible;
+
+impl pinpool::blocking::Manager for Interruptible {
+    type Connection = Arc<std::sync::atomic::AtomicBool>;
+    type Error = std::io::Error;
+
+    fn connect(&self) -> std::io::Result<Self::Connection> {
+        Ok(Arc::default())
+    }
+
+    fn has_broken(&self, interrupted: &mut Self::Connection) -> bool {
+        interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn interrupt_handle(&self, conn: &Self::Connection) -> Option<pinpool::InterruptHandle> {
+        let flag = Arc::clone(conn);
+        Some(pinpool::InterruptHandle::new(move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst)
+        }))
+    }
+}
+
+#[test]
+fn clear_interrupting_interrupts_checked_out_connections_only() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let pool = pinpool::blocking::Pool::builder()
+        .pinning(Pinning::Off)
+        .build(Interruptible)
+        .unwrap();
+    let first = pool.get().unwrap(); // to be idle at the clear
+    let idle = Arc::clone(&*first);
+    let (holding, held) = mpsc::channel();
+    let (go, gone) = mpsc::channel::<()>();
+    thread::scope(|s| {
+        let pool = &pool;
+        let holder = s.spawn(move || {
+            let conn = pool.get().unwrap();
+            holding.send(Arc::clone(&*conn)).unwrap();
+            // Bounded, so a failing test never hangs on it.
+            let _ = gone.recv_timeout(Duration::from_secs(20));
+            conn.load(SeqCst) // the holder sees its operation broken off
+        });
+        let busy = held.recv().unwrap();
+        drop(first);
+        assert!(!Arc::ptr_eq(&busy, &idle), "two connections");
+        pool.clear_interrupting();
+        go.send(()).unwrap();
+        assert!(
+            holder.join().unwrap(),
+            "the checked-out one was interrupted"
+        );
+    });
+    assert!(
+        !idle.load(SeqCst),
+        "an idle connection is closed, not interrupted"
+    );
+    let state = pool.state();
+    assert_eq!(state.total(), 0, "both closed: {state}");
+    assert_eq!(state.counters.closed, 2);
+}

@@ -304,6 +304,27 @@ fn a_server_restart_mid_run_is_survived() {
     );
 }
 
+#[test]
+fn clear_interrupting_breaks_off_a_checked_out_socket() {
+    let _turn = turn();
+    let Some(server) = server::shared() else {
+        return;
+    };
+    let pool = Pool::new(manager(&server)).unwrap();
+    let mut conn = pool.get().unwrap();
+    let first = conn.server().connection_id;
+    conn.command("admin", doc! { "ping": 1 }).unwrap();
+    pool.clear_interrupting();
+    let error = conn.command("admin", doc! { "ping": 1 }).unwrap_err();
+    assert!(error.breaks_connection(), "{error}");
+    assert!(conn.is_broken());
+    drop(conn);
+    pool.ready();
+    let conn = pool.get().unwrap();
+    assert_ne!(conn.server().connection_id, first, "a fresh socket");
+    assert_eq!(pool.state().counters.closed, 1);
+}
+
 #[cfg(feature = "tokio")]
 #[tokio::test]
 async fn the_async_pool_runs_commands_on_pinned_sockets() {

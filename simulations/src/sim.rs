@@ -250,7 +250,7 @@ impl<'a> Simulation<'a> {
                 Action::Wake(ticket) => {
                     self.woken.push_back((self.waiting[&ticket], ticket));
                 }
-                Action::Close { .. } => {}
+                Action::Close { .. } | Action::Interrupt(_) => {}
                 Action::Fail { reason, .. } => unreachable!("never fails: {reason}"),
             }
         }

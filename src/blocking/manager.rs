@@ -41,6 +41,14 @@ pub trait Manager: Send + Sync + 'static {
         let _ = conn;
         false
     }
+
+    /// A way to break off `conn`'s operation from another thread, asked
+    /// for once as it opens; `clear_interrupting()` uses it on checked-out
+    /// connections. `None` (the default): they close only when returned.
+    fn interrupt_handle(&self, conn: &Self::Connection) -> Option<crate::InterruptHandle> {
+        let _ = conn;
+        None
+    }
 }
 
 /// A closure that opens a connection is a manager (no validation, never

@@ -128,7 +128,10 @@ impl<M: Manager> Shared<M> {
     /// Carries out `Action::Open(conn)` and reports the result to the core.
     fn open(self: &Arc<Self>, conn: ConnId) {
         let result = match catch_unwind(AssertUnwindSafe(|| self.manager.connect())) {
-            Ok(Ok(connection)) => Ok(connection),
+            Ok(Ok(connection)) => {
+                let interrupt = self.manager.interrupt_handle(&connection);
+                Ok((connection, interrupt))
+            }
             Ok(Err(error)) => {
                 tracing::debug!(%error, %conn, "connect failed");
                 Err(Error::Connect(error))

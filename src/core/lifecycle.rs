@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::slots::SlotState;
-use super::{CloseReason, Core, Event, FailReason, OwnerId, Pinning};
+use super::{Action, CloseReason, Core, Event, FailReason, OwnerId, Pinning};
 
 /// Most connections one [`Core::maintain`] run closes: a pool whose
 /// connections all expire at once is drained over several runs instead of
@@ -47,9 +47,10 @@ impl Core {
     /// move to replacements, which open once the pool is ready.
     ///
     /// With `interrupt_in_use`, connections being established are
-    /// abandoned too: reported closed now, and closed when their connect
-    /// ends. (Checked-out connections stay with their holders until
-    /// returned: the pool cannot take a connection out of a guard.)
+    /// abandoned too — reported closed now, and closed when their connect
+    /// ends — and each checked-out one gets an [`Action::Interrupt`], so
+    /// the driver can break off its operation (the pool cannot take a
+    /// connection out of its holder's hands: it closes when returned).
     ///
     /// Clearing a paused or closed pool does nothing (CMAP).
     ///
@@ -81,6 +82,9 @@ impl Core {
             self.retire(conn, CloseReason::Stale);
         }
         if interrupt_in_use {
+            let in_use: Vec<_> = self.slots.in_use_ids().collect();
+            self.actions
+                .extend(in_use.into_iter().map(Action::Interrupt));
             let connecting: Vec<_> = self.slots.connecting_ids().collect();
             for conn in connecting {
                 let slot = self.slots.remove(conn);

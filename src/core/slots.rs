@@ -163,6 +163,14 @@ impl Slots {
         self.idle.values().copied()
     }
 
+    /// Ids of the checked-out connections.
+    pub fn in_use_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.slots
+            .iter()
+            .filter(|(_, slot)| matches!(slot.state, SlotState::InUse { .. }))
+            .map(|(id, _)| *id)
+    }
+
     /// Ids of the connections being established.
     pub fn connecting_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.slots

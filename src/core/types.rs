@@ -130,6 +130,11 @@ pub enum Action {
     /// Wake waiter `ticket` so it calls [`Core::retry`](super::Core::retry)
     /// (only under [`WakePolicy::Broadcast`](super::WakePolicy) and `Signal`).
     Wake(Ticket),
+    /// Interrupt the operation running on the checked-out connection
+    /// `conn` (an interrupting [`Core::clear`](super::Core::clear)): its
+    /// holder should see it fail and return it; it is stale and closes
+    /// then.
+    Interrupt(ConnId),
     /// Waiter `ticket` failed: wake it with the reason.
     Fail {
         /// The waiter.

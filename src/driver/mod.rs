@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::Error;
 use crate::core::{
     Action, Checkout, ConnId, Core, FailReason, Health, InputError, OwnerId, PoolState, Ticket,
 };
 use crate::sync::{Arc, Mutex};
+use crate::{Error, InterruptHandle};
 use events::{Events, Handler, Holder};
 use lease::Lease;
 
@@ -160,6 +160,10 @@ pub(crate) trait Slot<C, E>: Send + Sync {
     fn notify(&self);
 }
 
+/// How a connect ended: the connection, with the manager's way to
+/// interrupt it if it has one, or the error.
+pub(crate) type Opened<C, E> = Result<(C, Option<InterruptHandle>), Error<E>>;
+
 /// The immediate result of a checkout under the lock.
 pub(crate) enum Step<C, E, S> {
     Ready(Handed<C>),
@@ -186,11 +190,15 @@ pub(crate) struct Inner<C, E, S> {
     connect_failure: Option<Error<E>>,
     /// Who holds each checked-out connection: `Some` with leak detection.
     holders: Option<HashMap<ConnId, Arc<Holder>>>,
+    /// How to break off each connection's operation, where the manager
+    /// gave a way.
+    interrupts: HashMap<ConnId, InterruptHandle>,
 }
 
 /// What the lock holder leaves to do once the lock is released.
 struct Effects<C, S> {
     notify: Vec<Arc<S>>,
+    interrupt: Vec<InterruptHandle>,
     open: Vec<ConnId>,
     close: Vec<Box<C>>,
 }
@@ -229,6 +237,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
                 leases: HashMap::default(),
                 connect_failure: None,
                 holders: config.leak_threshold.map(|_| HashMap::default()),
+                interrupts: HashMap::default(),
             }),
             #[cfg(pinpool_loom)]
             changed: crate::sync::Condvar::new(),
@@ -245,6 +254,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
     ) -> R {
         let mut effects = Effects {
             notify: Vec::new(),
+            interrupt: Vec::new(),
             open: Vec::new(),
             close: Vec::new(),
         };
@@ -261,6 +271,9 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
         self.changed.notify_all();
         for slot in &effects.notify {
             slot.notify();
+        }
+        for handle in &effects.interrupt {
+            handle.interrupt();
         }
         if let Some(events) = &self.events {
             events.deliver();
@@ -427,12 +440,16 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         self.core.state()
     }
 
-    /// Reports the end of `Action::Open(conn)`: the connection, or the
-    /// error that the checkout which asked for it fails with.
-    pub(crate) fn opened(&mut self, conn: ConnId, result: Result<C, Error<E>>) {
+    /// Reports the end of `Action::Open(conn)`: the connection (with the
+    /// manager's way to interrupt it, if any), or the error that the
+    /// checkout which asked for it fails with.
+    pub(crate) fn opened(&mut self, conn: ConnId, result: Opened<C, E>) {
         let reported = match result {
-            Ok(connection) => {
+            Ok((connection, interrupt)) => {
                 self.conns.insert(conn, Box::new(connection));
+                if let Some(handle) = interrupt {
+                    self.interrupts.insert(conn, handle);
+                }
                 self.core.connected(conn)
             }
             Err(error) => {
@@ -545,6 +562,13 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
                 Action::Close { conn, reason } => {
                     tracing::debug!(%conn, ?reason, "closing connection");
                     effects.close.extend(self.conns.remove(&conn));
+                    self.interrupts.remove(&conn);
+                }
+                Action::Interrupt(conn) => {
+                    tracing::debug!(%conn, "interrupting a checked-out connection");
+                    effects
+                        .interrupt
+                        .extend(self.interrupts.get(&conn).cloned());
                 }
                 Action::Grant { ticket, conn } => {
                     let Some(waiting) = self.waiters.remove(&ticket) else {

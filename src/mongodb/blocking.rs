@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use bson::{Document, doc};
 
 use super::{
-    Connection, MongoConnection, MongoError, MongoManager, ServerInfo, check_ok, io_error, wire,
+    Connection, MongoConnection, MongoError, MongoManager, ServerInfo, check_ok, io_error,
+    shutdown_handle, wire,
 };
 
 impl Connection<TcpStream> {
@@ -100,5 +101,10 @@ impl crate::blocking::Manager for MongoManager {
 
     fn has_broken(&self, conn: &mut MongoConnection) -> bool {
         conn.is_broken()
+    }
+
+    /// Shuts the socket down (through a duplicate of it).
+    fn interrupt_handle(&self, conn: &MongoConnection) -> Option<crate::InterruptHandle> {
+        conn.stream.try_clone().ok().map(shutdown_handle)
     }
 }

@@ -373,6 +373,15 @@ impl Session {
     }
 }
 
+/// Interrupts by shutting `socket` down (a duplicate of a connection's
+/// descriptor): the holder's pending or next read or write fails, which
+/// breaks the connection, and the pool closes it when it is returned.
+fn shutdown_handle(socket: std::net::TcpStream) -> crate::InterruptHandle {
+    crate::InterruptHandle::new(move || {
+        let _ = socket.shutdown(std::net::Shutdown::Both);
+    })
+}
+
 /// `reply` itself, or the server's error when it says `ok: 0`.
 fn check_ok(reply: Document) -> Result<Document, MongoError> {
     let ok = match reply.get("ok") {

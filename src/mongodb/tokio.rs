@@ -11,7 +11,7 @@ use tokio::time::timeout;
 
 use super::{
     AsyncMongoConnection, Connection, MongoError, MongoManager, ServerInfo, check_ok, io_error,
-    wire,
+    shutdown_handle, wire,
 };
 
 impl Connection<TcpStream> {
@@ -119,5 +119,29 @@ impl crate::tokio::Manager for MongoManager {
 
     fn has_broken(&self, conn: &mut AsyncMongoConnection) -> bool {
         conn.is_broken()
+    }
+
+    /// Shuts the socket down (through a duplicate of its descriptor).
+    fn interrupt_handle(&self, conn: &AsyncMongoConnection) -> Option<crate::InterruptHandle> {
+        #[cfg(unix)]
+        let duplicate = {
+            use std::os::fd::AsFd;
+            conn.stream
+                .as_fd()
+                .try_clone_to_owned()
+                .map(std::net::TcpStream::from)
+        };
+        #[cfg(windows)]
+        let duplicate = {
+            use std::os::windows::io::AsSocket;
+            conn.stream
+                .as_socket()
+                .try_clone_to_owned()
+                .map(std::net::TcpStream::from)
+        };
+        #[cfg(not(any(unix, windows)))]
+        let duplicate: std::io::Result<std::net::TcpStream> =
+            Err(std::io::ErrorKind::Unsupported.into());
+        duplicate.ok().map(shutdown_handle)
     }
 }

@@ -47,6 +47,13 @@ pub trait Manager: Send + Sync + 'static {
         let _ = conn;
         false
     }
+
+    /// As the blocking manager's
+    /// [`interrupt_handle`](crate::blocking::Manager::interrupt_handle).
+    fn interrupt_handle(&self, conn: &Self::Connection) -> Option<crate::InterruptHandle> {
+        let _ = conn;
+        None
+    }
 }
 
 /// A closure returning a future that opens a connection is a manager (no

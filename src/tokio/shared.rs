@@ -13,7 +13,7 @@ use crate::Error;
 use crate::core::{ConnId, Core, Health, PoolState};
 use crate::driver::handle::Closes;
 use crate::driver::maintenance::{self, LiveWorker};
-use crate::driver::{self, Handed, Inner, Locked, Options};
+use crate::driver::{self, Handed, Inner, Locked, Opened, Options};
 use crate::sync::{Arc, AtomicUsize, Mutex};
 
 pub(crate) type Slot<M> = TaskSlot<<M as Manager>::Connection, <M as Manager>::Error>;
@@ -159,14 +159,21 @@ struct OpenReport<M: Manager> {
 
 impl<M: Manager> OpenReport<M> {
     async fn open(mut self) {
-        let result = self.shared.manager.connect().await.map_err(|error| {
-            tracing::debug!(%error, conn = %self.conn, "connect failed");
-            Error::Connect(error)
-        });
+        let manager = &self.shared.manager;
+        let result = match manager.connect().await {
+            Ok(connection) => {
+                let interrupt = manager.interrupt_handle(&connection);
+                Ok((connection, interrupt))
+            }
+            Err(error) => {
+                tracing::debug!(%error, conn = %self.conn, "connect failed");
+                Err(Error::Connect(error))
+            }
+        };
         self.report(result);
     }
 
-    fn report(&mut self, result: Result<M::Connection, Error<M::Error>>) {
+    fn report(&mut self, result: Opened<M::Connection, M::Error>) {
         self.reported = true;
         let conn = self.conn;
         self.shared.with_core(|inner| inner.opened(conn, result));
