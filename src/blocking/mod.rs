@@ -230,7 +230,7 @@ impl<M: Manager> Pool<M> {
     /// the retryable [`Error::Paused`] — until [`ready`](Self::ready).
     /// Clearing a paused pool does nothing.
     pub fn clear(&self) {
-        self.shared.clear(false);
+        self.shared.with_core(|inner| inner.clear(false));
     }
 
     /// [`clear`](Self::clear), also abandoning the connects in progress:
@@ -238,14 +238,14 @@ impl<M: Manager> Pool<M> {
     /// `interruptInUseConnections`; checked-out connections still close
     /// only when returned).
     pub fn clear_interrupting(&self) {
-        self.shared.clear(true);
+        self.shared.with_core(|inner| inner.clear(true));
     }
 
     /// Resumes a paused pool (cleared, or built with
     /// [`start_paused`](crate::Builder::start_paused)): `get()` works
     /// again and `min_size` is refilled.
     pub fn ready(&self) {
-        self.shared.ready();
+        self.shared.with_core(|inner| inner.ready());
     }
 
     /// The manager this pool opens connections with.

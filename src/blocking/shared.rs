@@ -63,16 +63,6 @@ impl<M: Manager> Shared<M> {
         shared
     }
 
-    /// Clears the pool (see [`Core::clear`]).
-    pub(crate) fn clear(self: &Arc<Self>, interrupt_in_use: bool) {
-        self.with_core(|inner| inner.clear(interrupt_in_use));
-    }
-
-    /// Resumes a paused pool (see [`Core::ready`]).
-    pub(crate) fn ready(self: &Arc<Self>) {
-        self.with_core(State::<M>::ready);
-    }
-
     /// Runs `f` under the pool lock, then carries out what it caused.
     pub(crate) fn with_core<R>(self: &Arc<Self>, f: impl FnOnce(&mut State<M>) -> R) -> R {
         self.locked.with_core(f, |conn| self.spawn_open(conn))

@@ -192,6 +192,16 @@ impl Config {
         Ok(())
     }
 
+    /// Whether the core has work for a periodic [`Core::maintain`](super::Core::maintain)
+    /// run: expiring connections, reporting leaks, or refilling `min_size`
+    /// after a failed connect (which it defers to the next run).
+    pub fn needs_maintenance(&self) -> bool {
+        self.min_size > 0
+            || self.max_lifetime.is_some()
+            || self.idle_timeout.is_some()
+            || self.leak_threshold.is_some()
+    }
+
     /// Whether the core's decisions depend on time, so a driver must report
     /// its clock with [`Core::advance`](super::Core::advance) before each
     /// input: lifetimes, leak detection, and the durations events carry.

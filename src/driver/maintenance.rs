@@ -58,15 +58,10 @@ impl Drop for LiveWorker {
 }
 
 /// The time between runs for a pool configured with `config`, or `None`
-/// when it needs no worker (or `interval` is `Duration::MAX`: never run).
-/// `min_size` needs one: after a failed connect it is refilled by the next
-/// run, not in a loop.
+/// when the core needs none ([`Config::needs_maintenance`]) or `interval`
+/// is `Duration::MAX` (never run).
 pub(crate) fn interval(config: &Config, interval: Duration) -> Option<Duration> {
-    let needed = config.min_size > 0
-        || config.max_lifetime.is_some()
-        || config.idle_timeout.is_some()
-        || config.leak_threshold.is_some();
-    (needed && interval != Duration::MAX).then_some(interval)
+    (config.needs_maintenance() && interval != Duration::MAX).then_some(interval)
 }
 
 /// How long to wait before the next run: at once when the last run left

@@ -212,19 +212,19 @@ impl<M: Manager> Pool<M> {
     /// `get()`s fail with [`Error::Paused`]. As the blocking pool's
     /// [`clear`](crate::blocking::Pool::clear).
     pub fn clear(&self) {
-        self.shared.clear(false);
+        self.shared.with_core(|inner| inner.clear(false));
     }
 
     /// As the blocking pool's
     /// [`clear_interrupting`](crate::blocking::Pool::clear_interrupting).
     pub fn clear_interrupting(&self) {
-        self.shared.clear(true);
+        self.shared.with_core(|inner| inner.clear(true));
     }
 
     /// Resumes a paused pool, as the blocking pool's
     /// [`ready`](crate::blocking::Pool::ready).
     pub fn ready(&self) {
-        self.shared.ready();
+        self.shared.with_core(|inner| inner.ready());
     }
 
     /// The manager this pool opens connections with.
