@@ -231,6 +231,7 @@ impl<P> Builder<P> {
                 self.maintenance_interval,
             ),
             event_handler: self.event_handler,
+            stash: true,
         };
         Ok((core, options))
     }

@@ -19,6 +19,9 @@ pub(crate) use std::sync::Arc;
 
 #[cfg(not(pinpool_loom))]
 mod imp {
+    use std::marker::PhantomData;
+    use std::ptr;
+    use std::sync::atomic::AtomicPtr;
     use std::time::Instant;
 
     pub(crate) use parking_lot::Mutex;
@@ -48,26 +51,55 @@ mod imp {
     /// A cell holding at most one boxed value, moved in and out with a
     /// single atomic swap each. Because every access is a read-modify-write
     /// on one word, the cell's modification order orders all puts and
-    /// takes, which is what the lease protocol in `blocking::lease` relies
-    /// on.
-    pub(crate) struct TakeCell<T>(crossbeam_utils::atomic::AtomicCell<Option<Box<T>>>);
+    /// takes, which is what the lease protocol in `driver::lease` relies
+    /// on. [`is_empty`](Self::is_empty) is a plain load, so the stash's
+    /// fast path can pass over an empty cell without taking its cache line.
+    pub(crate) struct TakeCell<T> {
+        ptr: AtomicPtr<T>,
+        /// Owns a `Box<T>`, shared as a `Mutex` would be: `Send` and `Sync`
+        /// exactly when `T` is `Send`.
+        _owns: PhantomData<std::sync::Mutex<Box<T>>>,
+    }
 
+    // The crate's one use of `unsafe`: a `Box` moved through an
+    // `AtomicPtr`, which no safe crossbeam type offers with a plain-load
+    // emptiness check. The loom build replaces it with a mutex.
+    #[allow(unsafe_code)]
     impl<T> TakeCell<T> {
         pub(crate) fn empty() -> Self {
-            TakeCell(crossbeam_utils::atomic::AtomicCell::new(None))
+            TakeCell {
+                ptr: AtomicPtr::new(ptr::null_mut()),
+                _owns: PhantomData,
+            }
         }
 
         /// Moves the value out, leaving the cell empty.
         #[inline]
         pub(crate) fn take(&self) -> Option<Box<T>> {
-            self.0.swap(None)
+            let taken = self.ptr.swap(ptr::null_mut(), Ordering::SeqCst);
+            // SAFETY: a non-null pointer in the cell came from
+            // `Box::into_raw` in `put`, and the swap moved it out of the
+            // cell: this call alone owns it.
+            (!taken.is_null()).then(|| unsafe { Box::from_raw(taken) })
         }
 
         /// Moves `value` in. The protocol never puts into a full cell.
         #[inline]
         pub(crate) fn put(&self, value: Box<T>) {
-            let previous = self.0.swap(Some(value));
-            debug_assert!(previous.is_none(), "a TakeCell holds one value");
+            let previous = self.ptr.swap(Box::into_raw(value), Ordering::SeqCst);
+            debug_assert!(previous.is_null(), "a TakeCell holds one value");
+        }
+
+        /// Whether the cell looked empty (a hint: it may change at once).
+        #[inline]
+        pub(crate) fn is_empty(&self) -> bool {
+            self.ptr.load(Ordering::Relaxed).is_null()
+        }
+    }
+
+    impl<T> Drop for TakeCell<T> {
+        fn drop(&mut self) {
+            drop(self.take());
         }
     }
 }
@@ -122,6 +154,10 @@ mod imp {
         pub(crate) fn put(&self, value: Box<T>) {
             let previous = self.0.lock().unwrap().replace(value);
             debug_assert!(previous.is_none(), "a TakeCell holds one value");
+        }
+
+        pub(crate) fn is_empty(&self) -> bool {
+            self.0.lock().unwrap().is_none()
         }
     }
 }

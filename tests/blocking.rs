@@ -473,7 +473,8 @@ fn a_half_failing_manager_under_sixteen_threads_neither_hangs_nor_leaks() {
 /// surface as a checkout timeout.
 #[test]
 fn leases_are_recalled_for_waiters_without_losing_a_wake_up() {
-    for pinning in [Pinning::Strict, Pinning::Affinity] {
+    // Under Off the connection is stash-leased rather than thread-leased.
+    for pinning in support::PINNINGS {
         let manager = TestManager::default();
         let pool = Pool::builder()
             .max_size(1)
@@ -499,6 +500,54 @@ fn leases_are_recalled_for_waiters_without_losing_a_wake_up() {
         assert_eq!((state.waiting, state.in_use), (0, 0));
         assert_conserved(&pool, &manager.tally);
     }
+}
+
+/// Under `Off` checkouts take connections from the stash without the lock
+/// while snapshots (which recall every stash lease) and waiters (which
+/// recall them when nothing is idle) keep ending the leases: no checkout
+/// is lost or waits for ever, and every connection is accounted for.
+#[test]
+fn stashed_connections_survive_recalls_by_snapshots_and_waiters() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(2)
+        .pinning(Pinning::Off)
+        .checkout_timeout(Duration::from_secs(20))
+        .build(manager.clone())
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let snapshots = thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut snapshots = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                let state = pool.state();
+                assert!(state.idle + state.in_use <= 2, "{state:?}");
+                snapshots += 1;
+            }
+            snapshots
+        });
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..3_000 {
+                        pool.get().expect("no lost wake-up").touch();
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        watcher.join().unwrap()
+    });
+    assert!(snapshots > 0);
+    let state = pool.state();
+    assert_eq!(state.counters.checkouts, 12_000, "{state:?}");
+    assert_eq!(state.counters.checkins, 12_000, "{state:?}");
+    assert_eq!((state.waiting, state.in_use), (0, 0));
+    assert!(manager.tally.max_live.load(Ordering::SeqCst) <= 2);
+    assert_conserved(&pool, &manager.tally);
 }
 
 #[test]

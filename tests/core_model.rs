@@ -35,8 +35,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use pinpool::core::{
-    Action, Checkout, Config, ConnId, Core, Event, FailReason, Health, Overflow, OwnerId, Pinning,
-    Ticket, WakePolicy,
+    Action, Checkout, Config, ConnId, Core, Event, FailReason, Health, LeaseScope, Overflow,
+    OwnerId, Pinning, Ticket, WakePolicy,
 };
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
@@ -224,6 +224,19 @@ struct Sut {
     next_owner: u64,
 }
 
+/// A driver ends only the leases `checkout_scope` names before a checkout
+/// (none, or one connection's), so the answer must not depend on others:
+/// with no scope it cannot wait, and a Strict owner gets only its own.
+fn assert_within_scope(scope: LeaseScope, checkout: &Checkout) {
+    match (scope, checkout) {
+        (LeaseScope::None, Checkout::Waiting(_)) => {
+            panic!("checkout_scope said None, but the checkout waits")
+        }
+        (LeaseScope::Conn(pinned), Checkout::Granted(conn)) => assert_eq!(*conn, pinned),
+        _ => {}
+    }
+}
+
 impl Sut {
     fn config(&self) -> &Config {
         &self.setup.config
@@ -304,7 +317,10 @@ impl Sut {
                     .core
                     .pinned_conn(owner)
                     .is_some_and(|c| self.model.held.get(&c) == Some(&owner));
-                match self.core.checkout(owner) {
+                let scope = self.core.checkout_scope(owner, true);
+                let checkout = self.core.checkout(owner);
+                assert_within_scope(scope, &checkout);
+                match checkout {
                     Checkout::Granted(conn) => self.granted(Ticket(u64::MAX), conn, owner),
                     Checkout::Waiting(ticket) => {
                         let asleep = self.config().wake != WakePolicy::Handoff;
@@ -317,7 +333,10 @@ impl Sut {
                 self.next_owner += 1;
                 let owner = OwnerId(self.next_owner);
                 self.model.unpinned.insert(owner);
-                match self.core.checkout_unpinned(owner) {
+                let scope = self.core.checkout_scope(owner, false);
+                let checkout = self.core.checkout_unpinned(owner);
+                assert_within_scope(scope, &checkout);
+                match checkout {
                     Checkout::Granted(conn) => self.granted(Ticket(u64::MAX), conn, owner),
                     Checkout::Waiting(ticket) => {
                         let asleep = self.config().wake != WakePolicy::Handoff;

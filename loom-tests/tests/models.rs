@@ -259,6 +259,57 @@ fn timeout_vs_grant() {
     });
 }
 
+/// Model 8: the stash, the lock-free fast path of checkouts that pin
+/// nobody (`Pinning::Off`). The main thread's checkout parks a connection
+/// in the stash; then two threads each check out and in twice over one or
+/// two connections while the main thread takes a snapshot (which recalls
+/// every stash lease). Takes and parks race each other, the recalls of the
+/// snapshot and of checkouts that must wait, and a cell armed again for
+/// the next lease while a holder of the last one may still be parking into
+/// it. All complete (loom reports a lost wake-up as a deadlock), every
+/// checkout is counted once, and nothing is lost or opened beyond
+/// `max_size`. (The main thread itself never waits in the pool: loom would
+/// take a grant's late `unpark` of it for the end of its `join`.)
+fn stash_all_complete(max_size: usize) {
+    check(&format!("stash_all_complete/{max_size}"), move || {
+        let pool: Pool<Counting> = Pool::builder()
+            .max_size(max_size)
+            .pinning(Pinning::Off)
+            .build(Counting::default())
+            .expect("valid config");
+        drop(pool.get().expect("checkout")); // parked in the stash
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = pool.clone();
+                thread::spawn(move || {
+                    for _ in 0..2 {
+                        drop(pool.get().expect("checkout"));
+                    }
+                })
+            })
+            .collect();
+        let during = pool.state();
+        assert!(during.in_use + during.idle <= max_size, "{during:?}");
+        for t in threads {
+            t.join().unwrap();
+        }
+        let state = pool.state();
+        assert_quiet(&state);
+        assert_eq!(state.counters.checkouts, 5, "{state:?}");
+        assert!(state.counters.opened as usize <= max_size);
+    });
+}
+
+#[test]
+fn stash_one_connection_all_complete() {
+    stash_all_complete(1);
+}
+
+#[test]
+fn stash_two_connections_all_complete() {
+    stash_all_complete(2);
+}
+
 /// The same manager for the async pool (its connect runs inline under loom).
 struct AsyncCounting(Arc<AtomicUsize>);
 

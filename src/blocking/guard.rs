@@ -5,7 +5,7 @@ use std::ops::{Deref, DerefMut};
 
 use super::{Manager, Pool, pins};
 use crate::core::{ConnId, OwnerId};
-use crate::driver::{Handed, Held, lease};
+use crate::driver::{Handed, Held};
 
 /// A checked-out connection. Dereferences to the connection; dropping it
 /// checks the connection back in (after [`Manager::has_broken`]), also when
@@ -72,12 +72,9 @@ impl<M: Manager> Drop for PooledConnection<'_, M> {
         let shared = &self.pool.shared;
         let broken = self.discarded || shared.is_broken(&mut handed.conn);
         let (pool_id, owner) = (shared.options.id, self.owner);
-        lease::return_conn(
-            handed,
-            broken,
-            |lease| pins::restore_lease(pool_id, owner, lease),
-            |handed, health| shared.checkin(handed, health),
-        );
+        shared.return_conn(handed, broken, |lease| {
+            pins::restore_lease(pool_id, owner, lease)
+        });
     }
 }
 

@@ -69,7 +69,7 @@ use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
 use crate::driver::deadline::{Clock, Deadline};
 use crate::driver::handle::{Closes, Handle};
 use crate::driver::lease;
-use crate::driver::{Handed, Outcome, Step};
+use crate::driver::{Handed, NO_OWNER, Outcome, Step};
 use crate::sync::Arc;
 use pins::Reclaim;
 use shared::Shared;
@@ -94,10 +94,23 @@ impl<M: Manager> Pool<M> {
     /// Checks out a connection: this thread's pinned one when it has a pin,
     /// waiting in line for it if it is busy, up to the checkout timeout.
     pub fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        if let Some(conn) = self.get_leased() {
+        // Under `Off` nobody is pinned: any parked connection will do.
+        let fast = if self.shared.options.stash {
+            self.get_stashed()
+        } else {
+            self.get_leased()
+        };
+        if let Some(conn) = fast {
             return Ok(conn);
         }
         self.get_slow()
+    }
+
+    /// The fast path under `Pinning::Off`: a connection parked in the
+    /// pool's stash, without the lock.
+    fn get_stashed(&self) -> Option<PooledConnection<'_, M>> {
+        let handed = self.shared.take_stashed()?;
+        self.validated(handed, NO_OWNER)
     }
 
     /// The fast path: this thread's own parked connection, without the lock.
@@ -258,7 +271,10 @@ impl<M: Manager> crate::Builder<Pool<M>> {
     /// Builds the pool, rejecting an invalid configuration. Starts opening
     /// `min_size` connections in the background.
     pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
-        let (core, options) = self.into_parts()?;
+        let (core, mut options) = self.into_parts()?;
+        // Only unpinned checkouts use the stash, and a blocking thread is
+        // unpinned only under `Off` (or once its thread-locals are gone).
+        options.stash = core.config().pinning == crate::core::Pinning::Off;
         Ok(Pool {
             shared: Handle::first(Shared::new(manager, core, options)),
         })
@@ -291,11 +307,13 @@ mod tests {
     }
 
     /// While another thread holds the pool lock, a pinned thread still
-    /// re-acquires and returns its own connection: the fast path takes
-    /// neither the lock on checkout nor on checkin.
+    /// re-acquires and returns its own connection, and under `Off` a thread
+    /// takes and returns a stashed one: the fast paths take the lock
+    /// neither on checkout nor on checkin.
     #[test]
-    fn a_pinned_thread_reuses_its_connection_without_the_pool_lock() {
-        for pinning in [crate::core::Pinning::Strict, crate::core::Pinning::Affinity] {
+    fn the_fast_paths_reuse_a_connection_without_the_pool_lock() {
+        use crate::core::Pinning;
+        for pinning in [Pinning::Strict, Pinning::Affinity, Pinning::Off] {
             let pool = Pool::builder().pinning(pinning).build(noop).unwrap();
             let (ready_tx, ready) = mpsc::channel();
             let (go, go_rx) = mpsc::channel::<()>();

@@ -165,19 +165,36 @@ impl Core {
     }
 
     /// Closes up to `limit` idle connections that expired, oldest idle
-    /// first; returns how many it closed and whether more are left. A
-    /// connection is not closed for idling when a waiter could use it (it
-    /// was woken for it), nor when owners are Strict-pinned to it (its
-    /// replacement would open at once); Affinity's preferences on it are
-    /// dropped.
+    /// first (see [`Core::perished_idle`]); returns how many it closed and
+    /// whether more are left. Affinity's preferences on a connection closed
+    /// for idling are dropped.
     pub(super) fn close_perished_idle(&mut self, limit: usize) -> (usize, bool) {
+        let (expired, more) = self.perished_idle(limit);
+        let closed = expired.len();
+        for (conn, reason) in expired {
+            if reason == CloseReason::Idle {
+                for owner in std::mem::take(&mut self.slots.slot_mut(conn).pinned) {
+                    self.pins.remove(&owner);
+                    self.event(Event::Unpinned { owner, conn });
+                }
+            }
+            self.retire(conn, reason);
+        }
+        (closed, more)
+    }
+
+    /// Up to `limit` idle connections that expired, oldest idle first, and
+    /// whether more are left. A connection is not closed for idling when a
+    /// waiter could use it (it was woken for it), nor when owners are
+    /// Strict-pinned to it (its replacement would open at once), nor below
+    /// `min_size`.
+    pub(super) fn perished_idle(&self, limit: usize) -> (Vec<(super::ConnId, CloseReason)>, bool) {
         let (lifetime, idle_timeout) = (self.config.max_lifetime, self.config.idle_timeout);
+        let mut expired = Vec::new();
         if (lifetime.is_none() && idle_timeout.is_none()) || self.slots.idle() == 0 {
-            return (0, false);
+            return (expired, false);
         }
         let mut spare = self.slots.total().saturating_sub(self.config.min_size);
-        let mut expired = Vec::new();
-        let mut more = false;
         for conn in self.slots.idle_oldest_first() {
             let slot = self.slots.slot(conn);
             let reason = if self.outlived(conn) {
@@ -193,22 +210,11 @@ impl Core {
                 continue;
             };
             if expired.len() == limit {
-                more = true;
-                break;
+                return (expired, true);
             }
             expired.push((conn, reason));
         }
-        let closed = expired.len();
-        for (conn, reason) in expired {
-            if reason == CloseReason::Idle {
-                for owner in std::mem::take(&mut self.slots.slot_mut(conn).pinned) {
-                    self.pins.remove(&owner);
-                    self.event(Event::Unpinned { owner, conn });
-                }
-            }
-            self.retire(conn, reason);
-        }
-        (closed, more)
+        (expired, false)
     }
 
     /// Closes every expired idle connection a checkout would otherwise

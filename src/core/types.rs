@@ -258,6 +258,19 @@ pub enum Event {
     },
 }
 
+/// Which leased connections the answer to a checkout could depend on
+/// ([`Core::checkout_scope`](super::Core::checkout_scope)): the driver
+/// ends those leases first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseScope {
+    /// None: a connection the core holds idle serves it, or it fails.
+    None,
+    /// Only this connection (the owner's Strict pin).
+    Conn(ConnId),
+    /// Any: it would wait, or bind to or move to another connection.
+    All,
+}
+
 /// A driver called the core with something that contradicts the core's
 /// state (a bug in the driver, never in user code).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]

@@ -23,8 +23,8 @@
 
 use std::any::Any;
 
-use super::Handed;
-use crate::core::{ConnId, Health, OwnerId};
+use super::{Handed, Leased};
+use crate::core::{ConnId, OwnerId};
 use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering, TakeCell};
 
 /// A lease, type-erased so one thread-local (or scope) serves pools of
@@ -49,36 +49,13 @@ pub(crate) fn take_back<C: Send + 'static>(
     let handed = Handed {
         id: lease.conn,
         conn,
-        lease: Some(lease),
+        lease: Some(Leased::Owner(lease)),
     };
     if recalled {
         check_in(handed);
         return None;
     }
     Some((handed, owner))
-}
-
-/// A guard returns its connection: a healthy leased one is parked in its
-/// lease (the fast path, no pool lock) and the lease given to `keep`;
-/// anything else — broken, not leased, or recalled meanwhile — goes to
-/// `check_in`, through the core.
-pub(crate) fn return_conn<C: Send + 'static>(
-    mut handed: Handed<C>,
-    broken: bool,
-    keep: impl FnOnce(AnyLease),
-    check_in: impl FnOnce(Handed<C>, Health),
-) {
-    if broken {
-        return check_in(handed, Health::Broken);
-    }
-    if let Some(lease) = handed.lease.take() {
-        match lease.park(handed.conn) {
-            Ok(()) => return keep(lease),
-            Err(recalled) => handed.conn = recalled,
-        }
-        handed.lease = Some(lease);
-    }
-    check_in(handed, Health::Healthy);
 }
 
 /// One lease of one connection to its pinned owner.

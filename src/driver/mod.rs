@@ -12,6 +12,7 @@ pub(crate) mod events;
 pub(crate) mod handle;
 pub(crate) mod lease;
 pub(crate) mod maintenance;
+pub(crate) mod stash;
 
 use std::cell::Cell;
 use std::sync::atomic::AtomicU64;
@@ -21,12 +22,14 @@ use std::time::Duration;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::core::{
-    Action, Checkout, ConnId, Core, FailReason, Health, InputError, OwnerId, PoolState, Ticket,
+    Action, Checkout, ConnId, Core, FailReason, Health, InputError, LeaseScope, OwnerId, PoolState,
+    Ticket,
 };
 use crate::sync::{Arc, Mutex};
 use crate::{Error, InterruptHandle};
 use events::{Events, Handler, Holder};
-use lease::Lease;
+use lease::{AnyLease, Lease};
+use stash::{Ledger, Stash, StashLease};
 
 /// Owner ids are process-wide and never reused (the core requires it).
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
@@ -67,7 +70,14 @@ pub(crate) struct Options {
     /// Time between maintenance runs; `None`: the core needs none.
     pub(crate) maintenance_interval: Option<Duration>,
     pub(crate) event_handler: Option<Handler>,
+    /// Whether the pool's fast path reads the [stash] for checkouts that
+    /// pin nobody (a stash nobody reads would only hide idle connections).
+    pub(crate) stash: bool,
 }
+
+/// The owner of a guard served from the stash: nobody, as its connection
+/// belongs to no owner (never given to the core; real ids start at 1).
+pub(crate) const NO_OWNER: OwnerId = OwnerId(0);
 
 /// The manager's `has_broken`, with a panic in it counted as broken: the
 /// connection must come back to the pool whatever the manager does.
@@ -120,12 +130,63 @@ impl<C: std::fmt::Debug> std::fmt::Debug for Held<C> {
     }
 }
 
-/// A connection handed to a checkout: its id, the connection, and the
-/// lease when it was leased to its pinned owner.
+/// A connection handed to a checkout: its id, the connection, and its
+/// lease when the fast path serves it.
 pub(crate) struct Handed<C> {
     pub(crate) id: ConnId,
     pub(crate) conn: Box<C>,
-    pub(crate) lease: Option<Arc<Lease<C>>>,
+    pub(crate) lease: Option<Leased<C>>,
+}
+
+/// How a handed-out connection is leased.
+pub(crate) enum Leased<C> {
+    /// To its pinned owner (a thread or a scope; see [`lease`]).
+    Owner(Arc<Lease<C>>),
+    /// To the pool's stash, for checkouts that pin nobody (see [`stash`]).
+    Stash(StashLease),
+}
+
+/// What is left to do under the pool lock when a guard returns its
+/// connection ([`Inner::finish_return`]).
+pub(crate) enum Return<C> {
+    /// Check it in to the core.
+    CheckIn(Handed<C>, Health),
+    /// It was parked in the stash after its lease was recalled: take it
+    /// back if the lease still holds it.
+    Settle(StashLease),
+}
+
+/// A guard returns its connection. A healthy leased one is parked (the
+/// fast path, no pool lock) — an owner's lease then goes to `keep`;
+/// anything else (broken, not leased, recalled meanwhile) is left to
+/// [`Inner::finish_return`] under the lock.
+pub(crate) fn return_conn<C: Send + 'static>(
+    stash: &Stash<C>,
+    mut handed: Handed<C>,
+    broken: bool,
+    keep: impl FnOnce(AnyLease),
+) -> Option<Return<C>> {
+    if broken {
+        return Some(Return::CheckIn(handed, Health::Broken));
+    }
+    match handed.lease.take() {
+        Some(Leased::Owner(lease)) => match lease.park(handed.conn) {
+            Ok(()) => {
+                keep(lease);
+                None
+            }
+            Err(recalled) => {
+                handed.conn = recalled;
+                handed.lease = Some(Leased::Owner(lease));
+                Some(Return::CheckIn(handed, Health::Healthy))
+            }
+        },
+        Some(Leased::Stash(lease)) => {
+            let parked = stash.park(lease, handed.conn);
+            (!parked).then_some(Return::Settle(lease))
+        }
+        None => Some(Return::CheckIn(handed, Health::Healthy)),
+    }
 }
 
 /// What a waiting checkout is told.
@@ -173,6 +234,8 @@ pub(crate) enum Step<C, E, S> {
 
 struct Waiting<S> {
     owner: OwnerId,
+    /// Whether its checkout pins (see [`Core::may_stash`]).
+    pins: bool,
     slot: Arc<S>,
     /// Who is waiting, when leak detection records it.
     holder: Option<Arc<Holder>>,
@@ -186,6 +249,9 @@ pub(crate) struct Inner<C, E, S> {
     waiters: HashMap<Ticket, Waiting<S>>,
     /// Connections leased to their pinned owner (checked out in the core).
     leases: HashMap<ConnId, Arc<Lease<C>>>,
+    /// The stash's cells (shared with the fast path) and its leases.
+    stash: Arc<Stash<C>>,
+    ledger: Ledger,
     /// The manager's error for the `connect_failed` being processed.
     connect_failure: Option<Error<E>>,
     /// Who holds each checked-out connection: `Some` with leak detection.
@@ -209,6 +275,8 @@ pub(crate) type PoolClock = Box<dyn Fn() -> Duration + Send + Sync>;
 /// The core and its bookkeeping under one lock.
 pub(crate) struct Locked<C, E, S> {
     inner: Mutex<Inner<C, E, S>>,
+    /// The fast path's view of the stash (also in `inner`).
+    stash: Arc<Stash<C>>,
     /// Reported to the core before each input when its decisions depend
     /// on time ([`Config::needs_clock`](crate::core::Config::needs_clock)).
     clock: Option<PoolClock>,
@@ -225,7 +293,10 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
     /// `options`.
     pub(crate) fn new(core: Core, clock: PoolClock, options: &Options) -> Self {
         let config = *core.config();
+        let cells = if options.stash { config.max_size } else { 0 };
+        let stash = Arc::new(Stash::new(cells));
         Locked {
+            stash: Arc::clone(&stash),
             clock: config.needs_clock().then_some(clock),
             events: config
                 .record_events
@@ -235,6 +306,8 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
                 conns: HashMap::default(),
                 waiters: HashMap::default(),
                 leases: HashMap::default(),
+                stash,
+                ledger: Ledger::new(cells),
                 connect_failure: None,
                 holders: config.leak_threshold.map(|_| HashMap::default()),
                 interrupts: HashMap::default(),
@@ -285,6 +358,34 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
         result
     }
 
+    /// The fast path for a checkout that pins nobody: a connection parked
+    /// in the stash, without the lock. One whose lease was recalled
+    /// meanwhile goes back through the core (its waiters come first).
+    #[inline]
+    pub(crate) fn take_stashed(&self, open: impl FnMut(ConnId)) -> Option<Handed<C>> {
+        self.stash.take(|recalled| {
+            self.with_core(|inner| inner.give_back(recalled, Health::Healthy), open)
+        })
+    }
+
+    /// A guard returns its connection: parked without the lock when its
+    /// lease allows (an owner's lease then goes to `keep`), else through
+    /// the core.
+    #[inline]
+    pub(crate) fn return_conn(
+        &self,
+        handed: Handed<C>,
+        broken: bool,
+        keep: impl FnOnce(AnyLease),
+        open: impl FnMut(ConnId),
+    ) where
+        C: Send + 'static,
+    {
+        if let Some(rest) = return_conn(&self.stash, handed, broken, keep) {
+            self.with_core(|inner| inner.finish_return(rest), open);
+        }
+    }
+
     /// Holds the pool lock (tests prove the fast path never takes it).
     #[cfg(test)]
     pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, Inner<C, E, S>> {
@@ -314,11 +415,10 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         slot: impl FnOnce() -> Arc<S>,
     ) -> Step<C, E, S> {
         // End the leases whose connections this checkout may depend on.
-        if !self.leases.is_empty() {
-            match self.core.checkout_scope(owner, pins) {
-                Some(conn) => self.recall_leases(|lease| lease.conn == conn),
-                None => self.recall_leases(|_| true),
-            }
+        match self.core.checkout_scope(owner, pins) {
+            LeaseScope::None => {}
+            LeaseScope::Conn(conn) => self.recall_leases(Recall::Conn(conn)),
+            LeaseScope::All => self.recall_leases(Recall::All),
         }
         let checkout = if pins {
             self.core.checkout(owner)
@@ -328,11 +428,12 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         // Recorded here, on the thread that asks.
         let holder = self.holders.is_some().then(|| Arc::new(Holder::here()));
         match checkout {
-            Checkout::Granted(conn) => Step::Ready(self.hand_out(owner, conn, holder)),
+            Checkout::Granted(conn) => Step::Ready(self.hand_out(owner, pins, conn, holder)),
             Checkout::Waiting(ticket) => {
                 let slot = slot();
                 let waiting = Waiting {
                     owner,
+                    pins,
                     slot: Arc::clone(&slot),
                     holder,
                 };
@@ -349,7 +450,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         match self.core.retry(ticket) {
             Ok(Checkout::Granted(conn)) => {
                 let waiting = self.waiters.remove(&ticket)?;
-                Some(self.hand_out(waiting.owner, conn, waiting.holder))
+                Some(self.hand_out(waiting.owner, waiting.pins, conn, waiting.holder))
             }
             Ok(Checkout::Waiting(_)) | Err(InputError::NotWaiting(_)) => None,
             Ok(Checkout::Failed(_)) | Err(InputError::WrongConnState { .. }) => {
@@ -389,27 +490,27 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
 
     /// Releases `owner`'s pin on request (and its lease).
     pub(crate) fn unpin(&mut self, owner: OwnerId) {
-        self.recall_leases(|lease| lease.owner == owner);
+        self.recall_leases(Recall::Owner(owner));
         self.core.unpin(owner);
     }
 
     /// `owner` is gone: its lease, pin and waiting tickets are released.
     pub(crate) fn owner_gone(&mut self, owner: OwnerId) {
-        self.recall_leases(|lease| lease.owner == owner);
+        self.recall_leases(Recall::Owner(owner));
         self.core.owner_gone(owner);
     }
 
     /// Closes the pool: waiters fail, idle connections close now, the rest
     /// when they come back.
     pub(crate) fn close(&mut self) {
-        self.recall_leases(|_| true);
+        self.recall_leases(Recall::All);
         self.core.close();
     }
 
     /// Clears the pool (see [`Core::clear`]); leased connections come back
     /// first, to be closed as stale.
     pub(crate) fn clear(&mut self, interrupt_in_use: bool) {
-        self.recall_leases(|_| true);
+        self.recall_leases(Recall::All);
         self.core.clear(interrupt_in_use);
     }
 
@@ -429,14 +530,14 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
     pub(crate) fn maintain(&mut self) -> bool {
         let config = self.core.config();
         if config.max_lifetime.is_some() || config.idle_timeout.is_some() {
-            self.recall_leases(|_| true);
+            self.recall_leases(Recall::All);
         }
         self.core.maintain()
     }
 
     /// A consistent snapshot (recalls the leases, so idle means idle).
     pub(crate) fn state(&mut self) -> PoolState {
-        self.recall_leases(|_| true);
+        self.recall_leases(Recall::All);
         self.core.state()
     }
 
@@ -460,18 +561,37 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         driver_bug(reported);
     }
 
+    /// Finishes a guard's return of its connection (see [`return_conn`]).
+    pub(crate) fn finish_return(&mut self, rest: Return<C>) {
+        match rest {
+            Return::CheckIn(handed, health) => self.give_back(handed, health),
+            Return::Settle(lease) => {
+                if let Some(handed) = self.ledger.settle(&self.stash, lease) {
+                    self.give_back(handed, Health::Healthy);
+                }
+            }
+        }
+    }
+
     /// Returns a held connection to the core (ending its lease, if any).
     pub(crate) fn give_back(&mut self, handed: Handed<C>, health: Health) {
-        if let Some(lease) = handed.lease {
-            lease.recall();
-            if self
-                .leases
-                .get(&handed.id)
-                .is_some_and(|current| Arc::ptr_eq(current, &lease))
-            {
-                self.leases.remove(&handed.id);
+        match handed.lease {
+            Some(Leased::Owner(lease)) => {
+                lease.recall();
+                if self
+                    .leases
+                    .get(&handed.id)
+                    .is_some_and(|current| Arc::ptr_eq(current, &lease))
+                {
+                    self.leases.remove(&handed.id);
+                }
+                self.core.note_lease_reuses(lease.reuses());
             }
-            self.core.note_lease_reuses(lease.reuses());
+            Some(Leased::Stash(lease)) => {
+                let reuses = self.ledger.end(&self.stash, lease);
+                self.core.note_lease_reuses(reuses);
+            }
+            None => {}
         }
         if let Some(holders) = &mut self.holders {
             holders.remove(&handed.id);
@@ -490,34 +610,47 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
 
     /// Ends the matching leases: a parked connection is checked in now, a
     /// held one by its holder when it sees the recall.
-    fn recall_leases(&mut self, which: impl Fn(&Lease<C>) -> bool) {
-        if self.leases.is_empty() {
-            return;
-        }
-        let recalled: Vec<ConnId> = self
-            .leases
-            .iter()
-            .filter(|(_, lease)| which(lease))
-            .map(|(&conn, _)| conn)
-            .collect();
-        for conn in recalled {
-            let lease = self.leases.remove(&conn).expect("listed above");
-            if let Some(parked) = lease.recall() {
-                let handed = Handed {
-                    id: conn,
-                    conn: parked,
-                    lease: Some(lease),
-                };
-                self.give_back(handed, Health::Healthy);
+    fn recall_leases(&mut self, recall: Recall) {
+        let mut parked = Vec::new();
+        if !self.leases.is_empty() {
+            let recalled: Vec<ConnId> = self
+                .leases
+                .iter()
+                .filter(|&(&conn, lease)| recall.selects(conn, Some(lease.owner)))
+                .map(|(&conn, _)| conn)
+                .collect();
+            for conn in recalled {
+                let lease = self.leases.remove(&conn).expect("listed above");
+                if let Some(conn_box) = lease.recall() {
+                    parked.push(Handed {
+                        id: conn,
+                        conn: conn_box,
+                        lease: Some(Leased::Owner(lease)),
+                    });
+                }
             }
+        }
+        parked.extend(
+            self.ledger
+                .recall(&self.stash, |conn| recall.selects(conn, None)),
+        );
+        for handed in parked {
+            self.give_back(handed, Health::Healthy);
         }
     }
 
-    /// Takes `conn` out for `owner`, leasing it when the core says the
-    /// fast path may serve the owner's next checkouts ([`Core::may_lease`]:
-    /// only a pinned owner, which finds its lease again through its
-    /// thread-local or its scope).
-    fn hand_out(&mut self, owner: OwnerId, conn: ConnId, holder: Option<Arc<Holder>>) -> Handed<C> {
+    /// Takes `conn` out for `owner` (whose checkout pins, or not), leasing
+    /// it when the core says the fast path may serve later checkouts: the
+    /// owner's, when it is pinned to it ([`Core::may_lease`]; it finds its
+    /// lease again through its thread-local or its scope), or any that pins
+    /// nobody, through the stash ([`Core::may_stash`]).
+    fn hand_out(
+        &mut self,
+        owner: OwnerId,
+        pins: bool,
+        conn: ConnId,
+        holder: Option<Arc<Holder>>,
+    ) -> Handed<C> {
         let physical = self
             .conns
             .remove(&conn)
@@ -525,11 +658,15 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         if let (Some(holders), Some(holder)) = (&mut self.holders, holder) {
             holders.insert(conn, holder);
         }
-        let lease = self.core.may_lease(owner, conn).then(|| {
+        let lease = if self.core.may_lease(owner, conn) {
             let lease = Arc::new(Lease::new(conn, owner));
             self.leases.insert(conn, Arc::clone(&lease));
-            lease
-        });
+            Some(Leased::Owner(lease))
+        } else if self.core.may_stash(conn, pins) {
+            self.ledger.arm(&self.stash, conn).map(Leased::Stash)
+        } else {
+            None
+        };
         Handed {
             id: conn,
             conn: physical,
@@ -575,7 +712,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
                         debug_assert!(false, "granted {ticket} is not waiting");
                         continue;
                     };
-                    let handed = self.hand_out(waiting.owner, conn, waiting.holder);
+                    let handed = self.hand_out(waiting.owner, waiting.pins, conn, waiting.holder);
                     waiting.slot.deliver(Outcome::Granted(handed));
                     effects.notify.push(waiting.slot);
                 }
@@ -605,6 +742,27 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
                     .and_then(|h| events::holder_of(h, &event));
                 events.push(event, holder);
             }
+        }
+    }
+}
+
+/// Which leases a recall ends.
+#[derive(Clone, Copy)]
+enum Recall {
+    /// Those of one connection.
+    Conn(ConnId),
+    /// Those of one owner (stash leases belong to no owner).
+    Owner(OwnerId),
+    All,
+}
+
+impl Recall {
+    /// Whether it ends the lease of `conn` to `owner` (`None`: the stash).
+    fn selects(self, conn: ConnId, owner: Option<OwnerId>) -> bool {
+        match self {
+            Recall::Conn(recalled) => recalled == conn,
+            Recall::Owner(recalled) => owner == Some(recalled),
+            Recall::All => true,
         }
     }
 }

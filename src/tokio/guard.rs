@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use super::shared::Shared;
 use super::{Manager, scope};
 use crate::core::{ConnId, OwnerId};
-use crate::driver::{Handed, Held, lease};
+use crate::driver::{Handed, Held};
 use crate::sync::Arc;
 
 /// A checked-out connection. Dereferences to the connection; dropping it
@@ -107,12 +107,9 @@ impl<M: Manager> Drop for PooledConnection<'_, M> {
         let shared = self.pool.shared();
         let broken = self.broken || shared.is_broken(&mut handed.conn);
         let (pool_id, owner) = (shared.options.id, self.owner);
-        lease::return_conn(
-            handed,
-            broken,
-            |lease| scope::restore_lease(pool_id, owner, lease),
-            |handed, health| shared.checkin(handed, health),
-        );
+        shared.return_conn(handed, broken, |lease| {
+            scope::restore_lease(pool_id, owner, lease)
+        });
     }
 }
 

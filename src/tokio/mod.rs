@@ -83,7 +83,7 @@ use crate::Error;
 use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
 use crate::driver::deadline::{Clock, Deadline};
 use crate::driver::handle::{Closes, Handle};
-use crate::driver::{Handed, Outcome, Step, fresh_owner, lease};
+use crate::driver::{Handed, NO_OWNER, Outcome, Step, fresh_owner, lease};
 use crate::sync::Arc;
 use shared::Shared;
 use waiter::TaskSlot;
@@ -138,16 +138,21 @@ impl<M: Manager> Pool<M> {
     ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
         let shared = &self.shared;
         shared.note_runtime();
-        let (owner, pins) = match scope::current_owner(shared.options.id) {
-            Some(owner) => (owner, true),
-            None => (fresh_owner(), false),
-        };
+        let scope_owner = scope::current_owner(shared.options.id);
+        let pins = scope_owner.is_some();
         let mut clock = Clock::new(shared.options.checkout_timeout);
         loop {
-            let leased = if pins { self.take_leased() } else { None };
-            let handed = match leased {
-                Some(handed) => handed,
-                None => self.ask_core(owner, pins, &mut clock).await?,
+            // The fast paths: the scope's lease, or any stashed connection.
+            let fast = match scope_owner {
+                Some(owner) => self.take_leased().map(|handed| (handed, owner)),
+                None => shared.take_stashed().map(|handed| (handed, NO_OWNER)),
+            };
+            let (handed, owner) = match fast {
+                Some(fast) => fast,
+                None => {
+                    let owner = scope_owner.unwrap_or_else(fresh_owner);
+                    (self.ask_core(owner, pins, &mut clock).await?, owner)
+                }
             };
             let validate = shared.options.validate_on_checkout;
             // Until validated, a connection whose checkout is dropped or
@@ -400,40 +405,51 @@ mod tests {
     use super::*;
 
     /// While another thread holds the pool lock, a pinned scope still
-    /// re-acquires and returns its own connection: the fast path takes the
-    /// lock neither on checkout nor on checkin.
+    /// re-acquires and returns its own connection, and an unpinned task
+    /// takes and returns a stashed one: the fast paths take the lock
+    /// neither on checkout nor on checkin.
     #[test]
-    fn a_pinned_scope_reuses_its_connection_without_the_pool_lock() {
-        let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) }).unwrap();
-        let (ready_tx, ready) = mpsc::channel();
-        let (go, go_rx) = mpsc::channel::<()>();
-        let (done_tx, done) = mpsc::channel();
-        thread::scope(|s| {
-            let pool = &pool;
-            s.spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(pool.pinned(async {
-                    drop(pool.get().await.unwrap()); // the slow path leases it
-                    ready_tx.send(()).unwrap();
-                    go_rx.recv().unwrap();
-                    for _ in 0..1_000 {
-                        drop(pool.get().await.unwrap());
+    fn the_fast_paths_reuse_a_connection_without_the_pool_lock() {
+        for scoped in [true, false] {
+            let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) }).unwrap();
+            let (ready_tx, ready) = mpsc::channel();
+            let (go, go_rx) = mpsc::channel::<()>();
+            let (done_tx, done) = mpsc::channel();
+            thread::scope(|s| {
+                let pool = &pool;
+                s.spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    let work = async {
+                        drop(pool.get().await.unwrap()); // the slow path leases it
+                        ready_tx.send(()).unwrap();
+                        go_rx.recv().unwrap();
+                        for _ in 0..1_000 {
+                            drop(pool.get().await.unwrap());
+                        }
+                        done_tx.send(()).unwrap();
+                    };
+                    if scoped {
+                        runtime.block_on(pool.pinned(work));
+                    } else {
+                        runtime.block_on(work);
                     }
-                    done_tx.send(()).unwrap();
-                }));
+                });
+                ready.recv().unwrap();
+                let locked = pool.shared.lock();
+                go.send(()).unwrap();
+                let finished = done.recv_timeout(std::time::Duration::from_secs(20));
+                drop(locked);
+                assert!(
+                    finished.is_ok(),
+                    "scoped: {scoped}: the fast path blocked on the lock"
+                );
             });
-            ready.recv().unwrap();
-            let locked = pool.shared.lock();
-            go.send(()).unwrap();
-            let finished = done.recv_timeout(std::time::Duration::from_secs(20));
-            drop(locked);
-            assert!(finished.is_ok(), "the fast path blocked on the lock");
-        });
-        let counters = pool.state().counters;
-        assert_eq!(counters.checkouts, 1_001, "fast checkouts are counted");
-        assert_eq!(counters.checkins, 1_001);
+            let counters = pool.state().counters;
+            assert_eq!(counters.checkouts, 1_001, "fast checkouts are counted");
+            assert_eq!(counters.checkins, 1_001);
+        }
     }
 }

@@ -12,6 +12,7 @@ use super::waiter::TaskSlot;
 use crate::Error;
 use crate::core::{ConnId, Core, Health, PoolState};
 use crate::driver::handle::Closes;
+use crate::driver::lease::AnyLease;
 use crate::driver::maintenance::{self, LiveWorker};
 use crate::driver::{self, Handed, Inner, Locked, Opened, Options};
 use crate::sync::{Arc, AtomicUsize, Mutex};
@@ -100,6 +101,24 @@ impl<M: Manager> Shared<M> {
     /// Returns a connection to the core.
     pub(crate) fn checkin(self: &Arc<Self>, handed: Handed<M::Connection>, health: Health) {
         self.with_core(|inner| inner.give_back(handed, health));
+    }
+
+    /// A guard returns its connection (see [`Locked::return_conn`]).
+    pub(crate) fn return_conn(
+        self: &Arc<Self>,
+        handed: Handed<M::Connection>,
+        broken: bool,
+        keep: impl FnOnce(AnyLease),
+    ) {
+        let open = |conn| self.spawn_open(conn);
+        self.locked.return_conn(handed, broken, keep, open);
+    }
+
+    /// A parked connection for a checkout that pins nobody, without the
+    /// lock (see [`Locked::take_stashed`]).
+    #[inline]
+    pub(crate) fn take_stashed(self: &Arc<Self>) -> Option<Handed<M::Connection>> {
+        self.locked.take_stashed(|conn| self.spawn_open(conn))
     }
 
     /// `has_broken`; a panic in it counts as broken.

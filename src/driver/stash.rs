@@ -1,0 +1,356 @@
+//! The stash: idle connections the pool hands out itself, without the pool
+//! lock, to checkouts that pin nobody (an async `get()` outside a pinned
+//! scope, and every checkout under `Pinning::Off`).
+//!
+//! When the core grants a connection to such a checkout and allows it
+//! ([`Core::may_stash`](crate::core::Core::may_stash): nobody waits for
+//! it), the driver *stash-leases* it into one of the stash's cells: the
+//! core goes on seeing it checked out, while between checkouts it sits
+//! parked in its cell. A later checkout that pins nobody takes any parked
+//! connection with one atomic swap, and its checkin parks it back in the
+//! same cell with another — what the core would do with an idle connection
+//! and no waiters, taken without asking.
+//!
+//! This is the lease protocol of [`super::lease`], per cell: whoever is
+//! about to give the core an input whose answer could depend on a stashed
+//! connection *recalls* its lease first, under the pool lock — raises the
+//! cell's `recalled` flag, then tries to take the parked connection. A
+//! taker checks the flag after its take, a parker after its put; all puts
+//! and takes are swaps on one word, so exactly one side ends up holding
+//! the connection and returns it through the core.
+//!
+//! What differs from an owner's lease is that a cell is *reused*: once a
+//! lease has ended in the core, the cell may be armed again for another.
+//! A parker that saw `recalled` must not simply take back what the cell
+//! holds — the recall may have taken its connection, ended the lease and
+//! re-armed the cell, and it would take a connection of the next lease.
+//! So it settles under the pool lock, where arming happens: only if its
+//! lease is still the cell's does it take the parked connection back.
+//! Takers never need this: a taker holds the connection of the cell's
+//! current lease, and a cell is not re-armed while its connection is out.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crossbeam_utils::CachePadded;
+
+use super::Handed;
+use crate::core::ConnId;
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, TakeCell};
+
+/// One stash lease: the cell it parks in and the lease's number, which
+/// tells it from earlier and later leases of the same cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StashLease {
+    pub(crate) cell: usize,
+    pub(crate) number: u64,
+}
+
+/// The cells, shared by the fast path and the lock holder.
+pub(crate) struct Stash<C> {
+    cells: Box<[CachePadded<Cell<C>>]>,
+    /// One past the highest cell ever armed: the fast path looks no further.
+    used: AtomicUsize,
+}
+
+struct Cell<C> {
+    parked: TakeCell<C>,
+    recalled: AtomicBool,
+    /// The leased connection's id and the lease's number: written when the
+    /// cell is armed, read by whoever takes the connection out (the take
+    /// is ordered after the arming through the puts and takes before it).
+    conn: AtomicU64,
+    number: AtomicU64,
+    /// Checkouts served from this cell under the current lease. Written
+    /// only by the connection's holder.
+    reuses: AtomicU64,
+}
+
+// Not `const`-initialised: loom's `thread_local!` has no such form.
+#[allow(clippy::missing_const_for_thread_local)]
+mod last_cell {
+    crate::sync::thread_local! {
+        /// The cell this thread last took from: it starts looking there,
+        /// so while threads are no more than the connections, each keeps
+        /// to a cell of its own and none contend.
+        pub(super) static LAST_CELL: std::cell::Cell<usize> = std::cell::Cell::new(0);
+    }
+}
+use last_cell::LAST_CELL;
+
+impl<C> Stash<C> {
+    /// A stash of `cells` cells (the pool's `max_size`: every connection
+    /// could be stashed at once).
+    pub(crate) fn new(cells: usize) -> Self {
+        Stash {
+            cells: (0..cells)
+                .map(|_| {
+                    CachePadded::new(Cell {
+                        parked: TakeCell::empty(),
+                        recalled: AtomicBool::new(false),
+                        conn: AtomicU64::new(0),
+                        number: AtomicU64::new(0),
+                        reuses: AtomicU64::new(0),
+                    })
+                })
+                .collect(),
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes any parked connection (the fast path; no lock). A connection
+    /// whose lease was recalled meanwhile goes to `check_in`, back through
+    /// the core (whose waiters come first), and the answer is `None`.
+    #[inline]
+    pub(crate) fn take(&self, check_in: impl FnOnce(Handed<C>)) -> Option<Handed<C>> {
+        let used = self.used.load(Ordering::Relaxed);
+        if used == 0 {
+            return None;
+        }
+        let start = LAST_CELL.try_with(|last| last.get()).unwrap_or(0) % used;
+        let (handed, recalled) = (start..used)
+            .chain(0..start)
+            .find_map(|index| self.take_from(index))?;
+        if recalled {
+            check_in(handed);
+            return None;
+        }
+        Some(handed)
+    }
+
+    /// The connection parked in cell `index`, if any, and whether its
+    /// lease was recalled.
+    fn take_from(&self, index: usize) -> Option<(Handed<C>, bool)> {
+        let cell = &self.cells[index];
+        if cell.parked.is_empty() {
+            return None; // a load, so an empty cell's line is not stolen
+        }
+        let conn = cell.parked.take()?;
+        let _ = LAST_CELL.try_with(|last| last.set(index));
+        let handed = Handed {
+            id: ConnId(cell.conn.load(Ordering::Relaxed)),
+            conn,
+            lease: Some(super::Leased::Stash(StashLease {
+                cell: index,
+                number: cell.number.load(Ordering::Relaxed),
+            })),
+        };
+        if cell.recalled.load(Ordering::SeqCst) {
+            return Some((handed, true));
+        }
+        // Only the holder writes, so a load and a store suffice.
+        let reuses = cell.reuses.load(Ordering::Relaxed);
+        cell.reuses.store(reuses + 1, Ordering::Relaxed);
+        Some((handed, false))
+    }
+
+    /// The holder parks its connection. `false` when the lease was
+    /// recalled meanwhile: the holder must then [settle](Ledger::settle)
+    /// under the pool lock.
+    #[inline]
+    pub(crate) fn park(&self, lease: StashLease, conn: Box<C>) -> bool {
+        let cell = &self.cells[lease.cell];
+        cell.parked.put(conn);
+        !cell.recalled.load(Ordering::SeqCst)
+    }
+}
+
+/// The stash's leases as the pool lock's holder keeps them: which cell
+/// holds which lease, and which cells are free. Only used under the lock.
+#[derive(Default)]
+pub(crate) struct Ledger {
+    /// Per cell: the lease armed there, with whether it was recalled, until
+    /// it ends in the core.
+    leases: Vec<Option<Entry>>,
+    /// Free cells, lowest first: the fast path's scan stays short.
+    free: BinaryHeap<Reverse<usize>>,
+    /// Leases armed and not recalled: a recall with none has nothing to do.
+    active: usize,
+    numbers: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    conn: ConnId,
+    number: u64,
+    recalled: bool,
+}
+
+impl Ledger {
+    pub(crate) fn new(cells: usize) -> Self {
+        Ledger {
+            leases: vec![None; cells],
+            free: (0..cells).map(Reverse).collect(),
+            active: 0,
+            numbers: 0,
+        }
+    }
+
+    /// Arms a free cell with a lease of `conn`, just handed out; `None` if
+    /// no cell is free (every cell's connection is still out).
+    pub(crate) fn arm<C>(&mut self, stash: &Stash<C>, conn: ConnId) -> Option<StashLease> {
+        let Reverse(index) = self.free.pop()?;
+        self.numbers += 1;
+        self.active += 1;
+        let lease = StashLease {
+            cell: index,
+            number: self.numbers,
+        };
+        self.leases[index] = Some(Entry {
+            conn,
+            number: lease.number,
+            recalled: false,
+        });
+        let cell = &stash.cells[index];
+        cell.conn.store(conn.0, Ordering::Relaxed);
+        cell.number.store(lease.number, Ordering::Relaxed);
+        cell.reuses.store(0, Ordering::Relaxed);
+        cell.recalled.store(false, Ordering::SeqCst);
+        stash.used.fetch_max(index + 1, Ordering::Relaxed);
+        Some(lease)
+    }
+
+    /// Recalls the leases of the connections `which` selects that are not
+    /// recalled yet: returns those found parked, to be checked in now; the
+    /// others come back when their holders see the recall.
+    pub(crate) fn recall<C>(
+        &mut self,
+        stash: &Stash<C>,
+        which: impl Fn(ConnId) -> bool,
+    ) -> Vec<Handed<C>> {
+        let mut parked = Vec::new();
+        if self.active == 0 {
+            return parked;
+        }
+        for (index, entry) in self.leases.iter_mut().enumerate() {
+            let Some(entry) = entry.as_mut().filter(|e| !e.recalled && which(e.conn)) else {
+                continue;
+            };
+            entry.recalled = true;
+            self.active -= 1;
+            let cell = &stash.cells[index];
+            cell.recalled.store(true, Ordering::SeqCst);
+            if let Some(conn) = cell.parked.take() {
+                parked.push(Handed {
+                    id: entry.conn,
+                    conn,
+                    lease: Some(super::Leased::Stash(StashLease {
+                        cell: index,
+                        number: entry.number,
+                    })),
+                });
+            }
+        }
+        parked
+    }
+
+    /// A holder that parked its connection and then saw the recall: takes
+    /// the connection back if it is still parked under its lease (if the
+    /// lease ended, the recall took it; if it is out, its taker returns it).
+    pub(crate) fn settle<C>(&self, stash: &Stash<C>, lease: StashLease) -> Option<Handed<C>> {
+        let entry = self.leases[lease.cell].filter(|e| e.number == lease.number)?;
+        let conn = stash.cells[lease.cell].parked.take()?;
+        Some(Handed {
+            id: entry.conn,
+            conn,
+            lease: Some(super::Leased::Stash(lease)),
+        })
+    }
+
+    /// The lease ends: its connection was checked in to the core. Returns
+    /// the checkouts served under it without the core.
+    pub(crate) fn end<C>(&mut self, stash: &Stash<C>, lease: StashLease) -> u64 {
+        let current = self.leases[lease.cell].is_some_and(|e| e.number == lease.number);
+        if !current {
+            debug_assert!(false, "{lease:?} ended twice");
+            return 0;
+        }
+        if self.leases[lease.cell].is_some_and(|e| !e.recalled) {
+            self.active -= 1;
+        }
+        self.leases[lease.cell] = None;
+        self.free.push(Reverse(lease.cell));
+        stash.cells[lease.cell].reuses.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held<C>(stash: &Stash<C>) -> Handed<C> {
+        stash
+            .take(|_| panic!("not recalled"))
+            .expect("a parked connection")
+    }
+
+    fn stash_lease<C>(handed: &Handed<C>) -> StashLease {
+        match handed.lease {
+            Some(super::super::Leased::Stash(lease)) => lease,
+            _ => panic!("a stash lease"),
+        }
+    }
+
+    #[test]
+    fn parked_connections_are_taken_and_counted_without_the_ledger() {
+        let stash = Stash::new(2);
+        let mut ledger = Ledger::new(2);
+        let lease = ledger.arm(&stash, ConnId(7)).unwrap();
+        assert!(stash.take(|_| ()).is_none(), "nothing parked yet");
+        assert!(stash.park(lease, Box::new("seven")));
+        for _ in 0..3 {
+            let handed = held(&stash);
+            assert_eq!((handed.id, *handed.conn), (ConnId(7), "seven"));
+            assert!(stash.park(stash_lease(&handed), handed.conn));
+        }
+        assert!(ledger.recall(&stash, |_| true).len() == 1);
+        assert_eq!(ledger.end(&stash, lease), 3);
+    }
+
+    #[test]
+    fn a_recall_while_held_is_seen_by_the_holder_and_settled_under_its_lease() {
+        let stash = Stash::new(1);
+        let mut ledger = Ledger::new(1);
+        let lease = ledger.arm(&stash, ConnId(1)).unwrap();
+        assert!(stash.park(lease, Box::new(1)));
+        let handed = held(&stash);
+        assert!(ledger.recall(&stash, |_| true).is_empty(), "it is out");
+        assert!(
+            !stash.park(lease, handed.conn),
+            "the holder sees the recall"
+        );
+        let back = ledger.settle(&stash, lease).expect("still its lease");
+        assert_eq!((back.id, *back.conn), (ConnId(1), 1));
+    }
+
+    #[test]
+    fn a_stale_parker_never_takes_the_next_leases_connection() {
+        let stash = Stash::new(1);
+        let mut ledger = Ledger::new(1);
+        let first = ledger.arm(&stash, ConnId(1)).unwrap();
+        assert!(stash.park(first, Box::new(1)));
+        // The recall takes it and the lease ends; the cell is armed again.
+        let recalled = ledger.recall(&stash, |_| true);
+        assert_eq!(recalled.len(), 1);
+        ledger.end(&stash, first);
+        let second = ledger.arm(&stash, ConnId(2)).unwrap();
+        assert_eq!(second.cell, first.cell);
+        assert!(stash.park(second, Box::new(2)));
+        // A holder of the first lease settling now finds nothing of its own.
+        assert!(ledger.settle(&stash, first).is_none());
+        assert_eq!(held(&stash).id, ConnId(2));
+    }
+
+    #[test]
+    fn a_take_after_the_recall_returns_the_connection_to_the_core() {
+        let stash = Stash::new(1);
+        let mut ledger = Ledger::new(1);
+        let lease = ledger.arm(&stash, ConnId(3)).unwrap();
+        assert!(stash.park(lease, Box::new(3)));
+        // The flag is up, but the taker's swap came before the recall's.
+        stash.cells[0].recalled.store(true, Ordering::SeqCst);
+        let mut returned = None;
+        assert!(stash.take(|handed| returned = Some(handed.id)).is_none());
+        assert_eq!(returned, Some(ConnId(3)), "it goes back through the core");
+    }
+}
