@@ -2,8 +2,10 @@
 //!
 //! Every decision comes from the [core](crate::core); this module parks and
 //! unparks threads, runs connects and closes outside the pool lock, keeps
-//! each thread's pin in a thread-local, and takes the lock-free fast path
-//! for a pinned thread re-using its own idle connection.
+//! each thread's pin in a thread-local, and takes the lock-free fast paths:
+//! a pinned thread re-using its own idle connection, and under
+//! [`Pinning::Off`](crate::core::Pinning::Off) any thread taking an idle
+//! connection from the pool's stash.
 //!
 //! ```
 //! use pinpool::blocking::{Manager, Pool, PooledConnection};

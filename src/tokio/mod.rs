@@ -46,7 +46,9 @@
 //! when it is busy. The pin is released when the future completes or is
 //! dropped (cancelled, aborted, the runtime shut down). A `get()` outside
 //! any scope is unpinned: the first connection that frees serves it, in
-//! arrival order.
+//! arrival order. Both take a lock-free fast path while nobody waits: a
+//! scope re-uses its own idle connection, an unpinned `get()` takes any
+//! idle one the pool has stashed.
 //!
 //! # Cancellation
 //! A `get()` future may be dropped at any point — by `select!`, a timeout,
