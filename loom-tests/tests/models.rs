@@ -50,6 +50,24 @@ fn check(name: &str, model: impl Fn() + Sync + Send + 'static) {
     );
 }
 
+/// Spawns `threads` threads that each check out and in `times` times.
+fn checking_out(
+    pool: &Pool<Counting>,
+    threads: usize,
+    times: usize,
+) -> Vec<thread::JoinHandle<()>> {
+    (0..threads)
+        .map(|_| {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                for _ in 0..times {
+                    drop(pool.get().expect("checkout"));
+                }
+            })
+        })
+        .collect()
+}
+
 /// Nothing waits or is held, and every connection opened is idle or closed.
 fn assert_quiet(state: &PoolState) {
     let c = state.counters;
@@ -65,17 +83,7 @@ fn assert_quiet(state: &PoolState) {
 fn all_complete(max_size: usize, wake: WakePolicy) {
     check(&format!("all_complete/{max_size}/{wake:?}"), move || {
         let pool = pool(max_size, wake);
-        let threads: Vec<_> = (0..3)
-            .map(|_| {
-                let pool = pool.clone();
-                thread::spawn(move || {
-                    for _ in 0..2 {
-                        drop(pool.get().expect("checkout"));
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
+        for t in checking_out(&pool, 3, 2) {
             t.join().unwrap();
         }
         let state = pool.state();
@@ -278,16 +286,7 @@ fn stash_all_complete(max_size: usize) {
             .build(Counting::default())
             .expect("valid config");
         drop(pool.get().expect("checkout")); // parked in the stash
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let pool = pool.clone();
-                thread::spawn(move || {
-                    for _ in 0..2 {
-                        drop(pool.get().expect("checkout"));
-                    }
-                })
-            })
-            .collect();
+        let threads = checking_out(&pool, 2, 2);
         let during = pool.state();
         assert!(during.in_use + during.idle <= max_size, "{during:?}");
         for t in threads {

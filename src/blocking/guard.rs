@@ -5,6 +5,7 @@ use std::ops::{Deref, DerefMut};
 
 use super::{Manager, Pool, pins};
 use crate::core::{ConnId, OwnerId};
+use crate::driver::Shared as _;
 use crate::driver::{Handed, Held};
 
 /// A checked-out connection. Dereferences to the connection; dropping it

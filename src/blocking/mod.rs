@@ -68,6 +68,7 @@ pub use manager::Manager;
 
 use crate::Error;
 use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
+use crate::driver::Shared as _;
 use crate::driver::deadline::{Clock, Deadline};
 use crate::driver::handle::{Closes, Handle};
 use crate::driver::lease;
@@ -299,9 +300,6 @@ impl<M: Manager> fmt::Debug for Pool<M> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc;
-    use std::thread;
-
     use super::*;
 
     fn noop() -> Result<(), std::io::Error> {
@@ -317,30 +315,18 @@ mod tests {
         use crate::core::Pinning;
         for pinning in [Pinning::Strict, Pinning::Affinity, Pinning::Off] {
             let pool = Pool::builder().pinning(pinning).build(noop).unwrap();
-            let (ready_tx, ready) = mpsc::channel();
-            let (go, go_rx) = mpsc::channel::<()>();
-            let (done_tx, done) = mpsc::channel();
-            thread::scope(|s| {
-                let pool = &pool;
-                s.spawn(move || {
+            let finished = crate::driver::finishes_while_locked(
+                || pool.shared.lock(),
+                |warmed_up, done| {
                     drop(pool.get().unwrap()); // the slow path leases it
-                    ready_tx.send(()).unwrap();
-                    go_rx.recv().unwrap();
+                    warmed_up();
                     for _ in 0..1_000 {
                         drop(pool.get().unwrap());
                     }
-                    done_tx.send(()).unwrap();
-                });
-                ready.recv().unwrap();
-                let locked = pool.shared.lock();
-                go.send(()).unwrap();
-                let finished = done.recv_timeout(std::time::Duration::from_secs(20));
-                drop(locked);
-                assert!(
-                    finished.is_ok(),
-                    "{pinning:?}: the fast path blocked on the lock"
-                );
-            });
+                    done();
+                },
+            );
+            assert!(finished, "{pinning:?}: the fast path blocked on the lock");
             let counters = pool.state().counters;
             assert_eq!(counters.checkouts, 1_001, "fast checkouts are counted");
             assert_eq!(counters.checkins, 1_001);

@@ -13,11 +13,11 @@ use super::Manager;
 use super::pins::Reclaim;
 use super::waiter::WaitSlot;
 use crate::Error;
-use crate::core::{ConnId, Core, Health, OwnerId, PoolState};
+use crate::core::{ConnId, Core, OwnerId, PoolState};
+use crate::driver::Shared as _;
 use crate::driver::handle::Closes;
-use crate::driver::lease::AnyLease;
 use crate::driver::maintenance::{self, LiveWorker};
-use crate::driver::{self, Handed, Inner, Locked, Options};
+use crate::driver::{self, Inner, Locked, Options};
 use crate::sync::{Arc, AtomicUsize, Mutex, spawn_or_run};
 
 pub(crate) type Slot<M> = WaitSlot<<M as Manager>::Connection, <M as Manager>::Error>;
@@ -64,40 +64,6 @@ impl<M: Manager> Shared<M> {
         shared
     }
 
-    /// Runs `f` under the pool lock, then carries out what it caused.
-    pub(crate) fn with_core<R>(self: &Arc<Self>, f: impl FnOnce(&mut State<M>) -> R) -> R {
-        self.locked.with_core(f, |conn| self.spawn_open(conn))
-    }
-
-    /// Holds the pool lock (tests prove the fast path never takes it).
-    #[cfg(test)]
-    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, State<M>> {
-        self.locked.lock()
-    }
-
-    /// Returns a connection to the core, ending its lease if it had one.
-    pub(crate) fn checkin(self: &Arc<Self>, handed: Handed<M::Connection>, health: Health) {
-        self.with_core(|inner| inner.give_back(handed, health));
-    }
-
-    /// A guard returns its connection (see [`Locked::return_conn`]).
-    pub(crate) fn return_conn(
-        self: &Arc<Self>,
-        handed: Handed<M::Connection>,
-        broken: bool,
-        keep: impl FnOnce(AnyLease),
-    ) {
-        let open = |conn| self.spawn_open(conn);
-        self.locked.return_conn(handed, broken, keep, open);
-    }
-
-    /// A parked connection for a checkout that pins nobody, without the
-    /// lock (see [`Locked::take_stashed`]).
-    #[inline]
-    pub(crate) fn take_stashed(self: &Arc<Self>) -> Option<Handed<M::Connection>> {
-        self.locked.take_stashed(|conn| self.spawn_open(conn))
-    }
-
     /// Blocks until the core's state satisfies `done` (model checks only).
     #[cfg(pinpool_loom)]
     pub(crate) fn wait_for(&self, done: impl Fn(&PoolState) -> bool) {
@@ -129,11 +95,6 @@ impl<M: Manager> Shared<M> {
         self.with_core(State::<M>::state)
     }
 
-    fn spawn_open(self: &Arc<Self>, conn: ConnId) {
-        let shared = Arc::clone(self);
-        spawn_or_run("pinpool-connect", move || shared.open(conn));
-    }
-
     /// Carries out `Action::Open(conn)` and reports the result to the core.
     fn open(self: &Arc<Self>, conn: ConnId) {
         let result = match catch_unwind(AssertUnwindSafe(|| self.manager.connect())) {
@@ -151,6 +112,17 @@ impl<M: Manager> Shared<M> {
             }
         };
         self.with_core(|inner| inner.opened(conn, result));
+    }
+}
+
+impl<M: Manager> driver::Shared<M::Connection, M::Error, Slot<M>> for Shared<M> {
+    fn locked(&self) -> &Locked<M::Connection, M::Error, Slot<M>> {
+        &self.locked
+    }
+
+    fn spawn_open(self: &Arc<Self>, conn: ConnId) {
+        let shared = Arc::clone(self);
+        spawn_or_run("pinpool-connect", move || shared.open(conn));
     }
 }
 

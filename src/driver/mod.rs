@@ -269,6 +269,48 @@ struct Effects<C, S> {
     close: Vec<Box<C>>,
 }
 
+/// A pool's shared state as the code common to both pools reaches it: its
+/// core under the lock, and how it starts a connect (a thread, a task).
+/// What both pools then do the same way is provided here.
+pub(crate) trait Shared<C: Send + 'static, E: std::fmt::Display, S: Slot<C, E>>:
+    Sized
+{
+    /// The core and its bookkeeping under the pool lock.
+    fn locked(&self) -> &Locked<C, E, S>;
+
+    /// Carries out `Action::Open(conn)` in the background.
+    fn spawn_open(self: &Arc<Self>, conn: ConnId);
+
+    /// Runs `f` under the pool lock, then carries out what it caused.
+    fn with_core<R>(self: &Arc<Self>, f: impl FnOnce(&mut Inner<C, E, S>) -> R) -> R {
+        self.locked().with_core(f, |conn| self.spawn_open(conn))
+    }
+
+    /// Returns a connection to the core, ending its lease if it had one.
+    fn checkin(self: &Arc<Self>, handed: Handed<C>, health: Health) {
+        self.with_core(|inner| inner.give_back(handed, health));
+    }
+
+    /// A guard returns its connection (see [`Locked::return_conn`]).
+    fn return_conn(self: &Arc<Self>, handed: Handed<C>, broken: bool, keep: impl FnOnce(AnyLease)) {
+        let open = |conn| self.spawn_open(conn);
+        self.locked().return_conn(handed, broken, keep, open);
+    }
+
+    /// A parked connection for a checkout that pins nobody, without the
+    /// lock (see [`Locked::take_stashed`]).
+    #[inline]
+    fn take_stashed(self: &Arc<Self>) -> Option<Handed<C>> {
+        self.locked().take_stashed(|conn| self.spawn_open(conn))
+    }
+
+    /// Holds the pool lock (tests prove the fast paths never take it).
+    #[cfg(test)]
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner<C, E, S>> {
+        self.locked().lock()
+    }
+}
+
 /// The pool's clock: time since the pool's epoch.
 pub(crate) type PoolClock = Box<dyn Fn() -> Duration + Send + Sync>;
 
@@ -744,6 +786,37 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
             }
         }
     }
+}
+
+/// Runs `work` on another thread while this one holds the pool lock: `work`
+/// calls its first callback once warmed up (the lock is then taken with
+/// `lock`) and its second when the part to prove is done. Says whether
+/// that part finished within 20 s: the tests' proof that a fast path never
+/// takes the lock.
+#[cfg(test)]
+pub(crate) fn finishes_while_locked<G>(
+    lock: impl FnOnce() -> G,
+    work: impl FnOnce(&dyn Fn(), &dyn Fn()) + Send,
+) -> bool {
+    use std::sync::mpsc;
+    let (ready_tx, ready) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let warmed_up = || {
+                ready_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            };
+            work(&warmed_up, &|| done_tx.send(()).unwrap());
+        });
+        ready.recv().unwrap();
+        let held = lock();
+        go.send(()).unwrap();
+        let finished = done.recv_timeout(Duration::from_secs(20)).is_ok();
+        drop(held);
+        finished
+    })
 }
 
 /// Which leases a recall ends.

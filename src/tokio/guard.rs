@@ -6,6 +6,7 @@ use std::ops::{Deref, DerefMut};
 use super::shared::Shared;
 use super::{Manager, scope};
 use crate::core::{ConnId, OwnerId};
+use crate::driver::Shared as _;
 use crate::driver::{Handed, Held};
 use crate::sync::Arc;
 

@@ -83,6 +83,7 @@ pub use scope::Pinned;
 
 use crate::Error;
 use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
+use crate::driver::Shared as _;
 use crate::driver::deadline::{Clock, Deadline};
 use crate::driver::handle::{Closes, Handle};
 use crate::driver::{Handed, NO_OWNER, Outcome, Step, fresh_owner, lease};
@@ -401,9 +402,6 @@ impl<M: Manager> fmt::Debug for Pool<M> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc;
-    use std::thread;
-
     use super::*;
 
     /// While another thread holds the pool lock, a pinned scope still
@@ -414,41 +412,32 @@ mod tests {
     fn the_fast_paths_reuse_a_connection_without_the_pool_lock() {
         for scoped in [true, false] {
             let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) }).unwrap();
-            let (ready_tx, ready) = mpsc::channel();
-            let (go, go_rx) = mpsc::channel::<()>();
-            let (done_tx, done) = mpsc::channel();
-            thread::scope(|s| {
-                let pool = &pool;
-                s.spawn(move || {
+            let finished = crate::driver::finishes_while_locked(
+                || pool.shared.lock(),
+                |warmed_up, done| {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
                         .unwrap();
                     let work = async {
                         drop(pool.get().await.unwrap()); // the slow path leases it
-                        ready_tx.send(()).unwrap();
-                        go_rx.recv().unwrap();
+                        warmed_up();
                         for _ in 0..1_000 {
                             drop(pool.get().await.unwrap());
                         }
-                        done_tx.send(()).unwrap();
+                        done(); // before the scope ends, which takes the lock
                     };
                     if scoped {
                         runtime.block_on(pool.pinned(work));
                     } else {
                         runtime.block_on(work);
                     }
-                });
-                ready.recv().unwrap();
-                let locked = pool.shared.lock();
-                go.send(()).unwrap();
-                let finished = done.recv_timeout(std::time::Duration::from_secs(20));
-                drop(locked);
-                assert!(
-                    finished.is_ok(),
-                    "scoped: {scoped}: the fast path blocked on the lock"
-                );
-            });
+                },
+            );
+            assert!(
+                finished,
+                "scoped: {scoped}: the fast path blocked on the lock"
+            );
             let counters = pool.state().counters;
             assert_eq!(counters.checkouts, 1_001, "fast checkouts are counted");
             assert_eq!(counters.checkins, 1_001);

@@ -24,6 +24,7 @@ use std::task::{Context, Poll};
 use super::Manager;
 use super::shared::Shared;
 use crate::core::OwnerId;
+use crate::driver::Shared as _;
 use crate::driver::fresh_owner;
 use crate::driver::lease::AnyLease;
 use crate::sync::Arc;

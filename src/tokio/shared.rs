@@ -10,11 +10,11 @@ use tokio::runtime::Handle;
 use super::Manager;
 use super::waiter::TaskSlot;
 use crate::Error;
-use crate::core::{ConnId, Core, Health, PoolState};
+use crate::core::{ConnId, Core, PoolState};
+use crate::driver::Shared as _;
 use crate::driver::handle::Closes;
-use crate::driver::lease::AnyLease;
 use crate::driver::maintenance::{self, LiveWorker};
-use crate::driver::{self, Handed, Inner, Locked, Opened, Options};
+use crate::driver::{self, Inner, Locked, Opened, Options};
 use crate::sync::{Arc, AtomicUsize, Mutex};
 
 pub(crate) type Slot<M> = TaskSlot<<M as Manager>::Connection, <M as Manager>::Error>;
@@ -87,40 +87,6 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// Runs `f` under the pool lock, then carries out what it caused.
-    pub(crate) fn with_core<R>(self: &Arc<Self>, f: impl FnOnce(&mut State<M>) -> R) -> R {
-        self.locked.with_core(f, |conn| self.spawn_open(conn))
-    }
-
-    /// Holds the pool lock (tests prove the fast path never takes it).
-    #[cfg(test)]
-    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, State<M>> {
-        self.locked.lock()
-    }
-
-    /// Returns a connection to the core.
-    pub(crate) fn checkin(self: &Arc<Self>, handed: Handed<M::Connection>, health: Health) {
-        self.with_core(|inner| inner.give_back(handed, health));
-    }
-
-    /// A guard returns its connection (see [`Locked::return_conn`]).
-    pub(crate) fn return_conn(
-        self: &Arc<Self>,
-        handed: Handed<M::Connection>,
-        broken: bool,
-        keep: impl FnOnce(AnyLease),
-    ) {
-        let open = |conn| self.spawn_open(conn);
-        self.locked.return_conn(handed, broken, keep, open);
-    }
-
-    /// A parked connection for a checkout that pins nobody, without the
-    /// lock (see [`Locked::take_stashed`]).
-    #[inline]
-    pub(crate) fn take_stashed(self: &Arc<Self>) -> Option<Handed<M::Connection>> {
-        self.locked.take_stashed(|conn| self.spawn_open(conn))
-    }
-
     /// `has_broken`; a panic in it counts as broken.
     pub(crate) fn is_broken(&self, conn: &mut M::Connection) -> bool {
         driver::is_broken(|| self.manager.has_broken(conn))
@@ -129,6 +95,12 @@ impl<M: Manager> Shared<M> {
     /// A consistent snapshot.
     pub(crate) fn state(self: &Arc<Self>) -> PoolState {
         self.with_core(State::<M>::state)
+    }
+}
+
+impl<M: Manager> driver::Shared<M::Connection, M::Error, Slot<M>> for Shared<M> {
+    fn locked(&self) -> &Locked<M::Connection, M::Error, Slot<M>> {
+        &self.locked
     }
 
     /// Starts `Action::Open(conn)` as a task on the current runtime, else
