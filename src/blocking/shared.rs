@@ -116,6 +116,7 @@ impl<M: Manager> Shared<M> {
 }
 
 impl<M: Manager> driver::Shared<M::Connection, M::Error, Slot<M>> for Shared<M> {
+    #[inline]
     fn locked(&self) -> &Locked<M::Connection, M::Error, Slot<M>> {
         &self.locked
     }

@@ -292,6 +292,7 @@ pub(crate) trait Shared<C: Send + 'static, E: std::fmt::Display, S: Slot<C, E>>:
     }
 
     /// A guard returns its connection (see [`Locked::return_conn`]).
+    #[inline]
     fn return_conn(self: &Arc<Self>, handed: Handed<C>, broken: bool, keep: impl FnOnce(AnyLease)) {
         let open = |conn| self.spawn_open(conn);
         self.locked().return_conn(handed, broken, keep, open);
