@@ -4,7 +4,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use super::{Manager, Pool, pins};
-use crate::core::{ConnId, OwnerId};
+use crate::core::ConnId;
 use crate::driver::Shared as _;
 use crate::driver::{Handed, Held};
 
@@ -14,16 +14,14 @@ use crate::driver::{Handed, Held};
 pub struct PooledConnection<'a, M: Manager> {
     pool: &'a Pool<M>,
     held: Held<M::Connection>,
-    owner: OwnerId,
     discarded: bool,
 }
 
 impl<'a, M: Manager> PooledConnection<'a, M> {
-    pub(crate) fn new(pool: &'a Pool<M>, handed: Handed<M::Connection>, owner: OwnerId) -> Self {
+    pub(crate) fn new(pool: &'a Pool<M>, handed: Handed<M::Connection>) -> Self {
         PooledConnection {
             pool,
             held: Held::new(handed),
-            owner,
             discarded: false,
         }
     }
@@ -72,8 +70,8 @@ impl<M: Manager> Drop for PooledConnection<'_, M> {
         };
         let shared = &self.pool.shared;
         let broken = self.discarded || shared.is_broken(&mut handed.conn);
-        let (pool_id, owner) = (shared.options.id, self.owner);
-        shared.return_conn(handed, broken, |lease| {
+        let pool_id = shared.options.id;
+        shared.return_conn(handed, broken, |owner, lease| {
             pins::restore_lease(pool_id, owner, lease)
         });
     }

@@ -67,12 +67,12 @@ pub type Builder<M> = crate::Builder<Pool<M>>;
 pub use manager::Manager;
 
 use crate::Error;
-use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
+use crate::core::{ConfigError, Health, PoolState, Ticket};
 use crate::driver::Shared as _;
 use crate::driver::deadline::{Clock, Deadline};
 use crate::driver::handle::{Closes, Handle};
 use crate::driver::lease;
-use crate::driver::{Handed, NO_OWNER, Outcome, Step};
+use crate::driver::{Handed, Outcome, Step};
 use crate::sync::Arc;
 use pins::Reclaim;
 use shared::Shared;
@@ -113,30 +113,26 @@ impl<M: Manager> Pool<M> {
     /// pool's stash, without the lock.
     fn get_stashed(&self) -> Option<PooledConnection<'_, M>> {
         let handed = self.shared.take_stashed()?;
-        self.validated(handed, NO_OWNER)
+        self.validated(handed)
     }
 
     /// The fast path: this thread's own parked connection, without the lock.
     fn get_leased(&self) -> Option<PooledConnection<'_, M>> {
         let lease = pins::take_lease(self.shared.options.id)?;
         let check_in = |recalled| self.shared.checkin(recalled, Health::Healthy);
-        let (handed, owner) = lease::take_back::<M::Connection>(lease, check_in)?;
-        self.validated(handed, owner)
+        let handed = lease::take_back::<M::Connection>(lease, check_in)?;
+        self.validated(handed)
     }
 
     /// The guard for a connection just handed out, after validation when it
     /// is configured; `None` (the connection replaced) when that fails.
-    fn validated(
-        &self,
-        mut handed: Handed<M::Connection>,
-        owner: OwnerId,
-    ) -> Option<PooledConnection<'_, M>> {
+    fn validated(&self, mut handed: Handed<M::Connection>) -> Option<PooledConnection<'_, M>> {
         let shared = &self.shared;
         if shared.options.validate_on_checkout && !shared.is_valid(handed.id, &mut handed.conn) {
             shared.checkin(handed, Health::Broken);
             return None;
         }
-        Some(PooledConnection::new(self, handed, owner))
+        Some(PooledConnection::new(self, handed))
     }
 
     /// The core decides: granted now, or wait for a grant.
@@ -162,7 +158,7 @@ impl<M: Manager> Pool<M> {
                 Step::Wait(ticket, slot) => self.wait(ticket, &slot, clock.deadline()),
                 Step::Failed(error) => Err(error),
             };
-            if let Some(conn) = self.validated(outcome?, owner) {
+            if let Some(conn) = self.validated(outcome?) {
                 return Ok(conn);
             }
             // It failed validation and was replaced: ask again, within the

@@ -31,21 +31,20 @@ use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering, TakeCell};
 /// every connection type.
 pub(crate) type AnyLease = Arc<dyn Any + Send + Sync>;
 
-/// The owner takes back the connection parked in its lease, with the
-/// lease's owner. `None` if nothing was parked — or if the lease was
+/// The owner takes back the connection parked in its lease. `None` if
+/// nothing was parked — or if the lease was
 /// recalled meanwhile: the connection then goes to `check_in`, back
 /// through the core, since its waiters come first.
 pub(crate) fn take_back<C: Send + 'static>(
     lease: AnyLease,
     check_in: impl FnOnce(Handed<C>),
-) -> Option<(Handed<C>, OwnerId)> {
+) -> Option<Handed<C>> {
     let lease = lease.downcast::<Lease<C>>().ok()?;
     let (conn, recalled) = match lease.reacquire() {
         Reacquire::Held(conn) => (conn, false),
         Reacquire::Recalled(conn) => (conn, true),
         Reacquire::Empty => return None,
     };
-    let owner = lease.owner;
     let handed = Handed {
         id: lease.conn,
         conn,
@@ -55,18 +54,90 @@ pub(crate) fn take_back<C: Send + 'static>(
         check_in(handed);
         return None;
     }
-    Some((handed, owner))
+    Some(handed)
+}
+
+/// The half of a lease the fast path touches: the parked connection, the
+/// recall flag and the count of checkouts served without the core. An
+/// owner's [`Lease`] has one; so has each cell of the
+/// [stash](super::stash). The protocol is in the [module
+/// documentation](self): a recall raises the flag, then takes; a holder
+/// puts, then checks the flag; a taker takes, then checks it.
+pub(crate) struct LeaseCell<C> {
+    parked: TakeCell<C>,
+    pub(super) recalled: AtomicBool,
+    /// Checkouts served by the fast path. Written only by whoever holds the
+    /// connection, read once by whoever returns it to the core.
+    reuses: AtomicU64,
+}
+
+impl<C> LeaseCell<C> {
+    pub(crate) fn new() -> Self {
+        LeaseCell {
+            parked: TakeCell::empty(),
+            recalled: AtomicBool::new(false),
+            reuses: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes the parked connection, if any, and says whether the lease was
+    /// recalled meanwhile (the taker must then return it through the
+    /// core); otherwise counts a checkout served.
+    #[inline]
+    pub(crate) fn take(&self) -> Option<(Box<C>, bool)> {
+        let conn = self.parked.take()?;
+        if self.recalled.load(Ordering::SeqCst) {
+            return Some((conn, true));
+        }
+        // Only the holder writes, so a load and a store suffice.
+        let reuses = self.reuses.load(Ordering::Relaxed);
+        self.reuses.store(reuses + 1, Ordering::Relaxed);
+        Some((conn, false))
+    }
+
+    /// The holder parks the connection; `false` when the lease was
+    /// recalled meanwhile (whoever then gets it returns it to the core).
+    #[inline]
+    pub(crate) fn put(&self, conn: Box<C>) -> bool {
+        self.parked.put(conn);
+        !self.recalled.load(Ordering::SeqCst)
+    }
+
+    /// Whether nothing looked parked (a plain load: a hint).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.parked.is_empty()
+    }
+
+    /// Takes what is parked without touching the flag or the count.
+    pub(crate) fn take_parked(&self) -> Option<Box<C>> {
+        self.parked.take()
+    }
+
+    /// Ends the lease (under the pool lock). Returns the parked connection
+    /// if it was parked; otherwise its holder will return it.
+    pub(crate) fn recall(&self) -> Option<Box<C>> {
+        self.recalled.store(true, Ordering::SeqCst);
+        self.parked.take()
+    }
+
+    /// Starts a new lease in this (empty) cell (under the pool lock).
+    pub(crate) fn rearm(&self) {
+        self.reuses.store(0, Ordering::Relaxed);
+        self.recalled.store(false, Ordering::SeqCst);
+    }
+
+    /// Fast-path checkouts served; read by whoever returns the connection.
+    pub(crate) fn reuses(&self) -> u64 {
+        self.reuses.load(Ordering::Relaxed)
+    }
 }
 
 /// One lease of one connection to its pinned owner.
 pub(crate) struct Lease<C> {
     pub(crate) conn: ConnId,
     pub(crate) owner: OwnerId,
-    parked: TakeCell<C>,
-    recalled: AtomicBool,
-    /// Checkouts served by the fast path. Written only by whoever holds the
-    /// connection, read once by whoever returns it to the core.
-    reuses: AtomicU64,
+    cell: LeaseCell<C>,
 }
 
 /// What the owner's attempt to take its parked connection found.
@@ -85,51 +156,41 @@ impl<C> Lease<C> {
         Lease {
             conn,
             owner,
-            parked: TakeCell::empty(),
-            recalled: AtomicBool::new(false),
-            reuses: AtomicU64::new(0),
+            cell: LeaseCell::new(),
         }
     }
 
     /// The owner takes its parked connection back.
     #[inline]
     pub(crate) fn reacquire(&self) -> Reacquire<C> {
-        let Some(conn) = self.parked.take() else {
-            return Reacquire::Empty;
-        };
-        if self.recalled.load(Ordering::SeqCst) {
-            return Reacquire::Recalled(conn);
+        match self.cell.take() {
+            Some((conn, false)) => Reacquire::Held(conn),
+            Some((conn, true)) => Reacquire::Recalled(conn),
+            None => Reacquire::Empty,
         }
-        // Only the holder writes, so a load and a store suffice.
-        let reuses = self.reuses.load(Ordering::Relaxed);
-        self.reuses.store(reuses + 1, Ordering::Relaxed);
-        Reacquire::Held(conn)
     }
 
     /// The holder parks the connection. `Err` gives it back when the lease
     /// was recalled meanwhile: the caller must check it in to the core.
+    /// (Only its owner parks in a lease, so taking back whatever is parked
+    /// is safe here; the stash's reused cells settle under the lock.)
     #[inline]
     pub(crate) fn park(&self, conn: Box<C>) -> Result<(), Box<C>> {
-        self.parked.put(conn);
-        if self.recalled.load(Ordering::SeqCst) {
-            // The recall may have taken it already; whoever gets it returns it.
-            if let Some(conn) = self.parked.take() {
-                return Err(conn);
-            }
+        if self.cell.put(conn) {
+            return Ok(());
         }
-        Ok(())
+        // The recall may have taken it already; whoever gets it returns it.
+        self.cell.take_parked().map_or(Ok(()), Err)
     }
 
-    /// Ends the lease (under the pool lock). Returns the parked connection
-    /// if it was parked; otherwise its holder will return it.
+    /// Ends the lease (under the pool lock); see [`LeaseCell::recall`].
     pub(crate) fn recall(&self) -> Option<Box<C>> {
-        self.recalled.store(true, Ordering::SeqCst);
-        self.parked.take()
+        self.cell.recall()
     }
 
     /// Fast-path checkouts served; read by whoever returns the connection.
     pub(crate) fn reuses(&self) -> u64 {
-        self.reuses.load(Ordering::Relaxed)
+        self.cell.reuses()
     }
 }
 
@@ -179,7 +240,7 @@ mod tests {
         let lease = lease();
         lease.park(Box::new("conn")).unwrap();
         // The recall raised the flag but the owner's swap came first.
-        lease.recalled.store(true, Ordering::SeqCst);
+        lease.cell.recalled.store(true, Ordering::SeqCst);
         assert!(matches!(lease.reacquire(), Reacquire::Recalled(_)));
         assert_eq!(lease.reuses(), 0);
     }

@@ -75,10 +75,6 @@ pub(crate) struct Options {
     pub(crate) stash: bool,
 }
 
-/// The owner of a guard served from the stash: nobody, as its connection
-/// belongs to no owner (never given to the core; real ids start at 1).
-pub(crate) const NO_OWNER: OwnerId = OwnerId(0);
-
 /// The manager's `has_broken`, with a panic in it counted as broken: the
 /// connection must come back to the pool whatever the manager does.
 pub(crate) fn is_broken(has_broken: impl FnOnce() -> bool) -> bool {
@@ -157,14 +153,15 @@ pub(crate) enum Return<C> {
 }
 
 /// A guard returns its connection. A healthy leased one is parked (the
-/// fast path, no pool lock) — an owner's lease then goes to `keep`;
+/// fast path, no pool lock) — an owner's lease then goes to `keep`, with
+/// its owner;
 /// anything else (broken, not leased, recalled meanwhile) is left to
 /// [`Inner::finish_return`] under the lock.
 pub(crate) fn return_conn<C: Send + 'static>(
     stash: &Stash<C>,
     mut handed: Handed<C>,
     broken: bool,
-    keep: impl FnOnce(AnyLease),
+    keep: impl FnOnce(OwnerId, AnyLease),
 ) -> Option<Return<C>> {
     if broken {
         return Some(Return::CheckIn(handed, Health::Broken));
@@ -172,7 +169,7 @@ pub(crate) fn return_conn<C: Send + 'static>(
     match handed.lease.take() {
         Some(Leased::Owner(lease)) => match lease.park(handed.conn) {
             Ok(()) => {
-                keep(lease);
+                keep(lease.owner, lease);
                 None
             }
             Err(recalled) => {
@@ -293,7 +290,12 @@ pub(crate) trait Shared<C: Send + 'static, E: std::fmt::Display, S: Slot<C, E>>:
 
     /// A guard returns its connection (see [`Locked::return_conn`]).
     #[inline]
-    fn return_conn(self: &Arc<Self>, handed: Handed<C>, broken: bool, keep: impl FnOnce(AnyLease)) {
+    fn return_conn(
+        self: &Arc<Self>,
+        handed: Handed<C>,
+        broken: bool,
+        keep: impl FnOnce(OwnerId, AnyLease),
+    ) {
         let open = |conn| self.spawn_open(conn);
         self.locked().return_conn(handed, broken, keep, open);
     }
@@ -419,7 +421,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
         &self,
         handed: Handed<C>,
         broken: bool,
-        keep: impl FnOnce(AnyLease),
+        keep: impl FnOnce(OwnerId, AnyLease),
         open: impl FnMut(ConnId),
     ) where
         C: Send + 'static,

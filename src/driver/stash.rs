@@ -35,8 +35,9 @@ use std::collections::BinaryHeap;
 use crossbeam_utils::CachePadded;
 
 use super::Handed;
+use super::lease::LeaseCell;
 use crate::core::ConnId;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, TakeCell};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
 /// One stash lease: the cell it parks in and the lease's number, which
 /// tells it from earlier and later leases of the same cell.
@@ -54,16 +55,12 @@ pub(crate) struct Stash<C> {
 }
 
 struct Cell<C> {
-    parked: TakeCell<C>,
-    recalled: AtomicBool,
+    lease: LeaseCell<C>,
     /// The leased connection's id and the lease's number: written when the
     /// cell is armed, read by whoever takes the connection out (the take
     /// is ordered after the arming through the puts and takes before it).
     conn: AtomicU64,
     number: AtomicU64,
-    /// Checkouts served from this cell under the current lease. Written
-    /// only by the connection's holder.
-    reuses: AtomicU64,
 }
 
 // Not `const`-initialised: loom's `thread_local!` has no such form.
@@ -86,11 +83,9 @@ impl<C> Stash<C> {
             cells: (0..cells)
                 .map(|_| {
                     CachePadded::new(Cell {
-                        parked: TakeCell::empty(),
-                        recalled: AtomicBool::new(false),
+                        lease: LeaseCell::new(),
                         conn: AtomicU64::new(0),
                         number: AtomicU64::new(0),
-                        reuses: AtomicU64::new(0),
                     })
                 })
                 .collect(),
@@ -122,10 +117,10 @@ impl<C> Stash<C> {
     /// lease was recalled.
     fn take_from(&self, index: usize) -> Option<(Handed<C>, bool)> {
         let cell = &self.cells[index];
-        if cell.parked.is_empty() {
+        if cell.lease.is_empty() {
             return None; // a load, so an empty cell's line is not stolen
         }
-        let conn = cell.parked.take()?;
+        let (conn, recalled) = cell.lease.take()?;
         let _ = LAST_CELL.try_with(|last| last.set(index));
         let handed = Handed {
             id: ConnId(cell.conn.load(Ordering::Relaxed)),
@@ -135,13 +130,7 @@ impl<C> Stash<C> {
                 number: cell.number.load(Ordering::Relaxed),
             })),
         };
-        if cell.recalled.load(Ordering::SeqCst) {
-            return Some((handed, true));
-        }
-        // Only the holder writes, so a load and a store suffice.
-        let reuses = cell.reuses.load(Ordering::Relaxed);
-        cell.reuses.store(reuses + 1, Ordering::Relaxed);
-        Some((handed, false))
+        Some((handed, recalled))
     }
 
     /// The holder parks its connection. `false` when the lease was
@@ -149,9 +138,7 @@ impl<C> Stash<C> {
     /// under the pool lock.
     #[inline]
     pub(crate) fn park(&self, lease: StashLease, conn: Box<C>) -> bool {
-        let cell = &self.cells[lease.cell];
-        cell.parked.put(conn);
-        !cell.recalled.load(Ordering::SeqCst)
+        self.cells[lease.cell].lease.put(conn)
     }
 }
 
@@ -204,8 +191,7 @@ impl Ledger {
         let cell = &stash.cells[index];
         cell.conn.store(conn.0, Ordering::Relaxed);
         cell.number.store(lease.number, Ordering::Relaxed);
-        cell.reuses.store(0, Ordering::Relaxed);
-        cell.recalled.store(false, Ordering::SeqCst);
+        cell.lease.rearm();
         stash.used.fetch_max(index + 1, Ordering::Relaxed);
         Some(lease)
     }
@@ -228,9 +214,7 @@ impl Ledger {
             };
             entry.recalled = true;
             self.active -= 1;
-            let cell = &stash.cells[index];
-            cell.recalled.store(true, Ordering::SeqCst);
-            if let Some(conn) = cell.parked.take() {
+            if let Some(conn) = stash.cells[index].lease.recall() {
                 parked.push(Handed {
                     id: entry.conn,
                     conn,
@@ -249,7 +233,7 @@ impl Ledger {
     /// lease ended, the recall took it; if it is out, its taker returns it).
     pub(crate) fn settle<C>(&self, stash: &Stash<C>, lease: StashLease) -> Option<Handed<C>> {
         let entry = self.leases[lease.cell].filter(|e| e.number == lease.number)?;
-        let conn = stash.cells[lease.cell].parked.take()?;
+        let conn = stash.cells[lease.cell].lease.take_parked()?;
         Some(Handed {
             id: entry.conn,
             conn,
@@ -270,7 +254,7 @@ impl Ledger {
         }
         self.leases[lease.cell] = None;
         self.free.push(Reverse(lease.cell));
-        stash.cells[lease.cell].reuses.load(Ordering::Relaxed)
+        stash.cells[lease.cell].lease.reuses()
     }
 }
 
@@ -282,6 +266,15 @@ mod tests {
         stash
             .take(|_| panic!("not recalled"))
             .expect("a parked connection")
+    }
+
+    /// A one-cell stash with `value` parked as `conn` under a fresh lease.
+    fn parked<C>(conn: ConnId, value: C) -> (Stash<C>, Ledger, StashLease) {
+        let stash = Stash::new(1);
+        let mut ledger = Ledger::new(1);
+        let lease = ledger.arm(&stash, conn).unwrap();
+        assert!(stash.park(lease, Box::new(value)));
+        (stash, ledger, lease)
     }
 
     fn stash_lease<C>(handed: &Handed<C>) -> StashLease {
@@ -309,10 +302,7 @@ mod tests {
 
     #[test]
     fn a_recall_while_held_is_seen_by_the_holder_and_settled_under_its_lease() {
-        let stash = Stash::new(1);
-        let mut ledger = Ledger::new(1);
-        let lease = ledger.arm(&stash, ConnId(1)).unwrap();
-        assert!(stash.park(lease, Box::new(1)));
+        let (stash, mut ledger, lease) = parked(ConnId(1), 1);
         let handed = held(&stash);
         assert!(ledger.recall(&stash, |_| true).is_empty(), "it is out");
         assert!(
@@ -325,10 +315,7 @@ mod tests {
 
     #[test]
     fn a_stale_parker_never_takes_the_next_leases_connection() {
-        let stash = Stash::new(1);
-        let mut ledger = Ledger::new(1);
-        let first = ledger.arm(&stash, ConnId(1)).unwrap();
-        assert!(stash.park(first, Box::new(1)));
+        let (stash, mut ledger, first) = parked(ConnId(1), 1);
         // The recall takes it and the lease ends; the cell is armed again.
         let recalled = ledger.recall(&stash, |_| true);
         assert_eq!(recalled.len(), 1);
@@ -343,12 +330,9 @@ mod tests {
 
     #[test]
     fn a_take_after_the_recall_returns_the_connection_to_the_core() {
-        let stash = Stash::new(1);
-        let mut ledger = Ledger::new(1);
-        let lease = ledger.arm(&stash, ConnId(3)).unwrap();
-        assert!(stash.park(lease, Box::new(3)));
+        let (stash, _ledger, _) = parked(ConnId(3), 3);
         // The flag is up, but the taker's swap came before the recall's.
-        stash.cells[0].recalled.store(true, Ordering::SeqCst);
+        stash.cells[0].lease.recalled.store(true, Ordering::SeqCst);
         let mut returned = None;
         assert!(stash.take(|handed| returned = Some(handed.id)).is_none());
         assert_eq!(returned, Some(ConnId(3)), "it goes back through the core");

@@ -5,7 +5,7 @@ use std::ops::{Deref, DerefMut};
 
 use super::shared::Shared;
 use super::{Manager, scope};
-use crate::core::{ConnId, OwnerId};
+use crate::core::ConnId;
 use crate::driver::Shared as _;
 use crate::driver::{Handed, Held};
 use crate::sync::Arc;
@@ -21,8 +21,6 @@ use crate::sync::Arc;
 pub struct PooledConnection<'a, M: Manager> {
     pool: PoolRef<'a, M>,
     held: Held<M::Connection>,
-    /// Whose checkout it is (a scope's lease goes back to it).
-    owner: OwnerId,
     /// Checked in as broken, whatever `has_broken` says.
     broken: bool,
 }
@@ -43,16 +41,10 @@ impl<M: Manager> PoolRef<'_, M> {
 }
 
 impl<'a, M: Manager> PooledConnection<'a, M> {
-    pub(crate) fn new(
-        pool: PoolRef<'a, M>,
-        handed: Handed<M::Connection>,
-        owner: OwnerId,
-        broken: bool,
-    ) -> Self {
+    pub(crate) fn new(pool: PoolRef<'a, M>, handed: Handed<M::Connection>, broken: bool) -> Self {
         PooledConnection {
             pool,
             held: Held::new(handed),
-            owner,
             broken,
         }
     }
@@ -107,8 +99,8 @@ impl<M: Manager> Drop for PooledConnection<'_, M> {
         };
         let shared = self.pool.shared();
         let broken = self.broken || shared.is_broken(&mut handed.conn);
-        let (pool_id, owner) = (shared.options.id, self.owner);
-        shared.return_conn(handed, broken, |lease| {
+        let pool_id = shared.options.id;
+        shared.return_conn(handed, broken, |owner, lease| {
             scope::restore_lease(pool_id, owner, lease)
         });
     }

@@ -86,7 +86,7 @@ use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
 use crate::driver::Shared as _;
 use crate::driver::deadline::{Clock, Deadline};
 use crate::driver::handle::{Closes, Handle};
-use crate::driver::{Handed, NO_OWNER, Outcome, Step, fresh_owner, lease};
+use crate::driver::{Handed, Outcome, Step, fresh_owner, lease};
 use crate::sync::Arc;
 use shared::Shared;
 use waiter::TaskSlot;
@@ -147,20 +147,20 @@ impl<M: Manager> Pool<M> {
         loop {
             // The fast paths: the scope's lease, or any stashed connection.
             let fast = match scope_owner {
-                Some(owner) => self.take_leased().map(|handed| (handed, owner)),
-                None => shared.take_stashed().map(|handed| (handed, NO_OWNER)),
+                Some(_) => self.take_leased(),
+                None => shared.take_stashed(),
             };
-            let (handed, owner) = match fast {
-                Some(fast) => fast,
+            let handed = match fast {
+                Some(handed) => handed,
                 None => {
                     let owner = scope_owner.unwrap_or_else(fresh_owner);
-                    (self.ask_core(owner, pins, &mut clock).await?, owner)
+                    self.ask_core(owner, pins, &mut clock).await?
                 }
             };
             let validate = shared.options.validate_on_checkout;
             // Until validated, a connection whose checkout is dropped or
             // panics is checked in as broken.
-            let mut conn = PooledConnection::new(pool(), handed, owner, validate);
+            let mut conn = PooledConnection::new(pool(), handed, validate);
             if !validate {
                 return Ok(conn);
             }
@@ -268,8 +268,7 @@ impl<M: Manager> Pool<M> {
     fn take_leased(&self) -> Option<Handed<M::Connection>> {
         let lease = scope::take_lease(self.shared.options.id)?;
         let check_in = |recalled| self.shared.checkin(recalled, Health::Healthy);
-        let (handed, _) = lease::take_back::<M::Connection>(lease, check_in)?;
-        Some(handed)
+        lease::take_back::<M::Connection>(lease, check_in)
     }
 
     /// [`Manager::validate`] within the deadline; a panic, an error or
