@@ -2,10 +2,10 @@
 //!
 //! * `uncontended`: one thread, get + drop of a no-op connection;
 //! * `contended`: 2–16 threads over 4 connections, time per get + drop,
-//!   under `Handoff` and under `Bounded` (barging until a waiter has been
-//!   passed over 8 times; for `Strict`, also 64 times);
-//! * `herd`: 64 threads over 4 connections, `Handoff` vs `Broadcast`
-//!   (threads unparked per checkin are printed after the group).
+//!   under the default wake policy (`Eventual`: 16 bypasses or 500 µs), `Handoff`
+//!   (`-handoff`) and `Bounded(8)` (`-bounded`);
+//! * `herd`: 64 threads over 4 connections, `Handoff`, `Broadcast` and the
+//!   default (threads unparked per checkin are printed after the group).
 //!
 //! `cargo bench --bench blocking`; the README quotes the ratios.
 
@@ -67,18 +67,24 @@ const MODES: [(&str, Pinning); 3] = [
     ("pinpool-off", Pinning::Off),
 ];
 
-/// Eventual fairness: barging allowed until a waiter was passed over this
-/// many times.
+/// Eventual fairness by count: barging allowed until a waiter was passed
+/// over this many times.
 const BYPASS_BOUND: u32 = 8;
 
-/// A looser bound, measured for `Strict` only: with threads outnumbering
-/// connections, each hand-off there costs a context switch.
-const LOOSE_BYPASS_BOUND: u32 = 64;
+/// The wake policies the contended group compares, by name suffix: the
+/// default first.
+fn policies() -> [(&'static str, WakePolicy); 3] {
+    [
+        ("", WakePolicy::default()),
+        ("-handoff", WakePolicy::Handoff),
+        ("-bounded", WakePolicy::Bounded(BYPASS_BOUND)),
+    ]
+}
 
 fn uncontended(c: &mut Criterion) {
     let mut group = c.benchmark_group("uncontended");
     for (name, pinning) in MODES {
-        let pool = pinpool(pinning, WakePolicy::Handoff);
+        let pool = pinpool(pinning, WakePolicy::default());
         group.bench_function(name, |b| b.iter(|| black_box(pool.get().unwrap())));
     }
     let pool = r2d2();
@@ -116,14 +122,7 @@ fn contended(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     for threads in [2, 4, 8, 16] {
         for (name, pinning) in MODES {
-            let mut policies = vec![
-                (WakePolicy::Handoff, ""),
-                (WakePolicy::Bounded(BYPASS_BOUND), "-bounded"),
-            ];
-            if pinning == Pinning::Strict {
-                policies.push((WakePolicy::Bounded(LOOSE_BYPASS_BOUND), "-bounded64"));
-            }
-            for (wake, suffix) in policies {
+            for (suffix, wake) in policies() {
                 let pool = pinpool(pinning, wake);
                 let id = BenchmarkId::new(format!("{name}{suffix}"), threads);
                 group.bench_with_input(id, &threads, |b, &n| {
@@ -148,6 +147,7 @@ fn herd(c: &mut Criterion) {
     for (name, wake) in [
         ("handoff", WakePolicy::Handoff),
         ("broadcast", WakePolicy::Broadcast),
+        ("default", WakePolicy::default()),
     ] {
         let pool = pinpool(Pinning::Strict, wake);
         group.bench_function(BenchmarkId::new(name, THREADS), |b| {

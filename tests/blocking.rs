@@ -162,7 +162,9 @@ fn curious_case(wake: WakePolicy) {
             assert_eq!(state.counters.futile_wakeups, 0);
             assert_eq!(state.waiting, 1);
         }
-        WakePolicy::Broadcast | WakePolicy::Bounded(_) => unreachable!("not exercised here"),
+        WakePolicy::Broadcast | WakePolicy::Bounded(_) | WakePolicy::Eventual { .. } => {
+            unreachable!("not exercised here")
+        }
     }
     // Let everyone finish: A frees thread 3 (or, under Signal, wakes 4).
     t1.finish();
@@ -474,11 +476,16 @@ fn a_half_failing_manager_under_sixteen_threads_neither_hangs_nor_leaks() {
 #[test]
 fn leases_are_recalled_for_waiters_without_losing_a_wake_up() {
     // Under Off the connection is stash-leased rather than thread-leased.
-    for pinning in support::PINNINGS {
+    let policies = [WakePolicy::Handoff, WakePolicy::default()];
+    for (pinning, wake) in support::PINNINGS
+        .into_iter()
+        .flat_map(|p| policies.map(|w| (p, w)))
+    {
         let manager = TestManager::default();
         let pool = Pool::builder()
             .max_size(1)
             .pinning(pinning)
+            .wake(wake)
             .checkout_timeout(Duration::from_secs(20))
             .build(manager.clone())
             .unwrap();
@@ -494,9 +501,11 @@ fn leases_are_recalled_for_waiters_without_losing_a_wake_up() {
             }
         });
         let state = pool.state();
-        assert_eq!(state.counters.checkouts, 15_000, "{pinning:?}");
-        assert_eq!(state.counters.checkins, 15_000, "{pinning:?}");
-        assert_eq!(state.counters.max_bypass, 0);
+        assert_eq!(state.counters.checkouts, 15_000, "{pinning:?}/{wake:?}");
+        assert_eq!(state.counters.checkins, 15_000, "{pinning:?}/{wake:?}");
+        if wake == WakePolicy::Handoff {
+            assert_eq!(state.counters.max_bypass, 0, "Handoff never barges");
+        }
         assert_eq!((state.waiting, state.in_use), (0, 0));
         assert_conserved(&pool, &manager.tally);
     }
@@ -582,7 +591,10 @@ fn every_wake_policy_completes_under_contention() {
                     assert_eq!(state.counters.wakeups, 0, "{what}");
                     assert_eq!(state.counters.max_bypass, 0, "{what}");
                 }
-                WakePolicy::Bounded(bound) => {
+                WakePolicy::Bounded(bound)
+                | WakePolicy::Eventual {
+                    bypasses: bound, ..
+                } => {
                     // Passed over at most the bound, plus the connections
                     // already idle when it was reached.
                     let most = u64::from(bound) + 2;

@@ -30,7 +30,7 @@ mod server;
 
 use pinpool::Error;
 use pinpool::blocking::{Manager, Pool, PooledConnection};
-use pinpool::core::{CloseReason, Event, FailReason, Pinning};
+use pinpool::core::{CloseReason, Event, FailReason, Pinning, WakePolicy};
 use serde_json::{Value, json};
 
 const ADDRESS: &str = "127.0.0.1:27017";
@@ -424,6 +424,9 @@ fn build_pool(
     let ms = |key: &str| options[key].as_i64();
     let mut builder = Pool::builder()
         .pinning(Pinning::Off)
+        // The spec's WaitQueue is "ordered/fair": no barging, as a driver
+        // following it would configure its pool.
+        .wake(WakePolicy::Handoff)
         .start_paused(true)
         .max_size(options["maxPoolSize"].as_u64().unwrap_or(100) as usize)
         .min_size(options["minPoolSize"].as_u64().unwrap_or(0) as usize)

@@ -48,11 +48,18 @@ const OWNERS: usize = 5;
 /// Bounded's bound in the model: small, so sequences reach it.
 const BYPASS_BOUND: u32 = 2;
 
-const WAKE_POLICIES: [WakePolicy; 4] = [
+/// Eventual's period in the model: a few `Tick`s.
+const FAIR_PERIOD: Duration = Duration::from_secs(3);
+
+const WAKE_POLICIES: [WakePolicy; 5] = [
     WakePolicy::Handoff,
     WakePolicy::Broadcast,
     WakePolicy::Signal,
     WakePolicy::Bounded(BYPASS_BOUND),
+    WakePolicy::Eventual {
+        bypasses: BYPASS_BOUND,
+        period: FAIR_PERIOD,
+    },
 ];
 
 #[derive(Clone, Debug)]
@@ -207,6 +214,12 @@ struct Model {
     refill_deferred: bool,
     /// Connections the last interrupting clear interrupted.
     interrupted: BTreeSet<ConnId>,
+    /// Under Eventual: from when each connection's next checkin must hand
+    /// it to its oldest waiter (absent: at once).
+    fair_from: HashMap<ConnId, Duration>,
+    /// Grants (`Action::Grant`) and closes seen while applying one input.
+    grants: Vec<(Ticket, ConnId)>,
+    closes: BTreeSet<ConnId>,
 }
 
 impl Model {
@@ -259,7 +272,7 @@ impl Sut {
         let fifo = match self.config().wake {
             WakePolicy::Handoff => true,
             WakePolicy::Broadcast => self.setup.eager_retry,
-            WakePolicy::Signal | WakePolicy::Bounded(_) => false,
+            WakePolicy::Signal | WakePolicy::Bounded(_) | WakePolicy::Eventual { .. } => false,
         };
         if !fifo {
             return;
@@ -298,6 +311,47 @@ impl Sut {
         }
     }
 
+    /// The oldest waiter that could use `conn`.
+    fn oldest_waiter_for(&self, conn: ConnId) -> Option<Ticket> {
+        let mut waiting = self.model.waiting.iter();
+        waiting
+            .find(|(_, w)| self.can_use(w.owner, conn))
+            .map(|(t, _)| *t)
+    }
+
+    /// Eventual: a checkin of `conn` (whose oldest possible taker was
+    /// `oldest`) hands it over directly, and then to that oldest waiter,
+    /// whenever a period has passed since its last direct hand-off; before
+    /// that, only once some waiter has been passed over the bound.
+    fn check_fair_checkin(&mut self, conn: ConnId, oldest: Option<Ticket>) {
+        let WakePolicy::Eventual { bypasses, period } = self.config().wake else {
+            return;
+        };
+        let passed_over = self.core.state().counters.max_bypass >= u64::from(bypasses);
+        let model = &mut self.model;
+        let handed = model
+            .grants
+            .iter()
+            .find(|(_, c)| *c == conn)
+            .map(|(t, _)| *t);
+        let due = model.now >= model.fair_from.get(&conn).copied().unwrap_or_default();
+        if model.closes.contains(&conn) {
+            assert_eq!(handed, None, "{conn} closed and granted");
+            return;
+        }
+        match (handed, oldest) {
+            (Some(ticket), _) => {
+                assert!(due || passed_over, "{conn} handed over early");
+                assert_eq!(Some(ticket), oldest, "{conn} handed past an older waiter");
+                model.fair_from.insert(conn, model.now + period);
+            }
+            (None, Some(ticket)) => {
+                assert!(!due, "{conn} was due to go to {ticket} and did not")
+            }
+            (None, None) => {}
+        }
+    }
+
     fn pick_ticket(&self, pick: usize, asleep: Option<bool>) -> Option<(Ticket, Waiting)> {
         let tickets: Vec<_> = (self.model.waiting.iter())
             .filter(|(_, w)| asleep.is_none_or(|a| w.asleep == a))
@@ -307,6 +361,8 @@ impl Sut {
     }
 
     fn apply(&mut self, op: Op) {
+        self.model.grants.clear();
+        self.model.closes.clear();
         match op {
             Op::Checkout(i) => {
                 let owner = self.owners[i];
@@ -358,7 +414,12 @@ impl Sut {
                 } else {
                     Health::Healthy
                 };
+                let oldest = self.oldest_waiter_for(conn);
                 self.core.checkin(conn, health).unwrap();
+                self.drain();
+                if !broken {
+                    self.check_fair_checkin(conn, oldest);
+                }
             }
             Op::Establish(pick) | Op::FailConnect(pick) => {
                 let model = &mut self.model;
@@ -555,10 +616,12 @@ impl Sut {
                         self.model.idle.remove(&conn),
                         "{conn} closed while not idle"
                     );
+                    self.model.closes.insert(conn);
                     self.model.closed += 1;
                     self.model.born.remove(&conn);
                 }
                 Action::Grant { ticket, conn } => {
+                    self.model.grants.push((ticket, conn));
                     let waiting = self
                         .model
                         .waiting
@@ -716,7 +779,11 @@ impl Sut {
         if config.wake != WakePolicy::Signal {
             assert_eq!(stranded, 0, "lost wake-up beside an idle connection");
         }
-        if let WakePolicy::Bounded(bound) = config.wake {
+        if let WakePolicy::Bounded(bound)
+        | WakePolicy::Eventual {
+            bypasses: bound, ..
+        } = config.wake
+        {
             let most = u64::from(bound) + config.max_size as u64;
             assert!(
                 counters.max_bypass <= most,
@@ -759,7 +826,7 @@ impl<const WAKE: usize> StateMachineTest for PoolTest<WAKE> {
     }
 }
 
-// 4 × 3,400 = 13,600 generated sequences of up to 60 inputs per CI run.
+// 5 × 3,400 = 17,000 generated sequences of up to 60 inputs per CI run.
 prop_state_machine! {
     #![proptest_config(ProptestConfig { cases: 3_400, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -774,6 +841,9 @@ prop_state_machine! {
 
     #[test]
     fn bounded_core_matches_model(sequential 1..60 => PoolTest<3>);
+
+    #[test]
+    fn eventual_core_matches_model(sequential 1..60 => PoolTest<4>);
 }
 
 #[test]

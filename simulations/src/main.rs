@@ -59,7 +59,8 @@ struct Args {
     #[arg(long, default_value_t = 0.1, value_parser = parse_positive)]
     precision: f64,
     /// Series to simulate, comma-separated, each POLICY, POLICY:PINNING or
-    /// POLICY:PINNING:OVERFLOW with POLICY in handoff|broadcast|signal, PINNING in
+    /// POLICY:PINNING:OVERFLOW with POLICY in
+    /// handoff|broadcast|signal|bounded-N|eventual-N-Mms, PINNING in
     /// strict|affinity|off (default strict), OVERFLOW in
     /// random|random-idle|least-loaded (default random).
     #[arg(long, default_value = DEFAULT_SERIES, value_delimiter = ',', value_parser = parse_series)]

@@ -19,11 +19,11 @@ pub fn parse_series(text: &str) -> Result<Series, String> {
         "handoff" => WakePolicy::Handoff,
         "broadcast" => WakePolicy::Broadcast,
         "signal" => WakePolicy::Signal,
-        other => match other.strip_prefix("bounded-").map(str::parse) {
-            Some(Ok(bound)) if bound > 0 => WakePolicy::Bounded(bound),
-            _ => {
+        other => match parse_eventual(other) {
+            Some(wake) => wake,
+            None => {
                 return Err(format!(
-                    "unknown wake policy {other:?} (handoff, broadcast, signal, bounded-N with N ≥ 1)"
+                    "unknown wake policy {other:?} (handoff, broadcast, signal, bounded-N, eventual-N-Mms with N, M ≥ 1)"
                 ));
             }
         },
@@ -56,6 +56,20 @@ pub fn parse_series(text: &str) -> Result<Series, String> {
     })
 }
 
+/// `bounded-N` or `eventual-N-Mms` (N, M ≥ 1): the eventually fair
+/// policies.
+fn parse_eventual(text: &str) -> Option<WakePolicy> {
+    let positive = |n: &str| n.parse().ok().filter(|&n: &u32| n > 0);
+    if let Some(bound) = text.strip_prefix("bounded-") {
+        return Some(WakePolicy::Bounded(positive(bound)?));
+    }
+    let (bypasses, millis) = text.strip_prefix("eventual-")?.split_once('-')?;
+    Some(WakePolicy::Eventual {
+        bypasses: positive(bypasses)?,
+        period: std::time::Duration::from_millis(positive(millis.strip_suffix("ms")?)?.into()),
+    })
+}
+
 /// The wake policy's name.
 pub fn policy_name(series: &Series) -> String {
     match series.wake {
@@ -63,6 +77,9 @@ pub fn policy_name(series: &Series) -> String {
         WakePolicy::Broadcast => "broadcast".into(),
         WakePolicy::Signal => "signal".into(),
         WakePolicy::Bounded(bound) => format!("bounded-{bound}"),
+        WakePolicy::Eventual { bypasses, period } => {
+            format!("eventual-{bypasses}-{}ms", period.as_millis())
+        }
     }
 }
 
@@ -113,7 +130,8 @@ mod tests {
 
     #[test]
     fn names_round_trip_through_the_parser() {
-        for text in DEFAULT_SERIES.split(',') {
+        let eventual = ["bounded-8", "eventual-16-500ms:affinity"];
+        for text in DEFAULT_SERIES.split(',').chain(eventual) {
             let series = parse_series(text).unwrap();
             assert_eq!(parse_series(&label(&series).replace('/', ":")), Ok(series));
         }
@@ -128,7 +146,18 @@ mod tests {
 
     #[test]
     fn bad_names_are_explained() {
-        assert!(parse_series("shout").unwrap_err().contains("wake policy"));
+        let bad_eventual = [
+            "eventual-0-5ms",
+            "eventual-4-0ms",
+            "eventual-4-5",
+            "eventual-4",
+        ];
+        for bad in ["shout", "bounded-0"].into_iter().chain(bad_eventual) {
+            assert!(
+                parse_series(bad).unwrap_err().contains("wake policy"),
+                "{bad}"
+            );
+        }
         assert!(
             parse_series("handoff:loose")
                 .unwrap_err()

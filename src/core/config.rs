@@ -60,15 +60,60 @@ pub enum WakePolicy {
     /// a barging pool's; no waiter is passed over much more than this
     /// bound (plus the connections already idle when it was reached).
     Bounded(u32),
+    /// Eventual fairness by count *and* time (the default). As under
+    /// `Bounded`, a checkin leaves the connection idle and wakes the oldest
+    /// waiter that can use it, so the returning thread may barge; the
+    /// connection is handed to that waiter directly once it has been
+    /// passed over `bypasses` times, or once `period` has passed since the
+    /// connection's last direct hand-off, whichever comes first. The count
+    /// drains a queue quickly when holds are short (a waiter left waiting
+    /// keeps every other owner off the lock-free fast path); the clock,
+    /// parking_lot's way, bounds the wait when holds are long, where
+    /// `Bounded(n)` alone would allow `n` holds. Needs the driver's clock
+    /// ([`Config::needs_clock`]).
+    Eventual {
+        /// Hand over once the oldest waiter was passed over this often.
+        bypasses: u32,
+        /// Hand over at the first checkin this long after the connection's
+        /// last direct hand-off.
+        period: Duration,
+    },
+}
+
+/// The default wake policy: [`WakePolicy::Eventual`], 16 bypasses or
+/// parking_lot's half a millisecond. Real checkouts (a database round
+/// trip) hold a connection longer than that, so every contended checkin is
+/// then a FIFO hand-off; only holds shorter than the period, with more
+/// threads than connections, see barging — which is when a hand-off to a
+/// thread that is not running would cost a context switch per checkout.
+impl Default for WakePolicy {
+    fn default() -> Self {
+        WakePolicy::Eventual {
+            bypasses: 16,
+            period: Duration::from_micros(500),
+        }
+    }
+}
+
+impl WakePolicy {
+    /// Whether a checkin may leave a connection idle beside a waiter that
+    /// could use it, waking that waiter instead of handing it over
+    /// (eventual fairness: [`Bounded`](Self::Bounded) and
+    /// [`Eventual`](Self::Eventual)).
+    pub fn barges(self) -> bool {
+        matches!(self, WakePolicy::Bounded(_) | WakePolicy::Eventual { .. })
+    }
 }
 
 /// Everything the core needs to make its decisions.
 ///
 /// ```
 /// use pinpool::core::{Config, Pinning, WakePolicy};
+/// use std::time::Duration;
 /// let config = Config { max_size: 4, pinning: Pinning::Strict, ..Config::default() };
 /// assert!(config.validate().is_ok());
-/// assert_eq!(config.wake, WakePolicy::Handoff);
+/// let eventual = WakePolicy::Eventual { bypasses: 16, period: Duration::from_micros(500) };
+/// assert_eq!(config.wake, eventual);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -84,7 +129,9 @@ pub struct Config {
     /// New-owner assignment at `max_size` under [`Pinning::Strict`].
     /// Default [`Overflow::LeastLoaded`].
     pub overflow: Overflow,
-    /// What a checkin does for waiters. Default [`WakePolicy::Handoff`].
+    /// What a checkin does for waiters. Default
+    /// [`WakePolicy::Eventual`], 16 bypasses or 500 µs (see
+    /// [`WakePolicy::default`]).
     pub wake: WakePolicy,
     /// Seed of the core's only source of randomness ([`Overflow::Random`]).
     pub seed: u64,
@@ -119,7 +166,7 @@ impl Default for Config {
             max_connecting: 2,
             pinning: Pinning::Strict,
             overflow: Overflow::LeastLoaded,
-            wake: WakePolicy::Handoff,
+            wake: WakePolicy::default(),
             seed: 0,
             record_events: false,
             max_lifetime: None,
@@ -147,8 +194,9 @@ pub enum ConfigError {
     /// `max_connecting` was 0: no connection could ever be opened.
     #[error("max_connecting must be at least 1")]
     ZeroMaxConnecting,
-    /// `WakePolicy::Bounded(0)`: use [`WakePolicy::Handoff`] for a bound of 0.
-    #[error("a bypass bound of 0 is WakePolicy::Handoff; use that")]
+    /// A bypass bound or fairness period of 0 (`Bounded` or `Eventual`):
+    /// that is [`WakePolicy::Handoff`]; use it.
+    #[error("a bypass bound or fairness period of 0 is WakePolicy::Handoff; use that")]
     ZeroBypassBound,
     /// A lifetime, idle timeout or leak threshold of zero: every
     /// connection would expire (or leak) the moment it existed.
@@ -177,7 +225,15 @@ impl Config {
         if self.max_connecting == 0 {
             return Err(ConfigError::ZeroMaxConnecting);
         }
-        if self.wake == WakePolicy::Bounded(0) {
+        if matches!(
+            self.wake,
+            WakePolicy::Bounded(0)
+                | WakePolicy::Eventual { bypasses: 0, .. }
+                | WakePolicy::Eventual {
+                    period: Duration::ZERO,
+                    ..
+                }
+        ) {
             return Err(ConfigError::ZeroBypassBound);
         }
         for (name, duration) in [
@@ -204,9 +260,11 @@ impl Config {
 
     /// Whether the core's decisions depend on time, so a driver must report
     /// its clock with [`Core::advance`](super::Core::advance) before each
-    /// input: lifetimes, leak detection, and the durations events carry.
+    /// input: lifetimes, leak detection, [`WakePolicy::Eventual`], and the
+    /// durations events carry.
     pub fn needs_clock(&self) -> bool {
         self.record_events
+            || matches!(self.wake, WakePolicy::Eventual { .. })
             || self.max_lifetime.is_some()
             || self.idle_timeout.is_some()
             || self.leak_threshold.is_some()

@@ -389,7 +389,7 @@ impl Core {
     /// checkins itself, counting them with [`Core::note_lease_reuses`].
     /// That replays this core's own decisions exactly when the owner is
     /// pinned to `conn`, no waiter could use it, and a checkin nobody waits
-    /// for is a plain return to idle (Handoff and Bounded; Broadcast and
+    /// for is a plain return to idle (Handoff, Bounded and Eventual; Broadcast and
     /// Signal wake sleepers waiting for other connections on every
     /// checkin); and no events are recorded, as they would miss those
     /// checkouts. Before any input whose answer could depend on a leased
@@ -459,7 +459,7 @@ impl Core {
     /// sleepers on every checkin), and no event would go missing.
     fn leases_replay_checkins(&self) -> bool {
         let config = &self.config;
-        matches!(config.wake, WakePolicy::Handoff | WakePolicy::Bounded(_))
+        (config.wake == WakePolicy::Handoff || config.wake.barges())
             && !config.record_events
             && config.leak_threshold.is_none()
     }
@@ -561,7 +561,7 @@ impl Core {
     /// Idle connections beside which every waiter that could use them
     /// sleeps: lost wake-ups, with nobody on the way to take them. Never
     /// under Handoff (nobody waits beside an idle connection), Broadcast
-    /// (all are woken) or Bounded (the oldest is woken); Signal's bug.
+    /// (all are woken) or Bounded and Eventual (the oldest is woken); Signal's bug.
     /// O(S·W) at worst: a check for tests and model checks.
     pub fn stranded(&self) -> usize {
         self.slots
@@ -707,15 +707,27 @@ impl Core {
                 // waiter beside it.
                 _ => self.slots.set_idle(conn, self.now),
             },
+            WakePolicy::Eventual { bypasses, period } => match self.waiters.oldest_for(conn) {
+                Some(ticket)
+                    if self.waiters.bypassed(ticket) >= u64::from(bypasses)
+                        || self.now >= self.slots.slot(conn).fair_from =>
+                {
+                    self.slots.slot_mut(conn).fair_from = self.now + period;
+                    self.grant(ticket, conn)
+                }
+                // As under Bounded, `provision` wakes the oldest waiter.
+                _ => self.slots.set_idle(conn, self.now),
+            },
         }
     }
 
-    /// Under [`WakePolicy::Bounded`], keeps the oldest waiter that could use
+    /// Under [`WakePolicy::Bounded`] and [`WakePolicy::Eventual`], keeps
+    /// the oldest waiter that could use
     /// each idle connection awake: the one woken at a checkin may since have
     /// been granted another connection, cancelled or failed, and the next
     /// must not sleep beside the idle one. O(idle · log W).
     fn wake_beside_idle(&mut self) {
-        if !matches!(self.config.wake, WakePolicy::Bounded(_)) || self.waiters.len() == 0 {
+        if !self.config.wake.barges() || self.waiters.len() == 0 {
             return;
         }
         // Field by field, so the idle list is walked without a copy.
@@ -785,7 +797,7 @@ impl Core {
     /// Restores what every input must leave true, and so ends every input
     /// that can change it: enough connections on their way (slots for
     /// unbound waiters up to `max_size`, `min_size` kept, pending slots
-    /// started up to `max_connecting`) and, under Bounded, an awake waiter
+    /// started up to `max_connecting`) and, under Bounded and Eventual, an awake waiter
     /// beside every idle connection one could use.
     fn provision(&mut self) {
         if self.closed || self.paused {

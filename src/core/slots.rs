@@ -37,6 +37,9 @@ pub(super) struct Slot {
     pub since: Duration,
     /// Whether its current checkout was reported as a leak.
     pub leak_reported: bool,
+    /// Under [`WakePolicy::Eventual`](super::WakePolicy::Eventual): from
+    /// when its next checkin hands it to a waiter directly.
+    pub fair_from: Duration,
 }
 
 /// All live slots plus indexes over them.
@@ -107,6 +110,7 @@ impl Slots {
                 born: Duration::ZERO,
                 since: Duration::ZERO,
                 leak_reported: false,
+                fair_from: Duration::ZERO,
             },
         );
         self.pending.insert(id);

@@ -34,6 +34,8 @@
 //!
 //! One server address per manager (no replica-set discovery: that is a
 //! driver's job, above the pool); no TLS, authentication or compression.
+//! A driver that follows CMAP's ordered WaitQueue to the letter builds its
+//! pool with `.wake(WakePolicy::Handoff)` (no barging at all).
 
 mod blocking;
 #[cfg(feature = "tokio")]

@@ -13,12 +13,17 @@ use parking_lot::Mutex;
 use pinpool::blocking::{Manager, Pool};
 use pinpool::core::{Pinning, PoolState, WakePolicy};
 
-/// Every wake policy (Bounded with a small bound, so tests reach it).
-pub const WAKE_POLICIES: [WakePolicy; 4] = [
+/// Every wake policy (Bounded and Eventual with small bounds and a short
+/// period, so tests reach them).
+pub const WAKE_POLICIES: [WakePolicy; 5] = [
     WakePolicy::Handoff,
     WakePolicy::Broadcast,
     WakePolicy::Signal,
     WakePolicy::Bounded(2),
+    WakePolicy::Eventual {
+        bypasses: 2,
+        period: Duration::from_micros(100),
+    },
 ];
 
 /// Every pinning mode.
