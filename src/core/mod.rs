@@ -459,7 +459,7 @@ impl Core {
     /// sleepers on every checkin), and no event would go missing.
     fn leases_replay_checkins(&self) -> bool {
         let config = &self.config;
-        (config.wake == WakePolicy::Handoff || config.wake.barges())
+        !matches!(config.wake, WakePolicy::Broadcast | WakePolicy::Signal)
             && !config.record_events
             && config.leak_threshold.is_none()
     }
@@ -699,26 +699,32 @@ impl Core {
                 self.slots.set_idle(conn, self.now);
                 while self.wake_oldest() {}
             }
-            WakePolicy::Bounded(bound) => match self.waiters.oldest_for(conn) {
-                Some(ticket) if self.waiters.bypassed(ticket) >= u64::from(bound) => {
-                    self.grant(ticket, conn)
-                }
-                // Every input ends in `provision`, which wakes the oldest
-                // waiter beside it.
-                _ => self.slots.set_idle(conn, self.now),
-            },
-            WakePolicy::Eventual { bypasses, period } => match self.waiters.oldest_for(conn) {
-                Some(ticket)
-                    if self.waiters.bypassed(ticket) >= u64::from(bypasses)
-                        || self.now >= self.slots.slot(conn).fair_from =>
-                {
-                    self.slots.slot_mut(conn).fair_from = self.now + period;
-                    self.grant(ticket, conn)
-                }
-                // As under Bounded, `provision` wakes the oldest waiter.
-                _ => self.slots.set_idle(conn, self.now),
-            },
+            WakePolicy::Bounded(bound) => self.release_eventually_fair(conn, bound, None),
+            WakePolicy::Eventual { bypasses, period } => {
+                self.release_eventually_fair(conn, bypasses, Some(period))
+            }
         }
+    }
+
+    /// Eventual fairness: `conn` goes to its oldest waiter once that was
+    /// passed over `bound` times, or (with a `period`, `Eventual`) once the
+    /// period since the connection's last direct hand-off is up; otherwise
+    /// it goes idle, and `provision` (which ends every input) wakes that
+    /// waiter beside it.
+    fn release_eventually_fair(&mut self, conn: ConnId, bound: u32, period: Option<Duration>) {
+        let Some(ticket) = self.waiters.oldest_for(conn) else {
+            return self.slots.set_idle(conn, self.now);
+        };
+        let now = self.now;
+        let slot = self.slots.slot_mut(conn);
+        let passed_over = self.waiters.bypassed(ticket) >= u64::from(bound);
+        if !passed_over && period.is_none_or(|_| now < slot.fair_from) {
+            return self.slots.set_idle(conn, now);
+        }
+        if let Some(period) = period {
+            slot.fair_from = now + period;
+        }
+        self.grant(ticket, conn);
     }
 
     /// Under [`WakePolicy::Bounded`] and [`WakePolicy::Eventual`], keeps
