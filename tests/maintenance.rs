@@ -158,7 +158,15 @@ fn a_leak_is_reported_once_with_the_holders_thread_and_backtrace() {
     assert_eq!(log.matches("leak threshold").count(), 1, "{log}");
     assert!(log.contains("thread=leaky-worker"), "{log}");
     assert!(
-        log.contains("a_leak_is_reported_once_with_the_holders_thread_and_backtrace"),
-        "the backtrace shows where it was checked out: {log}"
+        log.contains("pinpool::blocking::Pool<M>::get"),
+        "the backtrace shows the checkout: {log}"
     );
+    // An optimised build inlines the worker's closure into the thread's
+    // start, so only an unoptimised one is sure to name the caller.
+    if cfg!(debug_assertions) {
+        assert!(
+            log.contains("a_leak_is_reported_once_with_the_holders_thread_and_backtrace"),
+            "the backtrace shows where it was checked out: {log}"
+        );
+    }
 }
