@@ -711,13 +711,24 @@ impl Core {
     /// period since the connection's last direct hand-off is up; otherwise
     /// it goes idle, and `provision` (which ends every input) wakes that
     /// waiter beside it.
+    ///
+    /// Under `Eventual` the count applies only to a waiter any connection
+    /// could serve: such a waiter keeps every connection off its owners'
+    /// lock-free path, and handing it this one costs the returning owner
+    /// nothing it would not pay anyway. A waiter bound to `conn` slows only
+    /// `conn`'s other owners, and a hand-off to it makes them — the
+    /// returning thread first — wait for it in turn: a count would buy a
+    /// context switch per `bound` checkouts and no fairness the period does
+    /// not already give.
     fn release_eventually_fair(&mut self, conn: ConnId, bound: u32, period: Option<Duration>) {
         let Some(ticket) = self.waiters.oldest_for(conn) else {
             return self.slots.set_idle(conn, self.now);
         };
         let now = self.now;
         let slot = self.slots.slot_mut(conn);
-        let passed_over = self.waiters.bypassed(ticket) >= u64::from(bound);
+        let waiter = self.waiters.get(ticket).expect("queued tickets wait");
+        let counted = period.is_none() || waiter.want == Want::Any;
+        let passed_over = counted && waiter.bypassed >= u64::from(bound);
         if !passed_over && period.is_none_or(|_| now < slot.fair_from) {
             return self.slots.set_idle(conn, now);
         }

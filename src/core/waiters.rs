@@ -213,11 +213,6 @@ impl Waiters {
         true
     }
 
-    /// The times `ticket` was passed over (0 if it is not waiting).
-    pub fn bypassed(&self, ticket: Ticket) -> u64 {
-        self.all.get(&ticket).map_or(0, |w| w.bypassed)
-    }
-
     /// The longest sleeper.
     pub fn oldest_sleeper(&self) -> Option<Ticket> {
         self.sleepers.first_key_value().map(|(_, &ticket)| ticket)

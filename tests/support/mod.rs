@@ -26,6 +26,17 @@ pub const WAKE_POLICIES: [WakePolicy; 5] = [
     },
 ];
 
+/// The bypass bound a pool's counters must respect under `wake` and
+/// `pinning`: `Bounded`'s count, and `Eventual`'s except under `Strict`,
+/// where a waiter bound to one connection is bounded by the period alone.
+pub fn bypass_bound(wake: WakePolicy, pinning: Pinning) -> Option<u32> {
+    match wake {
+        WakePolicy::Bounded(bound) => Some(bound),
+        WakePolicy::Eventual { bypasses, .. } if pinning != Pinning::Strict => Some(bypasses),
+        _ => None,
+    }
+}
+
 /// Every pinning mode.
 pub const PINNINGS: [Pinning; 3] = [Pinning::Strict, Pinning::Affinity, Pinning::Off];
 
