@@ -35,6 +35,7 @@ pub(crate) type AnyLease = Arc<dyn Any + Send + Sync>;
 /// nothing was parked — or if the lease was
 /// recalled meanwhile: the connection then goes to `check_in`, back
 /// through the core, since its waiters come first.
+#[inline]
 pub(crate) fn take_back<C: Send + 'static>(
     lease: AnyLease,
     check_in: impl FnOnce(Handed<C>),

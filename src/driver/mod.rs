@@ -157,6 +157,7 @@ pub(crate) enum Return<C> {
 /// its owner;
 /// anything else (broken, not leased, recalled meanwhile) is left to
 /// [`Inner::finish_return`] under the lock.
+#[inline]
 pub(crate) fn return_conn<C: Send + 'static>(
     stash: &Stash<C>,
     mut handed: Handed<C>,
