@@ -311,6 +311,23 @@ impl Sut {
         self.model.leaked.remove(&conn);
     }
 
+    /// What the core answered `owner`'s checkout: held, waiting or failed.
+    fn answered(&mut self, checkout: Checkout, owner: OwnerId, holds_pinned: bool) {
+        match checkout {
+            Checkout::Granted(conn) => self.granted(Ticket(u64::MAX), conn, owner),
+            Checkout::Waiting(ticket) => {
+                let asleep = self.config().wake != WakePolicy::Handoff;
+                let waiting = Waiting {
+                    owner,
+                    asleep,
+                    bypassed: 0,
+                };
+                self.model.waiting.insert(ticket, waiting);
+            }
+            Checkout::Failed(reason) => self.failed_now(reason, holds_pinned),
+        }
+    }
+
     /// A checkout the core failed at once: only for a reason it may have.
     fn failed_now(&self, reason: FailReason, holds_pinned: bool) {
         match reason {
@@ -414,21 +431,7 @@ impl Sut {
                 let scope = self.core.checkout_scope(owner, true);
                 let checkout = self.core.checkout(owner);
                 assert_within_scope(scope, &checkout);
-                match checkout {
-                    Checkout::Granted(conn) => self.granted(Ticket(u64::MAX), conn, owner),
-                    Checkout::Waiting(ticket) => {
-                        let asleep = self.config().wake != WakePolicy::Handoff;
-                        self.model.waiting.insert(
-                            ticket,
-                            Waiting {
-                                owner,
-                                asleep,
-                                bypassed: 0,
-                            },
-                        );
-                    }
-                    Checkout::Failed(reason) => self.failed_now(reason, holds_pinned),
-                }
+                self.answered(checkout, owner, holds_pinned);
             }
             Op::CheckoutUnpinned => {
                 self.next_owner += 1;
@@ -437,21 +440,7 @@ impl Sut {
                 let scope = self.core.checkout_scope(owner, false);
                 let checkout = self.core.checkout_unpinned(owner);
                 assert_within_scope(scope, &checkout);
-                match checkout {
-                    Checkout::Granted(conn) => self.granted(Ticket(u64::MAX), conn, owner),
-                    Checkout::Waiting(ticket) => {
-                        let asleep = self.config().wake != WakePolicy::Handoff;
-                        self.model.waiting.insert(
-                            ticket,
-                            Waiting {
-                                owner,
-                                asleep,
-                                bypassed: 0,
-                            },
-                        );
-                    }
-                    Checkout::Failed(reason) => self.failed_now(reason, false),
-                }
+                self.answered(checkout, owner, false);
             }
             Op::Checkin { pick, broken } => {
                 let held: Vec<ConnId> = self.model.held.keys().copied().collect();
