@@ -116,9 +116,9 @@ impl<P> Builder<P> {
     }
 
     /// What a checkin does for waiters (default [`WakePolicy::Eventual`]:
-    /// 16 bypasses or 500 µs; [`WakePolicy::Handoff`] for strict FIFO at the cost of
-    /// a context switch per contended checkout; `Broadcast` and `Signal`
-    /// are for study and tests).
+    /// 16 bypasses or 500 µs; [`WakePolicy::Handoff`] for strict FIFO at
+    /// the cost of a context switch per contended checkout; `Broadcast` and
+    /// `Signal` are for study and tests).
     pub fn wake(mut self, wake: WakePolicy) -> Self {
         self.config.wake = wake;
         self

@@ -97,7 +97,7 @@ pub enum WakePolicy {
 /// thread that is not running would cost a context switch per checkout.
 /// (The count was chosen on the contended benchmark: 16 keeps `Affinity`
 /// at 16 threads on 2 cores on its fast path, where 32 was 2–4× slower
-/// and 64 as slow as r2d2.)
+/// and 64 near r2d2's speed.)
 impl Default for WakePolicy {
     fn default() -> Self {
         WakePolicy::Eventual {

@@ -389,9 +389,9 @@ impl Core {
     /// checkins itself, counting them with [`Core::note_lease_reuses`].
     /// That replays this core's own decisions exactly when the owner is
     /// pinned to `conn`, no waiter could use it, and a checkin nobody waits
-    /// for is a plain return to idle (Handoff, Bounded and Eventual; Broadcast and
-    /// Signal wake sleepers waiting for other connections on every
-    /// checkin); and no events are recorded, as they would miss those
+    /// for is a plain return to idle (Handoff, Bounded and Eventual;
+    /// Broadcast and Signal wake sleepers waiting for other connections on
+    /// every checkin); and no events are recorded, as they would miss those
     /// checkouts. Before any input whose answer could depend on a leased
     /// connection (see [`Core::checkout_scope`]) the driver must end the
     /// lease with an ordinary [`Core::checkin`].
@@ -561,7 +561,8 @@ impl Core {
     /// Idle connections beside which every waiter that could use them
     /// sleeps: lost wake-ups, with nobody on the way to take them. Never
     /// under Handoff (nobody waits beside an idle connection), Broadcast
-    /// (all are woken) or Bounded and Eventual (the oldest is woken); Signal's bug.
+    /// (all are woken) or Bounded and Eventual (the oldest is woken);
+    /// Signal's bug.
     /// O(S·W) at worst: a check for tests and model checks.
     pub fn stranded(&self) -> usize {
         self.slots
@@ -710,16 +711,9 @@ impl Core {
     /// passed over `bound` times, or (with a `period`, `Eventual`) once the
     /// period since the connection's last direct hand-off is up; otherwise
     /// it goes idle, and `provision` (which ends every input) wakes that
-    /// waiter beside it.
-    ///
-    /// Under `Eventual` the count applies only to a waiter any connection
-    /// could serve: such a waiter keeps every connection off its owners'
-    /// lock-free path, and handing it this one costs the returning owner
-    /// nothing it would not pay anyway. A waiter bound to `conn` slows only
-    /// `conn`'s other owners, and a hand-off to it makes them — the
-    /// returning thread first — wait for it in turn: a count would buy a
-    /// context switch per `bound` checkouts and no fairness the period does
-    /// not already give.
+    /// waiter beside it. Under `Eventual` the count applies only to a
+    /// waiter any connection could serve ([`WakePolicy::Eventual`] says
+    /// why).
     fn release_eventually_fair(&mut self, conn: ConnId, bound: u32, period: Option<Duration>) {
         let Some(ticket) = self.waiters.oldest_for(conn) else {
             return self.slots.set_idle(conn, self.now);
@@ -729,7 +723,8 @@ impl Core {
         let waiter = self.waiters.get(ticket).expect("queued tickets wait");
         let counted = period.is_none() || waiter.want == Want::Any;
         let passed_over = counted && waiter.bypassed >= u64::from(bound);
-        if !passed_over && period.is_none_or(|_| now < slot.fair_from) {
+        let due = period.is_some() && now >= slot.fair_from;
+        if !passed_over && !due {
             return self.slots.set_idle(conn, now);
         }
         if let Some(period) = period {
@@ -739,10 +734,10 @@ impl Core {
     }
 
     /// Under [`WakePolicy::Bounded`] and [`WakePolicy::Eventual`], keeps
-    /// the oldest waiter that could use
-    /// each idle connection awake: the one woken at a checkin may since have
-    /// been granted another connection, cancelled or failed, and the next
-    /// must not sleep beside the idle one. O(idle · log W).
+    /// the oldest waiter that could use each idle connection awake: the
+    /// one woken at a checkin may since have been granted another
+    /// connection, cancelled or failed, and the next must not sleep beside
+    /// the idle one. O(idle · log W).
     fn wake_beside_idle(&mut self) {
         if !self.config.wake.barges() || self.waiters.len() == 0 {
             return;
@@ -814,8 +809,8 @@ impl Core {
     /// Restores what every input must leave true, and so ends every input
     /// that can change it: enough connections on their way (slots for
     /// unbound waiters up to `max_size`, `min_size` kept, pending slots
-    /// started up to `max_connecting`) and, under Bounded and Eventual, an awake waiter
-    /// beside every idle connection one could use.
+    /// started up to `max_connecting`) and, under Bounded and Eventual, an
+    /// awake waiter beside every idle connection one could use.
     fn provision(&mut self) {
         if self.closed || self.paused {
             return;
