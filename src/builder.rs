@@ -173,6 +173,17 @@ impl<P> Builder<P> {
     /// Time between maintenance runs (default 1 s), which close expired
     /// connections and report leaks; `Duration::MAX` never runs them. A
     /// pool without lifetimes or leak detection runs no maintenance.
+    /// Shorter than [`MIN_MAINTENANCE_INTERVAL`](Self::MIN_MAINTENANCE_INTERVAL)
+    /// (zero included) is rejected by `build`: the worker would spin.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pinpool::blocking::Pool;
+    /// use pinpool::core::ConfigError;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let spinning = Pool::builder().maintenance_interval(Duration::ZERO).build(noop);
+    /// assert_eq!(spinning.unwrap_err(), ConfigError::ZeroDuration("maintenance_interval"));
+    /// ```
     pub fn maintenance_interval(mut self, interval: Duration) -> Self {
         self.maintenance_interval = interval;
         self
@@ -217,8 +228,24 @@ impl<P> Builder<P> {
 }
 
 impl<P> Builder<P> {
+    /// The shortest [`maintenance_interval`](Self::maintenance_interval)
+    /// accepted, 1 ms. Maintenance closes expired connections and refills
+    /// `min_size`; no lifetime is kept to better than a millisecond, and
+    /// anything shorter keeps a core busy for nothing.
+    pub const MIN_MAINTENANCE_INTERVAL: Duration = Duration::from_millis(1);
+
     /// The validated core and the driver's options, for a pool's `build`.
     pub(crate) fn into_parts(self) -> Result<(Core, Options), ConfigError> {
+        match self.maintenance_interval {
+            Duration::ZERO => return Err(ConfigError::ZeroDuration("maintenance_interval")),
+            interval if interval < Self::MIN_MAINTENANCE_INTERVAL => {
+                return Err(ConfigError::MaintenanceTooFrequent {
+                    interval,
+                    minimum: Self::MIN_MAINTENANCE_INTERVAL,
+                });
+            }
+            _ => {}
+        }
         let mut config = self.config;
         config.record_events = self.event_handler.is_some()
             || config.leak_threshold.is_some()

@@ -938,6 +938,14 @@ fn invalid_configs_are_rejected_with_typed_errors() {
         Core::new(zero_idle).unwrap_err(),
         ConfigError::ZeroDuration("idle_timeout")
     );
+    let impossible = Config {
+        max_size: Config::SIZE_LIMIT + 1,
+        ..base
+    };
+    assert_eq!(
+        Core::new(impossible).unwrap_err(),
+        ConfigError::SizeAboveLimit(Config::SIZE_LIMIT + 1)
+    );
 }
 
 /// A server refusing connections is not hammered: `min_size` is refilled
@@ -971,4 +979,39 @@ fn min_size_refills_after_a_failed_connect_wait_for_maintenance() {
         core.connected(conn).unwrap();
     }
     assert_eq!(core.state().idle, 2);
+}
+
+/// `Eventual`'s period may be as long as a `Duration` goes ("never by
+/// time"): the first hand-off that starts the next period must not
+/// overflow the clock (it used to panic adding the period to `now`).
+#[test]
+fn an_eventual_period_of_duration_max_never_overflows_the_clock() {
+    let mut core = Core::new(Config {
+        max_size: 1,
+        pinning: Pinning::Off,
+        wake: WakePolicy::Eventual {
+            bypasses: 1,
+            period: Duration::MAX,
+        },
+        ..Config::default()
+    })
+    .unwrap();
+    let (alice, bob) = (OwnerId(1), OwnerId(2));
+    core.checkout(alice);
+    let Some(Action::Open(conn)) = core.poll_action() else {
+        panic!("opens")
+    };
+    core.advance(Duration::from_secs(1));
+    core.connected(conn).unwrap();
+    while core.poll_action().is_some() {}
+    let Checkout::Waiting(ticket) = core.checkout(bob) else {
+        panic!("bob waits")
+    };
+    core.advance(Duration::from_secs(2));
+    core.checkin(conn, Health::Healthy).unwrap();
+    let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
+    assert!(
+        actions.contains(&Action::Grant { ticket, conn }),
+        "due at the first checkin: {actions:?}"
+    );
 }

@@ -130,7 +130,9 @@ impl WakePolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Most connections that may exist at once (pending, connecting, idle and
-    /// checked out together). Default 10.
+    /// checked out together). Default 10; at most [`Config::SIZE_LIMIT`].
+    /// Memory follows the connections that exist, not this bound, so a
+    /// large value for "no practical limit" costs nothing up front.
     pub max_size: usize,
     /// Connections the core keeps open even when nobody asks. Default 0.
     pub min_size: usize,
@@ -211,12 +213,43 @@ pub enum ConfigError {
     #[error("a bypass bound or fairness period of 0 is WakePolicy::Handoff; use that")]
     ZeroBypassBound,
     /// A lifetime, idle timeout or leak threshold of zero: every
-    /// connection would expire (or leak) the moment it existed.
+    /// connection would expire (or leak) the moment it existed; or a
+    /// maintenance interval of zero, a busy loop.
     #[error("{0} must be longer than zero")]
     ZeroDuration(&'static str),
+    /// `max_size` above [`Config::SIZE_LIMIT`] (`min_size`, at most
+    /// `max_size`, is bounded with it): no process can hold that many
+    /// connections.
+    #[error("max_size ({0}) must not exceed {limit}", limit = Config::SIZE_LIMIT)]
+    SizeAboveLimit(usize),
+    /// A maintenance interval shorter than
+    /// [`Builder::MIN_MAINTENANCE_INTERVAL`](crate::Builder::MIN_MAINTENANCE_INTERVAL):
+    /// the background worker would run in a busy loop.
+    #[error("maintenance_interval ({interval:?}) must be at least {minimum:?}")]
+    MaintenanceTooFrequent {
+        /// The configured interval.
+        interval: Duration,
+        /// The shortest one accepted.
+        minimum: Duration,
+    },
 }
 
 impl Config {
+    /// The largest `max_size` a pool accepts: 2^20, Linux's default limit
+    /// (`fs.nr_open`) on the files one process may hold open, sockets
+    /// included. A larger size is a configuration mistake (often
+    /// `usize::MAX` meant as "unlimited"), not a pool that could exist;
+    /// use this constant to mean "no practical limit".
+    ///
+    /// ```
+    /// use pinpool::core::{Config, ConfigError};
+    /// let unlimited = Config { max_size: Config::SIZE_LIMIT, ..Config::default() };
+    /// assert!(unlimited.validate().is_ok());
+    /// let impossible = Config { max_size: usize::MAX, ..Config::default() };
+    /// assert_eq!(impossible.validate(), Err(ConfigError::SizeAboveLimit(usize::MAX)));
+    /// ```
+    pub const SIZE_LIMIT: usize = 1 << 20;
+
     /// Checks the configuration, naming the first problem found.
     ///
     /// ```
@@ -227,6 +260,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_size == 0 {
             return Err(ConfigError::ZeroMaxSize);
+        }
+        if self.max_size > Self::SIZE_LIMIT {
+            return Err(ConfigError::SizeAboveLimit(self.max_size));
         }
         if self.min_size > self.max_size {
             return Err(ConfigError::MinAboveMax {

@@ -728,7 +728,8 @@ impl Core {
             return self.slots.set_idle(conn, now);
         }
         if let Some(period) = period {
-            slot.fair_from = now + period;
+            // Saturating: a period of `Duration::MAX` means "never by time".
+            slot.fair_from = now.saturating_add(period);
         }
         self.grant(ticket, conn);
     }

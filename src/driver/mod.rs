@@ -339,7 +339,11 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
     /// `options`.
     pub(crate) fn new(core: Core, clock: PoolClock, options: &Options) -> Self {
         let config = *core.config();
-        let cells = if options.stash { config.max_size } else { 0 };
+        let cells = if options.stash {
+            stash::cells_for(config.max_size)
+        } else {
+            0
+        };
         let stash = Arc::new(Stash::new(cells));
         Locked {
             stash: Arc::clone(&stash),

@@ -75,9 +75,26 @@ mod last_cell {
 }
 use last_cell::LAST_CELL;
 
+/// The most cells a stash has, whatever the pool's `max_size`. A cell is
+/// taken by a connection for as long as its stash lease lasts (out or
+/// parked), so this many unpinned connections can be on the fast path at
+/// once; a connection granted while every cell is taken is simply not
+/// stashed and comes back through the core. Bounding the cells keeps a
+/// pool's memory to the connections that exist (a `max_size` of 10,000 set
+/// as "unlimited" allocates nothing for the ones never opened) and the
+/// fast path's scan short. 64 is four times the threads the contended
+/// benchmarks run, and more than the cores of the machines this pool is
+/// measured on; above it, extra connections cost a lock per checkout,
+/// which is what every pool without a stash pays.
+pub(crate) const MAX_CELLS: usize = 64;
+
+/// The cells a pool of `max_size` connections stashes in.
+pub(crate) fn cells_for(max_size: usize) -> usize {
+    max_size.min(MAX_CELLS)
+}
+
 impl<C> Stash<C> {
-    /// A stash of `cells` cells (the pool's `max_size`: every connection
-    /// could be stashed at once).
+    /// A stash of `cells` cells (see [`cells_for`]).
     pub(crate) fn new(cells: usize) -> Self {
         Stash {
             cells: (0..cells)
