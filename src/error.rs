@@ -47,6 +47,13 @@ pub enum Error<E> {
     /// `PoolClearedError`).
     #[error("the pool was cleared and is paused until ready() is called")]
     Paused,
+    /// The owner this checkout was made for went away while it waited: an
+    /// async `get()` future made inside [`Pool::pinned`](crate::tokio::Pool::pinned)
+    /// outlived that scope (boxed and moved out, or left over from a
+    /// `select!`). Its pin is gone with the scope; ask again from a live
+    /// scope, or outside any for an unpinned checkout.
+    #[error("the pinned scope this checkout was made in has ended")]
+    OwnerGone,
 }
 
 impl<E> Error<E> {
@@ -66,7 +73,7 @@ impl<E> Error<E> {
             | Error::ConnectPanicked
             | Error::ConnectAborted
             | Error::Paused => true,
-            Error::Closed | Error::AlreadyHeld => false,
+            Error::Closed | Error::AlreadyHeld | Error::OwnerGone => false,
         }
     }
 }

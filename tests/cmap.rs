@@ -303,9 +303,10 @@ fn cmap_event(event: &Event) -> Option<Value> {
             let reason = match reason {
                 FailReason::PoolClosed => "poolClosed",
                 FailReason::Timeout => "timeout",
-                FailReason::ConnectionError | FailReason::Paused | FailReason::AlreadyHeld => {
-                    "connectionError"
-                }
+                FailReason::ConnectionError
+                | FailReason::Paused
+                | FailReason::AlreadyHeld
+                | FailReason::OwnerGone => "connectionError",
             };
             (
                 "ConnectionCheckOutFailed",

@@ -226,6 +226,9 @@ struct Model {
     closes: BTreeSet<ConnId>,
     /// The most times any waiter was passed over.
     max_bypass: u64,
+    /// The owner whose departure is being applied: only its waiters may
+    /// fail with `OwnerGone`.
+    departing: Option<OwnerId>,
 }
 
 impl Model {
@@ -519,11 +522,16 @@ impl Sut {
             }
             Op::OwnerGone(i) => {
                 let owner = self.owners[i];
+                self.model.departing = Some(owner);
                 self.core.owner_gone(owner);
-                self.model.waiting.retain(|_, w| w.owner != owner);
+                self.drain();
+                self.model.departing = None;
+                assert!(
+                    self.model.waiting.values().all(|w| w.owner != owner),
+                    "{owner}'s waiting checkouts were not all failed"
+                );
                 self.next_owner += 1;
                 self.owners[i] = OwnerId(self.next_owner);
-                self.drain();
                 assert_eq!(self.core.pinned_conn(owner), None, "{owner} left a pin");
                 assert!(!self.model.pins.contains_key(&owner), "no PinReclaimed");
             }
@@ -694,14 +702,22 @@ impl Sut {
                     );
                 }
                 Action::Fail { ticket, reason } => {
-                    assert!(
-                        self.model.waiting.remove(&ticket).is_some(),
-                        "failed a non-waiter"
-                    );
-                    assert!(matches!(
-                        reason,
-                        FailReason::PoolClosed | FailReason::ConnectionError | FailReason::Paused
-                    ));
+                    let waiting = self
+                        .model
+                        .waiting
+                        .remove(&ticket)
+                        .expect("failed a non-waiter");
+                    match reason {
+                        FailReason::PoolClosed
+                        | FailReason::ConnectionError
+                        | FailReason::Paused => {}
+                        FailReason::OwnerGone => assert_eq!(
+                            self.model.departing,
+                            Some(waiting.owner),
+                            "{ticket} failed as its owner's departure"
+                        ),
+                        other => panic!("{ticket} failed with {other:?}"),
+                    }
                 }
             }
         }

@@ -181,24 +181,23 @@ impl<M: Manager> Pool<M> {
         deadline: Deadline<Instant>,
     ) -> Result<Handed<M::Connection>, Error<M::Error>> {
         loop {
-            match slot.wait(deadline.at) {
+            let outcome = slot.wait(deadline.at);
+            let waited = deadline.waited();
+            match outcome {
                 Some(Outcome::Granted(handed)) => return Ok(handed),
                 Some(Outcome::Failed(error)) => return Err(error),
                 Some(Outcome::Woken) => {
-                    if let Some(handed) = self.shared.with_core(|inner| inner.retry(ticket)) {
-                        return Ok(handed);
+                    let retried = self
+                        .shared
+                        .with_core(|inner| inner.retry(ticket, slot, waited));
+                    if let Some(result) = retried {
+                        return result;
                     }
                 }
                 None => {
-                    let waited = deadline.waited();
-                    if let Some(error) = self
+                    return self
                         .shared
-                        .with_core(|inner| inner.time_out(ticket, waited))
-                    {
-                        return Err(error);
-                    }
-                    // Granted or failed just before the deadline: the
-                    // outcome is in the slot.
+                        .with_core(|inner| inner.time_out(ticket, slot, waited));
                 }
             }
         }

@@ -97,11 +97,16 @@ impl<M: Manager> Shared<M> {
 
     /// Carries out `Action::Open(conn)` and reports the result to the core.
     fn open(self: &Arc<Self>, conn: ConnId) {
-        let result = match catch_unwind(AssertUnwindSafe(|| self.manager.connect())) {
-            Ok(Ok(connection)) => {
+        // `interrupt_handle` is the manager's code too: a panic in it fails
+        // the connect, which is then reported like any other.
+        let connect = || {
+            self.manager.connect().map(|connection| {
                 let interrupt = self.manager.interrupt_handle(&connection);
-                Ok((connection, interrupt))
-            }
+                (connection, interrupt)
+            })
+        };
+        let result = match catch_unwind(AssertUnwindSafe(connect)) {
+            Ok(Ok(opened)) => Ok(opened),
             Ok(Err(error)) => {
                 tracing::debug!(%error, %conn, "connect failed");
                 Err(Error::Connect(error))
@@ -145,9 +150,13 @@ impl<M: Manager> Closes for Shared<M> {
         let maintenance = self.maintenance.lock().take();
         if let Some((stop, thread)) = maintenance {
             drop(stop);
-            // The maintenance thread itself may close the pool (an event
-            // handler dropping the last handle): it cannot join itself.
-            if thread.thread().id() != std::thread::current().id() {
+            // Stopped, it ends by itself; joined where that cannot wait on
+            // this thread. Not from itself (an event handler on it dropping
+            // the last handle), nor from inside an event handler anywhere:
+            // events are delivered one thread at a time, so the thread may
+            // be waiting for this very delivery to end before its own.
+            let itself = thread.thread().id() == std::thread::current().id();
+            if !itself && !self.locked.delivering_events_here() {
                 let _ = thread.join();
             }
         }

@@ -355,12 +355,19 @@ impl Core {
     }
 
     /// `owner` is gone (its thread exited, its task ended or was dropped):
-    /// its pin and its waiting tickets are released. Connections it still
-    /// holds come back through [`Core::checkin`] as usual.
+    /// its pin is released, and each checkout it still has waiting fails
+    /// with [`FailReason::OwnerGone`] (an [`Action::Fail`]: whoever waits on
+    /// that ticket — an async `get()` moved out of its pinned scope — is
+    /// told, never left waiting on a ticket the core has forgotten).
+    /// Connections it still holds come back through [`Core::checkin`] as
+    /// usual.
     pub fn owner_gone(&mut self, owner: OwnerId) {
         for ticket in self.waiters.of_owner(owner) {
-            self.cancel(ticket);
+            if let Some(waiter) = self.waiters.remove(ticket) {
+                self.fail_waiter(ticket, waiter, FailReason::OwnerGone);
+            }
         }
+        self.provision();
         if let Some(conn) = self.drop_pin(owner) {
             self.counters.reclaimed_pins += 1;
             self.event(Event::PinReclaimed { owner, conn });

@@ -79,6 +79,11 @@ pub enum FailReason {
     /// called since. Retryable (CMAP's `PoolClearedError`).
     #[error("the pool is paused after a clear")]
     Paused,
+    /// The owner the checkout waited for went away while it waited
+    /// ([`Core::owner_gone`](super::Core::owner_gone)): an async `get()`
+    /// that outlived the pinned scope it was made in.
+    #[error("the owner of this checkout is gone")]
+    OwnerGone,
 }
 
 /// Why a connection is closed (the CMAP names).

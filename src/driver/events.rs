@@ -72,6 +72,12 @@ impl Events {
         self.queue.lock().push_back((event, holder));
     }
 
+    /// Whether the current thread is delivering events (and so may be
+    /// inside the handler).
+    pub(crate) fn delivering_here(&self) -> bool {
+        self.delivering.is_owned_by_current_thread()
+    }
+
     /// Delivers every queued event, after any thread delivering now.
     pub(crate) fn deliver(&self) {
         let _turn = self.delivering.lock();

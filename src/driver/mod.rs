@@ -392,16 +392,24 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
         };
         #[cfg(pinpool_loom)]
         self.changed.notify_all();
+        // Each call into user code (a waker, an interrupt handle, a
+        // connection's `Drop`) is contained: one that panics must not skip
+        // the effects after it, above all the opens, whose slots the core
+        // counts as connecting until they are reported. Closes still come
+        // before opens, so the physical connections never outnumber
+        // `max_size` even for an instant.
         for slot in &effects.notify {
-            slot.notify();
+            contain("a waker", || slot.notify());
         }
         for handle in &effects.interrupt {
-            handle.interrupt();
+            contain("an interrupt handle", || handle.interrupt());
         }
         if let Some(events) = &self.events {
             events.deliver();
         }
-        drop(effects.close);
+        for conn in effects.close {
+            contain("a connection's drop", || drop(conn));
+        }
         for conn in effects.open {
             open(conn);
         }
@@ -434,6 +442,12 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
         if let Some(rest) = return_conn(&self.stash, handed, broken, keep) {
             self.with_core(|inner| inner.finish_return(rest), open);
         }
+    }
+
+    /// Whether this thread is delivering the pool's events now (it is
+    /// inside the event handler).
+    pub(crate) fn delivering_events_here(&self) -> bool {
+        self.events.as_ref().is_some_and(Events::delivering_here)
     }
 
     /// Holds the pool lock (tests prove the fast path never takes it).
@@ -494,15 +508,30 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         }
     }
 
-    /// A woken waiter tries again; `None` while it must go on waiting (or
-    /// when its outcome was delivered to its slot meanwhile).
-    pub(crate) fn retry(&mut self, ticket: Ticket) -> Option<Handed<C>> {
+    /// A woken waiter tries again: `None` while it must go on waiting,
+    /// else its outcome — granted now, or the one delivered to its `slot`
+    /// meanwhile (see [`Inner::collect`]).
+    pub(crate) fn retry(
+        &mut self,
+        ticket: Ticket,
+        slot: &S,
+        waited: Duration,
+    ) -> Option<Result<Handed<C>, Error<E>>> {
         match self.core.retry(ticket) {
-            Ok(Checkout::Granted(conn)) => {
-                let waiting = self.waiters.remove(&ticket)?;
-                Some(self.hand_out(waiting.owner, waiting.pins, conn, waiting.holder))
-            }
-            Ok(Checkout::Waiting(_)) | Err(InputError::NotWaiting(_)) => None,
+            Ok(Checkout::Granted(conn)) => Some(match self.waiters.remove(&ticket) {
+                Some(waiting) => {
+                    Ok(self.hand_out(waiting.owner, waiting.pins, conn, waiting.holder))
+                }
+                None => {
+                    // The core granted a ticket the driver does not know:
+                    // a driver bug. Return the connection rather than lose it.
+                    driver_bug(Err(InputError::NotWaiting(ticket)));
+                    self.give_back_unleased(conn);
+                    Err(self.timed_out(waited))
+                }
+            }),
+            Ok(Checkout::Waiting(_)) => None,
+            Err(InputError::NotWaiting(_)) => Some(self.collect(ticket, slot, waited)),
             Ok(Checkout::Failed(_)) | Err(InputError::WrongConnState { .. }) => {
                 debug_assert!(false, "retry only grants or waits");
                 None
@@ -510,19 +539,64 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         }
     }
 
-    /// The waiter's deadline passed: `Some(error)` if it withdrew, `None`
-    /// if an outcome was delivered to its slot first.
-    pub(crate) fn time_out(&mut self, ticket: Ticket, waited: Duration) -> Option<Error<E>> {
+    /// The waiter's deadline passed: it withdraws with a timeout error,
+    /// unless an outcome was delivered to its `slot` first, which it then
+    /// takes (see [`Inner::collect`]).
+    pub(crate) fn time_out(
+        &mut self,
+        ticket: Ticket,
+        slot: &S,
+        waited: Duration,
+    ) -> Result<Handed<C>, Error<E>> {
         // The state the waiter gave up in, itself still counted as waiting.
-        let state = self.core.state();
-        if !self.core.time_out(ticket) {
-            return None;
+        let error = self.timed_out(waited);
+        if self.core.time_out(ticket) {
+            self.waiters.remove(&ticket);
+            return Err(error);
         }
-        self.waiters.remove(&ticket);
-        Some(Error::Timeout {
+        self.collect(ticket, slot, waited)
+    }
+
+    /// The outcome of `ticket`, which the core no longer has waiting: every
+    /// ticket leaves the core's line with exactly one outcome, delivered
+    /// to its slot under this lock, so it is there. A waiter never loops on
+    /// the belief that it is: if it is not (a driver bug), the checkout
+    /// fails as timed out instead of waiting for what will not come.
+    fn collect(
+        &mut self,
+        ticket: Ticket,
+        slot: &S,
+        waited: Duration,
+    ) -> Result<Handed<C>, Error<E>> {
+        match slot.take() {
+            Some(Outcome::Granted(handed)) => Ok(handed),
+            Some(Outcome::Failed(error)) => Err(error),
+            Some(Outcome::Woken) | None => {
+                driver_bug(Err(InputError::NotWaiting(ticket)));
+                self.waiters.remove(&ticket);
+                Err(self.timed_out(waited))
+            }
+        }
+    }
+
+    /// A timeout error after `waited`, with the pool's state now.
+    fn timed_out(&self, waited: Duration) -> Error<E> {
+        Error::Timeout {
             waited,
-            state: Box::new(state),
-        })
+            state: Box::new(self.core.state()),
+        }
+    }
+
+    /// Checks `conn`, granted to nobody the driver knows, back in.
+    fn give_back_unleased(&mut self, conn: ConnId) {
+        if let Some(physical) = self.conns.remove(&conn) {
+            let handed = Handed {
+                id: conn,
+                conn: physical,
+                lease: None,
+            };
+            self.give_back(handed, Health::Healthy);
+        }
     }
 
     /// The waiter gave up (its future was dropped). If an outcome reached
@@ -562,11 +636,6 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
     pub(crate) fn clear(&mut self, interrupt_in_use: bool) {
         self.recall_leases(Recall::All);
         self.core.clear(interrupt_in_use);
-    }
-
-    /// Whether the pool was closed.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.core.is_closed()
     }
 
     /// Resumes a paused pool (see [`Core::ready`]).
@@ -729,14 +798,12 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
             FailReason::PoolClosed => Error::Closed,
             FailReason::Paused => Error::Paused,
             FailReason::AlreadyHeld => Error::AlreadyHeld,
+            FailReason::OwnerGone => Error::OwnerGone,
             FailReason::ConnectionError => self
                 .connect_failure
                 .take()
                 .unwrap_or(Error::ConnectPanicked),
-            FailReason::Timeout => Error::Timeout {
-                waited: Duration::ZERO,
-                state: Box::new(self.core.state()),
-            },
+            FailReason::Timeout => self.timed_out(Duration::ZERO),
         }
     }
 
@@ -845,6 +912,14 @@ impl Recall {
             Recall::Owner(recalled) => owner == Some(recalled),
             Recall::All => true,
         }
+    }
+}
+
+/// Runs user code `f` (named by `what` in the log) so that a panic in it
+/// ends there: the pool's bookkeeping around it must go on.
+pub(crate) fn contain(what: &str, f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        tracing::error!("{what} panicked; the pool carried on");
     }
 }
 

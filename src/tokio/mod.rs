@@ -176,6 +176,11 @@ impl<M: Manager> Pool<M> {
                     state: Box::new(self.state()),
                 });
             }
+            if pins && scope::current_owner(shared.options.id) != scope_owner {
+                // Polled outside the scope it began in: that owner may be
+                // gone, and the core must never pin a departed owner again.
+                return Err(Error::OwnerGone);
+            }
         }
     }
 
@@ -338,25 +343,22 @@ impl<M: Manager> Waiting<'_, M> {
         loop {
             let slot = &self.slot;
             let outcome = race(deadline, poll_fn(|cx| slot.poll(cx))).await;
+            let waited = deadline.waited();
             let result = match outcome {
                 Ok(Outcome::Granted(handed)) => Ok(handed),
                 Ok(Outcome::Failed(error)) => Err(error),
-                Ok(Outcome::Woken) => match self.shared.with_core(|inner| inner.retry(ticket)) {
-                    Some(handed) => Ok(handed),
-                    None => continue,
-                },
-                Err(_) => {
-                    let waited = deadline.waited();
-                    match self
+                Ok(Outcome::Woken) => {
+                    let retried = self
                         .shared
-                        .with_core(|inner| inner.time_out(ticket, waited))
-                    {
-                        Some(error) => Err(error),
-                        // Granted or failed just before the deadline: the
-                        // outcome is in the slot.
+                        .with_core(|inner| inner.retry(ticket, slot, waited));
+                    match retried {
+                        Some(result) => result,
                         None => continue,
                     }
                 }
+                Err(_) => self
+                    .shared
+                    .with_core(|inner| inner.time_out(ticket, slot, waited)),
             };
             self.pending = false;
             return result;

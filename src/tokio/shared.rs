@@ -33,8 +33,18 @@ pub(crate) struct Shared<M: Manager> {
     runtime: OnceLock<Handle>,
     locked: Locked<M::Connection, M::Error, Slot<M>>,
     /// The maintenance task, once started on the pool's runtime; aborted
-    /// when the pool closes.
-    maintenance: Mutex<Option<tokio::task::AbortHandle>>,
+    /// when the pool closes. Never held across a call that can run user
+    /// code (an event handler may close the pool).
+    maintenance: Mutex<Maintenance>,
+}
+
+/// Where the pool's maintenance task stands.
+enum Maintenance {
+    /// Not started (no runtime seen yet, or none needed).
+    NotStarted,
+    Running(tokio::task::AbortHandle),
+    /// The pool closed: a task started now is aborted at once.
+    Closed,
 }
 
 impl<M: Manager> Shared<M> {
@@ -48,7 +58,7 @@ impl<M: Manager> Shared<M> {
             manager,
             handles: AtomicUsize::new(1),
             runtime: OnceLock::new(),
-            maintenance: Mutex::new(None),
+            maintenance: Mutex::new(Maintenance::NotStarted),
         });
         shared.note_runtime();
         // Carry out the core's opening actions (min_size).
@@ -79,11 +89,12 @@ impl<M: Manager> Shared<M> {
             maintain(pool, interval, worker),
             span,
         ));
+        // `close` marks the state closed after closing the core, so a task
+        // started after that is aborted here.
         let mut maintenance = self.maintenance.lock();
-        if self.with_core(|inner| inner.is_closed()) {
-            task.abort(); // closed meanwhile
-        } else {
-            *maintenance = Some(task.abort_handle());
+        match *maintenance {
+            Maintenance::Closed => task.abort(),
+            _ => *maintenance = Maintenance::Running(task.abort_handle()),
         }
     }
 
@@ -185,9 +196,11 @@ impl<M: Manager> Closes for Shared<M> {
     /// Closes the pool: waiters fail, idle connections close now, the rest
     /// when they come back; the maintenance task is aborted.
     fn close(self: &Arc<Self>) {
-        let mut maintenance = self.maintenance.lock();
+        // The core first, without the maintenance lock: closing delivers
+        // events, and a handler may close the pool again.
         self.with_core(State::<M>::close);
-        if let Some(task) = maintenance.take() {
+        let previous = std::mem::replace(&mut *self.maintenance.lock(), Maintenance::Closed);
+        if let Maintenance::Running(task) = previous {
             task.abort();
         }
     }

@@ -1,0 +1,305 @@
+//! Failure paths a review found no test reaching, each a hang, a lost
+//! connection slot or a self-deadlock before its fix: a checkout that
+//! outlives its owner, user code panicking while the pool carries out a
+//! batch of its decisions, and event handlers that close the pool.
+//!
+//! Where a defect would hang, the test bounds the wait (a channel with a
+//! generous timeout) only to fail instead of hanging: nothing here sleeps
+//! to synchronise.
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use pinpool::core::{Event, Pinning};
+use pinpool::{Error, InterruptHandle};
+
+/// How long a test waits before calling a defect a hang.
+const HANG: Duration = Duration::from_secs(20);
+
+/// Runs `work` on its own thread; `true` if it finished within [`HANG`].
+fn finishes(work: impl FnOnce() + Send + 'static) -> bool {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        work();
+        let _ = done.send(());
+    });
+    finished.recv_timeout(HANG).is_ok()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+// ------------------------------------------------ a checkout outlives its owner
+
+/// A `get()` polled inside a pinned scope, then moved out of it while it
+/// waits, outlives the scope. The scope's end fails it with `OwnerGone`
+/// (it used to be forgotten by the core and left waiting for ever, its
+/// driver entry leaked), and the connection it waited for goes to idle.
+#[test]
+#[allow(clippy::async_yields_async)] // the scope hands its pending get() out
+fn a_get_that_outlives_its_scope_fails_with_owner_gone() {
+    runtime().block_on(async {
+        let pool = pinpool::tokio::Pool::builder()
+            .max_size(1)
+            .checkout_timeout(Duration::MAX)
+            .build(|| async { Ok::<_, std::io::Error>(()) })
+            .unwrap();
+        let held = pool.get().await.unwrap(); // unpinned: the only connection
+        let escaped = pool
+            .pinned(async {
+                let mut get = Box::pin(pool.get());
+                let waiting = poll_fn(|cx| Poll::Ready(get.as_mut().poll(cx).is_pending())).await;
+                assert!(waiting, "the scope's get() waits for the held connection");
+                get
+            })
+            .await;
+        // The scope has ended, and with it the owner its get() was for.
+        let mut escaped = pin!(escaped);
+        let outcome = poll_fn(|cx| Poll::Ready(escaped.as_mut().poll(cx))).await;
+        assert!(
+            matches!(outcome, Poll::Ready(Err(Error::OwnerGone))),
+            "the orphaned get() must end with OwnerGone, not wait"
+        );
+        drop(held);
+        let state = pool.state();
+        assert_eq!((state.idle, state.waiting), (1, 0), "nobody waits for it");
+        assert_eq!(state.pinned_owners, 0);
+    });
+}
+
+// ------------------------------------------- user code panics inside a batch
+
+/// Connections whose `Drop` panics (the first `panicking` of them), and
+/// which report themselves broken at checkin.
+struct Exploding {
+    opened: AtomicUsize,
+    panicking: usize,
+}
+
+struct Bomb {
+    armed: bool,
+}
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if self.armed && !std::thread::panicking() {
+            panic!("a connection's Drop panicked");
+        }
+    }
+}
+
+impl Exploding {
+    fn connect(&self) -> Bomb {
+        let number = self.opened.fetch_add(1, Ordering::SeqCst);
+        Bomb {
+            armed: number < self.panicking,
+        }
+    }
+}
+
+impl pinpool::blocking::Manager for Exploding {
+    type Connection = Bomb;
+    type Error = std::io::Error;
+    fn connect(&self) -> std::io::Result<Bomb> {
+        Ok(Exploding::connect(self))
+    }
+    fn has_broken(&self, _: &mut Bomb) -> bool {
+        true
+    }
+}
+
+impl pinpool::tokio::Manager for Exploding {
+    type Connection = Bomb;
+    type Error = std::io::Error;
+    async fn connect(&self) -> std::io::Result<Bomb> {
+        Ok(Exploding::connect(self))
+    }
+    fn has_broken(&self, _: &mut Bomb) -> bool {
+        true
+    }
+}
+
+/// A broken connection with a pinned owner is closed and its replacement
+/// opened in one batch. A panic in its `Drop` used to unwind out of the
+/// guard's drop before the open ran, leaving the replacement "connecting"
+/// for ever and its owner timing out on every `get()`.
+#[test]
+fn a_panicking_connection_drop_neither_escapes_nor_strands_the_replacement() {
+    let pool = pinpool::blocking::Pool::builder()
+        .max_size(1)
+        .pinning(Pinning::Strict)
+        .checkout_timeout(HANG)
+        .build(Exploding {
+            opened: AtomicUsize::new(0),
+            panicking: 1,
+        })
+        .unwrap();
+    let first = pool.get().unwrap();
+    drop(first); // broken: closed (its Drop panics) and replaced
+    let second = pool.get().expect("the replacement opens");
+    drop(second);
+    let state = pool.state();
+    assert_eq!(
+        state.counters.closed, 2,
+        "both connections closed and counted"
+    );
+    assert_eq!(state.counters.established, 2);
+}
+
+#[test]
+fn a_panicking_connection_drop_is_contained_in_the_async_pool_too() {
+    runtime().block_on(async {
+        let pool = pinpool::tokio::Pool::builder()
+            .max_size(1)
+            .checkout_timeout(HANG)
+            .build(Exploding {
+                opened: AtomicUsize::new(0),
+                panicking: 1,
+            })
+            .unwrap();
+        pool.pinned(async {
+            drop(pool.get().await.unwrap());
+            drop(pool.get().await.expect("the replacement opens"));
+        })
+        .await;
+        assert_eq!(pool.state().counters.established, 2);
+    });
+}
+
+/// A blocking manager whose `interrupt_handle` panics: the connect fails
+/// with `ConnectPanicked` (it used to kill the connect thread before the
+/// result was reported, stranding the slot and its `max_connecting` permit).
+#[test]
+fn a_panicking_interrupt_handle_fails_the_connect_instead_of_stranding_it() {
+    struct NoHandle;
+    impl pinpool::blocking::Manager for NoHandle {
+        type Connection = ();
+        type Error = std::io::Error;
+        fn connect(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn interrupt_handle(&self, _: &()) -> Option<InterruptHandle> {
+            panic!("interrupt_handle panicked")
+        }
+    }
+    let pool = pinpool::blocking::Pool::builder()
+        .max_size(1)
+        .checkout_timeout(HANG)
+        .build(NoHandle)
+        .unwrap();
+    assert!(matches!(pool.get(), Err(Error::ConnectPanicked)));
+    let state = pool.state();
+    assert_eq!(
+        state.connecting + state.pending,
+        0,
+        "no slot left connecting"
+    );
+    assert_eq!(state.counters.connect_failures, 1);
+}
+
+// ------------------------------------------- event handlers that close the pool
+
+/// An event handler that closes the pool it reports on, once, holding a
+/// handle only until then (so the pool is not kept alive by its own
+/// handler).
+fn closing_handler<P: Send + 'static>(
+    pool: &Arc<Mutex<Option<P>>>,
+    on: impl Fn(&Event) -> bool + Send + Sync + 'static,
+    close: impl Fn(&P) + Send + Sync + 'static,
+) -> impl Fn(&Event) + Send + Sync + 'static {
+    let pool = Arc::clone(pool);
+    move |event| {
+        if on(event) {
+            let taken = pool.lock().unwrap().take();
+            if let Some(pool) = taken {
+                close(&pool);
+            }
+        }
+    }
+}
+
+/// `close()` delivers `PoolClosed`; a handler closing the pool again from
+/// there used to re-lock the async pool's maintenance mutex, which the
+/// outer `close()` held across delivering events: a self-deadlock.
+#[test]
+fn an_async_handler_may_close_the_pool_from_inside_close() {
+    assert!(finishes(|| {
+        runtime().block_on(async {
+            let slot = Arc::new(Mutex::new(None));
+            let handler = closing_handler(
+                &slot,
+                |event| matches!(event, Event::PoolClosed),
+                pinpool::tokio::Pool::close,
+            );
+            let pool = pinpool::tokio::Pool::builder()
+                .idle_timeout(Duration::from_secs(60)) // a maintenance task
+                .event_handler(handler)
+                .build(|| async { Ok::<_, std::io::Error>(()) })
+                .unwrap();
+            *slot.lock().unwrap() = Some(pool.clone());
+            drop(pool.get().await.unwrap()); // the runtime starts maintenance
+            pool.close();
+            assert!(matches!(pool.get().await, Err(Error::Closed)));
+        });
+    }));
+}
+
+/// A handler on this thread closes the blocking pool while its maintenance
+/// thread waits to deliver the events of a run (events go out one thread
+/// at a time). `close()` used to join the maintenance thread from inside
+/// the handler: each waited on the other.
+///
+/// The handler first waits, on the core's state, until maintenance has
+/// closed the connection just checked in (every idle connection expires at
+/// once here): that run's thread is then on its way to deliver its event,
+/// behind this one. If a run already began before the checkin and waits
+/// to deliver, nothing more happens while the handler runs, so the wait is
+/// bounded; the maintenance thread is then waiting all the same.
+#[test]
+fn a_blocking_handler_may_close_the_pool_while_maintenance_delivers() {
+    assert!(finishes(|| {
+        let slot: Arc<Mutex<Option<pinpool::blocking::Pool<_>>>> = Arc::new(Mutex::new(None));
+        let armed = Arc::new(AtomicBool::new(false));
+        let trigger = Arc::clone(&armed);
+        let watched = Arc::clone(&slot);
+        let handler = closing_handler(
+            &slot,
+            move |event| {
+                if !matches!(event, Event::CheckedIn { .. })
+                    || !trigger.swap(false, Ordering::SeqCst)
+                {
+                    return false;
+                }
+                let pool = watched.lock().unwrap().clone();
+                let Some(pool) = pool else { return false };
+                let give_up = Instant::now() + Duration::from_secs(5);
+                while pool.state().idle > 0 && Instant::now() < give_up {
+                    std::thread::yield_now();
+                }
+                true
+            },
+            pinpool::blocking::Pool::close,
+        );
+        let pool = pinpool::blocking::Pool::builder()
+            .pinning(Pinning::Off)
+            .idle_timeout(Duration::from_nanos(1))
+            .maintenance_interval(pinpool::Builder::<()>::MIN_MAINTENANCE_INTERVAL)
+            .event_handler(handler)
+            .build(|| Ok::<_, std::io::Error>(()))
+            .unwrap();
+        *slot.lock().unwrap() = Some(pool.clone());
+        let conn = pool.get().unwrap();
+        armed.store(true, Ordering::SeqCst);
+        drop(conn); // its checkin fires the handler
+        assert!(matches!(pool.get(), Err(Error::Closed)));
+    }));
+}
