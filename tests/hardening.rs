@@ -146,13 +146,11 @@ fn a_panicking_connection_drop_neither_escapes_nor_strands_the_replacement() {
     let first = pool.get().unwrap();
     drop(first); // broken: closed (its Drop panics) and replaced
     let second = pool.get().expect("the replacement opens");
-    drop(second);
-    let state = pool.state();
-    assert_eq!(
-        state.counters.closed, 2,
-        "both connections closed and counted"
-    );
-    assert_eq!(state.counters.established, 2);
+    drop(second); // broken too: closed, and a third opens for the pin
+    let counters = pool.state().counters;
+    assert_eq!(counters.closed, 2, "both connections closed and counted");
+    // The third may or may not be established by now.
+    assert!(counters.established >= 2);
 }
 
 #[test]
@@ -171,7 +169,7 @@ fn a_panicking_connection_drop_is_contained_in_the_async_pool_too() {
             drop(pool.get().await.expect("the replacement opens"));
         })
         .await;
-        assert_eq!(pool.state().counters.established, 2);
+        assert_eq!(pool.state().counters.closed, 2, "both closed and counted");
     });
 }
 
@@ -302,4 +300,32 @@ fn a_blocking_handler_may_close_the_pool_while_maintenance_delivers() {
         drop(conn); // its checkin fires the handler
         assert!(matches!(pool.get(), Err(Error::Closed)));
     }));
+}
+
+// ------------------------------------------------- monitoring and the fast path
+
+/// A metrics poller calling `status()` between a pinned owner's checkouts
+/// leaves the owner on its lease: the parked connection reads as in use,
+/// and the fast checkouts are counted only when `state()` ends the lease.
+/// (`state()` ends every lease, so polling it sends each pinned owner's
+/// next checkout through the pool lock.)
+#[test]
+fn polling_status_ends_no_lease() {
+    let pool = pinpool::blocking::Pool::builder()
+        .build(|| Ok::<_, std::io::Error>(()))
+        .unwrap();
+    drop(pool.get().unwrap()); // through the core: leased, then parked
+    for _ in 0..10 {
+        let status = pool.status();
+        assert_eq!((status.in_use, status.idle), (1, 0), "still leased");
+        assert_eq!(status.counters.checkouts, 1, "fast checkouts not folded in");
+        drop(pool.get().unwrap());
+    }
+    let state = pool.state();
+    assert_eq!(
+        (state.in_use, state.idle),
+        (0, 1),
+        "state() ended the lease"
+    );
+    assert_eq!(state.counters.checkouts, 11);
 }

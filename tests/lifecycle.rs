@@ -326,6 +326,86 @@ mod tokio_pool {
         assert_ne!(PooledConnection::id(&conn), first);
     }
 
+    /// A connection leased to a pinned scope (or stashed for unpinned
+    /// checkouts) is checked against its lifetime as the fast path takes
+    /// it: past it, the checkout goes through the core, which closes it and
+    /// opens a replacement. It used to be served for ever by the lease
+    /// when maintenance never ran.
+    #[tokio::test(start_paused = true)]
+    async fn a_leased_connection_past_its_lifetime_is_replaced_without_maintenance() {
+        for pinned in [true, false] {
+            let pool = Pool::builder()
+                .max_size(1)
+                .max_lifetime(Duration::from_secs(60))
+                .maintenance_interval(Duration::MAX)
+                .build(TestManager::default())
+                .unwrap();
+            let ids = async {
+                let mut ids = Vec::new();
+                for wait in [0, 30, 31] {
+                    advance(Duration::from_secs(wait)).await;
+                    ids.push(PooledConnection::id(&pool.get().await.unwrap()));
+                }
+                ids
+            };
+            let ids = if pinned {
+                pool.pinned(ids).await
+            } else {
+                ids.await
+            };
+            assert_eq!(
+                ids[0], ids[1],
+                "pinned {pinned}: reused within its lifetime"
+            );
+            assert_ne!(ids[1], ids[2], "pinned {pinned}: replaced past it");
+            let counters = pool.state().counters;
+            assert_eq!((counters.closed, counters.established), (1, 2));
+            assert_eq!(
+                counters.checkouts, 3,
+                "pinned {pinned}: fast checkouts counted"
+            );
+        }
+    }
+
+    /// Maintenance runs when a deadline it knows of falls, not up to an
+    /// interval later: a lifetime of 10.5 s with runs every second closes
+    /// the idle connection at 10.5 s, where it used to wait for the run at
+    /// 11 s.
+    #[tokio::test(start_paused = true)]
+    async fn maintenance_runs_when_a_deadline_falls_not_an_interval_later() {
+        let (handler, events) = recorder();
+        let pool = Pool::builder()
+            .max_size(1)
+            .max_lifetime(Duration::from_millis(10_500))
+            .maintenance_interval(Duration::from_secs(1))
+            .event_handler(handler)
+            .build(TestManager::default())
+            .unwrap();
+        drop(pool.get().await.unwrap());
+        let lifetime_closes = || {
+            events
+                .try_iter()
+                .filter(|(event, _)| {
+                    matches!(
+                        event,
+                        Event::ConnectionClosed {
+                            reason: CloseReason::Lifetime,
+                            ..
+                        }
+                    )
+                })
+                .count()
+        };
+        for _ in 0..10 {
+            advance(Duration::from_secs(1)).await;
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(lifetime_closes(), 0, "alive at 10 s");
+        advance(Duration::from_millis(600)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(lifetime_closes(), 1, "closed by 10.6 s");
+    }
+
     /// Polls `future` once: its output if it is ready.
     async fn futures_poll_once<F: std::future::Future + Unpin>(
         future: &mut F,

@@ -120,7 +120,8 @@ impl<M: Manager> Pool<M> {
     fn get_leased(&self) -> Option<PooledConnection<'_, M>> {
         let lease = pins::take_lease(self.shared.options.id)?;
         let check_in = |recalled| self.shared.checkin(recalled, Health::Healthy);
-        let handed = lease::take_back::<M::Connection>(lease, check_in)?;
+        let now = || self.shared.locked().now();
+        let handed = lease::take_back::<M::Connection>(lease, now, check_in)?;
         self.validated(handed)
     }
 
@@ -213,9 +214,29 @@ impl<M: Manager> Pool<M> {
 
     /// A consistent snapshot: connections by state, waiters, pins per
     /// connection and the counters. Ends the fast-path leases (so idle
-    /// connections read as idle); cheap, but not free.
+    /// connections read as idle), which every pinned owner then pays for
+    /// at its next checkout; to poll, use [`status`](Self::status).
     pub fn state(&self) -> PoolState {
         self.shared.state()
+    }
+
+    /// The pool's counts as they stand, for a metrics poller: unlike
+    /// [`state`](Self::state) it ends no fast-path lease, so polling it
+    /// never slows a pinned owner down. The price: a connection parked in
+    /// its owner's lease (or the pool's stash) counts as in use, and the
+    /// checkouts served by a lease are counted when that lease ends.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::new(noop)?;
+    /// drop(pool.get()?); // leased to this thread, parked
+    /// assert_eq!(pool.status().in_use, 1, "parked in the lease");
+    /// assert_eq!(pool.state().idle, 1, "state() ended the lease");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn status(&self) -> PoolState {
+        self.shared.status()
     }
 
     /// Closes the pool for every handle: blocked and later `get()`s fail

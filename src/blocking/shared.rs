@@ -167,8 +167,9 @@ impl<M: Manager> Closes for Shared<M> {
     }
 }
 
-/// The maintenance thread's loop: a run every `interval` (at once while
-/// expired connections are left), until the pool is closed or gone.
+/// The maintenance thread's loop: a run every `interval`, or when the
+/// core's next deadline falls if sooner (at once while expired connections
+/// are left), until the pool is closed or gone.
 fn maintain<M: Manager>(
     pool: &Weak<Shared<M>>,
     interval: Duration,
@@ -178,7 +179,7 @@ fn maintain<M: Manager>(
     let mut wait = interval;
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
         let Some(shared) = pool.upgrade() else { return };
-        let more = shared.with_core(State::<M>::maintain);
-        wait = maintenance::next_wait(interval, more);
+        let run = shared.with_core(State::<M>::maintain);
+        wait = maintenance::next_wait(interval, &run);
     }
 }

@@ -231,6 +231,87 @@ impl Core {
         }
     }
 
+    /// The driver's clock as last reported by [`Core::advance`].
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// When `conn` outlives [`Config::max_lifetime`](super::Config::max_lifetime),
+    /// on the driver's clock; `None` without a lifetime (or for a
+    /// connection not established). A driver that serves checkouts itself
+    /// (a lease, see [`Core::may_lease`]) checks it there: the core sees
+    /// an expired connection only when it comes back.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pinpool::core::{Config, ConnId, Core};
+    ///
+    /// let max_lifetime = Some(Duration::from_secs(60));
+    /// let mut core = Core::new(Config { min_size: 1, max_lifetime, ..Config::default() })?;
+    /// core.poll_action(); // Open
+    /// core.advance(Duration::from_secs(5));
+    /// core.connected(ConnId(1))?;
+    /// assert_eq!(core.expires_at(ConnId(1)), Some(Duration::from_secs(65)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn expires_at(&self, conn: super::ConnId) -> Option<Duration> {
+        let slot = self.slots.get(conn)?;
+        let established = matches!(slot.state, SlotState::Idle { .. } | SlotState::InUse { .. });
+        let lifetime = self.config.max_lifetime.filter(|_| established)?;
+        Some(slot.born.saturating_add(lifetime))
+    }
+
+    /// The next instant, strictly after the clock's last reading, at which
+    /// a decision of [`Core::maintain`] falls due: a connection outliving
+    /// its lifetime (idle, or out — a leased one is checked when the
+    /// maintenance run recalls it), an idle one its idle timeout, a
+    /// checkout the leak threshold. quinn-proto's `poll_timeout`: a driver
+    /// runs maintenance then (or at its interval, if sooner) instead of
+    /// finding the work up to an interval late. What was due earlier and is
+    /// still there is exempt (`min_size`, a strict pin, a woken waiter)
+    /// and does not count. `None`: nothing is scheduled. O(S).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pinpool::core::{Config, ConnId, Core};
+    ///
+    /// let idle_timeout = Some(Duration::from_secs(10));
+    /// let mut core = Core::new(Config { min_size: 1, idle_timeout, ..Config::default() })?;
+    /// core.poll_action(); // Open
+    /// core.advance(Duration::from_secs(1));
+    /// core.connected(ConnId(1))?;
+    /// assert_eq!(core.poll_timeout(), Some(Duration::from_secs(11)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let config = &self.config;
+        if self.closed
+            || (config.max_lifetime.is_none()
+                && config.idle_timeout.is_none()
+                && config.leak_threshold.is_none())
+        {
+            return None;
+        }
+        let now = self.now;
+        let after = |limit: Option<Duration>, from: Duration| limit.map(|l| from.saturating_add(l));
+        self.slots
+            .iter()
+            .flat_map(|(_, slot)| {
+                let (idle, leak) = match slot.state {
+                    SlotState::Idle { .. } => (after(config.idle_timeout, slot.since), None),
+                    SlotState::InUse { .. } if !slot.leak_reported => {
+                        (None, after(config.leak_threshold, slot.since))
+                    }
+                    SlotState::InUse { .. } => (None, None),
+                    SlotState::Pending | SlotState::Connecting => return [None; 3],
+                };
+                [after(config.max_lifetime, slot.born), idle, leak]
+            })
+            .flatten()
+            .filter(|&due| due > now)
+            .min()
+    }
+
     /// Whether `conn` has lived longer than `max_lifetime`.
     pub(super) fn outlived(&self, conn: super::ConnId) -> bool {
         self.config

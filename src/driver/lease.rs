@@ -22,6 +22,7 @@
 //! wake-up is lost and none is duplicated.
 
 use std::any::Any;
+use std::time::Duration;
 
 use super::{Handed, Leased};
 use crate::core::{ConnId, OwnerId};
@@ -32,16 +33,19 @@ use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering, TakeCell};
 pub(crate) type AnyLease = Arc<dyn Any + Send + Sync>;
 
 /// The owner takes back the connection parked in its lease. `None` if
-/// nothing was parked — or if the lease was
-/// recalled meanwhile: the connection then goes to `check_in`, back
-/// through the core, since its waiters come first.
+/// nothing was parked — or if the lease was recalled meanwhile, or the
+/// connection has outlived its lifetime (by the pool's clock, `now`, read
+/// only when a lifetime is set): the connection then goes to `check_in`,
+/// back through the core, since its waiters come first and it closes what
+/// has expired.
 #[inline]
 pub(crate) fn take_back<C: Send + 'static>(
     lease: AnyLease,
+    now: impl FnOnce() -> Duration,
     check_in: impl FnOnce(Handed<C>),
 ) -> Option<Handed<C>> {
     let lease = lease.downcast::<Lease<C>>().ok()?;
-    let (conn, recalled) = match lease.reacquire() {
+    let (conn, recalled) = match lease.reacquire(now) {
         Reacquire::Held(conn) => (conn, false),
         Reacquire::Recalled(conn) => (conn, true),
         Reacquire::Empty => return None,
@@ -67,9 +71,22 @@ pub(crate) fn take_back<C: Send + 'static>(
 pub(crate) struct LeaseCell<C> {
     parked: TakeCell<C>,
     pub(super) recalled: AtomicBool,
+    /// When the leased connection outlives its lifetime, in nanoseconds of
+    /// the pool's clock; [`NEVER`] without one. Written when the lease
+    /// starts, before the connection is first handed out (so the taker's
+    /// swap orders it), read by each taker.
+    expires: AtomicU64,
     /// Checkouts served by the fast path. Written only by whoever holds the
     /// connection, read once by whoever returns it to the core.
     reuses: AtomicU64,
+}
+
+/// A lease whose connection has no lifetime.
+const NEVER: u64 = u64::MAX;
+
+/// A lifetime's end as the cell stores it.
+fn expiry_nanos(expires: Option<Duration>) -> u64 {
+    expires.map_or(NEVER, |at| u64::try_from(at.as_nanos()).unwrap_or(NEVER))
 }
 
 impl<C> LeaseCell<C> {
@@ -77,23 +94,33 @@ impl<C> LeaseCell<C> {
         LeaseCell {
             parked: TakeCell::empty(),
             recalled: AtomicBool::new(false),
+            expires: AtomicU64::new(NEVER),
             reuses: AtomicU64::new(0),
         }
     }
 
     /// Takes the parked connection, if any, and says whether the lease was
-    /// recalled meanwhile (the taker must then return it through the
-    /// core); otherwise counts a checkout served.
+    /// recalled meanwhile or the connection has outlived its lifetime by
+    /// the clock `now` (the taker must then return it through the core);
+    /// otherwise counts a checkout served.
     #[inline]
-    pub(crate) fn take(&self) -> Option<(Box<C>, bool)> {
+    pub(crate) fn take(&self, now: impl FnOnce() -> Duration) -> Option<(Box<C>, bool)> {
         let conn = self.parked.take()?;
-        if self.recalled.load(Ordering::SeqCst) {
+        if self.recalled.load(Ordering::SeqCst) || self.expired(now) {
             return Some((conn, true));
         }
         // Only the holder writes, so a load and a store suffice.
         let reuses = self.reuses.load(Ordering::Relaxed);
         self.reuses.store(reuses + 1, Ordering::Relaxed);
         Some((conn, false))
+    }
+
+    /// Whether the leased connection has outlived its lifetime; the clock
+    /// is read only when it has one.
+    #[inline]
+    fn expired(&self, now: impl FnOnce() -> Duration) -> bool {
+        let expires = self.expires.load(Ordering::Relaxed);
+        expires != NEVER && expiry_nanos(Some(now())) >= expires
     }
 
     /// The holder parks the connection; `false` when the lease was
@@ -122,9 +149,11 @@ impl<C> LeaseCell<C> {
         self.parked.take()
     }
 
-    /// Starts a new lease in this (empty) cell (under the pool lock).
-    pub(crate) fn rearm(&self) {
+    /// Starts a new lease in this (empty) cell (under the pool lock), of
+    /// a connection that outlives its lifetime at `expires`.
+    pub(crate) fn rearm(&self, expires: Option<Duration>) {
         self.reuses.store(0, Ordering::Relaxed);
+        self.expires.store(expiry_nanos(expires), Ordering::Relaxed);
         self.recalled.store(false, Ordering::SeqCst);
     }
 
@@ -153,18 +182,19 @@ pub(crate) enum Reacquire<C> {
 }
 
 impl<C> Lease<C> {
-    pub(crate) fn new(conn: ConnId, owner: OwnerId) -> Self {
-        Lease {
-            conn,
-            owner,
-            cell: LeaseCell::new(),
-        }
+    /// A lease of `conn` to `owner`; the connection outlives its lifetime
+    /// at `expires` (see [`Core::expires_at`](crate::core::Core::expires_at)).
+    pub(crate) fn new(conn: ConnId, owner: OwnerId, expires: Option<Duration>) -> Self {
+        let cell = LeaseCell::new();
+        cell.expires.store(expiry_nanos(expires), Ordering::Relaxed);
+        Lease { conn, owner, cell }
     }
 
-    /// The owner takes its parked connection back.
+    /// The owner takes its parked connection back (an expired one as
+    /// recalled; see [`LeaseCell::take`]).
     #[inline]
-    pub(crate) fn reacquire(&self) -> Reacquire<C> {
-        match self.cell.take() {
+    pub(crate) fn reacquire(&self, now: impl FnOnce() -> Duration) -> Reacquire<C> {
+        match self.cell.take(now) {
             Some((conn, false)) => Reacquire::Held(conn),
             Some((conn, true)) => Reacquire::Recalled(conn),
             None => Reacquire::Empty,
@@ -200,7 +230,11 @@ mod tests {
     use super::*;
 
     fn lease() -> Lease<&'static str> {
-        Lease::new(ConnId(1), OwnerId(1))
+        Lease::new(ConnId(1), OwnerId(1), None)
+    }
+
+    fn never() -> Duration {
+        panic!("the clock is read only for a connection with a lifetime")
     }
 
     #[test]
@@ -208,7 +242,7 @@ mod tests {
         let lease = lease();
         assert!(lease.park(Box::new("conn")).is_ok());
         for _ in 0..3 {
-            let Reacquire::Held(conn) = lease.reacquire() else {
+            let Reacquire::Held(conn) = lease.reacquire(never) else {
                 panic!("parked, not recalled")
             };
             assert!(lease.park(conn).is_ok());
@@ -221,14 +255,14 @@ mod tests {
         let lease = lease();
         lease.park(Box::new("conn")).unwrap();
         assert_eq!(lease.recall().as_deref(), Some(&"conn"));
-        assert!(matches!(lease.reacquire(), Reacquire::Empty));
+        assert!(matches!(lease.reacquire(never), Reacquire::Empty));
     }
 
     #[test]
     fn a_recall_while_held_is_seen_by_the_holders_park() {
         let lease = lease();
         lease.park(Box::new("conn")).unwrap();
-        let Reacquire::Held(conn) = lease.reacquire() else {
+        let Reacquire::Held(conn) = lease.reacquire(never) else {
             panic!("parked")
         };
         assert!(lease.recall().is_none(), "the holder has it");
@@ -237,12 +271,27 @@ mod tests {
     }
 
     #[test]
+    fn an_expired_connection_is_returned_to_the_core_not_reused() {
+        let lease = Lease::new(ConnId(1), OwnerId(1), Some(Duration::from_secs(60)));
+        lease.park(Box::new("conn")).unwrap();
+        let Reacquire::Held(conn) = lease.reacquire(|| Duration::from_secs(59)) else {
+            panic!("not expired yet")
+        };
+        lease.park(conn).unwrap();
+        assert!(matches!(
+            lease.reacquire(|| Duration::from_secs(60)),
+            Reacquire::Recalled(_)
+        ));
+        assert_eq!(lease.reuses(), 1, "the expired take is not a reuse");
+    }
+
+    #[test]
     fn a_reacquire_after_a_recall_returns_the_connection_to_the_core() {
         let lease = lease();
         lease.park(Box::new("conn")).unwrap();
         // The recall raised the flag but the owner's swap came first.
         lease.cell.recalled.store(true, Ordering::SeqCst);
-        assert!(matches!(lease.reacquire(), Reacquire::Recalled(_)));
+        assert!(matches!(lease.reacquire(never), Reacquire::Recalled(_)));
         assert_eq!(lease.reuses(), 0);
     }
 }

@@ -64,8 +64,23 @@ pub(crate) fn interval(config: &Config, interval: Duration) -> Option<Duration> 
     (config.needs_maintenance() && interval != Duration::MAX).then_some(interval)
 }
 
+/// What one maintenance run leaves behind.
+pub(crate) struct Run {
+    /// Expired connections are left (the run's batch was full).
+    pub(crate) more: bool,
+    /// How long until the core's next deadline
+    /// ([`Core::poll_timeout`](crate::core::Core::poll_timeout)), if any.
+    pub(crate) due_in: Option<Duration>,
+}
+
 /// How long to wait before the next run: at once when the last run left
-/// expired connections behind (its batch was full).
-pub(crate) fn next_wait(interval: Duration, more: bool) -> Duration {
-    if more { Duration::ZERO } else { interval }
+/// expired connections behind; else until the core's next deadline, or the
+/// interval if that is sooner — it bounds how late work is found that no
+/// deadline foretold (a connection opened since, a refill after a failed
+/// connect).
+pub(crate) fn next_wait(interval: Duration, run: &Run) -> Duration {
+    if run.more {
+        return Duration::ZERO;
+    }
+    run.due_in.map_or(interval, |due| due.min(interval))
 }

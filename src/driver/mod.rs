@@ -284,6 +284,11 @@ pub(crate) trait Shared<C: Send + 'static, E: std::fmt::Display, S: Slot<C, E>>:
         self.locked().with_core(f, |conn| self.spawn_open(conn))
     }
 
+    /// A snapshot that ends no lease (see [`Inner::status`]).
+    fn status(self: &Arc<Self>) -> PoolState {
+        self.with_core(|inner| inner.status())
+    }
+
     /// Returns a connection to the core, ending its lease if it had one.
     fn checkin(self: &Arc<Self>, handed: Handed<C>, health: Health) {
         self.with_core(|inner| inner.give_back(handed, health));
@@ -421,9 +426,10 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
     /// meanwhile goes back through the core (its waiters come first).
     #[inline]
     pub(crate) fn take_stashed(&self, open: impl FnMut(ConnId)) -> Option<Handed<C>> {
-        self.stash.take(|recalled| {
-            self.with_core(|inner| inner.give_back(recalled, Health::Healthy), open)
-        })
+        self.stash.take(
+            || self.now(),
+            |recalled| self.with_core(|inner| inner.give_back(recalled, Health::Healthy), open),
+        )
     }
 
     /// A guard returns its connection: parked without the lock when its
@@ -442,6 +448,13 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
         if let Some(rest) = return_conn(&self.stash, handed, broken, keep) {
             self.with_core(|inner| inner.finish_return(rest), open);
         }
+    }
+
+    /// The pool's clock (zero for a pool whose decisions do not depend on
+    /// time: it is then never asked).
+    #[inline]
+    pub(crate) fn now(&self) -> Duration {
+        self.clock.as_ref().map_or(Duration::ZERO, |clock| clock())
     }
 
     /// Whether this thread is delivering the pool's events now (it is
@@ -643,15 +656,28 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         self.core.ready();
     }
 
-    /// One maintenance run (see [`Core::maintain`]); whether work is left.
+    /// One maintenance run (see [`Core::maintain`]): whether work is left,
+    /// and when the core's next deadline falls ([`Core::poll_timeout`]).
     /// Leases are recalled first when lifetimes are configured, so a
     /// pinned owner's parked connection is checked like any idle one.
-    pub(crate) fn maintain(&mut self) -> bool {
+    pub(crate) fn maintain(&mut self) -> maintenance::Run {
         let config = self.core.config();
         if config.max_lifetime.is_some() || config.idle_timeout.is_some() {
             self.recall_leases(Recall::All);
         }
-        self.core.maintain()
+        let more = self.core.maintain();
+        let now = self.core.now();
+        maintenance::Run {
+            more,
+            due_in: self.core.poll_timeout().map(|due| due - now),
+        }
+    }
+
+    /// The core's snapshot as it stands, ending no lease: connections
+    /// parked in a lease count as in use, and the checkouts a lease served
+    /// are counted when it ends.
+    pub(crate) fn status(&self) -> PoolState {
+        self.core.state()
     }
 
     /// A consistent snapshot (recalls the leases, so idle means idle).
@@ -778,11 +804,14 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
             holders.insert(conn, holder);
         }
         let lease = if self.core.may_lease(owner, conn) {
-            let lease = Arc::new(Lease::new(conn, owner));
+            let lease = Arc::new(Lease::new(conn, owner, self.core.expires_at(conn)));
             self.leases.insert(conn, Arc::clone(&lease));
             Some(Leased::Owner(lease))
         } else if self.core.may_stash(conn, pins) {
-            self.ledger.arm(&self.stash, conn).map(Leased::Stash)
+            let expires = self.core.expires_at(conn);
+            self.ledger
+                .arm(&self.stash, conn, expires)
+                .map(Leased::Stash)
         } else {
             None
         };

@@ -31,6 +31,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
@@ -111,10 +112,15 @@ impl<C> Stash<C> {
     }
 
     /// Takes any parked connection (the fast path; no lock). A connection
-    /// whose lease was recalled meanwhile goes to `check_in`, back through
-    /// the core (whose waiters come first), and the answer is `None`.
+    /// whose lease was recalled meanwhile, or which outlived its lifetime
+    /// by the pool's clock `now`, goes to `check_in`, back through the core
+    /// (whose waiters come first), and the answer is `None`.
     #[inline]
-    pub(crate) fn take(&self, check_in: impl FnOnce(Handed<C>)) -> Option<Handed<C>> {
+    pub(crate) fn take(
+        &self,
+        now: impl Fn() -> Duration,
+        check_in: impl FnOnce(Handed<C>),
+    ) -> Option<Handed<C>> {
         let used = self.used.load(Ordering::Relaxed);
         if used == 0 {
             return None;
@@ -122,7 +128,7 @@ impl<C> Stash<C> {
         let start = LAST_CELL.try_with(|last| last.get()).unwrap_or(0) % used;
         let (handed, recalled) = (start..used)
             .chain(0..start)
-            .find_map(|index| self.take_from(index))?;
+            .find_map(|index| self.take_from(index, &now))?;
         if recalled {
             check_in(handed);
             return None;
@@ -131,13 +137,13 @@ impl<C> Stash<C> {
     }
 
     /// The connection parked in cell `index`, if any, and whether its
-    /// lease was recalled.
-    fn take_from(&self, index: usize) -> Option<(Handed<C>, bool)> {
+    /// lease was recalled (or it expired).
+    fn take_from(&self, index: usize, now: impl Fn() -> Duration) -> Option<(Handed<C>, bool)> {
         let cell = &self.cells[index];
         if cell.lease.is_empty() {
             return None; // a load, so an empty cell's line is not stolen
         }
-        let (conn, recalled) = cell.lease.take()?;
+        let (conn, recalled) = cell.lease.take(now)?;
         let _ = LAST_CELL.try_with(|last| last.set(index));
         let handed = Handed {
             id: ConnId(cell.conn.load(Ordering::Relaxed)),
@@ -190,9 +196,15 @@ impl Ledger {
         }
     }
 
-    /// Arms a free cell with a lease of `conn`, just handed out; `None` if
-    /// no cell is free (every cell's connection is still out).
-    pub(crate) fn arm<C>(&mut self, stash: &Stash<C>, conn: ConnId) -> Option<StashLease> {
+    /// Arms a free cell with a lease of `conn`, just handed out, which
+    /// outlives its lifetime at `expires`; `None` if no cell is free (every
+    /// cell's connection is still out).
+    pub(crate) fn arm<C>(
+        &mut self,
+        stash: &Stash<C>,
+        conn: ConnId,
+        expires: Option<Duration>,
+    ) -> Option<StashLease> {
         let Reverse(index) = self.free.pop()?;
         self.numbers += 1;
         self.active += 1;
@@ -208,7 +220,7 @@ impl Ledger {
         let cell = &stash.cells[index];
         cell.conn.store(conn.0, Ordering::Relaxed);
         cell.number.store(lease.number, Ordering::Relaxed);
-        cell.lease.rearm();
+        cell.lease.rearm(expires);
         stash.used.fetch_max(index + 1, Ordering::Relaxed);
         Some(lease)
     }
@@ -279,9 +291,14 @@ impl Ledger {
 mod tests {
     use super::*;
 
+    /// The clock of a pool without lifetimes, which is never read.
+    fn no_clock() -> Duration {
+        panic!("the clock is read only for a connection with a lifetime")
+    }
+
     fn held<C>(stash: &Stash<C>) -> Handed<C> {
         stash
-            .take(|_| panic!("not recalled"))
+            .take(no_clock, |_| panic!("not recalled"))
             .expect("a parked connection")
     }
 
@@ -289,7 +306,7 @@ mod tests {
     fn parked<C>(conn: ConnId, value: C) -> (Stash<C>, Ledger, StashLease) {
         let stash = Stash::new(1);
         let mut ledger = Ledger::new(1);
-        let lease = ledger.arm(&stash, conn).unwrap();
+        let lease = ledger.arm(&stash, conn, None).unwrap();
         assert!(stash.park(lease, Box::new(value)));
         (stash, ledger, lease)
     }
@@ -305,8 +322,8 @@ mod tests {
     fn parked_connections_are_taken_and_counted_without_the_ledger() {
         let stash = Stash::new(2);
         let mut ledger = Ledger::new(2);
-        let lease = ledger.arm(&stash, ConnId(7)).unwrap();
-        assert!(stash.take(|_| ()).is_none(), "nothing parked yet");
+        let lease = ledger.arm(&stash, ConnId(7), None).unwrap();
+        assert!(stash.take(no_clock, |_| ()).is_none(), "nothing parked yet");
         assert!(stash.park(lease, Box::new("seven")));
         for _ in 0..3 {
             let handed = held(&stash);
@@ -337,7 +354,7 @@ mod tests {
         let recalled = ledger.recall(&stash, |_| true);
         assert_eq!(recalled.len(), 1);
         ledger.end(&stash, first);
-        let second = ledger.arm(&stash, ConnId(2)).unwrap();
+        let second = ledger.arm(&stash, ConnId(2), None).unwrap();
         assert_eq!(second.cell, first.cell);
         assert!(stash.park(second, Box::new(2)));
         // A holder of the first lease settling now finds nothing of its own.
@@ -351,7 +368,11 @@ mod tests {
         // The flag is up, but the taker's swap came before the recall's.
         stash.cells[0].lease.recalled.store(true, Ordering::SeqCst);
         let mut returned = None;
-        assert!(stash.take(|handed| returned = Some(handed.id)).is_none());
+        assert!(
+            stash
+                .take(no_clock, |handed| returned = Some(handed.id))
+                .is_none()
+        );
         assert_eq!(returned, Some(ConnId(3)), "it goes back through the core");
     }
 }

@@ -209,9 +209,32 @@ impl<M: Manager> Pool<M> {
     }
 
     /// A consistent snapshot: connections by state, waiters, pins per
-    /// connection and the counters.
+    /// connection and the counters. Ends the fast-path leases, which every
+    /// pinned scope then pays for at its next checkout; to poll, use
+    /// [`status`](Self::status).
     pub fn state(&self) -> PoolState {
         self.shared.state()
+    }
+
+    /// The pool's counts as they stand, for a metrics poller: unlike
+    /// [`state`](Self::state) it ends no fast-path lease, so polling it
+    /// never slows a pinned owner down. The price: a connection parked in
+    /// its owner's lease (or the pool's stash) counts as in use, and the
+    /// checkouts served by a lease are counted when that lease ends.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// drop(pool.get().await?); // stashed for the next unpinned get()
+    /// assert_eq!(pool.status().in_use, 1, "parked in the stash");
+    /// assert_eq!(pool.state().idle, 1, "state() ended the lease");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn status(&self) -> PoolState {
+        self.shared.status()
     }
 
     /// Closes the pool for every handle: waiting and later `get()`s fail
@@ -273,7 +296,8 @@ impl<M: Manager> Pool<M> {
     fn take_leased(&self) -> Option<Handed<M::Connection>> {
         let lease = scope::take_lease(self.shared.options.id)?;
         let check_in = |recalled| self.shared.checkin(recalled, Health::Healthy);
-        lease::take_back::<M::Connection>(lease, check_in)
+        let now = || self.shared.locked().now();
+        lease::take_back::<M::Connection>(lease, now, check_in)
     }
 
     /// [`Manager::validate`] within the deadline; a panic, an error or

@@ -210,14 +210,15 @@ impl<M: Manager> Closes for Shared<M> {
     }
 }
 
-/// The maintenance task's loop: a run every `interval` (at once while
-/// expired connections are left), until aborted or the pool is gone.
+/// The maintenance task's loop: a run every `interval`, or when the
+/// core's next deadline falls if sooner (at once while expired connections
+/// are left), until aborted or the pool is gone.
 async fn maintain<M: Manager>(pool: Weak<Shared<M>>, interval: Duration, _live: LiveWorker) {
     let mut wait = interval;
     loop {
         tokio::time::sleep(wait).await;
         let Some(shared) = pool.upgrade() else { return };
-        let more = shared.with_core(State::<M>::maintain);
-        wait = maintenance::next_wait(interval, more);
+        let run = shared.with_core(State::<M>::maintain);
+        wait = maintenance::next_wait(interval, &run);
     }
 }
