@@ -19,22 +19,32 @@ pub(crate) use std::sync::Arc;
 
 #[cfg(not(pinpool_loom))]
 mod imp {
-    use std::marker::PhantomData;
-    use std::ptr;
-    use std::sync::atomic::AtomicPtr;
     use std::time::Instant;
 
     pub(crate) use parking_lot::Mutex;
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-    pub(crate) use std::thread::{Thread, current};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use std::thread_local;
 
-    /// Parks the current thread until unparked or `deadline` (or
-    /// spuriously); with no deadline, until unparked.
-    pub(crate) fn park_until(deadline: Option<Instant>) {
-        match deadline {
-            Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now())),
-            None => std::thread::park(),
+    /// Parks the thread it was made on, and unparks it from anywhere:
+    /// std's per-thread park token.
+    pub(crate) struct Parker(std::thread::Thread);
+
+    impl Parker {
+        pub(crate) fn for_current_thread() -> Self {
+            Parker(std::thread::current())
+        }
+
+        /// Parks (the thread this was made on) until unparked or
+        /// `deadline` (or spuriously); with no deadline, until unparked.
+        pub(crate) fn park_until(&self, deadline: Option<Instant>) {
+            match deadline {
+                Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now())),
+                None => std::thread::park(),
+            }
+        }
+
+        pub(crate) fn unpark(&self) {
+            self.0.unpark();
         }
     }
 
@@ -47,69 +57,13 @@ mod imp {
             spare();
         }
     }
-
-    /// A cell holding at most one boxed value, moved in and out with a
-    /// single atomic swap each. Because every access is a read-modify-write
-    /// on one word, the cell's modification order orders all puts and
-    /// takes, which is what the lease protocol in `driver::lease` relies
-    /// on. [`is_empty`](Self::is_empty) is a plain load, so the stash's
-    /// fast path can pass over an empty cell without taking its cache line.
-    pub(crate) struct TakeCell<T> {
-        ptr: AtomicPtr<T>,
-        /// Owns a `Box<T>`, shared as a `Mutex` would be: `Send` and `Sync`
-        /// exactly when `T` is `Send`.
-        _owns: PhantomData<std::sync::Mutex<Box<T>>>,
-    }
-
-    // The crate's one use of `unsafe`: a `Box` moved through an
-    // `AtomicPtr`, which no safe crossbeam type offers with a plain-load
-    // emptiness check. The loom build replaces it with a mutex.
-    #[allow(unsafe_code)]
-    impl<T> TakeCell<T> {
-        pub(crate) fn empty() -> Self {
-            TakeCell {
-                ptr: AtomicPtr::new(ptr::null_mut()),
-                _owns: PhantomData,
-            }
-        }
-
-        /// Moves the value out, leaving the cell empty.
-        #[inline]
-        pub(crate) fn take(&self) -> Option<Box<T>> {
-            let taken = self.ptr.swap(ptr::null_mut(), Ordering::SeqCst);
-            // SAFETY: a non-null pointer in the cell came from
-            // `Box::into_raw` in `put`, and the swap moved it out of the
-            // cell: this call alone owns it.
-            (!taken.is_null()).then(|| unsafe { Box::from_raw(taken) })
-        }
-
-        /// Moves `value` in. The protocol never puts into a full cell.
-        #[inline]
-        pub(crate) fn put(&self, value: Box<T>) {
-            let previous = self.ptr.swap(Box::into_raw(value), Ordering::SeqCst);
-            debug_assert!(previous.is_null(), "a TakeCell holds one value");
-        }
-
-        /// Whether the cell looked empty (a hint: it may change at once).
-        #[inline]
-        pub(crate) fn is_empty(&self) -> bool {
-            self.ptr.load(Ordering::Relaxed).is_null()
-        }
-    }
-
-    impl<T> Drop for TakeCell<T> {
-        fn drop(&mut self) {
-            drop(self.take());
-        }
-    }
 }
 
 #[cfg(pinpool_loom)]
 mod imp {
     use std::time::Instant;
 
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-    pub(crate) use loom::thread::{Thread, current};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use loom::thread_local;
 
     /// parking_lot's interface (no poisoning) over loom's mutex.
@@ -129,37 +83,107 @@ mod imp {
         }
     }
 
-    /// No timeout under loom: see the module documentation.
-    pub(crate) fn park_until(_deadline: Option<Instant>) {
-        loom::thread::park();
+    /// std's park token as a loom mutex and condvar. Not loom's own
+    /// `park`/`unpark`: loom's `unpark` also wakes a thread blocked on a
+    /// mutex or in a `join` (std's never does), so a late unpark — one for
+    /// an outcome its waiter already took — would show up as a broken lock.
+    pub(crate) struct Parker {
+        token: loom::sync::Mutex<bool>,
+        unparked: Condvar,
+    }
+
+    impl Parker {
+        pub(crate) fn for_current_thread() -> Self {
+            Parker {
+                token: loom::sync::Mutex::new(false),
+                unparked: Condvar::new(),
+            }
+        }
+
+        /// No timeout under loom: see the module documentation.
+        pub(crate) fn park_until(&self, _deadline: Option<Instant>) {
+            let mut token = self.token.lock().unwrap();
+            while !*token {
+                token = self.unparked.wait(token).unwrap();
+            }
+            *token = false;
+        }
+
+        pub(crate) fn unpark(&self) {
+            *self.token.lock().unwrap() = true;
+            self.unparked.notify_one();
+        }
     }
 
     /// Inline under loom: see the module documentation.
     pub(crate) fn spawn_or_run(_name: &str, work: impl FnOnce() + Clone + Send + 'static) {
         work();
     }
-
-    /// The same linearizable take/put, as a loom mutex.
-    pub(crate) struct TakeCell<T>(loom::sync::Mutex<Option<Box<T>>>);
-
-    impl<T> TakeCell<T> {
-        pub(crate) fn empty() -> Self {
-            TakeCell(loom::sync::Mutex::new(None))
-        }
-
-        pub(crate) fn take(&self) -> Option<Box<T>> {
-            self.0.lock().unwrap().take()
-        }
-
-        pub(crate) fn put(&self, value: Box<T>) {
-            let previous = self.0.lock().unwrap().replace(value);
-            debug_assert!(previous.is_none(), "a TakeCell holds one value");
-        }
-
-        pub(crate) fn is_empty(&self) -> bool {
-            self.0.lock().unwrap().is_none()
-        }
-    }
 }
 
 pub(crate) use imp::*;
+
+use std::marker::PhantomData;
+use std::ptr;
+
+/// A cell holding at most one boxed value, moved in and out with a
+/// single atomic swap each. Because every access is a read-modify-write
+/// on one word, the cell's modification order orders all puts and
+/// takes, which is what the lease protocol in `driver::lease` relies
+/// on. [`is_empty`](Self::is_empty) is a plain load, so the stash's
+/// fast path can pass over an empty cell without taking its cache line.
+pub(crate) struct TakeCell<T> {
+    ptr: AtomicPtr<T>,
+    /// Owns a `Box<T>`, shared as a `Mutex` would be: `Send` and `Sync`
+    /// exactly when `T` is `Send`.
+    _owns: PhantomData<std::sync::Mutex<Box<T>>>,
+}
+
+// The crate's one use of `unsafe`: a `Box` moved through an
+// `AtomicPtr`, which no safe crossbeam type offers with a plain-load
+// emptiness check. The loom build runs this very code on loom's
+// `AtomicPtr`, so the models explore its orderings too.
+#[allow(unsafe_code)]
+impl<T> TakeCell<T> {
+    pub(crate) fn empty() -> Self {
+        TakeCell {
+            ptr: AtomicPtr::new(ptr::null_mut()),
+            _owns: PhantomData,
+        }
+    }
+
+    /// Moves the value out, leaving the cell empty.
+    #[inline]
+    pub(crate) fn take(&self) -> Option<Box<T>> {
+        let taken = self.ptr.swap(ptr::null_mut(), Ordering::SeqCst);
+        // SAFETY: a non-null pointer in the cell came from
+        // `Box::into_raw` in `put`, and the swap moved it out of the
+        // cell: this call alone owns it.
+        (!taken.is_null()).then(|| unsafe { Box::from_raw(taken) })
+    }
+
+    /// Moves `value` in. The protocol never puts into a full cell (the
+    /// loom models check it); if a bug ever did, the displaced value is
+    /// leaked — never freed while someone may think it parked — and
+    /// reported, in every build.
+    #[inline]
+    pub(crate) fn put(&self, value: Box<T>) {
+        let previous = self.ptr.swap(Box::into_raw(value), Ordering::SeqCst);
+        if !previous.is_null() {
+            debug_assert!(false, "a TakeCell holds one value");
+            tracing::error!("pool bug: a connection was parked over another, which is leaked");
+        }
+    }
+
+    /// Whether the cell looked empty (a hint: it may change at once).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ptr.load(Ordering::Relaxed).is_null()
+    }
+}
+
+impl<T> Drop for TakeCell<T> {
+    fn drop(&mut self) {
+        drop(self.take());
+    }
+}

@@ -5,11 +5,11 @@
 use std::time::Instant;
 
 use crate::driver::{Outcome, Slot};
-use crate::sync::{Arc, Mutex, Thread, current, park_until};
+use crate::sync::{Arc, Mutex, Parker};
 
 pub(crate) struct WaitSlot<C, E> {
     outcome: Mutex<Option<Outcome<C, E>>>,
-    thread: Thread,
+    parker: Parker,
 }
 
 impl<C, E> WaitSlot<C, E> {
@@ -17,7 +17,7 @@ impl<C, E> WaitSlot<C, E> {
     pub(crate) fn for_current_thread() -> Arc<Self> {
         Arc::new(WaitSlot {
             outcome: Mutex::new(None),
-            thread: current(),
+            parker: Parker::for_current_thread(),
         })
     }
 
@@ -33,7 +33,7 @@ impl<C, E> WaitSlot<C, E> {
             if deadline.is_some_and(|at| Instant::now() >= at) {
                 return None;
             }
-            park_until(deadline);
+            self.parker.park_until(deadline);
         }
     }
 }
@@ -48,6 +48,6 @@ impl<C: Send, E: Send> Slot<C, E> for WaitSlot<C, E> {
     }
 
     fn notify(&self) {
-        self.thread.unpark();
+        self.parker.unpark();
     }
 }

@@ -393,6 +393,16 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
             }
             let result = f(&mut inner);
             inner.drain(&mut effects, self.events.as_ref());
+            // The model checks' oracle for the 2013 bug (loom-tests/): after
+            // every input — a checkin, a cancel, a timeout, an owner gone, a
+            // failed connect — no waiter may sleep while a connection it can
+            // use is idle.
+            #[cfg(pinpool_loom)]
+            assert_eq!(
+                inner.core.stranded(),
+                0,
+                "lost wake-up: a waiter sleeps while a connection it can use is idle"
+            );
             result
         };
         #[cfg(pinpool_loom)]
@@ -743,14 +753,6 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         }
         self.conns.insert(handed.id, handed.conn);
         driver_bug(self.core.checkin(handed.id, health));
-        // The model checks' oracle for the 2013 bug (loom-tests/): after a
-        // checkin no waiter may sleep while a connection it can use is idle.
-        #[cfg(pinpool_loom)]
-        assert_eq!(
-            self.core.stranded(),
-            0,
-            "lost wake-up: a waiter sleeps while a connection it can use is idle"
-        );
     }
 
     /// Ends the matching leases: a parked connection is checked in now, a
