@@ -1,10 +1,14 @@
 //! loom model checks of the real pools (`src/blocking` and, for the async
-//! cancellation model, `src/tokio`), built with `--cfg pinpool_loom` so
-//! their locks, atomics, parking, wakers and thread-locals are loom's. Each model is small — at most four threads including the
-//! main one — and every interleaving loom explores (up to the preemption
-//! bound in `LOOM_MAX_PREEMPTIONS`) must pass.
+//! models, `src/tokio`), built with `--cfg pinpool_loom` so their locks,
+//! atomics (the lease cells' `AtomicPtr` too), parking, wakers and
+//! thread-locals are loom's. Each model is small — at most four threads
+//! including the main one — and every interleaving loom explores (up to
+//! the preemption bound in `LOOM_MAX_PREEMPTIONS`, or the model's own)
+//! must pass.
 //!
-//! Run: `bash loom-tests/run.sh` (release mode, preemption bound 2).
+//! Run: `bash loom-tests/run.sh` (release mode, preemption bound 3).
+//! `python3 loom-tests/mutants.py` shows each model failing on the
+//! mutation the README names for it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,10 +37,21 @@ impl Manager for Counting {
 /// checked in model 1.
 const DETERMINISTIC: WakePolicy = WakePolicy::Handoff;
 
+/// `Eventual` with a period no clock reaches: after the first hand-off it
+/// decides by its bypass count alone, so loom can replay it.
+const EVENTUAL_BY_COUNT: WakePolicy = WakePolicy::Eventual {
+    bypasses: 1,
+    period: std::time::Duration::MAX,
+};
+
 fn pool(max_size: usize, wake: WakePolicy) -> Pool<Counting> {
+    pool_pinned(max_size, Pinning::Strict, wake)
+}
+
+fn pool_pinned(max_size: usize, pinning: Pinning, wake: WakePolicy) -> Pool<Counting> {
     Pool::builder()
         .max_size(max_size)
-        .pinning(Pinning::Strict)
+        .pinning(pinning)
         .wake(wake)
         .build(Counting::default())
         .expect("valid config")
@@ -45,9 +60,20 @@ fn pool(max_size: usize, wake: WakePolicy) -> Pool<Counting> {
 /// Runs `model` under loom (preemption bound from `LOOM_MAX_PREEMPTIONS`)
 /// and prints how many interleavings it explored.
 fn check(name: &str, model: impl Fn() + Sync + Send + 'static) {
+    check_bounded(name, None, model);
+}
+
+/// [`check`] with a preemption bound of its own, for a model whose
+/// interleavings under the run's bound would take minutes (the README's
+/// table gives each model's bound).
+fn check_bounded(name: &str, bound: Option<usize>, model: impl Fn() + Sync + Send + 'static) {
     let iterations = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&iterations);
-    loom::model(move || {
+    let mut builder = loom::model::Builder::new();
+    if bound.is_some() {
+        builder.preemption_bound = bound;
+    }
+    builder.check(move || {
         counted.fetch_add(1, Ordering::Relaxed);
         model();
     });
@@ -88,16 +114,27 @@ fn assert_quiet(state: &PoolState) {
 /// (loom reports a deadlock if any thread parks for ever) and leave the
 /// pool quiet; the checkin oracle never sees a stranded waiter.
 fn all_complete(max_size: usize, wake: WakePolicy) {
-    check(&format!("all_complete/{max_size}/{wake:?}"), move || {
-        let pool = pool(max_size, wake);
-        for t in checking_out(&pool, 3, 2) {
-            t.join().unwrap();
-        }
-        let state = pool.state();
-        assert_quiet(&state);
-        assert_eq!(state.counters.checkouts, 6);
-        assert!(state.counters.opened as usize <= max_size);
-    });
+    all_complete_pinned(max_size, Pinning::Strict, wake);
+}
+
+fn all_complete_pinned(max_size: usize, pinning: Pinning, wake: WakePolicy) {
+    // Two connections under a barging policy, or Affinity's moves, would
+    // take minutes at the run's bound.
+    let bound = (wake == EVENTUAL_BY_COUNT || pinning == Pinning::Affinity).then_some(2);
+    check_bounded(
+        &format!("all_complete/{max_size}/{pinning:?}/{wake:?}"),
+        bound,
+        move || {
+            let pool = pool_pinned(max_size, pinning, wake);
+            for t in checking_out(&pool, 3, 2) {
+                t.join().unwrap();
+            }
+            let state = pool.state();
+            assert_quiet(&state);
+            assert_eq!(state.counters.checkouts, 6);
+            assert!(state.counters.opened as usize <= max_size);
+        },
+    );
 }
 
 #[test]
@@ -118,6 +155,20 @@ fn broadcast_two_connections_all_complete() {
 #[test]
 fn bounded_two_connections_all_complete() {
     all_complete(2, WakePolicy::Bounded(1));
+}
+
+/// The default policy's rule (count-forced hand-offs beside barging), with
+/// a period the clock never reaches so loom can replay it.
+#[test]
+fn eventual_two_connections_all_complete() {
+    all_complete(2, EVENTUAL_BY_COUNT);
+}
+
+/// `Affinity`: an owner whose last connection is busy takes the other and
+/// is re-pinned, racing the leases of both.
+#[test]
+fn affinity_two_connections_all_complete() {
+    all_complete_pinned(2, Pinning::Affinity, EVENTUAL_BY_COUNT);
 }
 
 /// Model 2: the same pool under `Signal` — the checker must find the
@@ -146,38 +197,53 @@ fn signal_strands_a_waiter() {
     });
 }
 
-/// Model 3: FIFO. The main thread holds the only connection; two threads
-/// queue for it; the main thread returns it and immediately asks again.
-/// In every interleaving each grant goes to the oldest waiter that can
-/// use it: the core's bypass count stays 0, and the main thread's fast
-/// path never barges past the queued threads.
+/// Model 3: FIFO. A holder thread has the only connection; two threads
+/// queue for it, one after the other (the main thread waits on the core's
+/// state until each is in line); the holder, once both wait, returns it and
+/// at once asks again. In every interleaving the grants follow the arrival
+/// order exactly — first, second, then the holder, which queued behind
+/// them (its fast path never barges) — and no waiter is passed over.
+/// (The main thread never waits in the pool: loom would take a grant's
+/// late `unpark` of it for the end of its `join`.)
 #[test]
-fn fifo_no_barging() {
-    check("fifo_no_barging", || {
+fn fifo_in_arrival_order() {
+    check_bounded("fifo_in_arrival_order", Some(2), || {
         let pool = pool(1, WakePolicy::Handoff);
-        let held = pool.get().unwrap();
         let order = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let (pool, order) = (pool.clone(), Arc::clone(&order));
-                thread::spawn(move || {
-                    let conn = pool.get().expect("checkout");
-                    let turn = order.fetch_add(1, Ordering::SeqCst);
-                    drop(conn);
-                    turn
-                })
+        let take_turn = |pool: Pool<Counting>, order: Arc<AtomicUsize>| {
+            let conn = pool.get().expect("checkout");
+            let turn = order.fetch_add(1, Ordering::SeqCst);
+            drop(conn);
+            turn
+        };
+        let holder = {
+            let (pool, order) = (pool.clone(), Arc::clone(&order));
+            thread::spawn(move || {
+                let held = pool.get().expect("checkout");
+                pool.wait_for_state(|state| state.waiting == 2);
+                drop(held);
+                take_turn(pool, order)
             })
-            .collect();
-        drop(held);
-        let again = pool.get().expect("checkout");
-        let my_turn = order.fetch_add(1, Ordering::SeqCst);
-        drop(again);
-        let turns: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        };
+        pool.wait_for_state(|state| state.counters.checkouts == 1);
+        // The holder's own checkout waited for its connect.
+        let before = pool.status().counters.waits;
+        let mut queued = Vec::new();
+        for in_line in before + 1..=before + 2 {
+            let (queuer, order) = (pool.clone(), Arc::clone(&order));
+            queued.push(thread::spawn(move || take_turn(queuer, order)));
+            // Monotone: the line may move on once both are in it.
+            pool.wait_for_state(move |state| state.counters.waits >= in_line);
+        }
+        let turns: Vec<usize> = queued.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(turns, [0, 1], "granted in arrival order");
+        assert_eq!(
+            holder.join().unwrap(),
+            2,
+            "the returning owner waits behind them"
+        );
         let state = pool.state();
         assert_eq!(state.counters.max_bypass, 0, "{state:?}");
-        // Whoever was queued when the main thread asked again went first:
-        // the core's checkouts and the observed turns agree.
-        assert_eq!(my_turn + turns.iter().sum::<usize>(), 3);
         assert_quiet(&state);
     });
 }
@@ -272,6 +338,43 @@ fn timeout_vs_grant() {
         assert_eq!(state.counters.timeouts, u64::from(timed_out), "{state:?}");
         assert_eq!(state.idle, 1, "the connection is back, not lost");
         assert_quiet(&state);
+    });
+}
+
+/// Model 9: `close()` racing two threads' checkouts: every `get()` ends
+/// with a connection or `Closed`, never a hang, and afterwards every
+/// connection opened is closed.
+#[test]
+fn close_vs_checkouts() {
+    check("close_vs_checkouts", || {
+        let pool = pool(1, WakePolicy::Handoff);
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = pool.clone();
+                thread::spawn(move || {
+                    for _ in 0..2 {
+                        match pool.get() {
+                            Ok(conn) => drop(conn),
+                            Err(Error::Closed) => {}
+                            Err(other) => panic!("unexpected {other}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        pool.close();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let state = pool.state();
+        let c = state.counters;
+        assert!(state.closed);
+        assert_eq!(
+            (state.idle, state.in_use, state.waiting),
+            (0, 0, 0),
+            "{state:?}"
+        );
+        assert_eq!(c.opened, c.closed + c.connect_failures, "{state:?}");
     });
 }
 
@@ -377,6 +480,95 @@ fn async_cancel_vs_grant() {
         behind.join().unwrap();
         let state = pool.state();
         assert_eq!(state.idle, 1, "the connection is back, not lost");
+        assert_quiet(&state);
+    });
+}
+
+/// Model 10: a `get()` made in a pinned scope outlives the scope (it is
+/// polled once inside and handed out), racing the checkin that may grant
+/// it the held connection. The scope's end fails it with `OwnerGone` if it
+/// still waits; if the grant came first it holds the connection. In every
+/// interleaving it ends (before the fix it waited for ever on a ticket the
+/// core had forgotten: loom reports that as a deadlock), and the
+/// connection ends idle.
+#[test]
+fn get_outliving_its_scope_vs_grant() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    use loom::future::block_on;
+    use pinpool::tokio::Pool as AsyncPool;
+
+    check("get_outliving_its_scope_vs_grant", || {
+        let pool = Arc::new(
+            AsyncPool::builder()
+                .max_size(1)
+                .wake(DETERMINISTIC)
+                .checkout_timeout(std::time::Duration::MAX)
+                .build(AsyncCounting(Arc::default()))
+                .unwrap(),
+        );
+        let held = block_on(pool.get_owned()).unwrap();
+        let orphan = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || {
+                let escaped = block_on(pool.pinned(async {
+                    let mut get = Box::pin(pool.get_owned());
+                    let mut cx = Context::from_waker(Waker::noop());
+                    match get.as_mut().poll(&mut cx) {
+                        Poll::Ready(conn) => {
+                            drop(conn.unwrap());
+                            None
+                        }
+                        Poll::Pending => Some(get),
+                    }
+                }));
+                if let Some(get) = escaped {
+                    match block_on(get) {
+                        Ok(conn) => drop(conn),
+                        Err(Error::OwnerGone) => {}
+                        Err(other) => panic!("unexpected {other}"),
+                    }
+                }
+            })
+        };
+        drop(held);
+        orphan.join().unwrap();
+        let state = pool.state();
+        assert_eq!(state.idle, 1, "the connection is back, not lost");
+        assert_eq!(state.pinned_owners, 0);
+        assert_quiet(&state);
+    });
+}
+
+/// Model 11: an owned guard dropped on another thread than the one that
+/// checked it out, while a third waits for the connection: the checkin
+/// from the foreign thread hands it over (no lease of the getter's is
+/// touched from the wrong thread), and all complete.
+#[test]
+fn guard_dropped_on_another_thread() {
+    use loom::future::block_on;
+    use pinpool::tokio::Pool as AsyncPool;
+
+    check("guard_dropped_on_another_thread", || {
+        let pool = Arc::new(
+            AsyncPool::builder()
+                .max_size(1)
+                .wake(DETERMINISTIC)
+                .checkout_timeout(std::time::Duration::MAX)
+                .build(AsyncCounting(Arc::default()))
+                .unwrap(),
+        );
+        let held = block_on(pool.get_owned()).unwrap();
+        let waiter = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || drop(block_on(pool.get()).unwrap()))
+        };
+        let dropper = thread::spawn(move || drop(held));
+        dropper.join().unwrap();
+        waiter.join().unwrap();
+        let state = pool.state();
+        assert_eq!(state.counters.checkouts, 2, "{state:?}");
         assert_quiet(&state);
     });
 }

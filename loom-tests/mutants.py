@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Shows that each loom model has teeth: applies, one at a time, the
+mutation the README names for a model to a scratch copy of the crate, runs
+that model alone, and reports whether it failed (it must). Not part of CI:
+each mutation rebuilds the crate under loom.
+
+    python3 loom-tests/mutants.py            # every mutation
+    python3 loom-tests/mutants.py fifo lease # those whose name contains a word
+
+Exits non-zero if any mutation survived its model.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+# (name, file, original text, mutated text, model to run)
+MUTATIONS = [
+    (
+        "fifo: grant the newest waiter, not the oldest",
+        "src/core/waiters.rs",
+        "let bound = self.by_conn.get(&conn).and_then(|q| q.first());",
+        "let bound = self.by_conn.get(&conn).and_then(|q| q.last());",
+        "fifo_in_arrival_order",
+    ),
+    (
+        "lease: a park ignores the recall flag",
+        "src/driver/lease.rs",
+        "        self.parked.put(conn);\n        !self.recalled.load(Ordering::SeqCst)",
+        "        self.parked.put(conn);\n        true",
+        "fast_path_vs_waiter_registration",
+    ),
+    (
+        "stash: a parker settles without checking its lease is current",
+        "src/driver/stash.rs",
+        "let entry = self.leases[lease.cell].filter(|e| e.number == lease.number)?;",
+        "let entry = self.leases[lease.cell]?;",
+        "stash_two_connections_all_complete",
+    ),
+    (
+        "cancel: a grant that raced the drop is not checked back in",
+        "src/driver/mod.rs",
+        "        if let Some(Outcome::Granted(handed)) = slot.take() {\n            self.give_back(handed, Health::Healthy);\n        }",
+        "        drop(slot.take());",
+        "async_cancel_vs_grant",
+    ),
+    (
+        "timeout: a grant that raced the deadline is dropped",
+        "src/driver/mod.rs",
+        "            Some(Outcome::Granted(handed)) => Ok(handed),\n            Some(Outcome::Failed(error)) => Err(error),\n            Some(Outcome::Woken) | None => {",
+        "            Some(Outcome::Granted(_)) => Err(self.timed_out(waited)),\n            Some(Outcome::Failed(error)) => Err(error),\n            Some(Outcome::Woken) | None => {",
+        "timeout_vs_grant",
+    ),
+    (
+        "reclamation: a dying thread does not report its owner gone",
+        "src/blocking/pins.rs",
+        "                    pool.owner_gone(owner)\n                }));",
+        "                    let _ = (&pool, owner);\n                }));",
+        "exiting_threads_release_their_pins",
+    ),
+    (
+        "owner gone: its waiting checkouts are forgotten, not failed",
+        "src/core/mod.rs",
+        "                self.fail_waiter(ticket, waiter, FailReason::OwnerGone);",
+        "                let _ = waiter;",
+        "get_outliving_its_scope_vs_grant",
+    ),
+    (
+        "close: waiters are not failed",
+        "src/core/lifecycle.rs",
+        "self.fail_all_waiters(FailReason::PoolClosed);",
+        "",
+        "close_vs_checkouts",
+    ),
+    (
+        "stash: a park ignores the recall flag",
+        "src/driver/stash.rs",
+        "        self.cells[lease.cell].lease.put(conn)",
+        "        let _ = self.cells[lease.cell].lease.put(conn);\n        true",
+        "guard_dropped_on_another_thread",
+    ),
+    (
+        "eventual: nobody is woken beside an idle connection",
+        "src/core/mod.rs",
+        "        if !self.config.wake.barges() || self.waiters.len() == 0 {",
+        "        if true {",
+        "eventual_two_connections_all_complete",
+    ),
+    (
+        "affinity: an owner is handed its last connection though it is busy",
+        "src/core/mod.rs",
+        "                .filter(|&conn| self.slots.is_idle(conn))",
+        "                .filter(|&conn| self.slots.get(conn).is_some())",
+        "affinity_two_connections_all_complete",
+    ),
+    (
+        "handoff: a checkin leaves the connection idle beside its waiter",
+        "src/core/mod.rs",
+        "                Some(ticket) => self.grant(ticket, conn),\n                None => self.slots.set_idle(conn, self.now),",
+        "                Some(_) | None => self.slots.set_idle(conn, self.now),",
+        "handoff_two_connections_all_complete",
+    ),
+]
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    words = sys.argv[1:]
+    chosen = [m for m in MUTATIONS if not words or any(w in m[0] for w in words)]
+    target = os.path.join(root, "loom-tests", "target")  # shared: deps build once
+    survived = []
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = os.path.join(scratch, "pinpool")
+        shutil.copytree(
+            root,
+            copy,
+            ignore=shutil.ignore_patterns("target", ".git", "*.svg"),
+        )
+        for name, path, original, mutated, model in chosen:
+            file = os.path.join(copy, path)
+            text = open(file).read()
+            if original not in text:
+                sys.exit(f"{name}: the code to mutate is gone from {path}; update this script")
+            open(file, "w").write(text.replace(original, mutated, 1))
+            env = dict(
+                os.environ,
+                RUSTFLAGS="--cfg pinpool_loom",
+                CARGO_TARGET_DIR=target,
+                LOOM_MAX_PREEMPTIONS=os.environ.get("LOOM_MAX_PREEMPTIONS", "3"),
+                RUST_BACKTRACE="0",
+            )
+            cargo = ["cargo", "test", "--release", "--test", "models"]
+            where = os.path.join(copy, "loom-tests")
+            build = subprocess.run(cargo + ["--no-run"], cwd=where, env=env,
+                                   capture_output=True, text=True)
+            if build.returncode != 0:
+                open(file, "w").write(text)
+                sys.exit(f"{name}: the mutant does not build:\n{build.stderr[-2000:]}")
+            run = subprocess.run(cargo + ["--", "--exact", model, "--test-threads=1"],
+                                 cwd=where, env=env, capture_output=True, text=True)
+            open(file, "w").write(text)
+            caught = run.returncode != 0
+            print(f"{'caught  ' if caught else 'SURVIVED'} {model}: {name}", flush=True)
+            if not caught:
+                survived.append(name)
+    if survived:
+        sys.exit(f"{len(survived)} mutation(s) survived")
+
+
+if __name__ == "__main__":
+    main()
