@@ -760,14 +760,16 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
     fn recall_leases(&mut self, recall: Recall) {
         let mut parked = Vec::new();
         if !self.leases.is_empty() {
-            let recalled: Vec<ConnId> = self
-                .leases
-                .iter()
-                .filter(|&(&conn, lease)| recall.selects(conn, Some(lease.owner)))
-                .map(|(&conn, _)| conn)
-                .collect();
-            for conn in recalled {
-                let lease = self.leases.remove(&conn).expect("listed above");
+            let ended: Vec<(ConnId, Arc<Lease<C>>)> = match recall {
+                // A lookup, not a scan: every strict checkout that must
+                // wait recalls its own connection's lease.
+                Recall::Conn(conn) => self.leases.remove_entry(&conn).into_iter().collect(),
+                Recall::Owner(_) | Recall::All => self
+                    .leases
+                    .extract_if(|&conn, lease| recall.selects(conn, Some(lease.owner)))
+                    .collect(),
+            };
+            for (conn, lease) in ended {
                 if let Some(conn_box) = lease.recall() {
                     parked.push(Handed {
                         id: conn,
