@@ -170,6 +170,21 @@ impl<P> Builder<P> {
         self
     }
 
+    /// Gives up a connect still running this long after it started
+    /// (default: none — the manager bounds its own connects): the checkout
+    /// that asked for it fails with
+    /// [`Error::ConnectTimeout`](crate::Error::ConnectTimeout), the
+    /// `max_connecting` permit it held is free again, and the connection,
+    /// if it arrives after all, is closed. Needs maintenance (see
+    /// [`maintenance_interval`](Self::maintenance_interval)), which runs at
+    /// the deadline of every connect running at its last run and at its
+    /// interval otherwise, so a connect is given up between the timeout
+    /// and the timeout plus one interval after it started.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = Some(timeout);
+        self
+    }
+
     /// Time between maintenance runs (default 1 s), which close expired
     /// connections and report leaks; `Duration::MAX` never runs them. A
     /// pool without lifetimes or leak detection runs no maintenance.

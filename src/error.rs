@@ -35,6 +35,11 @@ pub enum Error<E> {
     /// runtime was there to run it.
     #[error("the connect was abandoned: its runtime shut down or none was running")]
     ConnectAborted,
+    /// The connect this checkout asked for did not finish within the
+    /// pool's [`connect_timeout`](crate::Builder::connect_timeout); the
+    /// connection, should it still arrive, is closed.
+    #[error("the connect did not finish within the connect timeout")]
+    ConnectTimeout,
     /// The pool was closed before or while the checkout waited.
     #[error("the pool is closed")]
     Closed,
@@ -72,6 +77,7 @@ impl<E> Error<E> {
             | Error::Connect(_)
             | Error::ConnectPanicked
             | Error::ConnectAborted
+            | Error::ConnectTimeout
             | Error::Paused => true,
             Error::Closed | Error::AlreadyHeld | Error::OwnerGone => false,
         }

@@ -24,6 +24,7 @@ struct Options {
     max_lifetime: Option<Duration>,
     idle_timeout: Option<Duration>,
     leak_threshold: Option<Duration>,
+    connect_timeout: Option<Duration>,
     maintenance_interval: Duration,
     start_paused: bool,
 }
@@ -51,6 +52,9 @@ impl Options {
         if let Some(threshold) = self.leak_threshold {
             builder = builder.leak_detection_threshold(threshold);
         }
+        if let Some(timeout) = self.connect_timeout {
+            builder = builder.connect_timeout(timeout);
+        }
         builder
     }
 
@@ -58,6 +62,13 @@ impl Options {
     /// timeout this short means "only if one is available now".
     fn may_time_out(&self) -> bool {
         self.checkout_timeout < Duration::from_secs(60)
+    }
+
+    /// Whether the connect a checkout asks for may be given up before it
+    /// finishes (the tests' connects are instant, but not instantaneous).
+    fn may_give_up_connects(&self) -> bool {
+        self.connect_timeout
+            .is_some_and(|timeout| timeout < Duration::from_secs(60))
     }
 }
 
@@ -125,6 +136,7 @@ fn options() -> impl Strategy<Value = Options> {
         proptest::option::weighted(0.3, duration()),
         proptest::option::weighted(0.3, duration()),
         proptest::option::weighted(0.3, duration()),
+        proptest::option::weighted(0.3, duration()),
         duration(),
         any::<bool>(),
     );
@@ -137,6 +149,7 @@ fn options() -> impl Strategy<Value = Options> {
                 max_lifetime,
                 idle_timeout,
                 leak_threshold,
+                connect_timeout,
                 maintenance_interval,
                 start_paused,
             ),
@@ -153,6 +166,7 @@ fn options() -> impl Strategy<Value = Options> {
             max_lifetime,
             idle_timeout,
             leak_threshold,
+            connect_timeout,
             maintenance_interval,
             start_paused,
         },
@@ -185,6 +199,8 @@ fn expected_rejection(options: &Options) -> Option<ConfigError> {
         Some(ConfigError::ZeroDuration("idle_timeout"))
     } else if zero(options.leak_threshold) {
         Some(ConfigError::ZeroDuration("leak_threshold"))
+    } else if zero(options.connect_timeout) {
+        Some(ConfigError::ZeroDuration("connect_timeout"))
     } else {
         None
     }
@@ -211,6 +227,7 @@ fn check_served<C, E: std::fmt::Debug>(
     match result {
         Ok(_) => Ok(()),
         Err(Error::Timeout { .. }) if options.may_time_out() => Ok(()),
+        Err(Error::ConnectTimeout) if options.may_give_up_connects() => Ok(()),
         Err(error) => Err(TestCaseError::fail(format!(
             "{options:?}: checkout failed with {error:?}"
         ))),

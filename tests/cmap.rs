@@ -306,7 +306,8 @@ fn cmap_event(event: &Event) -> Option<Value> {
                 FailReason::ConnectionError
                 | FailReason::Paused
                 | FailReason::AlreadyHeld
-                | FailReason::OwnerGone => "connectionError",
+                | FailReason::OwnerGone
+                | FailReason::ConnectTimeout => "connectionError",
             };
             (
                 "ConnectionCheckOutFailed",

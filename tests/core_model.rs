@@ -37,8 +37,8 @@ use std::time::Duration;
 mod support;
 
 use pinpool::core::{
-    Action, Checkout, Config, ConnId, Core, Event, FailReason, Health, LeaseScope, Overflow,
-    OwnerId, Pinning, Ticket, WakePolicy,
+    Action, Checkout, CloseReason, Config, ConnId, Core, Event, FailReason, Health, LeaseScope,
+    Overflow, OwnerId, Pinning, Ticket, WakePolicy,
 };
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
@@ -143,6 +143,9 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
                             max_lifetime: secs(lifetime, LIFETIME),
                             idle_timeout: secs(idle, IDLE_TIMEOUT),
                             leak_threshold: secs(leak, LEAK_THRESHOLD),
+                            // Not drawn: the model does not mirror given-up
+                            // connects (a named test below checks them).
+                            connect_timeout: None,
                             start_paused,
                         },
                         eager_retry,
@@ -1029,5 +1032,68 @@ fn an_eventual_period_of_duration_max_never_overflows_the_clock() {
     assert!(
         actions.contains(&Action::Grant { ticket, conn }),
         "due at the first checkin: {actions:?}"
+    );
+}
+
+/// A connect running past `connect_timeout` is given up by the maintenance
+/// run that `poll_timeout` schedules for its deadline: its waiter fails
+/// with `ConnectTimeout`, its permit is free for the next connect, and its
+/// connection, arriving late, is closed at once. Counts stay conserved.
+#[test]
+fn a_connect_past_its_timeout_is_given_up_and_its_late_result_closed() {
+    let mut core = Core::new(Config {
+        max_size: 2,
+        max_connecting: 1,
+        pinning: Pinning::Off,
+        connect_timeout: Some(Duration::from_secs(5)),
+        ..Config::default()
+    })
+    .unwrap();
+    let Checkout::Waiting(first) = core.checkout(OwnerId(1)) else {
+        panic!("waits for its connect")
+    };
+    let Some(Action::Open(slow)) = core.poll_action() else {
+        panic!("opens")
+    };
+    let Checkout::Waiting(second) = core.checkout(OwnerId(2)) else {
+        panic!("waits")
+    };
+    assert_eq!(core.poll_action(), None, "one connect at a time");
+    assert_eq!(core.poll_timeout(), Some(Duration::from_secs(5)));
+    core.advance(Duration::from_secs(4));
+    core.maintain();
+    assert_eq!(core.poll_action(), None, "not due yet");
+    core.advance(Duration::from_secs(5));
+    core.maintain();
+    let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
+    assert!(actions.contains(&Action::Fail {
+        ticket: first,
+        reason: FailReason::ConnectTimeout
+    }));
+    let Some(&Action::Open(next)) = actions.iter().find(|a| matches!(a, Action::Open(_))) else {
+        panic!("the permit is free for the other waiter's connect: {actions:?}")
+    };
+    core.connected(slow).unwrap(); // the late arrival
+    assert_eq!(
+        core.poll_action(),
+        Some(Action::Close {
+            conn: slow,
+            reason: CloseReason::Stale
+        })
+    );
+    core.connected(next).unwrap();
+    assert_eq!(
+        core.poll_action(),
+        Some(Action::Grant {
+            ticket: second,
+            conn: next
+        })
+    );
+    let state = core.state();
+    let c = state.counters;
+    assert_eq!(c.connect_failures, 1);
+    assert_eq!(
+        c.opened,
+        (state.connecting + state.idle + state.in_use) as u64 + c.closed + c.connect_failures
     );
 }

@@ -329,3 +329,113 @@ fn polling_status_ends_no_lease() {
     );
     assert_eq!(state.counters.checkouts, 11);
 }
+
+// ------------------------------------------------------ a connect that hangs
+
+/// Its first connect hangs until the test releases it; the others return
+/// at once. Each connection reports its close on `closed`.
+struct Hanging {
+    release: Mutex<mpsc::Receiver<()>>,
+    closed: Mutex<mpsc::Sender<usize>>,
+    calls: AtomicUsize,
+}
+
+struct Reporting {
+    number: usize,
+    closed: mpsc::Sender<usize>,
+}
+
+impl Drop for Reporting {
+    fn drop(&mut self) {
+        let _ = self.closed.send(self.number);
+    }
+}
+
+impl pinpool::blocking::Manager for Hanging {
+    type Connection = Reporting;
+    type Error = std::io::Error;
+    fn connect(&self) -> std::io::Result<Reporting> {
+        let number = self.calls.fetch_add(1, Ordering::SeqCst);
+        if number == 0 {
+            let _ = self.release.lock().unwrap().recv();
+        }
+        let closed = self.closed.lock().unwrap().clone();
+        Ok(Reporting { number, closed })
+    }
+}
+
+/// A connect that hangs used to hold its `max_connecting` permit, and its
+/// checkout, for ever. With `connect_timeout` the core gives it up: the
+/// checkout fails with `ConnectTimeout`, the next connect runs at once, and
+/// the hung connection, when it arrives after all, is closed.
+#[test]
+fn a_hung_connect_is_given_up_and_its_late_connection_closed() {
+    let (release, released) = mpsc::channel();
+    let (closes, closed) = mpsc::channel();
+    let pool = pinpool::blocking::Pool::builder()
+        .max_size(1)
+        .max_connecting(1)
+        .pinning(Pinning::Off)
+        .connect_timeout(Duration::from_millis(50))
+        .maintenance_interval(Duration::from_millis(5))
+        .checkout_timeout(HANG)
+        .build(Hanging {
+            release: Mutex::new(released),
+            closed: Mutex::new(closes),
+            calls: AtomicUsize::new(0),
+        })
+        .unwrap();
+    assert!(matches!(pool.get(), Err(Error::ConnectTimeout)));
+    let state = pool.state();
+    assert_eq!(state.connecting, 0, "its permit is free: {state:?}");
+    let conn = pool.get().expect("the next connect runs at once");
+    assert_eq!(conn.number, 1);
+    release.send(()).unwrap();
+    assert_eq!(
+        closed.recv_timeout(HANG),
+        Ok(0),
+        "the late connection is closed"
+    );
+    drop(conn);
+    let counters = pool.state().counters;
+    assert_eq!((counters.connect_failures, counters.established), (1, 1));
+}
+
+/// The same on the async pool, on Tokio's paused clock: a connect that
+/// never finishes is given up at its deadline.
+#[test]
+fn an_async_connect_that_never_finishes_is_given_up() {
+    struct Never(AtomicUsize);
+    impl pinpool::tokio::Manager for Never {
+        type Connection = ();
+        type Error = std::io::Error;
+        async fn connect(&self) -> std::io::Result<()> {
+            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = pinpool::tokio::Pool::builder()
+            .max_size(1)
+            .pinning(Pinning::Off)
+            .connect_timeout(Duration::from_secs(5))
+            .checkout_timeout(Duration::from_secs(60))
+            .build(Never(AtomicUsize::new(0)))
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(matches!(pool.get().await, Err(Error::ConnectTimeout)));
+        let after = started.elapsed();
+        assert!(
+            after >= Duration::from_secs(5) && after < Duration::from_secs(6),
+            "given up at its deadline, not a maintenance interval later: {after:?}"
+        );
+        drop(pool.get().await.expect("the next connect runs at once"));
+    });
+}

@@ -161,6 +161,15 @@ pub struct Config {
     /// [`Core::maintain`](super::Core::maintain) or a checkout that finds
     /// it, unless that would leave fewer than `min_size`. Default `None`.
     pub idle_timeout: Option<Duration>,
+    /// A connect still running this long after it started is given up:
+    /// the checkout that asked for it fails with
+    /// [`FailReason::ConnectTimeout`](super::FailReason::ConnectTimeout),
+    /// its `max_connecting` permit is free again, and the connection, if
+    /// it arrives later, is closed at once. Checked by
+    /// [`Core::maintain`](super::Core::maintain), which
+    /// [`Core::poll_timeout`](super::Core::poll_timeout) schedules for the
+    /// deadline. Default `None` (a manager bounds its own connects).
+    pub connect_timeout: Option<Duration>,
     /// A connection checked out for longer than this is reported once as
     /// [`Event::ConnectionLeaked`](super::Event::ConnectionLeaked) by
     /// [`Core::maintain`](super::Core::maintain). Default `None`.
@@ -186,6 +195,7 @@ impl Default for Config {
             max_lifetime: None,
             idle_timeout: None,
             leak_threshold: None,
+            connect_timeout: None,
             start_paused: false,
         }
     }
@@ -288,6 +298,7 @@ impl Config {
             ("max_lifetime", self.max_lifetime),
             ("idle_timeout", self.idle_timeout),
             ("leak_threshold", self.leak_threshold),
+            ("connect_timeout", self.connect_timeout),
         ] {
             if duration == Some(Duration::ZERO) {
                 return Err(ConfigError::ZeroDuration(name));
@@ -300,10 +311,16 @@ impl Config {
     /// run: expiring connections, reporting leaks, or refilling `min_size`
     /// after a failed connect (which it defers to the next run).
     pub fn needs_maintenance(&self) -> bool {
-        self.min_size > 0
-            || self.max_lifetime.is_some()
+        self.min_size > 0 || self.has_deadlines()
+    }
+
+    /// Whether any decision falls due by time alone (see
+    /// [`Core::poll_timeout`](super::Core::poll_timeout)).
+    fn has_deadlines(&self) -> bool {
+        self.max_lifetime.is_some()
             || self.idle_timeout.is_some()
             || self.leak_threshold.is_some()
+            || self.connect_timeout.is_some()
     }
 
     /// Whether the core's decisions depend on time, so a driver must report
@@ -313,8 +330,6 @@ impl Config {
     pub fn needs_clock(&self) -> bool {
         self.record_events
             || matches!(self.wake, WakePolicy::Eventual { .. })
-            || self.max_lifetime.is_some()
-            || self.idle_timeout.is_some()
-            || self.leak_threshold.is_some()
+            || self.has_deadlines()
     }
 }

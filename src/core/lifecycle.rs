@@ -134,7 +134,8 @@ impl Core {
     }
 
     /// One maintenance run, on the clock last reported by
-    /// [`Core::advance`]: closes idle connections that outlived
+    /// [`Core::advance`]: gives up connects running past
+    /// `connect_timeout`, closes idle connections that outlived
     /// `max_lifetime` or sat idle past `idle_timeout` (at most
     /// [`MAINTENANCE_BATCH`]), reports checkouts held past
     /// `leak_threshold`, and refills `min_size` (within `max_connecting`).
@@ -157,6 +158,7 @@ impl Core {
         if self.closed {
             return false;
         }
+        self.give_up_slow_connects();
         let (_, more) = self.close_perished_idle(MAINTENANCE_BATCH);
         self.report_leaks();
         self.refill_deferred = false;
@@ -265,7 +267,7 @@ impl Core {
     /// a decision of [`Core::maintain`] falls due: a connection outliving
     /// its lifetime (idle, or out — a leased one is checked when the
     /// maintenance run recalls it), an idle one its idle timeout, a
-    /// checkout the leak threshold. quinn-proto's `poll_timeout`: a driver
+    /// checkout the leak threshold, a connect its connect timeout. quinn-proto's `poll_timeout`: a driver
     /// runs maintenance then (or at its interval, if sooner) instead of
     /// finding the work up to an interval late. What was due earlier and is
     /// still there is exempt (`min_size`, a strict pin, a woken waiter)
@@ -285,11 +287,7 @@ impl Core {
     /// ```
     pub fn poll_timeout(&self) -> Option<Duration> {
         let config = &self.config;
-        if self.closed
-            || (config.max_lifetime.is_none()
-                && config.idle_timeout.is_none()
-                && config.leak_threshold.is_none())
-        {
+        if self.closed || !config.needs_maintenance() {
             return None;
         }
         let now = self.now;
@@ -303,7 +301,10 @@ impl Core {
                         (None, after(config.leak_threshold, slot.since))
                     }
                     SlotState::InUse { .. } => (None, None),
-                    SlotState::Pending | SlotState::Connecting => return [None; 3],
+                    SlotState::Connecting => {
+                        return [after(config.connect_timeout, slot.since), None, None];
+                    }
+                    SlotState::Pending => return [None; 3],
                 };
                 [after(config.max_lifetime, slot.born), idle, leak]
             })
@@ -317,6 +318,28 @@ impl Core {
         self.config
             .max_lifetime
             .is_some_and(|limit| self.now.saturating_sub(self.slots.slot(conn).born) >= limit)
+    }
+
+    /// Gives up every connect running for [`Config::connect_timeout`]
+    /// or longer: counted failed now (its waiter told, its permit free),
+    /// and abandoned, so that its result is closed when it comes.
+    fn give_up_slow_connects(&mut self) {
+        let Some(timeout) = self.config.connect_timeout else {
+            return;
+        };
+        let now = self.now;
+        let slow: Vec<_> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| {
+                slot.state == SlotState::Connecting && now.saturating_sub(slot.since) >= timeout
+            })
+            .map(|(conn, _)| conn)
+            .collect();
+        for conn in slow {
+            self.fail_connect(conn, FailReason::ConnectTimeout);
+            self.abandoned.insert(conn);
+        }
     }
 
     /// Reports each checkout held past the leak threshold, once.

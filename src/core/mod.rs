@@ -321,9 +321,16 @@ impl Core {
     /// per maintenance run, never a retry loop.
     pub fn connect_failed(&mut self, conn: ConnId) -> Result<(), InputError> {
         if self.abandoned.remove(&conn) {
-            return Ok(()); // counted closed when it was abandoned
+            return Ok(()); // counted when it was abandoned
         }
         self.expect_connecting(conn)?;
+        self.fail_connect(conn, FailReason::ConnectionError);
+        Ok(())
+    }
+
+    /// The connect of `conn` failed (or was given up): the waiter that
+    /// asked for it fails with `reason`; see [`Core::connect_failed`].
+    pub(super) fn fail_connect(&mut self, conn: ConnId, reason: FailReason) {
         let mut slot = self.slots.remove(conn);
         self.counters.connect_failures += 1;
         self.refill_deferred = true;
@@ -331,7 +338,7 @@ impl Core {
         if let Some(ticket) = slot.requested_by
             && let Some(waiter) = self.waiters.remove(ticket)
         {
-            self.fail_waiter(ticket, waiter, FailReason::ConnectionError);
+            self.fail_waiter(ticket, waiter, reason);
         }
         if self.waiters.bound_to(conn) == 0 {
             // Nobody needs a replacement now: drop the pins rather than
@@ -344,7 +351,6 @@ impl Core {
         }
         self.rehome(conn, slot.pinned);
         self.provision();
-        Ok(())
     }
 
     /// Releases `owner`'s pin on request (it keeps any connection it holds).

@@ -79,6 +79,10 @@ pub enum FailReason {
     /// called since. Retryable (CMAP's `PoolClearedError`).
     #[error("the pool is paused after a clear")]
     Paused,
+    /// The connect this checkout asked for outlasted
+    /// [`Config::connect_timeout`](super::Config::connect_timeout).
+    #[error("the connection was not established within the connect timeout")]
+    ConnectTimeout,
     /// The owner the checkout waited for went away while it waited
     /// ([`Core::owner_gone`](super::Core::owner_gone)): an async `get()`
     /// that outlived the pinned scope it was made in.

@@ -832,6 +832,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
             FailReason::Paused => Error::Paused,
             FailReason::AlreadyHeld => Error::AlreadyHeld,
             FailReason::OwnerGone => Error::OwnerGone,
+            FailReason::ConnectTimeout => Error::ConnectTimeout,
             FailReason::ConnectionError => self
                 .connect_failure
                 .take()
