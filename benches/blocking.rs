@@ -5,7 +5,10 @@
 //!   under the default wake policy (`Eventual`: 16 bypasses or 500 µs), `Handoff`
 //!   (`-handoff`) and `Bounded(8)` (`-bounded`);
 //! * `herd`: 64 threads over 4 connections, `Handoff`, `Broadcast` and the
-//!   default (threads unparked per checkin are printed after the group).
+//!   default (threads unparked per checkin are printed after the group);
+//! * `observed`: one pinned thread's get + drop while the pool is watched —
+//!   `status()` or `state()` every 100 checkouts, an event handler, a
+//!   DEBUG `tracing` subscriber — against the unwatched pool and r2d2.
 //!
 //! `cargo bench --bench blocking`; the README quotes the ratios.
 
@@ -166,5 +169,52 @@ fn herd(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, uncontended, contended, herd);
+/// What watching the pool costs a pinned thread's get + drop: a metrics
+/// poller (`status()` ends no lease; `state()` ends them all), an event
+/// handler and a DEBUG subscriber (both record every checkout, so no lease).
+fn observed(c: &mut Criterion) {
+    let mut group = c.benchmark_group("observed");
+    let pool = pinpool(Pinning::Strict, WakePolicy::default());
+    group.bench_function("unobserved", |b| b.iter(|| black_box(pool.get().unwrap())));
+    type Poll = fn(&Pool<fn() -> Result<(), std::io::Error>>);
+    let polls: [(&str, Poll); 2] = [
+        ("status-every-100", |pool| drop(black_box(pool.status()))),
+        ("state-every-100", |pool| drop(black_box(pool.state()))),
+    ];
+    for (name, poll) in polls {
+        let mut checkouts = 0u32;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                checkouts += 1;
+                if checkouts % 100 == 0 {
+                    poll(&pool);
+                }
+                black_box(pool.get().unwrap())
+            })
+        });
+    }
+    let handled = Pool::builder()
+        .max_size(CONNECTIONS as usize)
+        .event_handler(|event| drop(black_box(event)))
+        .build(noop as fn() -> _)
+        .expect("valid config");
+    group.bench_function("event-handler", |b| {
+        b.iter(|| black_box(handled.get().unwrap()))
+    });
+    let debug = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(std::io::sink)
+        .finish();
+    tracing::subscriber::with_default(debug, || {
+        let traced = pinpool(Pinning::Strict, WakePolicy::default());
+        group.bench_function("debug-tracing", |b| {
+            b.iter(|| black_box(traced.get().unwrap()))
+        });
+    });
+    let peer = r2d2();
+    group.bench_function("r2d2", |b| b.iter(|| black_box(peer.get().unwrap())));
+    group.finish();
+}
+
+criterion_group!(benches, uncontended, contended, herd, observed);
 criterion_main!(benches);
