@@ -96,6 +96,13 @@ MUTATIONS = [
         "affinity_two_connections_all_complete",
     ),
     (
+        "connect failure: the checkout that asked is not told",
+        "src/core/mod.rs",
+        "            self.fail_waiter(ticket, waiter, reason);",
+        "            let _ = (ticket, waiter, reason);",
+        "connect_failure_vs_waiter",
+    ),
+    (
         "handoff: a checkin leaves the connection idle beside its waiter",
         "src/core/mod.rs",
         "                Some(ticket) => self.grant(ticket, conn),\n                None => self.slots.set_idle(conn, self.now),",
