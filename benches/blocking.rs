@@ -186,7 +186,7 @@ fn observed(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 checkouts += 1;
-                if checkouts % 100 == 0 {
+                if checkouts.is_multiple_of(100) {
                     poll(&pool);
                 }
                 black_box(pool.get().unwrap())
@@ -195,7 +195,9 @@ fn observed(c: &mut Criterion) {
     }
     let handled = Pool::builder()
         .max_size(CONNECTIONS as usize)
-        .event_handler(|event| drop(black_box(event)))
+        .event_handler(|event| {
+            black_box(event);
+        })
         .build(noop as fn() -> _)
         .expect("valid config");
     group.bench_function("event-handler", |b| {

@@ -238,6 +238,25 @@ fn noop() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The pool `build` returned, if the documented rules say it builds; a
+/// failure if `build` answered otherwise than they say.
+fn as_expected<P>(
+    options: &Options,
+    built: Result<P, ConfigError>,
+) -> Result<Option<P>, TestCaseError> {
+    match (built, expected(options)) {
+        (Ok(pool), None) => Ok(Some(pool)),
+        (Err(error), Some(rejection)) => {
+            prop_assert_eq!(error, rejection);
+            Ok(None)
+        }
+        (built, expected) => Err(TestCaseError::fail(format!(
+            "{options:?}: built {:?}, expected {expected:?}",
+            built.err()
+        ))),
+    }
+}
+
 /// Runs `case` on 400 drawn options; at least a quarter of them must get
 /// as far as a built pool (`case` returns whether it did), so the edges
 /// are not all the run ever tries.
@@ -270,18 +289,8 @@ fn the_blocking_builder_answers_every_input_and_its_pools_serve() {
         let built = options
             .apply(pinpool::blocking::Pool::builder())
             .build(noop);
-        let pool = match (built, expected(options)) {
-            (Ok(pool), None) => pool,
-            (Err(error), Some(rejection)) => {
-                prop_assert_eq!(error, rejection);
-                return Ok(false);
-            }
-            (built, expected) => {
-                return Err(TestCaseError::fail(format!(
-                    "{options:?}: built {:?}, expected {expected:?}",
-                    built.err()
-                )));
-            }
+        let Some(pool) = as_expected(options, built)? else {
+            return Ok(false);
         };
         if options.start_paused {
             prop_assert!(matches!(pool.get(), Err(Error::Paused)));
@@ -303,18 +312,8 @@ fn the_async_builder_answers_every_input_and_its_pools_serve() {
             let built = options
                 .apply(pinpool::tokio::Pool::builder())
                 .build(|| async { Ok::<_, std::io::Error>(()) });
-            let pool = match (built, expected(options)) {
-                (Ok(pool), None) => pool,
-                (Err(error), Some(rejection)) => {
-                    prop_assert_eq!(error, rejection);
-                    return Ok(false);
-                }
-                (built, expected) => {
-                    return Err(TestCaseError::fail(format!(
-                        "{options:?}: built {:?}, expected {expected:?}",
-                        built.err()
-                    )));
-                }
+            let Some(pool) = as_expected(options, built)? else {
+                return Ok(false);
             };
             if options.start_paused {
                 prop_assert!(matches!(pool.get().await, Err(Error::Paused)));

@@ -89,12 +89,27 @@ fn checking_out(
     threads: usize,
     times: usize,
 ) -> Vec<thread::JoinHandle<()>> {
+    checking_out_or(pool, threads, times, |_| false)
+}
+
+/// [`checking_out`], where a checkout may also fail with an error
+/// `tolerated` accepts.
+fn checking_out_or(
+    pool: &Pool<Counting>,
+    threads: usize,
+    times: usize,
+    tolerated: fn(&Error<std::io::Error>) -> bool,
+) -> Vec<thread::JoinHandle<()>> {
     (0..threads)
         .map(|_| {
             let pool = pool.clone();
             thread::spawn(move || {
                 for _ in 0..times {
-                    drop(pool.get().expect("checkout"));
+                    match pool.get() {
+                        Ok(conn) => drop(conn),
+                        Err(error) if tolerated(&error) => {}
+                        Err(other) => panic!("unexpected {other}"),
+                    }
                 }
             })
         })
@@ -351,20 +366,7 @@ fn timeout_vs_grant() {
 fn close_vs_checkouts() {
     check("close_vs_checkouts", || {
         let pool = pool(1, WakePolicy::Handoff);
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let pool = pool.clone();
-                thread::spawn(move || {
-                    for _ in 0..2 {
-                        match pool.get() {
-                            Ok(conn) => drop(conn),
-                            Err(Error::Closed) => {}
-                            Err(other) => panic!("unexpected {other}"),
-                        }
-                    }
-                })
-            })
-            .collect();
+        let threads = checking_out_or(&pool, 2, 2, |e| matches!(e, Error::Closed));
         pool.close();
         for t in threads {
             t.join().unwrap();
@@ -435,6 +437,18 @@ impl pinpool::tokio::Manager for AsyncCounting {
     }
 }
 
+/// An async pool of one connection, shared by the model's threads.
+fn async_pool() -> Arc<pinpool::tokio::Pool<AsyncCounting>> {
+    let pool = pinpool::tokio::Pool::builder()
+        .max_size(1)
+        .wake(DETERMINISTIC)
+        // No timer under loom: a timeout too large to represent.
+        .checkout_timeout(std::time::Duration::MAX)
+        .build(AsyncCounting(Arc::default()))
+        .unwrap();
+    Arc::new(pool)
+}
+
 /// Model 7: async cancellation. A task's `get()` future is polled once —
 /// registering it as a waiter while the only connection is held — and then
 /// dropped, racing the holder's checkin, which may grant it the connection
@@ -448,18 +462,9 @@ fn async_cancel_vs_grant() {
     use std::task::{Context, Waker};
 
     use loom::future::block_on;
-    use pinpool::tokio::Pool as AsyncPool;
 
     check("async_cancel_vs_grant", || {
-        let pool = Arc::new(
-            AsyncPool::builder()
-                .max_size(1)
-                .wake(DETERMINISTIC)
-                // No timer under loom: a timeout too large to represent.
-                .checkout_timeout(std::time::Duration::MAX)
-                .build(AsyncCounting(Arc::default()))
-                .unwrap(),
-        );
+        let pool = async_pool();
         let held = block_on(pool.get_owned()).unwrap();
         let dropper = {
             let pool = Arc::clone(&pool);
@@ -500,17 +505,9 @@ fn get_outliving_its_scope_vs_grant() {
     use std::task::{Context, Poll, Waker};
 
     use loom::future::block_on;
-    use pinpool::tokio::Pool as AsyncPool;
 
     check("get_outliving_its_scope_vs_grant", || {
-        let pool = Arc::new(
-            AsyncPool::builder()
-                .max_size(1)
-                .wake(DETERMINISTIC)
-                .checkout_timeout(std::time::Duration::MAX)
-                .build(AsyncCounting(Arc::default()))
-                .unwrap(),
-        );
+        let pool = async_pool();
         let held = block_on(pool.get_owned()).unwrap();
         let orphan = {
             let pool = Arc::clone(&pool);
@@ -551,17 +548,9 @@ fn get_outliving_its_scope_vs_grant() {
 #[test]
 fn guard_dropped_on_another_thread() {
     use loom::future::block_on;
-    use pinpool::tokio::Pool as AsyncPool;
 
     check("guard_dropped_on_another_thread", || {
-        let pool = Arc::new(
-            AsyncPool::builder()
-                .max_size(1)
-                .wake(DETERMINISTIC)
-                .checkout_timeout(std::time::Duration::MAX)
-                .build(AsyncCounting(Arc::default()))
-                .unwrap(),
-        );
+        let pool = async_pool();
         let held = block_on(pool.get_owned()).unwrap();
         let waiter = {
             let pool = Arc::clone(&pool);
@@ -584,20 +573,7 @@ fn guard_dropped_on_another_thread() {
 fn clear_vs_checkouts() {
     check("clear_vs_checkouts", || {
         let pool = pool(1, WakePolicy::Handoff);
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let pool = pool.clone();
-                thread::spawn(move || {
-                    for _ in 0..2 {
-                        match pool.get() {
-                            Ok(conn) => drop(conn),
-                            Err(Error::Paused) => {}
-                            Err(other) => panic!("unexpected {other}"),
-                        }
-                    }
-                })
-            })
-            .collect();
+        let threads = checking_out_or(&pool, 2, 2, |e| matches!(e, Error::Paused));
         pool.clear();
         pool.ready();
         for t in threads {
