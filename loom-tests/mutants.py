@@ -63,8 +63,8 @@ MUTATIONS = [
     (
         "owner gone: its waiting checkouts are forgotten, not failed",
         "src/core/mod.rs",
-        "                self.fail_waiter(ticket, waiter, FailReason::OwnerGone);",
-        "                let _ = waiter;",
+        "        self.fail_waiters(tickets, FailReason::OwnerGone);",
+        "        for ticket in tickets {\n            self.waiters.remove(ticket);\n        }",
         "get_outliving_its_scope_vs_grant",
     ),
     (

@@ -368,9 +368,7 @@ impl Core {
 
     /// Fails every waiter with `reason`, oldest first.
     fn fail_all_waiters(&mut self, reason: FailReason) {
-        for ticket in self.waiters.tickets().collect::<Vec<_>>() {
-            let waiter = self.waiters.remove(ticket).expect("listed above");
-            self.fail_waiter(ticket, waiter, reason);
-        }
+        let tickets = self.waiters.tickets().collect();
+        self.fail_waiters(tickets, reason);
     }
 }

@@ -88,8 +88,9 @@ pub struct Core {
     paused: bool,
     /// The driver's clock, as last reported by [`Core::advance`].
     now: Duration,
-    /// Connects abandoned by an interrupting [`Core::clear`]: already
-    /// counted closed; their result is closed when it arrives.
+    /// Connects abandoned by an interrupting [`Core::clear`] (already
+    /// counted closed) or given up after `connect_timeout` (already counted
+    /// failed): their result is closed when it arrives, and not counted.
     abandoned: BTreeSet<ConnId>,
     /// A connect failed: `min_size` is refilled at the next maintenance
     /// run or successful connect, not at once, so a server that refuses
@@ -293,7 +294,7 @@ impl Core {
     /// returned a socket it created to the thread that asked.
     pub fn connected(&mut self, conn: ConnId) -> Result<(), InputError> {
         if self.abandoned.remove(&conn) {
-            // Counted closed when it was abandoned.
+            // Counted when it was abandoned.
             self.actions.push_back(Action::Close {
                 conn,
                 reason: CloseReason::Stale,
@@ -368,11 +369,8 @@ impl Core {
     /// Connections it still holds come back through [`Core::checkin`] as
     /// usual.
     pub fn owner_gone(&mut self, owner: OwnerId) {
-        for ticket in self.waiters.of_owner(owner) {
-            if let Some(waiter) = self.waiters.remove(ticket) {
-                self.fail_waiter(ticket, waiter, FailReason::OwnerGone);
-            }
-        }
+        let tickets = self.waiters.of_owner(owner);
+        self.fail_waiters(tickets, FailReason::OwnerGone);
         self.provision();
         if let Some(conn) = self.drop_pin(owner) {
             self.counters.reclaimed_pins += 1;
@@ -900,6 +898,14 @@ impl Core {
             waited,
         });
         Checkout::Failed(reason)
+    }
+
+    /// Fails each of `tickets`, all waiting, with `reason`, in order.
+    fn fail_waiters(&mut self, tickets: Vec<Ticket>, reason: FailReason) {
+        for ticket in tickets {
+            let waiter = self.waiters.remove(ticket).expect("the tickets wait");
+            self.fail_waiter(ticket, waiter, reason);
+        }
     }
 
     /// Fails `waiter` (already removed from the line), which held `ticket`.

@@ -90,11 +90,14 @@ fn expiry_nanos(expires: Option<Duration>) -> u64 {
 }
 
 impl<C> LeaseCell<C> {
-    pub(crate) fn new() -> Self {
+    /// An empty cell for a lease of a connection that outlives its
+    /// lifetime at `expires` (a stash cell sets it again at each
+    /// [`rearm`](Self::rearm)).
+    pub(crate) fn new(expires: Option<Duration>) -> Self {
         LeaseCell {
             parked: TakeCell::empty(),
             recalled: AtomicBool::new(false),
-            expires: AtomicU64::new(NEVER),
+            expires: AtomicU64::new(expiry_nanos(expires)),
             reuses: AtomicU64::new(0),
         }
     }
@@ -185,9 +188,11 @@ impl<C> Lease<C> {
     /// A lease of `conn` to `owner`; the connection outlives its lifetime
     /// at `expires` (see [`Core::expires_at`](crate::core::Core::expires_at)).
     pub(crate) fn new(conn: ConnId, owner: OwnerId, expires: Option<Duration>) -> Self {
-        let cell = LeaseCell::new();
-        cell.expires.store(expiry_nanos(expires), Ordering::Relaxed);
-        Lease { conn, owner, cell }
+        Lease {
+            conn,
+            owner,
+            cell: LeaseCell::new(expires),
+        }
     }
 
     /// The owner takes its parked connection back (an expired one as

@@ -101,7 +101,7 @@ impl<C> Stash<C> {
             cells: (0..cells)
                 .map(|_| {
                     CachePadded::new(Cell {
-                        lease: LeaseCell::new(),
+                        lease: LeaseCell::new(None),
                         conn: AtomicU64::new(0),
                         number: AtomicU64::new(0),
                     })
