@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::core::{Config, ConfigError, Core, Event, Overflow, Pinning, WakePolicy};
+use crate::core::{Config, ConfigError, Core, Event, Overflow, Pinning, Reset, WakePolicy};
 use crate::driver::Options;
 use crate::driver::events::Handler;
 
@@ -121,6 +121,30 @@ impl<P> Builder<P> {
     /// `Signal` are for study and tests).
     pub fn wake(mut self, wake: WakePolicy) -> Self {
         self.config.wake = wake;
+        self
+    }
+
+    /// When the manager's `reset` runs (default [`Reset::OwnerChange`]:
+    /// before a connection whose owners all let go serves anyone else).
+    /// [`Reset::Never`] saves the trip through the pool lock a manager
+    /// with nothing to reset would pay when a pin is released;
+    /// [`Reset::EveryUnpinnedCheckin`] also resets after every checkout
+    /// that pinned nobody.
+    ///
+    /// ```
+    /// use pinpool::blocking::Pool;
+    /// use pinpool::core::{Pinning, Reset};
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder()
+    ///     .pinning(Pinning::Off)
+    ///     .reset(Reset::EveryUnpinnedCheckin)
+    ///     .build(noop)?;
+    /// drop(pool.get()?);
+    /// assert_eq!(pool.state().counters.resets, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reset(mut self, reset: Reset) -> Self {
+        self.config.reset = reset;
         self
     }
 

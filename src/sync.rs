@@ -50,11 +50,25 @@ mod imp {
 
     /// Runs `work` on a new named thread; if no thread can be spawned,
     /// inline.
-    pub(crate) fn spawn_or_run(name: &str, work: impl FnOnce() + Clone + Send + 'static) {
-        let spare = work.clone();
-        if let Err(error) = std::thread::Builder::new().name(name.into()).spawn(work) {
+    pub(crate) fn spawn_or_run(name: &str, work: impl FnOnce() + Send + 'static) {
+        // Kept here as well as handed to the thread, so that a failed spawn
+        // (which drops its closure) still leaves the work to run inline.
+        let work = std::sync::Arc::new(parking_lot::Mutex::new(Some(work)));
+        let handed = std::sync::Arc::clone(&work);
+        let spawned = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let work = handed.lock().take();
+                if let Some(work) = work {
+                    work();
+                }
+            });
+        if let Err(error) = spawned {
             tracing::warn!(%error, "cannot spawn a {name} thread; running inline");
-            spare();
+            let work = work.lock().take();
+            if let Some(work) = work {
+                work();
+            }
         }
     }
 }
@@ -116,7 +130,7 @@ mod imp {
     }
 
     /// Inline under loom: see the module documentation.
-    pub(crate) fn spawn_or_run(_name: &str, work: impl FnOnce() + Clone + Send + 'static) {
+    pub(crate) fn spawn_or_run(_name: &str, work: impl FnOnce() + Send + 'static) {
         work();
     }
 }

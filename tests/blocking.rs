@@ -46,8 +46,9 @@ fn a_thousand_short_lived_threads_share_four_reused_connections() {
         }));
     }
     // Every thread has exited, thread-local destructors included: every
-    // pin must be gone.
-    let state = pool.state();
+    // pin must be gone, and each connection reset once its last owner
+    // went (on a thread of its own: an exiting thread does not run it).
+    let state = wait_for_state(&pool, "the resets", |s| s.resetting == 0);
     assert_eq!(state.pinned_owners, 0, "{state:?}");
     assert!(state.pins.iter().all(|&(_, pins)| pins == 0), "{state:?}");
     assert_eq!(state.counters.reclaimed_pins, 1000);
@@ -74,6 +75,7 @@ fn a_thousand_short_lived_threads_share_four_reused_connections() {
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), existing);
     assert_eq!(pool.state().counters.opened, state.counters.opened);
 
+    wait_for_state(&pool, "the resets", |s| s.resetting == 0);
     drop(pool);
     let closed = manager.tally.closed.lock();
     assert_eq!(closed.len() as u64, state.counters.opened);
@@ -289,7 +291,7 @@ fn a_timeout_reports_how_long_it_waited_and_the_state() {
     assert!(
         error
             .to_string()
-            .contains("1 in use, 0 connecting, 0 pending, 1 waiting")
+            .contains("1 in use, 0 resetting, 0 connecting, 0 pending, 1 waiting (0 for a pin)")
     );
     drop(held);
     let state = pool.state();
@@ -334,6 +336,8 @@ fn dropping_the_last_handle_closes_idle_and_leased_connections() {
         s.spawn(|| drop(pool.get().unwrap()));
     });
     assert_eq!(manager.tally.live.load(Ordering::SeqCst), 2);
+    // The exited thread's connection is reset before anyone reuses it.
+    wait_for_state(&pool, "the reset", |s| s.resetting == 0);
     drop(pool);
     assert_eq!(manager.tally.live.load(Ordering::SeqCst), 0);
 }

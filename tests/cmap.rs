@@ -281,7 +281,7 @@ fn cmap_event(event: &Event) -> Option<Value> {
             let reason = match reason {
                 CloseReason::Stale | CloseReason::Lifetime => "stale",
                 CloseReason::Idle => "idle",
-                CloseReason::Error => "error",
+                CloseReason::Error | CloseReason::ResetFailed => "error",
                 CloseReason::PoolClosed => "poolClosed",
             };
             (
@@ -318,6 +318,7 @@ fn cmap_event(event: &Event) -> Option<Value> {
         | Event::Pinned { .. }
         | Event::Unpinned { .. }
         | Event::PinReclaimed { .. }
+        | Event::ConnectionReset { .. }
         | Event::ConnectionLeaked { .. } => return None,
     };
     let mut value = fields;

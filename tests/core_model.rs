@@ -20,6 +20,14 @@
 //!   (FIFO) — under Handoff, and under Broadcast when woken threads run in the
 //!   order they were woken;
 //! * a departed owner leaves no pin and no ticket behind;
+//! * sessions ([`Pinning::Exclusive`]): a connection is pinned to at most
+//!   one owner and held only by it (or, unpinned, by anyone); a connection
+//!   an owner used is reset before any other owner is granted it, and a
+//!   reset is asked for only for such a connection (exactly one per owner
+//!   change, failures closing it); under Handoff no owner waits for a pin
+//!   while a connection nobody is pinned to is idle, nor while there is
+//!   room to open one; every reset policy keeps idle connections that
+//!   nobody is pinned to clean;
 //! * an unpinned checkout never pins its owner, and never waits unserved
 //!   while the pool has room: some connection is on its way;
 //! * lifecycle: a paused pool fails checkouts and keeps no waiter; a
@@ -38,7 +46,7 @@ mod support;
 
 use pinpool::core::{
     Action, Checkout, CloseReason, Config, ConnId, Core, Event, FailReason, Health, LeaseScope,
-    Overflow, OwnerId, Pinning, Ticket, WakePolicy,
+    Overflow, OwnerId, Pinning, Reset, Ticket, WakePolicy,
 };
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
@@ -85,6 +93,11 @@ enum Op {
     },
     Establish(usize),
     FailConnect(usize),
+    /// The driver finishes resetting a connection (`ok`: the reset worked).
+    ResetDone {
+        pick: usize,
+        ok: bool,
+    },
     Cancel(usize),
     Retry(usize),
     Unpin(usize),
@@ -117,41 +130,50 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
 
     fn init_state() -> BoxedStrategy<Setup> {
         let pinning = prop_oneof![
-            Just(Pinning::Strict),
-            Just(Pinning::Affinity),
-            Just(Pinning::Off)
+            1 => Just(Pinning::Strict),
+            1 => Just(Pinning::Affinity),
+            1 => Just(Pinning::Off),
+            2 => Just(Pinning::Exclusive)
+        ];
+        let reset = prop_oneof![
+            1 => Just(Reset::Never),
+            2 => Just(Reset::OwnerChange),
+            1 => Just(Reset::EveryUnpinnedCheckin)
         ];
         let overflow = prop_oneof![
             Just(Overflow::LeastLoaded),
             Just(Overflow::Random),
             Just(Overflow::RandomIdle)
         ];
-        (1..=4usize, 0..=2usize, 1..=3usize, pinning, overflow)
-            .prop_flat_map(|(max_size, min_size, max_connecting, pinning, overflow)| {
-                let lifecycle = (any::<[bool; 3]>(), prop::bool::weighted(0.2));
-                (any::<u64>(), any::<bool>(), lifecycle).prop_map(
-                    move |(seed, eager_retry, ([lifetime, idle, leak], start_paused))| Setup {
-                        config: Config {
-                            max_size,
-                            min_size: min_size.min(max_size),
-                            max_connecting,
-                            pinning,
-                            overflow,
-                            wake: WAKE_POLICIES[WAKE],
-                            seed,
-                            record_events: true,
-                            max_lifetime: secs(lifetime, LIFETIME),
-                            idle_timeout: secs(idle, IDLE_TIMEOUT),
-                            leak_threshold: secs(leak, LEAK_THRESHOLD),
-                            // Not drawn: the model does not mirror given-up
-                            // connects (a named test below checks them).
-                            connect_timeout: None,
-                            start_paused,
+        (1..=4usize, 0..=2usize, 1..=3usize, pinning, overflow, reset)
+            .prop_flat_map(
+                |(max_size, min_size, max_connecting, pinning, overflow, reset)| {
+                    let lifecycle = (any::<[bool; 3]>(), prop::bool::weighted(0.2));
+                    (any::<u64>(), any::<bool>(), lifecycle).prop_map(
+                        move |(seed, eager_retry, ([lifetime, idle, leak], start_paused))| Setup {
+                            config: Config {
+                                max_size,
+                                min_size: min_size.min(max_size),
+                                max_connecting,
+                                pinning,
+                                overflow,
+                                wake: WAKE_POLICIES[WAKE],
+                                reset,
+                                seed,
+                                record_events: true,
+                                max_lifetime: secs(lifetime, LIFETIME),
+                                idle_timeout: secs(idle, IDLE_TIMEOUT),
+                                leak_threshold: secs(leak, LEAK_THRESHOLD),
+                                // Not drawn: the model does not mirror given-up
+                                // connects (a named test below checks them).
+                                connect_timeout: None,
+                                start_paused,
+                            },
+                            eager_retry,
                         },
-                        eager_retry,
-                    },
-                )
-            })
+                    )
+                },
+            )
             .boxed()
     }
 
@@ -164,6 +186,7 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
                 .prop_map(|(pick, broken)| Op::Checkin { pick, broken }),
             8 => pick().prop_map(Op::Establish),
             2 => pick().prop_map(Op::FailConnect),
+            5 => (pick(), prop::bool::weighted(0.8)).prop_map(|(pick, ok)| Op::ResetDone { pick, ok }),
             3 => pick().prop_map(Op::Cancel),
             6 => pick().prop_map(Op::Retry),
             1 => (0..OWNERS).prop_map(Op::Unpin),
@@ -196,6 +219,14 @@ struct Model {
     connecting: BTreeSet<ConnId>,
     idle: BTreeSet<ConnId>,
     held: BTreeMap<ConnId, OwnerId>,
+    /// Connections being reset between owners.
+    resetting: BTreeSet<ConnId>,
+    /// Connections used since established or last reset, by whom: a
+    /// pinned owner (`Some`), or a checkout that pinned nobody under
+    /// `Reset::EveryUnpinnedCheckin` (`None`).
+    dirty: HashMap<ConnId, Option<OwnerId>>,
+    /// Owners pinned afresh (with no pin before) during the current input.
+    fresh_pins: BTreeSet<OwnerId>,
     opened: u64,
     closed: u64,
     failed: u64,
@@ -273,19 +304,32 @@ impl Sut {
 
     /// Whether `owner` may use `conn`, by the model's view of pins.
     fn can_use(&self, owner: OwnerId, conn: ConnId) -> bool {
-        match (self.config().pinning, self.model.pins.get(&owner)) {
-            (Pinning::Strict, Some(&pinned)) => pinned == conn,
+        self.could_use(owner, conn, None)
+    }
+
+    /// Whether `owner` could have used `conn` as `taker` took it: as
+    /// [`Sut::can_use`], except that a pin `taker` got in this very input
+    /// does not count (under Exclusive the connection was free before).
+    fn could_use(&self, owner: OwnerId, conn: ConnId, taker: Option<OwnerId>) -> bool {
+        let model = &self.model;
+        match (self.config().pinning, model.pins.get(&owner)) {
+            (Pinning::Strict | Pinning::Exclusive, Some(&pinned)) => pinned == conn,
+            (Pinning::Exclusive, None) => !model.pins.iter().any(|(&other, &pinned)| {
+                pinned == conn && !(Some(other) == taker && model.fresh_pins.contains(&other))
+            }),
             _ => true,
         }
     }
 
-    /// Whether `owner` can use only one connection (a Strict pin).
+    /// Whether `owner` can use only one connection (a Strict or Exclusive
+    /// pin).
     fn bound_to_one(&self, owner: OwnerId) -> bool {
-        self.config().pinning == Pinning::Strict && self.model.pins.contains_key(&owner)
+        self.config().pinning.binds_for_life() && self.model.pins.contains_key(&owner)
     }
 
-    /// FIFO: no waiter older than `ticket` could have used `conn`.
-    fn check_fifo(&self, ticket: Ticket, conn: ConnId) {
+    /// FIFO: no waiter older than `ticket` (`taker`'s) could have used
+    /// `conn`.
+    fn check_fifo(&self, ticket: Ticket, conn: ConnId, taker: OwnerId) {
         let fifo = match self.config().wake {
             WakePolicy::Handoff => true,
             WakePolicy::Broadcast => self.setup.eager_retry,
@@ -294,18 +338,20 @@ impl Sut {
         if !fifo {
             return;
         }
+        let taker = Some(taker);
         for (older, waiting) in self.model.waiting.range(..ticket) {
             assert!(
-                !self.can_use(waiting.owner, conn),
+                !self.could_use(waiting.owner, conn, taker),
                 "{conn} went to {ticket} ahead of older {older} that could use it"
             );
         }
     }
 
     fn granted(&mut self, ticket: Ticket, conn: ConnId, owner: OwnerId) {
-        self.check_fifo(ticket, conn);
-        self.pass_over(ticket, conn);
+        self.check_fifo(ticket, conn, owner);
+        self.pass_over(ticket, conn, owner);
         assert!(self.model.idle.remove(&conn), "{conn} granted but not idle");
+        self.check_clean_for(conn, owner);
         if let Some(lifetime) = self.config().max_lifetime {
             assert!(
                 self.model.now - self.model.born[&conn] < lifetime,
@@ -340,17 +386,37 @@ impl Sut {
             FailReason::PoolClosed => assert!(self.core.is_closed()),
             FailReason::Paused => assert!(self.core.is_paused() && !self.core.is_closed()),
             FailReason::AlreadyHeld => {
-                assert!(self.config().pinning == Pinning::Strict && holds_pinned)
+                assert!(self.config().pinning.binds_for_life() && holds_pinned)
             }
             other => panic!("checkout failed with {other:?}"),
         }
     }
 
-    /// Every waiter older than `taker` that could have used `conn` was
-    /// passed over once more.
-    fn pass_over(&mut self, taker: Ticket, conn: ConnId) {
+    /// A session's state stays its own: under Exclusive (with resets on),
+    /// `conn` reaches `owner` only clean or as `owner` left it. Then marks
+    /// what this checkout may leave on it.
+    fn check_clean_for(&mut self, conn: ConnId, owner: OwnerId) {
+        let config = *self.config();
+        let unpinned = self.model.unpinned.contains(&owner);
+        if config.pinning == Pinning::Exclusive && config.reset != Reset::Never {
+            let left_by = self.model.dirty.get(&conn);
+            assert!(
+                left_by.is_none() || left_by == Some(&Some(owner)) && !unpinned,
+                "{conn} reached {owner} with state left by {left_by:?}"
+            );
+        }
+        if !unpinned && config.pinning != Pinning::Off {
+            self.model.dirty.insert(conn, Some(owner));
+        } else if config.reset == Reset::EveryUnpinnedCheckin {
+            self.model.dirty.entry(conn).or_insert(None);
+        }
+    }
+
+    /// Every waiter older than `taker` (`owner`'s) that could have used
+    /// `conn` was passed over once more.
+    fn pass_over(&mut self, taker: Ticket, conn: ConnId, owner: OwnerId) {
         let passed: Vec<Ticket> = (self.model.waiting.range(..taker))
-            .filter(|(_, w)| self.can_use(w.owner, conn))
+            .filter(|(_, w)| self.could_use(w.owner, conn, Some(owner)))
             .map(|(t, _)| *t)
             .collect();
         for ticket in passed {
@@ -393,8 +459,8 @@ impl Sut {
             .find(|(_, c)| *c == conn)
             .map(|(t, _)| *t);
         let due = model.now >= model.fair_from.get(&conn).copied().unwrap_or_default();
-        if model.closes.contains(&conn) {
-            assert_eq!(handed, None, "{conn} closed and granted");
+        if model.closes.contains(&conn) || model.resetting.contains(&conn) {
+            assert_eq!(handed, None, "{conn} closed or reset, and granted");
             return;
         }
         match (handed, oldest) {
@@ -424,6 +490,7 @@ impl Sut {
     fn apply(&mut self, op: Op) {
         self.model.grants.clear();
         self.model.closes.clear();
+        self.model.fresh_pins.clear();
         match op {
             Op::Checkout(i) => {
                 let owner = self.owners[i];
@@ -499,6 +566,24 @@ impl Sut {
                 } else {
                     self.model.failed += 1;
                     self.core.connect_failed(conn).unwrap();
+                }
+            }
+            Op::ResetDone { pick, ok } => {
+                let resetting: Vec<ConnId> = self.model.resetting.iter().copied().collect();
+                if resetting.is_empty() {
+                    return;
+                }
+                let conn = resetting[pick % resetting.len()];
+                self.model.resetting.remove(&conn);
+                self.model.set_idle(conn); // until an action says otherwise
+                let health = if ok { Health::Healthy } else { Health::Broken };
+                self.core.reset_done(conn, health).unwrap();
+                self.drain();
+                if !ok {
+                    assert!(
+                        self.model.closes.contains(&conn),
+                        "{conn} failed its reset and lives"
+                    );
                 }
             }
             Op::Cancel(pick) => {
@@ -602,7 +687,7 @@ impl Sut {
                 let wanted = model.waiting.values().any(|w| self.can_use(w.owner, conn));
                 assert!(
                     state.total() <= config.min_size
-                        || (config.pinning == Pinning::Strict && pinned)
+                        || (config.pinning.binds_for_life() && pinned)
                         || wanted,
                     "{conn} idle past its timeout: {state:?}"
                 );
@@ -672,6 +757,20 @@ impl Sut {
                     self.model.closes.insert(conn);
                     self.model.closed += 1;
                     self.model.born.remove(&conn);
+                    self.model.dirty.remove(&conn);
+                }
+                Action::Reset(conn) => {
+                    assert!(self.model.idle.remove(&conn), "{conn} reset while not idle");
+                    assert!(
+                        self.model.dirty.remove(&conn).is_some(),
+                        "{conn} reset though clean"
+                    );
+                    assert!(
+                        !self.model.pins.values().any(|&c| c == conn),
+                        "{conn} reset under its owners"
+                    );
+                    assert_ne!(self.config().reset, Reset::Never, "reset under Never");
+                    self.model.resetting.insert(conn);
                 }
                 Action::Grant { ticket, conn } => {
                     self.model.grants.push((ticket, conn));
@@ -733,7 +832,9 @@ impl Sut {
                     !self.model.unpinned.contains(&owner),
                     "an unpinned checkout pinned {owner}"
                 );
-                self.model.pins.insert(owner, conn);
+                if self.model.pins.insert(owner, conn).is_none() {
+                    self.model.fresh_pins.insert(owner);
+                }
             }
             Event::Unpinned { owner, conn } | Event::PinReclaimed { owner, conn } => {
                 assert_eq!(self.model.pins.remove(&owner), Some(conn));
@@ -763,13 +864,16 @@ impl Sut {
         assert_eq!(state.connecting, model.connecting.len(), "connecting");
         assert_eq!(state.idle, model.idle.len(), "idle");
         assert_eq!(state.in_use, model.held.len(), "in use");
+        assert_eq!(state.resetting, model.resetting.len(), "resetting");
         assert_eq!(state.waiting, model.waiting.len(), "waiting");
         let counters = state.counters;
         assert_eq!(counters.opened, model.opened);
         assert_eq!(counters.closed, model.closed);
         assert_eq!(counters.connect_failures, model.failed);
         assert_eq!(counters.timeouts, model.timeouts);
-        let live = (model.connecting.len() + model.idle.len() + model.held.len()) as u64;
+        let live =
+            (model.connecting.len() + model.idle.len() + model.held.len() + model.resetting.len())
+                as u64;
         assert_eq!(
             model.opened,
             live + model.closed + model.failed,
@@ -810,6 +914,7 @@ impl Sut {
         let core_pins: BTreeMap<ConnId, usize> =
             state.pins.iter().filter(|(_, n)| *n > 0).copied().collect();
         assert_eq!(core_pins, per_conn, "pins per connection");
+        self.check_sessions(&state, &per_conn);
 
         // Handoff and Broadcast: no waiter sleeps beside an idle connection
         // it can use. Bounded: beside every idle connection, some waiter that
@@ -854,6 +959,65 @@ impl Sut {
         if config.wake == WakePolicy::Handoff {
             assert_eq!(counters.wakeups, 0);
             assert_eq!(counters.max_bypass, 0, "Handoff never lets a request barge");
+        }
+    }
+}
+
+impl Sut {
+    /// What sessions and resets promise (see the module documentation).
+    fn check_sessions(&self, state: &pinpool::core::PoolState, per_conn: &BTreeMap<ConnId, usize>) {
+        let (model, config) = (&self.model, self.config());
+        let pinned_to = |conn: ConnId| model.pins.iter().filter(move |(_, c)| **c == conn);
+        if config.reset != Reset::Never && !state.closed {
+            for &conn in &model.idle {
+                assert!(
+                    !model.dirty.contains_key(&conn) || pinned_to(conn).next().is_some(),
+                    "{conn} idle with nobody pinned and not reset"
+                );
+            }
+        }
+        let unbound = model
+            .waiting
+            .values()
+            .filter(|w| !model.unpinned.contains(&w.owner) && !model.pins.contains_key(&w.owner))
+            .count();
+        if config.pinning.binds_for_life() {
+            assert_eq!(state.waiting_for_pin, unbound, "owners waiting for a pin");
+        }
+        if config.pinning != Pinning::Exclusive {
+            return;
+        }
+        assert!(
+            per_conn.values().all(|&n| n == 1),
+            "a session shared: {per_conn:?}"
+        );
+        for (conn, holder) in &model.held {
+            assert!(
+                pinned_to(*conn).all(|(owner, _)| owner == holder),
+                "{conn} held by {holder}, another owner's session"
+            );
+        }
+        let open = !state.closed && !self.core.is_paused();
+        if open && unbound > 0 {
+            assert_eq!(
+                state.total(),
+                config.max_size,
+                "an owner waits for a pin with room to open one: {state:?}"
+            );
+        }
+        // An owner bound to a connection still opening waits for that one,
+        // as under Strict; those waiting for any free one must not.
+        let waits_for_any = model
+            .waiting
+            .values()
+            .any(|w| !model.pins.contains_key(&w.owner));
+        if open && config.wake == WakePolicy::Handoff && waits_for_any {
+            for &conn in &model.idle {
+                assert!(
+                    pinned_to(conn).next().is_some(),
+                    "{conn} idle and free while owners wait for one"
+                );
+            }
         }
     }
 }

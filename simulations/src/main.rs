@@ -48,6 +48,12 @@ struct Args {
     /// Initial virtual seconds left out of the measurement.
     #[arg(long, default_value_t = 100.0)]
     warmup: f64,
+    /// Uses after which a thread ends its session and asks again as a new
+    /// owner (its pin released, its socket reset); 0: sessions never end,
+    /// as in the 2013 experiment. Exclusive pins need sessions that end:
+    /// with 0, threads beyond the sockets wait for ever.
+    #[arg(long, default_value_t = 0)]
+    session_uses: u32,
     /// Seeds every point gets at least.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: u64,
@@ -61,7 +67,7 @@ struct Args {
     /// Series to simulate, comma-separated, each POLICY, POLICY:PINNING or
     /// POLICY:PINNING:OVERFLOW with POLICY in
     /// handoff|broadcast|signal|bounded-N|eventual-N-Mms, PINNING in
-    /// strict|affinity|off (default strict), OVERFLOW in
+    /// strict|affinity|off|exclusive (default strict), OVERFLOW in
     /// random|random-idle|least-loaded (default random).
     #[arg(long, default_value = DEFAULT_SERIES, value_delimiter = ',', value_parser = parse_series)]
     series: Vec<Series>,
@@ -140,6 +146,7 @@ fn main() {
         clock: args.clock,
         horizon: args.horizon,
         warmup: args.warmup,
+        session_uses: args.session_uses,
     };
     let precision = Precision {
         min_seeds: args.seeds,

@@ -32,7 +32,12 @@ pub fn parse_series(text: &str) -> Result<Series, String> {
         "strict" => Pinning::Strict,
         "affinity" => Pinning::Affinity,
         "off" => Pinning::Off,
-        other => return Err(format!("unknown pinning {other:?} (strict, affinity, off)")),
+        "exclusive" => Pinning::Exclusive,
+        other => {
+            return Err(format!(
+                "unknown pinning {other:?} (strict, affinity, off, exclusive)"
+            ));
+        }
     };
     let overflow = match parts.next().unwrap_or("random") {
         "random" => Overflow::Random,
@@ -89,13 +94,14 @@ pub fn pinning_name(series: &Series) -> &'static str {
         Pinning::Strict => "strict",
         Pinning::Affinity => "affinity",
         Pinning::Off => "off",
+        Pinning::Exclusive => "exclusive",
     }
 }
 
 /// The overflow rule's name; `-` where pinning is not Strict (unused there).
 pub fn overflow_name(series: &Series) -> &'static str {
     match (series.pinning, series.overflow) {
-        (Pinning::Affinity | Pinning::Off, _) => "-",
+        (Pinning::Affinity | Pinning::Off | Pinning::Exclusive, _) => "-",
         (Pinning::Strict, Overflow::Random) => "random",
         (Pinning::Strict, Overflow::RandomIdle) => "random-idle",
         (Pinning::Strict, Overflow::LeastLoaded) => "least-loaded",

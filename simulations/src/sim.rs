@@ -85,6 +85,10 @@ pub struct Workload {
     pub horizon: f64,
     /// Initial seconds left out of the measurement.
     pub warmup: f64,
+    /// Uses after which a thread ends its session (its owner is gone and
+    /// it asks again as a new owner, as a worker thread does per unit of
+    /// work); 0: sessions never end (the 2013 model).
+    pub session_uses: u32,
 }
 
 /// What one run measured.
@@ -138,6 +142,9 @@ struct Simulation<'a> {
     horizon: Micros,
     /// When each thread last asked, and the socket it holds.
     asked_at: Vec<Micros>,
+    /// Each thread's owner id and uses in its current session.
+    owners: Vec<(OwnerId, u32)>,
+    next_owner: u64,
     holding: Vec<Option<ConnId>>,
     waiting: HashMap<Ticket, usize>,
     used: Micros,
@@ -168,6 +175,9 @@ impl<'a> Simulation<'a> {
             warmup: micros(workload.warmup),
             horizon: micros(workload.horizon),
             asked_at: vec![0; threads],
+            owners: (0..threads).map(|t| (OwnerId(t as u64), 0)).collect(),
+            next_owner: threads as u64,
+
             holding: vec![None; threads],
             waiting: HashMap::new(),
             used: 0,
@@ -200,7 +210,7 @@ impl<'a> Simulation<'a> {
                 break;
             }
             self.now = at;
-            let owner = OwnerId(thread as u64);
+            let owner = self.owners[thread].0;
             match step {
                 Step::Ask => {
                     self.asked_at[thread] = at;
@@ -222,6 +232,7 @@ impl<'a> Simulation<'a> {
                 Step::Return => {
                     let conn = self.holding[thread].take().expect("returns follow grants");
                     self.core.checkin(conn, Health::Healthy).expect("held");
+                    self.end_session_if_done(thread);
                     let sleep = self
                         .workload
                         .sleep_time
@@ -243,6 +254,11 @@ impl<'a> Simulation<'a> {
             }
             match action {
                 Action::Open(conn) => self.core.connected(conn).expect("just opened"),
+                // Resets, like connects, take no virtual time.
+                Action::Reset(conn) => self
+                    .core
+                    .reset_done(conn, Health::Healthy)
+                    .expect("just asked for"),
                 Action::Grant { ticket, conn } => {
                     let thread = self.waiting.remove(&ticket).expect("granted tickets wait");
                     self.start_using(thread, conn);
@@ -254,6 +270,21 @@ impl<'a> Simulation<'a> {
                 Action::Fail { reason, .. } => unreachable!("never fails: {reason}"),
             }
         }
+    }
+
+    /// Counts a use of `thread`'s session and ends the session (its owner
+    /// is gone, its pin released) once it has had its uses.
+    fn end_session_if_done(&mut self, thread: usize) {
+        let limit = self.workload.session_uses;
+        let (owner, uses) = &mut self.owners[thread];
+        *uses += 1;
+        if limit == 0 || *uses < limit {
+            return;
+        }
+        self.core.owner_gone(*owner);
+        *owner = OwnerId(self.next_owner);
+        *uses = 0;
+        self.next_owner += 1;
     }
 
     fn start_using(&mut self, thread: usize, conn: ConnId) {

@@ -32,6 +32,11 @@ impl<'a, M: Manager> PooledConnection<'a, M> {
         this.held.id()
     }
 
+    /// The lease its owner keeps for the fast path, if it has one.
+    pub(crate) fn owner_lease(&self) -> Option<crate::driver::lease::AnyLease> {
+        self.held.owner_lease()
+    }
+
     /// Declares the connection broken: it is closed instead of reused, and
     /// the owners pinned to it move to a replacement.
     ///

@@ -34,6 +34,33 @@ pub trait Manager: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Resets the session state an owner may have left on `conn` —
+    /// `DISCARD ALL`, a rollback, dropping temporary tables — before the
+    /// connection passes to another owner: when the core asks (see
+    /// [`Reset`](crate::core::Reset)), outside any pool lock, on the thread
+    /// that let the connection go (its checkin, `unpin`, a session's
+    /// drop) or, when that thread is exiting, on a `pinpool-reset` thread. An error or a panic closes the connection instead
+    /// of handing its state on. Default: nothing to reset.
+    ///
+    /// ```
+    /// struct Sessions;
+    /// impl pinpool::blocking::Manager for Sessions {
+    ///     type Connection = Vec<String>; // stands for a session's `SET`s
+    ///     type Error = std::io::Error;
+    ///     fn connect(&self) -> std::io::Result<Vec<String>> {
+    ///         Ok(Vec::new())
+    ///     }
+    ///     fn reset(&self, session: &mut Vec<String>) -> std::io::Result<()> {
+    ///         session.clear();
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    fn reset(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        let _ = conn;
+        Ok(())
+    }
+
     /// A cheap, local check made on every checkin (including one caused by
     /// a panic in the holder): `true` closes the connection and moves its
     /// pins to a replacement. Must not block.

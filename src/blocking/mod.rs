@@ -53,6 +53,7 @@
 mod guard;
 mod manager;
 mod pins;
+mod session;
 mod shared;
 mod waiter;
 
@@ -61,17 +62,18 @@ use std::sync::Weak;
 use std::time::Instant;
 
 pub use guard::PooledConnection;
+pub use session::Session;
 
 /// Options for a blocking [`Pool`] (see [`crate::Builder`]).
 pub type Builder<M> = crate::Builder<Pool<M>>;
 pub use manager::Manager;
 
 use crate::Error;
-use crate::core::{ConfigError, Health, PoolState, Ticket};
+use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
 use crate::driver::Shared as _;
 use crate::driver::deadline::{Clock, Deadline};
 use crate::driver::handle::{Closes, Handle};
-use crate::driver::lease;
+use crate::driver::lease::{self, AnyLease};
 use crate::driver::{Handed, Outcome, Step};
 use crate::sync::Arc;
 use pins::Reclaim;
@@ -118,7 +120,11 @@ impl<M: Manager> Pool<M> {
 
     /// The fast path: this thread's own parked connection, without the lock.
     fn get_leased(&self) -> Option<PooledConnection<'_, M>> {
-        let lease = pins::take_lease(self.shared.options.id)?;
+        self.take_back(pins::take_lease(self.shared.options.id)?)
+    }
+
+    /// The connection parked in an owner's `lease`, without the lock.
+    fn take_back(&self, lease: AnyLease) -> Option<PooledConnection<'_, M>> {
         let check_in = |recalled| self.shared.checkin(recalled, Health::Healthy);
         let now = || self.shared.locked().now();
         let handed = lease::take_back::<M::Connection>(lease, now, check_in)?;
@@ -150,6 +156,17 @@ impl<M: Manager> Pool<M> {
             Some(owner) => (owner, true),
             None => (crate::driver::fresh_owner(), false),
         };
+        self.checkout_as(owner, pins)
+    }
+
+    /// A checkout by `owner` (pinning it, or not) through the core,
+    /// validated when configured, within one checkout timeout.
+    fn checkout_as(
+        &self,
+        owner: OwnerId,
+        pins: bool,
+    ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+        let shared = &self.shared;
         let mut clock = Clock::new(shared.options.checkout_timeout);
         loop {
             let step =
@@ -201,6 +218,37 @@ impl<M: Manager> Pool<M> {
                         .with_core(|inner| inner.time_out(ticket, slot, waited));
                 }
             }
+        }
+    }
+
+    /// A [`Session`]: an owner that is a value rather than this thread. Its
+    /// first `get()` pins it to a connection (under
+    /// [`Pinning::Exclusive`](crate::core::Pinning::Exclusive), one of its
+    /// own) and later ones reuse that connection from any thread the
+    /// session is moved to; dropping it releases the pin (and the
+    /// connection is reset before its next owner).
+    ///
+    /// ```
+    /// use pinpool::blocking::{Pool, PooledConnection};
+    /// use pinpool::core::Pinning;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder().pinning(Pinning::Exclusive).build(noop)?;
+    /// let mut session = pool.session();
+    /// let first = PooledConnection::id(&session.get()?);
+    /// let again = std::thread::scope(|s| {
+    ///     s.spawn(|| PooledConnection::id(&session.get().unwrap())).join().unwrap()
+    /// });
+    /// assert_eq!(again, first, "the session's connection, from another thread");
+    /// drop(session);
+    /// assert_eq!(pool.state().pinned_owners, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn session(&self) -> Session<M> {
+        Session {
+            pool: self.clone(),
+            owner: crate::driver::fresh_owner(),
+            lease: None,
+            used: false,
         }
     }
 

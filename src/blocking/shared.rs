@@ -17,7 +17,7 @@ use crate::core::{ConnId, Core, OwnerId, PoolState};
 use crate::driver::Shared as _;
 use crate::driver::handle::Closes;
 use crate::driver::maintenance::{self, LiveWorker};
-use crate::driver::{self, Inner, Locked, Options};
+use crate::driver::{self, Inner, Locked, Options, Work};
 use crate::sync::{Arc, AtomicUsize, Mutex, spawn_or_run};
 
 pub(crate) type Slot<M> = WaitSlot<<M as Manager>::Connection, <M as Manager>::Error>;
@@ -120,15 +120,45 @@ impl<M: Manager> Shared<M> {
     }
 }
 
+impl<M: Manager> Shared<M> {
+    /// Carries out `Action::Reset(conn)` and reports the result to the
+    /// core; a reset that fails or panics closes the connection.
+    fn reset(self: &Arc<Self>, conn: ConnId, mut physical: Box<M::Connection>) {
+        let ok = match catch_unwind(AssertUnwindSafe(|| self.manager.reset(&mut physical))) {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, %conn, "reset failed; closing the connection");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(%conn, "the manager panicked in reset; closing the connection");
+                false
+            }
+        };
+        self.with_core(|inner| inner.reset_done(conn, Some(physical), ok));
+    }
+}
+
 impl<M: Manager> driver::Shared<M::Connection, M::Error, Slot<M>> for Shared<M> {
     #[inline]
     fn locked(&self) -> &Locked<M::Connection, M::Error, Slot<M>> {
         &self.locked
     }
 
-    fn spawn_open(self: &Arc<Self>, conn: ConnId) {
+    fn spawn(self: &Arc<Self>, work: Work<M::Connection>) {
         let shared = Arc::clone(self);
-        spawn_or_run("pinpool-connect", move || shared.open(conn));
+        match work {
+            Work::Open(conn) => spawn_or_run("pinpool-connect", move || shared.open(conn)),
+            // On the thread that let the connection go, unless that thread
+            // is exiting (this is its pins' destructor): the manager's reset
+            // may need thread-locals — a runtime's — that are gone by then.
+            Work::Reset(conn, physical) if super::pins::current_owner().is_some() => {
+                shared.reset(conn, physical);
+            }
+            Work::Reset(conn, physical) => {
+                spawn_or_run("pinpool-reset", move || shared.reset(conn, physical));
+            }
+        }
     }
 }
 

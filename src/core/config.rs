@@ -20,6 +20,59 @@ pub enum Pinning {
     Affinity,
     /// No pinning: a plain FIFO pool.
     Off,
+    /// A **session** per owner: as [`Strict`](Self::Strict), an owner's
+    /// first checkout binds it to one connection for life, but a
+    /// connection is pinned to at most one owner at a time. Once
+    /// `max_size` connections are pinned, a new owner waits — FIFO among
+    /// such owners, under the checkout timeout — for a pin to be released
+    /// (its thread exits, its scope or session ends, it unpins, or its
+    /// connection closes and is not replaced for it); the released
+    /// connection is [reset](Reset) before it is bound to the next owner.
+    /// Checkouts that pin nobody use only connections nobody is pinned to.
+    /// For SQL session state: transactions, `SET`, temporary tables,
+    /// prepared statements, advisory locks, `LISTEN`.
+    Exclusive,
+}
+
+impl Pinning {
+    /// Whether an owner stays bound to its connection for life and waits
+    /// for *that* connection when it is busy ([`Strict`](Self::Strict)
+    /// and [`Exclusive`](Self::Exclusive)).
+    ///
+    /// ```
+    /// use pinpool::core::Pinning;
+    /// assert!(Pinning::Exclusive.binds_for_life());
+    /// assert!(!Pinning::Affinity.binds_for_life());
+    /// ```
+    pub fn binds_for_life(self) -> bool {
+        matches!(self, Pinning::Strict | Pinning::Exclusive)
+    }
+}
+
+/// When the core asks its driver to **reset** a connection's session state
+/// ([`Action::Reset`](super::Action::Reset), the manager's `reset`) before
+/// anyone else may use it. While a reset runs the connection is neither
+/// idle nor grantable; one that fails closes the connection
+/// ([`CloseReason::ResetFailed`](super::CloseReason::ResetFailed)), so
+/// dirty state never reaches the next owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Reset {
+    /// Never: for managers with nothing to reset, which then save the
+    /// round trip through the pool lock that a no-op reset costs.
+    Never,
+    /// When a connection's owners change (the default): once the last
+    /// owner pinned to a connection it used lets go — its thread exits,
+    /// its scope or session ends, it unpins, or Affinity moves it
+    /// elsewhere — the connection is reset before any other owner is
+    /// granted it. Checkouts that pin nobody leave it as it is.
+    #[default]
+    OwnerChange,
+    /// As [`OwnerChange`](Self::OwnerChange), and also at every checkin of
+    /// a checkout that pinned nobody ([`Pinning::Off`], an async `get()`
+    /// outside a pinned scope), so that no two checkouts ever share
+    /// session state (pgbouncer's `server_reset_query` in session mode).
+    /// Such checkouts then take no lock-free fast path.
+    EveryUnpinnedCheckin,
 }
 
 /// Which existing connection a new owner is bound to under
@@ -147,6 +200,9 @@ pub struct Config {
     /// [`WakePolicy::Eventual`], 16 bypasses or 500 µs (see
     /// [`WakePolicy::default`]).
     pub wake: WakePolicy,
+    /// When a connection's session state is reset (default
+    /// [`Reset::OwnerChange`]).
+    pub reset: Reset,
     /// Seed of the core's only source of randomness ([`Overflow::Random`]).
     pub seed: u64,
     /// Whether the core records [`Event`](super::Event)s for
@@ -190,6 +246,7 @@ impl Default for Config {
             pinning: Pinning::Strict,
             overflow: Overflow::LeastLoaded,
             wake: WakePolicy::default(),
+            reset: Reset::default(),
             seed: 0,
             record_events: false,
             max_lifetime: None,

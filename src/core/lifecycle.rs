@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::slots::SlotState;
-use super::{Action, CloseReason, Core, Event, FailReason, OwnerId, Pinning};
+use super::{Action, CloseReason, Core, Event, FailReason, OwnerId};
 
 /// Most connections one [`Core::maintain`] run closes: a pool whose
 /// connections all expire at once is drained over several runs instead of
@@ -203,8 +203,8 @@ impl Core {
                 CloseReason::Lifetime
             } else if idle_timeout.is_some_and(|limit| self.now.saturating_sub(slot.since) >= limit)
                 && spare > 0
-                && (self.config.pinning != Pinning::Strict || slot.pinned.is_empty())
-                && self.waiters.oldest_for(conn).is_none()
+                && (!self.config.pinning.binds_for_life() || slot.pinned.is_empty())
+                && self.oldest_waiter_for(conn).is_none()
             {
                 spare -= 1;
                 CloseReason::Idle
@@ -258,7 +258,7 @@ impl Core {
     /// ```
     pub fn expires_at(&self, conn: super::ConnId) -> Option<Duration> {
         let slot = self.slots.get(conn)?;
-        let established = matches!(slot.state, SlotState::Idle { .. } | SlotState::InUse { .. });
+        let established = !matches!(slot.state, SlotState::Pending | SlotState::Connecting);
         let lifetime = self.config.max_lifetime.filter(|_| established)?;
         Some(slot.born.saturating_add(lifetime))
     }
@@ -300,7 +300,7 @@ impl Core {
                     SlotState::InUse { .. } if !slot.leak_reported => {
                         (None, after(config.leak_threshold, slot.since))
                     }
-                    SlotState::InUse { .. } => (None, None),
+                    SlotState::InUse { .. } | SlotState::Resetting => (None, None),
                     SlotState::Connecting => {
                         return [after(config.connect_timeout, slot.since), None, None];
                     }

@@ -10,12 +10,12 @@
 //!
 //! * inputs: [`Core::checkout`], [`Core::checkout_unpinned`],
 //!   [`Core::retry`], [`Core::cancel`], [`Core::time_out`], [`Core::checkin`], [`Core::note_lease_reuses`],
-//!   [`Core::connected`], [`Core::connect_failed`], [`Core::unpin`],
+//!   [`Core::connected`], [`Core::connect_failed`], [`Core::reset_done`], [`Core::unpin`],
 //!   [`Core::owner_gone`], [`Core::clear`], [`Core::ready`], [`Core::close`];
 //!   and for time, [`Core::advance`] (the driver's clock) and
 //!   [`Core::maintain`] (the periodic run);
 //! * outputs: the immediate [`Checkout`] answer, then [`Core::poll_action`]
-//!   (work to do: open, close, grant, wake, fail) and [`Core::poll_event`]
+//!   (work to do: open, close, reset, grant, wake, fail) and [`Core::poll_event`]
 //!   (monitoring).
 //!
 //! ```
@@ -61,7 +61,7 @@ use rustc_hash::FxHashMap as HashMap;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use config::{Config, ConfigError, Overflow, Pinning, WakePolicy};
+pub use config::{Config, ConfigError, Overflow, Pinning, Reset, WakePolicy};
 pub use lifecycle::MAINTENANCE_BATCH;
 pub use stats::{Counters, PoolState};
 pub use types::{
@@ -69,7 +69,7 @@ pub use types::{
     OwnerId, Ticket,
 };
 
-use slots::{SlotState, Slots};
+use slots::{Slot, SlotState, Slots};
 use waiters::{Waiters, Want};
 
 /// The pool's state machine. See the [module documentation](self).
@@ -78,7 +78,7 @@ pub struct Core {
     config: Config,
     slots: Slots,
     waiters: Waiters,
-    /// Owner → the connection it is bound to (Strict and Affinity).
+    /// Owner → the connection it is bound to (Strict, Exclusive and Affinity).
     pins: HashMap<OwnerId, ConnId>,
     next_ticket: u64,
     generation: u64,
@@ -178,13 +178,14 @@ impl Core {
             return self.fail_now(owner, FailReason::Paused, now);
         }
         self.reap_before_checkout();
-        let want = match (self.config.pinning, pins, self.pins.get(&owner)) {
-            (_, false, _) | (Pinning::Affinity | Pinning::Off, true, _) => Want::Any,
-            (Pinning::Strict, true, Some(&conn)) if self.slots.holder(conn) == Some(owner) => {
+        let binds = self.config.pinning.binds_for_life();
+        let want = match (binds, pins, self.pins.get(&owner)) {
+            (false, _, _) | (_, false, _) => Want::Any,
+            (true, true, Some(&conn)) if self.slots.holder(conn) == Some(owner) => {
                 return self.fail_now(owner, FailReason::AlreadyHeld, now);
             }
-            (Pinning::Strict, true, Some(&conn)) => Want::Conn(conn),
-            (Pinning::Strict, true, None) => self.bind_new_owner(owner, ticket),
+            (true, true, Some(&conn)) => Want::Conn(conn),
+            (true, true, None) => self.bind_new_owner(owner, ticket),
         };
         if let Some(conn) = self.usable_idle(owner, want) {
             self.hand_over(ticket, owner, conn, pins, now);
@@ -215,7 +216,7 @@ impl Core {
             .get(ticket)
             .ok_or(InputError::NotWaiting(ticket))?;
         let mut want = waiter.want;
-        if self.config.pinning == Pinning::Strict && want == Want::Any && waiter.pins {
+        if self.config.pinning.binds_for_life() && want == Want::Any && waiter.pins {
             want = self.bind_new_owner(waiter.owner, ticket);
             self.waiters.set_want(ticket, want);
         }
@@ -329,6 +330,57 @@ impl Core {
         Ok(())
     }
 
+    /// The driver finished resetting `conn` (after [`Action::Reset`]). A
+    /// healthy connection is clean and handed straight to the oldest
+    /// waiter that can use it, as a newly opened one; a reset that failed
+    /// closes it ([`CloseReason::ResetFailed`]), and whoever waited for it
+    /// is served by a replacement.
+    ///
+    /// ```
+    /// use pinpool::core::{Action, Checkout, Config, ConnId, Core, Health, OwnerId, Pinning};
+    ///
+    /// let config = Config { max_size: 1, pinning: Pinning::Exclusive, ..Config::default() };
+    /// let mut core = Core::new(config)?;
+    /// let (alice, bob, conn) = (OwnerId(1), OwnerId(2), ConnId(1));
+    /// core.checkout(alice);
+    /// core.poll_action(); // Open
+    /// core.connected(conn)?;
+    /// core.poll_action(); // Grant to alice
+    /// // The only connection is alice's session: bob waits for a pin.
+    /// let Checkout::Waiting(bobs) = core.checkout(bob) else { unreachable!() };
+    /// assert_eq!(core.state().waiting_for_pin, 1);
+    /// core.checkin(conn, Health::Healthy)?;
+    /// assert_eq!(core.poll_action(), None, "still alice's");
+    /// core.owner_gone(alice);
+    /// assert_eq!(core.poll_action(), Some(Action::Reset(conn)), "cleaned before bob");
+    /// core.reset_done(conn, Health::Healthy)?;
+    /// assert_eq!(core.poll_action(), Some(Action::Grant { ticket: bobs, conn }));
+    /// assert_eq!(core.pinned_conn(bob), Some(conn));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reset_done(&mut self, conn: ConnId, health: Health) -> Result<(), InputError> {
+        let slot = match self.slots.get(conn) {
+            Some(slot) if slot.state == SlotState::Resetting => slot,
+            _ => {
+                return Err(InputError::WrongConnState {
+                    conn,
+                    expected: "resetting",
+                });
+            }
+        };
+        let took = self.now.saturating_sub(slot.since);
+        let ok = health == Health::Healthy;
+        self.event(Event::ConnectionReset { conn, took, ok });
+        if ok {
+            self.release(conn, WakePolicy::Handoff);
+        } else {
+            self.counters.reset_failures += 1;
+            self.retire(conn, CloseReason::ResetFailed);
+        }
+        self.provision();
+        Ok(())
+    }
+
     /// The connect of `conn` failed (or was given up): the waiter that
     /// asked for it fails with `reason`; see [`Core::connect_failed`].
     pub(super) fn fail_connect(&mut self, conn: ConnId, reason: FailReason) {
@@ -358,6 +410,8 @@ impl Core {
     pub fn unpin(&mut self, owner: OwnerId) {
         if let Some(conn) = self.drop_pin(owner) {
             self.event(Event::Unpinned { owner, conn });
+            self.free_if_unpinned(conn);
+            self.provision();
         }
     }
 
@@ -371,11 +425,12 @@ impl Core {
     pub fn owner_gone(&mut self, owner: OwnerId) {
         let tickets = self.waiters.of_owner(owner);
         self.fail_waiters(tickets, FailReason::OwnerGone);
-        self.provision();
         if let Some(conn) = self.drop_pin(owner) {
             self.counters.reclaimed_pins += 1;
             self.event(Event::PinReclaimed { owner, conn });
+            self.free_if_unpinned(conn);
         }
+        self.provision();
     }
 
     // ---------------------------------------------------------------- outputs
@@ -425,7 +480,7 @@ impl Core {
         self.leases_replay_checkins()
             && self.config.pinning != Pinning::Off
             && self.pins.get(&owner) == Some(&conn)
-            && self.waiters.oldest_for(conn).is_none()
+            && self.oldest_waiter_for(conn).is_none()
     }
 
     /// Whether a driver may *stash* `conn`, just granted to a checkout that
@@ -438,8 +493,10 @@ impl Core {
     /// waits for is a plain return to idle (as for [`Core::may_lease`]),
     /// except which of several idle connections such a checkout gets (the
     /// core would pick the most recently used). Under [`Pinning::Strict`]
-    /// only connections nobody is pinned to are stashed, so pinned owners
-    /// rarely have to end a stash lease. The driver ends a stash lease, as
+    /// and [`Pinning::Exclusive`] only connections nobody is pinned to are
+    /// stashed, so pinned owners rarely have to end a stash lease; under
+    /// [`Reset::EveryUnpinnedCheckin`] nothing is, since every such
+    /// checkin must be reset. The driver ends a stash lease, as
     /// any lease, before an input whose answer could depend on it.
     ///
     /// ```
@@ -458,9 +515,10 @@ impl Core {
     pub fn may_stash(&self, conn: ConnId, pins: bool) -> bool {
         let pinning = self.config.pinning;
         self.leases_replay_checkins()
+            && self.config.reset != Reset::EveryUnpinnedCheckin
             && (!pins || pinning == Pinning::Off)
-            && self.waiters.oldest_for(conn).is_none()
-            && (pinning != Pinning::Strict
+            && self.oldest_waiter_for(conn).is_none()
+            && (!pinning.binds_for_life()
                 || self.slots.get(conn).is_some_and(|s| s.pinned.is_empty()))
     }
 
@@ -505,7 +563,9 @@ impl Core {
         };
         match (self.config.pinning, pins) {
             // Only its own connection can serve it.
-            (Pinning::Strict, true) => pinned.map_or(LeaseScope::All, LeaseScope::Conn),
+            (Pinning::Strict | Pinning::Exclusive, true) => {
+                pinned.map_or(LeaseScope::All, LeaseScope::Conn)
+            }
             // It takes its own connection if that is idle, else any idle
             // one and moves its pin there, which a lease on its old
             // connection (held by this very owner) must see.
@@ -513,6 +573,19 @@ impl Core {
                 Some(conn) if survives(conn) => LeaseScope::None,
                 _ => LeaseScope::All,
             },
+            // Only a connection nobody is pinned to serves it: with one of
+            // those idle it depends on nothing leased.
+            (Pinning::Exclusive, false) => {
+                let free_idle = self
+                    .slots
+                    .idle_newest_first()
+                    .any(|conn| self.slots.slot(conn).pinned.is_empty() && survives(conn));
+                if free_idle {
+                    LeaseScope::None
+                } else {
+                    LeaseScope::All
+                }
+            }
             // Any idle connection serves it, and the leased ones could only
             // have served it too; with none idle it would wait, and the
             // leased ones must come back to serve it.
@@ -538,7 +611,13 @@ impl Core {
             connecting: self.slots.connecting(),
             idle: self.slots.idle(),
             in_use: self.slots.in_use(),
+            resetting: self.slots.resetting(),
             waiting: self.waiters.len(),
+            waiting_for_pin: if self.config.pinning.binds_for_life() {
+                self.waiters.unbound_pinning()
+            } else {
+                0
+            },
             pinned_owners: self.pins.len(),
             pins: self
                 .slots
@@ -565,7 +644,10 @@ impl Core {
         waiter.sleep.is_some()
             && match waiter.want {
                 Want::Conn(conn) => self.slots.is_idle(conn),
-                Want::Any => self.slots.idle() > 0,
+                Want::Any => self
+                    .slots
+                    .idle_newest_first()
+                    .any(|conn| self.serves_any(conn)),
             }
     }
 
@@ -579,7 +661,8 @@ impl Core {
         self.slots
             .idle_newest_first()
             .filter(|&conn| {
-                let mut eligible = self.waiters.eligible_for(conn).peekable();
+                let serves_any = self.serves_any(conn);
+                let mut eligible = self.waiters.eligible_for(conn, serves_any).peekable();
                 eligible.peek().is_some()
                     && eligible
                         .all(|ticket| self.waiters.get(ticket).is_some_and(|w| w.sleep.is_some()))
@@ -589,36 +672,47 @@ impl Core {
 
     // -------------------------------------------------------------- decisions
 
-    /// Chooses the connection a new owner is bound to under Strict pinning
-    /// and pins it; `Want::Any` when it must wait unbound (RandomIdle
+    /// Chooses the connection a new owner is bound to under Strict or
+    /// Exclusive pinning and pins it; `Want::Any` when it must wait
+    /// unbound (Exclusive with every connection pinned, RandomIdle
     /// overflow with nothing idle).
     fn bind_new_owner(&mut self, owner: OwnerId, ticket: Ticket) -> Want {
-        let conn = if let Some(conn) = self.reclaimed_idle() {
-            // A connection whose owners are all gone: reuse it before growing.
-            conn
-        } else if self.slots.total() < self.config.max_size {
-            self.slots.create_pending(self.generation, Some(ticket))
-        } else {
-            match self.config.overflow {
-                Overflow::LeastLoaded => self.least_loaded(),
-                Overflow::Random => {
-                    let pick = self.rng.random_range(0..self.slots.total());
-                    self.slots.nth(pick)
-                }
-                Overflow::RandomIdle => match self.slots.idle() {
-                    0 => return Want::Any,
-                    n => {
-                        let pick = self.rng.random_range(0..n);
-                        self.slots.nth_idle(pick).expect("pick < idle count")
+        let exclusive = self.config.pinning == Pinning::Exclusive;
+        let reclaimed = self.reclaimed_idle();
+        let conn =
+            if exclusive && (reclaimed.is_some() || self.slots.total() >= self.config.max_size) {
+                // Any free connection: an idle one nobody is pinned to is taken
+                // (and pinned) at once, as such; otherwise every connection is
+                // someone's session, and the owner waits for a pin to be
+                // released, in line with the others waiting for one.
+                return Want::Any;
+            } else if let Some(conn) = reclaimed {
+                // A connection whose owners are all gone: reuse it before growing.
+                conn
+            } else if self.slots.total() < self.config.max_size {
+                self.slots.create_pending(self.generation, Some(ticket))
+            } else {
+                match self.config.overflow {
+                    Overflow::LeastLoaded => self.least_loaded(),
+                    Overflow::Random => {
+                        let pick = self.rng.random_range(0..self.slots.total());
+                        self.slots.nth(pick)
                     }
-                },
-            }
-        };
+                    Overflow::RandomIdle => match self.slots.idle() {
+                        0 => return Want::Any,
+                        n => {
+                            let pick = self.rng.random_range(0..n);
+                            self.slots.nth_idle(pick).expect("pick < idle count")
+                        }
+                    },
+                }
+            };
         self.pin(owner, conn);
         Want::Conn(conn)
     }
 
-    /// An idle connection nobody is pinned to, most recently used first.
+    /// An idle connection nobody is pinned to, most recently used first
+    /// (a released one was reset before it went idle).
     fn reclaimed_idle(&self) -> Option<ConnId> {
         self.slots
             .idle_newest_first()
@@ -642,6 +736,8 @@ impl Core {
     fn usable_idle(&self, owner: OwnerId, want: Want) -> Option<ConnId> {
         match want {
             Want::Conn(conn) => self.slots.is_idle(conn).then_some(conn),
+            // Only a connection nobody is pinned to: someone's session.
+            Want::Any if self.config.pinning == Pinning::Exclusive => self.reclaimed_idle(),
             // Affinity prefers its last connection; a Strict owner reaches
             // here unbound only under RandomIdle overflow.
             Want::Any => self
@@ -664,18 +760,28 @@ impl Core {
         pins: bool,
         since: Duration,
     ) {
+        let serves_any = self.serves_any(conn);
         self.slots.set_in_use(conn, owner, self.now);
+        let pinning = self.config.pinning;
         let repin = pins
-            && match self.config.pinning {
-                Pinning::Strict => !self.pins.contains_key(&owner),
+            && match pinning {
+                Pinning::Strict | Pinning::Exclusive => !self.pins.contains_key(&owner),
                 Pinning::Affinity => self.pins.get(&owner) != Some(&conn),
                 Pinning::Off => false,
             };
         if repin {
-            self.drop_pin(owner);
+            let old = self.drop_pin(owner);
             self.pin(owner, conn);
+            if let Some(old) = old {
+                self.free_if_unpinned(old);
+            }
         }
-        let bypass = self.waiters.pass_over(conn, ticket);
+        // A pinned owner's session, or under EveryUnpinnedCheckin anyone's,
+        // may leave state the next owner must not see.
+        if (pins && pinning != Pinning::Off) || self.config.reset == Reset::EveryUnpinnedCheckin {
+            self.slots.slot_mut(conn).dirty = true;
+        }
+        let bypass = self.waiters.pass_over(conn, ticket, serves_any);
         self.counters.max_bypass = self.counters.max_bypass.max(bypass);
         self.counters.checkouts += 1;
         let waited = self.now.saturating_sub(since);
@@ -698,8 +804,11 @@ impl Core {
         if self.outlived(conn) {
             return self.retire(conn, CloseReason::Lifetime);
         }
+        if self.needs_reset(conn) {
+            return self.start_reset(conn);
+        }
         match policy {
-            WakePolicy::Handoff => match self.waiters.oldest_for(conn) {
+            WakePolicy::Handoff => match self.oldest_waiter_for(conn) {
                 Some(ticket) => self.grant(ticket, conn),
                 None => self.slots.set_idle(conn, self.now),
             },
@@ -726,7 +835,7 @@ impl Core {
     /// waiter any connection could serve ([`WakePolicy::Eventual`] says
     /// why).
     fn release_eventually_fair(&mut self, conn: ConnId, bound: u32, period: Option<Duration>) {
-        let Some(ticket) = self.waiters.oldest_for(conn) else {
+        let Some(ticket) = self.oldest_waiter_for(conn) else {
             return self.slots.set_idle(conn, self.now);
         };
         let now = self.now;
@@ -756,7 +865,8 @@ impl Core {
         }
         // Field by field, so the idle list is walked without a copy.
         for conn in self.slots.idle_newest_first() {
-            if let Some(oldest) = self.waiters.oldest_for(conn) {
+            let serves_any = serves_any(self.config.pinning, self.slots.slot(conn));
+            if let Some(oldest) = self.waiters.oldest_for(conn, serves_any) {
                 wake(
                     &mut self.waiters,
                     &mut self.counters,
@@ -805,7 +915,9 @@ impl Core {
         if pinned.is_empty() && self.waiters.bound_to(conn) == 0 {
             return;
         }
-        let requested_by = self.waiters.oldest_for(conn);
+        // Under Exclusive a connection owners are pinned to serves only them.
+        let serves_any = self.config.pinning != Pinning::Exclusive || pinned.is_empty();
+        let requested_by = self.waiters.oldest_for(conn, serves_any);
         let replacement = self.slots.create_pending(self.generation, requested_by);
         for &owner in &pinned {
             self.pins.insert(owner, replacement);
@@ -828,10 +940,11 @@ impl Core {
             return;
         }
         let max_size = self.config.max_size;
-        if self.config.pinning == Pinning::Strict {
+        if self.config.pinning.binds_for_life() {
             // Unbound Strict owners (RandomIdle overflow found nothing idle)
-            // get a connection of their own when room appears, as a new
-            // owner below max_size would.
+            // and Exclusive ones (waiting for a pin) get a connection of
+            // their own when room appears, as a new owner below max_size
+            // would.
             while self.slots.total() < max_size
                 && let Some(ticket) = self.waiters.oldest_unbound_pinning()
             {
@@ -849,7 +962,7 @@ impl Core {
         if self.slots.total() < max_size && self.waiters.any_unbound() {
             let mut on_the_way = match self.config.pinning {
                 // Strict slots opened for new owners serve those owners.
-                Pinning::Strict => self.slots.unpinned_on_the_way(),
+                Pinning::Strict | Pinning::Exclusive => self.slots.unpinned_on_the_way(),
                 Pinning::Affinity | Pinning::Off => self.slots.pending() + self.slots.connecting(),
             };
             while self.slots.total() < max_size
@@ -886,6 +999,55 @@ impl Core {
         let conn = self.pins.remove(&owner)?;
         self.slots.slot_mut(conn).pinned.remove(&owner);
         Some(conn)
+    }
+
+    /// After a pin on `conn` was released: if it is idle with nobody
+    /// pinned, it is reset now if it needs it (a checked-out one is, when
+    /// it comes back) and, under Exclusive, it is free for the owners
+    /// waiting for a pin, so it is released to them as a checkin would.
+    fn free_if_unpinned(&mut self, conn: ConnId) {
+        if !self.slots.is_idle(conn) || !self.slots.slot(conn).pinned.is_empty() {
+            return;
+        }
+        if self.needs_reset(conn) || self.outlived(conn) {
+            // It is reset, or closed, first.
+            self.release(conn, WakePolicy::Handoff);
+        } else if self.config.pinning == Pinning::Exclusive
+            && let Some(ticket) = self.oldest_waiter_for(conn)
+        {
+            self.grant(ticket, conn);
+        }
+    }
+
+    /// Whether `conn`, established and about to be available, must be
+    /// reset first: an owner may have left state on it, and no owner
+    /// pinned to it is left to share that state with (see [`Reset`]).
+    fn needs_reset(&self, conn: ConnId) -> bool {
+        let slot = self.slots.slot(conn);
+        self.config.reset != Reset::Never
+            && slot.dirty
+            && slot.pinned.is_empty()
+            && !self.closed
+            && slot.generation == self.generation
+    }
+
+    /// Takes `conn` out of service while the driver resets it.
+    fn start_reset(&mut self, conn: ConnId) {
+        self.slots.set_resetting(conn, self.now);
+        self.counters.resets += 1;
+        self.actions.push_back(Action::Reset(conn));
+    }
+
+    /// Whether a waiter that can use any connection may use `conn`.
+    fn serves_any(&self, conn: ConnId) -> bool {
+        self.slots
+            .get(conn)
+            .is_none_or(|slot| serves_any(self.config.pinning, slot))
+    }
+
+    /// The oldest waiter that can use `conn`.
+    fn oldest_waiter_for(&self, conn: ConnId) -> Option<Ticket> {
+        self.waiters.oldest_for(conn, self.serves_any(conn))
     }
 
     /// Fails a checkout by `owner` that started at `since`.
@@ -932,6 +1094,13 @@ impl Core {
             self.events.push_back(event);
         }
     }
+}
+
+/// Whether a waiter that can use any connection may use the one in `slot`:
+/// under [`Pinning::Exclusive`] only one nobody is pinned to (the others
+/// are someone's session).
+fn serves_any(pinning: Pinning, slot: &Slot) -> bool {
+    pinning != Pinning::Exclusive || slot.pinned.is_empty()
 }
 
 /// Wakes `ticket` if it sleeps (a woken waiter is already on its way).

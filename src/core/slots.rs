@@ -17,6 +17,9 @@ pub(super) enum SlotState {
     Idle { order: u64 },
     /// Established and checked out.
     InUse { holder: OwnerId },
+    /// Established, its session state being reset by the driver between
+    /// owners: neither idle nor grantable.
+    Resetting,
 }
 
 /// One connection slot.
@@ -37,6 +40,9 @@ pub(super) struct Slot {
     pub since: Duration,
     /// Whether its current checkout was reported as a leak.
     pub leak_reported: bool,
+    /// Whether an owner may have left session state on it since it was
+    /// established or last reset (see [`Reset`](super::Reset)).
+    pub dirty: bool,
     /// Under [`WakePolicy::Eventual`](super::WakePolicy::Eventual): from
     /// when its next checkin hands it to a waiter directly.
     pub fair_from: Duration,
@@ -56,6 +62,7 @@ pub(super) struct Slots {
     pending: BTreeSet<ConnId>,
     connecting: usize,
     in_use: usize,
+    resetting: usize,
     next_id: u64,
     next_idle_order: u64,
 }
@@ -95,6 +102,9 @@ impl Slots {
     pub fn in_use(&self) -> usize {
         self.in_use
     }
+    pub fn resetting(&self) -> usize {
+        self.resetting
+    }
 
     /// Reserves a new slot, numbered after every earlier one.
     pub fn create_pending(&mut self, generation: u64, requested_by: Option<Ticket>) -> ConnId {
@@ -110,6 +120,7 @@ impl Slots {
                 born: Duration::ZERO,
                 since: Duration::ZERO,
                 leak_reported: false,
+                dirty: false,
                 fair_from: Duration::ZERO,
             },
         );
@@ -145,6 +156,14 @@ impl Slots {
     pub fn set_in_use(&mut self, id: ConnId, holder: OwnerId, now: Duration) {
         self.set_state(id, SlotState::InUse { holder }, now);
         self.in_use += 1;
+    }
+
+    /// Marks a connection being reset since `now`; it is clean once the
+    /// reset is done.
+    pub fn set_resetting(&mut self, id: ConnId, now: Duration) {
+        self.set_state(id, SlotState::Resetting, now);
+        self.slot_mut(id).dirty = false;
+        self.resetting += 1;
     }
 
     /// Forgets a slot, whatever its state.
@@ -238,6 +257,7 @@ impl Slots {
                 self.idle.remove(&order);
             }
             SlotState::InUse { .. } => self.in_use -= 1,
+            SlotState::Resetting => self.resetting -= 1,
         }
     }
 }

@@ -7,8 +7,8 @@ use super::ConnId;
 /// Monotonic counters kept by the core.
 ///
 /// Conservation law (checked by the property tests):
-/// `opened == connecting + idle + in_use + closed + connect_failures`
-/// where the middle three come from [`PoolState`].
+/// `opened == connecting + idle + in_use + resetting + closed + connect_failures`
+/// where the middle four come from [`PoolState`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// [`Action::Open`](super::Action::Open)s emitted.
@@ -39,6 +39,10 @@ pub struct Counters {
     pub failed: u64,
     /// Pins released because their owner was gone.
     pub reclaimed_pins: u64,
+    /// [`Action::Reset`](super::Action::Reset)s emitted.
+    pub resets: u64,
+    /// Resets that failed (each closed its connection).
+    pub reset_failures: u64,
     /// The most times one waiter was passed over by a later request that
     /// took a connection it could have used (0 means perfectly FIFO).
     pub max_bypass: u64,
@@ -55,9 +59,17 @@ pub struct PoolState {
     pub idle: usize,
     /// Established connections checked out.
     pub in_use: usize,
+    /// Established connections whose session state is being reset
+    /// between owners.
+    pub resetting: usize,
     /// Checkouts waiting.
     pub waiting: usize,
-    /// Owners with a pin.
+    /// Of those, owners waiting to be bound to a connection: under
+    /// [`Pinning::Exclusive`](super::Pinning::Exclusive), for a pin to be
+    /// released.
+    pub waiting_for_pin: usize,
+    /// Owners with a pin (under [`Pinning::Exclusive`](super::Pinning::Exclusive),
+    /// each on a connection of its own).
     pub pinned_owners: usize,
     /// Pinned-owner count of every live connection, by id.
     pub pins: Vec<(ConnId, usize)>,
@@ -72,22 +84,25 @@ pub struct PoolState {
 impl PoolState {
     /// Every slot that counts against `max_size`.
     pub fn total(&self) -> usize {
-        self.pending + self.connecting + self.idle + self.in_use
+        self.pending + self.connecting + self.idle + self.in_use + self.resetting
     }
 }
 
 /// One line for logs and error messages, e.g. `2 idle, 2 in use, 0
-/// connecting, 0 pending, 5 waiting, 9 pinned owners, generation 0`.
+/// resetting, 0 connecting, 0 pending, 5 waiting (3 for a pin), 9 pinned
+/// owners, generation 0`.
 impl fmt::Display for PoolState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} idle, {} in use, {} connecting, {} pending, {} waiting, {} pinned owners, generation {}",
+            "{} idle, {} in use, {} resetting, {} connecting, {} pending, {} waiting ({} for a pin), {} pinned owners, generation {}",
             self.idle,
             self.in_use,
+            self.resetting,
             self.connecting,
             self.pending,
             self.waiting,
+            self.waiting_for_pin,
             self.pinned_owners,
             self.generation
         )?;

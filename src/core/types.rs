@@ -103,6 +103,9 @@ pub enum CloseReason {
     Error,
     /// The pool was closed.
     PoolClosed,
+    /// Resetting its session state between owners failed (or panicked):
+    /// it is closed rather than handed to the next owner dirty.
+    ResetFailed,
 }
 
 /// Whether a returned connection may be reused.
@@ -144,6 +147,11 @@ pub enum Action {
     /// holder should see it fail and return it; it is stale and closes
     /// then.
     Interrupt(ConnId),
+    /// Reset the session state of connection `conn` (its owners changed;
+    /// see [`Reset`](super::Reset)), outside any lock, then report
+    /// [`Core::reset_done`](super::Core::reset_done). The core neither
+    /// grants it nor counts it idle meanwhile.
+    Reset(ConnId),
     /// Waiter `ticket` failed: wake it with the reason.
     Fail {
         /// The waiter.
@@ -254,6 +262,17 @@ pub enum Event {
         owner: OwnerId,
         /// The connection it was pinned to.
         conn: ConnId,
+    },
+    /// A connection's session state was reset between owners (see
+    /// [`Action::Reset`]).
+    ConnectionReset {
+        /// The connection.
+        conn: ConnId,
+        /// How long the reset took.
+        took: Duration,
+        /// Whether it succeeded (a failed one is closed next, with
+        /// [`CloseReason::ResetFailed`]).
+        ok: bool,
     },
     /// A connection has been checked out for longer than
     /// [`Config::leak_threshold`]; reported once per checkout.

@@ -132,20 +132,29 @@ impl Waiters {
         self.queue_of(want).extend(tickets);
     }
 
-    /// The oldest waiter that can use connection `conn`.
-    pub fn oldest_for(&self, conn: ConnId) -> Option<Ticket> {
+    /// The oldest waiter that can use connection `conn`: one bound to it,
+    /// or, if `serves_any` (the core's rule: under
+    /// [`Pinning::Exclusive`](super::Pinning) only a connection nobody is
+    /// pinned to), one that can use any.
+    pub fn oldest_for(&self, conn: ConnId, serves_any: bool) -> Option<Ticket> {
         let bound = self.by_conn.get(&conn).and_then(|q| q.first());
-        match (bound, self.any.first()) {
+        let any = self.any.first().filter(|_| serves_any);
+        match (bound, any) {
             (Some(a), Some(b)) => Some(*a.min(b)),
             (a, b) => a.or(b).copied(),
         }
     }
 
-    /// Every waiter that could use `conn`: those bound to it and the
-    /// unbound ones.
-    pub fn eligible_for(&self, conn: ConnId) -> impl Iterator<Item = Ticket> + '_ {
+    /// Every waiter that could use `conn`: those bound to it and, if
+    /// `serves_any` (see [`Waiters::oldest_for`]), the unbound ones.
+    pub fn eligible_for(
+        &self,
+        conn: ConnId,
+        serves_any: bool,
+    ) -> impl Iterator<Item = Ticket> + '_ {
         let bound = self.by_conn.get(&conn).into_iter().flatten();
-        bound.chain(self.any.iter()).copied()
+        let any = self.any.iter().filter(move |_| serves_any);
+        bound.chain(any).copied()
     }
 
     /// Waiters bound to `conn`.
@@ -164,14 +173,21 @@ impl Waiters {
     }
 
     /// The oldest unbound waiter whose grant will pin its owner (a Strict
-    /// owner waiting to be bound). O(unbound waiters).
+    /// or Exclusive owner waiting to be bound). O(unbound waiters).
     pub fn oldest_unbound_pinning(&self) -> Option<Ticket> {
         self.any.iter().copied().find(|t| self.all[t].pins)
     }
 
+    /// How many unbound waiters will pin their owner when granted.
+    /// O(unbound waiters).
+    pub fn unbound_pinning(&self) -> usize {
+        self.any.iter().filter(|t| self.all[t].pins).count()
+    }
+
     /// Records that `taker`, arriving later than some waiters that could
-    /// have used `conn`, took it; returns the largest bypass count among them.
-    pub fn pass_over(&mut self, conn: ConnId, taker: Ticket) -> u64 {
+    /// have used `conn` (see [`Waiters::eligible_for`]), took it; returns
+    /// the largest bypass count among them.
+    pub fn pass_over(&mut self, conn: ConnId, taker: Ticket, serves_any: bool) -> u64 {
         if self.all.is_empty() {
             return 0; // the common case: nobody waits
         }
@@ -180,7 +196,8 @@ impl Waiters {
             .get(&conn)
             .into_iter()
             .flat_map(|q| q.range(..taker));
-        let passed: Vec<Ticket> = bound.chain(self.any.range(..taker)).copied().collect();
+        let any = self.any.range(..taker).filter(|_| serves_any);
+        let passed: Vec<Ticket> = bound.chain(any).copied().collect();
         let mut most = 0;
         for ticket in passed {
             let waiter = self.all.get_mut(&ticket).expect("queued tickets wait");

@@ -5,7 +5,7 @@
 //! under the lock, wake-ups, closes and opens after it is released.
 //!
 //! A driver supplies how a waiter is told (a [`Slot`]) and how a
-//! connection is opened; it decides nothing.
+//! connection is opened and reset ([`Work`]); it decides nothing.
 
 pub(crate) mod deadline;
 pub(crate) mod events;
@@ -111,6 +111,14 @@ impl<C> Held<C> {
             .conn
     }
 
+    /// See [`Handed::owner_lease`].
+    pub(crate) fn owner_lease(&self) -> Option<AnyLease>
+    where
+        C: Send + 'static,
+    {
+        self.handed().owner_lease()
+    }
+
     /// Takes the connection out (in the guard's `drop`).
     pub(crate) fn take(&mut self) -> Option<Handed<C>> {
         self.0.take()
@@ -132,6 +140,17 @@ pub(crate) struct Handed<C> {
     pub(crate) id: ConnId,
     pub(crate) conn: Box<C>,
     pub(crate) lease: Option<Leased<C>>,
+}
+
+impl<C: Send + 'static> Handed<C> {
+    /// Its owner's lease, which the owner keeps to find its connection
+    /// parked again (a session keeps it itself).
+    pub(crate) fn owner_lease(&self) -> Option<AnyLease> {
+        match &self.lease {
+            Some(Leased::Owner(lease)) => Some(Arc::clone(lease) as AnyLease),
+            _ => None,
+        }
+    }
 }
 
 /// How a handed-out connection is leased.
@@ -263,8 +282,20 @@ pub(crate) struct Inner<C, E, S> {
 struct Effects<C, S> {
     notify: Vec<Arc<S>>,
     interrupt: Vec<InterruptHandle>,
-    open: Vec<ConnId>,
+    background: Vec<Work<C>>,
     close: Vec<Box<C>>,
+}
+
+/// Work the core asked for that runs the manager's code, which a driver
+/// starts in the background (a thread, a task) once the lock is released
+/// and reports back to the core when it ends.
+pub(crate) enum Work<C> {
+    /// Open connection `conn` (`Action::Open`), then report
+    /// [`Inner::opened`].
+    Open(ConnId),
+    /// Reset this connection's session state (`Action::Reset`), then
+    /// report [`Inner::reset_done`].
+    Reset(ConnId, Box<C>),
 }
 
 /// A pool's shared state as the code common to both pools reaches it: its
@@ -276,12 +307,12 @@ pub(crate) trait Shared<C: Send + 'static, E: std::fmt::Display, S: Slot<C, E>>:
     /// The core and its bookkeeping under the pool lock.
     fn locked(&self) -> &Locked<C, E, S>;
 
-    /// Carries out `Action::Open(conn)` in the background.
-    fn spawn_open(self: &Arc<Self>, conn: ConnId);
+    /// Starts `work` in the background.
+    fn spawn(self: &Arc<Self>, work: Work<C>);
 
     /// Runs `f` under the pool lock, then carries out what it caused.
     fn with_core<R>(self: &Arc<Self>, f: impl FnOnce(&mut Inner<C, E, S>) -> R) -> R {
-        self.locked().with_core(f, |conn| self.spawn_open(conn))
+        self.locked().with_core(f, |work| self.spawn(work))
     }
 
     /// A snapshot that ends no lease (see [`Inner::status`]).
@@ -302,15 +333,15 @@ pub(crate) trait Shared<C: Send + 'static, E: std::fmt::Display, S: Slot<C, E>>:
         broken: bool,
         keep: impl FnOnce(OwnerId, AnyLease),
     ) {
-        let open = |conn| self.spawn_open(conn);
-        self.locked().return_conn(handed, broken, keep, open);
+        let spawn = |work| self.spawn(work);
+        self.locked().return_conn(handed, broken, keep, spawn);
     }
 
     /// A parked connection for a checkout that pins nobody, without the
     /// lock (see [`Locked::take_stashed`]).
     #[inline]
     fn take_stashed(self: &Arc<Self>) -> Option<Handed<C>> {
-        self.locked().take_stashed(|conn| self.spawn_open(conn))
+        self.locked().take_stashed(|work| self.spawn(work))
     }
 
     /// Holds the pool lock (tests prove the fast paths never take it).
@@ -374,16 +405,16 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
 
     /// Runs `f` on the state under the lock, then carries out the actions
     /// it caused with the lock released: wakes waiters, closes connections
-    /// (by dropping them) and starts opens with `open`.
+    /// (by dropping them) and starts opens and resets with `spawn`.
     pub(crate) fn with_core<R>(
         &self,
         f: impl FnOnce(&mut Inner<C, E, S>) -> R,
-        mut open: impl FnMut(ConnId),
+        mut spawn: impl FnMut(Work<C>),
     ) -> R {
         let mut effects = Effects {
             notify: Vec::new(),
             interrupt: Vec::new(),
-            open: Vec::new(),
+            background: Vec::new(),
             close: Vec::new(),
         };
         let result = {
@@ -409,10 +440,10 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
         self.changed.notify_all();
         // Each call into user code (a waker, an interrupt handle, a
         // connection's `Drop`) is contained: one that panics must not skip
-        // the effects after it, above all the opens, whose slots the core
-        // counts as connecting until they are reported. Closes still come
-        // before opens, so the physical connections never outnumber
-        // `max_size` even for an instant.
+        // the effects after it, above all the opens and resets, whose slots
+        // the core counts as connecting or resetting until they are
+        // reported. Closes still come before opens, so the physical
+        // connections never outnumber `max_size` even for an instant.
         for slot in &effects.notify {
             contain("a waker", || slot.notify());
         }
@@ -425,8 +456,8 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
         for conn in effects.close {
             contain("a connection's drop", || drop(conn));
         }
-        for conn in effects.open {
-            open(conn);
+        for work in effects.background {
+            spawn(work);
         }
         result
     }
@@ -435,10 +466,10 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
     /// in the stash, without the lock. One whose lease was recalled
     /// meanwhile goes back through the core (its waiters come first).
     #[inline]
-    pub(crate) fn take_stashed(&self, open: impl FnMut(ConnId)) -> Option<Handed<C>> {
+    pub(crate) fn take_stashed(&self, spawn: impl FnMut(Work<C>)) -> Option<Handed<C>> {
         self.stash.take(
             || self.now(),
-            |recalled| self.with_core(|inner| inner.give_back(recalled, Health::Healthy), open),
+            |recalled| self.with_core(|inner| inner.give_back(recalled, Health::Healthy), spawn),
         )
     }
 
@@ -451,12 +482,12 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
         handed: Handed<C>,
         broken: bool,
         keep: impl FnOnce(OwnerId, AnyLease),
-        open: impl FnMut(ConnId),
+        spawn: impl FnMut(Work<C>),
     ) where
         C: Send + 'static,
     {
         if let Some(rest) = return_conn(&self.stash, handed, broken, keep) {
-            self.with_core(|inner| inner.finish_return(rest), open);
+            self.with_core(|inner| inner.finish_return(rest), spawn);
         }
     }
 
@@ -716,6 +747,16 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         driver_bug(reported);
     }
 
+    /// Reports the end of `Action::Reset(conn)`: the connection, clean
+    /// when `ok`; a failed one is closed by the core's next action.
+    pub(crate) fn reset_done(&mut self, conn: ConnId, physical: Option<Box<C>>, ok: bool) {
+        if let Some(physical) = physical {
+            self.conns.insert(conn, physical);
+        }
+        let health = if ok { Health::Healthy } else { Health::Broken };
+        driver_bug(self.core.reset_done(conn, health));
+    }
+
     /// Finishes a guard's return of its connection (see [`return_conn`]).
     pub(crate) fn finish_return(&mut self, rest: Return<C>) {
         match rest {
@@ -846,7 +887,21 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
     fn drain(&mut self, effects: &mut Effects<C, S>, events: Option<&Events>) {
         while let Some(action) = self.core.poll_action() {
             match action {
-                Action::Open(conn) => effects.open.push(conn),
+                Action::Open(conn) => effects.background.push(Work::Open(conn)),
+                Action::Reset(conn) => {
+                    tracing::debug!(%conn, "resetting a connection between owners");
+                    match self.conns.remove(&conn) {
+                        Some(physical) => effects.background.push(Work::Reset(conn, physical)),
+                        None => {
+                            // A driver bug: close the slot rather than strand it.
+                            driver_bug(Err(InputError::WrongConnState {
+                                conn,
+                                expected: "held by the pool",
+                            }));
+                            driver_bug(self.core.reset_done(conn, Health::Broken));
+                        }
+                    }
+                }
                 Action::Close { conn, reason } => {
                     tracing::debug!(%conn, ?reason, "closing connection");
                     effects.close.extend(self.conns.remove(&conn));

@@ -40,6 +40,19 @@ pub trait Manager: Send + Sync + 'static {
         std::future::ready(Ok(()))
     }
 
+    /// As the blocking manager's
+    /// [`reset`](crate::blocking::Manager::reset): resets the session state
+    /// an owner may have left on `conn` before another owner gets it, in a
+    /// task of its own outside any pool lock; an error, a panic or the
+    /// task's cancellation closes the connection. Default: nothing.
+    fn reset(
+        &self,
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = conn;
+        std::future::ready(Ok(()))
+    }
+
     /// A cheap, local check made on every checkin (including one caused by
     /// a panic or a cancelled task in the holder): `true` closes the
     /// connection and moves its pins to a replacement. Must not block.

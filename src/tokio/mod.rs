@@ -66,6 +66,7 @@
 mod guard;
 mod manager;
 mod scope;
+mod session;
 mod shared;
 mod waiter;
 
@@ -80,13 +81,15 @@ use guard::PoolRef;
 pub use guard::PooledConnection;
 pub use manager::Manager;
 pub use scope::Pinned;
+pub use session::Session;
 
 use crate::Error;
 use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
 use crate::driver::Shared as _;
 use crate::driver::deadline::{Clock, Deadline};
 use crate::driver::handle::{Closes, Handle};
-use crate::driver::{Handed, Outcome, Step, fresh_owner, lease};
+use crate::driver::lease::{self, AnyLease};
+use crate::driver::{Handed, Outcome, Step, fresh_owner};
 use crate::sync::Arc;
 use shared::Shared;
 use waiter::TaskSlot;
@@ -114,7 +117,9 @@ impl<M: Manager> Pool<M> {
     /// [`Pool::pinned`] (waiting in line for it if it is busy), otherwise
     /// the first that is free; up to the checkout timeout.
     pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        self.checkout(|| PoolRef::Borrowed(&self.shared)).await
+        let scope = scope::current_owner(self.shared.options.id);
+        self.checkout(|| PoolRef::Borrowed(&self.shared), Caller::Scope(scope))
+            .await
     }
 
     /// Like [`Pool::get`], for a guard that owns a reference to the pool
@@ -131,30 +136,75 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     pub async fn get_owned(&self) -> Result<PooledConnection<'static, M>, Error<M::Error>> {
-        self.checkout(|| PoolRef::Owned(Arc::clone(&self.shared)))
-            .await
+        let scope = scope::current_owner(self.shared.options.id);
+        let pool = || PoolRef::Owned(Arc::clone(&self.shared));
+        self.checkout(pool, Caller::Scope(scope)).await
+    }
+
+    /// A [`Session`]: an owner that is a value rather than a scope. Its
+    /// first `get()` pins it to a connection (under
+    /// [`Pinning::Exclusive`](crate::core::Pinning::Exclusive), one of its
+    /// own) and later ones reuse that connection from any task the session
+    /// is moved to — `tokio::spawn` included, which a [`pinned`](Self::pinned)
+    /// scope does not reach; dropping it releases the pin (and the
+    /// connection is reset before its next owner).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use pinpool::core::Pinning;
+    /// use pinpool::tokio::{Pool, PooledConnection};
+    ///
+    /// let pool = Pool::builder()
+    ///     .pinning(Pinning::Exclusive)
+    ///     .build(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// let mut session = pool.session();
+    /// let first = PooledConnection::id(&session.get().await?);
+    /// let again = tokio::spawn(async move {
+    ///     PooledConnection::id(&session.get().await.unwrap())
+    /// })
+    /// .await?;
+    /// assert_eq!(again, first, "the session's connection, in another task");
+    /// assert_eq!(pool.state().pinned_owners, 0, "the session was dropped");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn session(&self) -> Session<M> {
+        Session::new(self.clone())
     }
 
     async fn checkout<'p>(
         &self,
         pool: impl Fn() -> PoolRef<'p, M>,
+        mut caller: Caller<'_>,
     ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
         let shared = &self.shared;
         shared.note_runtime();
-        let scope_owner = scope::current_owner(shared.options.id);
-        let pins = scope_owner.is_some();
         let mut clock = Clock::new(shared.options.checkout_timeout);
         loop {
-            // The fast paths: the scope's lease, or any stashed connection.
-            let fast = match scope_owner {
-                Some(_) => self.take_leased(),
-                None => shared.take_stashed(),
+            // The fast paths: the owner's lease, or any stashed connection.
+            let fast = match &caller {
+                Caller::Scope(Some(_)) => {
+                    scope::take_lease(shared.options.id).and_then(|l| self.take_back(l))
+                }
+                Caller::Scope(None) => shared.take_stashed(),
+                Caller::Session { lease, .. } => {
+                    lease.as_ref().and_then(|l| self.take_back(Arc::clone(l)))
+                }
             };
             let handed = match fast {
                 Some(handed) => handed,
                 None => {
-                    let owner = scope_owner.unwrap_or_else(fresh_owner);
-                    self.ask_core(owner, pins, &mut clock).await?
+                    let (owner, pins) = match caller {
+                        Caller::Scope(Some(owner)) => (owner, true),
+                        Caller::Scope(None) => (fresh_owner(), false),
+                        Caller::Session { owner, .. } => (owner, true),
+                    };
+                    let handed = self.ask_core(owner, pins, &mut clock).await?;
+                    if let Caller::Session { lease, .. } = &mut caller {
+                        **lease = handed.owner_lease();
+                    }
+                    handed
                 }
             };
             let validate = shared.options.validate_on_checkout;
@@ -176,7 +226,9 @@ impl<M: Manager> Pool<M> {
                     state: Box::new(self.state()),
                 });
             }
-            if pins && scope::current_owner(shared.options.id) != scope_owner {
+            if let Caller::Scope(Some(owner)) = caller
+                && scope::current_owner(shared.options.id) != Some(owner)
+            {
                 // Polled outside the scope it began in: that owner may be
                 // gone, and the core must never pin a departed owner again.
                 return Err(Error::OwnerGone);
@@ -292,9 +344,9 @@ impl<M: Manager> Pool<M> {
         }
     }
 
-    /// The fast path: the scope's own parked connection, without the lock.
-    fn take_leased(&self) -> Option<Handed<M::Connection>> {
-        let lease = scope::take_lease(self.shared.options.id)?;
+    /// The fast path: the connection parked in an owner's `lease`, without
+    /// the lock.
+    fn take_back(&self, lease: AnyLease) -> Option<Handed<M::Connection>> {
         let check_in = |recalled| self.shared.checkin(recalled, Health::Healthy);
         let now = || self.shared.locked().now();
         lease::take_back::<M::Connection>(lease, now, check_in)
@@ -345,6 +397,18 @@ impl<M: Manager> crate::Builder<Pool<M>> {
             shared: Handle::first(Shared::new(manager, core, options)),
         })
     }
+}
+
+/// Who a checkout is for.
+enum Caller<'s> {
+    /// The pinned scope being polled (its owner), or none: an unpinned
+    /// checkout.
+    Scope(Option<OwnerId>),
+    /// A [`Session`], which keeps its own lease.
+    Session {
+        owner: OwnerId,
+        lease: &'s mut Option<AnyLease>,
+    },
 }
 
 /// A waiting checkout. Dropping it before it ends — the `get()` future was

@@ -2,6 +2,7 @@
 //! options, the runtime connects and maintenance run on, and the
 //! [driver state](crate::driver) under the pool lock.
 
+use std::future::Future;
 use std::sync::{OnceLock, Weak};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::core::{ConnId, Core, PoolState};
 use crate::driver::Shared as _;
 use crate::driver::handle::Closes;
 use crate::driver::maintenance::{self, LiveWorker};
-use crate::driver::{self, Inner, Locked, Opened, Options};
+use crate::driver::{self, Inner, Locked, Options, Work};
 use crate::sync::{Arc, AtomicUsize, Mutex};
 
 pub(crate) type Slot<M> = TaskSlot<<M as Manager>::Connection, <M as Manager>::Error>;
@@ -115,42 +116,75 @@ impl<M: Manager> driver::Shared<M::Connection, M::Error, Slot<M>> for Shared<M> 
         &self.locked
     }
 
-    /// Starts `Action::Open(conn)` as a task on the current runtime, else
-    /// on the pool's; with neither, the connect fails at once.
-    fn spawn_open(self: &Arc<Self>, conn: ConnId) {
-        let report = OpenReport {
-            shared: Arc::clone(self),
-            conn,
-            reported: false,
-        };
-        // Under loom there is no runtime: the connect runs inline, as the
-        // blocking pool's does (see `crate::sync`).
-        #[cfg(pinpool_loom)]
-        loom::future::block_on(report.open());
-        #[cfg(not(pinpool_loom))]
-        match Handle::try_current()
-            .ok()
-            .or_else(|| self.runtime.get().cloned())
-        {
-            Some(runtime) => drop(runtime.spawn(report.open())),
-            None => {
-                tracing::warn!(%conn, "no Tokio runtime to open a connection on");
-                drop(report);
+    /// Starts `work` as a task on the current runtime, else on the
+    /// pool's; with neither, it fails at once (its report's `Drop`).
+    fn spawn(self: &Arc<Self>, work: Work<M::Connection>) {
+        let shared = Arc::clone(self);
+        match work {
+            Work::Open(conn) => {
+                let report = Report::new(shared, conn, Reported::Open);
+                self.run_in_background(conn, report.open());
+            }
+            Work::Reset(conn, physical) => {
+                let report = Report::new(shared, conn, Reported::Reset(physical));
+                self.run_in_background(conn, report.reset());
             }
         }
     }
 }
 
-/// Reports the end of one connect to the core exactly once: with its
-/// result, or — if the connect task is dropped first (it panicked, or its
-/// runtime shut down) — with a failure, so the slot is never stranded.
-struct OpenReport<M: Manager> {
-    shared: Arc<Shared<M>>,
-    conn: ConnId,
-    reported: bool,
+impl<M: Manager> Shared<M> {
+    /// Runs `task` (the work on `conn`) on the current runtime, else on
+    /// the pool's; with neither, drops it, which reports its failure.
+    fn run_in_background(&self, conn: ConnId, task: impl Future<Output = ()> + Send + 'static) {
+        // Under loom there is no runtime: the work runs inline, as the
+        // blocking pool's does (see `crate::sync`).
+        #[cfg(pinpool_loom)]
+        {
+            let _ = conn;
+            loom::future::block_on(task);
+        }
+        #[cfg(not(pinpool_loom))]
+        match Handle::try_current()
+            .ok()
+            .or_else(|| self.runtime.get().cloned())
+        {
+            Some(runtime) => drop(runtime.spawn(task)),
+            None => {
+                tracing::warn!(%conn, "no Tokio runtime to open or reset a connection on");
+                drop(task);
+            }
+        }
+    }
 }
 
-impl<M: Manager> OpenReport<M> {
+/// What a background task reports to the core when it ends.
+enum Reported<C> {
+    /// A connect.
+    Open,
+    /// A reset of this connection (`None` once handed back).
+    Reset(Box<C>),
+}
+
+/// Reports the end of one connect or reset to the core exactly once: with
+/// its result, or — if its task is dropped first (it panicked, or its
+/// runtime shut down) — with a failure, so the slot is never stranded.
+struct Report<M: Manager> {
+    shared: Arc<Shared<M>>,
+    conn: ConnId,
+    /// `None` once reported.
+    work: Option<Reported<M::Connection>>,
+}
+
+impl<M: Manager> Report<M> {
+    fn new(shared: Arc<Shared<M>>, conn: ConnId, work: Reported<M::Connection>) -> Self {
+        Report {
+            shared,
+            conn,
+            work: Some(work),
+        }
+    }
+
     async fn open(mut self) {
         let manager = &self.shared.manager;
         let result = match manager.connect().await {
@@ -163,28 +197,54 @@ impl<M: Manager> OpenReport<M> {
                 Err(Error::Connect(error))
             }
         };
-        self.report(result);
-    }
-
-    fn report(&mut self, result: Opened<M::Connection, M::Error>) {
-        self.reported = true;
+        self.work = None;
         let conn = self.conn;
         self.shared.with_core(|inner| inner.opened(conn, result));
     }
+
+    async fn reset(mut self) {
+        let Some(Reported::Reset(physical)) = self.work.as_mut() else {
+            return;
+        };
+        let ok = match self.shared.manager.reset(physical).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::debug!(%error, conn = %self.conn, "reset failed; closing the connection");
+                false
+            }
+        };
+        self.report(ok);
+    }
+
+    /// Reports the work's end: `ok` is only ever true for a finished reset.
+    fn report(&mut self, ok: bool) {
+        let conn = self.conn;
+        match self.work.take() {
+            None => {}
+            Some(Reported::Open) => {
+                let error = if std::thread::panicking() {
+                    tracing::warn!(%conn, "the manager panicked in connect");
+                    Error::ConnectPanicked
+                } else {
+                    Error::ConnectAborted
+                };
+                self.shared
+                    .with_core(|inner| inner.opened(conn, Err(error)));
+            }
+            Some(Reported::Reset(physical)) => {
+                if std::thread::panicking() {
+                    tracing::warn!(%conn, "the manager panicked in reset; closing the connection");
+                }
+                self.shared
+                    .with_core(|inner| inner.reset_done(conn, Some(physical), ok));
+            }
+        }
+    }
 }
 
-impl<M: Manager> Drop for OpenReport<M> {
+impl<M: Manager> Drop for Report<M> {
     fn drop(&mut self) {
-        if self.reported {
-            return;
-        }
-        let error = if std::thread::panicking() {
-            tracing::warn!(conn = %self.conn, "the manager panicked in connect");
-            Error::ConnectPanicked
-        } else {
-            Error::ConnectAborted
-        };
-        self.report(Err(error));
+        self.report(false);
     }
 }
 

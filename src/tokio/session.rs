@@ -1,0 +1,84 @@
+//! Sessions: owners that are values, for the async pool. A pinned scope
+//! is one future's owner; a [`Session`] is an owner of its own, moved into
+//! whichever task does the work that needs one connection's session state
+//! (`tokio::spawn` included, which a scope's pin does not follow), and its
+//! pin ends when it is dropped: at the end of that work, or when its task
+//! is cancelled.
+
+use std::fmt;
+
+use super::guard::PoolRef;
+use super::{Caller, Manager, Pool, PooledConnection};
+use crate::Error;
+use crate::core::OwnerId;
+use crate::driver::Shared as _;
+use crate::driver::fresh_owner;
+use crate::driver::lease::AnyLease;
+
+/// An owner that is a value: see [`Pool::session`]. `Send`, so it moves
+/// into another task; `get` takes it by `&mut`, so one session holds at
+/// most one connection at a time.
+pub struct Session<M: Manager> {
+    pool: Pool<M>,
+    owner: OwnerId,
+    /// Its lease while its connection is parked (the fast path), kept here
+    /// as a scope keeps its own.
+    lease: Option<AnyLease>,
+    /// Whether it ever asked the pool (only then has it anything to release).
+    used: bool,
+}
+
+impl<M: Manager> Session<M> {
+    pub(super) fn new(pool: Pool<M>) -> Self {
+        Session {
+            pool,
+            owner: fresh_owner(),
+            lease: None,
+            used: false,
+        }
+    }
+
+    /// Checks out the session's connection: pins the session on its first
+    /// call, then reuses that connection, waiting in line for it up to
+    /// the checkout timeout (under
+    /// [`Pinning::Exclusive`](crate::core::Pinning::Exclusive), for a pin
+    /// to be released when every connection is someone's session).
+    pub async fn get(&mut self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+        let Session {
+            pool,
+            owner,
+            lease,
+            used,
+        } = self;
+        *used = true;
+        let caller = Caller::Session {
+            owner: *owner,
+            lease,
+        };
+        pool.checkout(|| PoolRef::Borrowed(&pool.shared), caller)
+            .await
+    }
+
+    /// The pool's id for the owner this session stands for.
+    pub fn owner(&self) -> OwnerId {
+        self.owner
+    }
+}
+
+impl<M: Manager> Drop for Session<M> {
+    fn drop(&mut self) {
+        self.lease = None;
+        if self.used {
+            let owner = self.owner;
+            self.pool.shared.with_core(|inner| inner.owner_gone(owner));
+        }
+    }
+}
+
+impl<M: Manager> fmt::Debug for Session<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
