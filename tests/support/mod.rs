@@ -192,17 +192,18 @@ pub fn wait_for_state(
 pub fn settled(state: &PoolState, tally: &Tally) -> bool {
     state.connecting == 0
         && state.pending == 0
+        && state.resetting == 0
         && state.counters.opened as usize == tally.connects.load(Ordering::SeqCst)
         && tally.live.load(Ordering::SeqCst) == state.idle + state.in_use
 }
 
-/// Every connection ever opened is connecting, idle, checked out, closed or
-/// counted as failed.
+/// Every connection ever opened is connecting, idle, checked out, being
+/// reset, closed or counted as failed.
 pub fn assert_conservation(state: &PoolState, tally: &Tally) {
     let c = state.counters;
     assert_eq!(
         c.opened,
-        (state.idle + state.in_use) as u64 + c.closed + c.connect_failures,
+        (state.idle + state.in_use + state.resetting) as u64 + c.closed + c.connect_failures,
         "conservation: {state:?}"
     );
     assert_eq!(
