@@ -103,6 +103,20 @@ MUTATIONS = [
         "connect_failure_vs_waiter",
     ),
     (
+        "exclusive: a released pin's connection is not reset",
+        "src/core/mod.rs",
+        "        self.config.reset != Reset::Never\n            && slot.dirty",
+        "        self.config.reset == Reset::Never\n            && slot.dirty",
+        "exclusive_exit_resets_for_the_waiter",
+    ),
+    (
+        "reset: a reset connection goes idle though the pool moved on",
+        "src/core/mod.rs",
+        "        if ok {\n            self.release(conn, WakePolicy::Handoff);",
+        "        if ok {\n            self.slots.set_idle(conn, self.now);",
+        "reset_vs_clear",
+    ),
+    (
         "handoff: a checkin leaves the connection idle beside its waiter",
         "src/core/mod.rs",
         "                Some(ticket) => self.grant(ticket, conn),\n                None => self.slots.set_idle(conn, self.now),",

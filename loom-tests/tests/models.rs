@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use pinpool::Error;
 use pinpool::blocking::{Manager, Pool, PooledConnection};
-use pinpool::core::{Pinning, PoolState, WakePolicy};
+use pinpool::core::{Pinning, PoolState, Reset, WakePolicy};
 
 /// Counts the connections it opens (the connection is its number).
 #[derive(Default)]
@@ -37,6 +37,12 @@ impl Manager for Counting {
 /// checked in model 1.
 const DETERMINISTIC: WakePolicy = WakePolicy::Handoff;
 
+/// Resets for the models about something else: an owner's exit would
+/// otherwise start one (the `Counting` manager's is a no-op) that a
+/// model's checks race, since loom's `join` may return before the thread's
+/// thread-local destructors have run. Models 17 and 18 check resets.
+const NO_RESETS: Reset = Reset::Never;
+
 /// `Eventual` with a period no clock reaches: after the first hand-off it
 /// decides by its bypass count alone, so loom can replay it.
 const EVENTUAL_BY_COUNT: WakePolicy = WakePolicy::Eventual {
@@ -50,6 +56,7 @@ fn pool(max_size: usize, wake: WakePolicy) -> Pool<Counting> {
 
 fn pool_pinned(max_size: usize, pinning: Pinning, wake: WakePolicy) -> Pool<Counting> {
     Pool::builder()
+        .reset(NO_RESETS)
         .max_size(max_size)
         .pinning(pinning)
         .wake(wake)
@@ -333,6 +340,7 @@ fn exiting_threads_release_their_pins() {
 fn timeout_vs_grant() {
     check("timeout_vs_grant", || {
         let pool: Pool<Counting> = Pool::builder()
+            .reset(NO_RESETS)
             .max_size(1)
             .wake(DETERMINISTIC)
             .checkout_timeout(std::time::Duration::ZERO)
@@ -397,6 +405,7 @@ fn close_vs_checkouts() {
 fn stash_all_complete(max_size: usize) {
     check(&format!("stash_all_complete/{max_size}"), move || {
         let pool: Pool<Counting> = Pool::builder()
+            .reset(NO_RESETS)
             .max_size(max_size)
             .pinning(Pinning::Off)
             .wake(DETERMINISTIC)
@@ -440,6 +449,7 @@ impl pinpool::tokio::Manager for AsyncCounting {
 /// An async pool of one connection, shared by the model's threads.
 fn async_pool() -> Arc<pinpool::tokio::Pool<AsyncCounting>> {
     let pool = pinpool::tokio::Pool::builder()
+        .reset(NO_RESETS)
         .max_size(1)
         .wake(DETERMINISTIC)
         // No timer under loom: a timeout too large to represent.
@@ -632,6 +642,7 @@ impl Manager for FailingFirst {
 fn connect_failure_vs_waiter() {
     check("connect_failure_vs_waiter", || {
         let pool: Pool<FailingFirst> = Pool::builder()
+            .reset(NO_RESETS)
             .max_size(1)
             .wake(DETERMINISTIC)
             .build(FailingFirst::default())
@@ -658,5 +669,108 @@ fn connect_failure_vs_waiter() {
         let state = pool.state();
         assert_eq!(state.counters.connect_failures, 1, "{state:?}");
         assert_quiet(&state);
+    });
+}
+
+/// A connection standing for a database session: its number, and the
+/// marker its current owner left on it.
+struct Marked {
+    number: usize,
+    marker: Option<usize>,
+}
+
+/// Opens numbered sessions and resets them (clearing the marker).
+#[derive(Default)]
+struct Marking(Arc<AtomicUsize>);
+
+impl Manager for Marking {
+    type Connection = Marked;
+    type Error = std::io::Error;
+    fn connect(&self) -> Result<Marked, std::io::Error> {
+        let number = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(Marked {
+            number,
+            marker: None,
+        })
+    }
+    fn reset(&self, session: &mut Marked) -> Result<(), std::io::Error> {
+        session.marker = None;
+        Ok(())
+    }
+}
+
+/// One exclusive session at a time: a pool of one connection.
+fn one_session_pool() -> Pool<Marking> {
+    Pool::builder()
+        .max_size(1)
+        .pinning(Pinning::Exclusive)
+        .wake(DETERMINISTIC)
+        .build(Marking::default())
+        .expect("valid config")
+}
+
+/// Model 17: two threads want the only connection as their exclusive
+/// session; the second waits for a pin, which only the first's exit
+/// releases (its thread-local guard), and that connection reaches it
+/// reset. Both complete, neither sees the other's marker, and each exit
+/// resets the connection once.
+#[test]
+fn exclusive_exit_resets_for_the_waiter() {
+    check("exclusive_exit_resets_for_the_waiter", || {
+        let pool = one_session_pool();
+        let threads: Vec<_> = (1..=2)
+            .map(|me| {
+                let pool = pool.clone();
+                thread::spawn(move || {
+                    let mut session = pool.get().expect("the pin, once the other exits");
+                    assert_eq!(session.marker, None, "thread {me} saw another's session");
+                    session.marker = Some(me);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        pool.wait_for_state(|s| s.pinned_owners == 0 && s.resetting == 0);
+        let state = pool.state();
+        assert_eq!(state.counters.resets, 2, "{state:?}");
+        assert_eq!(state.counters.opened, 1, "{state:?}");
+        assert_quiet(&state);
+    });
+}
+
+/// Model 18: a thread's session ends (its exit starts the reset) while
+/// the main thread clears the pool: whether the clear comes before the
+/// reset, during it or after it, the connection from before the clear is
+/// never handed out again, and what the main thread gets once the pool is
+/// ready is clean.
+#[test]
+fn reset_vs_clear() {
+    check("reset_vs_clear", || {
+        let pool = one_session_pool();
+        let user = {
+            let pool = pool.clone();
+            thread::spawn(move || match pool.get() {
+                Ok(mut session) => {
+                    session.marker = Some(1);
+                    Some(session.number)
+                }
+                Err(Error::Paused) => None,
+                Err(other) => panic!("unexpected {other}"),
+            })
+        };
+        pool.clear();
+        let used = user.join().unwrap();
+        pool.wait_for_state(|s| s.pinned_owners == 0 && s.resetting == 0);
+        pool.ready();
+        let session = pool.get().expect("checkout once ready");
+        assert_eq!(session.marker, None);
+        assert_ne!(
+            Some(session.number),
+            used,
+            "a connection from before the clear"
+        );
+        drop(session);
+        assert_quiet(&pool.state());
     });
 }
