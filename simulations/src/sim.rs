@@ -96,7 +96,9 @@ pub struct Workload {
 pub struct Measurement {
     /// Socket-seconds nobody used, as a share of sockets × measured time, in %.
     pub unused_pct: f64,
-    /// Every checkout's wait (request to grant), in seconds, measured window only.
+    /// Every checkout's wait (request to grant), in seconds, measured window
+    /// only; a checkout still waiting at the horizon counts the wait so far
+    /// (a thread that never got a socket must not vanish from the figures).
     pub waits: Vec<f64>,
     /// Checkins in the whole run.
     pub checkins: u64,
@@ -302,7 +304,13 @@ impl<'a> Simulation<'a> {
         self.schedule(end, thread, Step::Return);
     }
 
-    fn measure(self) -> Measurement {
+    fn measure(mut self) -> Measurement {
+        for thread in self.waiting.values() {
+            let asked = self.asked_at[*thread];
+            if asked >= self.warmup {
+                self.waits.push((self.horizon - asked) as f64 / SECOND as f64);
+            }
+        }
         let window = self.horizon - self.warmup;
         let capacity = window as f64 * self.workload.sockets as f64;
         let counters = self.core.state().counters;
