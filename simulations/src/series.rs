@@ -136,7 +136,11 @@ mod tests {
 
     #[test]
     fn names_round_trip_through_the_parser() {
-        let eventual = ["bounded-8", "eventual-16-500ms:affinity"];
+        let eventual = [
+            "bounded-8",
+            "eventual-16-500ms:affinity",
+            "handoff:exclusive",
+        ];
         for text in DEFAULT_SERIES.split(',').chain(eventual) {
             let series = parse_series(text).unwrap();
             assert_eq!(parse_series(&label(&series).replace('/', ":")), Ok(series));
