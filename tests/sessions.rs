@@ -415,3 +415,40 @@ fn wait_for_tokio(
         thread::yield_now();
     }
 }
+
+/// The async pool's reset runs in a task: one that fails, or panics (the
+/// task unwinds, and its report, dropped, tells the core), closes the
+/// connection, and the next scope gets a fresh, clean one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_reset_that_fails_or_panics_closes_the_connection() {
+    for panics in [false, true] {
+        let manager = Sessions {
+            failing: Arc::new(if panics { vec![] } else { vec![1] }),
+            panicking: Arc::new(if panics { vec![1] } else { vec![] }),
+            ..Sessions::default()
+        };
+        let pool = pinpool::tokio::Pool::builder()
+            .max_size(1)
+            .pinning(Pinning::Exclusive)
+            .build(manager.clone())
+            .unwrap();
+        let first = pool
+            .pinned(async {
+                let mut conn = pool.get().await.unwrap();
+                conn.marker = Some(1);
+                conn.number
+            })
+            .await;
+        let (number, marker) = pool
+            .pinned(async {
+                let conn = pool.get().await.expect("a fresh connection");
+                (conn.number, conn.marker)
+            })
+            .await;
+        assert_ne!(number, first, "panics: {panics}");
+        assert_eq!(marker, None);
+        let state = pool.state();
+        assert_eq!(state.counters.reset_failures, 1, "{state:?}");
+        assert_eq!(state.counters.closed, 1, "{state:?}");
+    }
+}

@@ -244,12 +244,7 @@ impl<M: Manager> Pool<M> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn session(&self) -> Session<M> {
-        Session {
-            pool: self.clone(),
-            owner: crate::driver::fresh_owner(),
-            lease: None,
-            used: false,
-        }
+        Session::new(self.clone())
     }
 
     /// Releases the current thread's pin on this pool (a connection it

@@ -10,66 +10,56 @@ use std::fmt;
 use super::{Manager, Pool, PooledConnection};
 use crate::Error;
 use crate::core::OwnerId;
-use crate::driver::Shared as _;
-use crate::driver::lease::AnyLease;
+use crate::driver::session::SessionOwner;
 
 /// An owner that is a value: see [`Pool::session`]. `Send`, so it moves
 /// into another thread; `get` takes it by `&mut`, so one session holds at
 /// most one connection at a time.
 pub struct Session<M: Manager> {
-    pub(super) pool: Pool<M>,
-    pub(super) owner: OwnerId,
-    /// Its lease while its connection is parked (the fast path), kept here
-    /// as a thread keeps its own in a thread-local.
-    pub(super) lease: Option<AnyLease>,
-    /// Whether it ever asked the pool (only then has it anything to release).
-    pub(super) used: bool,
+    pool: Pool<M>,
+    owner: SessionOwner,
 }
 
 impl<M: Manager> Session<M> {
+    pub(super) fn new(pool: Pool<M>) -> Self {
+        Session {
+            pool,
+            owner: SessionOwner::new(),
+        }
+    }
+
     /// Checks out the session's connection: pins the session on its first
     /// call, then reuses that connection, waiting in line for it up to
     /// the checkout timeout (under
     /// [`Pinning::Exclusive`](crate::core::Pinning::Exclusive), for a pin
     /// to be released when every connection is someone's session).
     pub fn get(&mut self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        let Session {
-            pool,
-            owner,
-            lease,
-            used,
-        } = self;
-        *used = true;
-        if let Some(parked) = lease.clone()
+        let Session { pool, owner } = self;
+        owner.used = true;
+        if let Some(parked) = owner.lease.clone()
             && let Some(conn) = pool.take_back(parked)
         {
             return Ok(conn);
         }
-        let conn = pool.checkout_as(*owner, true)?;
-        *lease = conn.owner_lease();
+        let conn = pool.checkout_as(owner.owner, true)?;
+        owner.lease = conn.owner_lease();
         Ok(conn)
     }
 
     /// The pool's id for the owner this session stands for.
     pub fn owner(&self) -> OwnerId {
-        self.owner
+        self.owner.owner
     }
 }
 
 impl<M: Manager> Drop for Session<M> {
     fn drop(&mut self) {
-        self.lease = None;
-        if self.used {
-            let owner = self.owner;
-            self.pool.shared.with_core(|inner| inner.owner_gone(owner));
-        }
+        self.owner.end(&self.pool.shared);
     }
 }
 
 impl<M: Manager> fmt::Debug for Session<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("owner", &self.owner)
-            .finish_non_exhaustive()
+        self.owner.fmt(f)
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod events;
 pub(crate) mod handle;
 pub(crate) mod lease;
 pub(crate) mod maintenance;
+pub(crate) mod session;
 pub(crate) mod stash;
 
 use std::cell::Cell;

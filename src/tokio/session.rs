@@ -11,30 +11,21 @@ use super::guard::PoolRef;
 use super::{Caller, Manager, Pool, PooledConnection};
 use crate::Error;
 use crate::core::OwnerId;
-use crate::driver::Shared as _;
-use crate::driver::fresh_owner;
-use crate::driver::lease::AnyLease;
+use crate::driver::session::SessionOwner;
 
 /// An owner that is a value: see [`Pool::session`]. `Send`, so it moves
 /// into another task; `get` takes it by `&mut`, so one session holds at
 /// most one connection at a time.
 pub struct Session<M: Manager> {
     pool: Pool<M>,
-    owner: OwnerId,
-    /// Its lease while its connection is parked (the fast path), kept here
-    /// as a scope keeps its own.
-    lease: Option<AnyLease>,
-    /// Whether it ever asked the pool (only then has it anything to release).
-    used: bool,
+    owner: SessionOwner,
 }
 
 impl<M: Manager> Session<M> {
     pub(super) fn new(pool: Pool<M>) -> Self {
         Session {
             pool,
-            owner: fresh_owner(),
-            lease: None,
-            used: false,
+            owner: SessionOwner::new(),
         }
     }
 
@@ -44,16 +35,11 @@ impl<M: Manager> Session<M> {
     /// [`Pinning::Exclusive`](crate::core::Pinning::Exclusive), for a pin
     /// to be released when every connection is someone's session).
     pub async fn get(&mut self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        let Session {
-            pool,
-            owner,
-            lease,
-            used,
-        } = self;
-        *used = true;
+        let Session { pool, owner } = self;
+        owner.used = true;
         let caller = Caller::Session {
-            owner: *owner,
-            lease,
+            owner: owner.owner,
+            lease: &mut owner.lease,
         };
         pool.checkout(|| PoolRef::Borrowed(&pool.shared), caller)
             .await
@@ -61,24 +47,18 @@ impl<M: Manager> Session<M> {
 
     /// The pool's id for the owner this session stands for.
     pub fn owner(&self) -> OwnerId {
-        self.owner
+        self.owner.owner
     }
 }
 
 impl<M: Manager> Drop for Session<M> {
     fn drop(&mut self) {
-        self.lease = None;
-        if self.used {
-            let owner = self.owner;
-            self.pool.shared.with_core(|inner| inner.owner_gone(owner));
-        }
+        self.owner.end(&self.pool.shared);
     }
 }
 
 impl<M: Manager> fmt::Debug for Session<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("owner", &self.owner)
-            .finish_non_exhaustive()
+        self.owner.fmt(f)
     }
 }
