@@ -14,6 +14,8 @@ mod error;
 mod interrupt;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod sync;
 #[cfg(feature = "tokio")]
 pub mod tokio;

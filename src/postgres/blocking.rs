@@ -1,0 +1,110 @@
+//! The blocking pool's PostgreSQL manager, over the `postgres` crate.
+
+use std::fmt;
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, Config, NoTls};
+
+use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET, statements};
+use crate::InterruptHandle;
+
+/// Opens `postgres::Client`s for a [blocking pool](crate::blocking::Pool):
+/// see the [module documentation](super).
+#[derive(Clone)]
+pub struct PgManager {
+    config: Config,
+    reset: Vec<String>,
+}
+
+impl PgManager {
+    /// A manager connecting with `config` (without TLS: a server on the
+    /// same host or network).
+    pub fn new(mut config: Config) -> Self {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        PgManager {
+            config,
+            reset: statements(DEFAULT_RESET),
+        }
+    }
+
+    /// A manager for a connection string, `postgresql://user@host:port/db`
+    /// or `host=… user=…`; a malformed one is an error now, not at the
+    /// first connect.
+    ///
+    /// ```
+    /// use pinpool::postgres::PgManager;
+    /// assert!(PgManager::from_url("postgresql://app@127.0.0.1:5432/app").is_ok());
+    /// assert!(PgManager::from_url("postgresql://app@127.0.0.1:port/app").is_err());
+    /// ```
+    pub fn from_url(url: &str) -> Result<Self, postgres::Error> {
+        Ok(PgManager::new(url.parse()?))
+    }
+
+    /// Resets sessions between owners with `reset` (one round trip each)
+    /// instead of [`DEFAULT_RESET`] — e.g. to keep prepared statements:
+    ///
+    /// ```
+    /// use pinpool::postgres::PgManager;
+    /// let manager = PgManager::from_url("postgresql://app@127.0.0.1/app")?
+    ///     .reset_with(["ROLLBACK", "RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all()"]);
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn reset_with<S: Into<String>>(mut self, reset: impl IntoIterator<Item = S>) -> Self {
+        self.reset = statements(reset);
+        self
+    }
+
+    /// The connection config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+impl fmt::Debug for PgManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The config's Debug leaves the password out.
+        f.debug_struct("PgManager")
+            .field("config", &self.config)
+            .field("reset", &self.reset)
+            .finish()
+    }
+}
+
+impl crate::blocking::Manager for PgManager {
+    type Connection = Client;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Client, postgres::Error> {
+        self.config.connect(NoTls)
+    }
+
+    fn validate(&self, conn: &mut Client) -> Result<(), postgres::Error> {
+        conn.simple_query("").map(drop)
+    }
+
+    fn has_broken(&self, conn: &mut Client) -> bool {
+        conn.is_closed()
+    }
+
+    fn interrupt_handle(&self, conn: &Client) -> Option<InterruptHandle> {
+        let token = conn.cancel_token();
+        Some(InterruptHandle::new(move || {
+            if let Err(error) = token.cancel_query(NoTls) {
+                tracing::debug!(%error, "cancelling a session's query failed");
+            }
+        }))
+    }
+
+    fn reset(&self, conn: &mut Client) -> Result<(), postgres::Error> {
+        for statement in &self.reset {
+            conn.batch_execute(statement)?;
+        }
+        // Its `LISTEN`s are gone; what already arrived was its owner's.
+        let mut notifications = conn.notifications();
+        let mut pending = notifications.iter();
+        while let Ok(Some(_)) = pending.next() {}
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! PostgreSQL managers (feature `postgres`): [`PgManager`] for the
+//! [blocking](crate::blocking) pool over the `postgres` crate, and (with
+//! `tokio`) [`AsyncPgManager`] for the [async](crate::tokio) pool over
+//! `tokio-postgres`.
+//!
+//! Both pair with [`Pinning::Exclusive`](crate::core::Pinning::Exclusive):
+//! each thread, scope or [`Session`](crate::blocking::Session) gets a
+//! database session of its own — its transaction, `SET`s, temporary
+//! tables, prepared statements, advisory locks and `LISTEN` channels —
+//! and when it lets go the session is reset (`DISCARD ALL` by default)
+//! before anyone else gets the connection.
+//!
+//! ```no_run
+//! use pinpool::blocking::Pool;
+//! use pinpool::core::Pinning;
+//! use pinpool::postgres::PgManager;
+//!
+//! let manager = PgManager::from_url("postgresql://app@127.0.0.1:5432/app")?;
+//! let pool = Pool::builder().max_size(8).pinning(Pinning::Exclusive).build(manager)?;
+//! let mut conn = pool.get()?;                     // this thread's session
+//! conn.batch_execute("CREATE TEMP TABLE seen (id int)")?;
+//! drop(conn);
+//! let mut conn = pool.get()?;                     // the same session:
+//! conn.execute("INSERT INTO seen VALUES (1)", &[])?; // its temp table is there
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! What each manager does:
+//! - `connect` from a connection string or a `Config` (a refused login or
+//!   an unreachable server is an [`Error::Connect`](crate::Error::Connect)
+//!   at once; a config without a connect timeout gets
+//!   [`DEFAULT_CONNECT_TIMEOUT`], so a silent server cannot hold a connect
+//!   for ever);
+//! - `validate`: an empty simple query (a round trip);
+//! - `has_broken`: the client is closed (its socket or its connection
+//!   task ended);
+//! - `interrupt_handle`: the client's cancel token, so
+//!   `clear_interrupting()` cancels the query a checked-out session is
+//!   running;
+//! - `reset`: [`DEFAULT_RESET`] (a `ROLLBACK` of any transaction left
+//!   open, then `DISCARD ALL`), or the statements given to `reset_with`,
+//!   each its own round trip; then the notifications the client still
+//!   holds are dropped. An error closes the session rather than hand it
+//!   on.
+
+mod blocking;
+#[cfg(feature = "tokio")]
+mod tokio;
+
+use std::time::Duration;
+
+pub use blocking::PgManager;
+#[cfg(feature = "tokio")]
+pub use tokio::{AsyncPgManager, PgClient};
+
+/// What a session is reset with between owners, one round trip each: a
+/// transaction its owner left open is rolled back (outside one, `ROLLBACK`
+/// only warns), then every session setting, prepared statement, temporary
+/// table, advisory lock and `LISTEN` is dropped, as a new session has
+/// none. (`DISCARD ALL` cannot share a round trip with another statement:
+/// that would make them one transaction block, where it cannot run.)
+pub const DEFAULT_RESET: [&str; 2] = ["ROLLBACK", "DISCARD ALL"];
+
+/// The statements of a reset, from what `reset_with` was given.
+fn statements<S: Into<String>>(statements: impl IntoIterator<Item = S>) -> Vec<String> {
+    statements.into_iter().map(Into::into).collect()
+}
+
+/// The connect timeout a manager uses when its config sets none.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

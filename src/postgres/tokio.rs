@@ -1,0 +1,172 @@
+//! The async pool's PostgreSQL manager, over `tokio-postgres`, keeping the
+//! notifications a session `LISTEN`s for.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification};
+
+use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET, statements};
+use crate::InterruptHandle;
+
+/// A session of the async pool: a `tokio_postgres::Client` (it derefs to
+/// one) and the notifications its connection received. Unlike a pool
+/// that spawns `connection.await` and so drops them, a session that
+/// `LISTEN`s gets its `NOTIFY`s through [`PgClient::notifications`].
+pub struct PgClient {
+    client: Client,
+    notifications: mpsc::UnboundedReceiver<Notification>,
+    /// Set when the connection task ended (the socket closed or failed).
+    ended: Arc<AtomicBool>,
+}
+
+impl PgClient {
+    /// The notifications received on this session, in order. They stay
+    /// with the session across its owner's checkouts; the reset between
+    /// owners ends its `LISTEN`s and drops what is left.
+    pub fn notifications(&mut self) -> &mut mpsc::UnboundedReceiver<Notification> {
+        &mut self.notifications
+    }
+}
+
+impl Deref for PgClient {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl DerefMut for PgClient {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl fmt::Debug for PgClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgClient")
+            .field("closed", &self.client.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens [`PgClient`]s for an [async pool](crate::tokio::Pool): see the
+/// [module documentation](super). Each connection's I/O runs in a task of
+/// its own on the pool's runtime; its end marks the client broken.
+#[derive(Clone)]
+pub struct AsyncPgManager {
+    config: Config,
+    reset: Vec<String>,
+}
+
+impl AsyncPgManager {
+    /// A manager connecting with `config` (without TLS).
+    pub fn new(mut config: Config) -> Self {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        AsyncPgManager {
+            config,
+            reset: statements(DEFAULT_RESET),
+        }
+    }
+
+    /// A manager for a connection string (see
+    /// [`PgManager::from_url`](super::PgManager::from_url)).
+    pub fn from_url(url: &str) -> Result<Self, tokio_postgres::Error> {
+        Ok(AsyncPgManager::new(url.parse()?))
+    }
+
+    /// Resets sessions between owners with `reset` (one round trip each)
+    /// instead of [`DEFAULT_RESET`](super::DEFAULT_RESET) (see
+    /// [`PgManager::reset_with`](super::PgManager::reset_with)).
+    pub fn reset_with<S: Into<String>>(mut self, reset: impl IntoIterator<Item = S>) -> Self {
+        self.reset = statements(reset);
+        self
+    }
+
+    /// The connection config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+impl fmt::Debug for AsyncPgManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncPgManager")
+            .field("config", &self.config)
+            .field("reset", &self.reset)
+            .finish()
+    }
+}
+
+impl crate::tokio::Manager for AsyncPgManager {
+    type Connection = PgClient;
+    type Error = tokio_postgres::Error;
+
+    async fn connect(&self) -> Result<PgClient, tokio_postgres::Error> {
+        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let (sender, notifications) = mpsc::unbounded_channel();
+        let ended = Arc::new(AtomicBool::new(false));
+        let done = Arc::clone(&ended);
+        tokio::spawn(async move {
+            // Drives the connection, keeping what `connection.await` would
+            // drop: the notifications.
+            while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+                match message {
+                    Ok(AsyncMessage::Notification(notification)) => {
+                        let _ = sender.send(notification);
+                    }
+                    Ok(AsyncMessage::Notice(notice)) => {
+                        tracing::debug!(%notice, "PostgreSQL notice");
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::debug!(%error, "PostgreSQL connection ended");
+                        break;
+                    }
+                }
+            }
+            done.store(true, Ordering::Release);
+        });
+        Ok(PgClient {
+            client,
+            notifications,
+            ended,
+        })
+    }
+
+    async fn validate(&self, conn: &mut PgClient) -> Result<(), tokio_postgres::Error> {
+        conn.client.simple_query("").await.map(drop)
+    }
+
+    fn has_broken(&self, conn: &mut PgClient) -> bool {
+        conn.client.is_closed() || conn.ended.load(Ordering::Acquire)
+    }
+
+    fn interrupt_handle(&self, conn: &PgClient) -> Option<InterruptHandle> {
+        let token = conn.client.cancel_token();
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        Some(InterruptHandle::new(move || {
+            let token = token.clone();
+            runtime.spawn(async move {
+                if let Err(error) = token.cancel_query(NoTls).await {
+                    tracing::debug!(%error, "cancelling a session's query failed");
+                }
+            });
+        }))
+    }
+
+    async fn reset(&self, conn: &mut PgClient) -> Result<(), tokio_postgres::Error> {
+        for statement in &self.reset {
+            conn.client.batch_execute(statement).await?;
+        }
+        // Its `LISTEN`s are gone; what already arrived was its owner's.
+        while conn.notifications.try_recv().is_ok() {}
+        Ok(())
+    }
+}

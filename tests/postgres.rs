@@ -1,0 +1,629 @@
+//! The PostgreSQL managers against a real server (`tests/run.sh` starts a
+//! throwaway cluster and exports `PINPOOL_PG_URL`): exclusive sessions
+//! keep each owner's session state to itself and reset it between owners;
+//! the pool stays within `max_size` backends, recovers from a restart,
+//! cancels a running query when cleared, and reports a refused login.
+//! Under `CI=true` a missing server fails these tests; elsewhere they skip
+//! loudly.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pinpool::Error;
+use pinpool::blocking::Pool;
+use pinpool::core::{Pinning, Reset};
+use pinpool::postgres::{AsyncPgManager, PgManager};
+use postgres::fallible_iterator::FallibleIterator;
+
+/// Tests share the server; the restart test must have it to itself.
+static SERVER: RwLock<()> = RwLock::new(());
+
+/// The server's URL, or `None` (after saying so) when there is none and
+/// this is not CI; with it, a share of the server (see [`SERVER`]).
+fn server() -> Option<(String, RwLockReadGuard<'static, ()>)> {
+    let url = server_url()?;
+    Some((url, SERVER.read().unwrap_or_else(PoisonError::into_inner)))
+}
+
+fn server_url() -> Option<String> {
+    match std::env::var("PINPOOL_PG_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("PINPOOL_PG_URL is not set: tests/run.sh starts the server")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED: no PostgreSQL server (run bash tests/run.sh)");
+            None
+        }
+    }
+}
+
+/// The pool's state once its threads' exits have been reclaimed and their
+/// sessions reset (a scope's implicit join returns before the threads'
+/// destructors run).
+fn settled(pool: &Pool<PgManager>) -> pinpool::core::PoolState {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = pool.state();
+        if state.pinned_owners == 0 && state.resetting == 0 && state.connecting == 0 {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "never settled: {state:?}");
+        thread::yield_now();
+    }
+}
+
+/// A connection outside any pool, to watch the server.
+fn observer(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).expect("an observer connection")
+}
+
+/// What one owner sets up on its session, and what it must find there
+/// again (and nowhere else), as two batches: the session state (which
+/// commits, so the `NOTIFY` is delivered), then a transaction left open.
+fn set_up(me: i32) -> [String; 2] {
+    let session = format!(
+        "SET application_name = 'owner-{me}';
+         SET search_path = owner_{me}, public;
+         CREATE TEMP TABLE mine (owner int);
+         INSERT INTO mine VALUES ({me});
+         PREPARE owner_stmt AS SELECT {me};
+         SELECT pg_advisory_lock({me});
+         LISTEN channel_{me};
+         NOTIFY channel_{me}, '{me}';"
+    );
+    [session, format!("BEGIN; INSERT INTO mine VALUES ({me});")]
+}
+
+/// Whatever went wrong in a checkout: the pool's error or the server's.
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+/// One row describing a session's state: application name, search path,
+/// whether the temp table exists, prepared statements, advisory locks
+/// held, whether a transaction is open.
+const STATE: &str = "SELECT current_setting('application_name'),
+        current_setting('search_path'),
+        to_regclass('pg_temp.mine') IS NOT NULL,
+        (SELECT count(*) FROM pg_prepared_statements WHERE from_sql),
+        (SELECT string_agg(objid::text, ',') FROM pg_locks
+           WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
+        pg_current_xact_id_if_assigned() IS NOT NULL";
+
+/// Who wrote into the temp table: a query of its own, run only when the
+/// table exists (a query naming a missing table fails to parse).
+const OWNERS: &str = "SELECT string_agg(DISTINCT owner::text, ',') FROM pg_temp.mine";
+
+/// A session's state, as [`STATE`] reads it, plus the notifications its
+/// client holds.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    application_name: String,
+    search_path: String,
+    temp_table: Option<String>,
+    prepared: i64,
+    advisory_locks: Option<String>,
+    in_transaction: bool,
+    notifications: Vec<String>,
+}
+
+impl Seen {
+    /// From a [`STATE`] row, the temp table's owners ([`OWNERS`], when it
+    /// exists) and the notifications.
+    fn from_row(
+        row: &tokio_postgres::Row,
+        temp_table: Option<String>,
+        notifications: Vec<String>,
+    ) -> Seen {
+        Seen {
+            application_name: row.get(0),
+            search_path: row.get(1),
+            temp_table,
+            prepared: row.get(3),
+            advisory_locks: row.get(4),
+            in_transaction: row.get(5),
+            notifications,
+        }
+    }
+
+    /// A session nobody has used (or that was reset).
+    fn clean() -> Seen {
+        Seen {
+            application_name: String::new(),
+            search_path: "\"$user\", public".into(),
+            temp_table: None,
+            prepared: 0,
+            advisory_locks: None,
+            in_transaction: false,
+            notifications: Vec::new(),
+        }
+    }
+
+    /// What [`set_up`] leaves for owner `me`.
+    fn own(me: i32) -> Seen {
+        Seen {
+            application_name: format!("owner-{me}"),
+            search_path: format!("owner_{me}, public"),
+            temp_table: Some(me.to_string()),
+            prepared: 1,
+            advisory_locks: Some(me.to_string()),
+            in_transaction: true,
+            notifications: vec![me.to_string()],
+        }
+    }
+}
+
+/// The blocking session's state.
+fn seen(conn: &mut postgres::Client) -> Result<Seen, postgres::Error> {
+    let row = conn.query_one(STATE, &[])?;
+    let temp_table = match row.get(2) {
+        true => conn.query_one(OWNERS, &[])?.get(0),
+        false => None,
+    };
+    let mut notifications = Vec::new();
+    let mut held = conn.notifications();
+    let mut pending = held.iter();
+    while let Some(notification) = pending.next()? {
+        notifications.push(notification.payload().to_owned());
+    }
+    Ok(Seen::from_row(&row, temp_table, notifications))
+}
+
+/// One owner's life on a blocking pool: its first checkout must find a
+/// clean session, which it fills (leaving a transaction open); its second
+/// must find exactly that; then it commits. Returns the checkouts that
+/// saw anything else (an error counts: it was someone else's state too).
+fn blocking_owner(pool: &Pool<PgManager>, me: i32) -> usize {
+    let first = (|| -> Result<bool, Failure> {
+        let mut conn = pool.get()?;
+        let clean = seen(&mut conn)? == Seen::clean();
+        for batch in set_up(me) {
+            conn.batch_execute(&batch)?;
+        }
+        Ok(clean)
+    })();
+    let second = (|| -> Result<bool, Failure> {
+        let mut conn = pool.get()?;
+        let own = seen(&mut conn)? == Seen::own(me);
+        conn.batch_execute("COMMIT")?;
+        Ok(own)
+    })();
+    [first, second]
+        .into_iter()
+        .filter(|checkout| !matches!(checkout, Ok(true)))
+        .count()
+}
+
+/// 32 threads, one owner each, over `max_size` 8.
+fn thirty_two_threads(url: &str, pinning: Pinning, reset: Reset) -> (usize, Pool<PgManager>) {
+    let pool = Pool::builder()
+        .max_size(8)
+        .pinning(pinning)
+        .reset(reset)
+        .checkout_timeout(Duration::from_secs(30))
+        .build(PgManager::from_url(url).unwrap())
+        .unwrap();
+    let others = thread::scope(|s| {
+        let threads: Vec<_> = (1..=32)
+            .map(|me| {
+                let pool = &pool;
+                s.spawn(move || blocking_owner(pool, me))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
+    });
+    (others, pool)
+}
+
+#[test]
+fn exclusive_sessions_keep_each_threads_state_to_itself() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let (others, pool) = thirty_two_threads(&url, Pinning::Exclusive, Reset::OwnerChange);
+    assert_eq!(others, 0, "cross-owner observations");
+    let state = pool.state();
+    assert!(state.counters.opened <= 8, "{state:?}");
+    assert_eq!(state.counters.reset_failures, 0, "{state:?}");
+}
+
+/// The control: a plain pool without a reset hands sessions around, so the
+/// test above can fail.
+#[test]
+fn a_plain_pool_without_a_reset_leaks_sessions() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let (others, _) = thirty_two_threads(&url, Pinning::Off, Reset::Never);
+    eprintln!("Pinning::Off without a reset: {others} of 64 checkouts saw another's session");
+    assert!(others > 0, "no leak seen");
+}
+
+/// The async form: 256 pinned scopes over 8 connections.
+#[test]
+fn exclusive_sessions_keep_each_tasks_state_to_itself() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let others = runtime.block_on(async {
+        let pool = pinpool::tokio::Pool::builder()
+            .max_size(8)
+            .pinning(Pinning::Exclusive)
+            .checkout_timeout(Duration::from_secs(30))
+            .build(AsyncPgManager::from_url(&url).unwrap())
+            .unwrap();
+        let tasks: Vec<_> = (1..=256)
+            .map(|me| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let owner = pool.pinned(async_owner(&pool, me));
+                    owner.await
+                })
+            })
+            .collect();
+        let mut others = 0;
+        for task in tasks {
+            others += task.await.unwrap();
+        }
+        let state = pool.state();
+        assert!(state.counters.opened <= 8, "{state:?}");
+        others
+    });
+    assert_eq!(others, 0, "cross-owner observations");
+}
+
+/// [`blocking_owner`] for the async pool, inside a pinned scope.
+async fn async_owner(pool: &pinpool::tokio::Pool<AsyncPgManager>, me: i32) -> usize {
+    async fn state(conn: &mut pinpool::postgres::PgClient) -> Result<Seen, tokio_postgres::Error> {
+        let row = conn.query_one(STATE, &[]).await?;
+        let temp_table = match row.get(2) {
+            true => conn.query_one(OWNERS, &[]).await?.get(0),
+            false => None,
+        };
+        let mut notifications = Vec::new();
+        while let Ok(notification) = conn.notifications().try_recv() {
+            notifications.push(notification.payload().to_owned());
+        }
+        Ok(Seen::from_row(&row, temp_table, notifications))
+    }
+    let first = async {
+        let mut conn = pool.get().await?;
+        let clean = state(&mut conn).await? == Seen::clean();
+        for batch in set_up(me) {
+            conn.batch_execute(&batch).await?;
+        }
+        Ok::<_, Failure>(clean)
+    }
+    .await;
+    let second = async {
+        let mut conn = pool.get().await?;
+        // The notification travels on the connection's task: it has
+        // arrived once a round trip after it has.
+        conn.simple_query("").await?;
+        let own = state(&mut conn).await? == Seen::own(me);
+        conn.batch_execute("COMMIT").await?;
+        Ok::<_, Failure>(own)
+    }
+    .await;
+    [first, second]
+        .into_iter()
+        .filter(|checkout| !matches!(checkout, Ok(true)))
+        .count()
+}
+
+/// A thread dies (panics) holding a temp table and an advisory lock: when
+/// the next owner gets the connection — the same backend — the lock is
+/// gone from `pg_locks` and the table from the catalog.
+#[test]
+fn a_dead_threads_session_is_reset_before_the_next_owner() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let pool = Pool::builder()
+        .max_size(1)
+        .pinning(Pinning::Exclusive)
+        .checkout_timeout(Duration::from_secs(30))
+        .build(PgManager::from_url(&url).unwrap())
+        .unwrap();
+    let died = thread::scope(|s| {
+        s.spawn(|| {
+            let mut conn = pool.get().unwrap();
+            conn.batch_execute("CREATE TEMP TABLE held (x int); SELECT pg_advisory_lock(4242)")
+                .unwrap();
+            let pid: i32 = conn
+                .query_one("SELECT pg_backend_pid()", &[])
+                .unwrap()
+                .get(0);
+            let _conn = conn; // held while the thread dies
+            std::panic::panic_any(pid);
+        })
+        .join()
+    });
+    let pid = *died
+        .expect_err("the thread panicked")
+        .downcast::<i32>()
+        .unwrap();
+    let mut conn = pool.get().expect("the session, reset");
+    let next: i32 = conn
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(next, pid, "the same backend, reused");
+    let locks: i64 = observer(&url)
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 0, "the dead thread's advisory lock");
+    let table: Option<String> = conn
+        .query_one("SELECT to_regclass('pg_temp.held')::text", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(table, None, "the dead thread's temp table");
+    assert_eq!(pool.state().counters.resets, 1);
+}
+
+/// 1,000 short-lived threads, 20 at a time, over `max_size` 8: the
+/// server never sees more than 8 of the pool's backends (tagged by
+/// application name), watched from outside the pool throughout.
+#[test]
+fn a_thousand_threads_never_open_more_than_max_size_backends() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let tag = "pinpool-max-size-test";
+    let mut config: postgres::Config = url.parse().unwrap();
+    config.application_name(tag);
+    let pool = Pool::builder()
+        .max_size(8)
+        .pinning(Pinning::Exclusive)
+        .checkout_timeout(Duration::from_secs(30))
+        .build(PgManager::new(config))
+        .unwrap();
+    let done = AtomicBool::new(false);
+    let most = thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut observer = observer(&url);
+            let mut most = 0;
+            let count = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1";
+            while !done.load(Ordering::SeqCst) {
+                let backends: i64 = observer.query_one(count, &[&tag]).unwrap().get(0);
+                most = most.max(backends);
+            }
+            most
+        });
+        for _batch in 0..50 {
+            let threads: Vec<_> = (0..20)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut conn = pool.get().expect("checkout");
+                        conn.simple_query("SELECT 1").unwrap();
+                    })
+                })
+                .collect();
+            threads.into_iter().for_each(|t| t.join().unwrap());
+        }
+        done.store(true, Ordering::SeqCst);
+        watcher.join().unwrap()
+    });
+    assert!(most <= 8, "{most} backends");
+    assert!(most > 0, "the watcher saw the pool's backends");
+    let state = pool.state();
+    assert!(state.counters.opened <= 8, "{state:?}");
+    assert_eq!(state.counters.reclaimed_pins, 1000);
+}
+
+/// `pg_ctl restart -m fast` while 8 threads run queries: they see errors
+/// while the server is down, none hangs (every checkout and query is
+/// bounded), the pool replaces its broken sessions by itself, and
+/// afterwards every connection it opened is idle or closed.
+#[test]
+fn the_pool_recovers_from_a_server_restart_under_load() {
+    let Some(url) = server_url() else { return };
+    let _alone = SERVER.write().unwrap_or_else(PoisonError::into_inner);
+    let Ok(restart) = std::env::var("PINPOOL_PG_RESTART") else {
+        eprintln!("SKIPPED: no PINPOOL_PG_RESTART command (tests/run.sh sets it)");
+        return;
+    };
+    let pool = Pool::builder()
+        .max_size(8)
+        .pinning(Pinning::Exclusive)
+        .checkout_timeout(Duration::from_secs(5))
+        .build(PgManager::from_url(&url).unwrap())
+        .unwrap();
+    let (errors, succeeded) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let restarted = AtomicBool::new(false);
+    thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                // Until 20 queries have worked after the restart, bounded in
+                // time: a hang fails the test instead of stalling it.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut after = 0;
+                while after < 20 {
+                    assert!(Instant::now() < deadline, "no recovery within 60 s");
+                    let worked = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+                        conn.simple_query("SELECT 1").map_err(|e| e.to_string())
+                    });
+                    match worked {
+                        Ok(_) => {
+                            succeeded.fetch_add(1, Ordering::SeqCst);
+                            after += usize::from(restarted.load(Ordering::SeqCst));
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::SeqCst);
+                            // Pacing while the server is down, not waiting
+                            // for anything.
+                            thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                }
+            });
+        }
+        while succeeded.load(Ordering::SeqCst) < 50 {
+            thread::yield_now();
+        }
+        let status = std::process::Command::new("sh")
+            .args(["-c", &restart])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{restart}");
+        restarted.store(true, Ordering::SeqCst);
+    });
+    assert!(
+        errors.load(Ordering::SeqCst) > 0,
+        "the restart went unnoticed"
+    );
+    let state = settled(&pool);
+    let c = state.counters;
+    assert_eq!(
+        (state.in_use, state.waiting, state.pinned_owners),
+        (0, 0, 0),
+        "{state:?}"
+    );
+    assert_eq!(
+        c.opened,
+        (state.idle + state.connecting + state.pending + state.resetting) as u64
+            + c.closed
+            + c.connect_failures,
+        "every connection accounted for: {state:?}"
+    );
+    assert!(c.closed > 0, "broken sessions were closed: {state:?}");
+}
+
+/// `clear_interrupting()` cancels the query a checked-out session runs
+/// (`pg_sleep(60)`) through the manager's cancel token, within 1 s.
+#[test]
+fn clear_interrupting_cancels_a_running_query() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let pool = Pool::builder()
+        .pinning(Pinning::Exclusive)
+        .build(PgManager::from_url(&url).unwrap())
+        .unwrap();
+    let (ended_tx, ended) = mpsc::channel();
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut conn = pool.get().unwrap();
+            let result = conn.simple_query("SELECT pg_sleep(60)");
+            ended_tx.send((Instant::now(), result.map(drop))).unwrap();
+        });
+        // Until the server runs it, watched from outside the pool.
+        let mut observer = observer(&url);
+        let running = "SELECT count(*) FROM pg_stat_activity
+                       WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'";
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while observer.query_one(running, &[]).unwrap().get::<_, i64>(0) == 0 {
+            assert!(Instant::now() < deadline, "the query never ran");
+        }
+        let cleared = Instant::now();
+        pool.clear_interrupting();
+        let (at, result) = ended.recv().unwrap();
+        let error = result.expect_err("the query was cancelled");
+        assert_eq!(
+            error.code(),
+            Some(&postgres::error::SqlState::QUERY_CANCELED),
+            "{error}"
+        );
+        let took = at - cleared;
+        assert!(took < Duration::from_secs(1), "cancelled after {took:?}");
+    });
+    pool.ready();
+    let state = pool.state();
+    assert_eq!(
+        state.counters.closed, 1,
+        "the interrupted session closed: {state:?}"
+    );
+    drop(pool.get().expect("a fresh session once ready"));
+}
+
+/// A login the server refuses is a typed error at once, not a hang; a pool
+/// with the right URL then works.
+#[test]
+fn a_refused_login_is_a_connect_error() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let mut wrong: postgres::Config = url.parse().unwrap();
+    wrong.user("nobody_at_all");
+    let refusing = Pool::builder()
+        .checkout_timeout(Duration::from_secs(30))
+        .build(PgManager::new(wrong))
+        .unwrap();
+    let started = Instant::now();
+    match refusing.get() {
+        Err(Error::Connect(error)) => {
+            let code = error.code().cloned();
+            assert_eq!(
+                code,
+                Some(postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
+                "{error}"
+            );
+        }
+        other => panic!("expected a connect error, got {:?}", other.map(|_| ())),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "at once, not after the timeout"
+    );
+    let pool = Pool::new(PgManager::from_url(&url).unwrap()).unwrap();
+    let one: i32 = pool
+        .get()
+        .unwrap()
+        .query_one("SELECT 1", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1);
+}
+
+/// A `LISTEN` on an async session gets its `NOTIFY`s, also across
+/// checkouts (bb8 and deadpool spawn `connection.await`, which drops them).
+#[test]
+fn an_async_session_receives_its_notifications() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = pinpool::tokio::Pool::builder()
+            .pinning(Pinning::Exclusive)
+            .build(AsyncPgManager::from_url(&url).unwrap())
+            .unwrap();
+        let mut session = pool.session();
+        session
+            .get()
+            .await
+            .unwrap()
+            .batch_execute("LISTEN news")
+            .await
+            .unwrap();
+        // Another connection, outside the pool, notifies.
+        let (other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        other.batch_execute("NOTIFY news, 'hello'").await.unwrap();
+        let mut conn = session.get().await.unwrap();
+        let notification =
+            tokio::time::timeout(Duration::from_secs(20), conn.notifications().recv())
+                .await
+                .expect("the notification arrives")
+                .expect("the connection is alive");
+        assert_eq!(
+            (notification.channel(), notification.payload()),
+            ("news", "hello")
+        );
+    });
+}
