@@ -77,6 +77,10 @@ cargo test --workspace --doc --all-features
 
 echo "== the example driver against the server"
 cargo run --quiet --example mongo_driver --features mongodb
+if [ -n "${PINPOOL_PG_URL:-}" ]; then
+    echo "== the session example against the PostgreSQL server"
+    cargo run --quiet --example pg_session --features postgres
+fi
 
 echo "== simulation fidelity against the 2013 chart (release build)"
 cargo test --release -p pinpool-simulations --test fidelity -- --ignored
