@@ -1,0 +1,407 @@
+//! The pools on a real PostgreSQL server: pinpool against r2d2_postgres,
+//! bb8-postgres and deadpool-postgres, in the same run, with `pgbench` as
+//! the server's ceiling. `bash benches/postgres.sh` starts a throwaway
+//! server and runs `cargo bench --bench postgres`.
+//!
+//! Grid: pool size {4, 8, 16} × workers {4, 16, 64} (threads for the
+//! blocking pools, tasks on a 2-worker runtime for the async ones). Each
+//! worker loops: check out, run one prepared `SELECT $1::int`, check in —
+//! each pool its best way: pinpool's pinned owner (`Exclusive` while
+//! workers ≤ size, else `Strict`) keeps its `Statement` for its
+//! connection (under `Off`, a cache per connection id);
+//! deadpool's `prepare_cached`; r2d2 and bb8 prepare on every checkout
+//! (they have no cache). Reported per cell: queries per second, the p99
+//! checkout wait, and pgbench's `-M prepared` throughput at the same
+//! client count.
+//!
+//! Not criterion: the figure is the throughput of many concurrent workers
+//! and the distribution of their waits, not the time of one closure.
+//! `cargo test --all-targets` runs one short cell of each pool as a smoke
+//! test (when `PINPOOL_PG_URL` names a server).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use pinpool::core::{ConnId, Pinning};
+use pinpool::postgres::{AsyncPgManager, PgManager};
+use postgres::{NoTls, Statement};
+
+const QUERY: &str = "SELECT $1::int";
+
+/// What one worker measured: queries done and each checkout's wait (µs).
+#[derive(Default)]
+struct Tally {
+    queries: u64,
+    waits: Vec<u32>,
+}
+
+impl Tally {
+    fn record(&mut self, waited: Duration) {
+        self.queries += 1;
+        self.waits
+            .push(u32::try_from(waited.as_micros()).unwrap_or(u32::MAX));
+    }
+
+    fn merge(tallies: impl IntoIterator<Item = Tally>) -> Tally {
+        tallies.into_iter().fold(Tally::default(), |mut all, t| {
+            all.queries += t.queries;
+            all.waits.extend(t.waits);
+            all
+        })
+    }
+}
+
+/// One pool's result in one cell.
+struct Outcome {
+    per_second: f64,
+    p99_wait_us: u32,
+}
+
+impl Outcome {
+    fn of(mut tally: Tally, ran: Duration) -> Outcome {
+        tally.waits.sort_unstable();
+        let rank = (tally.waits.len() * 99).div_ceil(100).max(1);
+        Outcome {
+            per_second: tally.queries as f64 / ran.as_secs_f64(),
+            p99_wait_us: tally.waits.get(rank - 1).copied().unwrap_or(0),
+        }
+    }
+}
+
+/// One blocking worker: its next checkout + query, returning the wait.
+type Step = Box<dyn FnMut() -> Duration + Send>;
+
+/// Runs `workers` threads, each looping the step `worker` makes for it,
+/// for `length` after they all started.
+fn threads(workers: usize, length: Duration, worker: impl Fn(usize) -> Step + Sync) -> Outcome {
+    let start = std::sync::Barrier::new(workers + 1);
+    let tallies = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|i| {
+                let (start, mut step) = (&start, worker(i));
+                s.spawn(move || {
+                    step(); // connected and prepared before the clock runs
+                    start.wait();
+                    let until = Instant::now() + length;
+                    let mut tally = Tally::default();
+                    while Instant::now() < until {
+                        tally.record(step());
+                    }
+                    tally
+                })
+            })
+            .collect();
+        start.wait();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    Outcome::of(Tally::merge(tallies), length)
+}
+
+/// One async worker's loop for `length`, returning its tally.
+type Task = Pin<Box<dyn Future<Output = Tally> + Send>>;
+
+/// Runs on a 2-worker runtime the tasks `spawn_all` makes (inside the
+/// runtime, so a pool it builds finds one), given when they stop: 200 ms
+/// to connect and prepare, then `length` that counts.
+fn tasks(length: Duration, spawn_all: impl FnOnce(Instant) -> Vec<Task>) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let until = Instant::now() + Duration::from_millis(200) + length;
+    let handles: Vec<_> = spawn_all(until)
+        .into_iter()
+        .map(|task| runtime.spawn(task))
+        .collect();
+    let tallies = runtime.block_on(async {
+        let mut all = Vec::new();
+        for handle in handles {
+            all.push(handle.await.unwrap());
+        }
+        all
+    });
+    Outcome::of(Tally::merge(tallies), length)
+}
+
+/// The loop every async worker runs until `until`, recording the wait
+/// `checkout` (an `async` block that checks out, queries and checks in)
+/// evaluates to once `warm_up_until` has passed. A macro, so the block's
+/// borrows and awaits stay in the task's own future.
+macro_rules! async_loop {
+    ($until:expr, $warm_up_until:expr, $checkout:block) => {{
+        let mut tally = Tally::default();
+        while Instant::now() < $until {
+            let waited = $checkout;
+            if Instant::now() >= $warm_up_until {
+                tally.record(waited);
+            }
+        }
+        tally
+    }};
+}
+
+/// The cell's pools, each measured in turn.
+struct Cell<'a> {
+    /// The server's connection string.
+    url: &'a str,
+    size: usize,
+    workers: usize,
+    length: Duration,
+}
+
+impl Cell<'_> {
+    fn blocking_pinpool(&self, pinning: Pinning) -> Outcome {
+        let pool = pinpool::blocking::Pool::builder()
+            .max_size(self.size)
+            .pinning(pinning)
+            .checkout_timeout(Duration::from_secs(60))
+            .build(PgManager::from_url(self.url).unwrap())
+            .unwrap();
+        threads(self.workers, self.length, |i| {
+            let pool = pool.clone();
+            // The thread's statement for each connection it has used.
+            let mut prepared: HashMap<ConnId, Statement> = HashMap::new();
+            let arg = i as i32;
+            Box::new(move || {
+                let asked = Instant::now();
+                let mut conn = pool.get().unwrap();
+                let waited = asked.elapsed();
+                let id = pinpool::blocking::PooledConnection::id(&conn);
+                let statement = prepared
+                    .entry(id)
+                    .or_insert_with(|| conn.prepare(QUERY).unwrap())
+                    .clone();
+                conn.query_one(&statement, &[&arg]).unwrap();
+                waited
+            })
+        })
+    }
+
+    fn r2d2(&self) -> Outcome {
+        let manager =
+            r2d2_postgres::PostgresConnectionManager::new(self.url.parse().unwrap(), NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(self.size as u32)
+            .connection_timeout(Duration::from_secs(60))
+            .build(manager)
+            .unwrap();
+        threads(self.workers, self.length, |i| {
+            let pool = pool.clone();
+            let arg = i as i32;
+            Box::new(move || {
+                let asked = Instant::now();
+                let mut conn = pool.get().unwrap();
+                let waited = asked.elapsed();
+                let statement = conn.prepare(QUERY).unwrap();
+                conn.query_one(&statement, &[&arg]).unwrap();
+                waited
+            })
+        })
+    }
+
+    fn async_pinpool(&self, pinning: Pinning) -> Outcome {
+        let pool = pinpool::tokio::Pool::builder()
+            .max_size(self.size)
+            .pinning(pinning)
+            .checkout_timeout(Duration::from_secs(60))
+            .build(AsyncPgManager::from_url(self.url).unwrap())
+            .unwrap();
+        let (pinned, length) = (pinning != Pinning::Off, self.length);
+        tasks(length, |until| {
+            (0..self.workers)
+                .map(|i| -> Task {
+                    let pool = pool.clone();
+                    Box::pin(async move {
+                        let warmed = until - length;
+                        let work = async {
+                            let mut prepared: HashMap<ConnId, tokio_postgres::Statement> =
+                                HashMap::new();
+                            async_loop!(until, warmed, {
+                                let asked = Instant::now();
+                                let conn = pool.get().await.unwrap();
+                                let waited = asked.elapsed();
+                                let id = pinpool::tokio::PooledConnection::id(&conn);
+                                let statement = match prepared.get(&id) {
+                                    Some(statement) => statement.clone(),
+                                    None => {
+                                        let statement = conn.prepare(QUERY).await.unwrap();
+                                        prepared.insert(id, statement.clone());
+                                        statement
+                                    }
+                                };
+                                conn.query_one(&statement, &[&(i as i32)]).await.unwrap();
+                                waited
+                            })
+                        };
+                        if pinned {
+                            pool.pinned(work).await
+                        } else {
+                            work.await
+                        }
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn bb8(&self) -> Outcome {
+        let length = self.length;
+        let manager =
+            bb8_postgres::PostgresConnectionManager::new(self.url.parse().unwrap(), NoTls);
+        tasks(length, |until| {
+            let pool = bb8::Pool::builder()
+                .max_size(self.size as u32)
+                .connection_timeout(Duration::from_secs(60))
+                .build_unchecked(manager);
+            (0..self.workers)
+                .map(|i| -> Task {
+                    let pool = pool.clone();
+                    Box::pin(async move {
+                        let pool = &pool;
+                        async_loop!(until, until - length, {
+                            let asked = Instant::now();
+                            let conn = pool.get().await.unwrap();
+                            let waited = asked.elapsed();
+                            let statement = conn.prepare(QUERY).await.unwrap();
+                            conn.query_one(&statement, &[&(i as i32)]).await.unwrap();
+                            waited
+                        })
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn deadpool(&self) -> Outcome {
+        let length = self.length;
+        let manager = deadpool_postgres::Manager::from_config(
+            self.url.parse().unwrap(),
+            NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(self.size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .unwrap();
+        tasks(length, |until| {
+            (0..self.workers)
+                .map(|i| -> Task {
+                    let pool = pool.clone();
+                    Box::pin(async move {
+                        async_loop!(until, until - length, {
+                            let asked = Instant::now();
+                            let conn = pool.get().await.unwrap();
+                            let waited = asked.elapsed();
+                            let statement = conn.prepare_cached(QUERY).await.unwrap();
+                            conn.query_one(&statement, &[&(i as i32)]).await.unwrap();
+                            waited
+                        })
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+/// pgbench's throughput for the same query at `clients` connections:
+/// the server's ceiling. `None` when pgbench is not there.
+fn pgbench(url: &str, clients: usize, length: Duration) -> Option<f64> {
+    let pgbench = std::env::var("PINPOOL_PGBENCH")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pgbench".into());
+    let script = std::env::temp_dir().join("pinpool-pgbench.sql");
+    std::fs::write(&script, "\\set id random(1, 1000)\nSELECT :id::int;\n").ok()?;
+    let output = std::process::Command::new(pgbench)
+        .args(["-n", "-M", "prepared", "-j", "2"])
+        .arg(format!("-c{clients}"))
+        .arg(format!("-T{}", length.as_secs().max(1)))
+        .arg("-f")
+        .arg(&script)
+        .arg(url)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find(|l| l.starts_with("tps = "))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+const POOLS: [&str; 7] = [
+    "pinpool pinned (threads)",
+    "pinpool off (threads)",
+    "r2d2 (threads)",
+    "pinpool pinned (tasks)",
+    "pinpool off (tasks)",
+    "bb8 (tasks)",
+    "deadpool (tasks)",
+];
+
+fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let Ok(url) = std::env::var("PINPOOL_PG_URL") else {
+        println!(
+            "postgres bench: skipped (no PINPOOL_PG_URL; bash benches/postgres.sh starts a server)"
+        );
+        return;
+    };
+    let (sizes, worker_counts, length): (&[usize], &[usize], _) = if benching {
+        (&[4, 8, 16], &[4, 16, 64], Duration::from_secs(2))
+    } else {
+        (&[4], &[4], Duration::from_millis(50)) // a smoke test under cargo test
+    };
+    println!(
+        "{:>4} {:>7}  {:>24}  {:>10}  {:>12}  {:>9}",
+        "size", "workers", "pool", "queries/s", "p99 wait µs", "of pgbench"
+    );
+    for &workers in worker_counts {
+        let ceiling = benching.then(|| pgbench(&url, workers, length)).flatten();
+        for &size in sizes {
+            let cell = Cell {
+                url: &url,
+                size,
+                workers,
+                length,
+            };
+            // Exclusive sessions while every worker can have one; past
+            // that, sessions that last the whole run would starve the
+            // rest, and shared pins keep the statement per connection.
+            let pinned = if workers <= size {
+                Pinning::Exclusive
+            } else {
+                Pinning::Strict
+            };
+            let outcomes = [
+                cell.blocking_pinpool(pinned),
+                cell.blocking_pinpool(Pinning::Off),
+                cell.r2d2(),
+                cell.async_pinpool(pinned),
+                cell.async_pinpool(Pinning::Off),
+                cell.bb8(),
+                cell.deadpool(),
+            ];
+            for (name, outcome) in POOLS.iter().zip(&outcomes) {
+                let share = ceiling.map_or("-".into(), |tps| {
+                    format!("{:.0}%", 100.0 * outcome.per_second / tps)
+                });
+                println!(
+                    "{size:>4} {workers:>7}  {name:>24}  {:>10.0}  {:>12}  {share:>9}",
+                    outcome.per_second, outcome.p99_wait_us
+                );
+            }
+        }
+        if let Some(tps) = ceiling {
+            println!(
+                "{:>4} {workers:>7}  {:>24}  {tps:>10.0}",
+                "-", "pgbench -M prepared"
+            );
+        }
+    }
+}

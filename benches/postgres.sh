@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The PostgreSQL benchmark on a throwaway server (see tests/servers.sh;
+# an existing PINPOOL_PG_URL is used instead): pinpool against
+# r2d2_postgres, bb8-postgres and deadpool-postgres, and pgbench as the
+# ceiling. About 3 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tests/servers.sh
+if [ -z "${PINPOOL_PG_URL:-}" ]; then
+    start_pg_cluster "$PWD/target/pg-bench"
+fi
+cargo bench --bench postgres --features postgres "$@"
