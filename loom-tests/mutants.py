@@ -117,6 +117,20 @@ MUTATIONS = [
         "reset_vs_clear",
     ),
     (
+        "connect: an opened connection is left idle beside the waiter that asked",
+        "src/core/mod.rs",
+        "        self.event(Event::ConnectionReady { conn, took });\n        self.release(conn, WakePolicy::Handoff);",
+        "        self.event(Event::ConnectionReady { conn, took });\n        self.slots.set_idle(conn, self.now);",
+        "connect_on_its_own_thread",
+    ),
+    (
+        "timeout: a waiter that timed out is not withdrawn from the core",
+        "src/driver/mod.rs",
+        "        if self.core.time_out(ticket) {\n            self.waiters.remove(&ticket);",
+        "        if true {\n            self.waiters.remove(&ticket);",
+        "a_parked_waiter_times_out_vs_grant",
+    ),
+    (
         "handoff: a checkin leaves the connection idle beside its waiter",
         "src/core/mod.rs",
         "                Some(ticket) => self.grant(ticket, conn),\n                None => self.slots.set_idle(conn, self.now),",

@@ -38,6 +38,9 @@ pub struct Builder<P> {
     validate_on_checkout: bool,
     maintenance_interval: Duration,
     event_handler: Option<Handler>,
+    /// Model checks only: see [`Builder::connects_on_threads`].
+    #[cfg(pinpool_loom)]
+    connects_on_threads: bool,
     /// The pool type, fixed by `Pool::builder` or by `build`'s argument.
     pool: PhantomData<fn() -> P>,
 }
@@ -50,6 +53,8 @@ impl<P> Default for Builder<P> {
             validate_on_checkout: false,
             maintenance_interval: Duration::from_secs(1),
             event_handler: None,
+            #[cfg(pinpool_loom)]
+            connects_on_threads: false,
             pool: PhantomData,
         }
     }
@@ -63,6 +68,8 @@ impl<P> Clone for Builder<P> {
             validate_on_checkout: self.validate_on_checkout,
             maintenance_interval: self.maintenance_interval,
             event_handler: self.event_handler.clone(),
+            #[cfg(pinpool_loom)]
+            connects_on_threads: self.connects_on_threads,
             pool: PhantomData,
         }
     }
@@ -236,6 +243,15 @@ impl<P> Builder<P> {
         self
     }
 
+    /// Model checks only: the blocking pool runs each connect on a loom
+    /// thread of its own, racing the rest of the model, instead of inline.
+    #[cfg(pinpool_loom)]
+    #[doc(hidden)]
+    pub fn connects_on_threads(mut self, on: bool) -> Self {
+        self.connects_on_threads = on;
+        self
+    }
+
     /// Calls `handler` with every [`Event`] — the CMAP set plus pins and
     /// leak reports — in the order the pool decided them, outside the pool
     /// lock (it may use the pool). Costs: the lock-free fast path is off,
@@ -304,6 +320,8 @@ impl<P> Builder<P> {
             ),
             event_handler: self.event_handler,
             stash: true,
+            #[cfg(pinpool_loom)]
+            connects_on_threads: self.connects_on_threads,
         };
         Ok((core, options))
     }

@@ -6,9 +6,10 @@
 //! through comes from loom, and loom explores their interleavings. Two
 //! things differ under loom, both outside the decision logic: connects run
 //! inline instead of on a `pinpool-connect` thread (loom allows few
-//! threads), and parking has no timeout (loom has no clock), so a model
-//! times a checkout out with a zero checkout timeout, whose deadline has
-//! passed before the first park.
+//! threads), unless a model asks for a thread each; and loom has no
+//! clock, so a parked checkout's deadline passes only when a model's
+//! timer says so (`Parker::expire`), or before the first park with a zero
+//! checkout timeout.
 //!
 //! `Arc` is std's in both builds: loom's has no `Weak` nor unsized
 //! coercion, and reference counts take no part in the pool's protocol.
@@ -45,6 +46,11 @@ mod imp {
 
         pub(crate) fn unpark(&self) {
             self.0.unpark();
+        }
+
+        /// Whether `deadline` has passed (never, for `None`).
+        pub(crate) fn deadline_passed(&self, deadline: Option<Instant>) -> bool {
+            deadline.is_some_and(|at| Instant::now() >= at)
         }
     }
 
@@ -101,30 +107,52 @@ mod imp {
     /// `park`/`unpark`: loom's `unpark` also wakes a thread blocked on a
     /// mutex or in a `join` (std's never does), so a late unpark — one for
     /// an outcome its waiter already took — would show up as a broken lock.
+    ///
+    /// loom has no clock either: a model makes a deadline pass with
+    /// [`expire`](Self::expire), from a thread of its own, so that the
+    /// timer races whatever else the model runs.
     pub(crate) struct Parker {
-        token: loom::sync::Mutex<bool>,
+        token: loom::sync::Mutex<Token>,
         unparked: Condvar,
+    }
+
+    #[derive(Default)]
+    struct Token {
+        unparked: bool,
+        /// The parked thread's deadline has passed.
+        expired: bool,
     }
 
     impl Parker {
         pub(crate) fn for_current_thread() -> Self {
             Parker {
-                token: loom::sync::Mutex::new(false),
+                token: loom::sync::Mutex::new(Token::default()),
                 unparked: Condvar::new(),
             }
         }
 
-        /// No timeout under loom: see the module documentation.
-        pub(crate) fn park_until(&self, _deadline: Option<Instant>) {
+        /// Parks until unparked, or, with a deadline, until it expires.
+        pub(crate) fn park_until(&self, deadline: Option<Instant>) {
             let mut token = self.token.lock().unwrap();
-            while !*token {
+            while !token.unparked && !(deadline.is_some() && token.expired) {
                 token = self.unparked.wait(token).unwrap();
             }
-            *token = false;
+            token.unparked = false;
         }
 
         pub(crate) fn unpark(&self) {
-            *self.token.lock().unwrap() = true;
+            self.token.lock().unwrap().unparked = true;
+            self.unparked.notify_one();
+        }
+
+        /// Whether the deadline has passed: a model's timer said so.
+        pub(crate) fn deadline_passed(&self, deadline: Option<Instant>) -> bool {
+            deadline.is_some() && self.token.lock().unwrap().expired
+        }
+
+        /// The timer: the parked thread's deadline passes now.
+        pub(crate) fn expire(&self) {
+            self.token.lock().unwrap().expired = true;
             self.unparked.notify_one();
         }
     }
@@ -132,6 +160,12 @@ mod imp {
     /// Inline under loom: see the module documentation.
     pub(crate) fn spawn_or_run(_name: &str, work: impl FnOnce() + Send + 'static) {
         work();
+    }
+
+    /// A loom thread of its own, for a model that races a connect with
+    /// the rest (see `Builder::connects_on_threads`); it ends by itself.
+    pub(crate) fn spawn_thread(work: impl FnOnce() + Send + 'static) {
+        drop(loom::thread::spawn(work));
     }
 }
 

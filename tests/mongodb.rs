@@ -299,7 +299,9 @@ fn a_server_restart_mid_run_is_survived() {
     let c = state.counters;
     assert_eq!(
         c.opened,
-        (state.idle + state.in_use + state.connecting) as u64 + c.closed + c.connect_failures,
+        (state.idle + state.in_use + state.connecting + state.resetting) as u64
+            + c.closed
+            + c.connect_failures,
         "every socket accounted for: {state:?}"
     );
 }

@@ -393,7 +393,7 @@ fn four_thousand_scopes_never_see_another_scopes_session() {
     let c = state.counters;
     assert_eq!(
         c.opened,
-        (state.idle + state.in_use) as u64 + c.closed + c.connect_failures,
+        (state.idle + state.in_use + state.resetting) as u64 + c.closed + c.connect_failures,
         "conservation: {state:?}"
     );
     assert_eq!(manager.live.load(Ordering::SeqCst), state.idle);

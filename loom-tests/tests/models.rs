@@ -774,3 +774,64 @@ fn reset_vs_clear() {
         assert_quiet(&pool.state());
     });
 }
+
+/// Model 19: a connect that completes on a thread of its own (the pool's
+/// `pinpool-connect` thread; inline in the other models): two threads
+/// want the only connection, the first's connect runs beside both, its
+/// result is granted to the waiter that asked and the other waits its
+/// turn. All complete and nothing is opened twice.
+#[test]
+fn connect_on_its_own_thread() {
+    check("connect_on_its_own_thread", || {
+        let pool: Pool<Counting> = Pool::builder()
+            .reset(NO_RESETS)
+            .max_size(1)
+            .wake(DETERMINISTIC)
+            .connects_on_threads(true)
+            .build(Counting::default())
+            .unwrap();
+        for t in checking_out(&pool, 2, 1) {
+            t.join().unwrap();
+        }
+        let state = pool.state();
+        assert_eq!(state.counters.opened, 1, "{state:?}");
+        assert_eq!(state.counters.checkouts, 2, "{state:?}");
+        assert_quiet(&state);
+    });
+}
+
+/// Model 20: a waiter parked with a deadline, its timer firing (loom has
+/// no clock: a thread of the model expires it) while the holder checks
+/// the connection in, which may hand it over in that instant. The waiter
+/// ends with the connection or a timeout, counted once, and the
+/// connection ends idle, never lost.
+#[test]
+fn a_parked_waiter_times_out_vs_grant() {
+    check("a_parked_waiter_times_out_vs_grant", || {
+        let pool = pool(1, DETERMINISTIC);
+        let held = pool.get().unwrap();
+        let waiter = {
+            let pool = pool.clone();
+            thread::spawn(move || match pool.get() {
+                Ok(conn) => {
+                    drop(conn);
+                    false
+                }
+                Err(Error::Timeout { .. }) => true,
+                Err(other) => panic!("unexpected {other}"),
+            })
+        };
+        pool.wait_for_state(|s| s.waiting == 1);
+        let timer = {
+            let pool = pool.clone();
+            thread::spawn(move || pool.expire_waiting_checkouts())
+        };
+        drop(held);
+        let timed_out = waiter.join().unwrap();
+        timer.join().unwrap();
+        let state = pool.state();
+        assert_eq!(state.counters.timeouts, u64::from(timed_out), "{state:?}");
+        assert_eq!(state.idle, 1, "the connection is back, not lost");
+        assert_quiet(&state);
+    });
+}

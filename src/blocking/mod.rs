@@ -298,6 +298,14 @@ impl<M: Manager> Pool<M> {
         self.shared.wait_for(done);
     }
 
+    /// The deadline of every `get()` waiting now passes: a model's timer.
+    /// Only in the model-checking build, which has no clock.
+    #[cfg(pinpool_loom)]
+    #[doc(hidden)]
+    pub fn expire_waiting_checkouts(&self) {
+        self.shared.expire_waiting_checkouts();
+    }
+
     /// Clears the pool, as a driver does when its server may have dropped
     /// every connection: idle connections close now, checked-out and
     /// connecting ones when they come back, pinned owners move to fresh

@@ -70,6 +70,14 @@ impl<M: Manager> Shared<M> {
         self.locked.wait_for(done);
     }
 
+    /// A model's timer: the deadline of every checkout waiting now passes.
+    #[cfg(pinpool_loom)]
+    pub(crate) fn expire_waiting_checkouts(&self) {
+        for slot in self.locked.waiting_slots() {
+            slot.expire();
+        }
+    }
+
     /// `has_broken`; a panic in it counts as broken.
     pub(crate) fn is_broken(&self, conn: &mut M::Connection) -> bool {
         driver::is_broken(|| self.manager.has_broken(conn))
@@ -148,6 +156,10 @@ impl<M: Manager> driver::Shared<M::Connection, M::Error, Slot<M>> for Shared<M> 
     fn spawn(self: &Arc<Self>, work: Work<M::Connection>) {
         let shared = Arc::clone(self);
         match work {
+            #[cfg(pinpool_loom)]
+            Work::Open(conn) if self.options.connects_on_threads => {
+                crate::sync::spawn_thread(move || shared.open(conn));
+            }
             Work::Open(conn) => spawn_or_run("pinpool-connect", move || shared.open(conn)),
             // On the thread that let the connection go, unless that thread
             // is exiting (this is its pins' destructor): the manager's reset

@@ -30,11 +30,19 @@ impl<C, E> WaitSlot<C, E> {
             if let Some(outcome) = self.outcome.lock().take() {
                 return Some(outcome);
             }
-            if deadline.is_some_and(|at| Instant::now() >= at) {
+            if self.parker.deadline_passed(deadline) {
                 return None;
             }
             self.parker.park_until(deadline);
         }
+    }
+}
+
+impl<C, E> WaitSlot<C, E> {
+    /// A model's timer: this waiter's deadline passes now (loom only).
+    #[cfg(pinpool_loom)]
+    pub(crate) fn expire(&self) {
+        self.parker.expire();
     }
 }
 

@@ -74,6 +74,9 @@ pub(crate) struct Options {
     /// Whether the pool's fast path reads the [stash] for checkouts that
     /// pin nobody (a stash nobody reads would only hide idle connections).
     pub(crate) stash: bool,
+    /// Model checks only: connects run on loom threads of their own.
+    #[cfg(pinpool_loom)]
+    pub(crate) connects_on_threads: bool,
 }
 
 /// The manager's `has_broken`, with a panic in it counted as broken: the
@@ -509,6 +512,18 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
     #[cfg(test)]
     pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, Inner<C, E, S>> {
         self.inner.lock()
+    }
+
+    /// The slots of the checkouts waiting now (model checks only: a
+    /// model's timer expires them).
+    #[cfg(pinpool_loom)]
+    pub(crate) fn waiting_slots(&self) -> Vec<Arc<S>> {
+        let inner = self.inner.lock();
+        inner
+            .waiters
+            .values()
+            .map(|w| Arc::clone(&w.slot))
+            .collect()
     }
 
     /// Blocks until the core's state satisfies `done` (model checks only).
