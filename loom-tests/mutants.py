@@ -131,6 +131,20 @@ MUTATIONS = [
         "a_parked_waiter_times_out_vs_grant",
     ),
     (
+        "clear: idle connections are left idle, not closed as stale",
+        "src/core/lifecycle.rs",
+        "        for conn in stale {\n            self.retire(conn, CloseReason::Stale);\n        }",
+        "        drop(stale);",
+        "clear_vs_checkouts",
+    ),
+    (
+        "unpin: the pin is not released",
+        "src/core/mod.rs",
+        "    pub fn unpin(&mut self, owner: OwnerId) {\n        if let Some(conn) = self.drop_pin(owner) {",
+        "    pub fn unpin(&mut self, owner: OwnerId) {\n        if let Some(conn) = self.pins.get(&owner).copied() {",
+        "unpin_vs_checkouts",
+    ),
+    (
         "handoff: a checkin leaves the connection idle beside its waiter",
         "src/core/mod.rs",
         "                Some(ticket) => self.grant(ticket, conn),\n                None => self.slots.set_idle(conn, self.now),",

@@ -584,11 +584,17 @@ fn clear_vs_checkouts() {
     check("clear_vs_checkouts", || {
         let pool = pool(1, WakePolicy::Handoff);
         let threads = checking_out_or(&pool, 2, 2, |e| matches!(e, Error::Paused));
+        // Connections numbered up to here began connecting before the
+        // clear: stale, never to be handed out once the pool is ready.
+        let before_clear = pool.manager().0.load(Ordering::SeqCst);
         pool.clear();
         pool.ready();
         for t in threads {
             t.join().unwrap();
         }
+        let conn = pool.get().expect("checkout once ready");
+        assert!(*conn > before_clear, "connection {} is stale", *conn);
+        drop(conn);
         assert_quiet(&pool.state());
     });
 }
@@ -605,6 +611,10 @@ fn unpin_vs_checkouts() {
             thread::spawn(move || {
                 drop(pool.get().expect("checkout"));
                 pool.unpin();
+                // Of the only connection's owners, just the other thread's
+                // pin (if it has one yet) is left.
+                let pinned = pool.status().pinned_owners;
+                assert!(pinned <= 1, "{pinned} pins after unpin");
                 drop(pool.get().expect("checkout"));
             })
         };
