@@ -380,7 +380,13 @@ mod tests {
     #[test]
     fn the_fast_paths_reuse_a_connection_without_the_pool_lock() {
         use crate::core::Pinning;
-        for pinning in [Pinning::Strict, Pinning::Affinity, Pinning::Off] {
+        let every = [
+            Pinning::Strict,
+            Pinning::Exclusive,
+            Pinning::Affinity,
+            Pinning::Off,
+        ];
+        for pinning in every {
             let pool = Pool::builder().pinning(pinning).build(noop).unwrap();
             let finished = crate::driver::finishes_while_locked(
                 || pool.shared.lock(),
@@ -398,5 +404,30 @@ mod tests {
             assert_eq!(counters.checkouts, 1_001, "fast checkouts are counted");
             assert_eq!(counters.checkins, 1_001);
         }
+    }
+
+    /// A session's connection comes back through its own lease, as a
+    /// thread's does: 1,000 get/drop cycles while the pool lock is held.
+    #[test]
+    fn a_session_reuses_its_connection_without_the_pool_lock() {
+        let pool = Pool::builder()
+            .pinning(crate::core::Pinning::Exclusive)
+            .build(noop)
+            .unwrap();
+        let mut session = pool.session();
+        drop(session.get().unwrap()); // the slow path leases it
+        let finished = crate::driver::finishes_while_locked(
+            || pool.shared.lock(),
+            |warmed_up, done| {
+                warmed_up();
+                for _ in 0..1_000 {
+                    drop(session.get().unwrap());
+                }
+                done();
+            },
+        );
+        assert!(finished, "a session's fast path blocked on the lock");
+        drop(session);
+        assert_eq!(pool.state().counters.checkouts, 1_001);
     }
 }
