@@ -123,6 +123,19 @@ fn checking_out_or(
         .collect()
 }
 
+/// A thread that checks out once and in: whether it timed out instead.
+fn checking_out_or_timing_out(pool: &Pool<Counting>) -> thread::JoinHandle<bool> {
+    let pool = pool.clone();
+    thread::spawn(move || match pool.get() {
+        Ok(conn) => {
+            drop(conn);
+            false
+        }
+        Err(Error::Timeout { .. }) => true,
+        Err(other) => panic!("unexpected {other}"),
+    })
+}
+
 /// Nothing waits or is held, and every connection opened is idle or closed.
 fn assert_quiet(state: &PoolState) {
     let c = state.counters;
@@ -347,17 +360,7 @@ fn timeout_vs_grant() {
             .build(Counting::default())
             .unwrap();
         let held = pool.get().unwrap();
-        let waiter = {
-            let pool = pool.clone();
-            thread::spawn(move || match pool.get() {
-                Ok(conn) => {
-                    drop(conn);
-                    false
-                }
-                Err(Error::Timeout { .. }) => true,
-                Err(other) => panic!("unexpected {other}"),
-            })
-        };
+        let waiter = checking_out_or_timing_out(&pool);
         drop(held);
         let timed_out = waiter.join().unwrap();
         let state = pool.state();
@@ -820,17 +823,7 @@ fn a_parked_waiter_times_out_vs_grant() {
     check("a_parked_waiter_times_out_vs_grant", || {
         let pool = pool(1, DETERMINISTIC);
         let held = pool.get().unwrap();
-        let waiter = {
-            let pool = pool.clone();
-            thread::spawn(move || match pool.get() {
-                Ok(conn) => {
-                    drop(conn);
-                    false
-                }
-                Err(Error::Timeout { .. }) => true,
-                Err(other) => panic!("unexpected {other}"),
-            })
-        };
+        let waiter = checking_out_or_timing_out(&pool);
         pool.wait_for_state(|s| s.waiting == 1);
         let timer = {
             let pool = pool.clone();
