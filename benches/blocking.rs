@@ -10,7 +10,7 @@
 //!   `status()` or `state()` every 100 checkouts, an event handler, a
 //!   DEBUG `tracing` subscriber — against the unwatched pool and r2d2.
 //!
-//! `cargo bench --bench blocking`; the README quotes the ratios.
+//! `cargo bench --bench blocking`; `docs/benchmarks.md` quotes the ratios.
 
 use std::hint::black_box;
 use std::sync::Barrier;

@@ -9,7 +9,7 @@
 //! qp's `acquire_unchecked`; deadpool always awaits its `recycle`, here a
 //! no-op).
 //!
-//! `cargo bench --bench tokio`; the README quotes the ratios.
+//! `cargo bench --bench tokio`; `docs/benchmarks.md` quotes the ratios.
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Shows that each loom model has teeth: applies, one at a time, the
-mutation the README names for a model to a scratch copy of the crate, runs
+mutation docs/model-checking.md names for a model to a scratch copy of the crate, runs
 that model alone, and reports whether it failed (it must). Not part of CI:
 each mutation rebuilds the crate under loom.
 

@@ -256,7 +256,7 @@ impl<P> Builder<P> {
     /// leak reports — in the order the pool decided them, outside the pool
     /// lock (it may use the pool). Costs: the lock-free fast path is off,
     /// so every checkout can be reported — about 12× a pinned thread's
-    /// get + drop without it (the README's benchmark `observed`). Events
+    /// get + drop without it (`docs/benchmarks.md`, benchmark `observed`). Events
     /// also go to `tracing` (target `pinpool::events`) when a subscriber
     /// wants them at DEBUG as the pool is built, at the same price plus
     /// the subscriber's formatting (about 78× with `tracing_subscriber`'s

@@ -1,7 +1,7 @@
 //! What a pool costs in memory: at build, whatever its `max_size`, and per
 //! connection that exists. Counted by a global allocator that tracks the
 //! bytes live, so the figures are exact for this build; run with
-//! `--nocapture` to see them (the README quotes them).
+//! `--nocapture` to see them (`docs/blocking.md` quotes them).
 //!
 //! One test function, so no other test in this binary allocates meanwhile.
 

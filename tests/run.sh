@@ -55,5 +55,8 @@ fi
 echo "== simulation fidelity against the 2013 chart (release build)"
 cargo test --release -p pinpool-simulations --test fidelity -- --ignored
 
+echo "== the README's main command (the chart to target/, not over the committed one)"
+cargo run --quiet --release --bin pool-efficiency -- --chart target/pool-efficiency-check.svg > /dev/null
+
 echo "== loom model checks of the blocking pool (release build)"
 bash loom-tests/run.sh

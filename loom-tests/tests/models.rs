@@ -8,7 +8,7 @@
 //!
 //! Run: `bash loom-tests/run.sh` (release mode, preemption bound 3).
 //! `python3 loom-tests/mutants.py` shows each model failing on the
-//! mutation the README names for it.
+//! mutation docs/model-checking.md names for it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,7 +71,7 @@ fn check(name: &str, model: impl Fn() + Sync + Send + 'static) {
 }
 
 /// [`check`] with a preemption bound of its own, for a model whose
-/// interleavings under the run's bound would take minutes (the README's
+/// interleavings under the run's bound would take minutes (docs/model-checking.md's
 /// table gives each model's bound).
 fn check_bounded(name: &str, bound: Option<usize>, model: impl Fn() + Sync + Send + 'static) {
     let iterations = Arc::new(AtomicUsize::new(0));
