@@ -5,7 +5,7 @@
 //!
 //! # A tour
 //!
-//! The [blocking](blocking) pool: a thread's first `get()` pins it to a
+//! The [blocking] pool: a thread's first `get()` pins it to a
 //! connection, and later ones reuse it (lock-free while nobody else waits
 //! for it). A manager opens connections; a closure will do:
 //!
