@@ -7,6 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/servers.sh
 if [ -z "${PINPOOL_PG_URL:-}" ]; then
-    start_pg_cluster "$PWD/target/pg-bench"
+    start_pg_cluster
 fi
 cargo bench --bench postgres --features postgres "$@"

@@ -37,7 +37,7 @@ echo "MONGODB_URI=$MONGODB_URI"
 echo "== a throwaway PostgreSQL cluster for the PostgreSQL managers' tests"
 # See tests/servers.sh; an existing PINPOOL_PG_URL is used instead.
 if [ -z "${PINPOOL_PG_URL:-}" ]; then
-    start_pg_cluster "$PWD/target/pg-cluster"
+    start_pg_cluster
 fi
 echo "PINPOOL_PG_URL=${PINPOOL_PG_URL:-(none: the PostgreSQL tests skip)}"
 

@@ -8,15 +8,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_pg_cluster DIR: a throwaway PostgreSQL 15 cluster in DIR — Debian's
-# postgresql-15, installed here only if missing; initdb'd with trust auth,
-# on 127.0.0.1 and a free port, fsync off; stopped and removed on exit.
-# PostgreSQL refuses to run as root, so as root (CI) it runs as the
-# `postgres` user. Exports PINPOOL_PG_URL and PINPOOL_PG_RESTART (a fast
-# restart with the same options, for the restart test). Under CI=true a
+# start_pg_cluster: a throwaway PostgreSQL 15 cluster — Debian's
+# postgresql-15, installed here only if missing; initdb'd with trust auth
+# into a fresh directory under $TMPDIR (/tmp: the `postgres` user must
+# reach it wherever the checkout lives), on 127.0.0.1 and a free port,
+# fsync off; stopped and removed on exit. PostgreSQL refuses to run as
+# root, so as root (CI) it runs as the `postgres` user. Exports
+# PINPOOL_PG_URL, PINPOOL_PG_RESTART (a fast restart with the same
+# options, for the restart test) and PINPOOL_PGBENCH. Under CI=true a
 # server that cannot be had fails the run; elsewhere its tests skip.
 start_pg_cluster() {
-    local dir=$1 pgbin=/usr/lib/postgresql/15/bin
+    local pgbin=/usr/lib/postgresql/15/bin
     if [ ! -x "$pgbin/initdb" ] && [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
     fi
@@ -25,19 +27,24 @@ start_pg_cluster() {
         if [ "${CI:-}" = true ]; then exit 1; fi
         return 0
     fi
-    local as_pg=()
+    local as_pg=() dir port
     if [ "$(id -u)" = 0 ]; then as_pg=(runuser -u postgres --); fi
-    rm -rf "$dir"
-    mkdir -p "$dir"
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/pinpool-pg.XXXXXX")
+    chmod 755 "$dir"
     if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
-    "${as_pg[@]}" "$pgbin/initdb" -A trust -U postgres -D "$dir/data" > "$dir/initdb.log"
-    local port
+    cleanups+=("rm -rf $dir")
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    "${as_pg[@]}" "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" \
-        start > /dev/null
-    cleanups+=("${as_pg[*]} $pgbin/pg_ctl -D $dir/data -m immediate stop > /dev/null; rm -rf $dir")
+    # From /, which the `postgres` user can always read.
+    if ! (cd / && "${as_pg[@]}" "$pgbin/initdb" -A trust -U postgres -D "$dir/data" > "$dir/initdb.log" 2>&1 &&
+        "${as_pg[@]}" "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" \
+            start > /dev/null); then
+        cat "$dir"/*.log >&2
+        echo "the PostgreSQL cluster did not start" >&2
+        exit 1
+    fi
+    cleanups=("cd / && ${as_pg[*]} $pgbin/pg_ctl -D $dir/data -m immediate stop > /dev/null" "${cleanups[@]}")
     export PINPOOL_PG_URL="postgresql://postgres@127.0.0.1:$port/postgres"
-    export PINPOOL_PG_RESTART="${as_pg[*]} $pgbin/pg_ctl -D $dir/data -l $dir/server.log -w -m fast restart"
+    export PINPOOL_PG_RESTART="cd / && ${as_pg[*]} $pgbin/pg_ctl -D $dir/data -l $dir/server.log -w -m fast restart"
     export PINPOOL_PGBENCH="$pgbin/pgbench"
 }
