@@ -281,14 +281,19 @@ struct Sut {
 }
 
 /// A driver ends only the leases `checkout_scope` names before a checkout
-/// (none, or one connection's), so the answer must not depend on others:
-/// with no scope it cannot wait, and a Strict owner gets only its own.
-fn assert_within_scope(scope: LeaseScope, checkout: &Checkout) {
+/// (none, one connection's, or those of free connections), so the answer
+/// must not depend on others: with no scope it cannot wait, a pinned owner
+/// gets only its own, and only Exclusive pools scope free connections
+/// (that what it gets was free is checked with the sessions).
+fn assert_within_scope(scope: LeaseScope, checkout: &Checkout, exclusive: bool) {
     match (scope, checkout) {
         (LeaseScope::None, Checkout::Waiting(_)) => {
             panic!("checkout_scope said None, but the checkout waits")
         }
         (LeaseScope::Conn(pinned), Checkout::Granted(conn)) => assert_eq!(*conn, pinned),
+        (LeaseScope::Free, _) => {
+            assert!(exclusive, "a scope of free connections outside Exclusive")
+        }
         _ => {}
     }
 }
@@ -296,6 +301,10 @@ fn assert_within_scope(scope: LeaseScope, checkout: &Checkout) {
 impl Sut {
     fn config(&self) -> &Config {
         &self.setup.config
+    }
+
+    fn exclusive(&self) -> bool {
+        self.config().pinning == Pinning::Exclusive
     }
 
     fn is_waiting(&self, owner: OwnerId) -> bool {
@@ -503,7 +512,7 @@ impl Sut {
                     .is_some_and(|c| self.model.held.get(&c) == Some(&owner));
                 let scope = self.core.checkout_scope(owner, true);
                 let checkout = self.core.checkout(owner);
-                assert_within_scope(scope, &checkout);
+                assert_within_scope(scope, &checkout, self.exclusive());
                 self.answered(checkout, owner, holds_pinned);
             }
             Op::CheckoutUnpinned => {
@@ -512,7 +521,7 @@ impl Sut {
                 self.model.unpinned.insert(owner);
                 let scope = self.core.checkout_scope(owner, false);
                 let checkout = self.core.checkout_unpinned(owner);
-                assert_within_scope(scope, &checkout);
+                assert_within_scope(scope, &checkout, self.exclusive());
                 self.answered(checkout, owner, false);
             }
             Op::Checkin { pick, broken } => {

@@ -563,9 +563,9 @@ impl Core {
         };
         match (self.config.pinning, pins) {
             // Only its own connection can serve it.
-            (Pinning::Strict | Pinning::Exclusive, true) => {
-                pinned.map_or(LeaseScope::All, LeaseScope::Conn)
-            }
+            (Pinning::Strict, true) => pinned.map_or(LeaseScope::All, LeaseScope::Conn),
+            // A new owner binds to a free connection or waits for one.
+            (Pinning::Exclusive, true) => pinned.map_or(LeaseScope::Free, LeaseScope::Conn),
             // It takes its own connection if that is idle, else any idle
             // one and moves its pin there, which a lease on its old
             // connection (held by this very owner) must see.
@@ -574,7 +574,7 @@ impl Core {
                 _ => LeaseScope::All,
             },
             // Only a connection nobody is pinned to serves it: with one of
-            // those idle it depends on nothing leased.
+            // those idle it depends on nothing leased, else on the free ones.
             (Pinning::Exclusive, false) => {
                 let free_idle = self
                     .slots
@@ -583,7 +583,7 @@ impl Core {
                 if free_idle {
                     LeaseScope::None
                 } else {
-                    LeaseScope::All
+                    LeaseScope::Free
                 }
             }
             // Any idle connection serves it, and the leased ones could only

@@ -293,8 +293,13 @@ pub enum Event {
 pub enum LeaseScope {
     /// None: a connection the core holds idle serves it, or it fails.
     None,
-    /// Only this connection (the owner's Strict pin).
+    /// Only this connection (the owner's Strict or Exclusive pin).
     Conn(ConnId),
+    /// Only connections nobody is pinned to (the stash's): under
+    /// [`Pinning::Exclusive`](super::Pinning::Exclusive) a new owner, or a
+    /// checkout that pins nobody, can use no other, so the owners' own
+    /// leases keep their fast path.
+    Free,
     /// Any: it would wait, or bind to or move to another connection.
     All,
 }

@@ -552,6 +552,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         match self.core.checkout_scope(owner, pins) {
             LeaseScope::None => {}
             LeaseScope::Conn(conn) => self.recall_leases(Recall::Conn(conn)),
+            LeaseScope::Free => self.recall_leases(Recall::Stash),
             LeaseScope::All => self.recall_leases(Recall::All),
         }
         let checkout = if pins {
@@ -821,6 +822,8 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
                 // A lookup, not a scan: every strict checkout that must
                 // wait recalls its own connection's lease.
                 Recall::Conn(conn) => self.leases.remove_entry(&conn).into_iter().collect(),
+                // Owners' leases are on connections pinned to them.
+                Recall::Stash => Vec::new(),
                 Recall::Owner(_) | Recall::All => self
                     .leases
                     .extract_if(|&conn, lease| recall.selects(conn, Some(lease.owner)))
@@ -1006,6 +1009,8 @@ enum Recall {
     Conn(ConnId),
     /// Those of one owner (stash leases belong to no owner).
     Owner(OwnerId),
+    /// The stash's: connections nobody is pinned to.
+    Stash,
     All,
 }
 
@@ -1015,6 +1020,7 @@ impl Recall {
         match self {
             Recall::Conn(recalled) => recalled == conn,
             Recall::Owner(recalled) => owner == Some(recalled),
+            Recall::Stash => owner.is_none(),
             Recall::All => true,
         }
     }
