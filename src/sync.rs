@@ -145,9 +145,11 @@ mod imp {
             self.unparked.notify_one();
         }
 
-        /// Whether the deadline has passed: a model's timer said so.
+        /// Whether the deadline has passed: a model's timer said so, or it
+        /// had already passed when the checkout began (a zero checkout
+        /// timeout: the same answer in every interleaving).
         pub(crate) fn deadline_passed(&self, deadline: Option<Instant>) -> bool {
-            deadline.is_some() && self.token.lock().unwrap().expired
+            deadline.is_some_and(|at| Instant::now() >= at || self.token.lock().unwrap().expired)
         }
 
         /// The timer: the parked thread's deadline passes now.
