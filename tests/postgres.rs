@@ -16,6 +16,9 @@ use pinpool::blocking::Pool;
 use pinpool::core::{Pinning, Reset};
 use pinpool::postgres::{AsyncPgManager, PgManager};
 use postgres::fallible_iterator::FallibleIterator;
+use support::wait_for_state;
+
+mod support;
 
 /// Tests share the server; the restart test must have it to itself.
 static SERVER: RwLock<()> = RwLock::new(());
@@ -37,21 +40,6 @@ fn server_url() -> Option<String> {
             eprintln!("SKIPPED: no PostgreSQL server (run bash tests/run.sh)");
             None
         }
-    }
-}
-
-/// The pool's state once its threads' exits have been reclaimed and their
-/// sessions reset (a scope's implicit join returns before the threads'
-/// destructors run).
-fn settled(pool: &Pool<PgManager>) -> pinpool::core::PoolState {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let state = pool.state();
-        if state.pinned_owners == 0 && state.resetting == 0 && state.connecting == 0 {
-            return state;
-        }
-        assert!(Instant::now() < deadline, "never settled: {state:?}");
-        thread::yield_now();
     }
 }
 
@@ -482,7 +470,11 @@ fn the_pool_recovers_from_a_server_restart_under_load() {
         errors.load(Ordering::SeqCst) > 0,
         "the restart went unnoticed"
     );
-    let state = settled(&pool);
+    // Once the threads' exits were reclaimed and their sessions reset (a
+    // scope's implicit join returns before the threads' destructors run).
+    let state = wait_for_state(&pool, "the threads' exits", |s| {
+        s.pinned_owners == 0 && s.resetting == 0 && s.connecting == 0
+    });
     let c = state.counters;
     assert_eq!(
         (state.in_use, state.waiting, state.pinned_owners),

@@ -12,6 +12,9 @@ use std::time::Duration;
 use pinpool::Error;
 use pinpool::blocking::{self, Pool, PooledConnection};
 use pinpool::core::{CloseReason, Event, Pinning, PoolState, Reset};
+use support::wait_for_state;
+
+mod support;
 
 /// A connection standing for a database session: `marker` is the state
 /// its current owner left on it.
@@ -95,22 +98,6 @@ impl pinpool::tokio::Manager for Sessions {
 /// Unique markers, one per owner.
 static NEXT_MARKER: AtomicU64 = AtomicU64::new(1);
 
-/// Waits (yielding, at most 20 s) until `done` holds for the pool's state.
-fn wait_for<M: blocking::Manager>(pool: &Pool<M>, what: &str, done: impl Fn(&PoolState) -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let state = pool.state();
-        if done(&state) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {state:?}"
-        );
-        thread::yield_now();
-    }
-}
-
 /// 1,000 threads, 20 at a time, over 4 connections: each checks out
 /// three times and writes its marker. Returns how many checkouts saw
 /// another thread's state, and the pool's state once all resets ended.
@@ -147,7 +134,7 @@ fn thousand_threads(pinning: Pinning, reset: Reset) -> (usize, PoolState, Sessio
     }
     // Joined threads have run their thread-local destructors; the resets
     // they started run on threads of their own.
-    wait_for(&pool, "the resets", |s| s.resetting == 0);
+    wait_for_state(&pool, "the resets", |s| s.resetting == 0);
     let state = pool.state();
     (foreign, state, manager)
 }
@@ -235,7 +222,7 @@ fn a_session_moves_between_threads_and_its_drop_hands_the_connection_on_clean() 
                 .unwrap();
         })
     };
-    wait_for(&pool, "an owner waiting for a pin", |s| {
+    wait_for_state(&pool, "an owner waiting for a pin", |s| {
         s.waiting_for_pin == 1
     });
     // The session, moved to another thread, still has its state.
@@ -252,7 +239,7 @@ fn a_session_moves_between_threads_and_its_drop_hands_the_connection_on_clean() 
     assert_eq!(marker, None, "reset before the next owner");
     waiter.join().unwrap();
     // The waiter's thread exited too: its session was reset in turn.
-    wait_for(&pool, "the resets", |s| s.resetting == 0);
+    wait_for_state(&pool, "the resets", |s| s.resetting == 0);
     assert_eq!(manager.resets.load(Ordering::SeqCst), 2);
 }
 
@@ -384,7 +371,9 @@ fn four_thousand_scopes_never_see_another_scopes_session() {
             task.await.unwrap();
         }
     });
-    let state = wait_for_tokio(&pool, |s| s.resetting == 0 && s.connecting == 0);
+    let state = wait_for_state(&pool, "the resets", |s| {
+        s.resetting == 0 && s.connecting == 0
+    });
     drop(runtime);
     assert_eq!(foreign.load(Ordering::SeqCst), 0, "{state:?}");
     assert_eq!((state.pinned_owners, state.waiting), (0, 0), "{state:?}");
@@ -399,23 +388,6 @@ fn four_thousand_scopes_never_see_another_scopes_session() {
         "conservation: {state:?}"
     );
     assert_eq!(manager.live.load(Ordering::SeqCst), state.idle);
-}
-
-/// The async pool's state once `done` holds (its resets run as tasks of
-/// the runtime that is still running).
-fn wait_for_tokio(
-    pool: &pinpool::tokio::Pool<Sessions>,
-    done: impl Fn(&PoolState) -> bool,
-) -> PoolState {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let state = pool.state();
-        if done(&state) {
-            return state;
-        }
-        assert!(std::time::Instant::now() < deadline, "{state:?}");
-        thread::yield_now();
-    }
 }
 
 /// The async pool's reset runs in a task: one that fails, or panics (the

@@ -164,16 +164,34 @@ impl pinpool::tokio::Manager for TestManager {
     }
 }
 
+/// A pool whose state a test can wait on, blocking or async.
+pub trait Observed {
+    fn snapshot(&self) -> PoolState;
+}
+
+impl<M: Manager> Observed for Pool<M> {
+    fn snapshot(&self) -> PoolState {
+        self.state()
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<M: pinpool::tokio::Manager> Observed for pinpool::tokio::Pool<M> {
+    fn snapshot(&self) -> PoolState {
+        self.state()
+    }
+}
+
 /// Waits until the pool's state satisfies `done`, yielding between looks;
 /// fails the test (never hangs) if it takes more than 20 s.
 pub fn wait_for_state(
-    pool: &Pool<TestManager>,
+    pool: &impl Observed,
     what: &str,
     done: impl Fn(&PoolState) -> bool,
 ) -> PoolState {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let state = pool.state();
+        let state = pool.snapshot();
         if done(&state) {
             return state;
         }
