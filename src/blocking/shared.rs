@@ -85,17 +85,7 @@ impl<M: Manager> Shared<M> {
 
     /// `validate`, with a panic in it counted as a failed validation.
     pub(crate) fn is_valid(&self, id: ConnId, conn: &mut M::Connection) -> bool {
-        match catch_unwind(AssertUnwindSafe(|| self.manager.validate(conn))) {
-            Ok(Ok(())) => true,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, %id, "validation failed; replacing the connection");
-                false
-            }
-            Err(_) => {
-                tracing::warn!(%id, "validate panicked; replacing the connection");
-                false
-            }
-        }
+        passes("validate", "replacing", id, || self.manager.validate(conn))
     }
 
     /// A consistent snapshot (recalls the leases, so idle means idle).
@@ -132,17 +122,9 @@ impl<M: Manager> Shared<M> {
     /// Carries out `Action::Reset(conn)` and reports the result to the
     /// core; a reset that fails or panics closes the connection.
     fn reset(self: &Arc<Self>, conn: ConnId, mut physical: Box<M::Connection>) {
-        let ok = match catch_unwind(AssertUnwindSafe(|| self.manager.reset(&mut physical))) {
-            Ok(Ok(())) => true,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, %conn, "reset failed; closing the connection");
-                false
-            }
-            Err(_) => {
-                tracing::warn!(%conn, "the manager panicked in reset; closing the connection");
-                false
-            }
-        };
+        let ok = passes("reset", "closing", conn, || {
+            self.manager.reset(&mut physical)
+        });
         self.with_core(|inner| inner.reset_done(conn, Some(physical), ok));
     }
 }
@@ -206,6 +188,28 @@ impl<M: Manager> Closes for Shared<M> {
 
     fn id(&self) -> u64 {
         self.options.id
+    }
+}
+
+/// Whether the manager's `check` (its `what`) of connection `id`
+/// succeeded; an error or a panic is logged, saying the pool is `then`
+/// the connection, and counts as a failure.
+fn passes<E: std::fmt::Display>(
+    what: &str,
+    then: &str,
+    id: ConnId,
+    check: impl FnOnce() -> Result<(), E>,
+) -> bool {
+    match catch_unwind(AssertUnwindSafe(check)) {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, %id, "{what} failed; {then} the connection");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(%id, "{what} panicked; {then} the connection");
+            false
+        }
     }
 }
 
