@@ -59,12 +59,20 @@ pub enum Error<E> {
     /// scope, or outside any for an unpinned checkout.
     #[error("the pinned scope this checkout was made in has ended")]
     OwnerGone,
+    /// `try_get()` found no connection it could take without waiting. The
+    /// pool asked for one as a waiting `get()` would (a connection opens
+    /// when there is room), so a later try may succeed.
+    #[error("no connection is free without waiting ({state})")]
+    WouldWait {
+        /// The pool at the moment of the refusal.
+        state: Box<PoolState>,
+    },
 }
 
 impl<E> Error<E> {
     /// Whether the same checkout may succeed if tried again later: a
-    /// timeout, a failed or abandoned connect, or a paused pool. A closed
-    /// pool and a strict owner asking twice are not.
+    /// timeout, a refused `try_get()`, a failed or abandoned connect, or a
+    /// paused pool. A closed pool and a strict owner asking twice are not.
     ///
     /// ```
     /// use pinpool::Error;
@@ -78,7 +86,8 @@ impl<E> Error<E> {
             | Error::ConnectPanicked
             | Error::ConnectAborted
             | Error::ConnectTimeout
-            | Error::Paused => true,
+            | Error::Paused
+            | Error::WouldWait { .. } => true,
             Error::Closed | Error::AlreadyHeld | Error::OwnerGone => false,
         }
     }

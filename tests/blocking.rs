@@ -638,3 +638,49 @@ fn pools_and_guards_are_send_and_sync() {
     send::<PooledConnection<'static, TestManager>>();
     send_sync::<Error<support::Refused>>();
 }
+
+#[test]
+fn try_get_never_waits_and_asks_for_what_it_lacks() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    // Nothing open yet: refused at once, but the pool opens one for it.
+    let refused = pool.try_get().map(drop);
+    assert!(
+        matches!(refused, Err(Error::WouldWait { .. })),
+        "{refused:?}"
+    );
+    assert!(refused.unwrap_err().is_retryable());
+    wait_for_state(&pool, "the connect it asked for", |s| s.idle == 1);
+    let held = pool.try_get().expect("opened for this thread, and free");
+    // Another thread is bound to the same (only) connection, busy: refused,
+    // and it leaves no waiter behind.
+    let other = thread::scope(|s| s.spawn(|| pool.try_get().map(drop)).join().unwrap());
+    assert!(matches!(other, Err(Error::WouldWait { ref state }) if state.in_use == 1));
+    let state = pool.status();
+    assert_eq!(state.waiting, 0, "{state:?}");
+    drop(held);
+    assert_eq!(pool.state().counters.opened, 1);
+    assert_conserved(&pool, &manager.tally);
+}
+
+#[test]
+fn get_timeout_overrides_the_pools_checkout_timeout() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager); // checkout timeout: 20 s
+    let held = pool.get().unwrap();
+    let waited = thread::scope(|s| {
+        s.spawn(|| match pool.get_timeout(Duration::from_millis(20)) {
+            Err(Error::Timeout { waited, .. }) => waited,
+            other => panic!("expected a timeout, got {:?}", other.map(drop)),
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(waited >= Duration::from_millis(20), "{waited:?}");
+    assert!(
+        waited < Duration::from_secs(20),
+        "the call's timeout, not the pool's"
+    );
+    drop(held);
+    assert_eq!(pool.state().counters.timeouts, 1);
+}

@@ -302,7 +302,8 @@ fn cmap_event(event: &Event) -> Option<Value> {
         Event::CheckoutFailed { reason, waited, .. } => {
             let reason = match reason {
                 FailReason::PoolClosed => "poolClosed",
-                FailReason::Timeout => "timeout",
+                // A checkout whose wait queue timeout is zero.
+                FailReason::Timeout | FailReason::WouldWait => "timeout",
                 FailReason::ConnectionError
                 | FailReason::Paused
                 | FailReason::AlreadyHeld

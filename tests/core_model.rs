@@ -46,7 +46,7 @@ mod support;
 
 use pinpool::core::{
     Action, Checkout, CloseReason, Config, ConnId, Core, Event, FailReason, Health, LeaseScope,
-    Overflow, OwnerId, Pinning, Reset, Ticket, WakePolicy,
+    Overflow, OwnerId, Pinning, PoolState, Reset, Ticket, WakePolicy,
 };
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
@@ -87,6 +87,12 @@ enum Op {
     /// An unpinned checkout by a fresh owner (an async task outside a
     /// pinned scope).
     CheckoutUnpinned,
+    /// A checkout that may not wait, by owner `i` (`pins`) or, unpinned,
+    /// by a fresh owner.
+    TryCheckout {
+        i: usize,
+        pins: bool,
+    },
     Checkin {
         pick: usize,
         broken: bool,
@@ -110,6 +116,23 @@ enum Op {
     Tick(u64),
     Maintain,
     Close,
+}
+
+/// A checkout asked of a copy of the core.
+struct Twin {
+    answer: Checkout,
+    /// The copy's state after a waiting checkout withdrew, and its opens.
+    then: PoolState,
+    opened: u64,
+}
+
+/// `state` without its counters, which count a withdrawn waiter and a
+/// refused try differently.
+fn without_counters(state: PoolState) -> PoolState {
+    PoolState {
+        counters: Default::default(),
+        ..state
+    }
 }
 
 /// The lifecycle limits in play (seconds), when configured.
@@ -182,6 +205,7 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
         prop_oneof![
             12 => (0..OWNERS).prop_map(Op::Checkout),
             4 => Just(Op::CheckoutUnpinned),
+            3 => (0..OWNERS, any::<bool>()).prop_map(|(i, pins)| Op::TryCheckout { i, pins }),
             10 => (pick(), prop::bool::weighted(0.15))
                 .prop_map(|(pick, broken)| Op::Checkin { pick, broken }),
             8 => pick().prop_map(Op::Establish),
@@ -389,6 +413,25 @@ impl Sut {
         }
     }
 
+    /// What a checkout by `owner` would answer now, asked of a copy of
+    /// the core; and, if it would wait, the pool once it withdrew.
+    fn what_a_waiting_checkout_does(&self, owner: OwnerId, pins: bool) -> Twin {
+        let mut twin = self.core.clone();
+        let answer = if pins {
+            twin.checkout(owner)
+        } else {
+            twin.checkout_unpinned(owner)
+        };
+        if let Checkout::Waiting(ticket) = answer {
+            assert!(twin.cancel(ticket));
+        }
+        Twin {
+            answer,
+            opened: twin.state().counters.opened,
+            then: without_counters(twin.state()),
+        }
+    }
+
     /// A checkout the core failed at once: only for a reason it may have.
     fn failed_now(&self, reason: FailReason, holds_pinned: bool) {
         match reason {
@@ -523,6 +566,38 @@ impl Sut {
                 let checkout = self.core.checkout_unpinned(owner);
                 assert_within_scope(scope, &checkout, self.exclusive());
                 self.answered(checkout, owner, false);
+            }
+            Op::TryCheckout { i, pins } => {
+                let owner = if pins {
+                    self.owners[i]
+                } else {
+                    self.next_owner += 1;
+                    self.model.unpinned.insert(OwnerId(self.next_owner));
+                    OwnerId(self.next_owner)
+                };
+                if self.is_waiting(owner) {
+                    return; // a blocked thread cannot ask again
+                }
+                let holds_pinned = self
+                    .core
+                    .pinned_conn(owner)
+                    .is_some_and(|c| self.model.held.get(&c) == Some(&owner));
+                let twin = self.what_a_waiting_checkout_does(owner, pins);
+                let checkout = self.core.try_checkout(owner, pins);
+                match (twin.answer, checkout) {
+                    (Checkout::Waiting(_), Checkout::Failed(FailReason::WouldWait)) => {
+                        // It asked as that waiter would and withdrew.
+                        assert_eq!(without_counters(self.core.state()), twin.then);
+                        assert_eq!(self.core.state().counters.opened, twin.opened);
+                    }
+                    (expected, got) => {
+                        assert_eq!(
+                            got, expected,
+                            "a try answers as a checkout that needs no wait"
+                        );
+                        self.answered(got, owner, holds_pinned);
+                    }
+                }
             }
             Op::Checkin { pick, broken } => {
                 let held: Vec<ConnId> = self.model.held.keys().copied().collect();

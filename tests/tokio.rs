@@ -553,3 +553,43 @@ async fn a_connect_error_reaches_the_checkout_that_asked() {
     assert_eq!(state.counters.connect_failures, 1);
     assert_eq!(state.counters.failed, 1);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn try_get_refuses_at_once_and_get_timeout_waits_its_own_time() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(1)
+        .checkout_timeout(Duration::from_secs(60))
+        .build(manager.clone())
+        .unwrap();
+    let start = Instant::now();
+    let refused = pool.try_get().await.map(drop);
+    assert!(
+        matches!(refused, Err(Error::WouldWait { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(start.elapsed(), Duration::ZERO, "never waited");
+    // The connect it asked for arrives; then it is free.
+    while pool.status().idle == 0 {
+        tokio::task::yield_now().await;
+    }
+    let held = pool.try_get().await.expect("free now");
+    let refused = pool.try_get().await.map(drop);
+    assert!(
+        matches!(refused, Err(Error::WouldWait { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(pool.status().waiting, 0);
+
+    let Err(Error::Timeout { waited, .. }) = pool.get_timeout(Duration::from_secs(2)).await else {
+        panic!("expected a timeout");
+    };
+    assert_eq!(
+        waited,
+        Duration::from_secs(2),
+        "the call's timeout, not the pool's 60 s"
+    );
+    drop(held);
+    let state = assert_conserved(&pool, &manager.tally).await;
+    assert_eq!((state.counters.opened, state.counters.timeouts), (1, 1));
+}

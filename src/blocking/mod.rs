@@ -59,7 +59,7 @@ mod waiter;
 
 use std::fmt;
 use std::sync::Weak;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use guard::PooledConnection;
 pub use session::Session;
@@ -71,7 +71,7 @@ pub use manager::Manager;
 use crate::Error;
 use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
 use crate::driver::Shared as _;
-use crate::driver::deadline::{Clock, Deadline};
+use crate::driver::deadline::{Deadline, Patience};
 use crate::driver::handle::{Closes, Handle};
 use crate::driver::lease::{self, AnyLease};
 use crate::driver::{Handed, Outcome, Step};
@@ -99,6 +99,53 @@ impl<M: Manager> Pool<M> {
     /// Checks out a connection: this thread's pinned one when it has a pin,
     /// waiting in line for it if it is busy, up to the checkout timeout.
     pub fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+        self.get_with(Patience::UpTo(self.shared.options.checkout_timeout))
+    }
+
+    /// [`get`](Self::get) with this call's own timeout in place of the
+    /// pool's [`checkout_timeout`](crate::Builder::checkout_timeout).
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # use std::time::Duration;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder().max_size(1).build(noop)?;
+    /// let held = pool.get()?;
+    /// let blocked = std::thread::scope(|s| {
+    ///     s.spawn(|| pool.get_timeout(Duration::from_millis(10)).map(drop)).join().unwrap()
+    /// });
+    /// assert!(matches!(blocked, Err(pinpool::Error::Timeout { .. })));
+    /// # drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+        self.get_with(Patience::UpTo(timeout))
+    }
+
+    /// A connection only if this thread can have one without waiting;
+    /// otherwise [`Error::WouldWait`] at once. It binds and asks as
+    /// [`get`](Self::get) does (a connection is opened for it when the pool
+    /// has room), so a later `try_get()` finds what this one started.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder().max_size(1).build(noop)?;
+    /// drop(pool.get()?); // opens this thread's connection
+    /// let held = pool.try_get()?; // free: taken at once
+    /// let refused = std::thread::scope(|s| s.spawn(|| pool.try_get().map(drop)).join().unwrap());
+    /// assert!(matches!(refused, Err(pinpool::Error::WouldWait { .. })));
+    /// # drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+        self.get_with(Patience::Never)
+    }
+
+    fn get_with(&self, patience: Patience) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
         // Under `Off` nobody is pinned: any parked connection will do.
         let fast = if self.shared.options.stash {
             self.get_stashed()
@@ -108,7 +155,7 @@ impl<M: Manager> Pool<M> {
         if let Some(conn) = fast {
             return Ok(conn);
         }
-        self.get_slow()
+        self.get_slow(patience)
     }
 
     /// The fast path under `Pinning::Off`: a connection parked in the
@@ -143,7 +190,7 @@ impl<M: Manager> Pool<M> {
     }
 
     /// The core decides: granted now, or wait for a grant.
-    fn get_slow(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+    fn get_slow(&self, patience: Patience) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
         let shared = &self.shared;
         let registered = pins::register(shared.options.id, || {
             let pool: Weak<dyn Reclaim> = Arc::downgrade(shared) as Weak<dyn Reclaim>;
@@ -156,21 +203,24 @@ impl<M: Manager> Pool<M> {
             Some(owner) => (owner, true),
             None => (crate::driver::fresh_owner(), false),
         };
-        self.checkout_as(owner, pins)
+        self.checkout_as(owner, pins, patience)
     }
 
     /// A checkout by `owner` (pinning it, or not) through the core,
-    /// validated when configured, within one checkout timeout.
+    /// validated when configured, waiting as `patience` allows.
     fn checkout_as(
         &self,
         owner: OwnerId,
         pins: bool,
+        patience: Patience,
     ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
         let shared = &self.shared;
-        let mut clock = Clock::new(shared.options.checkout_timeout);
+        let mut clock = patience.clock(shared.options.checkout_timeout);
+        let waits = patience.waits();
         loop {
-            let step =
-                shared.with_core(|inner| inner.checkout(owner, pins, WaitSlot::for_current_thread));
+            let step = shared.with_core(|inner| {
+                inner.checkout(owner, pins, waits, WaitSlot::for_current_thread)
+            });
             let outcome = match step {
                 Step::Ready(handed) => Ok(handed),
                 Step::Wait(ticket, slot) => self.wait(ticket, &slot, clock.deadline()),

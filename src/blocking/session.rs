@@ -10,6 +10,7 @@ use std::fmt;
 use super::{Manager, Pool, PooledConnection};
 use crate::Error;
 use crate::core::OwnerId;
+use crate::driver::deadline::Patience;
 use crate::driver::session::SessionOwner;
 
 /// An owner that is a value: see [`Pool::session`]. `Send`, so it moves
@@ -41,7 +42,11 @@ impl<M: Manager> Session<M> {
         {
             return Ok(conn);
         }
-        let conn = pool.checkout_as(owner.owner, true)?;
+        let conn = pool.checkout_as(
+            owner.owner,
+            true,
+            Patience::UpTo(pool.shared.options.checkout_timeout),
+        )?;
         owner.lease = conn.owner_lease();
         Ok(conn)
     }

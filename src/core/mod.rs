@@ -73,7 +73,9 @@ use slots::{Slot, SlotState, Slots};
 use waiters::{Waiters, Want};
 
 /// The pool's state machine. See the [module documentation](self).
-#[derive(Debug)]
+///
+/// `Clone`, so a driver or a test can ask "what if" of a copy.
+#[derive(Clone, Debug)]
 pub struct Core {
     config: Config,
     slots: Slots,
@@ -142,7 +144,7 @@ impl Core {
     /// [`Checkout::Waiting`] with the ticket that a later [`Action::Grant`],
     /// [`Action::Wake`] or [`Action::Fail`] names.
     pub fn checkout(&mut self, owner: OwnerId) -> Checkout {
-        self.checkout_as(owner, true)
+        self.checkout_as(owner, true, true)
     }
 
     /// `owner` asks for any connection, without a pin: the first that is
@@ -163,10 +165,33 @@ impl Core {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn checkout_unpinned(&mut self, owner: OwnerId) -> Checkout {
-        self.checkout_as(owner, false)
+        self.checkout_as(owner, false, true)
     }
 
-    fn checkout_as(&mut self, owner: OwnerId, pins: bool) -> Checkout {
+    /// A checkout that never waits: [`Checkout::Granted`] when
+    /// [`Core::checkout`] (`pins`) or [`Core::checkout_unpinned`] would
+    /// grant one now, otherwise [`Checkout::Failed`] with
+    /// [`FailReason::WouldWait`]. It asks as a waiter would and withdraws
+    /// at once: a new owner is bound as usual, and a connection is opened
+    /// for it when the pool has room, so that a later checkout finds it.
+    ///
+    /// ```
+    /// use pinpool::core::{Action, Checkout, Config, ConnId, Core, FailReason, OwnerId};
+    ///
+    /// let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// let alice = OwnerId(1);
+    /// let refused = core.try_checkout(alice, true);
+    /// assert_eq!(refused, Checkout::Failed(FailReason::WouldWait));
+    /// assert_eq!(core.poll_action(), Some(Action::Open(ConnId(1))), "opened for her");
+    /// core.connected(ConnId(1))?;
+    /// assert_eq!(core.try_checkout(alice, true), Checkout::Granted(ConnId(1)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_checkout(&mut self, owner: OwnerId, pins: bool) -> Checkout {
+        self.checkout_as(owner, pins, false)
+    }
+
+    fn checkout_as(&mut self, owner: OwnerId, pins: bool, waits: bool) -> Checkout {
         self.next_ticket += 1;
         let ticket = Ticket(self.next_ticket);
         self.event(Event::CheckoutStarted { owner, ticket });
@@ -191,9 +216,17 @@ impl Core {
             self.hand_over(ticket, owner, conn, pins, now);
             return Checkout::Granted(conn);
         }
-        let sleeping = self.config.wake != WakePolicy::Handoff;
+        let sleeping = self.config.wake != WakePolicy::Handoff && waits;
         self.waiters
             .insert(ticket, owner, want, pins, sleeping, now);
+        if !waits {
+            // In line just long enough for `provision` to open what a
+            // waiter would be opened (or bound to, under Exclusive).
+            self.provision();
+            self.waiters.remove(ticket);
+            self.provision();
+            return self.fail_now(owner, FailReason::WouldWait, now);
+        }
         self.counters.waits += 1;
         self.event(Event::Waiting { owner, ticket });
         self.provision();

@@ -23,7 +23,7 @@ pub(super) enum SlotState {
 }
 
 /// One connection slot.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Slot {
     pub state: SlotState,
     /// The pool generation this connection belongs to.
@@ -53,7 +53,7 @@ pub(super) struct Slot {
 /// Costs (S = live slots ≤ `max_size`): lookups, state changes and taking the
 /// most recently idle connection are O(log S); scans for a connection with a
 /// property are O(S).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Slots {
     slots: BTreeMap<ConnId, Slot>,
     /// Idle connections in the order they became idle (last = most recent).

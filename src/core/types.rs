@@ -88,6 +88,10 @@ pub enum FailReason {
     /// that outlived the pinned scope it was made in.
     #[error("the owner of this checkout is gone")]
     OwnerGone,
+    /// A checkout that may not wait ([`Core::try_checkout`](super::Core::try_checkout))
+    /// found no connection it could take at once.
+    #[error("no connection is free for this owner now")]
+    WouldWait,
 }
 
 /// Why a connection is closed (the CMAP names).

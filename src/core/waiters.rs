@@ -39,7 +39,7 @@ pub(super) struct Waiter {
 /// issued in arrival order, so every queue here is a `BTreeSet<Ticket>` and
 /// its first element is its oldest member: nothing ever scans all waiters on
 /// a checkin.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Waiters {
     all: BTreeMap<Ticket, Waiter>,
     /// Waiters bound to one connection.

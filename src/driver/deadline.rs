@@ -83,3 +83,27 @@ impl<I: Moment> Clock<I> {
         })
     }
 }
+
+/// How long one checkout may wait for a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Patience {
+    /// `get()` and `get_timeout()`: in line, up to this long.
+    UpTo(Duration),
+    /// `try_get()`: a connection now, or [`Error::WouldWait`](crate::Error::WouldWait).
+    Never,
+}
+
+impl Patience {
+    pub(crate) fn waits(self) -> bool {
+        self != Patience::Never
+    }
+
+    /// The checkout's clock. One that never waits for a connection still
+    /// validates what it is given within the pool's `checkout_timeout`.
+    pub(crate) fn clock<I: Moment>(self, checkout_timeout: Duration) -> Clock<I> {
+        Clock::new(match self {
+            Patience::UpTo(timeout) => timeout,
+            Patience::Never => checkout_timeout,
+        })
+    }
+}

@@ -541,11 +541,12 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
 
 impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
     /// A checkout by `owner` (pinning it, or not): granted now, to wait
-    /// for in a slot made by `slot`, or failed.
+    /// for in a slot made by `slot` (when it `waits`), or failed.
     pub(crate) fn checkout(
         &mut self,
         owner: OwnerId,
         pins: bool,
+        waits: bool,
         slot: impl FnOnce() -> Arc<S>,
     ) -> Step<C, E, S> {
         // End the leases whose connections this checkout may depend on.
@@ -555,10 +556,10 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
             LeaseScope::Free => self.recall_leases(Recall::Stash),
             LeaseScope::All => self.recall_leases(Recall::All),
         }
-        let checkout = if pins {
-            self.core.checkout(owner)
-        } else {
-            self.core.checkout_unpinned(owner)
+        let checkout = match (waits, pins) {
+            (false, _) => self.core.try_checkout(owner, pins),
+            (true, true) => self.core.checkout(owner),
+            (true, false) => self.core.checkout_unpinned(owner),
         };
         // Recorded here, on the thread that asks.
         let holder = self.holders.is_some().then(|| Arc::new(Holder::here()));
@@ -898,6 +899,9 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
                 .take()
                 .unwrap_or(Error::ConnectPanicked),
             FailReason::Timeout => self.timed_out(Duration::ZERO),
+            FailReason::WouldWait => Error::WouldWait {
+                state: Box::new(self.core.state()),
+            },
         }
     }
 

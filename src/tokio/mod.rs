@@ -75,6 +75,8 @@ use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::Poll;
 
+use std::time::Duration;
+
 use tokio::time::{Instant, timeout_at};
 
 use guard::PoolRef;
@@ -86,7 +88,7 @@ pub use session::Session;
 use crate::Error;
 use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
 use crate::driver::Shared as _;
-use crate::driver::deadline::{Clock, Deadline};
+use crate::driver::deadline::{Clock, Deadline, Patience};
 use crate::driver::handle::{Closes, Handle};
 use crate::driver::lease::{self, AnyLease};
 use crate::driver::{Handed, Outcome, Step, fresh_owner};
@@ -117,9 +119,63 @@ impl<M: Manager> Pool<M> {
     /// [`Pool::pinned`] (waiting in line for it if it is busy), otherwise
     /// the first that is free; up to the checkout timeout.
     pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        let scope = scope::current_owner(self.shared.options.id);
-        self.checkout(|| PoolRef::Borrowed(&self.shared), Caller::Scope(scope))
+        self.get_with(Patience::UpTo(self.shared.options.checkout_timeout))
             .await
+    }
+
+    /// [`get`](Self::get) with this call's own timeout in place of the
+    /// pool's [`checkout_timeout`](crate::Builder::checkout_timeout).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::Pool;
+    /// # use std::time::Duration;
+    /// let pool = Pool::builder().max_size(1).build(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// let held = pool.get().await?;
+    /// let blocked = pool.get_timeout(Duration::from_millis(10)).await;
+    /// assert!(matches!(blocked, Err(pinpool::Error::Timeout { .. })));
+    /// # drop(held);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+        self.get_with(Patience::UpTo(timeout)).await
+    }
+
+    /// A connection only if one is free for this caller now; otherwise
+    /// [`Error::WouldWait`] at once (it awaits only validation, when that
+    /// is configured). It asks as [`get`](Self::get) does — a connection
+    /// is opened for it when the pool has room — so a later `try_get()`
+    /// finds what this one started.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::builder().max_size(1).build(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// drop(pool.get().await?); // opened, and now idle
+    /// let held = pool.try_get().await?;
+    /// let refused = pool.try_get().await;
+    /// assert!(matches!(refused, Err(pinpool::Error::WouldWait { .. })));
+    /// # drop(held);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn try_get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+        self.get_with(Patience::Never).await
+    }
+
+    async fn get_with(
+        &self,
+        patience: Patience,
+    ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+        let scope = scope::current_owner(self.shared.options.id);
+        let pool = || PoolRef::Borrowed(&self.shared);
+        self.checkout(pool, Caller::Scope(scope), patience).await
     }
 
     /// Like [`Pool::get`], for a guard that owns a reference to the pool
@@ -138,7 +194,8 @@ impl<M: Manager> Pool<M> {
     pub async fn get_owned(&self) -> Result<PooledConnection<'static, M>, Error<M::Error>> {
         let scope = scope::current_owner(self.shared.options.id);
         let pool = || PoolRef::Owned(Arc::clone(&self.shared));
-        self.checkout(pool, Caller::Scope(scope)).await
+        let patience = Patience::UpTo(self.shared.options.checkout_timeout);
+        self.checkout(pool, Caller::Scope(scope), patience).await
     }
 
     /// A [`Session`]: an owner that is a value rather than a scope. Its
@@ -177,10 +234,11 @@ impl<M: Manager> Pool<M> {
         &self,
         pool: impl Fn() -> PoolRef<'p, M>,
         mut caller: Caller<'_>,
+        patience: Patience,
     ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
         let shared = &self.shared;
         shared.note_runtime();
-        let mut clock = Clock::new(shared.options.checkout_timeout);
+        let mut clock = patience.clock(shared.options.checkout_timeout);
         loop {
             // The fast paths: the owner's lease, or any stashed connection.
             let fast = match &caller {
@@ -200,7 +258,7 @@ impl<M: Manager> Pool<M> {
                         Caller::Scope(None) => (fresh_owner(), false),
                         Caller::Session { owner, .. } => (owner, true),
                     };
-                    let handed = self.ask_core(owner, pins, &mut clock).await?;
+                    let handed = self.ask_core(owner, pins, patience, &mut clock).await?;
                     if let Caller::Session { lease, .. } = &mut caller {
                         **lease = handed.owner_lease();
                     }
@@ -326,10 +384,12 @@ impl<M: Manager> Pool<M> {
         &self,
         owner: OwnerId,
         pins: bool,
+        patience: Patience,
         clock: &mut Clock<Instant>,
     ) -> Result<Handed<M::Connection>, Error<M::Error>> {
         let shared = &self.shared;
-        match shared.with_core(|inner| inner.checkout(owner, pins, TaskSlot::new)) {
+        let waits = patience.waits();
+        match shared.with_core(|inner| inner.checkout(owner, pins, waits, TaskSlot::new)) {
             Step::Ready(handed) => Ok(handed),
             Step::Failed(error) => Err(error),
             Step::Wait(ticket, slot) => {

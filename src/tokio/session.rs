@@ -11,6 +11,7 @@ use super::guard::PoolRef;
 use super::{Caller, Manager, Pool, PooledConnection};
 use crate::Error;
 use crate::core::OwnerId;
+use crate::driver::deadline::Patience;
 use crate::driver::session::SessionOwner;
 
 /// An owner that is a value: see [`Pool::session`]. `Send`, so it moves
@@ -41,7 +42,8 @@ impl<M: Manager> Session<M> {
             owner: owner.owner,
             lease: &mut owner.lease,
         };
-        pool.checkout(|| PoolRef::Borrowed(&pool.shared), caller)
+        let patience = Patience::UpTo(pool.shared.options.checkout_timeout);
+        pool.checkout(|| PoolRef::Borrowed(&pool.shared), caller, patience)
             .await
     }
 
