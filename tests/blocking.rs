@@ -684,3 +684,47 @@ fn get_timeout_overrides_the_pools_checkout_timeout() {
     drop(held);
     assert_eq!(pool.state().counters.timeouts, 1);
 }
+
+#[test]
+fn resizing_under_load_converges_and_loses_nothing() {
+    let manager = TestManager::default();
+    let pool = pool(8, &manager);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (pool, stop) = (pool.clone(), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut checkouts = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    pool.get().expect("checkout").touch();
+                    checkouts += 1;
+                }
+                checkouts
+            })
+        })
+        .collect();
+    wait_for_state(&pool, "the pool full", |s| {
+        s.idle + s.in_use + s.resetting == 8
+    });
+    for size in [2, 6, 1, 4, 3] {
+        pool.resize(size).unwrap();
+        let before = pool.status().counters.checkouts;
+        // Under load, the surplus closes as it comes back.
+        wait_for_state(&pool, "the pool within its new size", |s| {
+            s.total() <= size && s.counters.checkouts > before + 100
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    let checkouts: u64 = join_all(workers).into_iter().sum();
+    let state = assert_conserved(&pool, &manager.tally);
+    assert!(state.total() <= 3, "{state:?}");
+    assert_eq!(state.counters.checkouts, checkouts);
+    assert!(
+        state.counters.closed >= 5,
+        "the shrinks closed connections: {state:?}"
+    );
+    assert_eq!(
+        state.pinned_owners, 0,
+        "every thread's pin reclaimed: {state:?}"
+    );
+}

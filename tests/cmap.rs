@@ -250,7 +250,8 @@ fn millis(duration: Duration) -> Value {
     json!(duration.as_secs_f64() * 1000.0)
 }
 
-/// The CMAP form of a pool event; `None` for pinpool's own (pins, leaks).
+/// The CMAP form of a pool event; `None` for pinpool's own (pins, leaks,
+/// resets, resizes).
 fn cmap_event(event: &Event) -> Option<Value> {
     let (kind, fields) = match *event {
         Event::PoolCreated(config) => {
@@ -280,7 +281,8 @@ fn cmap_event(event: &Event) -> Option<Value> {
         Event::ConnectionClosed { conn, reason } => {
             let reason = match reason {
                 CloseReason::Stale | CloseReason::Lifetime => "stale",
-                CloseReason::Idle => "idle",
+                // Closed while idle, for a smaller pool (CMAP has no resize).
+                CloseReason::Idle | CloseReason::Shrunk => "idle",
                 CloseReason::Error | CloseReason::ResetFailed => "error",
                 CloseReason::PoolClosed => "poolClosed",
             };
@@ -320,6 +322,7 @@ fn cmap_event(event: &Event) -> Option<Value> {
         | Event::Unpinned { .. }
         | Event::PinReclaimed { .. }
         | Event::ConnectionReset { .. }
+        | Event::PoolResized { .. }
         | Event::ConnectionLeaked { .. } => return None,
     };
     let mut value = fields;

@@ -13,6 +13,12 @@
 //! * each connection is exactly one of connecting / idle / held / closed,
 //!   the model's counts equal the core's, and opened = live + closed + failed;
 //! * never more than `max_size` connections nor `max_connecting` opening;
+//!   after a resize below the count, nothing opens, and no unstarted slot
+//!   nor idle connection that is nobody's session stays, until the pool is
+//!   within the new size; a resize to an invalid size is refused and
+//!   changes nothing;
+//! * a try checkout answers as a checkout that needs no wait, or, refused,
+//!   leaves the pool as a waiter that asked and withdrew;
 //! * pinned-owner counts per connection match;
 //! * under Handoff and Broadcast no waiter sleeps while a connection it can
 //!   use is idle (no lost wake-up);
@@ -116,6 +122,8 @@ enum Op {
     Tick(u64),
     Maintain,
     Close,
+    /// A new `max_size` (0 and below `min_size` are refused).
+    Resize(usize),
 }
 
 /// A checkout asked of a copy of the core.
@@ -220,6 +228,7 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
             3 => (1..=4u64).prop_map(Op::Tick),
             2 => Just(Op::Maintain),
             1 => Just(Op::Close),
+            2 => (0..=5usize).prop_map(Op::Resize),
         ]
         .boxed()
     }
@@ -240,6 +249,10 @@ struct Waiting {
 /// What a driver can see, kept independently of the core.
 #[derive(Debug, Default)]
 struct Model {
+    /// `opened` when the current input began.
+    opened_before: u64,
+    /// The largest `max_size` the pool has had.
+    largest_size: usize,
     connecting: BTreeSet<ConnId>,
     idle: BTreeSet<ConnId>,
     held: BTreeMap<ConnId, OwnerId>,
@@ -323,8 +336,9 @@ fn assert_within_scope(scope: LeaseScope, checkout: &Checkout, exclusive: bool) 
 }
 
 impl Sut {
+    /// The configuration as it stands (a resize changes `max_size`).
     fn config(&self) -> &Config {
-        &self.setup.config
+        self.core.config()
     }
 
     fn exclusive(&self) -> bool {
@@ -543,6 +557,7 @@ impl Sut {
         self.model.grants.clear();
         self.model.closes.clear();
         self.model.fresh_pins.clear();
+        self.model.opened_before = self.model.opened;
         match op {
             Op::Checkout(i) => {
                 let owner = self.owners[i];
@@ -749,6 +764,23 @@ impl Sut {
                 self.check_maintained();
             }
             Op::Close => self.core.close(),
+            Op::Resize(max_size) => {
+                let before = self.core.state();
+                match self.core.resize(max_size) {
+                    Ok(()) => self.model.largest_size = self.model.largest_size.max(max_size),
+                    Err(error) => {
+                        assert!(
+                            max_size == 0 || max_size < self.config().min_size,
+                            "{error}"
+                        );
+                        assert_eq!(
+                            self.core.state(),
+                            before,
+                            "a refused resize changed the pool"
+                        );
+                    }
+                }
+            }
         }
         self.drain();
     }
@@ -964,7 +996,32 @@ impl Sut {
             "conservation"
         );
 
-        assert!(state.total() <= config.max_size, "{state:?} over max_size");
+        if state.total() > config.max_size {
+            // Shrinking: only what is not free yet may stay above the size.
+            assert_eq!(
+                counters.opened, model.opened_before,
+                "opened above max_size"
+            );
+            assert_eq!(state.pending, 0, "an unstarted slot above max_size");
+            for &conn in &model.idle {
+                assert!(
+                    self.exclusive() && model.pins.values().any(|&c| c == conn),
+                    "{conn} idle above max_size, and nobody's session: {state:?}"
+                );
+            }
+            // What comes free closes instead of being handed on, but to
+            // the owner whose session it already was.
+            for &(_, conn) in &model.grants {
+                let owner = model.held.get(&conn);
+                assert!(
+                    self.exclusive()
+                        && owner.is_some_and(|o| {
+                            model.pins.get(o) == Some(&conn) && !model.fresh_pins.contains(o)
+                        }),
+                    "{conn} handed on above max_size: {state:?}"
+                );
+            }
+        }
         assert!(
             state.connecting <= config.max_connecting,
             "over max_connecting"
@@ -1033,7 +1090,7 @@ impl Sut {
         // Strict-pinned waiters under Eventual are bounded by its period,
         // which `check_fair_checkin` checks at every checkin.
         if let Some(bound) = support::bypass_bound(config.wake, config.pinning) {
-            let most = u64::from(bound) + config.max_size as u64;
+            let most = u64::from(bound) + model.largest_size as u64;
             assert!(
                 counters.max_bypass <= most,
                 "bypass {} > {most}",
@@ -1083,9 +1140,8 @@ impl Sut {
         }
         let open = !state.closed && !self.core.is_paused();
         if open && unbound > 0 {
-            assert_eq!(
-                state.total(),
-                config.max_size,
+            assert!(
+                state.total() >= config.max_size,
                 "an owner waits for a pin with room to open one: {state:?}"
             );
         }
@@ -1115,7 +1171,10 @@ impl<const WAKE: usize> StateMachineTest for PoolTest<WAKE> {
     fn init_test(setup: &Setup) -> Sut {
         let mut sut = Sut {
             core: Core::new(setup.config).expect("generated configs are valid"),
-            model: Model::default(),
+            model: Model {
+                largest_size: setup.config.max_size,
+                ..Model::default()
+            },
             setup: setup.clone(),
             owners: std::array::from_fn(|i| OwnerId(i as u64)),
             next_owner: OWNERS as u64,
@@ -1344,4 +1403,55 @@ fn a_connect_past_its_timeout_is_given_up_and_its_late_result_closed() {
         c.opened,
         (state.connecting + state.idle + state.in_use) as u64 + c.closed + c.connect_failures
     );
+}
+
+/// A connection the pool has shrunk below is not leased (nor stashed): a
+/// driver would serve its owner from the lease and never check it in, and
+/// the pool would stay above its size for ever. (The model runs with
+/// events on, which turns leases off, so this is checked here.)
+#[test]
+fn a_surplus_connection_is_not_leased_and_closes_at_its_checkin() {
+    for pinning in [Pinning::Strict, Pinning::Off] {
+        let config = Config {
+            max_size: 2,
+            pinning,
+            record_events: false,
+            ..Config::default()
+        };
+        let mut core = Core::new(config).unwrap();
+        let (alice, bob) = (OwnerId(1), OwnerId(2));
+        core.checkout(alice);
+        core.checkout(bob);
+        while core.poll_action().is_some() {}
+        core.connected(ConnId(1)).unwrap();
+        core.connected(ConnId(2)).unwrap();
+        while core.poll_action().is_some() {}
+        let pins = pinning == Pinning::Strict;
+        assert!(core.may_lease(alice, ConnId(1)) || core.may_stash(ConnId(1), pins));
+        core.resize(1).unwrap();
+        for (owner, conn) in [(alice, ConnId(1)), (bob, ConnId(2))] {
+            assert!(!core.may_lease(owner, conn), "{pinning:?}: {conn} leased");
+            assert!(!core.may_stash(conn, pins), "{pinning:?}: {conn} stashed");
+        }
+        core.checkin(ConnId(1), Health::Healthy).unwrap();
+        assert_eq!(
+            core.poll_action(),
+            Some(Action::Close {
+                conn: ConnId(1),
+                reason: CloseReason::Shrunk
+            })
+        );
+        assert_eq!(core.state().total(), 1);
+        assert!(
+            core.may_lease(bob, ConnId(2)) || core.may_stash(ConnId(2), pins),
+            "{pinning:?}: within size again"
+        );
+        if pins {
+            assert_eq!(
+                core.pinned_conn(alice),
+                Some(ConnId(2)),
+                "moved to what is left"
+            );
+        }
+    }
 }

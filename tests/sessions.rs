@@ -426,3 +426,56 @@ async fn an_async_reset_that_fails_or_panics_closes_the_connection() {
         assert_eq!(state.counters.closed, 1, "{state:?}");
     }
 }
+
+#[test]
+fn a_shrink_waits_for_sessions_to_end_and_closes_their_connections_unreset() {
+    let manager = Sessions::default();
+    let pool = Pool::builder()
+        .max_size(3)
+        .pinning(Pinning::Exclusive)
+        .checkout_timeout(Duration::from_secs(20))
+        .build(manager.clone())
+        .unwrap();
+    let mut sessions: Vec<_> = (0..3).map(|_| pool.session()).collect();
+    for session in &mut sessions {
+        session.get().unwrap().marker = Some(1);
+    }
+    pool.resize(1).unwrap();
+    let state = pool.state();
+    assert_eq!(
+        (state.total(), state.idle),
+        (3, 3),
+        "sessions keep theirs: {state:?}"
+    );
+    // A new owner waits for a pin: none is released while above the size.
+    let (started, waiting) = mpsc::channel();
+    let newcomer = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            let mut session = pool.session();
+            started.send(()).unwrap();
+            PooledConnection::id(&session.get().unwrap())
+        })
+    };
+    waiting.recv().unwrap();
+    wait_for_state(&pool, "the newcomer waiting", |s| s.waiting_for_pin == 1);
+    let mut last = sessions.pop().unwrap();
+    let kept = PooledConnection::id(&last.get().unwrap());
+    drop(sessions); // two sessions end: their connections close, unreset
+    let state = wait_for_state(&pool, "the shrink", |s| s.total() == 1);
+    assert_eq!(
+        state.counters.resets, 0,
+        "surplus is closed, not reset: {state:?}"
+    );
+    assert_eq!(
+        state.waiting_for_pin, 1,
+        "still the last session's: {state:?}"
+    );
+    drop(last); // within size: reset, then handed to the newcomer
+    let granted = newcomer.join().unwrap();
+    assert_eq!(granted, kept, "the connection left is the last session's");
+    // One reset per owner change: the last session's, and the newcomer's.
+    let state = wait_for_state(&pool, "the resets", |s| s.counters.resets == 2);
+    assert_eq!((state.total(), state.counters.closed), (1, 2), "{state:?}");
+    assert_eq!(manager.live.load(Ordering::SeqCst), 1);
+}

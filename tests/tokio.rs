@@ -26,22 +26,33 @@ fn pool(max_size: usize, manager: &TestManager) -> Pool<TestManager> {
         .unwrap()
 }
 
-/// Waits, yielding to the runtime, until the pool settles; then checks
-/// conservation. A leak never settles: the test fails after 20 s.
-async fn assert_conserved(pool: &Pool<TestManager>, tally: &Tally) -> PoolState {
+/// Waits, yielding to the runtime, until the pool's state satisfies
+/// `done`; fails the test (never hangs) after 20 s.
+async fn wait_until(
+    pool: &Pool<TestManager>,
+    what: &str,
+    done: impl Fn(&PoolState) -> bool,
+) -> PoolState {
     let give_up = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let state = pool.state();
-        if settled(&state, tally) {
-            assert_conservation(&state, tally);
+        if done(&state) {
             return state;
         }
         assert!(
             std::time::Instant::now() < give_up,
-            "the pool never settled: {state:?}"
+            "timed out waiting for {what}: {state:?}"
         );
         tokio::task::yield_now().await;
     }
+}
+
+/// Waits until the pool settles; then checks conservation. A leak never
+/// settles: the test fails after 20 s.
+async fn assert_conserved(pool: &Pool<TestManager>, tally: &Tally) -> PoolState {
+    let state = wait_until(pool, "the pool to settle", |s| settled(s, tally)).await;
+    assert_conservation(&state, tally);
+    state
 }
 
 /// A multi-thread runtime with more workers than this machine has cores,
@@ -592,4 +603,58 @@ async fn try_get_refuses_at_once_and_get_timeout_waits_its_own_time() {
     drop(held);
     let state = assert_conserved(&pool, &manager.tally).await;
     assert_eq!((state.counters.opened, state.counters.timeouts), (1, 1));
+}
+
+#[test]
+fn resizing_under_load_converges_and_loses_nothing() {
+    multi_thread().block_on(async {
+        let manager = TestManager::default();
+        let pool = pool(8, &manager);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let (pool, stop) = (pool.clone(), Arc::clone(&stop));
+                tokio::spawn(async move {
+                    let mut checkouts = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        // Half pinned, half not.
+                        if i % 2 == 0 {
+                            pool.pinned(async { pool.get().await.expect("checkout").touch() })
+                                .await;
+                        } else {
+                            pool.get().await.expect("checkout").touch();
+                        }
+                        checkouts += 1;
+                        tokio::task::yield_now().await;
+                    }
+                    checkouts
+                })
+            })
+            .collect();
+        wait_until(&pool, "the pool full", |s| {
+            s.idle + s.in_use + s.resetting == 8
+        })
+        .await;
+        for size in [2, 6, 1, 4, 3] {
+            pool.resize(size).unwrap();
+            let before = pool.status().counters.checkouts;
+            wait_until(&pool, "the pool within its new size", |s| {
+                s.total() <= size && s.counters.checkouts > before + 100
+            })
+            .await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut checkouts = 0;
+        for task in tasks {
+            checkouts += task.await.unwrap();
+        }
+        let state = assert_conserved(&pool, &manager.tally).await;
+        assert!(state.total() <= 3, "{state:?}");
+        assert_eq!(state.counters.checkouts, checkouts);
+        assert!(
+            state.counters.closed >= 5,
+            "the shrinks closed connections: {state:?}"
+        );
+        assert_eq!(state.pinned_owners, 0, "{state:?}");
+    });
 }

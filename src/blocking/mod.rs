@@ -381,6 +381,32 @@ impl<M: Manager> Pool<M> {
         self.shared.with_core(|inner| inner.ready());
     }
 
+    /// Changes the pool's `max_size` while it runs, refusing a size it
+    /// could not be built with. Growing lets waiting `get()`s open
+    /// connections at once. Shrinking closes idle connections now and
+    /// checked-out ones as they are returned (reason
+    /// [`Shrunk`](crate::core::CloseReason::Shrunk)) until the pool is
+    /// within the new size, opening none meanwhile; threads pinned to a
+    /// closed connection move to one that is left, while an
+    /// [`Exclusive`](crate::core::Pinning::Exclusive) session's connection
+    /// closes only once its owner lets go. See
+    /// [`Core::resize`](crate::core::Core::resize).
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder().max_size(4).build(noop)?;
+    /// let held = pool.get()?;
+    /// pool.resize(1)?;
+    /// assert!(pool.resize(0).is_err(), "a size it could not be built with");
+    /// drop(held);
+    /// assert_eq!(pool.state().total(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resize(&self, max_size: usize) -> Result<(), ConfigError> {
+        self.shared.with_core(|inner| inner.resize(max_size))
+    }
+
     /// The manager this pool opens connections with.
     pub fn manager(&self) -> &M {
         &self.shared.manager

@@ -48,6 +48,7 @@
 
 mod config;
 mod lifecycle;
+mod resize;
 mod slots;
 mod stats;
 mod types;
@@ -493,7 +494,8 @@ impl Core {
     /// every checkin); and no events are recorded, as they would miss those
     /// checkouts. Before any input whose answer could depend on a leased
     /// connection (see [`Core::checkout_scope`]) the driver must end the
-    /// lease with an ordinary [`Core::checkin`].
+    /// lease with an ordinary [`Core::checkin`]. A connection the pool
+    /// has shrunk below is not leased: it must come back to be closed.
     ///
     /// ```
     /// use pinpool::core::{Action, Checkout, Config, ConnId, Core, OwnerId};
@@ -514,6 +516,7 @@ impl Core {
             && self.config.pinning != Pinning::Off
             && self.pins.get(&owner) == Some(&conn)
             && self.oldest_waiter_for(conn).is_none()
+            && !self.is_surplus(conn)
     }
 
     /// Whether a driver may *stash* `conn`, just granted to a checkout that
@@ -551,6 +554,7 @@ impl Core {
             && self.config.reset != Reset::EveryUnpinnedCheckin
             && (!pins || pinning == Pinning::Off)
             && self.oldest_waiter_for(conn).is_none()
+            && !self.is_surplus(conn)
             && (!pinning.binds_for_life()
                 || self.slots.get(conn).is_some_and(|s| s.pinned.is_empty()))
     }
@@ -837,6 +841,9 @@ impl Core {
         if self.outlived(conn) {
             return self.retire(conn, CloseReason::Lifetime);
         }
+        if self.is_surplus(conn) {
+            return self.retire(conn, CloseReason::Shrunk);
+        }
         if self.needs_reset(conn) {
             return self.start_reset(conn);
         }
@@ -948,6 +955,9 @@ impl Core {
         if pinned.is_empty() && self.waiters.bound_to(conn) == 0 {
             return;
         }
+        if self.slots.total() >= self.config.max_size {
+            return self.rehome_without_room(conn, pinned);
+        }
         // Under Exclusive a connection owners are pinned to serves only them.
         let serves_any = self.config.pinning != Pinning::Exclusive || pinned.is_empty();
         let requested_by = self.waiters.oldest_for(conn, serves_any);
@@ -969,7 +979,11 @@ impl Core {
     /// started up to `max_connecting`) and, under Bounded and Eventual, an
     /// awake waiter beside every idle connection one could use.
     fn provision(&mut self) {
-        if self.closed || self.paused {
+        if self.closed {
+            return;
+        }
+        self.shrink_to_size();
+        if self.paused {
             return;
         }
         let max_size = self.config.max_size;
@@ -1042,7 +1056,7 @@ impl Core {
         if !self.slots.is_idle(conn) || !self.slots.slot(conn).pinned.is_empty() {
             return;
         }
-        if self.needs_reset(conn) || self.outlived(conn) {
+        if self.needs_reset(conn) || self.outlived(conn) || self.is_surplus(conn) {
             // It is reset, or closed, first.
             self.release(conn, WakePolicy::Handoff);
         } else if self.config.pinning == Pinning::Exclusive

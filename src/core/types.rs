@@ -110,6 +110,9 @@ pub enum CloseReason {
     /// Resetting its session state between owners failed (or panicked):
     /// it is closed rather than handed to the next owner dirty.
     ResetFailed,
+    /// The pool was resized below its connection count
+    /// ([`Core::resize`](super::Core::resize)).
+    Shrunk,
 }
 
 /// Whether a returned connection may be reused.
@@ -186,6 +189,11 @@ pub enum Event {
     },
     /// The pool was closed (after its idle connections).
     PoolClosed,
+    /// The pool's `max_size` was changed ([`Core::resize`](super::Core::resize)).
+    PoolResized {
+        /// The new `max_size`.
+        max_size: usize,
+    },
     /// A connection started being established (CMAP `ConnectionCreated`).
     ConnectionCreated(ConnId),
     /// A connection was established (CMAP `ConnectionReady`).

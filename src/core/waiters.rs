@@ -132,6 +132,17 @@ impl Waiters {
         self.queue_of(want).extend(tickets);
     }
 
+    /// Unbinds every waiter of connection `from`: they can use any.
+    pub fn unbind(&mut self, from: ConnId) {
+        let Some(tickets) = self.by_conn.remove(&from) else {
+            return;
+        };
+        for ticket in &tickets {
+            self.all.get_mut(ticket).expect("queued tickets wait").want = Want::Any;
+        }
+        self.any.extend(tickets);
+    }
+
     /// The oldest waiter that can use connection `conn`: one bound to it,
     /// or, if `serves_any` (the core's rule: under
     /// [`Pinning::Exclusive`](super::Pinning) only a connection nobody is

@@ -23,8 +23,8 @@ use std::time::Duration;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::core::{
-    Action, Checkout, ConnId, Core, FailReason, Health, InputError, LeaseScope, OwnerId, PoolState,
-    Ticket,
+    Action, Checkout, ConfigError, ConnId, Core, FailReason, Health, InputError, LeaseScope,
+    OwnerId, PoolState, Ticket,
 };
 use crate::sync::{Arc, Mutex};
 use crate::{Error, InterruptHandle};
@@ -708,6 +708,17 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
     pub(crate) fn clear(&mut self, interrupt_in_use: bool) {
         self.recall_leases(Recall::All);
         self.core.clear(interrupt_in_use);
+    }
+
+    /// Changes `max_size` (see [`Core::resize`]). Below the connections
+    /// there are, every lease ends: a connection parked in one comes back,
+    /// and closes if it is surplus.
+    pub(crate) fn resize(&mut self, max_size: usize) -> Result<(), ConfigError> {
+        self.core.resize(max_size)?;
+        if self.core.state().total() > max_size {
+            self.recall_leases(Recall::All);
+        }
+        Ok(())
     }
 
     /// Resumes a paused pool (see [`Core::ready`]).

@@ -373,6 +373,27 @@ impl<M: Manager> Pool<M> {
         self.shared.with_core(|inner| inner.ready());
     }
 
+    /// Changes the pool's `max_size` while it runs, as the blocking pool's
+    /// [`resize`](crate::blocking::Pool::resize) (tasks pinned to a closed
+    /// connection move to one that is left).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::builder().max_size(1).build(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// let held = pool.get().await?;
+    /// pool.resize(2)?;
+    /// let second = pool.get().await?; // opened at once, not waited for
+    /// assert_eq!(pool.state().in_use, 2);
+    /// # drop((held, second));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn resize(&self, max_size: usize) -> Result<(), ConfigError> {
+        self.shared.with_core(|inner| inner.resize(max_size))
+    }
+
     /// The manager this pool opens connections with.
     pub fn manager(&self) -> &M {
         &self.shared.manager
