@@ -34,6 +34,7 @@ use crate::driver::events::Handler;
 /// ```
 pub struct Builder<P> {
     config: Config,
+    name: Option<String>,
     checkout_timeout: Duration,
     validate_on_checkout: bool,
     maintenance_interval: Duration,
@@ -49,6 +50,7 @@ impl<P> Default for Builder<P> {
     fn default() -> Self {
         Builder {
             config: Config::default(),
+            name: None,
             checkout_timeout: Duration::from_secs(30),
             validate_on_checkout: false,
             maintenance_interval: Duration::from_secs(1),
@@ -64,6 +66,7 @@ impl<P> Clone for Builder<P> {
     fn clone(&self) -> Self {
         Builder {
             config: self.config,
+            name: self.name.clone(),
             checkout_timeout: self.checkout_timeout,
             validate_on_checkout: self.validate_on_checkout,
             maintenance_interval: self.maintenance_interval,
@@ -79,6 +82,7 @@ impl<P> fmt::Debug for Builder<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("config", &self.config)
+            .field("name", &self.name)
             .field("checkout_timeout", &self.checkout_timeout)
             .field("validate_on_checkout", &self.validate_on_checkout)
             .field("maintenance_interval", &self.maintenance_interval)
@@ -91,6 +95,14 @@ impl<P> fmt::Debug for Builder<P> {
 static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
 
 impl<P> Builder<P> {
+    /// The pool's name, which labels its [metrics](crate::metrics)
+    /// (`db.client.connection.pool.name`). By default the manager's (the
+    /// adapters': `host:port/database`), else `pinpool-<n>`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// Most connections at once (default 10).
     pub fn max_size(mut self, max_size: usize) -> Self {
         self.config.max_size = max_size;
@@ -312,6 +324,7 @@ impl<P> Builder<P> {
         let core = Core::new(config)?;
         let options = Options {
             id: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
+            name: self.name,
             checkout_timeout: self.checkout_timeout,
             validate_on_checkout: self.validate_on_checkout,
             maintenance_interval: crate::driver::maintenance::interval(

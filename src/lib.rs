@@ -63,6 +63,8 @@ pub mod core;
 mod driver;
 mod error;
 mod interrupt;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
 #[cfg(feature = "postgres")]

@@ -47,6 +47,8 @@ cargo test --workspace --doc --all-features
 
 echo "== the example driver against the server"
 cargo run --quiet --example mongo_driver --features mongodb
+echo "== the Prometheus example (metrics rendered as a scrape reads them)"
+cargo run --quiet --example prometheus --features metrics > /dev/null
 if [ -n "${PINPOOL_PG_URL:-}" ]; then
     echo "== the session example against the PostgreSQL server"
     cargo run --quiet --example pg_session --features postgres

@@ -76,6 +76,14 @@ pub trait Manager: Send + Sync + 'static {
         let _ = conn;
         None
     }
+
+    /// What the pool is called when the builder gives it no
+    /// [`name`](crate::Builder::name): the server it connects to, say
+    /// `host:port/database` (its metrics carry it). `None`, the default:
+    /// `pinpool-<n>`.
+    fn pool_name(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A closure that opens a connection is a manager (no validation, never

@@ -407,6 +407,12 @@ impl<M: Manager> Pool<M> {
         self.shared.with_core(|inner| inner.resize(max_size))
     }
 
+    /// The pool's name, as its [metrics](crate::metrics) carry it (see
+    /// [`Builder::name`](crate::Builder::name)).
+    pub fn name(&self) -> &str {
+        self.shared.options.name()
+    }
+
     /// The manager this pool opens connections with.
     pub fn manager(&self) -> &M {
         &self.shared.manager

@@ -64,6 +64,7 @@ use rand::{Rng, SeedableRng};
 
 pub use config::{Config, ConfigError, Overflow, Pinning, Reset, WakePolicy};
 pub use lifecycle::MAINTENANCE_BATCH;
+pub(crate) use stats::Occupancy;
 pub use stats::{Counters, PoolState};
 pub use types::{
     Action, Checkout, CloseReason, ConnId, Event, FailReason, Health, InputError, LeaseScope,
@@ -643,7 +644,32 @@ impl Core {
 
     /// A consistent snapshot of the pool. O(S).
     pub fn state(&self) -> PoolState {
+        let now = self.occupancy();
         PoolState {
+            pending: now.pending,
+            connecting: now.connecting,
+            idle: now.idle,
+            in_use: now.in_use,
+            resetting: now.resetting,
+            waiting: now.waiting,
+            waiting_for_pin: now.waiting_for_pin,
+            pinned_owners: now.pinned_owners,
+            pins: self
+                .slots
+                .iter()
+                .map(|(id, s)| (id, s.pinned.len()))
+                .collect(),
+            generation: self.generation,
+            closed: self.closed,
+            counters: self.counters,
+        }
+    }
+
+    /// The counts of [`Core::state`] without its per-connection pins: no
+    /// allocation, O(1) but for the owners waiting for a pin (a walk of
+    /// the unbound waiters), for what a driver reports after every input.
+    pub(crate) fn occupancy(&self) -> Occupancy {
+        Occupancy {
             pending: self.slots.pending(),
             connecting: self.slots.connecting(),
             idle: self.slots.idle(),
@@ -656,15 +682,13 @@ impl Core {
                 0
             },
             pinned_owners: self.pins.len(),
-            pins: self
-                .slots
-                .iter()
-                .map(|(id, s)| (id, s.pinned.len()))
-                .collect(),
-            generation: self.generation,
-            closed: self.closed,
-            counters: self.counters,
         }
+    }
+
+    /// The counters as they stand.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Waiters currently asleep (Broadcast and Signal; always 0 under Handoff).

@@ -81,6 +81,20 @@ pub struct PoolState {
     pub counters: Counters,
 }
 
+/// The counts of a [`PoolState`], less its per-connection pins: what a
+/// driver publishes as gauges after every input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Occupancy {
+    pub pending: usize,
+    pub connecting: usize,
+    pub idle: usize,
+    pub in_use: usize,
+    pub resetting: usize,
+    pub waiting: usize,
+    pub waiting_for_pin: usize,
+    pub pinned_owners: usize,
+}
+
 impl PoolState {
     /// Every slot that counts against `max_size`.
     pub fn total(&self) -> usize {

@@ -41,7 +41,7 @@ pub(crate) type AnyLease = Arc<dyn Any + Send + Sync>;
 #[inline]
 pub(crate) fn take_back<C: Send + 'static>(
     lease: AnyLease,
-    now: impl FnOnce() -> Duration,
+    now: impl Fn() -> Duration,
     check_in: impl FnOnce(Handed<C>),
 ) -> Option<Handed<C>> {
     let lease = lease.downcast::<Lease<C>>().ok()?;
@@ -79,6 +79,59 @@ pub(crate) struct LeaseCell<C> {
     /// Checkouts served by the fast path. Written only by whoever holds the
     /// connection, read once by whoever returns it to the core.
     reuses: AtomicU64,
+    /// Of those, how many the pool's metrics have counted (only under the
+    /// pool lock; see [`LeaseCell::unreported`]).
+    #[cfg(feature = "metrics")]
+    reported: AtomicU64,
+    /// The use being timed for the metrics, if any.
+    #[cfg(feature = "metrics")]
+    sample: UseSample,
+}
+
+/// Samples of how long the fast path's checkouts hold their connection,
+/// for the `use_time` metric: the lease's first use and every
+/// [`UseSample::EVERY`]th after it are timed (two clock reads), the
+/// others cost a branch. Nanoseconds of the pool's clock, plus one, so
+/// that 0 means none.
+#[cfg(feature = "metrics")]
+#[derive(Default)]
+struct UseSample {
+    /// When the timed use began (written by its holder, or under the lock
+    /// when the lease starts).
+    from: AtomicU64,
+    /// The last use timed, until the pool lock's holder takes it.
+    took: AtomicU64,
+}
+
+#[cfg(feature = "metrics")]
+impl UseSample {
+    /// A power of two: the test is a mask.
+    const EVERY: u64 = 64;
+
+    fn nanos(at: Duration) -> u64 {
+        u64::try_from(at.as_nanos()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    fn start(&self, at: Duration) {
+        self.from.store(Self::nanos(at), Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn finish(&self, now: impl Fn() -> Duration) {
+        let from = self.from.load(Ordering::Relaxed);
+        if from != 0 {
+            let took = Self::nanos(now()).saturating_sub(from);
+            self.took.store(took + 1, Ordering::Relaxed);
+            self.from.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn take(&self) -> Option<Duration> {
+        match self.took.swap(0, Ordering::Relaxed) {
+            0 => None,
+            took => Some(Duration::from_nanos(took - 1)),
+        }
+    }
 }
 
 /// A lease whose connection has no lifetime.
@@ -99,6 +152,10 @@ impl<C> LeaseCell<C> {
             recalled: AtomicBool::new(false),
             expires: AtomicU64::new(expiry_nanos(expires)),
             reuses: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            reported: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            sample: UseSample::default(),
         }
     }
 
@@ -107,29 +164,39 @@ impl<C> LeaseCell<C> {
     /// the clock `now` (the taker must then return it through the core);
     /// otherwise counts a checkout served.
     #[inline]
-    pub(crate) fn take(&self, now: impl FnOnce() -> Duration) -> Option<(Box<C>, bool)> {
+    pub(crate) fn take(&self, now: impl Fn() -> Duration) -> Option<(Box<C>, bool)> {
         let conn = self.parked.take()?;
-        if self.recalled.load(Ordering::SeqCst) || self.expired(now) {
+        if self.recalled.load(Ordering::SeqCst) || self.expired(&now) {
             return Some((conn, true));
         }
         // Only the holder writes, so a load and a store suffice.
-        let reuses = self.reuses.load(Ordering::Relaxed);
-        self.reuses.store(reuses + 1, Ordering::Relaxed);
+        let reuses = self.reuses.load(Ordering::Relaxed) + 1;
+        self.reuses.store(reuses, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        if reuses & (UseSample::EVERY - 1) == 0 {
+            self.sample.start(now());
+        }
         Some((conn, false))
     }
 
     /// Whether the leased connection has outlived its lifetime; the clock
     /// is read only when it has one.
     #[inline]
-    fn expired(&self, now: impl FnOnce() -> Duration) -> bool {
+    fn expired(&self, now: impl Fn() -> Duration) -> bool {
         let expires = self.expires.load(Ordering::Relaxed);
         expires != NEVER && expiry_nanos(Some(now())) >= expires
     }
 
     /// The holder parks the connection; `false` when the lease was
     /// recalled meanwhile (whoever then gets it returns it to the core).
+    /// `now` is the pool's clock, read only to end a timed use (see
+    /// [`UseSample`]).
     #[inline]
-    pub(crate) fn put(&self, conn: Box<C>) -> bool {
+    pub(crate) fn put(&self, conn: Box<C>, now: impl Fn() -> Duration) -> bool {
+        #[cfg(feature = "metrics")]
+        self.sample.finish(now);
+        #[cfg(not(feature = "metrics"))]
+        let _ = now;
         self.parked.put(conn);
         !self.recalled.load(Ordering::SeqCst)
     }
@@ -156,6 +223,8 @@ impl<C> LeaseCell<C> {
     /// a connection that outlives its lifetime at `expires`.
     pub(crate) fn rearm(&self, expires: Option<Duration>) {
         self.reuses.store(0, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        self.reported.store(0, Ordering::Relaxed);
         self.expires.store(expiry_nanos(expires), Ordering::Relaxed);
         self.recalled.store(false, Ordering::SeqCst);
     }
@@ -163,6 +232,30 @@ impl<C> LeaseCell<C> {
     /// Fast-path checkouts served; read by whoever returns the connection.
     pub(crate) fn reuses(&self) -> u64 {
         self.reuses.load(Ordering::Relaxed)
+    }
+
+    /// Fast-path checkouts served since the metrics last asked, which now
+    /// count them (under the pool lock: the holder only ever adds to
+    /// `reuses`, so this may run while the lease is in use).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn unreported(&self) -> u64 {
+        let reuses = self.reuses();
+        reuses.saturating_sub(self.reported.swap(reuses, Ordering::Relaxed))
+    }
+
+    /// Times the lease's first use, which began `at` (under the pool lock,
+    /// as the lease starts).
+    pub(crate) fn time_first_use(&self, at: Duration) {
+        #[cfg(feature = "metrics")]
+        self.sample.start(at);
+        #[cfg(not(feature = "metrics"))]
+        let _ = at;
+    }
+
+    /// The last use timed and not yet reported (under the pool lock).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn timed_use(&self) -> Option<Duration> {
+        self.sample.take()
     }
 }
 
@@ -198,7 +291,7 @@ impl<C> Lease<C> {
     /// The owner takes its parked connection back (an expired one as
     /// recalled; see [`LeaseCell::take`]).
     #[inline]
-    pub(crate) fn reacquire(&self, now: impl FnOnce() -> Duration) -> Reacquire<C> {
+    pub(crate) fn reacquire(&self, now: impl Fn() -> Duration) -> Reacquire<C> {
         match self.cell.take(now) {
             Some((conn, false)) => Reacquire::Held(conn),
             Some((conn, true)) => Reacquire::Recalled(conn),
@@ -211,8 +304,8 @@ impl<C> Lease<C> {
     /// (Only its owner parks in a lease, so taking back whatever is parked
     /// is safe here; the stash's reused cells settle under the lock.)
     #[inline]
-    pub(crate) fn park(&self, conn: Box<C>) -> Result<(), Box<C>> {
-        if self.cell.put(conn) {
+    pub(crate) fn park(&self, conn: Box<C>, now: impl Fn() -> Duration) -> Result<(), Box<C>> {
+        if self.cell.put(conn, now) {
             return Ok(());
         }
         // The recall may have taken it already; whoever gets it returns it.
@@ -228,6 +321,11 @@ impl<C> Lease<C> {
     pub(crate) fn reuses(&self) -> u64 {
         self.cell.reuses()
     }
+
+    /// Its fast-path half (under the pool lock, for the metrics).
+    pub(crate) fn cell(&self) -> &LeaseCell<C> {
+        &self.cell
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +336,7 @@ mod tests {
         Lease::new(ConnId(1), OwnerId(1), None)
     }
 
+    /// The clock of a pool without lifetimes or timed uses, never read.
     fn never() -> Duration {
         panic!("the clock is read only for a connection with a lifetime")
     }
@@ -245,12 +344,12 @@ mod tests {
     #[test]
     fn the_owner_reuses_its_parked_connection_and_counts_it() {
         let lease = lease();
-        assert!(lease.park(Box::new("conn")).is_ok());
+        assert!(lease.park(Box::new("conn"), never).is_ok());
         for _ in 0..3 {
             let Reacquire::Held(conn) = lease.reacquire(never) else {
                 panic!("parked, not recalled")
             };
-            assert!(lease.park(conn).is_ok());
+            assert!(lease.park(conn, never).is_ok());
         }
         assert_eq!(lease.reuses(), 3);
     }
@@ -258,7 +357,7 @@ mod tests {
     #[test]
     fn a_recall_takes_a_parked_connection() {
         let lease = lease();
-        lease.park(Box::new("conn")).unwrap();
+        lease.park(Box::new("conn"), never).unwrap();
         assert_eq!(lease.recall().as_deref(), Some(&"conn"));
         assert!(matches!(lease.reacquire(never), Reacquire::Empty));
     }
@@ -266,23 +365,23 @@ mod tests {
     #[test]
     fn a_recall_while_held_is_seen_by_the_holders_park() {
         let lease = lease();
-        lease.park(Box::new("conn")).unwrap();
+        lease.park(Box::new("conn"), never).unwrap();
         let Reacquire::Held(conn) = lease.reacquire(never) else {
             panic!("parked")
         };
         assert!(lease.recall().is_none(), "the holder has it");
-        assert_eq!(lease.park(conn).map_err(|c| *c), Err("conn"));
+        assert_eq!(lease.park(conn, never).map_err(|c| *c), Err("conn"));
         assert!(lease.recall().is_none(), "nothing left parked");
     }
 
     #[test]
     fn an_expired_connection_is_returned_to_the_core_not_reused() {
         let lease = Lease::new(ConnId(1), OwnerId(1), Some(Duration::from_secs(60)));
-        lease.park(Box::new("conn")).unwrap();
+        lease.park(Box::new("conn"), never).unwrap();
         let Reacquire::Held(conn) = lease.reacquire(|| Duration::from_secs(59)) else {
             panic!("not expired yet")
         };
-        lease.park(conn).unwrap();
+        lease.park(conn, never).unwrap();
         assert!(matches!(
             lease.reacquire(|| Duration::from_secs(60)),
             Reacquire::Recalled(_)
@@ -293,7 +392,7 @@ mod tests {
     #[test]
     fn a_reacquire_after_a_recall_returns_the_connection_to_the_core() {
         let lease = lease();
-        lease.park(Box::new("conn")).unwrap();
+        lease.park(Box::new("conn"), never).unwrap();
         // The recall raised the flag but the owner's swap came first.
         lease.cell.recalled.store(true, Ordering::SeqCst);
         assert!(matches!(lease.reacquire(never), Reacquire::Recalled(_)));

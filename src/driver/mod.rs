@@ -12,6 +12,7 @@ pub(crate) mod events;
 pub(crate) mod handle;
 pub(crate) mod lease;
 pub(crate) mod maintenance;
+pub(crate) mod metrics;
 pub(crate) mod session;
 pub(crate) mod stash;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap as HashMap;
 
+use self::metrics::Metrics;
 use crate::core::{
     Action, Checkout, ConfigError, ConnId, Core, FailReason, Health, InputError, LeaseScope,
     OwnerId, PoolState, Ticket,
@@ -66,6 +68,9 @@ pub(crate) fn fresh_owner() -> OwnerId {
 pub(crate) struct Options {
     /// Identifies the pool in threads' and scopes' pin registrations.
     pub(crate) id: u64,
+    /// Names the pool in its metrics; `None` until the pool's `build`
+    /// derives it from the manager (see [`Options::name_from`]).
+    pub(crate) name: Option<String>,
     pub(crate) checkout_timeout: Duration,
     pub(crate) validate_on_checkout: bool,
     /// Time between maintenance runs; `None`: the core needs none.
@@ -77,6 +82,21 @@ pub(crate) struct Options {
     /// Model checks only: connects run on loom threads of their own.
     #[cfg(pinpool_loom)]
     pub(crate) connects_on_threads: bool,
+}
+
+impl Options {
+    /// Names the pool, unless the builder did: after its manager, or if
+    /// the manager has no name, `pinpool-<id>`.
+    pub(crate) fn name_from(&mut self, manager_name: impl FnOnce() -> Option<String>) {
+        let id = self.id;
+        self.name
+            .get_or_insert_with(|| manager_name().unwrap_or_else(|| format!("pinpool-{id}")));
+    }
+
+    /// The pool's name (see [`Options::name_from`]).
+    pub(crate) fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("pinpool")
+    }
 }
 
 /// The manager's `has_broken`, with a panic in it counted as broken: the
@@ -186,12 +206,13 @@ pub(crate) fn return_conn<C: Send + 'static>(
     mut handed: Handed<C>,
     broken: bool,
     keep: impl FnOnce(OwnerId, AnyLease),
+    now: impl Fn() -> Duration,
 ) -> Option<Return<C>> {
     if broken {
         return Some(Return::CheckIn(handed, Health::Broken));
     }
     match handed.lease.take() {
-        Some(Leased::Owner(lease)) => match lease.park(handed.conn) {
+        Some(Leased::Owner(lease)) => match lease.park(handed.conn, now) {
             Ok(()) => {
                 keep(lease.owner, lease);
                 None
@@ -203,7 +224,7 @@ pub(crate) fn return_conn<C: Send + 'static>(
             }
         },
         Some(Leased::Stash(lease)) => {
-            let parked = stash.park(lease, handed.conn);
+            let parked = stash.park(lease, handed.conn, now);
             (!parked).then_some(Return::Settle(lease))
         }
         None => Some(Return::CheckIn(handed, Health::Healthy)),
@@ -260,6 +281,8 @@ struct Waiting<S> {
     slot: Arc<S>,
     /// Who is waiting, when leak detection records it.
     holder: Option<Arc<Holder>>,
+    /// When the checkout started, by the pool's clock (for its metrics).
+    since: Duration,
 }
 
 /// The state under the pool lock.
@@ -280,6 +303,7 @@ pub(crate) struct Inner<C, E, S> {
     /// How to break off each connection's operation, where the manager
     /// gave a way.
     interrupts: HashMap<ConnId, InterruptHandle>,
+    metrics: Metrics,
 }
 
 /// What the lock holder leaves to do once the lock is released.
@@ -385,9 +409,10 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
             0
         };
         let stash = Arc::new(Stash::new(cells));
+        let metrics = Metrics::new(options.name(), &core);
         Locked {
             stash: Arc::clone(&stash),
-            clock: config.needs_clock().then_some(clock),
+            clock: (config.needs_clock() || Metrics::NEEDS_CLOCK).then_some(clock),
             events: config
                 .record_events
                 .then(|| Events::new(options.id, options.event_handler.clone())),
@@ -401,6 +426,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
                 connect_failure: None,
                 holders: config.leak_threshold.map(|_| HashMap::default()),
                 interrupts: HashMap::default(),
+                metrics,
             }),
             #[cfg(pinpool_loom)]
             changed: crate::sync::Condvar::new(),
@@ -428,6 +454,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
             }
             let result = f(&mut inner);
             inner.drain(&mut effects, self.events.as_ref());
+            inner.report_metrics();
             // The model checks' oracle for the 2013 bug (loom-tests/): after
             // every input — a checkin, a cancel, a timeout, an owner gone, a
             // failed connect — no waiter may sleep while a connection it can
@@ -490,7 +517,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
     ) where
         C: Send + 'static,
     {
-        if let Some(rest) = return_conn(&self.stash, handed, broken, keep) {
+        if let Some(rest) = return_conn(&self.stash, handed, broken, keep, || self.now()) {
             self.with_core(|inner| inner.finish_return(rest), spawn);
         }
     }
@@ -563,8 +590,9 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         };
         // Recorded here, on the thread that asks.
         let holder = self.holders.is_some().then(|| Arc::new(Holder::here()));
+        let since = self.core.now();
         match checkout {
-            Checkout::Granted(conn) => Step::Ready(self.hand_out(owner, pins, conn, holder)),
+            Checkout::Granted(conn) => Step::Ready(self.hand_out(owner, pins, conn, holder, since)),
             Checkout::Waiting(ticket) => {
                 let slot = slot();
                 let waiting = Waiting {
@@ -572,6 +600,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
                     pins,
                     slot: Arc::clone(&slot),
                     holder,
+                    since,
                 };
                 self.waiters.insert(ticket, waiting);
                 Step::Wait(ticket, slot)
@@ -591,9 +620,13 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
     ) -> Option<Result<Handed<C>, Error<E>>> {
         match self.core.retry(ticket) {
             Ok(Checkout::Granted(conn)) => Some(match self.waiters.remove(&ticket) {
-                Some(waiting) => {
-                    Ok(self.hand_out(waiting.owner, waiting.pins, conn, waiting.holder))
-                }
+                Some(waiting) => Ok(self.hand_out(
+                    waiting.owner,
+                    waiting.pins,
+                    conn,
+                    waiting.holder,
+                    waiting.since,
+                )),
                 None => {
                     // The core granted a ticket the driver does not know:
                     // a driver bug. Return the connection rather than lose it.
@@ -737,6 +770,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         }
         let more = self.core.maintain();
         let now = self.core.now();
+        self.report_fast_path();
         maintenance::Run {
             more,
             due_in: self.core.poll_timeout().map(|due| due - now),
@@ -756,10 +790,32 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         self.core.state()
     }
 
+    /// Brings the pool's metrics up to date after an operation (see
+    /// [`crate::metrics`]): the fast path's counts at most once a second,
+    /// then the gauges and counters.
+    fn report_metrics(&mut self) {
+        if self.metrics.fold_due(self.core.now()) {
+            self.report_fast_path();
+        }
+        self.metrics.publish(&self.core);
+    }
+
+    /// Counts in the metrics what the fast path served under the leases
+    /// still running.
+    fn report_fast_path(&mut self) {
+        for lease in self.leases.values() {
+            self.metrics.lease_report(lease.cell());
+        }
+        for cell in self.ledger.live_cells(&self.stash) {
+            self.metrics.lease_report(cell);
+        }
+    }
+
     /// Reports the end of `Action::Open(conn)`: the connection (with the
     /// manager's way to interrupt it, if any), or the error that the
     /// checkout which asked for it fails with.
     pub(crate) fn opened(&mut self, conn: ConnId, result: Opened<C, E>) {
+        (self.metrics).connect_ended(conn, self.core.now(), result.is_ok());
         let reported = match result {
             Ok((connection, interrupt)) => {
                 self.conns.insert(conn, Box::new(connection));
@@ -811,13 +867,16 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
                     self.leases.remove(&handed.id);
                 }
                 self.core.note_lease_reuses(lease.reuses());
+                self.metrics.lease_report(lease.cell());
             }
             Some(Leased::Stash(lease)) => {
+                self.metrics.lease_report(self.stash.cell(lease));
                 let reuses = self.ledger.end(&self.stash, lease);
                 self.core.note_lease_reuses(reuses);
             }
             None => {}
         }
+        self.metrics.checked_in(handed.id, self.core.now());
         if let Some(holders) = &mut self.holders {
             holders.remove(&handed.id);
         }
@@ -865,12 +924,14 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
     /// owner's, when it is pinned to it ([`Core::may_lease`]; it finds its
     /// lease again through its thread-local or its scope), or any that pins
     /// nobody, through the stash ([`Core::may_stash`]).
+    /// `since` is when the checkout started.
     fn hand_out(
         &mut self,
         owner: OwnerId,
         pins: bool,
         conn: ConnId,
         holder: Option<Arc<Holder>>,
+        since: Duration,
     ) -> Handed<C> {
         let physical = self
             .conns
@@ -879,18 +940,23 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         if let (Some(holders), Some(holder)) = (&mut self.holders, holder) {
             holders.insert(conn, holder);
         }
+        let now = self.core.now();
         let lease = if self.core.may_lease(owner, conn) {
             let lease = Arc::new(Lease::new(conn, owner, self.core.expires_at(conn)));
+            lease.cell().time_first_use(now);
             self.leases.insert(conn, Arc::clone(&lease));
             Some(Leased::Owner(lease))
         } else if self.core.may_stash(conn, pins) {
             let expires = self.core.expires_at(conn);
-            self.ledger
-                .arm(&self.stash, conn, expires)
-                .map(Leased::Stash)
+            let armed = self.ledger.arm(&self.stash, conn, expires);
+            if let Some(lease) = armed {
+                self.stash.cell(lease).time_first_use(now);
+            }
+            armed.map(Leased::Stash)
         } else {
             None
         };
+        (self.metrics).checked_out(conn, since, now, lease.is_some());
         Handed {
             id: conn,
             conn: physical,
@@ -921,7 +987,10 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
     fn drain(&mut self, effects: &mut Effects<C, S>, events: Option<&Events>) {
         while let Some(action) = self.core.poll_action() {
             match action {
-                Action::Open(conn) => effects.background.push(Work::Open(conn)),
+                Action::Open(conn) => {
+                    self.metrics.connect_started(conn, self.core.now());
+                    effects.background.push(Work::Open(conn));
+                }
                 Action::Reset(conn) => {
                     tracing::debug!(%conn, "resetting a connection between owners");
                     match self.conns.remove(&conn) {
@@ -952,7 +1021,13 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
                         debug_assert!(false, "granted {ticket} is not waiting");
                         continue;
                     };
-                    let handed = self.hand_out(waiting.owner, waiting.pins, conn, waiting.holder);
+                    let handed = self.hand_out(
+                        waiting.owner,
+                        waiting.pins,
+                        conn,
+                        waiting.holder,
+                        waiting.since,
+                    );
                     waiting.slot.deliver(Outcome::Granted(handed));
                     effects.notify.push(waiting.slot);
                 }

@@ -160,8 +160,13 @@ impl<C> Stash<C> {
     /// recalled meanwhile: the holder must then [settle](Ledger::settle)
     /// under the pool lock.
     #[inline]
-    pub(crate) fn park(&self, lease: StashLease, conn: Box<C>) -> bool {
-        self.cells[lease.cell].lease.put(conn)
+    pub(crate) fn park(&self, lease: StashLease, conn: Box<C>, now: impl Fn() -> Duration) -> bool {
+        self.cells[lease.cell].lease.put(conn, now)
+    }
+
+    /// The cell of `lease` (under the pool lock, for the metrics).
+    pub(crate) fn cell(&self, lease: StashLease) -> &LeaseCell<C> {
+        &self.cells[lease.cell].lease
     }
 }
 
@@ -270,6 +275,16 @@ impl Ledger {
         })
     }
 
+    /// The cells of the leases not yet ended (for the metrics' counts).
+    pub(crate) fn live_cells<'s, C>(
+        &'s self,
+        stash: &'s Stash<C>,
+    ) -> impl Iterator<Item = &'s LeaseCell<C>> {
+        (self.leases.iter().zip(stash.cells.iter()))
+            .filter(|(entry, _)| entry.is_some())
+            .map(|(_, cell)| &cell.lease)
+    }
+
     /// The lease ends: its connection was checked in to the core. Returns
     /// the checkouts served under it without the core.
     pub(crate) fn end<C>(&mut self, stash: &Stash<C>, lease: StashLease) -> u64 {
@@ -307,7 +322,7 @@ mod tests {
         let stash = Stash::new(1);
         let mut ledger = Ledger::new(1);
         let lease = ledger.arm(&stash, conn, None).unwrap();
-        assert!(stash.park(lease, Box::new(value)));
+        assert!(stash.park(lease, Box::new(value), no_clock));
         (stash, ledger, lease)
     }
 
@@ -324,11 +339,11 @@ mod tests {
         let mut ledger = Ledger::new(2);
         let lease = ledger.arm(&stash, ConnId(7), None).unwrap();
         assert!(stash.take(no_clock, |_| ()).is_none(), "nothing parked yet");
-        assert!(stash.park(lease, Box::new("seven")));
+        assert!(stash.park(lease, Box::new("seven"), no_clock));
         for _ in 0..3 {
             let handed = held(&stash);
             assert_eq!((handed.id, *handed.conn), (ConnId(7), "seven"));
-            assert!(stash.park(stash_lease(&handed), handed.conn));
+            assert!(stash.park(stash_lease(&handed), handed.conn, no_clock));
         }
         assert!(ledger.recall(&stash, |_| true).len() == 1);
         assert_eq!(ledger.end(&stash, lease), 3);
@@ -340,7 +355,7 @@ mod tests {
         let handed = held(&stash);
         assert!(ledger.recall(&stash, |_| true).is_empty(), "it is out");
         assert!(
-            !stash.park(lease, handed.conn),
+            !stash.park(lease, handed.conn, no_clock),
             "the holder sees the recall"
         );
         let back = ledger.settle(&stash, lease).expect("still its lease");
@@ -356,7 +371,7 @@ mod tests {
         ledger.end(&stash, first);
         let second = ledger.arm(&stash, ConnId(2), None).unwrap();
         assert_eq!(second.cell, first.cell);
-        assert!(stash.park(second, Box::new(2)));
+        assert!(stash.park(second, Box::new(2), no_clock));
         // A holder of the first lease settling now finds nothing of its own.
         assert!(ledger.settle(&stash, first).is_none());
         assert_eq!(held(&stash).id, ConnId(2));

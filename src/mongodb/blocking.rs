@@ -90,6 +90,11 @@ impl crate::blocking::Manager for MongoManager {
     type Connection = MongoConnection;
     type Error = MongoError;
 
+    /// `host:port`.
+    fn pool_name(&self) -> Option<String> {
+        Some(self.server())
+    }
+
     fn connect(&self) -> Result<MongoConnection, MongoError> {
         self.open()
     }

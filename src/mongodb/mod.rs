@@ -240,6 +240,11 @@ impl MongoManager {
         })
     }
 
+    /// `host:port`: the default name of a pool over this manager.
+    fn server(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
     /// The application name sent in the handshake (what the server logs,
     /// and what fail points match).
     pub fn app_name(mut self, name: impl Into<String>) -> Self {

@@ -108,6 +108,11 @@ impl crate::tokio::Manager for MongoManager {
     type Connection = AsyncMongoConnection;
     type Error = MongoError;
 
+    /// `host:port`.
+    fn pool_name(&self) -> Option<String> {
+        Some(self.server())
+    }
+
     async fn connect(&self) -> Result<AsyncMongoConnection, MongoError> {
         self.open_async().await
     }

@@ -80,6 +80,13 @@ impl crate::blocking::Manager for PgManager {
         self.config.connect(NoTls)
     }
 
+    /// `host:port/database`.
+    fn pool_name(&self) -> Option<String> {
+        let config = &self.config;
+        let (hosts, ports) = (config.get_hosts(), config.get_ports());
+        super::pool_name(hosts, ports, config.get_dbname(), config.get_user())
+    }
+
     fn validate(&self, conn: &mut Client) -> Result<(), postgres::Error> {
         conn.simple_query("").map(drop)
     }

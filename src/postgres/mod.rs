@@ -68,3 +68,23 @@ fn statements<S: Into<String>>(statements: impl IntoIterator<Item = S>) -> Vec<S
 
 /// The connect timeout a manager uses when its config sets none.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A pool's default name from its connection config: `host:port/database`
+/// (the first host; a Unix socket's path stands for the host).
+fn pool_name(
+    hosts: &[tokio_postgres::config::Host],
+    ports: &[u16],
+    dbname: Option<&str>,
+    user: Option<&str>,
+) -> Option<String> {
+    use tokio_postgres::config::Host;
+    let host = match hosts.first()? {
+        Host::Tcp(host) => host.clone(),
+        #[cfg(unix)]
+        Host::Unix(path) => path.display().to_string(),
+    };
+    let port = ports.first().copied().unwrap_or(5432);
+    // PostgreSQL's own default: the database named after the user.
+    let database = dbname.or(user).unwrap_or("postgres");
+    Some(format!("{host}:{port}/{database}"))
+}

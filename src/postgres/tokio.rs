@@ -108,6 +108,13 @@ impl crate::tokio::Manager for AsyncPgManager {
     type Connection = PgClient;
     type Error = tokio_postgres::Error;
 
+    /// `host:port/database`.
+    fn pool_name(&self) -> Option<String> {
+        let config = &self.config;
+        let (hosts, ports) = (config.get_hosts(), config.get_ports());
+        super::pool_name(hosts, ports, config.get_dbname(), config.get_user())
+    }
+
     async fn connect(&self) -> Result<PgClient, tokio_postgres::Error> {
         let (client, mut connection) = self.config.connect(NoTls).await?;
         let (sender, notifications) = mpsc::unbounded_channel();

@@ -67,6 +67,12 @@ pub trait Manager: Send + Sync + 'static {
         let _ = conn;
         None
     }
+
+    /// As the blocking manager's
+    /// [`pool_name`](crate::blocking::Manager::pool_name).
+    fn pool_name(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A closure returning a future that opens a connection is a manager (no

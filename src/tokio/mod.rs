@@ -394,6 +394,12 @@ impl<M: Manager> Pool<M> {
         self.shared.with_core(|inner| inner.resize(max_size))
     }
 
+    /// The pool's name, as its [metrics](crate::metrics) carry it (see
+    /// [`Builder::name`](crate::Builder::name)).
+    pub fn name(&self) -> &str {
+        self.shared.options.name()
+    }
+
     /// The manager this pool opens connections with.
     pub fn manager(&self) -> &M {
         &self.shared.manager
@@ -473,7 +479,8 @@ impl<M: Manager> crate::Builder<Pool<M>> {
     /// connections start opening at once on the current runtime (or on the
     /// first one the pool is used in).
     pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
-        let (core, options) = self.into_parts()?;
+        let (core, mut options) = self.into_parts()?;
+        options.name_from(|| manager.pool_name());
         Ok(Pool {
             shared: Handle::first(Shared::new(manager, core, options)),
         })

@@ -1,0 +1,186 @@
+//! The pool's metrics against a scripted workload on a paused clock, read
+//! through metrics-util's debugging recorder: every name, unit, attribute
+//! and value (the durations are exact: the paused clock moves only when
+//! every task waits).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use metrics::Unit;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use pinpool::Error;
+use pinpool::metrics::*;
+use pinpool::tokio::Pool;
+
+/// What a snapshot held for one metric: (name, state attribute) → value,
+/// unit; every metric must carry the pool's name.
+type Readings = BTreeMap<(String, Option<String>), (DebugValue, Option<Unit>)>;
+
+/// Reads (and, as the debugging recorder does, drains) every metric.
+fn read(snapshots: &Snapshotter, pool_name: &str) -> Readings {
+    let mut readings = Readings::new();
+    for (key, unit, _, value) in snapshots.snapshot().into_vec() {
+        let key = key.key();
+        let label = |name: &str| {
+            key.labels()
+                .find(|label| label.key() == name)
+                .map(|label| label.value().to_owned())
+        };
+        assert_eq!(label(POOL_NAME).as_deref(), Some(pool_name), "{key:?}");
+        let extra = key
+            .labels()
+            .filter(|l| l.key() != POOL_NAME && l.key() != STATE)
+            .count();
+        assert_eq!(extra, 0, "no other attribute: {key:?}");
+        readings.insert((key.name().to_owned(), label(STATE)), (value, unit));
+    }
+    readings
+}
+
+fn value<'r>(readings: &'r Readings, name: &str, state: Option<&str>) -> &'r DebugValue {
+    let key = (name.to_owned(), state.map(str::to_owned));
+    &readings
+        .get(&key)
+        .unwrap_or_else(|| panic!("{key:?} missing: {readings:?}"))
+        .0
+}
+
+fn gauge(readings: &Readings, name: &str, state: Option<&str>) -> f64 {
+    match value(readings, name, state) {
+        DebugValue::Gauge(v) => v.into_inner(),
+        other => panic!("{name} is not a gauge: {other:?}"),
+    }
+}
+
+fn counter(readings: &Readings, name: &str) -> u64 {
+    match value(readings, name, None) {
+        DebugValue::Counter(v) => *v,
+        other => panic!("{name} is not a counter: {other:?}"),
+    }
+}
+
+fn samples(readings: &Readings, name: &str) -> Vec<f64> {
+    match value(readings, name, None) {
+        DebugValue::Histogram(v) => {
+            let mut v: Vec<f64> = v.iter().map(|x| x.into_inner()).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        }
+        other => panic!("{name} is not a histogram: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn every_metric_reads_as_the_script_drove_it() {
+    let recorder = DebuggingRecorder::new();
+    let snapshots = recorder.snapshotter();
+    let pool = metrics::with_local_recorder(&recorder, || {
+        Pool::builder()
+            .name("orders")
+            .max_size(1)
+            .min_size(1)
+            .checkout_timeout(Duration::from_secs(60))
+            .build(|| async {
+                tokio::time::sleep(Duration::from_secs(1)).await; // a 1 s connect
+                Ok::<_, std::io::Error>(())
+            })
+    })
+    .unwrap();
+
+    // t = 0..1: a checkout waits for the connect (min_size's).
+    let held = pool.get().await.unwrap();
+    // t = 1..3: another waits in line, and times out.
+    let pool2 = pool.clone();
+    let waiter =
+        tokio::spawn(async move { pool2.get_timeout(Duration::from_secs(2)).await.map(drop) });
+    while pool.status().waiting == 0 {
+        tokio::task::yield_now().await;
+    }
+    // (A read drains counters and histograms, and zeroes gauges.)
+    let mid = read(&snapshots, "orders");
+    assert_eq!(gauge(&mid, PENDING_REQUESTS, None), 1.0);
+    assert_eq!(gauge(&mid, CONNECTION_COUNT, Some("used")), 1.0);
+    assert_eq!(gauge(&mid, CONNECTION_COUNT, Some("idle")), 0.0);
+    assert_eq!(counter(&mid, TIMEOUTS), 0, "not yet timed out");
+    assert_eq!(samples(&mid, CREATE_TIME), [1.0]);
+    assert_eq!(samples(&mid, WAIT_TIME), [1.0], "waited for its connect");
+    assert!(matches!(waiter.await.unwrap(), Err(Error::Timeout { .. })));
+    // t = 3..4: held a second more: a use of 3 s, the first of its lease.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(held);
+    let _ = pool.state(); // ends the lease: its counts are reported
+    // A checkout through the core (waits 0), then 4 on the fast path.
+    for _ in 0..5 {
+        drop(pool.get().await.unwrap());
+    }
+    // A pinned scope: a pin while it runs, a reset when it ends.
+    pool.pinned(async { drop(pool.get().await.unwrap()) }).await;
+    while pool.state().resetting > 0 {
+        tokio::task::yield_now().await; // the reset task runs
+    }
+
+    let end = read(&snapshots, "orders");
+    assert_eq!(gauge(&end, CONNECTION_COUNT, Some("idle")), 1.0);
+    assert_eq!(gauge(&end, CONNECTION_COUNT, Some("used")), 0.0);
+    assert_eq!(gauge(&end, MAX, None), 1.0);
+    assert_eq!(gauge(&end, IDLE_MIN, None), 1.0);
+    assert_eq!(gauge(&end, PENDING_REQUESTS, None), 0.0);
+    assert_eq!(counter(&end, TIMEOUTS), 1);
+    assert_eq!(counter(&end, FAST_PATH_CHECKOUTS), 4);
+    assert_eq!(counter(&end, RESETS), 1);
+    assert_eq!(gauge(&end, PINS, None), 0.0);
+    assert_eq!(gauge(&end, PIN_PENDING_REQUESTS, None), 0.0);
+    assert_eq!(samples(&end, CREATE_TIME), [0.0; 0], "no connect since");
+    // One through the core, four fast, the scope's: none waited.
+    assert_eq!(samples(&end, WAIT_TIME), [0.0; 6]);
+    // Timed: the first lease's first use (3 s), the second's, the scope's.
+    assert_eq!(samples(&end, USE_TIME), [0.0, 0.0, 3.0]);
+    for (name, unit) in [
+        (CREATE_TIME, Unit::Seconds),
+        (WAIT_TIME, Unit::Seconds),
+        (USE_TIME, Unit::Seconds),
+        (FAST_PATH_CHECKOUTS, Unit::Count),
+        (RESETS, Unit::Count),
+    ] {
+        let key = (name.to_owned(), None);
+        assert_eq!(end[&key].1, Some(unit), "{name}");
+    }
+    assert_eq!(
+        end[&(CONNECTION_COUNT.to_owned(), Some("idle".to_owned()))].1,
+        Some(Unit::Count)
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_fast_paths_counts_are_folded_in_while_its_lease_runs() {
+    let recorder = DebuggingRecorder::new();
+    let snapshots = recorder.snapshotter();
+    let pool = metrics::with_local_recorder(&recorder, || {
+        Pool::builder().build(|| async { Ok::<_, std::io::Error>(()) })
+    })
+    .unwrap();
+    assert!(
+        pool.name().starts_with("pinpool-"),
+        "a manager without a name"
+    );
+    pool.pinned(async {
+        for _ in 0..10 {
+            drop(pool.get().await.unwrap()); // one through the core, nine fast
+        }
+        let early = read(&snapshots, pool.name());
+        assert_eq!(counter(&early, FAST_PATH_CHECKOUTS), 0, "not folded yet");
+        // A second later, any operation under the lock folds them in; this
+        // one (a resize to the same size) ends no lease.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pool.resize(10).unwrap();
+        let folded = read(&snapshots, pool.name());
+        assert_eq!(counter(&folded, FAST_PATH_CHECKOUTS), 9);
+        assert_eq!(samples(&folded, WAIT_TIME), [0.0; 9]);
+        assert_eq!(
+            pool.status().counters.checkouts,
+            1,
+            "the core counts them at the lease's end"
+        );
+    })
+    .await;
+}
