@@ -47,6 +47,11 @@
 //! [`core::WakePolicy`]: eventually fair by default, `Handoff` for strict
 //! FIFO.
 //!
+//! Operating a pool: `try_get()` never waits and `get_timeout(d)` waits
+//! its own time; `resize(n)` changes `max_size` while the pool runs; the
+//! feature `metrics` exports OpenTelemetry-named metrics (listed in the
+//! module `pinpool::metrics`, which the feature adds).
+//!
 //! Adapters: [`mongodb`] (feature `mongodb`, one wire-protocol socket)
 //! and [`postgres`] (feature `postgres`, over `postgres` and
 //! `tokio-postgres`). Every decision is made in [`core`], a pure,
@@ -57,6 +62,8 @@
 //! lifecycle, the adapters, benchmarks, the simulation, model checking,
 //! tests.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod blocking;
 mod builder;
 pub mod core;
@@ -64,13 +71,17 @@ mod driver;
 mod error;
 mod interrupt;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 #[cfg(feature = "mongodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mongodb")))]
 pub mod mongodb;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 mod sync;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 
 pub use builder::Builder;

@@ -8,10 +8,10 @@
 //! it *inputs* and carry out the [`Action`]s it emits, in the style of
 //! quinn-proto:
 //!
-//! * inputs: [`Core::checkout`], [`Core::checkout_unpinned`],
+//! * inputs: [`Core::checkout`], [`Core::checkout_unpinned`], [`Core::try_checkout`],
 //!   [`Core::retry`], [`Core::cancel`], [`Core::time_out`], [`Core::checkin`], [`Core::note_lease_reuses`],
 //!   [`Core::connected`], [`Core::connect_failed`], [`Core::reset_done`], [`Core::unpin`],
-//!   [`Core::owner_gone`], [`Core::clear`], [`Core::ready`], [`Core::close`];
+//!   [`Core::owner_gone`], [`Core::resize`], [`Core::clear`], [`Core::ready`], [`Core::close`];
 //!   and for time, [`Core::advance`] (the driver's clock) and
 //!   [`Core::maintain`] (the periodic run);
 //! * outputs: the immediate [`Checkout`] answer, then [`Core::poll_action`]

@@ -52,6 +52,7 @@ use thiserror::Error;
 pub type MongoConnection = Connection<std::net::TcpStream>;
 /// One MongoDB wire-protocol socket for the async pool.
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub type AsyncMongoConnection = Connection<::tokio::net::TcpStream>;
 
 /// One MongoDB wire-protocol socket `S`, handshake done: a

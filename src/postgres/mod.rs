@@ -51,6 +51,7 @@ use std::time::Duration;
 
 pub use blocking::PgManager;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use tokio::{AsyncPgManager, PgClient};
 
 /// What a session is reset with between owners, one round trip each: a
