@@ -60,5 +60,8 @@ cargo test --release -p pinpool-simulations --test fidelity -- --ignored
 echo "== the README's main command (the chart to target/, not over the committed one)"
 cargo run --quiet --release --bin pool-efficiency -- --chart target/pool-efficiency-check.svg > /dev/null
 
+echo "== instruction counts per operation (callgrind), the pinned path against its baseline"
+bash benches/instructions.sh
+
 echo "== loom model checks of the blocking pool (release build)"
 bash loom-tests/run.sh

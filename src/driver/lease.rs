@@ -116,14 +116,28 @@ impl UseSample {
         self.from.store(Self::nanos(at), Ordering::Relaxed);
     }
 
-    #[inline]
+    /// Ends the timed use, if one is: a load and a branch on the fast
+    /// path, the clock read out of line.
+    #[inline(always)]
     fn finish(&self, now: impl Fn() -> Duration) {
         let from = self.from.load(Ordering::Relaxed);
         if from != 0 {
-            let took = Self::nanos(now()).saturating_sub(from);
-            self.took.store(took + 1, Ordering::Relaxed);
-            self.from.store(0, Ordering::Relaxed);
+            self.finish_timed(from, now());
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn finish_timed(&self, from: u64, now: Duration) {
+        let took = Self::nanos(now).saturating_sub(from);
+        self.took.store(took + 1, Ordering::Relaxed);
+        self.from.store(0, Ordering::Relaxed);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn start_now(&self, now: impl Fn() -> Duration) {
+        self.start(now());
     }
 
     fn take(&self) -> Option<Duration> {
@@ -174,7 +188,7 @@ impl<C> LeaseCell<C> {
         self.reuses.store(reuses, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
         if reuses & (UseSample::EVERY - 1) == 0 {
-            self.sample.start(now());
+            self.sample.start_now(now);
         }
         Some((conn, false))
     }
@@ -191,7 +205,7 @@ impl<C> LeaseCell<C> {
     /// recalled meanwhile (whoever then gets it returns it to the core).
     /// `now` is the pool's clock, read only to end a timed use (see
     /// [`UseSample`]).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn put(&self, conn: Box<C>, now: impl Fn() -> Duration) -> bool {
         #[cfg(feature = "metrics")]
         self.sample.finish(now);

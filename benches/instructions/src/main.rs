@@ -1,0 +1,286 @@
+//! One operation of one pool, in a loop, for `benches/instructions.sh` to
+//! count with callgrind: `pinpool-instructions <scenario> <warm-up> <n>`.
+//! The script runs each scenario twice with different `n` and divides the
+//! difference, so what the process does once (start-up, building the
+//! pool, the warm-up) cancels out and the count per operation remains.
+//! Everything runs on one thread (a current-thread runtime for the async
+//! pools), so the count is the same from run to run.
+//!
+//! Without arguments (as `cargo test` runs it) every scenario runs briefly;
+//! `--list` names them.
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::process::ExitCode;
+
+use pinpool::core::{Action, Checkout, Config, ConnId, Core, Health, OwnerId, Pinning, WakePolicy};
+
+/// A scenario: runs its operation `warm_up` times, then `n` times.
+type Scenario = fn(u64, u64);
+
+/// The scenarios, by name: what one operation is.
+const SCENARIOS: [(&str, Scenario); 9] = [
+    ("pinpool-blocking-pinned", blocking_pinned),
+    ("pinpool-blocking-unpinned", blocking_unpinned),
+    ("pinpool-tokio-pinned", tokio_pinned),
+    ("pinpool-tokio-unpinned", tokio_unpinned),
+    ("pinpool-core-handoff", core_handoff),
+    ("pinpool-core-checkout-checkin", core_checkout_checkin),
+    ("r2d2", r2d2_get_drop),
+    ("bb8", bb8_get_drop),
+    ("deadpool", deadpool_get_drop),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => {
+            for (_, run) in SCENARIOS {
+                run(10, 100);
+            }
+            ExitCode::SUCCESS
+        }
+        [flag] if flag == "--list" => {
+            for (name, _) in SCENARIOS {
+                println!("{name}");
+            }
+            ExitCode::SUCCESS
+        }
+        [name, warm_up, n] => {
+            let scenario = SCENARIOS.iter().find(|(s, _)| s == name);
+            match (scenario, warm_up.parse(), n.parse()) {
+                (Some((_, run)), Ok(warm_up), Ok(n)) => {
+                    run(warm_up, n);
+                    ExitCode::SUCCESS
+                }
+                _ => usage(),
+            }
+        }
+        _ => usage(),
+    }
+}
+
+fn usage() -> ExitCode {
+    let names: Vec<&str> = SCENARIOS.iter().map(|(name, _)| *name).collect();
+    eprintln!(
+        "usage: pinpool-instructions <{}> <warm-up> <n>",
+        names.join("|")
+    );
+    ExitCode::from(2)
+}
+
+/// Runs `op` `warm_up` times, then `n` times.
+fn repeat(warm_up: u64, n: u64, mut op: impl FnMut()) {
+    for _ in 0..warm_up + n {
+        op();
+    }
+}
+
+fn noop() -> Result<(), std::io::Error> {
+    Ok(())
+}
+
+fn blocking(pinning: Pinning) -> pinpool::blocking::Pool<fn() -> Result<(), std::io::Error>> {
+    pinpool::blocking::Pool::builder()
+        .max_size(1)
+        .pinning(pinning)
+        .build(noop as fn() -> _)
+        .expect("a valid configuration")
+}
+
+/// A pinned thread's get + drop: its own connection, from its lease.
+fn blocking_pinned(warm_up: u64, n: u64) {
+    let pool = blocking(Pinning::Strict);
+    repeat(warm_up, n, || {
+        drop(black_box(pool.get().expect("a connection")))
+    });
+}
+
+/// Under `Pinning::Off`: a connection from the stash.
+fn blocking_unpinned(warm_up: u64, n: u64) {
+    let pool = blocking(Pinning::Off);
+    repeat(warm_up, n, || {
+        drop(black_box(pool.get().expect("a connection")))
+    });
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime")
+}
+
+type AsyncNoop = fn() -> std::future::Ready<Result<(), std::io::Error>>;
+
+fn async_noop() -> std::future::Ready<Result<(), std::io::Error>> {
+    std::future::ready(Ok(()))
+}
+
+fn tokio_pool() -> pinpool::tokio::Pool<AsyncNoop> {
+    pinpool::tokio::Pool::builder()
+        .max_size(1)
+        .build(async_noop as AsyncNoop)
+        .expect("a valid configuration")
+}
+
+/// Inside a pinned scope: the scope's own connection, from its lease.
+fn tokio_pinned(warm_up: u64, n: u64) {
+    runtime().block_on(async {
+        let pool = tokio_pool();
+        pool.pinned(async {
+            for _ in 0..warm_up + n {
+                drop(black_box(pool.get().await.expect("a connection")));
+            }
+        })
+        .await;
+    });
+}
+
+/// Outside any scope: a connection from the stash.
+fn tokio_unpinned(warm_up: u64, n: u64) {
+    runtime().block_on(async {
+        let pool = tokio_pool();
+        for _ in 0..warm_up + n {
+            drop(black_box(pool.get().await.expect("a connection")));
+        }
+    });
+}
+
+/// A core with one connection, established and checked out to `holder`;
+/// a checkin hands it straight to a waiter (`WakePolicy::Handoff`).
+fn one_connection(holder: OwnerId) -> (Core, ConnId) {
+    let config = Config {
+        max_size: 1,
+        wake: WakePolicy::Handoff,
+        ..Config::default()
+    };
+    let mut core = Core::new(config).expect("a valid configuration");
+    let Checkout::Waiting(_) = core.checkout(holder) else {
+        unreachable!("nothing is open yet")
+    };
+    let Some(Action::Open(conn)) = core.poll_action() else {
+        unreachable!("it opens one")
+    };
+    core.connected(conn).expect("connecting");
+    while core.poll_action().is_some() {}
+    (core, conn)
+}
+
+/// The core's decision when a checkin hands its connection to a waiter:
+/// the holder's checkin grants it to the owner waiting for it, which then
+/// holds it while the other waits (one waiting checkout, one checkin that
+/// grants).
+fn core_handoff(warm_up: u64, n: u64) {
+    let (mut holder, mut next) = (OwnerId(1), OwnerId(2));
+    let (mut core, conn) = one_connection(holder);
+    repeat(warm_up, n, || {
+        let Checkout::Waiting(ticket) = core.checkout(next) else {
+            unreachable!("the connection is held")
+        };
+        core.checkin(conn, Health::Healthy).expect("held");
+        let granted = core.poll_action();
+        assert_eq!(granted, Some(Action::Grant { ticket, conn }));
+        std::mem::swap(&mut holder, &mut next);
+    });
+}
+
+/// The core's uncontended checkout and checkin (what a pool without the
+/// fast path asks for every get + drop).
+fn core_checkout_checkin(warm_up: u64, n: u64) {
+    let owner = OwnerId(1);
+    let (mut core, conn) = one_connection(owner);
+    core.checkin(conn, Health::Healthy).expect("held");
+    repeat(warm_up, n, || {
+        let checkout = core.checkout(owner);
+        assert_eq!(checkout, Checkout::Granted(conn));
+        core.checkin(conn, Health::Healthy).expect("held");
+    });
+}
+
+struct R2d2Noop;
+
+impl r2d2::ManageConnection for R2d2Noop {
+    type Connection = ();
+    type Error = std::io::Error;
+    fn connect(&self) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn has_broken(&self, _: &mut ()) -> bool {
+        false
+    }
+}
+
+fn r2d2_get_drop(warm_up: u64, n: u64) {
+    let pool = r2d2::Pool::builder()
+        .max_size(1)
+        .test_on_check_out(false)
+        .build(R2d2Noop)
+        .expect("a pool");
+    repeat(warm_up, n, || {
+        drop(black_box(pool.get().expect("a connection")))
+    });
+}
+
+struct Bb8Noop;
+
+impl bb8::ManageConnection for Bb8Noop {
+    type Connection = ();
+    type Error = Infallible;
+    async fn connect(&self) -> Result<(), Infallible> {
+        Ok(())
+    }
+    async fn is_valid(&self, _: &mut ()) -> Result<(), Infallible> {
+        Ok(())
+    }
+    fn has_broken(&self, _: &mut ()) -> bool {
+        false
+    }
+}
+
+fn bb8_get_drop(warm_up: u64, n: u64) {
+    runtime().block_on(async {
+        let pool = bb8::Pool::builder()
+            .max_size(1)
+            .test_on_check_out(false)
+            .build(Bb8Noop)
+            .await
+            .expect("a pool");
+        for _ in 0..warm_up + n {
+            drop(black_box(pool.get().await.expect("a connection")));
+        }
+    });
+}
+
+struct DeadpoolNoop;
+
+impl deadpool::managed::Manager for DeadpoolNoop {
+    type Type = ();
+    type Error = Infallible;
+    async fn create(&self) -> Result<(), Infallible> {
+        Ok(())
+    }
+    async fn recycle(
+        &self,
+        _: &mut (),
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Infallible> {
+        Ok(())
+    }
+}
+
+fn deadpool_get_drop(warm_up: u64, n: u64) {
+    runtime().block_on(async {
+        let pool: deadpool::managed::Pool<DeadpoolNoop> =
+            deadpool::managed::Pool::builder(DeadpoolNoop)
+                .max_size(1)
+                .build()
+                .expect("a pool");
+        for _ in 0..warm_up + n {
+            drop(black_box(pool.get().await.expect("a connection")));
+        }
+    });
+}
