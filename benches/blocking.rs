@@ -21,46 +21,31 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use pinpool::blocking::Pool;
 use pinpool::core::{Pinning, WakePolicy};
 
-/// A connection that costs nothing, so the pools' own overhead is measured.
-fn noop() -> Result<(), std::io::Error> {
-    Ok(())
-}
-
-/// r2d2's manager for the same no-op connection.
-struct Noop;
-
-impl r2d2::ManageConnection for Noop {
-    type Connection = ();
-    type Error = std::io::Error;
-    fn connect(&self) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-    fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-    fn has_broken(&self, _: &mut ()) -> bool {
-        false
-    }
-}
+// The no-op connections, shared with the other benchmarks (each uses its
+// own peers' managers: the rest is unused here).
+#[path = "peers/src/noop.rs"]
+#[allow(dead_code)]
+mod noop;
+use noop::{Noop, R2d2Noop, noop};
 
 const CONNECTIONS: u32 = 4;
 
-fn pinpool(pinning: Pinning, wake: WakePolicy) -> Pool<fn() -> Result<(), std::io::Error>> {
+fn pinpool(pinning: Pinning, wake: WakePolicy) -> Pool<Noop> {
     Pool::builder()
         .max_size(CONNECTIONS as usize)
         .pinning(pinning)
         .wake(wake)
-        .build(noop as fn() -> _)
+        .build(noop as Noop)
         .expect("valid config")
 }
 
-fn r2d2() -> r2d2::Pool<Noop> {
+fn r2d2() -> r2d2::Pool<R2d2Noop> {
     r2d2::Pool::builder()
         .max_size(CONNECTIONS)
         .min_idle(Some(CONNECTIONS))
         // pinpool validates only when asked to; compare like with like.
         .test_on_check_out(false)
-        .build(Noop)
+        .build(R2d2Noop)
         .expect("r2d2 pool")
 }
 
@@ -176,7 +161,7 @@ fn observed(c: &mut Criterion) {
     let mut group = c.benchmark_group("observed");
     let pool = pinpool(Pinning::Strict, WakePolicy::default());
     group.bench_function("unobserved", |b| b.iter(|| black_box(pool.get().unwrap())));
-    type Poll = fn(&Pool<fn() -> Result<(), std::io::Error>>);
+    type Poll = fn(&Pool<Noop>);
     let polls: [(&str, Poll); 2] = [
         ("status-every-100", |pool| drop(black_box(pool.status()))),
         ("state-every-100", |pool| drop(black_box(pool.state()))),
@@ -198,7 +183,7 @@ fn observed(c: &mut Criterion) {
         .event_handler(|event| {
             black_box(event);
         })
-        .build(noop as fn() -> _)
+        .build(noop as Noop)
         .expect("valid config");
     group.bench_function("event-handler", |b| {
         b.iter(|| black_box(handled.get().unwrap()))

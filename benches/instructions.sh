@@ -6,7 +6,7 @@
 #   bash benches/instructions.sh            # the table, and the check
 #   bash benches/instructions.sh --update   # also rewrite the baseline
 #
-# Each scenario (benches/instructions/src/main.rs) runs twice under
+# Each scenario (benches/peers/src/bin/instructions.rs) runs twice under
 # callgrind, with N1 and N2 measured operations after the same warm-up;
 # (count(N2) - count(N1)) / (N2 - N1) is one operation's count, start-up
 # and warm-up cancelled out. pinpool is counted as built by default and
@@ -36,8 +36,8 @@ trap 'rm -rf "$bins"' EXIT
 for build in default metrics; do
     features=()
     [ "$build" = metrics ] && features=(--features metrics)
-    cargo build --quiet --release -p pinpool-instructions "${features[@]}"
-    cp target/release/pinpool-instructions "$bins/$build"
+    cargo build --quiet --release -p pinpool-peers --bin instructions "${features[@]}"
+    cp target/release/instructions "$bins/$build"
 done
 
 # Instructions callgrind counted in one run.

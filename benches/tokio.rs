@@ -19,6 +19,13 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
+// The no-op connections, shared with the other benchmarks (each uses its
+// own peers' managers: the rest is unused here).
+#[path = "peers/src/noop.rs"]
+#[allow(dead_code)]
+mod noop;
+use noop::{AsyncNoop, Bb8Noop, DeadpoolNoop, async_noop};
+
 /// (workers, pool size) shapes.
 const SHAPES: [(usize, usize); 3] = [(8, 8), (16, 8), (64, 16)];
 
@@ -35,21 +42,15 @@ trait Subject: Send + Sync + 'static {
     }
 }
 
-type Noop = fn() -> std::future::Ready<Result<(), std::io::Error>>;
+struct PinpoolPinned(pinpool::tokio::Pool<AsyncNoop>);
+struct PinpoolUnpinned(pinpool::tokio::Pool<AsyncNoop>);
 
-fn noop() -> std::future::Ready<Result<(), std::io::Error>> {
-    std::future::ready(Ok(()))
-}
-
-struct PinpoolPinned(pinpool::tokio::Pool<Noop>);
-struct PinpoolUnpinned(pinpool::tokio::Pool<Noop>);
-
-fn pinpool(size: usize) -> pinpool::tokio::Pool<Noop> {
+fn pinpool(size: usize) -> pinpool::tokio::Pool<AsyncNoop> {
     pinpool::tokio::Pool::builder()
         .max_size(size)
         .min_size(size)
         .max_connecting(size)
-        .build(noop as Noop)
+        .build(async_noop as AsyncNoop)
         .expect("valid config")
 }
 
@@ -75,44 +76,11 @@ impl Subject for PinpoolUnpinned {
     }
 }
 
-struct Bb8Noop;
-
-impl bb8::ManageConnection for Bb8Noop {
-    type Connection = ();
-    type Error = Infallible;
-    async fn connect(&self) -> Result<(), Infallible> {
-        Ok(())
-    }
-    async fn is_valid(&self, _: &mut ()) -> Result<(), Infallible> {
-        Ok(())
-    }
-    fn has_broken(&self, _: &mut ()) -> bool {
-        false
-    }
-}
-
 struct Bb8(bb8::Pool<Bb8Noop>);
 
 impl Subject for Bb8 {
     async fn get_drop(&self) {
         drop(self.0.get().await.expect("no timeout"));
-    }
-}
-
-struct DeadpoolNoop;
-
-impl deadpool::managed::Manager for DeadpoolNoop {
-    type Type = ();
-    type Error = Infallible;
-    async fn create(&self) -> Result<(), Infallible> {
-        Ok(())
-    }
-    async fn recycle(
-        &self,
-        _: &mut (),
-        _: &deadpool::managed::Metrics,
-    ) -> deadpool::managed::RecycleResult<Infallible> {
-        Ok(())
     }
 }
 

@@ -345,6 +345,22 @@ impl Sut {
         self.config().pinning == Pinning::Exclusive
     }
 
+    /// Whether `owner` holds the connection it is pinned to.
+    fn holds_pinned(&self, owner: OwnerId) -> bool {
+        self.core
+            .pinned_conn(owner)
+            .is_some_and(|c| self.model.held.get(&c) == Some(&owner))
+    }
+
+    /// A new owner whose checkouts pin nobody (an async task outside a
+    /// pinned scope).
+    fn fresh_unpinned_owner(&mut self) -> OwnerId {
+        self.next_owner += 1;
+        let owner = OwnerId(self.next_owner);
+        self.model.unpinned.insert(owner);
+        owner
+    }
+
     fn is_waiting(&self, owner: OwnerId) -> bool {
         self.model.waiting.values().any(|w| w.owner == owner)
     }
@@ -564,19 +580,14 @@ impl Sut {
                 if self.is_waiting(owner) {
                     return; // a blocked thread cannot ask again
                 }
-                let holds_pinned = self
-                    .core
-                    .pinned_conn(owner)
-                    .is_some_and(|c| self.model.held.get(&c) == Some(&owner));
+                let holds_pinned = self.holds_pinned(owner);
                 let scope = self.core.checkout_scope(owner, true);
                 let checkout = self.core.checkout(owner);
                 assert_within_scope(scope, &checkout, self.exclusive());
                 self.answered(checkout, owner, holds_pinned);
             }
             Op::CheckoutUnpinned => {
-                self.next_owner += 1;
-                let owner = OwnerId(self.next_owner);
-                self.model.unpinned.insert(owner);
+                let owner = self.fresh_unpinned_owner();
                 let scope = self.core.checkout_scope(owner, false);
                 let checkout = self.core.checkout_unpinned(owner);
                 assert_within_scope(scope, &checkout, self.exclusive());
@@ -586,17 +597,12 @@ impl Sut {
                 let owner = if pins {
                     self.owners[i]
                 } else {
-                    self.next_owner += 1;
-                    self.model.unpinned.insert(OwnerId(self.next_owner));
-                    OwnerId(self.next_owner)
+                    self.fresh_unpinned_owner()
                 };
                 if self.is_waiting(owner) {
                     return; // a blocked thread cannot ask again
                 }
-                let holds_pinned = self
-                    .core
-                    .pinned_conn(owner)
-                    .is_some_and(|c| self.model.held.get(&c) == Some(&owner));
+                let holds_pinned = self.holds_pinned(owner);
                 let twin = self.what_a_waiting_checkout_does(owner, pins);
                 let checkout = self.core.try_checkout(owner, pins);
                 match (twin.answer, checkout) {

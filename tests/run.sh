@@ -63,5 +63,8 @@ cargo run --quiet --release --bin pool-efficiency -- --chart target/pool-efficie
 echo "== instruction counts per operation (callgrind), the pinned path against its baseline"
 bash benches/instructions.sh
 
+echo "== the fairness benchmark runs (a smoke run: its figures come from a full run)"
+cargo run --quiet --release -p pinpool-peers --bin fairness -- --seconds 0.05 --workers 8 > /dev/null
+
 echo "== loom model checks of the blocking pool (release build)"
 bash loom-tests/run.sh

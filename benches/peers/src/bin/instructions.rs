@@ -1,5 +1,5 @@
 //! One operation of one pool, in a loop, for `benches/instructions.sh` to
-//! count with callgrind: `pinpool-instructions <scenario> <warm-up> <n>`.
+//! count with callgrind: `instructions <scenario> <warm-up> <n>`.
 //! The script runs each scenario twice with different `n` and divides the
 //! difference, so what the process does once (start-up, building the
 //! pool, the warm-up) cancels out and the count per operation remains.
@@ -9,11 +9,11 @@
 //! Without arguments (as `cargo test` runs it) every scenario runs briefly;
 //! `--list` names them.
 
-use std::convert::Infallible;
 use std::hint::black_box;
 use std::process::ExitCode;
 
 use pinpool::core::{Action, Checkout, Config, ConnId, Core, Health, OwnerId, Pinning, WakePolicy};
+use pinpool_peers::noop::{AsyncNoop, Bb8Noop, DeadpoolNoop, Noop, R2d2Noop, async_noop, noop};
 
 /// A scenario: runs its operation `warm_up` times, then `n` times.
 type Scenario = fn(u64, u64);
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
 fn usage() -> ExitCode {
     let names: Vec<&str> = SCENARIOS.iter().map(|(name, _)| *name).collect();
     eprintln!(
-        "usage: pinpool-instructions <{}> <warm-up> <n>",
+        "usage: instructions <{}> <warm-up> <n> | --list",
         names.join("|")
     );
     ExitCode::from(2)
@@ -76,15 +76,11 @@ fn repeat(warm_up: u64, n: u64, mut op: impl FnMut()) {
     }
 }
 
-fn noop() -> Result<(), std::io::Error> {
-    Ok(())
-}
-
-fn blocking(pinning: Pinning) -> pinpool::blocking::Pool<fn() -> Result<(), std::io::Error>> {
+fn blocking(pinning: Pinning) -> pinpool::blocking::Pool<Noop> {
     pinpool::blocking::Pool::builder()
         .max_size(1)
         .pinning(pinning)
-        .build(noop as fn() -> _)
+        .build(noop as Noop)
         .expect("a valid configuration")
 }
 
@@ -109,12 +105,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_time()
         .build()
         .expect("a runtime")
-}
-
-type AsyncNoop = fn() -> std::future::Ready<Result<(), std::io::Error>>;
-
-fn async_noop() -> std::future::Ready<Result<(), std::io::Error>> {
-    std::future::ready(Ok(()))
 }
 
 fn tokio_pool() -> pinpool::tokio::Pool<AsyncNoop> {
@@ -198,22 +188,6 @@ fn core_checkout_checkin(warm_up: u64, n: u64) {
     });
 }
 
-struct R2d2Noop;
-
-impl r2d2::ManageConnection for R2d2Noop {
-    type Connection = ();
-    type Error = std::io::Error;
-    fn connect(&self) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-    fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-    fn has_broken(&self, _: &mut ()) -> bool {
-        false
-    }
-}
-
 fn r2d2_get_drop(warm_up: u64, n: u64) {
     let pool = r2d2::Pool::builder()
         .max_size(1)
@@ -223,22 +197,6 @@ fn r2d2_get_drop(warm_up: u64, n: u64) {
     repeat(warm_up, n, || {
         drop(black_box(pool.get().expect("a connection")))
     });
-}
-
-struct Bb8Noop;
-
-impl bb8::ManageConnection for Bb8Noop {
-    type Connection = ();
-    type Error = Infallible;
-    async fn connect(&self) -> Result<(), Infallible> {
-        Ok(())
-    }
-    async fn is_valid(&self, _: &mut ()) -> Result<(), Infallible> {
-        Ok(())
-    }
-    fn has_broken(&self, _: &mut ()) -> bool {
-        false
-    }
 }
 
 fn bb8_get_drop(warm_up: u64, n: u64) {
@@ -253,23 +211,6 @@ fn bb8_get_drop(warm_up: u64, n: u64) {
             drop(black_box(pool.get().await.expect("a connection")));
         }
     });
-}
-
-struct DeadpoolNoop;
-
-impl deadpool::managed::Manager for DeadpoolNoop {
-    type Type = ();
-    type Error = Infallible;
-    async fn create(&self) -> Result<(), Infallible> {
-        Ok(())
-    }
-    async fn recycle(
-        &self,
-        _: &mut (),
-        _: &deadpool::managed::Metrics,
-    ) -> deadpool::managed::RecycleResult<Infallible> {
-        Ok(())
-    }
 }
 
 fn deadpool_get_drop(warm_up: u64, n: u64) {
