@@ -33,7 +33,8 @@ readonly CHECKED="pinpool-blocking-pinned pinpool-tokio-pinned"
 
 bins=$(mktemp -d)
 trap 'rm -rf "$bins"' EXIT
-for build in default metrics; do
+# The default build last: what is left built is what other steps use.
+for build in metrics default; do
     features=()
     [ "$build" = metrics ] && features=(--features metrics)
     cargo build --quiet --release -p pinpool-peers --bin instructions "${features[@]}"
