@@ -1461,3 +1461,54 @@ fn a_surplus_connection_is_not_leased_and_closes_at_its_checkin() {
         }
     }
 }
+
+/// An owner waiting with two checkouts at once (two futures of one pinned
+/// scope) when room appears is pinned once, and both wait for that
+/// connection (found by the `core_inputs` fuzz target: the second pin
+/// overwrote the first, leaving an owner counted on a connection that
+/// then vanished).
+#[test]
+fn an_owner_waiting_twice_is_pinned_once_when_room_appears() {
+    let config = Config {
+        max_size: 1,
+        pinning: Pinning::Exclusive,
+        ..Config::default()
+    };
+    let mut core = Core::new(config).unwrap();
+    let (alice, bob) = (OwnerId(1), OwnerId(2));
+    core.checkout(alice);
+    while core.poll_action().is_some() {}
+    core.connected(ConnId(1)).unwrap();
+    while core.poll_action().is_some() {}
+    let Checkout::Waiting(first) = core.checkout(bob) else {
+        unreachable!()
+    };
+    let Checkout::Waiting(second) = core.checkout(bob) else {
+        unreachable!()
+    };
+    assert_eq!(core.state().waiting_for_pin, 2);
+    core.resize(3).unwrap(); // room for both, were they two owners
+    let state = core.state();
+    let pinned: usize = state.pins.iter().map(|&(_, owners)| owners).sum();
+    assert_eq!((state.pinned_owners, pinned), (2, 2), "{state:?}");
+    assert_eq!(state.total(), 2, "one connection opened for bob: {state:?}");
+    assert_eq!(core.pinned_conn(bob), Some(ConnId(2)));
+    assert_eq!(core.poll_action(), Some(Action::Open(ConnId(2))));
+    core.connected(ConnId(2)).unwrap();
+    assert_eq!(
+        core.poll_action(),
+        Some(Action::Grant {
+            ticket: first,
+            conn: ConnId(2)
+        })
+    );
+    core.owner_gone(bob); // its second checkout fails; no pin is left behind
+    assert_eq!(
+        core.poll_action(),
+        Some(Action::Fail {
+            ticket: second,
+            reason: FailReason::OwnerGone
+        })
+    );
+    assert_eq!(core.state().pinned_owners, 1);
+}

@@ -96,6 +96,9 @@ pub struct Core {
     /// counted closed) or given up after `connect_timeout` (already counted
     /// failed): their result is closed when it arrives, and not counted.
     abandoned: BTreeSet<ConnId>,
+    /// Waiters were moved while the pool had no room to open for them:
+    /// the next `provision` hands them idle connections they can now use.
+    idle_to_serve: bool,
     /// A connect failed: `min_size` is refilled at the next maintenance
     /// run or successful connect, not at once, so a server that refuses
     /// connections is not hammered in a loop.
@@ -123,6 +126,7 @@ impl Core {
             paused: config.start_paused,
             now: Duration::ZERO,
             abandoned: BTreeSet::new(),
+            idle_to_serve: false,
             refill_deferred: false,
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -738,6 +742,10 @@ impl Core {
     /// unbound (Exclusive with every connection pinned, RandomIdle
     /// overflow with nothing idle).
     fn bind_new_owner(&mut self, owner: OwnerId, ticket: Ticket) -> Want {
+        if let Some(&conn) = self.pins.get(&owner) {
+            // Bound since it asked, through another of its checkouts.
+            return Want::Conn(conn);
+        }
         let exclusive = self.config.pinning == Pinning::Exclusive;
         let reclaimed = self.reclaimed_idle();
         let conn =
@@ -1007,6 +1015,9 @@ impl Core {
             return;
         }
         self.shrink_to_size();
+        if std::mem::take(&mut self.idle_to_serve) {
+            self.serve_idle();
+        }
         if self.paused {
             return;
         }
@@ -1020,8 +1031,16 @@ impl Core {
                 && let Some(ticket) = self.waiters.oldest_unbound_pinning()
             {
                 let owner = self.waiters.get(ticket).expect("queued").owner;
-                let conn = self.slots.create_pending(self.generation, Some(ticket));
-                self.pin(owner, conn);
+                // An owner waiting with two checkouts (two futures of one
+                // scope) is pinned once: the second joins the first's.
+                let conn = match self.pins.get(&owner) {
+                    Some(&conn) => conn,
+                    None => {
+                        let conn = self.slots.create_pending(self.generation, Some(ticket));
+                        self.pin(owner, conn);
+                        conn
+                    }
+                };
                 self.waiters.set_want(ticket, Want::Conn(conn));
             }
         }

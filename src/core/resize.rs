@@ -86,8 +86,10 @@ impl Core {
     /// shrinking): to the least loaded connection left, or, under
     /// [`Pinning::Exclusive`] where connections are not shared, nowhere —
     /// they lose the pin and wait for one as new owners do. Either way
-    /// the waiters may now be able to use an idle connection: it is handed
-    /// to the oldest of them, as a newly opened one would be.
+    /// the waiters may now be able to use an idle connection: the input's
+    /// closing `provision` hands it over ([`Core::serve_idle`]), not this,
+    /// which may run in the middle of a walk over the idle connections
+    /// (the fuzzer found one closing a connection twice).
     pub(super) fn rehome_without_room(&mut self, conn: ConnId, pinned: BTreeSet<OwnerId>) {
         if self.config.pinning == Pinning::Exclusive {
             for owner in pinned {
@@ -102,6 +104,13 @@ impl Core {
             }
             self.waiters.retarget(conn, to);
         }
+        self.idle_to_serve = true;
+    }
+
+    /// Hands each idle connection some waiter can use to the oldest such
+    /// waiter, as a newly opened one would be (after waiters were moved
+    /// by [`Core::rehome_without_room`]). O(idle · log W).
+    pub(super) fn serve_idle(&mut self) {
         let idle: Vec<ConnId> = self.slots.idle_newest_first().collect();
         for conn in idle {
             if self.slots.is_idle(conn) && self.oldest_waiter_for(conn).is_some() {

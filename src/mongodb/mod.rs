@@ -42,6 +42,10 @@ mod blocking;
 mod tokio;
 mod wire;
 
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use wire::fuzz_reply;
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
