@@ -243,7 +243,6 @@ mod off {
     /// Without the `metrics` feature: nothing recorded, nothing stored.
     pub(crate) struct Metrics;
 
-    #[allow(clippy::unused_self)]
     impl Metrics {
         pub(crate) const NEEDS_CLOCK: bool = false;
 
