@@ -51,11 +51,18 @@ impl Core {
         Ok(())
     }
 
+    /// Whether the pool holds more connections than `max_size` (it was
+    /// shrunk below them): a driver must then end its leases, so that the
+    /// surplus connections parked in them come back to be closed (none is
+    /// leased again meanwhile; see [`Core::may_lease`]).
+    pub fn above_size(&self) -> bool {
+        self.slots.total() > self.config.max_size
+    }
+
     /// Whether `conn`, established and coming free, is surplus: the pool
     /// is above `max_size`, and it is nobody's session.
     pub(super) fn is_surplus(&self, conn: ConnId) -> bool {
-        self.slots.total() > self.config.max_size
-            && serves_any(self.config.pinning, self.slots.slot(conn))
+        self.above_size() && serves_any(self.config.pinning, self.slots.slot(conn))
     }
 
     /// Brings the pool toward `max_size` with what can go now: unstarted

@@ -743,12 +743,12 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         self.core.clear(interrupt_in_use);
     }
 
-    /// Changes `max_size` (see [`Core::resize`]). Below the connections
-    /// there are, every lease ends: a connection parked in one comes back,
-    /// and closes if it is surplus.
+    /// Changes `max_size` (see [`Core::resize`]); when the pool is then
+    /// above its size, every lease ends ([`Core::above_size`]): a
+    /// connection parked in one comes back, and closes if it is surplus.
     pub(crate) fn resize(&mut self, max_size: usize) -> Result<(), ConfigError> {
         self.core.resize(max_size)?;
-        if self.core.state().total() > max_size {
+        if self.core.above_size() {
             self.recall_leases(Recall::All);
         }
         Ok(())
