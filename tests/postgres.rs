@@ -26,21 +26,8 @@ static SERVER: RwLock<()> = RwLock::new(());
 /// The server's URL, or `None` (after saying so) when there is none and
 /// this is not CI; with it, a share of the server (see [`SERVER`]).
 fn server() -> Option<(String, RwLockReadGuard<'static, ()>)> {
-    let url = server_url()?;
+    let url = support::pg_url()?;
     Some((url, SERVER.read().unwrap_or_else(PoisonError::into_inner)))
-}
-
-fn server_url() -> Option<String> {
-    match std::env::var("PINPOOL_PG_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("PINPOOL_PG_URL is not set: tests/run.sh starts the server")
-        }
-        Err(_) => {
-            eprintln!("SKIPPED: no PostgreSQL server (run bash tests/run.sh)");
-            None
-        }
-    }
 }
 
 /// A connection outside any pool, to watch the server.
@@ -415,7 +402,7 @@ fn a_thousand_threads_never_open_more_than_max_size_backends() {
 /// afterwards every connection it opened is idle or closed.
 #[test]
 fn the_pool_recovers_from_a_server_restart_under_load() {
-    let Some(url) = server_url() else { return };
+    let Some(url) = support::pg_url() else { return };
     let _alone = SERVER.write().unwrap_or_else(PoisonError::into_inner);
     let Ok(restart) = std::env::var("PINPOOL_PG_RESTART") else {
         eprintln!("SKIPPED: no PINPOOL_PG_RESTART command (tests/run.sh sets it)");

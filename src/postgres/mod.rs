@@ -31,7 +31,9 @@
 //!   at once; a config without a connect timeout gets
 //!   [`DEFAULT_CONNECT_TIMEOUT`], so a silent server cannot hold a connect
 //!   for ever);
-//! - `validate`: an empty simple query (a round trip);
+//! - `validate`: an empty simple query (a round trip), bounded by the
+//!   manager's `io_timeout` ([`DEFAULT_IO_TIMEOUT`]): a half-open socket
+//!   fails validation instead of holding the checkout;
 //! - `has_broken`: the client is closed (its socket or its connection
 //!   task ended);
 //! - `interrupt_handle`: the client's cancel token, so
@@ -41,7 +43,9 @@
 //!   open, then `DISCARD ALL`), or the statements given to `reset_with`,
 //!   each its own round trip; then the notifications the client still
 //!   holds are dropped. An error closes the session rather than hand it
-//!   on.
+//!   on. The async manager bounds each statement by its `io_timeout`;
+//!   the blocking `postgres::Client` has no timeout for a statement, so a
+//!   blocking reset over a dead link ends when its socket does.
 
 mod blocking;
 #[cfg(feature = "tokio")]
@@ -69,6 +73,11 @@ fn statements<S: Into<String>>(statements: impl IntoIterator<Item = S>) -> Vec<S
 
 /// The connect timeout a manager uses when its config sets none.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a manager's own round trip (a validation; with the async
+/// manager, each statement of a reset too) may take unless `io_timeout`
+/// says otherwise: the MongoDB adapter's default.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A pool's default name from its connection config: `host:port/database`
 /// (the first host; a Unix socket's path stands for the host).

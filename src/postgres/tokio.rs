@@ -6,11 +6,13 @@ use std::future::poll_fn;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification};
 
-use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESET, statements};
+use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_RESET, statements};
 use crate::InterruptHandle;
 
 /// A session of the async pool: a `tokio_postgres::Client` (it derefs to
@@ -22,6 +24,8 @@ pub struct PgClient {
     notifications: mpsc::UnboundedReceiver<Notification>,
     /// Set when the connection task ended (the socket closed or failed).
     ended: Arc<AtomicBool>,
+    /// Ends the connection task, and with it the socket.
+    connection: AbortHandle,
 }
 
 impl PgClient {
@@ -30,6 +34,15 @@ impl PgClient {
     /// owners ends its `LISTEN`s and drops what is left.
     pub fn notifications(&mut self) -> &mut mpsc::UnboundedReceiver<Notification> {
         &mut self.notifications
+    }
+
+    /// Closes the session's socket now: every query in flight or to come
+    /// fails at once with the client's "connection closed" error, and the
+    /// pool closes the session instead of handing it on. For a round trip
+    /// given up on (a timeout): its reply may never come, and on a link
+    /// that lost it, no later reply would either.
+    pub fn abort(&self) {
+        self.connection.abort();
     }
 }
 
@@ -61,6 +74,7 @@ impl fmt::Debug for PgClient {
 pub struct AsyncPgManager {
     config: Config,
     reset: Vec<String>,
+    io_timeout: Duration,
 }
 
 impl AsyncPgManager {
@@ -72,6 +86,7 @@ impl AsyncPgManager {
         AsyncPgManager {
             config,
             reset: statements(DEFAULT_RESET),
+            io_timeout: DEFAULT_IO_TIMEOUT,
         }
     }
 
@@ -89,9 +104,39 @@ impl AsyncPgManager {
         self
     }
 
+    /// Bounds each of the manager's own round trips — a validation, each
+    /// statement of a reset — by `timeout` (default [`DEFAULT_IO_TIMEOUT`]):
+    /// past it the session is [aborted](PgClient::abort) and closed, so a
+    /// half-open socket (a partition, a dead host) cannot hold a checkout
+    /// or a reset for ever.
+    pub fn io_timeout(mut self, timeout: Duration) -> Self {
+        self.io_timeout = timeout;
+        self
+    }
+
     /// The connection config.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// `round_trip` on `conn`, bounded by the I/O timeout: past it the
+    /// session is aborted and the error is the client's own "connection
+    /// closed" (so it stays a `tokio_postgres::Error`).
+    async fn bounded<T>(
+        &self,
+        conn: &mut PgClient,
+        round_trip: impl AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<(), tokio_postgres::Error> {
+        match tokio::time::timeout(self.io_timeout, round_trip(&conn.client)).await {
+            Ok(result) => result.map(drop),
+            Err(_elapsed) => {
+                tracing::debug!(timeout = ?self.io_timeout, "a PostgreSQL round trip timed out: aborting the session");
+                conn.abort();
+                // Answered at once, with an error, now that its
+                // connection is gone.
+                conn.client.simple_query("").await.map(drop)
+            }
+        }
     }
 }
 
@@ -100,6 +145,7 @@ impl fmt::Debug for AsyncPgManager {
         f.debug_struct("AsyncPgManager")
             .field("config", &self.config)
             .field("reset", &self.reset)
+            .field("io_timeout", &self.io_timeout)
             .finish()
     }
 }
@@ -120,7 +166,7 @@ impl crate::tokio::Manager for AsyncPgManager {
         let (sender, notifications) = mpsc::unbounded_channel();
         let ended = Arc::new(AtomicBool::new(false));
         let done = Arc::clone(&ended);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             // Drives the connection, keeping what `connection.await` would
             // drop: the notifications.
             while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
@@ -144,11 +190,13 @@ impl crate::tokio::Manager for AsyncPgManager {
             client,
             notifications,
             ended,
+            connection: task.abort_handle(),
         })
     }
 
     async fn validate(&self, conn: &mut PgClient) -> Result<(), tokio_postgres::Error> {
-        conn.client.simple_query("").await.map(drop)
+        self.bounded(conn, async |client| client.simple_query("").await)
+            .await
     }
 
     fn has_broken(&self, conn: &mut PgClient) -> bool {
@@ -170,7 +218,8 @@ impl crate::tokio::Manager for AsyncPgManager {
 
     async fn reset(&self, conn: &mut PgClient) -> Result<(), tokio_postgres::Error> {
         for statement in &self.reset {
-            conn.client.batch_execute(statement).await?;
+            self.bounded(conn, async |client| client.batch_execute(statement).await)
+                .await?;
         }
         // Its `LISTEN`s are gone; what already arrived was its owner's.
         while conn.notifications.try_recv().is_ok() {}

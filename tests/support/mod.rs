@@ -237,3 +237,19 @@ pub fn assert_conserved(pool: &Pool<TestManager>, tally: &Tally) -> PoolState {
     assert_conservation(&state, tally);
     state
 }
+
+/// The PostgreSQL server's URL (`PINPOOL_PG_URL`: `tests/run.sh` starts a
+/// throwaway cluster), or `None` after saying so loudly; under `CI=true`
+/// a missing server fails the test instead.
+pub fn pg_url() -> Option<String> {
+    match std::env::var("PINPOOL_PG_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("PINPOOL_PG_URL is not set: tests/run.sh starts the server")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED: no PostgreSQL server (run bash tests/run.sh)");
+            None
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! A fault-injection TCP proxy between a pool and a real server, in the
+//! manner of Toxiproxy, run in process on a runtime of its own: it listens
+//! on 127.0.0.1 and a port the OS picks, and forwards only to the server
+//! address the test gives it. The test steers it: latency and jitter, a
+//! blackhole (links stay open and forward nothing), resetting every link
+//! (RST), and cutting the link (resets, and connects refused) until healed.
+//!
+//! Why not `noxious`, Toxiproxy's Rust port, which the issue preferred: its
+//! 1.0.4 (2021) panics when a `limit_data` toxic is added to live links
+//! ("No toxic state provided"), and under this suite's load its toxic
+//! updates, which tear down and rebuild every live link, left clients that
+//! could not connect after a heal. It has no reset (RST) toxic either. The
+//! faults here need only a byte pump with a switch in it, under our control.
+//!
+//! Its control calls are plain, non-blocking calls: usable from a blocking
+//! test and from inside an async one alike.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+/// What the proxy does to the bytes it forwards.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    /// Forwards them as they come.
+    None,
+    /// Holds each chunk `latency` ± `jitter` before forwarding it.
+    Latency { latency: Duration, jitter: Duration },
+    /// Reads and drops them: the link stays open and silent, as a
+    /// partition or a dead host looks to a client.
+    Blackhole,
+}
+
+/// The proxy in front of one server.
+pub struct FaultProxy {
+    /// Always `Some` but in `drop`, which shuts it down without blocking
+    /// (a test's own runtime may be dropping the proxy).
+    runtime: Option<tokio::runtime::Runtime>,
+    listen: SocketAddr,
+    upstream: String,
+    fault: watch::Sender<Fault>,
+    /// The accept loop; `None` while the link is cut.
+    accepting: Mutex<Option<AbortHandle>>,
+    links: Arc<Links>,
+}
+
+/// The live links, to count them and to reset them all.
+#[derive(Default)]
+struct Links {
+    live: AtomicUsize,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl FaultProxy {
+    /// A proxy on 127.0.0.1 forwarding to `upstream` (`host:port`, an
+    /// address the test itself started a server on).
+    pub fn start(upstream: &str) -> FaultProxy {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("fault-proxy")
+            .build()
+            .expect("the proxy's runtime");
+        let probe = StdListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1");
+        let listen = probe.local_addr().expect("its address");
+        let proxy = FaultProxy {
+            runtime: Some(runtime),
+            listen,
+            upstream: upstream.to_owned(),
+            fault: watch::Sender::new(Fault::None),
+            accepting: Mutex::new(None),
+            links: Arc::default(),
+        };
+        proxy.accept_on(probe);
+        proxy
+    }
+
+    /// Where clients connect: `127.0.0.1:port`.
+    pub fn addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Latency of `latency_ms` ± `jitter_ms` on every chunk, either way.
+    pub fn latency(&self, latency_ms: u64, jitter_ms: u64) {
+        self.fault.send_replace(Fault::Latency {
+            latency: Duration::from_millis(latency_ms),
+            jitter: Duration::from_millis(jitter_ms),
+        });
+    }
+
+    /// Every link, live or new, forwards nothing from now on.
+    pub fn blackhole(&self) {
+        self.fault.send_replace(Fault::Blackhole);
+    }
+
+    /// Resets every live link (an RST to both ends); new ones are served.
+    pub fn reset_links(&self) {
+        for link in self.links.tasks.lock().drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Cuts the link: every live link is reset and connects are refused
+    /// until [`heal`](Self::heal). In place when this returns.
+    pub fn cut(&self) {
+        if let Some(accepting) = self.accepting.lock().take() {
+            accepting.abort();
+        }
+        self.reset_links();
+        // The listener closes as its task ends, asynchronously.
+        for _ in 0..10_000 {
+            if std::net::TcpStream::connect(self.listen).is_err() {
+                return;
+            }
+            std::thread::yield_now();
+        }
+        panic!("the proxy still accepts after its cut");
+    }
+
+    /// Forwards everything again; a cut link accepts again.
+    pub fn heal(&self) {
+        self.fault.send_replace(Fault::None);
+        if self.accepting.lock().is_none() {
+            let listener = StdListener::bind(self.listen).expect("the proxy's port again");
+            self.accept_on(listener);
+        }
+    }
+
+    /// How many client connections the proxy holds open now.
+    pub fn links(&self) -> usize {
+        self.links.live.load(Ordering::SeqCst)
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("running")
+    }
+
+    /// Accepts on `listener`, a link to the server for each client.
+    fn accept_on(&self, listener: StdListener) {
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let (upstream, fault, links) = (
+            self.upstream.clone(),
+            self.fault.clone(),
+            Arc::clone(&self.links),
+        );
+        let runtime = self.runtime().handle().clone();
+        let task = self.runtime().spawn(async move {
+            let listener = TcpListener::from_std(listener).expect("a tokio listener");
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    continue; // the client sees its socket closed
+                };
+                let (fault, links2) = (fault.subscribe(), Arc::clone(&links));
+                links.live.fetch_add(1, Ordering::SeqCst);
+                let link = runtime.spawn(async move {
+                    let _live = Live(&links2.live);
+                    link(client, server, fault).await;
+                });
+                let mut tasks = links.tasks.lock();
+                tasks.retain(|task| !task.is_finished());
+                tasks.push(link.abort_handle());
+            }
+        });
+        *self.accepting.lock() = Some(task.abort_handle());
+    }
+}
+
+/// Counts a link live until its task ends, however it ends.
+struct Live<'a>(&'a AtomicUsize);
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Forwards both ways until either end closes; then both are closed. A
+/// link aborted mid-way drops its sockets with `SO_LINGER` 0: an RST.
+async fn link(client: TcpStream, server: TcpStream, fault: watch::Receiver<Fault>) {
+    for socket in [&client, &server] {
+        // Deprecated because a positive linger blocks the dropping thread;
+        // zero never does: it discards and resets at once.
+        #[allow(deprecated)]
+        let _ = socket.set_linger(Some(Duration::ZERO));
+        let _ = socket.set_nodelay(true);
+    }
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    tokio::select! {
+        () = pump(client_read, server_write, fault.clone()) => {}
+        () = pump(server_read, client_write, fault) => {}
+    }
+}
+
+/// Copies `from` to `to` through the fault in force at each chunk.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    fault: watch::Receiver<Fault>,
+) {
+    let mut buffer = vec![0; 32 << 10];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        let current = *fault.borrow();
+        match current {
+            Fault::None => {}
+            Fault::Latency { latency, jitter } => {
+                let spread = rand::rng().random_range(Duration::ZERO..=2 * jitter);
+                tokio::time::sleep((latency + spread).saturating_sub(jitter)).await;
+            }
+            Fault::Blackhole => continue,
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

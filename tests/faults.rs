@@ -1,0 +1,867 @@
+//! Network faults between the pool and each real server, through a
+//! Toxiproxy-style proxy (`fault_proxy`): latency, lossy links, a 10 s
+//! blackhole, and the link cut while connects are in flight — each under
+//! load (32 threads over a pinned and an unpinned pool; 256 tasks, half
+//! pinned), for both adapters.
+//!
+//! What must hold, phase by phase: every checkout and every round trip
+//! ends by its timeout (nothing hangs), failures are typed, broken sockets
+//! are replaced, connects in flight never exceed `max_connecting` and are
+//! few while the server is unreachable, the pool recovers within two
+//! maintenance intervals of the heal, and afterwards every socket the
+//! pool opened is live in it or closed: the proxy's own count of links
+//! equals the pool's count, the server sees at most `max_size` per pool,
+//! no pin is left, and dropping the pool closes them all.
+//!
+//! Each test prints a table of its phases (`cargo test --test faults --
+//! --nocapture`); the README quotes one run.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use pinpool::Error;
+use pinpool::core::{Event, Pinning, PoolState};
+
+mod fault_proxy;
+mod server;
+mod support;
+
+use fault_proxy::FaultProxy;
+
+/// A pool's bounds in these tests.
+const MAX_SIZE: usize = 8;
+const MAX_CONNECTING: usize = 2;
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The adapters' connect and round-trip timeouts, and the pool's.
+const IO_TIMEOUT: Duration = Duration::from_secs(1);
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the server is unreachable in the blackhole phase.
+const BLACKHOLE: Duration = Duration::from_secs(10);
+/// What a loaded 2-core machine may add to a timeout before the call
+/// returns: scheduling, not waiting.
+const SLACK: Duration = Duration::from_millis(1500);
+
+/// One test at a time: each loads both cores, and the bounds on how long
+/// a call takes are about the pool, not about a neighbour's load.
+static TURN: Mutex<()> = Mutex::new(());
+
+/// Whatever a worker's round trip returned as an error.
+type Failure = Box<dyn StdError + Send + Sync>;
+
+// ---------------------------------------------------------------------
+// What each phase records.
+
+/// The connects the pool started, as its events report them.
+#[derive(Default)]
+struct Connects {
+    started: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl Connects {
+    fn observe(&self, event: &Event) {
+        match event {
+            Event::ConnectionCreated(_) => {
+                self.started.fetch_add(1, Ordering::SeqCst);
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            }
+            Event::ConnectionReady { .. } | Event::ConnectionFailed(_) => {
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts a phase: what it reports is counted from here.
+    fn begin(&self) -> usize {
+        let in_flight = self.in_flight.load(Ordering::SeqCst);
+        self.max_in_flight.store(in_flight, Ordering::SeqCst);
+        self.started.load(Ordering::SeqCst)
+    }
+}
+
+/// What the workers did in one phase.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicUsize,
+    /// Failures by kind (the error's `Display` up to its first colon).
+    errors: Mutex<Vec<String>>,
+    waits: Mutex<Vec<Duration>>,
+    /// The longest checkout and the longest round trip, to check bounds.
+    longest_get: Mutex<Duration>,
+    longest_trip: Mutex<Duration>,
+    /// The workers that succeeded at least once, for the recovery wait.
+    served: Mutex<std::collections::HashSet<usize>>,
+    served_changed: parking_lot::Condvar,
+}
+
+impl Tally {
+    fn checkout(&self, took: Duration, result: Result<(), String>) {
+        let mut longest = self.longest_get.lock();
+        *longest = (*longest).max(took);
+        match result {
+            Ok(()) => self.waits.lock().push(took),
+            Err(kind) => self.errors.lock().push(kind),
+        }
+    }
+
+    fn round_trip(&self, took: Duration, result: Result<(), Failure>) {
+        let mut longest = self.longest_trip.lock();
+        *longest = (*longest).max(took);
+        match result {
+            Ok(()) => {
+                self.ok.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(error) => self.errors.lock().push(kind_of(&*error)),
+        }
+    }
+
+    fn p99_wait(&self) -> Duration {
+        let mut waits = self.waits.lock().clone();
+        waits.sort();
+        waits
+            .get(waits.len().saturating_sub(1) * 99 / 100)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn error_kinds(&self) -> String {
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        for kind in self.errors.lock().iter() {
+            *kinds.entry(kind.clone()).or_default() += 1;
+        }
+        let kinds: Vec<_> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        if kinds.is_empty() {
+            "none".to_owned()
+        } else {
+            kinds.join(", ")
+        }
+    }
+}
+
+/// An error's kind: its message up to the first colon or digit, so that
+/// the table groups alike failures.
+fn kind_of(error: &dyn StdError) -> String {
+    let text = error.to_string();
+    let end = text
+        .find(|c: char| c == ':' || c == '(' || c.is_ascii_digit())
+        .unwrap_or(text.len());
+    text[..end].trim().to_owned()
+}
+
+fn pool_error<E: StdError + 'static>(error: &Error<E>) -> String {
+    kind_of(error)
+}
+
+/// A phase's row in the printed table.
+struct Row {
+    phase: &'static str,
+    ok: usize,
+    errors: String,
+    p99_wait: Duration,
+    longest_get: Duration,
+    longest_trip: Duration,
+    connects: usize,
+    max_in_flight: usize,
+}
+
+// ---------------------------------------------------------------------
+// The two servers.
+
+/// What the scenarios need of an adapter: managers pointed at the proxy,
+/// one bounded round trip, and the server's count of the pool's sockets.
+trait Backend: Send + Sync + 'static {
+    type Blocking: pinpool::blocking::Manager;
+    type Async: pinpool::tokio::Manager;
+    const NAME: &'static str;
+    /// Whether the blocking manager's connect ends by its timeout when the
+    /// server never answers the handshake. `postgres::Client`'s does not:
+    /// its connect timeout bounds the TCP connect alone, so a handshake
+    /// into a blackhole holds the connecting thread until the server's
+    /// `authentication_timeout` (60 s) closes the socket. (The async
+    /// manager's connect is given up by the pool's `connect_timeout`.)
+    const BLOCKING_CONNECT_BOUNDED: bool;
+
+    /// The server's `host:port`, or `None` (after saying so) to skip.
+    fn upstream(&self) -> Option<String>;
+    fn blocking(&self, proxy: &str) -> Self::Blocking;
+    fn asynchronous(&self, proxy: &str) -> Self::Async;
+    /// One round trip, bounded by [`IO_TIMEOUT`]; a failed one leaves the
+    /// connection marked broken where the driver cannot recover it.
+    fn trip(
+        conn: &mut <Self::Blocking as pinpool::blocking::Manager>::Connection,
+    ) -> Result<(), Failure>;
+    fn trip_async(
+        conn: &mut <Self::Async as pinpool::tokio::Manager>::Connection,
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// How many sockets of the pools under test the server has open.
+    fn server_sockets(&self) -> usize;
+}
+
+mod mongo {
+    use super::*;
+    use bson::doc;
+    use pinpool::mongodb::{AsyncMongoConnection, MongoConnection, MongoManager};
+
+    pub struct Mongo {
+        server: Option<super::server::Server>,
+        /// The server's socket count before the test, the monitor's own
+        /// included.
+        baseline: usize,
+    }
+
+    impl Mongo {
+        pub fn new() -> Mongo {
+            let server = super::server::shared();
+            let mut mongo = Mongo {
+                server,
+                baseline: 0,
+            };
+            mongo.baseline = mongo.count();
+            mongo
+        }
+
+        fn manager(address: &str) -> MongoManager {
+            MongoManager::new(&format!("mongodb://{address}"))
+                .expect("a valid URI")
+                .app_name("pinpool-faults")
+                .connect_timeout(IO_TIMEOUT)
+                .io_timeout(IO_TIMEOUT)
+        }
+
+        fn count(&self) -> usize {
+            let Some(server) = &self.server else { return 0 };
+            let address = server.uri.trim_start_matches("mongodb://");
+            let mut monitor = pinpool::blocking::Manager::connect(&Self::manager(address))
+                .expect("a monitoring connection");
+            let status = monitor
+                .command("admin", doc! { "serverStatus": 1 })
+                .expect("serverStatus");
+            let current = status
+                .get_document("connections")
+                .ok()
+                .and_then(|c| c.get("current"))
+                .and_then(|n| n.as_i64().or(n.as_i32().map(i64::from)))
+                .expect("a connection count");
+            // Less this monitor itself.
+            usize::try_from(current - 1).expect("a count")
+        }
+    }
+
+    impl Backend for Mongo {
+        type Blocking = MongoManager;
+        type Async = MongoManager;
+        const NAME: &'static str = "MongoDB";
+        const BLOCKING_CONNECT_BOUNDED: bool = true;
+
+        fn upstream(&self) -> Option<String> {
+            let server = self.server.as_ref()?;
+            Some(server.uri.trim_start_matches("mongodb://").to_owned())
+        }
+
+        fn blocking(&self, proxy: &str) -> MongoManager {
+            Self::manager(proxy)
+        }
+
+        fn asynchronous(&self, proxy: &str) -> MongoManager {
+            Self::manager(proxy)
+        }
+
+        fn trip(conn: &mut MongoConnection) -> Result<(), Failure> {
+            // A timed-out round trip marks the socket broken itself.
+            conn.command("admin", doc! { "ping": 1 })?;
+            Ok(())
+        }
+
+        async fn trip_async(conn: &mut AsyncMongoConnection) -> Result<(), Failure> {
+            conn.command("admin", doc! { "ping": 1 }).await?;
+            Ok(())
+        }
+
+        fn server_sockets(&self) -> usize {
+            self.count().saturating_sub(self.baseline)
+        }
+    }
+}
+
+mod pg {
+    use super::*;
+    use pinpool::postgres::{AsyncPgManager, PgClient, PgManager};
+
+    /// The pools' sessions carry this name, so the server's count is of
+    /// them alone.
+    const TAG: &str = "pinpool-faults";
+
+    pub struct Pg {
+        url: Option<String>,
+    }
+
+    impl Pg {
+        pub fn new() -> Pg {
+            Pg {
+                url: support::pg_url(),
+            }
+        }
+
+        /// The server's config with the proxy's address in place of the
+        /// server's, and the tag.
+        fn config(&self, proxy: &str) -> tokio_postgres::Config {
+            let url = self.url.as_deref().expect("a server");
+            let server: tokio_postgres::Config = url.parse().expect("a valid URL");
+            let (host, port) = proxy.split_once(':').expect("host:port");
+            let mut config = tokio_postgres::Config::new();
+            config
+                .host(host)
+                .port(port.parse().expect("a port"))
+                .user(server.get_user().unwrap_or("postgres"))
+                .dbname(server.get_dbname().unwrap_or("postgres"))
+                .application_name(TAG)
+                .connect_timeout(IO_TIMEOUT);
+            config
+        }
+    }
+
+    impl Backend for Pg {
+        type Blocking = PgManager;
+        type Async = AsyncPgManager;
+        const NAME: &'static str = "PostgreSQL";
+        const BLOCKING_CONNECT_BOUNDED: bool = false;
+
+        fn upstream(&self) -> Option<String> {
+            let url: tokio_postgres::Config = self.url.as_deref()?.parse().expect("a valid URL");
+            let host = match url.get_hosts().first()? {
+                tokio_postgres::config::Host::Tcp(host) => host.clone(),
+                tokio_postgres::config::Host::Unix(_) => return None,
+            };
+            Some(format!(
+                "{host}:{}",
+                url.get_ports().first().unwrap_or(&5432)
+            ))
+        }
+
+        fn blocking(&self, proxy: &str) -> PgManager {
+            PgManager::new(self.config(proxy).into()).io_timeout(IO_TIMEOUT)
+        }
+
+        fn asynchronous(&self, proxy: &str) -> AsyncPgManager {
+            AsyncPgManager::new(self.config(proxy)).io_timeout(IO_TIMEOUT)
+        }
+
+        fn trip(conn: &mut postgres::Client) -> Result<(), Failure> {
+            // `postgres::Client` bounds no query but this one: its
+            // blocking API has no timeout of its own.
+            conn.is_valid(IO_TIMEOUT)?;
+            Ok(())
+        }
+
+        async fn trip_async(conn: &mut PgClient) -> Result<(), Failure> {
+            match tokio::time::timeout(IO_TIMEOUT, conn.simple_query("SELECT 1")).await {
+                Ok(result) => result.map(drop).map_err(Into::into),
+                Err(elapsed) => {
+                    // Its reply, lost on the link, would leave every later
+                    // one a query behind: the session is of no more use.
+                    conn.abort();
+                    Err(elapsed.into())
+                }
+            }
+        }
+
+        fn server_sockets(&self) -> usize {
+            let url = self.url.as_deref().expect("a server");
+            let mut observer =
+                postgres::Client::connect(url, postgres::NoTls).expect("an observer connection");
+            let row = observer
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&TAG],
+                )
+                .expect("pg_stat_activity");
+            usize::try_from(row.get::<_, i64>(0)).expect("a count")
+        }
+    }
+}
+
+// ---------------------------------------------------------------------
+// The phases, the same for both pools: the workers record into the
+// current phase's tally while this steers the proxy.
+
+/// The tally the workers record into now.
+type Current = Mutex<Arc<Tally>>;
+
+/// Runs every phase against `proxy` while `workers` workers load the
+/// pools, printing the table as it goes. `clear` clears every pool and
+/// makes it ready again, so that all its connections are opened anew.
+/// Without `blackhole_connects` the blackhole phase is left out: the
+/// driver's connect does not bound its handshake (see [`Backend`]).
+fn run_phases(
+    proxy: &FaultProxy,
+    current: &Current,
+    connects: &Connects,
+    pools: usize,
+    workers: usize,
+    clear: &dyn Fn(),
+    blackhole_connects: bool,
+) {
+    let phase = |name: &'static str, toxic: &dyn Fn(), last: Duration| {
+        let tally = Arc::new(Tally::default());
+        *current.lock() = Arc::clone(&tally);
+        let started = connects.begin();
+        toxic();
+        thread::sleep(last); // the phase's length: the load runs meanwhile
+        let row = Row {
+            phase: name,
+            ok: tally.ok.load(Ordering::SeqCst),
+            errors: tally.error_kinds(),
+            p99_wait: tally.p99_wait(),
+            longest_get: *tally.longest_get.lock(),
+            longest_trip: *tally.longest_trip.lock(),
+            connects: connects.started.load(Ordering::SeqCst) - started,
+            max_in_flight: connects.max_in_flight.load(Ordering::SeqCst),
+        };
+        row.print();
+        (tally, row)
+    };
+    let recovery = |name: &'static str| {
+        let tally = Arc::new(Tally::default());
+        *current.lock() = Arc::clone(&tally);
+        let healed = Instant::now();
+        proxy.heal();
+        let took = tally.wait_until_all_succeeded(workers, healed + 10 * MAINTENANCE_INTERVAL);
+        (took, name)
+    };
+
+    let mut rows = Vec::new();
+    let (steady, row) = phase("steady", &|| {}, Duration::from_millis(500));
+    assert_eq!(steady.errors.lock().len(), 0, "{}", steady.error_kinds());
+    rows.push(row);
+
+    let (latency, row) = phase(
+        "latency 25 ± 10 ms",
+        &|| proxy.latency(25, 10),
+        2 * MAINTENANCE_INTERVAL,
+    );
+    assert_eq!(
+        latency.errors.lock().len(),
+        0,
+        "no timeout fires early: {}",
+        latency.error_kinds()
+    );
+    assert!(row.ok > 0);
+    rows.push(row);
+    proxy.heal();
+
+    // Bursts of loss: every 700 ms, every link forwards nothing for 200 ms
+    // and is then reset, as a flaky network's stalls end.
+    let lossy = &|| {
+        for _ in 0..3 {
+            proxy.blackhole();
+            thread::sleep(Duration::from_millis(200)); // the burst's stall
+            proxy.reset_links();
+            proxy.heal();
+            thread::sleep(Duration::from_millis(500)); // then calm
+        }
+    };
+    let (loss, row) = phase("loss: 3 bursts of 200 ms", lossy, Duration::ZERO);
+    assert!(
+        row.ok > 0,
+        "the healthy links keep serving: {}",
+        loss.error_kinds()
+    );
+    assert!(row.connects > 0, "broken sockets are replaced");
+    rows.push(row);
+    let (took, _) = recovery("after the loss");
+    assert!(
+        took <= 2 * MAINTENANCE_INTERVAL + SLACK,
+        "recovered in {took:?}"
+    );
+
+    if blackhole_connects {
+        let (blackhole, row) = phase("blackhole 10 s", &|| proxy.blackhole(), BLACKHOLE);
+        assert!(
+            !blackhole.errors.lock().is_empty(),
+            "the blackhole was felt"
+        );
+        // Each connect in flight ends by its timeout; no storm of them.
+        let ceiling =
+            pools * MAX_CONNECTING * (BLACKHOLE.as_millis() / IO_TIMEOUT.as_millis() + 2) as usize;
+        assert!(
+            row.connects <= ceiling,
+            "{} connects into a blackhole (at most {ceiling})",
+            row.connects
+        );
+        rows.push(row);
+        let (took, _) = recovery("after the blackhole");
+        assert!(
+            took <= 2 * MAINTENANCE_INTERVAL + SLACK,
+            "recovered in {took:?}"
+        );
+        rows.push(recovered_row(took));
+    } else {
+        println!(
+            "| blackhole 10 s | skipped: the driver's connect can hang in it (see the test) |"
+        );
+    }
+
+    // Every pool reconnects everything, and the link goes down meanwhile.
+    let cut = &|| {
+        clear();
+        proxy.cut();
+    };
+    let (down, row) = phase("link cut during connects", cut, MAINTENANCE_INTERVAL);
+    assert!(!down.errors.lock().is_empty(), "the cut was felt");
+    rows.push(row);
+    let (took, _) = recovery("after the cut");
+    assert!(
+        took <= 2 * MAINTENANCE_INTERVAL + SLACK,
+        "recovered in {took:?}"
+    );
+    rows.push(recovered_row(took));
+
+    for row in &rows {
+        assert!(
+            row.longest_get <= CHECKOUT_TIMEOUT + SLACK,
+            "{}: a checkout took {:?}",
+            row.phase,
+            row.longest_get
+        );
+        assert!(
+            row.longest_trip <= IO_TIMEOUT + SLACK,
+            "{}: a round trip took {:?}",
+            row.phase,
+            row.longest_trip
+        );
+        assert!(
+            row.max_in_flight <= pools * MAX_CONNECTING,
+            "{}: {} connects in flight",
+            row.phase,
+            row.max_in_flight
+        );
+    }
+}
+
+/// The row that says how long the pool took to serve every worker again.
+fn recovered_row(took: Duration) -> Row {
+    let row = Row {
+        phase: "healed: every worker served again",
+        ok: 0,
+        errors: format!("recovered in {} ms", took.as_millis()),
+        p99_wait: Duration::ZERO,
+        longest_get: Duration::ZERO,
+        longest_trip: Duration::ZERO,
+        connects: 0,
+        max_in_flight: 0,
+    };
+    row.print();
+    row
+}
+
+/// The table's heading; each phase prints its row as it ends, so a
+/// failed run shows how far it got.
+fn print_heading(title: &str) {
+    println!("\n{title}");
+    println!(
+        "| phase | ok | failures | p99 wait | longest get | longest trip | connects | max in flight |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+}
+
+impl Row {
+    fn print(&self) {
+        println!(
+            "| {} | {} | {} | {:.1} ms | {} ms | {} ms | {} | {} |",
+            self.phase,
+            self.ok,
+            self.errors,
+            self.p99_wait.as_secs_f64() * 1e3,
+            self.longest_get.as_millis(),
+            self.longest_trip.as_millis(),
+            self.connects,
+            self.max_in_flight
+        );
+    }
+}
+
+impl Tally {
+    /// A worker's success, by worker number, for the recovery wait.
+    fn succeeded(&self, worker: usize) {
+        let mut served = self.served.lock();
+        if served.insert(worker) {
+            self.served_changed.notify_all();
+        }
+    }
+
+    /// Waits until every one of `workers` has succeeded once (failing the
+    /// test at `deadline`); returns how long that took.
+    fn wait_until_all_succeeded(&self, workers: usize, deadline: Instant) -> Duration {
+        let start = Instant::now();
+        let mut served = self.served.lock();
+        while served.len() < workers {
+            let timed_out = self
+                .served_changed
+                .wait_until(&mut served, deadline)
+                .timed_out();
+            assert!(
+                !timed_out || served.len() == workers,
+                "only {} of {workers} workers served again: {}",
+                served.len(),
+                self.error_kinds()
+            );
+        }
+        start.elapsed()
+    }
+}
+
+// ---------------------------------------------------------------------
+// The two pools.
+
+/// How the pool's own accounting and the proxy's must agree once the load
+/// has stopped: every socket the pool opened is live in it or closed, and
+/// no pin is left.
+fn assert_accounted(
+    what: &str,
+    proxy: &FaultProxy,
+    backend: &impl Backend,
+    states: &dyn Fn() -> Vec<PoolState>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let states = states();
+        let held: usize = states.iter().map(|s| s.idle + s.in_use + s.resetting).sum();
+        // Connects and closes finish outside the pool's lock, and a dead
+        // thread's pin goes with its thread-locals, which can outlive the
+        // join a moment: wait for them.
+        let settled = states
+            .iter()
+            .all(|s| s.connecting == 0 && s.pending == 0 && s.pinned_owners == 0);
+        let links = proxy.links();
+        if settled && links == held {
+            for state in &states {
+                assert!(state.total() <= MAX_SIZE, "{what}: {state:?}");
+            }
+            let server = backend.server_sockets();
+            assert!(
+                server <= held,
+                "{what}: the server has {server} sockets, the pools {held}"
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {links} proxied sockets, {held} in the pools: {states:?}"
+        );
+        thread::yield_now();
+    }
+}
+
+/// Once the pools are gone, so are their sockets.
+fn assert_all_closed(what: &str, proxy: &FaultProxy, backend: &impl Backend) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proxy.links() > 0 || backend.server_sockets() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} sockets outlive their pool",
+            proxy.links()
+        );
+        thread::yield_now();
+    }
+}
+
+/// Ends the workers' loops when dropped, a panic's unwinding included.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// 32 threads, half on a pinned pool and half on an unpinned one.
+fn blocking_faults<B: Backend>(backend: B) {
+    let _turn = TURN.lock();
+    let Some(upstream) = backend.upstream() else {
+        return;
+    };
+    let proxy = FaultProxy::start(&upstream);
+    let address = proxy.addr().to_string();
+    let connects = Arc::new(Connects::default());
+    let pool = |pinning| {
+        let events = Arc::clone(&connects);
+        pinpool::blocking::Pool::builder()
+            .max_size(MAX_SIZE)
+            .max_connecting(MAX_CONNECTING)
+            .pinning(pinning)
+            .checkout_timeout(CHECKOUT_TIMEOUT)
+            .connect_timeout(IO_TIMEOUT)
+            .maintenance_interval(MAINTENANCE_INTERVAL)
+            .event_handler(move |event| events.observe(event))
+            .build(backend.blocking(&address))
+            .expect("a valid config")
+    };
+    let pools = [pool(Pinning::Strict), pool(Pinning::Off)];
+    let current: Current = Mutex::new(Arc::new(Tally::default()));
+    let stop = AtomicBool::new(false);
+    const WORKERS: usize = 32;
+    print_heading(&format!(
+        "{}, blocking pool: 16 threads pinned + 16 unpinned",
+        B::NAME
+    ));
+    thread::scope(|scope| {
+        for worker in 0..WORKERS {
+            let (pool, current, stop) = (&pools[worker % 2], &current, &stop);
+            scope.spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let tally = Arc::clone(&current.lock());
+                    let asked = Instant::now();
+                    match pool.get() {
+                        Ok(mut conn) => {
+                            tally.checkout(asked.elapsed(), Ok(()));
+                            let sent = Instant::now();
+                            let result = B::trip(&mut conn);
+                            if result.is_ok() {
+                                tally.succeeded(worker);
+                            } else {
+                                pinpool::blocking::PooledConnection::discard(conn);
+                            }
+                            tally.round_trip(sent.elapsed(), result);
+                        }
+                        Err(error) => tally.checkout(asked.elapsed(), Err(pool_error(&error))),
+                    }
+                }
+            });
+        }
+        let _stop = StopOnDrop(&stop); // a failed phase ends the load too
+        let clear = || {
+            for pool in &pools {
+                pool.clear();
+                pool.ready();
+            }
+        };
+        let blackhole = B::BLOCKING_CONNECT_BOUNDED;
+        run_phases(
+            &proxy,
+            &current,
+            &connects,
+            pools.len(),
+            WORKERS,
+            &clear,
+            blackhole,
+        );
+    });
+    assert_accounted("after the load", &proxy, &backend, &|| {
+        pools.iter().map(|p| p.state()).collect()
+    });
+    drop(pools);
+    assert_all_closed("after the pools", &proxy, &backend);
+}
+
+/// 256 tasks on one pool, half of them in pinned scopes.
+fn async_faults<B: Backend>(backend: B) {
+    let _turn = TURN.lock();
+    let Some(upstream) = backend.upstream() else {
+        return;
+    };
+    let proxy = FaultProxy::start(&upstream);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let connects = Arc::new(Connects::default());
+    let events = Arc::clone(&connects);
+    let pool = {
+        let _entered = runtime.enter();
+        Arc::new(
+            pinpool::tokio::Pool::builder()
+                .max_size(MAX_SIZE)
+                .max_connecting(MAX_CONNECTING)
+                .checkout_timeout(CHECKOUT_TIMEOUT)
+                .connect_timeout(IO_TIMEOUT)
+                .maintenance_interval(MAINTENANCE_INTERVAL)
+                .event_handler(move |event| events.observe(event))
+                .build(backend.asynchronous(&proxy.addr().to_string()))
+                .expect("a valid config"),
+        )
+    };
+    let current = Arc::new(Mutex::new(Arc::new(Tally::default())));
+    let stop = Arc::new(AtomicBool::new(false));
+    const TASKS: usize = 256;
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let (pool, current, stop) =
+                (Arc::clone(&pool), Arc::clone(&current), Arc::clone(&stop));
+            runtime.spawn(async move {
+                let work = async {
+                    while !stop.load(Ordering::SeqCst) {
+                        let tally = Arc::clone(&current.lock());
+                        let asked = Instant::now();
+                        match pool.get().await {
+                            Ok(mut conn) => {
+                                tally.checkout(asked.elapsed(), Ok(()));
+                                let sent = Instant::now();
+                                let result = B::trip_async(&mut conn).await;
+                                if result.is_ok() {
+                                    tally.succeeded(task);
+                                } else {
+                                    pinpool::tokio::PooledConnection::discard(conn);
+                                }
+                                tally.round_trip(sent.elapsed(), result);
+                            }
+                            Err(error) => tally.checkout(asked.elapsed(), Err(pool_error(&error))),
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                };
+                if task % 2 == 0 {
+                    pool.pinned(work).await
+                } else {
+                    work.await
+                }
+            })
+        })
+        .collect();
+    let clear = || {
+        pool.clear();
+        pool.ready();
+    };
+    print_heading(&format!(
+        "{}, async pool: 128 tasks pinned + 128 unpinned",
+        B::NAME
+    ));
+    {
+        let _stop = StopOnDrop(&stop);
+        run_phases(&proxy, &current, &connects, 1, TASKS, &clear, true);
+    }
+    for task in tasks {
+        runtime.block_on(task).expect("a worker task");
+    }
+    assert_accounted("after the load", &proxy, &backend, &|| vec![pool.state()]);
+    drop(pool);
+    assert_all_closed("after the pool", &proxy, &backend);
+    runtime.shutdown_background();
+}
+
+#[test]
+fn mongodb_blocking_pool_under_network_faults() {
+    blocking_faults(mongo::Mongo::new());
+}
+
+#[test]
+fn mongodb_async_pool_under_network_faults() {
+    async_faults(mongo::Mongo::new());
+}
+
+#[test]
+fn postgres_blocking_pool_under_network_faults() {
+    blocking_faults(pg::Pg::new());
+}
+
+#[test]
+fn postgres_async_pool_under_network_faults() {
+    async_faults(pg::Pg::new());
+}
