@@ -14,6 +14,7 @@ use crate::core::PoolState;
 /// assert_eq!(error.to_string(), "the pool is closed");
 /// ```
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum Error<E> {
     /// No connection became available before the checkout timeout.
     #[error("timed out after {waited:?} waiting for a connection ({state})")]

@@ -285,6 +285,8 @@ fn cmap_event(event: &Event) -> Option<Value> {
                 CloseReason::Idle | CloseReason::Shrunk => "idle",
                 CloseReason::Error | CloseReason::ResetFailed => "error",
                 CloseReason::PoolClosed => "poolClosed",
+                // `CloseReason` may grow: a new reason needs its mapping.
+                other => panic!("no CMAP reason for {other:?}"),
             };
             (
                 "ConnectionClosed",
@@ -311,6 +313,7 @@ fn cmap_event(event: &Event) -> Option<Value> {
                 | FailReason::AlreadyHeld
                 | FailReason::OwnerGone
                 | FailReason::ConnectTimeout => "connectionError",
+                other => panic!("no CMAP reason for {other:?}"),
             };
             (
                 "ConnectionCheckOutFailed",
@@ -324,6 +327,8 @@ fn cmap_event(event: &Event) -> Option<Value> {
         | Event::ConnectionReset { .. }
         | Event::PoolResized { .. }
         | Event::ConnectionLeaked { .. } => return None,
+        // `Event` may grow: a new event needs its mapping (or a `None`).
+        other => panic!("no CMAP form decided for {other:?}"),
     };
     let mut value = fields;
     value["type"] = json!(kind);

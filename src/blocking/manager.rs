@@ -20,6 +20,13 @@ pub trait Manager: Send + Sync + 'static {
     /// The connection type (a socket, a client session…).
     type Connection: Send + 'static;
     /// The manager's error, carried inside [`Error::Connect`](crate::Error::Connect).
+    ///
+    /// A real `std::error::Error`, not merely `Debug` (as bb8 allows), so
+    /// that every `pinpool::Error<Self::Error>` is one too: its `source()`
+    /// chain reaches the driver's error, and `?` turns it into an
+    /// `anyhow::Error` or a `Box<dyn Error>`. A manager built on `anyhow`
+    /// (whose error is not a `std::error::Error`) wraps it:
+    /// `std::io::Error::other(error)`.
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Opens a new connection. Called on a pool-owned thread, outside any

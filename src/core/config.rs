@@ -260,6 +260,7 @@ impl Default for Config {
 
 /// Why a [`Config`] was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// `max_size` was 0: such a pool could never hand out a connection.
     #[error("max_size must be at least 1")]

@@ -59,6 +59,7 @@ pub enum Checkout {
 
 /// Why a checkout failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Error)]
+#[non_exhaustive]
 pub enum FailReason {
     /// The pool was closed before or while the owner waited.
     #[error("the pool is closed")]
@@ -96,6 +97,7 @@ pub enum FailReason {
 
 /// Why a connection is closed (the CMAP names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// Its generation is older than the pool's (after [`Core::clear`](super::Core::clear)).
     Stale,
@@ -126,6 +128,11 @@ pub enum Health {
 
 /// Work the core asks its driver to carry out, in order, outside any lock
 /// where it involves I/O. Drain with [`Core::poll_action`](super::Core::poll_action).
+///
+/// Deliberately not `#[non_exhaustive]` (unlike [`Event`] and the
+/// reasons): every action is work a driver must do, so a driver that
+/// matches them all should stop compiling when one is added, not skip it
+/// at run time in a wildcard arm. Adding one is a breaking change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Establish connection `conn`, then report
@@ -174,6 +181,7 @@ pub enum Action {
 /// from the clock the driver reports with [`Core::advance`](super::Core::advance).
 /// Drain with [`Core::poll_event`](super::Core::poll_event).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The pool was created with these options (CMAP `ConnectionPoolCreated`).
     PoolCreated(Config),
@@ -319,6 +327,7 @@ pub enum LeaseScope {
 /// A driver called the core with something that contradicts the core's
 /// state (a bug in the driver, never in user code).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum InputError {
     /// The connection is unknown or not in the state the call requires.
     #[error("{conn} is not {expected}")]

@@ -98,6 +98,7 @@ pub const MIN_WIRE_VERSION: i32 = 6;
 
 /// What went wrong talking to the server.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum MongoError {
     /// The address could not be parsed or resolved.
     #[error("invalid server address {0:?}")]

@@ -22,6 +22,8 @@ pub trait Manager: Send + Sync + 'static {
     /// The connection type (a socket, a client session…).
     type Connection: Send + 'static;
     /// The manager's error, carried inside [`Error::Connect`](crate::Error::Connect).
+    /// (Why a `std::error::Error`: see the
+    /// [blocking manager](crate::blocking::Manager::Error).)
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Opens a new connection. Runs in a task of its own, outside any pool
