@@ -91,6 +91,7 @@ fn config(input: &Input) -> Config {
         idle_timeout: input.lifetimes.then(|| Duration::from_millis(10)),
         leak_threshold: input.lifetimes.then(|| Duration::from_millis(15)),
         connect_timeout: input.lifetimes.then(|| Duration::from_millis(5)),
+        connect_backoff: input.lifetimes.then(|| Duration::from_millis(40)),
         ..Config::default()
     }
 }

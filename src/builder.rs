@@ -228,6 +228,32 @@ impl<P> Builder<P> {
         self
     }
 
+    /// Backs connects off while they fail (default: off): after a failed
+    /// or timed-out connect, the next starts 10 ms later, then 20, 40, …
+    /// up to `longest`, until one succeeds. Meanwhile checkouts that need
+    /// a new connection wait for it (up to their timeout) rather than each
+    /// trying the server, so an unreachable or refusing server sees a few
+    /// attempts a second, not one per checkout (see
+    /// [`Config::connect_backoff`](crate::core::Config::connect_backoff)).
+    /// A zero `longest` is rejected by `build`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pinpool::blocking::Pool;
+    /// # fn refused() -> std::io::Result<()> { Err(std::io::ErrorKind::ConnectionRefused.into()) }
+    /// let pool = Pool::builder()
+    ///     .connect_backoff(Duration::from_secs(1))
+    ///     .checkout_timeout(Duration::from_millis(100))
+    ///     .build(refused)?;
+    /// assert!(pool.get().is_err()); // the first connect fails at once
+    /// assert!(pool.get().is_err()); // this one waited for the next attempt
+    /// # Ok::<(), pinpool::core::ConfigError>(())
+    /// ```
+    pub fn connect_backoff(mut self, longest: Duration) -> Self {
+        self.config.connect_backoff = Some(longest);
+        self
+    }
+
     /// Time between maintenance runs (default 1 s), which close expired
     /// connections and report leaks; `Duration::MAX` never runs them. A
     /// pool without lifetimes or leak detection runs no maintenance.

@@ -198,6 +198,11 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
                                 // Not drawn: the model does not mirror given-up
                                 // connects (a named test below checks them).
                                 connect_timeout: None,
+                                // Not drawn either: the model expects every
+                                // connect it asks for to start; backoff has
+                                // unit tests (core::backoff), the fuzz target
+                                // draws it, and tests/faults.rs measures it.
+                                connect_backoff: None,
                                 start_paused,
                             },
                             eager_retry,

@@ -7,7 +7,8 @@
 //! What must hold, phase by phase: every checkout and every round trip
 //! ends by its timeout (nothing hangs), failures are typed, broken sockets
 //! are replaced, connects in flight never exceed `max_connecting` and are
-//! few while the server is unreachable, the pool recovers within two
+//! few while the server is unreachable (backed off: no reconnect storm),
+//! the pool recovers within two
 //! maintenance intervals of the heal, and afterwards every socket the
 //! pool opened is live in it or closed: the proxy's own count of links
 //! equals the pool's count, the server sees at most `max_size` per pool,
@@ -515,6 +516,14 @@ fn run_phases(
     };
     let (down, row) = phase("link cut during connects", cut, MAINTENANCE_INTERVAL);
     assert!(!down.errors.lock().is_empty(), "the cut was felt");
+    // Refused connects fail at once: only the backoff (10, 20, 40 … ms)
+    // keeps the workers' retries from becoming a storm of them.
+    let ceiling = pools * MAX_CONNECTING * 10;
+    assert!(
+        row.connects <= ceiling,
+        "{} connects while the link was cut (at most {ceiling})",
+        row.connects
+    );
     rows.push(row);
     let (took, _) = recovery("after the cut");
     assert!(
@@ -698,6 +707,7 @@ fn blocking_faults<B: Backend>(backend: B) {
             .pinning(pinning)
             .checkout_timeout(CHECKOUT_TIMEOUT)
             .connect_timeout(IO_TIMEOUT)
+            .connect_backoff(MAINTENANCE_INTERVAL)
             .maintenance_interval(MAINTENANCE_INTERVAL)
             .event_handler(move |event| events.observe(event))
             .build(backend.blocking(&address))
@@ -782,6 +792,7 @@ fn async_faults<B: Backend>(backend: B) {
                 .max_connecting(MAX_CONNECTING)
                 .checkout_timeout(CHECKOUT_TIMEOUT)
                 .connect_timeout(IO_TIMEOUT)
+                .connect_backoff(MAINTENANCE_INTERVAL)
                 .maintenance_interval(MAINTENANCE_INTERVAL)
                 .event_handler(move |event| events.observe(event))
                 .build(backend.asynchronous(&proxy.addr().to_string()))

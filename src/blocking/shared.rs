@@ -93,8 +93,25 @@ impl<M: Manager> Shared<M> {
         self.with_core(State::<M>::state)
     }
 
-    /// Carries out `Action::Open(conn)` and reports the result to the core.
-    fn open(self: &Arc<Self>, conn: ConnId) {
+    /// Carries out `Action::Open(conn)` and reports the result to the core;
+    /// if connects are now backed off, waits that out (holding the pool
+    /// only weakly) and runs maintenance, which starts the connects that
+    /// checkouts asked for meanwhile.
+    fn open_then_resume(self: Arc<Self>, conn: ConnId) {
+        let Some(backoff) = self.open(conn) else {
+            return;
+        };
+        let pool = Arc::downgrade(&self);
+        drop(self);
+        std::thread::sleep(backoff);
+        if let Some(shared) = pool.upgrade() {
+            shared.with_core(State::<M>::maintain);
+        }
+    }
+
+    /// Carries out `Action::Open(conn)` and reports the result to the
+    /// core; returns how long connects are backed off after a failure.
+    fn open(self: &Arc<Self>, conn: ConnId) -> Option<Duration> {
         // `interrupt_handle` is the manager's code too: a panic in it fails
         // the connect, which is then reported like any other.
         let connect = || {
@@ -114,7 +131,7 @@ impl<M: Manager> Shared<M> {
                 Err(Error::ConnectPanicked)
             }
         };
-        self.with_core(|inner| inner.opened(conn, result));
+        self.with_core(|inner| inner.opened(conn, result))
     }
 }
 
@@ -140,9 +157,11 @@ impl<M: Manager> driver::Shared<M::Connection, M::Error, Slot<M>> for Shared<M> 
         match work {
             #[cfg(pinpool_loom)]
             Work::Open(conn) if self.options.connects_on_threads => {
-                crate::sync::spawn_thread(move || shared.open(conn));
+                crate::sync::spawn_thread(move || shared.open_then_resume(conn));
             }
-            Work::Open(conn) => spawn_or_run("pinpool-connect", move || shared.open(conn)),
+            Work::Open(conn) => {
+                spawn_or_run("pinpool-connect", move || shared.open_then_resume(conn));
+            }
             // On the thread that let the connection go, unless that thread
             // is exiting (this is its pins' destructor): the manager's reset
             // may need thread-locals — a runtime's — that are gone by then.

@@ -226,6 +226,18 @@ pub struct Config {
     /// [`Core::poll_timeout`](super::Core::poll_timeout) schedules for the
     /// deadline. Default `None` (a manager bounds its own connects).
     pub connect_timeout: Option<Duration>,
+    /// Backs connects off while they fail: after a failed (or given-up)
+    /// connect the next one starts no sooner than
+    /// [`Config::FIRST_BACKOFF`] later, doubling with each failure in a
+    /// row up to this, until one succeeds. Checkouts that need a new
+    /// connection meanwhile wait for it (up to their timeout) instead of
+    /// each trying the server: a refused or unreachable server then sees
+    /// `max_connecting` attempts per backoff, not one per checkout — no
+    /// reconnect storm. The driver runs [`Core::maintain`](super::Core::maintain)
+    /// when it ends ([`Core::connects_resume_at`](super::Core::connects_resume_at)),
+    /// which starts them. Default `None`: every failure is retried at the
+    /// next checkout that asks.
+    pub connect_backoff: Option<Duration>,
     /// A connection checked out for longer than this is reported once as
     /// [`Event::ConnectionLeaked`](super::Event::ConnectionLeaked) by
     /// [`Core::maintain`](super::Core::maintain). Default `None`.
@@ -253,6 +265,7 @@ impl Default for Config {
             idle_timeout: None,
             leak_threshold: None,
             connect_timeout: None,
+            connect_backoff: None,
             start_paused: false,
         }
     }
@@ -357,6 +370,7 @@ impl Config {
             ("idle_timeout", self.idle_timeout),
             ("leak_threshold", self.leak_threshold),
             ("connect_timeout", self.connect_timeout),
+            ("connect_backoff", self.connect_backoff),
         ] {
             if duration == Some(Duration::ZERO) {
                 return Err(ConfigError::ZeroDuration(name));
@@ -381,13 +395,30 @@ impl Config {
             || self.connect_timeout.is_some()
     }
 
+    /// The first wait of a [`connect_backoff`](Self::connect_backoff)
+    /// (or the backoff itself, if shorter).
+    pub const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+
+    /// How long connects wait after `failures` failed in a row (at least
+    /// one), under [`connect_backoff`](Self::connect_backoff).
+    pub(super) fn backoff_after(&self, failures: u32) -> Option<Duration> {
+        let longest = self.connect_backoff?;
+        let doublings = failures.saturating_sub(1).min(31);
+        Some(
+            Self::FIRST_BACKOFF
+                .saturating_mul(1 << doublings)
+                .min(longest),
+        )
+    }
+
     /// Whether the core's decisions depend on time, so a driver must report
     /// its clock with [`Core::advance`](super::Core::advance) before each
     /// input: lifetimes, leak detection, [`WakePolicy::Eventual`], and the
-    /// durations events carry.
+    /// durations events carry, connect backoff.
     pub fn needs_clock(&self) -> bool {
         self.record_events
             || matches!(self.wake, WakePolicy::Eventual { .. })
+            || self.connect_backoff.is_some()
             || self.has_deadlines()
     }
 }

@@ -267,7 +267,8 @@ impl Core {
     /// a decision of [`Core::maintain`] falls due: a connection outliving
     /// its lifetime (idle, or out — a leased one is checked when the
     /// maintenance run recalls it), an idle one its idle timeout, a
-    /// checkout the leak threshold, a connect its connect timeout. quinn-proto's `poll_timeout`: a driver
+    /// checkout the leak threshold, a connect its connect timeout (the end
+    /// of a connect backoff is [`Core::connects_resume_at`]). quinn-proto's `poll_timeout`: a driver
     /// runs maintenance then (or at its interval, if sooner) instead of
     /// finding the work up to an interval late. What was due earlier and is
     /// still there is exempt (`min_size`, a strict pin, a woken waiter)

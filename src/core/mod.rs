@@ -46,6 +46,7 @@
 //! Choosing a connection for a *new* owner once the pool is full, and
 //! [`Core::clear`] / [`Core::close`], are O(S) (+ O(W) for `close`).
 
+mod backoff;
 mod config;
 mod lifecycle;
 mod resize;
@@ -103,6 +104,8 @@ pub struct Core {
     /// run or successful connect, not at once, so a server that refuses
     /// connections is not hammered in a loop.
     refill_deferred: bool,
+    /// Connects failing in a row, under `connect_backoff`.
+    backoff: backoff::Backoff,
     rng: StdRng,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -128,6 +131,7 @@ impl Core {
             abandoned: BTreeSet::new(),
             idle_to_serve: false,
             refill_deferred: false,
+            backoff: backoff::Backoff::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
@@ -344,6 +348,7 @@ impl Core {
         self.expect_connecting(conn)?;
         self.counters.established += 1;
         self.refill_deferred = false;
+        self.stop_backing_off();
         let slot = self.slots.slot_mut(conn);
         slot.born = self.now;
         let took = self.now.saturating_sub(slot.since);
@@ -426,6 +431,7 @@ impl Core {
         let mut slot = self.slots.remove(conn);
         self.counters.connect_failures += 1;
         self.refill_deferred = true;
+        self.back_off();
         self.event(Event::ConnectionFailed(conn));
         if let Some(ticket) = slot.requested_by
             && let Some(waiter) = self.waiters.remove(ticket)
@@ -1066,6 +1072,7 @@ impl Core {
             self.slots.create_pending(self.generation, None);
         }
         while self.slots.connecting() < self.config.max_connecting
+            && !self.backing_off()
             && let Some(conn) = self.slots.start_oldest_pending(self.now)
         {
             self.counters.opened += 1;

@@ -813,8 +813,13 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
 
     /// Reports the end of `Action::Open(conn)`: the connection (with the
     /// manager's way to interrupt it, if any), or the error that the
-    /// checkout which asked for it fails with.
-    pub(crate) fn opened(&mut self, conn: ConnId, result: Opened<C, E>) {
+    /// checkout which asked for it fails with. Returns how long connects
+    /// are now backed off ([`Config::connect_backoff`](crate::core::Config::connect_backoff)),
+    /// after which the driver must run maintenance (see
+    /// [`Core::connects_resume_at`]) — the worker whose connect failed
+    /// waits that long and runs it.
+    #[must_use = "a backed-off connect resumes only when maintenance runs"]
+    pub(crate) fn opened(&mut self, conn: ConnId, result: Opened<C, E>) -> Option<Duration> {
         (self.metrics).connect_ended(conn, self.core.now(), result.is_ok());
         let reported = match result {
             Ok((connection, interrupt)) => {
@@ -830,6 +835,10 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
             }
         };
         driver_bug(reported);
+        let now = self.core.now();
+        self.core
+            .connects_resume_at()
+            .map(|at| at.saturating_sub(now))
     }
 
     /// Reports the end of `Action::Reset(conn)`: the connection, clean

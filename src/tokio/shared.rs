@@ -134,6 +134,21 @@ impl<M: Manager> driver::Shared<M::Connection, M::Error, Slot<M>> for Shared<M> 
 }
 
 impl<M: Manager> Shared<M> {
+    /// After a failed connect of `conn` that backed connects off for
+    /// `backoff`: a task that waits it out (holding the pool only weakly)
+    /// and runs maintenance, which starts the connects that checkouts
+    /// asked for meanwhile.
+    fn resume_connects_after(self: &Arc<Self>, conn: ConnId, backoff: Option<Duration>) {
+        let Some(backoff) = backoff else { return };
+        let pool = Arc::downgrade(self);
+        self.run_in_background(conn, async move {
+            tokio::time::sleep(backoff).await;
+            if let Some(shared) = pool.upgrade() {
+                shared.with_core(State::<M>::maintain);
+            }
+        });
+    }
+
     /// Runs `task` (the work on `conn`) on the current runtime, else on
     /// the pool's; with neither, drops it, which reports its failure.
     fn run_in_background(&self, conn: ConnId, task: impl Future<Output = ()> + Send + 'static) {
@@ -199,7 +214,8 @@ impl<M: Manager> Report<M> {
         };
         self.work = None;
         let conn = self.conn;
-        self.shared.with_core(|inner| inner.opened(conn, result));
+        let backoff = self.shared.with_core(|inner| inner.opened(conn, result));
+        self.shared.resume_connects_after(conn, backoff);
     }
 
     async fn reset(mut self) {
@@ -228,8 +244,10 @@ impl<M: Manager> Report<M> {
                 } else {
                     Error::ConnectAborted
                 };
-                self.shared
+                let backoff = self
+                    .shared
                     .with_core(|inner| inner.opened(conn, Err(error)));
+                self.shared.resume_connects_after(conn, backoff);
             }
             Some(Reported::Reset(physical)) => {
                 if std::thread::panicking() {
