@@ -98,7 +98,7 @@ async fn without_backoff_every_checkout_tries_the_server() {
 
 #[tokio::test(start_paused = true)]
 async fn backoff_spares_a_refusing_server() {
-    let (attempts, server) = hammer(Some(LONGEST_BACKOFF)).await;
+    let (attempts, _) = hammer(Some(LONGEST_BACKOFF)).await;
     // 160 checkouts of up to 50 ms each span under 1 s of waiting: with
     // waits of 10, 20, 40, 80, 160, 200, 200 … ms that is a handful of
     // rounds, each of at most `max_connecting` (2) attempts.
@@ -108,15 +108,19 @@ async fn backoff_spares_a_refusing_server() {
         TASKS * CHECKOUTS_EACH
     );
     assert!(attempts >= 2, "it kept trying: {attempts}");
-    drop(server);
+}
+
+/// Options for a pool whose checkouts outwait any backoff.
+fn patient<P>(builder: pinpool::Builder<P>) -> pinpool::Builder<P> {
+    builder
+        .checkout_timeout(Duration::from_secs(10))
+        .connect_backoff(LONGEST_BACKOFF)
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_async_pool_serves_again_within_the_longest_backoff_once_the_server_is_back() {
     let server = Flaky::down();
-    let pool = pinpool::tokio::Pool::builder()
-        .checkout_timeout(Duration::from_secs(10))
-        .connect_backoff(LONGEST_BACKOFF)
+    let pool = patient(pinpool::tokio::Pool::builder())
         .build(server.clone())
         .expect("a valid config");
     // Fail enough connects in a row to reach the longest wait.
@@ -138,9 +142,7 @@ async fn the_async_pool_serves_again_within_the_longest_backoff_once_the_server_
 #[test]
 fn the_blocking_pool_backs_off_and_serves_again_once_the_server_is_back() {
     let server = Flaky::down();
-    let pool = pinpool::blocking::Pool::builder()
-        .checkout_timeout(Duration::from_secs(10))
-        .connect_backoff(LONGEST_BACKOFF)
+    let pool = patient(pinpool::blocking::Pool::builder())
         .build(server.clone())
         .expect("a valid config");
     // Every failed checkout but the first waited for its backed-off

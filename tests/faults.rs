@@ -112,14 +112,24 @@ impl Tally {
         }
     }
 
-    fn round_trip(&self, took: Duration, result: Result<(), Failure>) {
+    /// Records `worker`'s round trip sent at `sent`; returns whether it
+    /// succeeded (a failed one's connection is discarded: after an I/O
+    /// failure the session's state is unknown).
+    fn round_trip(&self, worker: usize, sent: Instant, result: Result<(), Failure>) -> bool {
+        let took = sent.elapsed();
         let mut longest = self.longest_trip.lock();
         *longest = (*longest).max(took);
+        drop(longest);
         match result {
             Ok(()) => {
                 self.ok.fetch_add(1, Ordering::SeqCst);
+                self.succeeded(worker);
+                true
             }
-            Err(error) => self.errors.lock().push(kind_of(&*error)),
+            Err(error) => {
+                self.errors.lock().push(kind_of(&*error));
+                false
+            }
         }
     }
 
@@ -428,13 +438,34 @@ fn run_phases(
         row.print();
         (tally, row)
     };
-    let recovery = |name: &'static str| {
+    // Heals the link and waits until every worker is served again, which
+    // must take at most two maintenance intervals.
+    let recover = |after: &str| {
         let tally = Arc::new(Tally::default());
         *current.lock() = Arc::clone(&tally);
         let healed = Instant::now();
         proxy.heal();
         let took = tally.wait_until_all_succeeded(workers, healed + 10 * MAINTENANCE_INTERVAL);
-        (took, name)
+        assert!(
+            took <= 2 * MAINTENANCE_INTERVAL + SLACK,
+            "{after}: recovered in {took:?}"
+        );
+        recovered_row(took)
+    };
+    // A phase the workers must feel, which may cost at most `ceiling`
+    // connects.
+    let outage = |name: &'static str, fault: &dyn Fn(), last: Duration, ceiling: usize| {
+        let (tally, row) = phase(name, fault, last);
+        assert!(
+            !tally.errors.lock().is_empty(),
+            "{name}: the fault was felt"
+        );
+        assert!(
+            row.connects <= ceiling,
+            "{name}: {} connects (at most {ceiling})",
+            row.connects
+        );
+        row
     };
 
     let mut rows = Vec::new();
@@ -476,33 +507,15 @@ fn run_phases(
     );
     assert!(row.connects > 0, "broken sockets are replaced");
     rows.push(row);
-    let (took, _) = recovery("after the loss");
-    assert!(
-        took <= 2 * MAINTENANCE_INTERVAL + SLACK,
-        "recovered in {took:?}"
-    );
+    recover("after the loss");
 
     if blackhole_connects {
-        let (blackhole, row) = phase("blackhole 10 s", &|| proxy.blackhole(), BLACKHOLE);
-        assert!(
-            !blackhole.errors.lock().is_empty(),
-            "the blackhole was felt"
-        );
-        // Each connect in flight ends by its timeout; no storm of them.
-        let ceiling =
-            pools * MAX_CONNECTING * (BLACKHOLE.as_millis() / IO_TIMEOUT.as_millis() + 2) as usize;
-        assert!(
-            row.connects <= ceiling,
-            "{} connects into a blackhole (at most {ceiling})",
-            row.connects
-        );
-        rows.push(row);
-        let (took, _) = recovery("after the blackhole");
-        assert!(
-            took <= 2 * MAINTENANCE_INTERVAL + SLACK,
-            "recovered in {took:?}"
-        );
-        rows.push(recovered_row(took));
+        // Each connect in flight ends by its timeout: few of them.
+        let rounds = BLACKHOLE.as_millis() / IO_TIMEOUT.as_millis() + 2;
+        let ceiling = pools * MAX_CONNECTING * rounds as usize;
+        let blackhole = || proxy.blackhole();
+        rows.push(outage("blackhole 10 s", &blackhole, BLACKHOLE, ceiling));
+        rows.push(recover("after the blackhole"));
     } else {
         println!(
             "| blackhole 10 s | skipped: the driver's connect can hang in it (see the test) |"
@@ -510,27 +523,20 @@ fn run_phases(
     }
 
     // Every pool reconnects everything, and the link goes down meanwhile.
-    let cut = &|| {
+    // Refused connects fail at once: only the backoff (10, 20, 40 … ms)
+    // keeps the workers' retries from becoming a storm of them.
+    let cut = || {
         clear();
         proxy.cut();
     };
-    let (down, row) = phase("link cut during connects", cut, MAINTENANCE_INTERVAL);
-    assert!(!down.errors.lock().is_empty(), "the cut was felt");
-    // Refused connects fail at once: only the backoff (10, 20, 40 … ms)
-    // keeps the workers' retries from becoming a storm of them.
     let ceiling = pools * MAX_CONNECTING * 10;
-    assert!(
-        row.connects <= ceiling,
-        "{} connects while the link was cut (at most {ceiling})",
-        row.connects
-    );
-    rows.push(row);
-    let (took, _) = recovery("after the cut");
-    assert!(
-        took <= 2 * MAINTENANCE_INTERVAL + SLACK,
-        "recovered in {took:?}"
-    );
-    rows.push(recovered_row(took));
+    rows.push(outage(
+        "link cut during connects",
+        &cut,
+        MAINTENANCE_INTERVAL,
+        ceiling,
+    ));
+    rows.push(recover("after the cut"));
 
     for row in &rows {
         assert!(
@@ -733,12 +739,9 @@ fn blocking_faults<B: Backend>(backend: B) {
                             tally.checkout(asked.elapsed(), Ok(()));
                             let sent = Instant::now();
                             let result = B::trip(&mut conn);
-                            if result.is_ok() {
-                                tally.succeeded(worker);
-                            } else {
+                            if !tally.round_trip(worker, sent, result) {
                                 pinpool::blocking::PooledConnection::discard(conn);
                             }
-                            tally.round_trip(sent.elapsed(), result);
                         }
                         Err(error) => tally.checkout(asked.elapsed(), Err(pool_error(&error))),
                     }
@@ -816,12 +819,9 @@ fn async_faults<B: Backend>(backend: B) {
                                 tally.checkout(asked.elapsed(), Ok(()));
                                 let sent = Instant::now();
                                 let result = B::trip_async(&mut conn).await;
-                                if result.is_ok() {
-                                    tally.succeeded(task);
-                                } else {
+                                if !tally.round_trip(task, sent, result) {
                                     pinpool::tokio::PooledConnection::discard(conn);
                                 }
-                                tally.round_trip(sent.elapsed(), result);
                             }
                             Err(error) => tally.checkout(asked.elapsed(), Err(pool_error(&error))),
                         }
