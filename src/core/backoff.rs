@@ -31,9 +31,10 @@ impl Core {
         self.backoff = Backoff::default();
     }
 
-    /// Whether connects must not start now.
+    /// Whether connects must not start now (`resume_at` is zero whenever
+    /// no failure is counted, so it alone decides).
     pub(super) fn backing_off(&self) -> bool {
-        self.backoff.failures > 0 && self.now < self.backoff.resume_at
+        self.now < self.backoff.resume_at
     }
 
     /// When connects may start again, while they are backed off
@@ -152,14 +153,14 @@ mod tests {
             core.maintain();
             conn = opened(&mut core).expect("then the waiting checkout's connect starts");
         }
-        // A success ends the backoff: the next connect starts at once.
+        // A success ends the backoff: the next connect starts at once, and
+        // the next failure waits the first wait again, not a doubled one.
         core.connected(conn).unwrap();
         assert_eq!(core.connects_resume_at(), None);
         opened(&mut core);
-        let mut state = core.state();
-        assert_eq!(state.in_use, 1, "the waiting checkout got it");
-        assert!(ask(&mut core, 100).is_some(), "no wait after a success");
-        state = core.state();
-        assert_eq!(state.connecting, 1);
+        assert_eq!(core.state().in_use, 1, "the waiting checkout got it");
+        let next = ask(&mut core, 100).expect("no wait after a success");
+        core.connect_failed(next).unwrap();
+        assert_eq!(core.connects_resume_at(), Some(now + Config::FIRST_BACKOFF));
     }
 }
