@@ -24,7 +24,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use pinpool::Error;
 use pinpool::core::{Event, Pinning, PoolState};
 
 mod fault_proxy;
@@ -164,10 +163,6 @@ fn kind_of(error: &dyn StdError) -> String {
         .find(|c: char| c == ':' || c == '(' || c.is_ascii_digit())
         .unwrap_or(text.len());
     text[..end].trim().to_owned()
-}
-
-fn pool_error<E: StdError + 'static>(error: &Error<E>) -> String {
-    kind_of(error)
 }
 
 /// A phase's row in the printed table.
@@ -743,7 +738,7 @@ fn blocking_faults<B: Backend>(backend: B) {
                                 pinpool::blocking::PooledConnection::discard(conn);
                             }
                         }
-                        Err(error) => tally.checkout(asked.elapsed(), Err(pool_error(&error))),
+                        Err(error) => tally.checkout(asked.elapsed(), Err(kind_of(&error))),
                     }
                 }
             });
@@ -823,7 +818,7 @@ fn async_faults<B: Backend>(backend: B) {
                                     pinpool::tokio::PooledConnection::discard(conn);
                                 }
                             }
-                            Err(error) => tally.checkout(asked.elapsed(), Err(pool_error(&error))),
+                            Err(error) => tally.checkout(asked.elapsed(), Err(kind_of(&error))),
                         }
                         tokio::task::yield_now().await;
                     }

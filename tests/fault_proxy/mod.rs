@@ -15,8 +15,6 @@
 //! Its control calls are plain, non-blocking calls: usable from a blocking
 //! test and from inside an async one alike.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
