@@ -204,6 +204,78 @@ fn a_panicking_interrupt_handle_fails_the_connect_instead_of_stranding_it() {
     assert_eq!(state.counters.connect_failures, 1);
 }
 
+/// A connection whose drop waits for its peer, as `postgres::Client`'s
+/// does for the reply to a request it gave up on: over a link that
+/// swallows traffic that wait never ends. Every connection is broken.
+struct HangingDrops {
+    /// Opened by the test; a drop waits for it (for up to [`HANG`]).
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    dropped: mpsc::Sender<()>,
+}
+
+struct Hangs(HangingDrops);
+
+impl Drop for Hangs {
+    fn drop(&mut self) {
+        let (open, opened) = &*self.0.gate;
+        let guard = open.lock().unwrap();
+        let _unused = opened.wait_timeout_while(guard, HANG, |open| !*open);
+        let _ = self.0.dropped.send(());
+    }
+}
+
+impl pinpool::blocking::Manager for HangingDrops {
+    type Connection = Hangs;
+    type Error = std::io::Error;
+    fn connect(&self) -> std::io::Result<Hangs> {
+        Ok(Hangs(HangingDrops {
+            gate: Arc::clone(&self.gate),
+            dropped: self.dropped.clone(),
+        }))
+    }
+    fn has_broken(&self, _: &mut Hangs) -> bool {
+        true
+    }
+}
+
+/// The checkin that finds a connection broken closes it, but its drop,
+/// which may wait on the peer for ever, runs on a thread of its own: the
+/// caller goes on, the replacement opens, and the drop ends when it can.
+#[test]
+fn a_broken_connection_whose_drop_hangs_holds_up_no_caller() {
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (dropped, drops) = mpsc::channel();
+    let pool = pinpool::blocking::Pool::builder()
+        .max_size(1)
+        .pinning(Pinning::Strict)
+        .checkout_timeout(HANG)
+        .build(HangingDrops {
+            gate: Arc::clone(&gate),
+            dropped,
+        })
+        .unwrap();
+    let caller = pool.clone();
+    assert!(
+        finishes(move || {
+            drop(caller.get().unwrap()); // broken: closed
+            drop(caller.get().expect("the replacement opens"));
+        }),
+        "a checkin waited on a broken connection's drop"
+    );
+    assert_eq!(pool.state().counters.closed, 2, "both closed and counted");
+    assert!(
+        drops.try_recv().is_err(),
+        "their drops still wait on the peer"
+    );
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    for _ in 0..2 {
+        drops
+            .recv_timeout(HANG)
+            .expect("each drop ends once it can");
+    }
+}
+
 // ------------------------------------------- event handlers that close the pool
 
 /// An event handler that closes the pool it reports on, once, holding a

@@ -70,7 +70,10 @@ pub trait Manager: Send + Sync + 'static {
 
     /// A cheap, local check made on every checkin (including one caused by
     /// a panic in the holder): `true` closes the connection and moves its
-    /// pins to a replacement. Must not block.
+    /// pins to a replacement. Must not block. A broken connection (this
+    /// check's, or one whose [`reset`](Self::reset) failed) is dropped on
+    /// a `pinpool-close` thread of its own, since a driver's `Drop` may
+    /// wait on a peer that no longer answers.
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
         let _ = conn;
         false

@@ -171,6 +171,11 @@ impl<M: Manager> driver::Shared<M::Connection, M::Error, Slot<M>> for Shared<M> 
             Work::Reset(conn, physical) => {
                 spawn_or_run("pinpool-reset", move || shared.reset(conn, physical));
             }
+            Work::Close(physical) => {
+                spawn_or_run("pinpool-close", move || {
+                    driver::contain("a connection's drop", || drop(physical));
+                });
+            }
         }
     }
 }

@@ -25,8 +25,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use self::metrics::Metrics;
 use crate::core::{
-    Action, Checkout, ConfigError, ConnId, Core, FailReason, Health, InputError, LeaseScope,
-    OwnerId, PoolState, Ticket,
+    Action, Checkout, CloseReason, ConfigError, ConnId, Core, FailReason, Health, InputError,
+    LeaseScope, OwnerId, PoolState, Ticket,
 };
 use crate::sync::{Arc, Mutex};
 use crate::{Error, InterruptHandle};
@@ -324,6 +324,14 @@ pub(crate) enum Work<C> {
     /// Reset this connection's session state (`Action::Reset`), then
     /// report [`Inner::reset_done`].
     Reset(ConnId, Box<C>),
+    /// Drop a connection closed because it broke ([`CloseReason::Error`],
+    /// [`CloseReason::ResetFailed`]). A broken connection's drop may wait
+    /// on its peer — `postgres::Client`'s waits for the reply to a request
+    /// it gave up on, for ever over a link that swallows traffic — so the
+    /// blocking pool drops it on a thread of its own rather than hang the
+    /// caller whose checkin or checkout found it broken. Nothing reports
+    /// back: the core counted it closed already.
+    Close(Box<C>),
 }
 
 /// A pool's shared state as the code common to both pools reaches it: its
@@ -474,7 +482,9 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
         // the effects after it, above all the opens and resets, whose slots
         // the core counts as connecting or resetting until they are
         // reported. Closes still come before opens, so the physical
-        // connections never outnumber `max_size` even for an instant.
+        // connections never outnumber `max_size` even for an instant —
+        // except broken ones, dropped in the background (`Work::Close`):
+        // a replacement must not wait on a drop that may never end.
         for slot in &effects.notify {
             contain("a waker", || slot.notify());
         }
@@ -1016,7 +1026,13 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
                 }
                 Action::Close { conn, reason } => {
                     tracing::debug!(%conn, ?reason, "closing connection");
-                    effects.close.extend(self.conns.remove(&conn));
+                    let physical = self.conns.remove(&conn);
+                    match reason {
+                        CloseReason::Error | CloseReason::ResetFailed => {
+                            effects.background.extend(physical.map(Work::Close));
+                        }
+                        _ => effects.close.extend(physical),
+                    }
                     self.interrupts.remove(&conn);
                 }
                 Action::Interrupt(conn) => {

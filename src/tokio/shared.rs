@@ -129,6 +129,9 @@ impl<M: Manager> driver::Shared<M::Connection, M::Error, Slot<M>> for Shared<M> 
                 let report = Report::new(shared, conn, Reported::Reset(physical));
                 self.run_in_background(conn, report.reset());
             }
+            // An async connection's drop must not block (it runs on a
+            // runtime's thread): it cannot hang the caller, so inline.
+            Work::Close(physical) => driver::contain("a connection's drop", || drop(physical)),
         }
     }
 }
