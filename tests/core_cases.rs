@@ -1,0 +1,276 @@
+//! Single cases of the core's rules that the property model
+//! (`core_model`) leaves unpinned, found by mutation testing
+//! (`tests/mutants.sh`): each test fails for a mutant that survived the
+//! rest of the fast suite. The model judges what a driver can see; these
+//! pin down the counters it does not compare, the inputs it never makes
+//! wrongly, and the answers of `may_stash`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use pinpool::core::{
+    Action, Checkout, Config, ConnId, Core, FailReason, Health, InputError, LeaseScope, Overflow,
+    OwnerId, Pinning, Reset, WakePolicy,
+};
+
+fn core(config: Config) -> Core {
+    Core::new(config).expect("a valid config")
+}
+
+/// Carries out the core's actions, reporting every connect as a success,
+/// until it asks for nothing more; returns the other actions, in order.
+fn connect_all(core: &mut Core) -> Vec<Action> {
+    let mut others = Vec::new();
+    while let Some(action) = core.poll_action() {
+        match action {
+            Action::Open(conn) => core.connected(conn).expect("it was connecting"),
+            other => others.push(other),
+        }
+    }
+    others
+}
+
+/// A checkout that waits for a connect, then is granted the connection.
+fn first_checkout(core: &mut Core, owner: OwnerId) -> ConnId {
+    let Checkout::Waiting(ticket) = core.checkout(owner) else {
+        panic!("nothing is open yet: {owner:?} waits")
+    };
+    let granted = connect_all(core)
+        .into_iter()
+        .find_map(|action| match action {
+            Action::Grant { ticket: t, conn } if t == ticket => Some(conn),
+            _ => None,
+        });
+    granted.expect("the connection opened for it is granted")
+}
+
+/// Every counter the drivers' metrics report moves once per event: waits,
+/// cancels, connections established, reclaimed pins and failed resets.
+#[test]
+fn the_counters_count_each_event_once() {
+    let mut core = core(Config {
+        max_size: 1,
+        pinning: Pinning::Exclusive,
+        ..Config::default()
+    });
+    let (alice, bob, carol) = (OwnerId(1), OwnerId(2), OwnerId(3));
+    let conn = first_checkout(&mut core, alice);
+    let Checkout::Waiting(_) = core.checkout(bob) else {
+        panic!("alice's session is the only connection")
+    };
+    let Checkout::Waiting(carols) = core.checkout(carol) else {
+        panic!("so carol waits too")
+    };
+    assert!(core.cancel(carols));
+    core.checkin(conn, Health::Healthy).unwrap();
+    assert!(connect_all(&mut core).is_empty(), "still alice's session");
+    core.owner_gone(alice);
+    assert_eq!(connect_all(&mut core), vec![Action::Reset(conn)]);
+    core.reset_done(conn, Health::Broken).unwrap();
+    let actions = connect_all(&mut core);
+    assert!(
+        matches!(actions.last(), Some(Action::Grant { .. })),
+        "bob gets the replacement: {actions:?}"
+    );
+    let counters = core.state().counters;
+    assert_eq!(counters.waits, 3, "alice (for the connect), bob, carol");
+    assert_eq!(counters.cancelled, 1);
+    assert_eq!(counters.established, 2);
+    assert_eq!(counters.reclaimed_pins, 1);
+    assert_eq!(counters.reset_failures, 1);
+    assert_eq!(counters.resets, 1);
+}
+
+/// A strictly pinned owner that asks again while it holds its connection
+/// fails at once with `AlreadyHeld`: waiting for its own connection would
+/// wait for ever.
+#[test]
+fn a_second_checkout_by_the_holder_fails_at_once() {
+    let mut core = core(Config::default());
+    let alice = OwnerId(1);
+    first_checkout(&mut core, alice);
+    assert_eq!(
+        core.checkout(alice),
+        Checkout::Failed(FailReason::AlreadyHeld)
+    );
+    assert_eq!(core.state().waiting, 0);
+}
+
+/// `reset_done` is refused for a connection that is not being reset.
+#[test]
+fn a_reset_reported_for_a_connection_not_resetting_is_refused() {
+    let mut core = core(Config {
+        pinning: Pinning::Exclusive,
+        ..Config::default()
+    });
+    let conn = first_checkout(&mut core, OwnerId(1));
+    assert!(matches!(
+        core.reset_done(conn, Health::Healthy),
+        Err(InputError::WrongConnState { .. })
+    ));
+    core.checkin(conn, Health::Healthy).unwrap();
+    assert!(matches!(
+        core.reset_done(conn, Health::Healthy),
+        Err(InputError::WrongConnState { .. })
+    ));
+}
+
+/// What `may_stash` answers for a held connection nobody waits for: by
+/// pinning mode, by whether the checkout pins, by reset policy, and no
+/// wherever the core must see every checkin.
+#[test]
+fn may_stash_follows_pinning_resets_and_what_the_core_must_see() {
+    let held = |config: Config, pins: bool| {
+        let mut core = core(Config {
+            max_size: 1,
+            ..config
+        });
+        let owner = OwnerId(1);
+        let checkout = if pins {
+            core.checkout(owner)
+        } else {
+            core.checkout_unpinned(owner)
+        };
+        assert!(
+            matches!(checkout, Checkout::Waiting(_)),
+            "nothing is open yet"
+        );
+        let actions = connect_all(&mut core);
+        let Some(&Action::Grant { conn, .. }) = actions.first() else {
+            panic!("granted: {actions:?}")
+        };
+        (core, conn)
+    };
+    let off = Config {
+        pinning: Pinning::Off,
+        ..Config::default()
+    };
+    // Under Off nobody pins: a checkout that asked to may still stash.
+    let (core, conn) = held(off, true);
+    assert!(core.may_stash(conn, true));
+    // Strict: an unpinned checkout of a connection nobody is pinned to
+    // may; a pinning one may not (its pin must be taken under the lock).
+    let (core, conn) = held(Config::default(), false);
+    assert!(core.may_stash(conn, false));
+    assert!(!core.may_stash(conn, true));
+    // A reset after every unpinned checkin must run: never stashed.
+    let reset = Config {
+        reset: Reset::EveryUnpinnedCheckin,
+        ..off
+    };
+    // Checkins that wake sleepers, events to record and leaks to watch
+    // all need the core to see each checkin.
+    let seen = [
+        reset,
+        Config {
+            wake: WakePolicy::Broadcast,
+            ..off
+        },
+        Config {
+            wake: WakePolicy::Signal,
+            ..off
+        },
+        Config {
+            record_events: true,
+            ..off
+        },
+        Config {
+            leak_threshold: Some(Duration::from_secs(1)),
+            ..off
+        },
+    ];
+    for config in seen {
+        let (core, conn) = held(config, false);
+        assert!(!core.may_stash(conn, false), "{config:?}");
+    }
+}
+
+/// Under `RandomIdle` overflow, an owner that found nothing idle waits
+/// unbound; woken, it binds to a random idle connection, as a new owner
+/// would, not to whichever was returned last.
+#[test]
+fn a_woken_unbound_owner_binds_to_a_random_idle_connection() {
+    let picks: BTreeSet<usize> = (0..16)
+        .map(|seed| {
+            let mut core = core(Config {
+                max_size: 3,
+                pinning: Pinning::Strict,
+                overflow: Overflow::RandomIdle,
+                wake: WakePolicy::Broadcast,
+                seed,
+                ..Config::default()
+            });
+            let held: Vec<ConnId> = (1..=3)
+                .map(|owner| first_checkout(&mut core, OwnerId(owner)))
+                .collect();
+            let late = OwnerId(4);
+            let Checkout::Waiting(ticket) = core.checkout(late) else {
+                panic!("all three are held: it waits")
+            };
+            assert_eq!(core.pinned_conn(late), None, "nothing idle to bind to");
+            for &conn in &held {
+                core.checkin(conn, Health::Healthy).unwrap();
+            }
+            assert!(connect_all(&mut core).contains(&Action::Wake(ticket)));
+            let Ok(Checkout::Granted(conn)) = core.retry(ticket) else {
+                panic!("three are idle")
+            };
+            assert_eq!(core.pinned_conn(late), Some(conn), "bound to it");
+            held.iter().position(|&c| c == conn).expect("one of them")
+        })
+        .collect();
+    assert!(picks.len() > 1, "always the same pick: {picks:?}");
+}
+
+/// Only sleepers count as sleeping: under `Broadcast` every waiter sleeps
+/// until a checkin wakes it, under `Handoff` none ever does.
+#[test]
+fn sleeping_counts_the_waiters_asleep() {
+    for (wake, asleep) in [(WakePolicy::Broadcast, 2), (WakePolicy::Handoff, 0)] {
+        let mut core = core(Config {
+            max_size: 1,
+            pinning: Pinning::Off,
+            wake,
+            ..Config::default()
+        });
+        let conn = first_checkout(&mut core, OwnerId(1));
+        for owner in [2, 3] {
+            assert!(matches!(
+                core.checkout(OwnerId(owner)),
+                Checkout::Waiting(_)
+            ));
+        }
+        assert_eq!(core.sleeping(), asleep, "{wake:?}");
+        core.checkin(conn, Health::Healthy).unwrap();
+        connect_all(&mut core);
+        assert_eq!(core.sleeping(), 0, "{wake:?}: woken or served");
+    }
+}
+
+/// A paused or closed pool fails every checkout whatever is leased, so a
+/// checkout there depends on no lease.
+#[test]
+fn a_paused_or_closed_pool_scopes_no_lease() {
+    let config = Config {
+        max_size: 1,
+        ..Config::default()
+    };
+    let mut paused = core(Config {
+        start_paused: true,
+        ..config
+    });
+    let mut closed = core(config);
+    closed.close();
+    let mut open = core(config);
+    for core in [&mut paused, &mut closed, &mut open] {
+        connect_all(core);
+    }
+    let owner = OwnerId(1);
+    assert_eq!(
+        open.checkout_scope(owner, true),
+        LeaseScope::All,
+        "it would wait"
+    );
+    assert_eq!(paused.checkout_scope(owner, true), LeaseScope::None);
+    assert_eq!(closed.checkout_scope(owner, true), LeaseScope::None);
+}
