@@ -1,6 +1,7 @@
 //! Network faults between the pool and each real server, through a
-//! Toxiproxy-style proxy (`fault_proxy`): latency, lossy links, a 10 s
-//! blackhole, and the link cut while connects are in flight — each under
+//! Toxiproxy-style proxy (`fault_proxy`): latency, a thin pipe, lossy
+//! links, a 10 s blackhole, a half-open stall, the link cut while connects
+//! are in flight, and a slow close as the pools are dropped — each under
 //! load (32 threads over a pinned and an unpinned pool; 256 tasks, half
 //! pinned), for both adapters.
 //!
@@ -12,7 +13,8 @@
 //! maintenance intervals of the heal, and afterwards every socket the
 //! pool opened is live in it or closed: the proxy's own count of links
 //! equals the pool's count, the server sees at most `max_size` per pool,
-//! no pin is left, and dropping the pool closes them all.
+//! no pin is left, and dropping the pool closes them all without waiting
+//! on the server's end.
 //!
 //! Each test prints a table of its phases (`cargo test --test faults --
 //! --nocapture`); the README quotes one run.
@@ -41,6 +43,11 @@ const IO_TIMEOUT: Duration = Duration::from_secs(1);
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long the server is unreachable in the blackhole phase.
 const BLACKHOLE: Duration = Duration::from_secs(10);
+/// How long the links stall (half-open) in their phase.
+const STALL: Duration = Duration::from_secs(5);
+/// How long the proxy keeps a link open after the pool closed its end,
+/// as the pools are dropped.
+const SLOW_CLOSE: Duration = Duration::from_secs(2);
 /// What a loaded 2-core machine may add to a timeout before the call
 /// returns: scheduling, not waiting.
 const SLACK: Duration = Duration::from_millis(1500);
@@ -471,6 +478,17 @@ fn run_phases(
     rows.push(row);
     proxy.heal();
 
+    // A thin pipe: the round trips are small, so it only slows them.
+    let (narrow, row) = phase(
+        "bandwidth 16 KiB/s",
+        &|| proxy.bandwidth(16 << 10),
+        MAINTENANCE_INTERVAL,
+    );
+    assert_eq!(narrow.errors.lock().len(), 0, "{}", narrow.error_kinds());
+    assert!(row.ok > 0);
+    rows.push(row);
+    proxy.heal();
+
     // Bursts of loss: every 700 ms, every link forwards nothing for 200 ms
     // and is then reset, as a flaky network's stalls end.
     let lossy = &|| {
@@ -501,6 +519,15 @@ fn run_phases(
     let blackhole = || proxy.blackhole();
     rows.push(outage("blackhole 10 s", &blackhole, BLACKHOLE, ceiling));
     rows.push(recover("after the blackhole"));
+
+    // Half-open: nothing is read, then on heal the replies to requests
+    // given up on arrive late. A connection whose round trip timed out was
+    // discarded, so no late reply is taken for a new request's.
+    let rounds = STALL.as_millis() / IO_TIMEOUT.as_millis() + 2;
+    let ceiling = pools * MAX_CONNECTING * rounds as usize;
+    let stall = || proxy.stall();
+    rows.push(outage("half-open 5 s", &stall, STALL, ceiling));
+    rows.push(recover("after the stall"));
 
     // Every pool reconnects everything, and the link goes down meanwhile.
     // Refused connects fail at once: only the backoff (10, 20, 40 … ms)
@@ -655,7 +682,23 @@ fn assert_accounted(
 }
 
 /// Once the pools are gone, so are their sockets.
-fn assert_all_closed(what: &str, proxy: &FaultProxy, backend: &impl Backend) {
+/// Drops `what` while the proxy closes links slowly: the drop must not wait
+/// on the server's end, and afterwards every socket closes.
+fn assert_closed_on_drop(
+    what: &str,
+    proxy: &FaultProxy,
+    backend: &impl Backend,
+    drop_pools: impl FnOnce(),
+) {
+    proxy.slow_close(SLOW_CLOSE);
+    let dropping = Instant::now();
+    drop_pools();
+    let took = dropping.elapsed();
+    println!("| dropped during a slow close of {SLOW_CLOSE:?} | in {took:.0?} |");
+    assert!(
+        took < SLOW_CLOSE,
+        "dropping {what} took {took:?}: it waited on the server's end"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while proxy.links() > 0 || backend.server_sockets() > 0 {
         assert!(
@@ -740,8 +783,7 @@ fn blocking_faults<B: Backend>(backend: B) {
     assert_accounted("after the load", &proxy, &backend, &|| {
         pools.iter().map(|p| p.state()).collect()
     });
-    drop(pools);
-    assert_all_closed("after the pools", &proxy, &backend);
+    assert_closed_on_drop("the pools", &proxy, &backend, || drop(pools));
 }
 
 /// 256 tasks on one pool, half of them in pinned scopes.
@@ -823,8 +865,7 @@ fn async_faults<B: Backend>(backend: B) {
         runtime.block_on(task).expect("a worker task");
     }
     assert_accounted("after the load", &proxy, &backend, &|| vec![pool.state()]);
-    drop(pool);
-    assert_all_closed("after the pool", &proxy, &backend);
+    assert_closed_on_drop("the pool", &proxy, &backend, || drop(pool));
     runtime.shutdown_background();
 }
 

@@ -2,8 +2,11 @@
 //! manner of Toxiproxy, run in process on a runtime of its own: it listens
 //! on 127.0.0.1 and a port the OS picks, and forwards only to the server
 //! address the test gives it. The test steers it: latency and jitter, a
-//! blackhole (links stay open and forward nothing), resetting every link
-//! (RST), and cutting the link (resets, and connects refused) until healed.
+//! bandwidth cap, a blackhole (links stay open and forward nothing), a
+//! stall (half-open: nothing is read, so bytes wait in the kernel's
+//! buffers), a slow close (a link one end closed stays open a while),
+//! resetting every link (RST), and cutting the link (resets, and connects
+//! refused) until healed.
 //!
 //! Why not `noxious`, Toxiproxy's Rust port, which the issue preferred: its
 //! 1.0.4 (2021) panics when a `limit_data` toxic is added to live links
@@ -17,7 +20,7 @@
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -34,9 +37,14 @@ pub enum Fault {
     None,
     /// Holds each chunk `latency` ± `jitter` before forwarding it.
     Latency { latency: Duration, jitter: Duration },
+    /// At most `bytes_per_second` each way on each link.
+    Bandwidth { bytes_per_second: u64 },
     /// Reads and drops them: the link stays open and silent, as a
     /// partition or a dead host looks to a client.
     Blackhole,
+    /// Reads nothing (half-open): what either end sends waits in the
+    /// kernel's buffers, then their writes block; it all flows on heal.
+    Stall,
 }
 
 /// The proxy in front of one server.
@@ -57,6 +65,8 @@ pub struct FaultProxy {
 struct Links {
     live: AtomicUsize,
     tasks: Mutex<Vec<AbortHandle>>,
+    /// How long a link one end closed stays open, in milliseconds.
+    close_delay_ms: AtomicU64,
 }
 
 impl FaultProxy {
@@ -96,9 +106,27 @@ impl FaultProxy {
         });
     }
 
+    /// At most `bytes_per_second` each way on every link.
+    pub fn bandwidth(&self, bytes_per_second: u64) {
+        self.fault
+            .send_replace(Fault::Bandwidth { bytes_per_second });
+    }
+
     /// Every link, live or new, forwards nothing from now on.
     pub fn blackhole(&self) {
         self.fault.send_replace(Fault::Blackhole);
+    }
+
+    /// Every link, live or new, stops reading until healed.
+    pub fn stall(&self) {
+        self.fault.send_replace(Fault::Stall);
+    }
+
+    /// From now on a link that one end closes is closed at the other end
+    /// only `delay` later (not undone by [`heal`](Self::heal)).
+    pub fn slow_close(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.links.close_delay_ms.store(millis, Ordering::SeqCst);
     }
 
     /// Resets every live link (an RST to both ends); new ones are served.
@@ -164,7 +192,7 @@ impl FaultProxy {
                 links.live.fetch_add(1, Ordering::SeqCst);
                 let link = runtime.spawn(async move {
                     let _live = Live(&links2.live);
-                    link(client, server, fault).await;
+                    link(client, server, fault, &links2.close_delay_ms).await;
                 });
                 let mut tasks = links.tasks.lock();
                 tasks.retain(|task| !task.is_finished());
@@ -184,9 +212,15 @@ impl Drop for Live<'_> {
     }
 }
 
-/// Forwards both ways until either end closes; then both are closed. A
-/// link aborted mid-way drops its sockets with `SO_LINGER` 0: an RST.
-async fn link(client: TcpStream, server: TcpStream, fault: watch::Receiver<Fault>) {
+/// Forwards both ways until either end closes; then, `close_delay_ms`
+/// later, both are closed. A link aborted mid-way drops its sockets with
+/// `SO_LINGER` 0: an RST.
+async fn link(
+    client: TcpStream,
+    server: TcpStream,
+    fault: watch::Receiver<Fault>,
+    close_delay_ms: &AtomicU64,
+) {
     for socket in [&client, &server] {
         // Deprecated because a positive linger blocks the dropping thread;
         // zero never does: it discards and resets at once.
@@ -196,30 +230,47 @@ async fn link(client: TcpStream, server: TcpStream, fault: watch::Receiver<Fault
     }
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
+    // The write halves outlive the pumps, so that a slow close keeps each
+    // socket open (a socket closes when both its halves are dropped).
+    let (mut client_write, mut server_write) = (client_write, server_write);
     tokio::select! {
-        () = pump(client_read, server_write, fault.clone()) => {}
-        () = pump(server_read, client_write, fault) => {}
+        () = pump(client_read, &mut server_write, fault.clone()) => {}
+        () = pump(server_read, &mut client_write, fault) => {}
     }
+    let delay = close_delay_ms.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
 }
 
 /// Copies `from` to `to` through the fault in force at each chunk.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    fault: watch::Receiver<Fault>,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    mut fault: watch::Receiver<Fault>,
 ) {
     let mut buffer = vec![0; 32 << 10];
     loop {
+        if !unstalled(&mut fault).await {
+            return;
+        }
         let read = match from.read(&mut buffer).await {
             Ok(0) | Err(_) => return,
             Ok(read) => read,
         };
+        // A chunk read as a stall began waits for its end too.
+        if !unstalled(&mut fault).await {
+            return;
+        }
         let current = *fault.borrow();
         match current {
-            Fault::None => {}
+            // (A stall that began just now holds the next chunk.)
+            Fault::None | Fault::Stall => {}
             Fault::Latency { latency, jitter } => {
                 let spread = rand::rng().random_range(Duration::ZERO..=2 * jitter);
                 tokio::time::sleep((latency + spread).saturating_sub(jitter)).await;
+            }
+            Fault::Bandwidth { bytes_per_second } => {
+                let seconds = read as f64 / bytes_per_second.max(1) as f64;
+                tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
             }
             Fault::Blackhole => continue,
         }
@@ -227,6 +278,16 @@ async fn pump(
             return;
         }
     }
+}
+
+/// Waits while the links are stalled; `false` once the proxy is gone.
+async fn unstalled(fault: &mut watch::Receiver<Fault>) -> bool {
+    while *fault.borrow_and_update() == Fault::Stall {
+        if fault.changed().await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 impl Drop for FaultProxy {
