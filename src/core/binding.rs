@@ -1,0 +1,157 @@
+//! Binding owners to connections: a new owner's connection (a free
+//! one, a new one, or by the overflow rule), pins and their release,
+//! and rehoming the owners of a closed connection.
+
+use super::*;
+
+impl Core {
+    /// Chooses the connection a new owner is bound to under Strict or
+    /// Exclusive pinning and pins it; `Want::Any` when it must wait
+    /// unbound (Exclusive with every connection pinned, RandomIdle
+    /// overflow with nothing idle).
+    pub(super) fn bind_new_owner(&mut self, owner: OwnerId, ticket: Ticket) -> Want {
+        if let Some(&conn) = self.pins.get(&owner) {
+            // Bound since it asked, through another of its checkouts.
+            return Want::Conn(conn);
+        }
+        let exclusive = self.config.pinning == Pinning::Exclusive;
+        let reclaimed = self.reclaimed_idle();
+        let conn =
+            if exclusive && (reclaimed.is_some() || self.slots.total() >= self.config.max_size) {
+                // Any free connection: an idle one nobody is pinned to is taken
+                // (and pinned) at once, as such; otherwise every connection is
+                // someone's session, and the owner waits for a pin to be
+                // released, in line with the others waiting for one.
+                return Want::Any;
+            } else if let Some(conn) = reclaimed {
+                // A connection whose owners are all gone: reuse it before growing.
+                conn
+            } else if self.slots.total() < self.config.max_size {
+                self.slots.create_pending(self.generation, Some(ticket))
+            } else {
+                match self.config.overflow {
+                    Overflow::LeastLoaded => self.least_loaded(),
+                    Overflow::Random => {
+                        let pick = self.rng.random_range(0..self.slots.total());
+                        self.slots.nth(pick)
+                    }
+                    Overflow::RandomIdle => match self.slots.idle() {
+                        0 => return Want::Any,
+                        n => {
+                            let pick = self.rng.random_range(0..n);
+                            self.slots.nth_idle(pick).expect("pick < idle count")
+                        }
+                    },
+                }
+            };
+        self.pin(owner, conn);
+        Want::Conn(conn)
+    }
+
+    /// An idle connection nobody is pinned to, most recently used first
+    /// (a released one was reset before it went idle).
+    pub(super) fn reclaimed_idle(&self) -> Option<ConnId> {
+        self.slots
+            .idle_newest_first()
+            .find(|&id| self.slots.slot(id).pinned.is_empty())
+    }
+
+    /// The connection with the fewest pinned owners, an idle one first, then
+    /// the one with the shortest line, then the oldest.
+    pub(super) fn least_loaded(&self) -> ConnId {
+        self.slots
+            .iter()
+            .min_by_key(|(id, slot)| {
+                let busy = !matches!(slot.state, SlotState::Idle { .. });
+                (busy, slot.pinned.len(), self.waiters.bound_to(*id), *id)
+            })
+            .map(|(id, _)| id)
+            .expect("a full pool has connections")
+    }
+
+    /// An idle connection `owner` may take now for `want`.
+    pub(super) fn usable_idle(&self, owner: OwnerId, want: Want) -> Option<ConnId> {
+        match want {
+            Want::Conn(conn) => self.slots.is_idle(conn).then_some(conn),
+            // Only a connection nobody is pinned to: someone's session.
+            Want::Any if self.config.pinning == Pinning::Exclusive => self.reclaimed_idle(),
+            // Affinity prefers its last connection; a Strict owner reaches
+            // here unbound only under RandomIdle overflow.
+            Want::Any => self
+                .pins
+                .get(&owner)
+                .copied()
+                .filter(|&conn| self.slots.is_idle(conn))
+                .or_else(|| self.slots.idle_newest_first().next()),
+        }
+    }
+
+    /// Moves the owners pinned to the vanished connection `conn` and the
+    /// waiters bound to it to a new pending slot, if there are any (a closed
+    /// pool has none: close dropped them).
+    pub(super) fn rehome(&mut self, conn: ConnId, pinned: BTreeSet<OwnerId>) {
+        if pinned.is_empty() && self.waiters.bound_to(conn) == 0 {
+            return;
+        }
+        if self.slots.total() >= self.config.max_size {
+            return self.rehome_without_room(conn, pinned);
+        }
+        // Under Exclusive a connection owners are pinned to serves only them.
+        let serves_any = self.config.pinning != Pinning::Exclusive || pinned.is_empty();
+        let requested_by = self.waiters.oldest_for(conn, serves_any);
+        let replacement = self.slots.create_pending(self.generation, requested_by);
+        for &owner in &pinned {
+            self.pins.insert(owner, replacement);
+            self.event(Event::Pinned {
+                owner,
+                conn: replacement,
+            });
+        }
+        self.slots.slot_mut(replacement).pinned = pinned;
+        self.waiters.retarget(conn, replacement);
+    }
+
+    pub(super) fn pin(&mut self, owner: OwnerId, conn: ConnId) {
+        self.pins.insert(owner, conn);
+        self.slots.slot_mut(conn).pinned.insert(owner);
+        self.event(Event::Pinned { owner, conn });
+    }
+
+    pub(super) fn drop_pin(&mut self, owner: OwnerId) -> Option<ConnId> {
+        let conn = self.pins.remove(&owner)?;
+        self.slots.slot_mut(conn).pinned.remove(&owner);
+        Some(conn)
+    }
+
+    /// After a pin on `conn` was released: if it is idle with nobody
+    /// pinned, it is reset now if it needs it (a checked-out one is, when
+    /// it comes back) and, under Exclusive, it is free for the owners
+    /// waiting for a pin, so it is released to them as a checkin would.
+    pub(super) fn free_if_unpinned(&mut self, conn: ConnId) {
+        if !self.slots.is_idle(conn) || !self.slots.slot(conn).pinned.is_empty() {
+            return;
+        }
+        if self.needs_reset(conn) || self.outlived(conn) || self.is_surplus(conn) {
+            // It is reset, or closed, first.
+            self.release(conn, WakePolicy::Handoff);
+        } else if self.config.pinning == Pinning::Exclusive
+            && let Some(ticket) = self.oldest_waiter_for(conn)
+        {
+            self.grant(ticket, conn);
+        }
+    }
+
+    /// Whether a waiter that can use any connection may use `conn`.
+    pub(super) fn serves_any(&self, conn: ConnId) -> bool {
+        self.slots
+            .get(conn)
+            .is_none_or(|slot| serves_any(self.config.pinning, slot))
+    }
+}
+
+/// Whether a waiter that can use any connection may use the one in `slot`:
+/// under [`Pinning::Exclusive`] only one nobody is pinned to (the others
+/// are someone's session).
+pub(super) fn serves_any(pinning: Pinning, slot: &Slot) -> bool {
+    pinning != Pinning::Exclusive || slot.pinned.is_empty()
+}
