@@ -321,7 +321,7 @@ impl Core {
             .is_some_and(|limit| self.now.saturating_sub(self.slots.slot(conn).born) >= limit)
     }
 
-    /// Gives up every connect running for [`Config::connect_timeout`]
+    /// Gives up every connect running for [`Config::connect_timeout`](super::Config::connect_timeout)
     /// or longer: counted failed now (its waiter told, its permit free),
     /// and abandoned, so that its result is closed when it comes.
     fn give_up_slow_connects(&mut self) {

@@ -97,7 +97,7 @@ impl AsyncPgManager {
     }
 
     /// Resets sessions between owners with `reset` (one round trip each)
-    /// instead of [`DEFAULT_RESET`](super::DEFAULT_RESET) (see
+    /// instead of [`DEFAULT_RESET`] (see
     /// [`PgManager::reset_with`](super::PgManager::reset_with)).
     pub fn reset_with<S: Into<String>>(mut self, reset: impl IntoIterator<Item = S>) -> Self {
         self.reset = statements(reset);

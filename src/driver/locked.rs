@@ -1,0 +1,194 @@
+//! The core and its bookkeeping under one lock: every input goes
+//! through [`Locked::with_core`], which carries out the core's actions
+//! once the lock is released.
+
+use super::*;
+
+/// The pool's clock: time since the pool's epoch.
+pub(crate) type PoolClock = Box<dyn Fn() -> Duration + Send + Sync>;
+
+/// The core and its bookkeeping under one lock.
+pub(crate) struct Locked<C, E, S> {
+    inner: Mutex<Inner<C, E, S>>,
+    /// The fast path's view of the stash (also in `inner`).
+    stash: Arc<Stash<C>>,
+    /// Reported to the core before each input when its decisions depend
+    /// on time ([`Config::needs_clock`](crate::core::Config::needs_clock)).
+    clock: Option<PoolClock>,
+    /// Where recorded events go out (with `Config::record_events`).
+    events: Option<Events>,
+    /// Notified after every change, so a model can wait for one (a loom
+    /// `join` may return before the thread's thread-local destructors run).
+    #[cfg(pinpool_loom)]
+    changed: crate::sync::Condvar,
+}
+
+impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
+    /// The driver state around `core`, on `clock`, for the pool with
+    /// `options`.
+    pub(crate) fn new(core: Core, clock: PoolClock, options: &Options) -> Self {
+        let config = *core.config();
+        let cells = if options.stash {
+            stash::cells_for(config.max_size)
+        } else {
+            0
+        };
+        let stash = Arc::new(Stash::new(cells));
+        let metrics = Metrics::new(options.name(), &core);
+        Locked {
+            stash: Arc::clone(&stash),
+            clock: (config.needs_clock() || Metrics::NEEDS_CLOCK).then_some(clock),
+            events: config
+                .record_events
+                .then(|| Events::new(options.id, options.event_handler.clone())),
+            inner: Mutex::new(Inner {
+                core,
+                conns: HashMap::default(),
+                waiters: HashMap::default(),
+                leases: HashMap::default(),
+                stash,
+                ledger: Ledger::new(cells),
+                connect_failure: None,
+                holders: config.leak_threshold.map(|_| HashMap::default()),
+                interrupts: HashMap::default(),
+                metrics,
+            }),
+            #[cfg(pinpool_loom)]
+            changed: crate::sync::Condvar::new(),
+        }
+    }
+
+    /// Runs `f` on the state under the lock, then carries out the actions
+    /// it caused with the lock released: wakes waiters, closes connections
+    /// (by dropping them) and starts opens and resets with `spawn`.
+    pub(crate) fn with_core<R>(
+        &self,
+        f: impl FnOnce(&mut Inner<C, E, S>) -> R,
+        mut spawn: impl FnMut(Work<C>),
+    ) -> R {
+        let mut effects = Effects {
+            notify: Vec::new(),
+            interrupt: Vec::new(),
+            background: Vec::new(),
+            close: Vec::new(),
+        };
+        let result = {
+            let mut inner = self.inner.lock();
+            if let Some(clock) = &self.clock {
+                inner.core.advance(clock());
+            }
+            let result = f(&mut inner);
+            inner.drain(&mut effects, self.events.as_ref());
+            inner.report_metrics();
+            // The model checks' oracle for the 2013 bug (loom-tests/): after
+            // every input — a checkin, a cancel, a timeout, an owner gone, a
+            // failed connect — no waiter may sleep while a connection it can
+            // use is idle.
+            #[cfg(pinpool_loom)]
+            assert_eq!(
+                inner.core.stranded(),
+                0,
+                "lost wake-up: a waiter sleeps while a connection it can use is idle"
+            );
+            result
+        };
+        #[cfg(pinpool_loom)]
+        self.changed.notify_all();
+        // Each call into user code (a waker, an interrupt handle, a
+        // connection's `Drop`) is contained: one that panics must not skip
+        // the effects after it, above all the opens and resets, whose slots
+        // the core counts as connecting or resetting until they are
+        // reported. Closes still come before opens, so the physical
+        // connections never outnumber `max_size` even for an instant —
+        // except broken ones, dropped in the background (`Work::Close`):
+        // a replacement must not wait on a drop that may never end.
+        for slot in &effects.notify {
+            contain("a waker", || slot.notify());
+        }
+        for handle in &effects.interrupt {
+            contain("an interrupt handle", || handle.interrupt());
+        }
+        if let Some(events) = &self.events {
+            events.deliver();
+        }
+        for conn in effects.close {
+            contain("a connection's drop", || drop(conn));
+        }
+        for work in effects.background {
+            spawn(work);
+        }
+        result
+    }
+
+    /// The fast path for a checkout that pins nobody: a connection parked
+    /// in the stash, without the lock. One whose lease was recalled
+    /// meanwhile goes back through the core (its waiters come first).
+    #[inline]
+    pub(crate) fn take_stashed(&self, spawn: impl FnMut(Work<C>)) -> Option<Handed<C>> {
+        self.stash.take(
+            || self.now(),
+            |recalled| self.with_core(|inner| inner.give_back(recalled, Health::Healthy), spawn),
+        )
+    }
+
+    /// A guard returns its connection: parked without the lock when its
+    /// lease allows (an owner's lease then goes to `keep`), else through
+    /// the core.
+    #[inline]
+    pub(crate) fn return_conn(
+        &self,
+        handed: Handed<C>,
+        broken: bool,
+        keep: impl FnOnce(OwnerId, AnyLease),
+        spawn: impl FnMut(Work<C>),
+    ) where
+        C: Send + 'static,
+    {
+        if let Some(rest) = return_conn(&self.stash, handed, broken, keep, || self.now()) {
+            self.with_core(|inner| inner.finish_return(rest), spawn);
+        }
+    }
+
+    /// The pool's clock (zero for a pool whose decisions do not depend on
+    /// time: it is then never asked).
+    #[inline]
+    pub(crate) fn now(&self) -> Duration {
+        self.clock.as_ref().map_or(Duration::ZERO, |clock| clock())
+    }
+
+    /// Whether this thread is delivering the pool's events now (it is
+    /// inside the event handler).
+    pub(crate) fn delivering_events_here(&self) -> bool {
+        self.events.as_ref().is_some_and(Events::delivering_here)
+    }
+
+    /// Holds the pool lock (tests prove the fast path never takes it).
+    #[cfg(test)]
+    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, Inner<C, E, S>> {
+        self.inner.lock()
+    }
+
+    /// The slots of the checkouts waiting now (model checks only: a
+    /// model's timer expires them).
+    #[cfg(pinpool_loom)]
+    pub(crate) fn waiting_slots(&self) -> Vec<Arc<S>> {
+        let inner = self.inner.lock();
+        inner
+            .waiters
+            .values()
+            .map(|w| Arc::clone(&w.slot))
+            .collect()
+    }
+
+    /// Blocks until the core's state satisfies `done` (model checks only).
+    #[cfg(pinpool_loom)]
+    pub(crate) fn wait_for(&self, done: impl Fn(&PoolState) -> bool) {
+        let mut inner = self.inner.lock();
+        while !done(&inner.core.state()) {
+            inner = self
+                .changed
+                .wait(inner)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The return path: a guard's connection back under the lock, and the
+//! leases recalled when the core must see connections it lent out.
+
+use super::*;
+
+impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
+    /// Checks `conn`, granted to nobody the driver knows, back in.
+    pub(super) fn give_back_unleased(&mut self, conn: ConnId) {
+        if let Some(physical) = self.conns.remove(&conn) {
+            let handed = Handed {
+                id: conn,
+                conn: physical,
+                lease: None,
+            };
+            self.give_back(handed, Health::Healthy);
+        }
+    }
+
+    /// Finishes a guard's return of its connection (see [`return_conn`]).
+    pub(crate) fn finish_return(&mut self, rest: Return<C>) {
+        match rest {
+            Return::CheckIn(handed, health) => self.give_back(handed, health),
+            Return::Settle(lease) => {
+                if let Some(handed) = self.ledger.settle(&self.stash, lease) {
+                    self.give_back(handed, Health::Healthy);
+                }
+            }
+        }
+    }
+
+    /// Returns a held connection to the core (ending its lease, if any).
+    pub(crate) fn give_back(&mut self, handed: Handed<C>, health: Health) {
+        match handed.lease {
+            Some(Leased::Owner(lease)) => {
+                lease.recall();
+                if self
+                    .leases
+                    .get(&handed.id)
+                    .is_some_and(|current| Arc::ptr_eq(current, &lease))
+                {
+                    self.leases.remove(&handed.id);
+                }
+                self.core.note_lease_reuses(lease.reuses());
+                self.metrics.lease_report(lease.cell());
+            }
+            Some(Leased::Stash(lease)) => {
+                self.metrics.lease_report(self.stash.cell(lease));
+                let reuses = self.ledger.end(&self.stash, lease);
+                self.core.note_lease_reuses(reuses);
+            }
+            None => {}
+        }
+        self.metrics.checked_in(handed.id, self.core.now());
+        if let Some(holders) = &mut self.holders {
+            holders.remove(&handed.id);
+        }
+        self.conns.insert(handed.id, handed.conn);
+        driver_bug(self.core.checkin(handed.id, health));
+    }
+
+    /// Ends the matching leases: a parked connection is checked in now, a
+    /// held one by its holder when it sees the recall.
+    pub(super) fn recall_leases(&mut self, recall: Recall) {
+        let mut parked = Vec::new();
+        if !self.leases.is_empty() {
+            let ended: Vec<(ConnId, Arc<Lease<C>>)> = match recall {
+                // A lookup, not a scan: every strict checkout that must
+                // wait recalls its own connection's lease.
+                Recall::Conn(conn) => self.leases.remove_entry(&conn).into_iter().collect(),
+                // Owners' leases are on connections pinned to them.
+                Recall::Stash => Vec::new(),
+                Recall::Owner(_) | Recall::All => self
+                    .leases
+                    .extract_if(|&conn, lease| recall.selects(conn, Some(lease.owner)))
+                    .collect(),
+            };
+            for (conn, lease) in ended {
+                if let Some(conn_box) = lease.recall() {
+                    parked.push(Handed {
+                        id: conn,
+                        conn: conn_box,
+                        lease: Some(Leased::Owner(lease)),
+                    });
+                }
+            }
+        }
+        parked.extend(
+            self.ledger
+                .recall(&self.stash, |conn| recall.selects(conn, None)),
+        );
+        for handed in parked {
+            self.give_back(handed, Health::Healthy);
+        }
+    }
+}
+
+/// Which leases a recall ends.
+#[derive(Clone, Copy)]
+pub(super) enum Recall {
+    /// Those of one connection.
+    Conn(ConnId),
+    /// Those of one owner (stash leases belong to no owner).
+    Owner(OwnerId),
+    /// The stash's: connections nobody is pinned to.
+    Stash,
+    All,
+}
+
+impl Recall {
+    /// Whether it ends the lease of `conn` to `owner` (`None`: the stash).
+    fn selects(self, conn: ConnId, owner: Option<OwnerId>) -> bool {
+        match self {
+            Recall::Conn(recalled) => recalled == conn,
+            Recall::Owner(recalled) => owner == Some(recalled),
+            Recall::Stash => owner.is_none(),
+            Recall::All => true,
+        }
+    }
+}
