@@ -153,6 +153,12 @@ fn may_stash_follows_pinning_resets_and_what_the_core_must_see() {
     let (core, conn) = held(Config::default(), false);
     assert!(core.may_stash(conn, false));
     assert!(!core.may_stash(conn, true));
+    // Nor an unpinned checkout of someone's connection: its owners' pins
+    // must see it come back.
+    let (mut core, conn) = held(Config::default(), true);
+    core.checkin(conn, Health::Healthy).unwrap();
+    assert_eq!(core.checkout_unpinned(OwnerId(2)), Checkout::Granted(conn));
+    assert!(!core.may_stash(conn, false), "pinned to its first owner");
     // A reset after every unpinned checkin must run: never stashed.
     let reset = Config {
         reset: Reset::EveryUnpinnedCheckin,
