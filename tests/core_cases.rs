@@ -280,3 +280,47 @@ fn a_paused_or_closed_pool_scopes_no_lease() {
     assert_eq!(paused.checkout_scope(owner, true), LeaseScope::None);
     assert_eq!(closed.checkout_scope(owner, true), LeaseScope::None);
 }
+
+/// What a checkout's answer depends on when a connection it can use is
+/// idle: no lease at all (under `Affinity`, its own connection; under
+/// `Off`, any).
+#[test]
+fn an_idle_connection_it_can_use_scopes_no_lease() {
+    for pinning in [Pinning::Affinity, Pinning::Off] {
+        let mut core = core(Config {
+            max_size: 2,
+            pinning,
+            ..Config::default()
+        });
+        let alice = OwnerId(1);
+        let conn = first_checkout(&mut core, alice);
+        assert_eq!(
+            core.checkout_scope(alice, true),
+            LeaseScope::All,
+            "{pinning:?}"
+        );
+        core.checkin(conn, Health::Healthy).unwrap();
+        assert_eq!(
+            core.checkout_scope(alice, true),
+            LeaseScope::None,
+            "{pinning:?}"
+        );
+    }
+}
+
+/// A new owner in a full pool is bound to the least loaded connection,
+/// and among equally loaded ones to an idle one, which it gets at once.
+#[test]
+fn a_latecomer_is_bound_to_an_idle_connection_first() {
+    let mut core = core(Config {
+        max_size: 2,
+        pinning: Pinning::Strict,
+        overflow: Overflow::LeastLoaded,
+        ..Config::default()
+    });
+    let busy = first_checkout(&mut core, OwnerId(1));
+    let idle = first_checkout(&mut core, OwnerId(2));
+    core.checkin(idle, Health::Healthy).unwrap();
+    assert_eq!(core.checkout(OwnerId(3)), Checkout::Granted(idle));
+    assert_ne!(core.pinned_conn(OwnerId(3)), Some(busy));
+}
