@@ -434,7 +434,16 @@ impl Sut {
     /// What the core answered `owner`'s checkout: held, waiting or failed.
     fn answered(&mut self, checkout: Checkout, owner: OwnerId, holds_pinned: bool) {
         match checkout {
-            Checkout::Granted(conn) => self.granted(Ticket(u64::MAX), conn, owner),
+            Checkout::Granted(conn) => {
+                // This input's events first: the checkout reaps before it
+                // chooses, and a reap may bind a waiter elsewhere (a pin
+                // the core saw when it handed `conn` over); who was passed
+                // over is judged against those pins, as for a grant.
+                while let Some(event) = self.core.poll_event() {
+                    self.observe(event);
+                }
+                self.granted(Ticket(u64::MAX), conn, owner)
+            }
             Checkout::Waiting(ticket) => {
                 let asleep = self.config().wake != WakePolicy::Handoff;
                 let waiting = Waiting {
@@ -1516,4 +1525,70 @@ fn an_owner_waiting_twice_is_pinned_once_when_room_appears() {
         })
     );
     assert_eq!(core.state().pinned_owners, 1);
+}
+
+/// Replays one input sequence through the model's checks, as the
+/// property tests run each generated one.
+fn replay<const WAKE: usize>(setup: Setup, ops: Vec<Op>) {
+    let mut sut = PoolTest::<WAKE>::init_test(&setup);
+    PoolTest::<WAKE>::check_invariants(&sut, &setup);
+    for op in ops {
+        sut = PoolTest::<WAKE>::apply(sut, &setup, op);
+        PoolTest::<WAKE>::check_invariants(&sut, &setup);
+    }
+}
+
+/// Found by `bounded_core_matches_model` (2026-12-02): an unpinned
+/// checkout reaps two connections past their lifetime, the reap binds an
+/// exclusive owner's waiter (woken for an idle free connection) to a new
+/// one, and the checkout then takes the idle one. The model judged the
+/// bypass against the pins from before the reap and counted the waiter
+/// passed over; the core, rightly, did not.
+#[test]
+fn a_waiter_bound_elsewhere_by_the_checkouts_own_reap_is_not_passed_over() {
+    let setup = Setup {
+        config: Config {
+            max_size: 4,
+            min_size: 0,
+            max_connecting: 1,
+            pinning: Pinning::Exclusive,
+            overflow: Overflow::LeastLoaded,
+            wake: WakePolicy::Bounded(2),
+            reset: Reset::Never,
+            seed: 0,
+            record_events: true,
+            max_lifetime: Some(Duration::from_secs(6)),
+            idle_timeout: None,
+            connect_timeout: None,
+            connect_backoff: None,
+            leak_threshold: None,
+            start_paused: false,
+        },
+        eager_retry: false,
+    };
+    use Op::*;
+    let checkin = || Checkin {
+        pick: 0,
+        broken: false,
+    };
+    replay::<3>(
+        setup,
+        vec![
+            Checkout(0),
+            CheckoutUnpinned,
+            CheckoutUnpinned,
+            Establish(0),
+            Checkout(1),
+            Checkout(2),
+            Establish(0),
+            Tick(3),
+            TryCheckout { i: 0, pins: false },
+            Establish(0),
+            checkin(),
+            checkin(),
+            checkin(),
+            Tick(3),
+            CheckoutUnpinned,
+        ],
+    );
 }
