@@ -228,11 +228,10 @@ async fn link(
         let _ = socket.set_linger(Some(Duration::ZERO));
         let _ = socket.set_nodelay(true);
     }
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    // The write halves outlive the pumps, so that a slow close keeps each
-    // socket open (a socket closes when both its halves are dropped).
-    let (mut client_write, mut server_write) = (client_write, server_write);
+    // The write halves stay here, outliving the pumps, so that a slow
+    // close keeps each socket open (it closes when both halves are gone).
+    let (client_read, mut client_write) = client.into_split();
+    let (server_read, mut server_write) = server.into_split();
     tokio::select! {
         () = pump(client_read, &mut server_write, fault.clone()) => {}
         () = pump(server_read, &mut client_write, fault) => {}
