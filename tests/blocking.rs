@@ -728,3 +728,53 @@ fn resizing_under_load_converges_and_loses_nothing() {
         "every thread's pin reclaimed: {state:?}"
     );
 }
+
+#[test]
+fn a_detached_connection_leaves_the_pool_and_its_waiter_gets_a_replacement() {
+    let manager = TestManager::default();
+    let pool = Pool::builder().max_size(1).build(manager.clone()).unwrap();
+    let conn = pool.get().unwrap();
+    let first = PooledConnection::id(&conn);
+    thread::scope(|s| {
+        // Bound to the only connection, the other thread waits for it.
+        let waiter = s.spawn(|| PooledConnection::id(&pool.get().unwrap()));
+        wait_for_state(&pool, "the other thread to wait", |st| st.waiting == 1);
+        let mine = PooledConnection::detach(conn);
+        assert_ne!(waiter.join().unwrap(), first, "served by a replacement");
+        assert_eq!(mine.number, 1, "the caller holds the first connection");
+        assert_eq!(
+            manager.tally.live.load(Ordering::SeqCst),
+            2,
+            "the pool did not close what it gave away"
+        );
+    });
+    let state = assert_conserved(&pool, &manager.tally);
+    assert_eq!(state.counters.closed, 1, "counted closed: {state:?}");
+    assert_eq!(state.total(), 1);
+}
+
+#[test]
+fn an_owned_guard_moves_to_another_thread_and_outlives_the_pool_handle() {
+    let manager = TestManager::default();
+    let pool = Pool::builder().max_size(2).build(manager.clone()).unwrap();
+    let mut conn = pool.get_owned().unwrap();
+    let id = PooledConnection::id(&conn);
+    thread::spawn(move || conn.touch()).join().unwrap();
+    assert_eq!(
+        PooledConnection::id(&pool.get().unwrap()),
+        id,
+        "dropped elsewhere, still this thread's pinned connection"
+    );
+    let held = pool.get_owned().unwrap();
+    let observer = pool.clone();
+    drop(pool);
+    assert_eq!(observer.state().in_use, 1);
+    drop(observer); // the last handle: the pool closes
+    assert_eq!(manager.tally.live.load(Ordering::SeqCst), 1, "still held");
+    drop(held);
+    assert_eq!(
+        manager.tally.live.load(Ordering::SeqCst),
+        0,
+        "closed on return"
+    );
+}

@@ -101,7 +101,7 @@ enum Op {
     },
     Checkin {
         pick: usize,
-        broken: bool,
+        how: Return,
     },
     Establish(usize),
     FailConnect(usize),
@@ -124,6 +124,16 @@ enum Op {
     Close,
     /// A new `max_size` (0 and below `min_size` are refused).
     Resize(usize),
+}
+
+/// How a holder gives its connection back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Return {
+    Healthy,
+    Broken,
+    /// Taken out of the pool ([`Core::detach`]): for the pool, closed as a
+    /// broken one is.
+    Detached,
 }
 
 /// A checkout asked of a copy of the core.
@@ -219,8 +229,8 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
             12 => (0..OWNERS).prop_map(Op::Checkout),
             4 => Just(Op::CheckoutUnpinned),
             3 => (0..OWNERS, any::<bool>()).prop_map(|(i, pins)| Op::TryCheckout { i, pins }),
-            10 => (pick(), prop::bool::weighted(0.15))
-                .prop_map(|(pick, broken)| Op::Checkin { pick, broken }),
+            10 => (pick(), prop_oneof![17 => Just(Return::Healthy), 2 => Just(Return::Broken), 1 => Just(Return::Detached)])
+                .prop_map(|(pick, how)| Op::Checkin { pick, how }),
             8 => pick().prop_map(Op::Establish),
             2 => pick().prop_map(Op::FailConnect),
             5 => (pick(), prop::bool::weighted(0.8)).prop_map(|(pick, ok)| Op::ResetDone { pick, ok }),
@@ -634,7 +644,7 @@ impl Sut {
                     }
                 }
             }
-            Op::Checkin { pick, broken } => {
+            Op::Checkin { pick, how } => {
                 let held: Vec<ConnId> = self.model.held.keys().copied().collect();
                 if held.is_empty() {
                     return;
@@ -642,16 +652,16 @@ impl Sut {
                 let conn = held[pick % held.len()];
                 self.model.held.remove(&conn);
                 self.model.set_idle(conn); // until an action says otherwise
-                let health = if broken {
-                    Health::Broken
-                } else {
-                    Health::Healthy
-                };
                 let oldest = self.oldest_waiter_for(conn);
                 let may_go_early = oldest.is_some_and(|t| self.may_go_early(t));
-                self.core.checkin(conn, health).unwrap();
+                match how {
+                    Return::Healthy => self.core.checkin(conn, Health::Healthy),
+                    Return::Broken => self.core.checkin(conn, Health::Broken),
+                    Return::Detached => self.core.detach(conn),
+                }
+                .unwrap();
                 self.drain();
-                if !broken {
+                if how == Return::Healthy {
                     self.check_fair_checkin(conn, oldest, may_go_early);
                 }
             }
@@ -1569,7 +1579,7 @@ fn a_waiter_bound_elsewhere_by_the_checkouts_own_reap_is_not_passed_over() {
     use Op::*;
     let checkin = || Checkin {
         pick: 0,
-        broken: false,
+        how: Return::Healthy,
     };
     replay::<3>(
         setup,

@@ -406,6 +406,26 @@ async fn broken_and_invalid_connections_are_replaced_keeping_the_pin() {
     assert!(manager.tally.validations.load(Ordering::SeqCst) >= 3);
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_detached_connection_leaves_the_pool_and_the_pin_moves_on() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    pool.pinned(async {
+        drop(pool.get().await.unwrap()); // parked under the scope's lease
+        let conn = pool.get().await.unwrap(); // taken back off the lock
+        let first = PooledConnection::id(&conn);
+        let mine = PooledConnection::detach(conn);
+        let next = PooledConnection::id(&pool.get().await.unwrap());
+        assert_ne!(next, first, "the pin moved to a replacement");
+        assert_eq!(mine.number, 1, "the caller holds the first connection");
+        assert_eq!(manager.tally.live.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.state().pinned_owners, 1);
+    })
+    .await;
+    let state = assert_conserved(&pool, &manager.tally).await;
+    assert_eq!(state.counters.closed, 1, "counted closed: {state:?}");
+}
+
 /// A manager whose connect panics or never finishes.
 struct Misbehaving {
     hang: bool,

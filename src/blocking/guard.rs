@@ -3,38 +3,29 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use super::{Manager, Pool, pins};
+use super::Manager;
+use super::shared::Shared;
 use crate::core::ConnId;
-use crate::driver::Shared as _;
-use crate::driver::{Handed, Held};
+use crate::driver::{Guard, Handed, PoolRef};
 
 /// A checked-out connection. Dereferences to the connection; dropping it
 /// checks the connection back in (after [`Manager::has_broken`]), also when
-/// the holder panics. [`PooledConnection::discard`] closes it instead.
-pub struct PooledConnection<'a, M: Manager> {
-    pool: &'a Pool<M>,
-    held: Held<M::Connection>,
-    discarded: bool,
-}
+/// the holder panics. [`Pool::get`](super::Pool::get) returns one that
+/// borrows the pool; [`Pool::get_owned`](super::Pool::get_owned) one that
+/// owns a reference (`'static`, to move into another thread).
+/// [`PooledConnection::discard`] closes it instead, and
+/// [`PooledConnection::detach`] takes it out of the pool.
+pub struct PooledConnection<'a, M: Manager>(Guard<'a, Shared<M>>);
 
 impl<'a, M: Manager> PooledConnection<'a, M> {
-    pub(crate) fn new(pool: &'a Pool<M>, handed: Handed<M::Connection>) -> Self {
-        PooledConnection {
-            pool,
-            held: Held::new(handed),
-            discarded: false,
-        }
+    pub(crate) fn new(pool: PoolRef<'a, Shared<M>>, handed: Handed<M::Connection>) -> Self {
+        PooledConnection(Guard::new(pool, handed, false))
     }
 
     /// The pool's id for this connection (stable for its life; a
     /// replacement gets a new id).
     pub fn id(this: &Self) -> ConnId {
-        this.held.id()
-    }
-
-    /// The lease its owner keeps for the fast path, if it has one.
-    pub(crate) fn owner_lease(&self) -> Option<crate::driver::lease::AnyLease> {
-        self.held.owner_lease()
+        this.0.id()
     }
 
     /// Declares the connection broken: it is closed instead of reused, and
@@ -50,7 +41,29 @@ impl<'a, M: Manager> PooledConnection<'a, M> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn discard(mut this: Self) {
-        this.discarded = true;
+        this.0.discard();
+    }
+
+    /// Takes the connection out of the pool for good (deadpool's
+    /// `Object::take`, sqlx's `detach`): the pool counts it closed
+    /// ([`CloseReason::Detached`](crate::core::CloseReason::Detached)),
+    /// makes room for a replacement, and moves the owners pinned to it to
+    /// another connection; the connection is the caller's to keep or drop.
+    ///
+    /// ```
+    /// # use pinpool::blocking::{Pool, PooledConnection};
+    /// let pool = Pool::builder().max_size(1).build(|| Ok::<_, std::io::Error>(vec![7u8]))?;
+    /// let conn = pool.get()?;
+    /// let first = PooledConnection::id(&conn);
+    /// let mine: Vec<u8> = PooledConnection::detach(conn);
+    /// assert_eq!(mine, [7]);
+    /// assert_eq!(pool.state().counters.closed, 1);
+    /// let replacement = pool.get()?; // opened in its place
+    /// assert_ne!(PooledConnection::id(&replacement), first);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn detach(this: Self) -> M::Connection {
+        this.0.detach()
     }
 }
 
@@ -58,27 +71,13 @@ impl<M: Manager> Deref for PooledConnection<'_, M> {
     type Target = M::Connection;
 
     fn deref(&self) -> &M::Connection {
-        self.held.conn()
+        self.0.conn()
     }
 }
 
 impl<M: Manager> DerefMut for PooledConnection<'_, M> {
     fn deref_mut(&mut self) -> &mut M::Connection {
-        self.held.conn_mut()
-    }
-}
-
-impl<M: Manager> Drop for PooledConnection<'_, M> {
-    fn drop(&mut self) {
-        let Some(mut handed) = self.held.take() else {
-            return;
-        };
-        let shared = &self.pool.shared;
-        let broken = self.discarded || shared.is_broken(&mut handed.conn);
-        let pool_id = shared.options.id;
-        shared.return_conn(handed, broken, |owner, lease| {
-            pins::restore_lease(pool_id, owner, lease)
-        });
+        self.0.conn_mut()
     }
 }
 
@@ -87,6 +86,6 @@ where
     M::Connection: fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.held.fmt(f)
+        self.0.fmt(f)
     }
 }

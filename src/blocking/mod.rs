@@ -74,7 +74,7 @@ use crate::driver::Shared as _;
 use crate::driver::deadline::{Deadline, Patience};
 use crate::driver::handle::{Closes, Handle};
 use crate::driver::lease::{self, AnyLease};
-use crate::driver::{Handed, Outcome, Step};
+use crate::driver::{Handed, Outcome, PoolRef, Step};
 use crate::sync::Arc;
 use pins::Reclaim;
 use shared::Shared;
@@ -99,7 +99,32 @@ impl<M: Manager> Pool<M> {
     /// Checks out a connection: this thread's pinned one when it has a pin,
     /// waiting in line for it if it is busy, up to the checkout timeout.
     pub fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        self.get_with(Patience::UpTo(self.shared.options.checkout_timeout))
+        let handed = self.get_with(Patience::UpTo(self.shared.options.checkout_timeout))?;
+        Ok(self.lend(handed))
+    }
+
+    /// Like [`get`](Self::get), for a guard that owns a reference to the
+    /// pool (`'static`: it can be moved into another thread, or kept in a
+    /// struct that does not borrow the pool). The connection is still this
+    /// thread's pinned one.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// let pool = Pool::new(|| Ok::<_, std::io::Error>(0u32))?;
+    /// let mut conn = pool.get_owned()?;
+    /// std::thread::spawn(move || *conn += 1).join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_owned(&self) -> Result<PooledConnection<'static, M>, Error<M::Error>> {
+        let handed = self.get_with(Patience::UpTo(self.shared.options.checkout_timeout))?;
+        let pool = PoolRef::Owned(Arc::clone(&self.shared));
+        Ok(PooledConnection::new(pool, handed))
+    }
+
+    /// The guard for a connection this pool just handed out, borrowing the
+    /// pool.
+    fn lend(&self, handed: Handed<M::Connection>) -> PooledConnection<'_, M> {
+        PooledConnection::new(PoolRef::Borrowed(&self.shared), handed)
     }
 
     /// [`get`](Self::get) with this call's own timeout in place of the
@@ -122,7 +147,8 @@ impl<M: Manager> Pool<M> {
         &self,
         timeout: Duration,
     ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        self.get_with(Patience::UpTo(timeout))
+        let handed = self.get_with(Patience::UpTo(timeout))?;
+        Ok(self.lend(handed))
     }
 
     /// A connection only if this thread can have one without waiting;
@@ -142,10 +168,11 @@ impl<M: Manager> Pool<M> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        self.get_with(Patience::Never)
+        let handed = self.get_with(Patience::Never)?;
+        Ok(self.lend(handed))
     }
 
-    fn get_with(&self, patience: Patience) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+    fn get_with(&self, patience: Patience) -> Result<Handed<M::Connection>, Error<M::Error>> {
         // Under `Off` nobody is pinned: any parked connection will do.
         let fast = if self.shared.options.stash {
             self.get_stashed()
@@ -160,37 +187,37 @@ impl<M: Manager> Pool<M> {
 
     /// The fast path under `Pinning::Off`: a connection parked in the
     /// pool's stash, without the lock.
-    fn get_stashed(&self) -> Option<PooledConnection<'_, M>> {
+    fn get_stashed(&self) -> Option<Handed<M::Connection>> {
         let handed = self.shared.take_stashed()?;
         self.validated(handed)
     }
 
     /// The fast path: this thread's own parked connection, without the lock.
-    fn get_leased(&self) -> Option<PooledConnection<'_, M>> {
+    fn get_leased(&self) -> Option<Handed<M::Connection>> {
         self.take_back(pins::take_lease(self.shared.options.id)?)
     }
 
     /// The connection parked in an owner's `lease`, without the lock.
-    fn take_back(&self, lease: AnyLease) -> Option<PooledConnection<'_, M>> {
+    fn take_back(&self, lease: AnyLease) -> Option<Handed<M::Connection>> {
         let check_in = |recalled| self.shared.checkin(recalled, Health::Healthy);
         let now = || self.shared.locked().now();
         let handed = lease::take_back::<M::Connection>(lease, now, check_in)?;
         self.validated(handed)
     }
 
-    /// The guard for a connection just handed out, after validation when it
-    /// is configured; `None` (the connection replaced) when that fails.
-    fn validated(&self, mut handed: Handed<M::Connection>) -> Option<PooledConnection<'_, M>> {
+    /// A connection just handed out, after validation when it is
+    /// configured; `None` (the connection replaced) when that fails.
+    fn validated(&self, mut handed: Handed<M::Connection>) -> Option<Handed<M::Connection>> {
         let shared = &self.shared;
         if shared.options.validate_on_checkout && !shared.is_valid(handed.id, &mut handed.conn) {
             shared.checkin(handed, Health::Broken);
             return None;
         }
-        Some(PooledConnection::new(self, handed))
+        Some(handed)
     }
 
     /// The core decides: granted now, or wait for a grant.
-    fn get_slow(&self, patience: Patience) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+    fn get_slow(&self, patience: Patience) -> Result<Handed<M::Connection>, Error<M::Error>> {
         let shared = &self.shared;
         let registered = pins::register(shared.options.id, || {
             let pool: Weak<dyn Reclaim> = Arc::downgrade(shared) as Weak<dyn Reclaim>;
@@ -213,7 +240,7 @@ impl<M: Manager> Pool<M> {
         owner: OwnerId,
         pins: bool,
         patience: Patience,
-    ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+    ) -> Result<Handed<M::Connection>, Error<M::Error>> {
         let shared = &self.shared;
         let mut clock = patience.clock(shared.options.checkout_timeout);
         let waits = patience.waits();

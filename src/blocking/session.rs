@@ -38,17 +38,17 @@ impl<M: Manager> Session<M> {
         let Session { pool, owner } = self;
         owner.used = true;
         if let Some(parked) = owner.lease.clone()
-            && let Some(conn) = pool.take_back(parked)
+            && let Some(handed) = pool.take_back(parked)
         {
-            return Ok(conn);
+            return Ok(pool.lend(handed));
         }
-        let conn = pool.checkout_as(
+        let handed = pool.checkout_as(
             owner.owner,
             true,
             Patience::UpTo(pool.shared.options.checkout_timeout),
         )?;
-        owner.lease = conn.owner_lease();
-        Ok(conn)
+        owner.lease = handed.owner_lease();
+        Ok(pool.lend(handed))
     }
 
     /// The pool's id for the owner this session stands for.

@@ -9,15 +9,15 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::Manager;
 use super::pins::Reclaim;
 use super::waiter::WaitSlot;
+use super::{Manager, pins};
 use crate::Error;
 use crate::core::{ConnId, Core, OwnerId, PoolState};
 use crate::driver::Shared as _;
 use crate::driver::handle::Closes;
 use crate::driver::maintenance::{self, LiveWorker};
-use crate::driver::{self, Inner, Locked, Options, Work};
+use crate::driver::{self, Handed, Inner, Locked, Options, TakesBack, Work};
 use crate::sync::{Arc, AtomicUsize, Mutex, spawn_or_run};
 
 pub(crate) type Slot<M> = WaitSlot<<M as Manager>::Connection, <M as Manager>::Error>;
@@ -76,11 +76,6 @@ impl<M: Manager> Shared<M> {
         for slot in self.locked.waiting_slots() {
             slot.expire();
         }
-    }
-
-    /// `has_broken`; a panic in it counts as broken.
-    pub(crate) fn is_broken(&self, conn: &mut M::Connection) -> bool {
-        driver::is_broken(|| self.manager.has_broken(conn))
     }
 
     /// `validate`, with a panic in it counted as a failed validation.
@@ -143,6 +138,25 @@ impl<M: Manager> Shared<M> {
             self.manager.reset(&mut physical)
         });
         self.with_core(|inner| inner.reset_done(conn, Some(physical), ok));
+    }
+}
+
+impl<M: Manager> TakesBack for Shared<M> {
+    type Conn = M::Connection;
+
+    /// Checks `has_broken` (a panic in it counts as broken), then returns
+    /// the connection; an owner's lease goes back to its thread's registry.
+    #[inline]
+    fn take_back(self: &Arc<Self>, mut handed: Handed<M::Connection>, discarded: bool) {
+        let broken = discarded || driver::is_broken(|| self.manager.has_broken(&mut handed.conn));
+        let pool_id = self.options.id;
+        self.return_conn(handed, broken, |owner, lease| {
+            pins::restore_lease(pool_id, owner, lease)
+        });
+    }
+
+    fn detach(self: &Arc<Self>, handed: Handed<M::Connection>) -> Box<M::Connection> {
+        self.with_core(|inner| inner.detach(handed))
     }
 }
 

@@ -168,15 +168,52 @@ impl Core {
     /// if owners are pinned to it, replaced; a healthy one goes to waiters
     /// according to the [`WakePolicy`].
     pub fn checkin(&mut self, conn: ConnId, health: Health) -> Result<(), InputError> {
+        let closes = match health {
+            Health::Broken => Some(CloseReason::Error),
+            Health::Healthy => None,
+        };
+        self.hand_back(conn, closes)
+    }
+
+    /// The holder of `conn` takes it out of the pool for good (deadpool's
+    /// `Object::take`, sqlx's `detach`). It leaves as a broken checkin
+    /// does — checked in, then closed ([`CloseReason::Detached`]), its
+    /// pins moved to a replacement opened for whoever needs one — but the
+    /// driver keeps the physical connection out of the pool: the
+    /// [`Action::Close`] that follows is only the core's bookkeeping.
+    ///
+    /// ```
+    /// use pinpool::core::{Action, CloseReason, Config, ConnId, Core, OwnerId};
+    ///
+    /// let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// core.checkout(OwnerId(1));
+    /// core.poll_action(); // Open
+    /// core.connected(ConnId(1))?;
+    /// core.poll_action(); // Grant
+    /// core.detach(ConnId(1))?;
+    /// let closed = core.poll_action();
+    /// assert_eq!(closed, Some(Action::Close { conn: ConnId(1), reason: CloseReason::Detached }));
+    /// // Owner 1 is still pinned: a replacement opens for it.
+    /// assert_eq!(core.poll_action(), Some(Action::Open(ConnId(2))));
+    /// assert_eq!(core.state().counters.closed, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn detach(&mut self, conn: ConnId) -> Result<(), InputError> {
+        self.hand_back(conn, Some(CloseReason::Detached))
+    }
+
+    /// A checked-out `conn` comes back: released to waiters, or closed for
+    /// `closes`.
+    fn hand_back(&mut self, conn: ConnId, closes: Option<CloseReason>) -> Result<(), InputError> {
         let owner = self.slots.holder(conn).ok_or(InputError::WrongConnState {
             conn,
             expected: "checked out",
         })?;
         self.counters.checkins += 1;
         self.event(Event::CheckedIn { owner, conn });
-        match health {
-            Health::Broken => self.retire(conn, CloseReason::Error),
-            Health::Healthy => self.release(conn, self.config.wake),
+        match closes {
+            Some(reason) => self.retire(conn, reason),
+            None => self.release(conn, self.config.wake),
         }
         self.provision();
         Ok(())

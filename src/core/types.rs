@@ -115,6 +115,10 @@ pub enum CloseReason {
     /// The pool was resized below its connection count
     /// ([`Core::resize`](super::Core::resize)).
     Shrunk,
+    /// Its holder took it out of the pool
+    /// ([`Core::detach`](super::Core::detach)): closed as far as the pool
+    /// is concerned, the connection itself lives on in the holder's hands.
+    Detached,
 }
 
 /// Whether a returned connection may be reused.

@@ -1,60 +1,7 @@
-//! A connection in a guard's hands: the hold, what was handed over
-//! (with its lease), and the one way back, [`return_conn`].
+//! A connection handed over (with its lease), and the one way back,
+//! [`return_conn`].
 
 use super::*;
-
-/// A guard's hold on its connection: `Some` until the guard is dropped.
-pub(crate) struct Held<C>(Option<Handed<C>>);
-
-impl<C> Held<C> {
-    pub(crate) fn new(handed: Handed<C>) -> Self {
-        Held(Some(handed))
-    }
-
-    fn handed(&self) -> &Handed<C> {
-        self.0
-            .as_ref()
-            .expect("a guard holds its connection until dropped")
-    }
-
-    pub(crate) fn id(&self) -> ConnId {
-        self.handed().id
-    }
-
-    pub(crate) fn conn(&self) -> &C {
-        &self.handed().conn
-    }
-
-    pub(crate) fn conn_mut(&mut self) -> &mut C {
-        &mut self
-            .0
-            .as_mut()
-            .expect("a guard holds its connection until dropped")
-            .conn
-    }
-
-    /// See [`Handed::owner_lease`].
-    pub(crate) fn owner_lease(&self) -> Option<AnyLease>
-    where
-        C: Send + 'static,
-    {
-        self.handed().owner_lease()
-    }
-
-    /// Takes the connection out (in the guard's `drop`).
-    pub(crate) fn take(&mut self) -> Option<Handed<C>> {
-        self.0.take()
-    }
-}
-
-impl<C: std::fmt::Debug> std::fmt::Debug for Held<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PooledConnection")
-            .field("id", &self.id())
-            .field("conn", self.conn())
-            .finish()
-    }
-}
 
 /// A connection handed to a checkout: its id, the connection, and its
 /// lease when the fast path serves it.

@@ -12,14 +12,15 @@
 //!   ([`Locked::with_core`]); `inner`: the state under it and the inputs
 //!   the pools make through it; `effects`: carrying out the core's actions;
 //! * `waiting`: waiting checkouts and the driver's [`Slot`]s;
-//! * `held` and `recall`: a connection in a guard's hands and the one way
-//!   back ([`return_conn`], then [`Inner::finish_return`] under the lock),
+//! * `guard`, `held` and `recall`: a connection in a caller's hands (the
+//!   guard both pools wrap) and the one way back ([`return_conn`], then [`Inner::finish_return`] under the lock),
 //!   with the leases recalled when the core must see them; `lease` and
 //!   `stash`: the fast paths that serve checkouts off the lock;
 //! * owner identity ([`fresh_owner`]) here; `session`, `handle`,
 //!   `deadline`, `maintenance`, `events`, `metrics` around them.
 
 mod effects;
+mod guard;
 mod held;
 mod inner;
 mod locked;
@@ -56,7 +57,8 @@ use lease::{AnyLease, Lease};
 use stash::{Ledger, Stash, StashLease};
 
 use effects::Effects;
-pub(crate) use held::{Handed, Held, Leased, Return, return_conn};
+pub(crate) use guard::{Guard, PoolRef, TakesBack};
+pub(crate) use held::{Handed, Leased, Return, return_conn};
 pub(crate) use inner::Inner;
 pub(crate) use locked::Locked;
 use recall::Recall;

@@ -30,6 +30,22 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
 
     /// Returns a held connection to the core (ending its lease, if any).
     pub(crate) fn give_back(&mut self, handed: Handed<C>, health: Health) {
+        let (id, conn) = self.end_hold(handed);
+        self.conns.insert(id, conn);
+        driver_bug(self.core.checkin(id, health));
+    }
+
+    /// Takes a held connection out of the pool (ending its lease, if any):
+    /// the core counts it closed, and the pool keeps nothing of it.
+    pub(crate) fn detach(&mut self, handed: Handed<C>) -> Box<C> {
+        let (id, conn) = self.end_hold(handed);
+        driver_bug(self.core.detach(id));
+        conn
+    }
+
+    /// Ends a hold's lease and bookkeeping, for the connection to go back
+    /// to the core or out of the pool.
+    fn end_hold(&mut self, handed: Handed<C>) -> (ConnId, Box<C>) {
         match handed.lease {
             Some(Leased::Owner(lease)) => {
                 lease.recall();
@@ -54,8 +70,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         if let Some(holders) = &mut self.holders {
             holders.remove(&handed.id);
         }
-        self.conns.insert(handed.id, handed.conn);
-        driver_bug(self.core.checkin(handed.id, health));
+        (handed.id, handed.conn)
     }
 
     /// Ends the matching leases: a parked connection is checked in now, a

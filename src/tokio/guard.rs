@@ -3,12 +3,10 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
+use super::Manager;
 use super::shared::Shared;
-use super::{Manager, scope};
 use crate::core::ConnId;
-use crate::driver::Shared as _;
-use crate::driver::{Handed, Held};
-use crate::sync::Arc;
+use crate::driver::{Guard, Handed, PoolRef};
 
 /// A checked-out connection. Dereferences to the connection; dropping it
 /// checks the connection back in (after [`Manager::has_broken`]), also when
@@ -17,47 +15,31 @@ use crate::sync::Arc;
 /// pool (no reference count touched on the hot path, as in bb8 and qp);
 /// [`Pool::get_owned`](super::Pool::get_owned) one that owns a reference
 /// (`'static`, to move into another task).
-/// [`PooledConnection::discard`] closes it instead.
-pub struct PooledConnection<'a, M: Manager> {
-    pool: PoolRef<'a, M>,
-    held: Held<M::Connection>,
-    /// Checked in as broken, whatever `has_broken` says.
-    broken: bool,
-}
-
-/// How a guard reaches its pool.
-pub(crate) enum PoolRef<'a, M: Manager> {
-    Borrowed(&'a Arc<Shared<M>>),
-    Owned(Arc<Shared<M>>),
-}
-
-impl<M: Manager> PoolRef<'_, M> {
-    fn shared(&self) -> &Arc<Shared<M>> {
-        match self {
-            PoolRef::Borrowed(shared) => shared,
-            PoolRef::Owned(shared) => shared,
-        }
-    }
-}
+/// [`PooledConnection::discard`] closes it instead, and
+/// [`PooledConnection::detach`] takes it out of the pool.
+pub struct PooledConnection<'a, M: Manager>(Guard<'a, Shared<M>>);
 
 impl<'a, M: Manager> PooledConnection<'a, M> {
-    pub(crate) fn new(pool: PoolRef<'a, M>, handed: Handed<M::Connection>, broken: bool) -> Self {
-        PooledConnection {
-            pool,
-            held: Held::new(handed),
-            broken,
-        }
+    /// A guard for `handed`; `unproven` if it must close unless
+    /// [`validated`](Self::validated) (a checkout whose validation is
+    /// dropped or panics).
+    pub(crate) fn new(
+        pool: PoolRef<'a, Shared<M>>,
+        handed: Handed<M::Connection>,
+        unproven: bool,
+    ) -> Self {
+        PooledConnection(Guard::new(pool, handed, unproven))
     }
 
     /// Marks a connection that passed validation as healthy.
     pub(crate) fn validated(&mut self) {
-        self.broken = false;
+        self.0.keep();
     }
 
     /// The pool's id for this connection (stable for its life; a
     /// replacement gets a new id).
     pub fn id(this: &Self) -> ConnId {
-        this.held.id()
+        this.0.id()
     }
 
     /// Declares the connection broken: it is closed instead of reused, and
@@ -74,7 +56,25 @@ impl<'a, M: Manager> PooledConnection<'a, M> {
     /// # }
     /// ```
     pub fn discard(mut this: Self) {
-        this.broken = true;
+        this.0.discard();
+    }
+
+    /// Takes the connection out of the pool for good, as the blocking
+    /// pool's [`detach`](crate::blocking::PooledConnection::detach).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::{Pool, PooledConnection};
+    /// let pool = Pool::builder().max_size(1).build(|| async { Ok::<_, std::io::Error>(7u8) })?;
+    /// let mine: u8 = PooledConnection::detach(pool.get().await?);
+    /// assert_eq!(mine, 7);
+    /// assert_eq!(pool.state().counters.closed, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn detach(this: Self) -> M::Connection {
+        this.0.detach()
     }
 }
 
@@ -82,27 +82,13 @@ impl<M: Manager> Deref for PooledConnection<'_, M> {
     type Target = M::Connection;
 
     fn deref(&self) -> &M::Connection {
-        self.held.conn()
+        self.0.conn()
     }
 }
 
 impl<M: Manager> DerefMut for PooledConnection<'_, M> {
     fn deref_mut(&mut self) -> &mut M::Connection {
-        self.held.conn_mut()
-    }
-}
-
-impl<M: Manager> Drop for PooledConnection<'_, M> {
-    fn drop(&mut self) {
-        let Some(mut handed) = self.held.take() else {
-            return;
-        };
-        let shared = self.pool.shared();
-        let broken = self.broken || shared.is_broken(&mut handed.conn);
-        let pool_id = shared.options.id;
-        shared.return_conn(handed, broken, |owner, lease| {
-            scope::restore_lease(pool_id, owner, lease)
-        });
+        self.0.conn_mut()
     }
 }
 
@@ -111,6 +97,6 @@ where
     M::Connection: fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.held.fmt(f)
+        self.0.fmt(f)
     }
 }

@@ -79,7 +79,6 @@ use std::time::Duration;
 
 use tokio::time::{Instant, timeout_at};
 
-use guard::PoolRef;
 pub use guard::PooledConnection;
 pub use manager::Manager;
 pub use scope::Pinned;
@@ -91,7 +90,7 @@ use crate::driver::Shared as _;
 use crate::driver::deadline::{Clock, Deadline, Patience};
 use crate::driver::handle::{Closes, Handle};
 use crate::driver::lease::{self, AnyLease};
-use crate::driver::{Handed, Outcome, Step, fresh_owner};
+use crate::driver::{Handed, Outcome, PoolRef, Step, fresh_owner};
 use crate::sync::Arc;
 use shared::Shared;
 use waiter::TaskSlot;
@@ -232,7 +231,7 @@ impl<M: Manager> Pool<M> {
 
     async fn checkout<'p>(
         &self,
-        pool: impl Fn() -> PoolRef<'p, M>,
+        pool: impl Fn() -> PoolRef<'p, Shared<M>>,
         mut caller: Caller<'_>,
         patience: Patience,
     ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {

@@ -7,10 +7,10 @@
 
 use std::fmt;
 
-use super::guard::PoolRef;
 use super::{Caller, Manager, Pool, PooledConnection};
 use crate::Error;
 use crate::core::OwnerId;
+use crate::driver::PoolRef;
 use crate::driver::deadline::Patience;
 use crate::driver::session::SessionOwner;
 

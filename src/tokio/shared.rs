@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use super::Manager;
 use super::waiter::TaskSlot;
+use super::{Manager, scope};
 use crate::Error;
 use crate::core::{ConnId, Core, PoolState};
 use crate::driver::Shared as _;
 use crate::driver::handle::Closes;
 use crate::driver::maintenance::{self, LiveWorker};
-use crate::driver::{self, Inner, Locked, Options, Work};
+use crate::driver::{self, Handed, Inner, Locked, Options, TakesBack, Work};
 use crate::sync::{Arc, AtomicUsize, Mutex};
 
 pub(crate) type Slot<M> = TaskSlot<<M as Manager>::Connection, <M as Manager>::Error>;
@@ -99,14 +99,28 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// `has_broken`; a panic in it counts as broken.
-    pub(crate) fn is_broken(&self, conn: &mut M::Connection) -> bool {
-        driver::is_broken(|| self.manager.has_broken(conn))
-    }
-
     /// A consistent snapshot.
     pub(crate) fn state(self: &Arc<Self>) -> PoolState {
         self.with_core(State::<M>::state)
+    }
+}
+
+impl<M: Manager> TakesBack for Shared<M> {
+    type Conn = M::Connection;
+
+    /// Checks `has_broken` (a panic in it counts as broken), then returns
+    /// the connection; an owner's lease goes back to its scope's registry.
+    #[inline]
+    fn take_back(self: &Arc<Self>, mut handed: Handed<M::Connection>, discarded: bool) {
+        let broken = discarded || driver::is_broken(|| self.manager.has_broken(&mut handed.conn));
+        let pool_id = self.options.id;
+        self.return_conn(handed, broken, |owner, lease| {
+            scope::restore_lease(pool_id, owner, lease)
+        });
+    }
+
+    fn detach(self: &Arc<Self>, handed: Handed<M::Connection>) -> Box<M::Connection> {
+        self.with_core(|inner| inner.detach(handed))
     }
 }
 
