@@ -87,17 +87,44 @@ pub struct Pool<M: Manager> {
 
 impl<M: Manager> Pool<M> {
     /// A pool with the default options (see [`Builder`]).
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// let pool = Pool::new(|| std::net::TcpStream::connect("127.0.0.1:5432"))?;
+    /// assert_eq!(pool.state().total(), 0, "nothing opened until asked");
+    /// # Ok::<(), pinpool::core::ConfigError>(())
+    /// ```
     pub fn new(manager: M) -> Result<Self, ConfigError> {
         Builder::default().build(manager)
     }
 
-    /// Options for a new pool.
+    /// Options for a new pool (see [`crate::Builder`]).
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder().max_size(2).min_size(1).build(noop)?;
+    /// # Ok::<(), pinpool::core::ConfigError>(())
+    /// ```
     pub fn builder() -> Builder<M> {
         Builder::default()
     }
 
     /// Checks out a connection: this thread's pinned one when it has a pin,
     /// waiting in line for it if it is busy, up to the checkout timeout.
+    /// The first `get()` pins the thread; until `max_size` connections
+    /// exist each new thread gets one of its own.
+    ///
+    /// ```
+    /// # use pinpool::blocking::{Pool, PooledConnection};
+    /// let pool = Pool::new(|| Ok::<_, std::io::Error>(Vec::<String>::new()))?;
+    /// pool.get()?.push("SET search_path = app".into());
+    /// let conn = pool.get()?; // the same connection: this thread is pinned
+    /// assert_eq!(conn.len(), 1);
+    /// let other = std::thread::scope(|s| s.spawn(|| pool.get().map(|c| c.len())).join().unwrap())?;
+    /// assert_eq!(other, 0, "another thread, another connection");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
         let handed = self.get_with(Patience::UpTo(self.shared.options.checkout_timeout))?;
         Ok(self.lend(handed))
@@ -326,6 +353,17 @@ impl<M: Manager> Pool<M> {
 
     /// Releases the current thread's pin on this pool (a connection it
     /// holds stays checked out). Its next `get()` pins it afresh.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::new(noop)?;
+    /// drop(pool.get()?);
+    /// assert_eq!(pool.state().pinned_owners, 1);
+    /// pool.unpin();
+    /// assert_eq!(pool.state().pinned_owners, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unpin(&self) {
         if let Some(owner) = pins::current_owner() {
             self.shared.with_core(|inner| inner.unpin(owner));
@@ -336,6 +374,18 @@ impl<M: Manager> Pool<M> {
     /// connection and the counters. Ends the fast-path leases (so idle
     /// connections read as idle), which every pinned owner then pays for
     /// at its next checkout; to poll, use [`status`](Self::status).
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder().max_size(2).build(noop)?;
+    /// let held = pool.get()?;
+    /// let state = pool.state();
+    /// assert_eq!((state.in_use, state.idle, state.pinned_owners), (1, 0, 1));
+    /// assert_eq!(state.counters.checkouts, 1);
+    /// # drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn state(&self) -> PoolState {
         self.shared.state()
     }
@@ -361,7 +411,19 @@ impl<M: Manager> Pool<M> {
 
     /// Closes the pool for every handle: blocked and later `get()`s fail
     /// with [`Error::Closed`], idle connections close now, checked-out ones
-    /// when returned.
+    /// when returned. (Dropping the last handle closes it too.)
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::new(noop)?;
+    /// let held = pool.get()?;
+    /// pool.close();
+    /// assert!(matches!(pool.get(), Err(pinpool::Error::Closed)));
+    /// drop(held);
+    /// assert_eq!(pool.state().total(), 0, "closed on return");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) {
         self.shared.close();
     }
@@ -389,6 +451,21 @@ impl<M: Manager> Pool<M> {
     /// connections; the pool pauses — blocked and later `get()`s fail with
     /// the retryable [`Error::Paused`] — until [`ready`](Self::ready).
     /// Clearing a paused pool does nothing.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::new(noop)?;
+    /// drop(pool.get()?);
+    /// pool.clear(); // say, the server stepped down
+    /// let paused = pool.get().map(drop);
+    /// assert!(matches!(paused, Err(pinpool::Error::Paused)));
+    /// assert!(paused.unwrap_err().is_retryable());
+    /// pool.ready();
+    /// pool.get()?; // a fresh connection
+    /// assert_eq!(pool.state().counters.closed, 1, "the stale one");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clear(&self) {
         self.shared.with_core(|inner| inner.clear(false));
     }
@@ -396,7 +473,20 @@ impl<M: Manager> Pool<M> {
     /// [`clear`](Self::clear), also abandoning the connects in progress:
     /// they are reported closed now, and closed as they finish (CMAP's
     /// `interruptInUseConnections`; checked-out connections still close
-    /// only when returned).
+    /// only when returned). A manager with an
+    /// [`interrupt_handle`](Manager::interrupt_handle) also breaks off the
+    /// operations running on checked-out connections, so their holders
+    /// return them sooner.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::new(noop)?;
+    /// let before = pool.state().generation;
+    /// pool.clear_interrupting();
+    /// assert_eq!(pool.state().generation, before + 1, "older connections are stale");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clear_interrupting(&self) {
         self.shared.with_core(|inner| inner.clear(true));
     }
@@ -404,6 +494,16 @@ impl<M: Manager> Pool<M> {
     /// Resumes a paused pool (cleared, or built with
     /// [`start_paused`](crate::Builder::start_paused)): `get()` works
     /// again and `min_size` is refilled.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder().start_paused(true).build(noop)?;
+    /// assert!(matches!(pool.get().map(drop), Err(pinpool::Error::Paused)));
+    /// pool.ready(); // once the server is known to be up
+    /// pool.get()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ready(&self) {
         self.shared.with_core(|inner| inner.ready());
     }

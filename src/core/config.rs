@@ -5,6 +5,27 @@ use std::time::Duration;
 use thiserror::Error;
 
 /// How owners (threads or tasks) are bound to connections.
+///
+/// ```
+/// use pinpool::core::{Checkout, Config, ConnId, Core, OwnerId, Pinning};
+///
+/// // One connection, held by owner 1; owner 2 asks.
+/// let asks = |pinning| -> Result<_, Box<dyn std::error::Error>> {
+///     let mut core = Core::new(Config { max_size: 1, pinning, ..Config::default() })?;
+///     core.checkout(OwnerId(1));
+///     core.poll_action(); // Open
+///     core.connected(ConnId(1))?;
+///     core.checkout(OwnerId(2));
+///     Ok(core.state())
+/// };
+/// // Strict: bound to the busy connection for life, owner 2 waits for it.
+/// assert_eq!(asks(Pinning::Strict)?.pins, vec![(ConnId(1), 2)]);
+/// // Exclusive: a session of its own, owner 2 waits for a pin to free.
+/// assert_eq!(asks(Pinning::Exclusive)?.waiting_for_pin, 1);
+/// // Off: nobody is pinned.
+/// assert_eq!(asks(Pinning::Off)?.pinned_owners, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Pinning {
     /// An owner's first checkout binds it to one connection for life (the
@@ -55,6 +76,34 @@ impl Pinning {
 /// idle nor grantable; one that fails closes the connection
 /// ([`CloseReason::ResetFailed`](super::CloseReason::ResetFailed)), so
 /// dirty state never reaches the next owner.
+///
+/// ```
+/// use pinpool::blocking::{Manager, Pool};
+/// use pinpool::core::{Pinning, Reset};
+///
+/// struct Sessions; // each connection: the `SET`s its owner made
+/// impl Manager for Sessions {
+///     type Connection = Vec<&'static str>;
+///     type Error = std::io::Error;
+///     fn connect(&self) -> std::io::Result<Self::Connection> {
+///         Ok(Vec::new())
+///     }
+///     fn reset(&self, conn: &mut Self::Connection) -> std::io::Result<()> {
+///         conn.clear(); // DISCARD ALL
+///         Ok(())
+///     }
+/// }
+/// let pool = Pool::builder()
+///     .max_size(1)
+///     .pinning(Pinning::Exclusive)
+///     .reset(Reset::OwnerChange)
+///     .build(Sessions)?;
+/// std::thread::scope(|s| s.spawn(|| pool.get().map(|mut c| c.push("SET role = alice"))).join().unwrap())?;
+/// // That thread exited: its session was reset before this one got it.
+/// assert!(pool.get()?.is_empty());
+/// assert_eq!(pool.state().counters.resets, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Reset {
     /// Never: for managers with nothing to reset, which then save the
@@ -77,6 +126,23 @@ pub enum Reset {
 
 /// Which existing connection a new owner is bound to under
 /// [`Pinning::Strict`] once `max_size` connections exist.
+///
+/// ```
+/// use pinpool::core::{Config, ConnId, Core, Health, OwnerId, Overflow};
+///
+/// let config = Config { max_size: 2, overflow: Overflow::LeastLoaded, ..Config::default() };
+/// let mut core = Core::new(config)?;
+/// for (owner, conn) in [(1, 1), (2, 2)] {
+///     core.checkout(OwnerId(owner));
+///     core.poll_action(); // Open
+///     core.connected(ConnId(conn))?;
+///     core.poll_action(); // Grant
+/// }
+/// core.checkin(ConnId(2), Health::Healthy)?;
+/// core.checkout(OwnerId(3)); // the pool is full: bound to an existing one
+/// assert_eq!(core.pinned_conn(OwnerId(3)), Some(ConnId(2)), "the idle one");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Overflow {
     /// The connection with the fewest pinned owners, preferring an idle one
@@ -93,6 +159,29 @@ pub enum Overflow {
 }
 
 /// What a checkin does for the owners waiting in line.
+///
+/// ```
+/// use pinpool::core::{Action, Checkout, Config, ConnId, Core, Health, OwnerId, WakePolicy};
+///
+/// // Owner 1 holds the only connection, owner 2 waits; owner 1 checks in.
+/// let checkin = |wake| -> Result<_, Box<dyn std::error::Error>> {
+///     let mut core = Core::new(Config { max_size: 1, wake, ..Config::default() })?;
+///     core.checkout(OwnerId(1));
+///     core.poll_action(); // Open
+///     core.connected(ConnId(1))?;
+///     core.poll_action(); // Grant
+///     let Checkout::Waiting(ticket) = core.checkout(OwnerId(2)) else { unreachable!() };
+///     core.checkin(ConnId(1), Health::Healthy)?;
+///     Ok((ticket, core.poll_action()))
+/// };
+/// // Handoff: straight to the waiter.
+/// let (ticket, action) = checkin(WakePolicy::Handoff)?;
+/// assert_eq!(action, Some(Action::Grant { ticket, conn: ConnId(1) }));
+/// // Broadcast: the waiter is woken to try again (and may lose the race).
+/// let (ticket, action) = checkin(WakePolicy::Broadcast)?;
+/// assert_eq!(action, Some(Action::Wake(ticket)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WakePolicy {
     /// The checked-in connection is granted directly to the oldest waiter

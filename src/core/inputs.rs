@@ -11,6 +11,19 @@ impl Core {
     /// Returns [`Checkout::Granted`] when it can have one now, otherwise
     /// [`Checkout::Waiting`] with the ticket that a later [`Action::Grant`],
     /// [`Action::Wake`] or [`Action::Fail`] names.
+    ///
+    /// ```
+    /// # use pinpool::core::*;
+    /// # let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// # let (alice, bob, conn) = (OwnerId(1), OwnerId(2), ConnId(1));
+    /// # core.checkout(alice); core.poll_action(); core.connected(conn)?; core.poll_action();
+    /// // Alice (set up above) holds the only connection; Bob is bound to it.
+    /// let Checkout::Waiting(ticket) = core.checkout(bob) else { unreachable!() };
+    /// assert_eq!(core.pinned_conn(bob), Some(conn));
+    /// core.checkin(conn, Health::Healthy)?;
+    /// assert_eq!(core.poll_action(), Some(Action::Grant { ticket, conn }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn checkout(&mut self, owner: OwnerId) -> Checkout {
         self.checkout_as(owner, true, true)
     }
@@ -109,6 +122,23 @@ impl Core {
     /// A woken waiter may be granted a connection (or failed) before it gets
     /// to retry; `retry` then answers [`InputError::NotWaiting`] and the
     /// [`Action::Grant`] or [`Action::Fail`] already emitted is its outcome.
+    ///
+    /// ```
+    /// use pinpool::core::{Action, Checkout, Config, ConnId, Core, Health, OwnerId, WakePolicy};
+    ///
+    /// let config = Config { max_size: 1, wake: WakePolicy::Broadcast, ..Config::default() };
+    /// let mut core = Core::new(config)?;
+    /// let (alice, bob, conn) = (OwnerId(1), OwnerId(2), ConnId(1));
+    /// core.checkout(alice);
+    /// core.poll_action(); // Open
+    /// core.connected(conn)?;
+    /// core.poll_action(); // Grant
+    /// let Checkout::Waiting(bobs) = core.checkout(bob) else { unreachable!() };
+    /// core.checkin(conn, Health::Healthy)?;
+    /// assert_eq!(core.poll_action(), Some(Action::Wake(bobs)), "a wake, not a grant");
+    /// assert!(matches!(core.retry(bobs)?, Checkout::Granted(c) if c == conn));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn retry(&mut self, ticket: Ticket) -> Result<Checkout, InputError> {
         // First: replacing what it closes may bind this very waiter.
         self.reap_before_checkout();
@@ -142,6 +172,20 @@ impl Core {
     /// dropped). Returns `false` when the ticket is no longer waiting: it
     /// was already granted (or failed), and the driver must treat that
     /// outcome as delivered — e.g. check the granted connection back in.
+    ///
+    /// ```
+    /// # use pinpool::core::*;
+    /// # let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// # let (alice, bob, conn) = (OwnerId(1), OwnerId(2), ConnId(1));
+    /// # core.checkout(alice); core.poll_action(); core.connected(conn)?; core.poll_action();
+    /// let Checkout::Waiting(bobs) = core.checkout(bob) else { unreachable!() };
+    /// assert!(core.cancel(bobs)); // Bob's future was dropped
+    /// assert_eq!(core.state().waiting, 0);
+    /// core.checkin(conn, Health::Healthy)?;
+    /// assert_eq!(core.poll_action(), None, "nobody to hand it to");
+    /// assert!(!core.cancel(bobs), "no longer waiting");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cancel(&mut self, ticket: Ticket) -> bool {
         if self.waiters.remove(ticket).is_none() {
             return false;
@@ -154,6 +198,17 @@ impl Core {
     /// Like [`Core::cancel`], for a waiter whose checkout deadline passed:
     /// also counted in [`Counters::timeouts`] and reported as a
     /// [`FailReason::Timeout`] checkout failure.
+    ///
+    /// ```
+    /// # use pinpool::core::*;
+    /// # let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// # let (alice, bob, conn) = (OwnerId(1), OwnerId(2), ConnId(1));
+    /// # core.checkout(alice); core.poll_action(); core.connected(conn)?; core.poll_action();
+    /// let Checkout::Waiting(bobs) = core.checkout(bob) else { unreachable!() };
+    /// assert!(core.time_out(bobs)); // Bob's deadline passed first
+    /// assert_eq!(core.state().counters.timeouts, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn time_out(&mut self, ticket: Ticket) -> bool {
         let Some(waiter) = self.waiters.get(ticket).copied() else {
             return false;
@@ -167,6 +222,19 @@ impl Core {
     /// The holder of `conn` returns it. A broken connection is closed and,
     /// if owners are pinned to it, replaced; a healthy one goes to waiters
     /// according to the [`WakePolicy`].
+    ///
+    /// ```
+    /// # use pinpool::core::*;
+    /// # let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// # let (alice, bob, conn) = (OwnerId(1), OwnerId(2), ConnId(1));
+    /// # core.checkout(alice); core.poll_action(); core.connected(conn)?; core.poll_action();
+    /// core.checkin(conn, Health::Broken)?;
+    /// let closed = Action::Close { conn, reason: CloseReason::Error };
+    /// assert_eq!(core.poll_action(), Some(closed));
+    /// // Alice is still pinned to it: a replacement opens for her.
+    /// assert_eq!(core.poll_action(), Some(Action::Open(ConnId(2))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn checkin(&mut self, conn: ConnId, health: Health) -> Result<(), InputError> {
         let closes = match health {
             Health::Broken => Some(CloseReason::Error),
@@ -271,6 +339,18 @@ impl Core {
     }
 
     /// Releases `owner`'s pin on request (it keeps any connection it holds).
+    ///
+    /// ```
+    /// # use pinpool::core::*;
+    /// # let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// # let (alice, bob, conn) = (OwnerId(1), OwnerId(2), ConnId(1));
+    /// # core.checkout(alice); core.poll_action(); core.connected(conn)?; core.poll_action();
+    /// assert_eq!(core.pinned_conn(alice), Some(conn));
+    /// core.unpin(alice);
+    /// assert_eq!(core.pinned_conn(alice), None);
+    /// core.checkin(conn, Health::Healthy)?; // still hers to return
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unpin(&mut self, owner: OwnerId) {
         if let Some(conn) = self.drop_pin(owner) {
             self.event(Event::Unpinned { owner, conn });
@@ -286,6 +366,19 @@ impl Core {
     /// told, never left waiting on a ticket the core has forgotten).
     /// Connections it still holds come back through [`Core::checkin`] as
     /// usual.
+    ///
+    /// ```
+    /// # use pinpool::core::*;
+    /// # let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// # let (alice, bob, conn) = (OwnerId(1), OwnerId(2), ConnId(1));
+    /// # core.checkout(alice); core.poll_action(); core.connected(conn)?; core.poll_action();
+    /// core.owner_gone(alice); // her thread exited holding the connection
+    /// assert_eq!(core.state().counters.reclaimed_pins, 1);
+    /// assert_eq!(core.state().pinned_owners, 0);
+    /// core.checkin(conn, Health::Healthy)?; // her guard still brings it back
+    /// assert_eq!(core.state().total(), 1, "kept for the next owner");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn owner_gone(&mut self, owner: OwnerId) {
         let tickets = self.waiters.of_owner(owner);
         self.fail_waiters(tickets, FailReason::OwnerGone);

@@ -17,6 +17,17 @@ impl Core {
     /// driver's choosing). Needed before each input only when
     /// [`Config::needs_clock`](super::Config::needs_clock); a clock that
     /// goes backwards is ignored.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pinpool::core::{Config, Core};
+    ///
+    /// let mut core = Core::new(Config::default())?;
+    /// core.advance(Duration::from_secs(5));
+    /// core.advance(Duration::from_secs(3)); // a clock that went back
+    /// assert_eq!(core.now(), Duration::from_secs(5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn advance(&mut self, now: Duration) {
         self.now = self.now.max(now);
     }
@@ -25,6 +36,18 @@ impl Core {
     /// [`Config::start_paused`](super::Config::start_paused)): checkouts
     /// succeed again and `min_size` is refilled. A no-op on a ready or
     /// closed pool.
+    ///
+    /// ```
+    /// use pinpool::core::{Checkout, Config, Core, FailReason, OwnerId};
+    ///
+    /// let mut core = Core::new(Config { start_paused: true, ..Config::default() })?;
+    /// let refused = core.checkout(OwnerId(1));
+    /// assert!(matches!(refused, Checkout::Failed(FailReason::Paused)));
+    /// core.ready();
+    /// assert!(!core.is_paused());
+    /// assert!(matches!(core.checkout(OwnerId(1)), Checkout::Waiting(_)), "for a connect");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ready(&mut self) {
         if self.closed || !self.paused {
             return;
@@ -113,6 +136,21 @@ impl Core {
     /// are dropped, idle connections close now and checked-out ones when
     /// they come back; then [`Event::PoolClosed`] (CMAP: available
     /// connections are destroyed first).
+    ///
+    /// ```
+    /// # use pinpool::core::*;
+    /// # let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// # let (alice, bob, conn) = (OwnerId(1), OwnerId(2), ConnId(1));
+    /// # core.checkout(alice); core.poll_action(); core.connected(conn)?; core.poll_action();
+    /// let Checkout::Waiting(bobs) = core.checkout(bob) else { unreachable!() };
+    /// core.close();
+    /// let failed = Action::Fail { ticket: bobs, reason: FailReason::PoolClosed };
+    /// assert_eq!(core.poll_action(), Some(failed));
+    /// core.checkin(conn, Health::Healthy)?; // closed as it comes back
+    /// let closed = Action::Close { conn, reason: CloseReason::PoolClosed };
+    /// assert_eq!(core.poll_action(), Some(closed));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&mut self) {
         if self.closed {
             return;

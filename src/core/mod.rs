@@ -9,7 +9,7 @@
 //! quinn-proto:
 //!
 //! * inputs: [`Core::checkout`], [`Core::checkout_unpinned`], [`Core::try_checkout`],
-//!   [`Core::retry`], [`Core::cancel`], [`Core::time_out`], [`Core::checkin`], [`Core::note_lease_reuses`],
+//!   [`Core::retry`], [`Core::cancel`], [`Core::time_out`], [`Core::checkin`], [`Core::detach`], [`Core::note_lease_reuses`],
 //!   [`Core::connected`], [`Core::connect_failed`], [`Core::reset_done`], [`Core::unpin`],
 //!   [`Core::owner_gone`], [`Core::resize`], [`Core::clear`], [`Core::ready`], [`Core::close`];
 //!   and for time, [`Core::advance`] (the driver's clock) and
@@ -38,6 +38,32 @@
 //! assert_eq!(core.poll_action(), Some(Action::Grant { ticket: bobs, conn }));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # The driver contract
+//! For anyone writing a driver of their own (an async runtime other than
+//! tokio, a simulator); the two pools and the loom models keep it, and the
+//! core's property model checks it:
+//! * **Owners are never reused.** An [`OwnerId`] names one thread, task or
+//!   session for the life of the core; a reused id would inherit a dead
+//!   owner's pin. Report each owner's end with [`Core::owner_gone`].
+//! * **Every action is carried out, in order.** Drain [`Core::poll_action`]
+//!   after each input. An [`Action::Open`] is answered by exactly one
+//!   [`Core::connected`] or [`Core::connect_failed`], an [`Action::Reset`]
+//!   by one [`Core::reset_done`]; an [`Action::Grant`] is delivered, or, if
+//!   its waiter is gone, the connection is checked back in (see
+//!   [`Core::cancel`]). The core has forgotten a connection once it emits
+//!   [`Action::Close`].
+//! * **Every connection handed out comes back once**: [`Core::checkin`] or
+//!   [`Core::detach`].
+//! * **Time comes from the driver**: call [`Core::advance`] before inputs
+//!   when [`Config::needs_clock`], and [`Core::maintain`] every so often
+//!   when [`Config::needs_maintenance`].
+//! * **Fast paths ask first**: a driver that serves checkouts without an
+//!   input keeps the lease contract ([`Core::may_lease`],
+//!   [`Core::may_stash`], [`Core::checkout_scope`]) and reports what it
+//!   served with [`Core::note_lease_reuses`].
+//! * An [`InputError`] means the driver broke this contract: a bug to
+//!   report, never a user's error.
 //!
 //! # Where each decision is
 //! * `inputs`: checkouts, retries, cancels, timeouts, checkins, resets
@@ -137,6 +163,15 @@ pub struct Core {
 impl Core {
     /// Builds a core, rejecting an invalid configuration. Opens `min_size`
     /// connections (see [`Core::poll_action`]).
+    ///
+    /// ```
+    /// use pinpool::core::{Action, Config, ConnId, Core};
+    ///
+    /// let mut core = Core::new(Config { min_size: 1, ..Config::default() })?;
+    /// assert_eq!(core.poll_action(), Some(Action::Open(ConnId(1))));
+    /// assert!(Core::new(Config { max_size: 0, ..Config::default() }).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut core = Core {
@@ -176,6 +211,17 @@ impl Core {
     }
 
     /// The next monitoring event (only with [`Config::record_events`]).
+    ///
+    /// ```
+    /// use pinpool::core::{Config, Core, Event, OwnerId};
+    ///
+    /// let mut core = Core::new(Config { record_events: true, ..Config::default() })?;
+    /// core.checkout(OwnerId(1));
+    /// let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
+    /// assert!(matches!(events[0], Event::PoolCreated(_)));
+    /// assert!(events.iter().any(|e| matches!(e, Event::CheckoutStarted { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
@@ -191,6 +237,18 @@ impl Core {
     }
 
     /// A consistent snapshot of the pool. O(S).
+    ///
+    /// ```
+    /// # use pinpool::core::*;
+    /// # let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// # let (alice, bob, conn) = (OwnerId(1), OwnerId(2), ConnId(1));
+    /// # core.checkout(alice); core.poll_action(); core.connected(conn)?; core.poll_action();
+    /// let Checkout::Waiting(_) = core.checkout(bob) else { unreachable!() };
+    /// let state = core.state();
+    /// assert_eq!((state.in_use, state.waiting, state.pinned_owners), (1, 1, 2));
+    /// assert_eq!(state.pins, vec![(conn, 2)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn state(&self) -> PoolState {
         let now = self.occupancy();
         PoolState {

@@ -8,6 +8,19 @@ impl Core {
     /// straight to the oldest waiter that can use it whatever the wake
     /// policy: an opened connection is not a checkin, and the Ruby pool
     /// returned a socket it created to the thread that asked.
+    ///
+    /// ```
+    /// use pinpool::core::{Action, Checkout, Config, Core, OwnerId};
+    ///
+    /// let mut core = Core::new(Config::default())?;
+    /// let Checkout::Waiting(ticket) = core.checkout(OwnerId(1)) else { unreachable!() };
+    /// let Some(Action::Open(conn)) = core.poll_action() else { unreachable!() };
+    /// // … the driver opens it, outside any lock …
+    /// core.connected(conn)?;
+    /// assert_eq!(core.poll_action(), Some(Action::Grant { ticket, conn }));
+    /// assert!(core.connected(conn).is_err(), "reported twice: a driver bug");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connected(&mut self, conn: ConnId) -> Result<(), InputError> {
         if self.abandoned.remove(&conn) {
             // Counted when it was abandoned.
@@ -37,6 +50,19 @@ impl Core {
     /// refilled until the next [`Core::maintain`] or successful connect, so
     /// a server that refuses connections costs one attempt per waiter and
     /// per maintenance run, never a retry loop.
+    ///
+    /// ```
+    /// use pinpool::core::{Action, Checkout, Config, Core, FailReason, OwnerId};
+    ///
+    /// let mut core = Core::new(Config::default())?;
+    /// let Checkout::Waiting(ticket) = core.checkout(OwnerId(1)) else { unreachable!() };
+    /// let Some(Action::Open(conn)) = core.poll_action() else { unreachable!() };
+    /// core.connect_failed(conn)?; // refused
+    /// let failed = Action::Fail { ticket, reason: FailReason::ConnectionError };
+    /// assert_eq!(core.poll_action(), Some(failed));
+    /// assert_eq!(core.state().counters.connect_failures, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connect_failed(&mut self, conn: ConnId) -> Result<(), InputError> {
         if self.abandoned.remove(&conn) {
             return Ok(()); // counted when it was abandoned

@@ -183,7 +183,27 @@ pub enum Action {
 /// [`Config::record_events`](super::Config::record_events) is set): the
 /// CMAP event set, plus pinpool's pins and leak reports. Durations come
 /// from the clock the driver reports with [`Core::advance`](super::Core::advance).
-/// Drain with [`Core::poll_event`](super::Core::poll_event).
+/// Drain with [`Core::poll_event`](super::Core::poll_event); the pools
+/// pass each to their [`event_handler`](crate::Builder::event_handler).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use pinpool::blocking::Pool;
+/// use pinpool::core::Event;
+/// # fn noop() -> std::io::Result<()> { Ok(()) }
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let log = Arc::clone(&seen);
+/// let pool = Pool::builder()
+///     .event_handler(move |event: &Event| log.lock().unwrap().push(*event))
+///     .build(noop)?;
+/// drop(pool.get()?);
+/// pool.close();
+/// let seen = seen.lock().unwrap();
+/// assert!(seen.iter().any(|e| matches!(e, Event::ConnectionCreated(_))));
+/// assert!(matches!(seen.last(), Some(Event::PoolClosed)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {

@@ -104,12 +104,26 @@ pub struct Pool<M: Manager> {
 }
 
 impl<M: Manager> Pool<M> {
-    /// A pool with the default options (see [`Builder`]).
+    /// A pool with the default options (see [`Builder`]). Building needs
+    /// no runtime; connects start on the runtime of the first `get()`.
+    ///
+    /// ```
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::new(|| tokio::net::TcpStream::connect("127.0.0.1:5432"))?;
+    /// assert_eq!(pool.state().total(), 0, "nothing opened until asked");
+    /// # Ok::<(), pinpool::core::ConfigError>(())
+    /// ```
     pub fn new(manager: M) -> Result<Self, ConfigError> {
         Builder::default().build(manager)
     }
 
-    /// Options for a new pool.
+    /// Options for a new pool (see [`crate::Builder`]).
+    ///
+    /// ```
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::builder().max_size(2).build(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// # Ok::<(), pinpool::core::ConfigError>(())
+    /// ```
     pub fn builder() -> Builder<M> {
         Builder::default()
     }
@@ -117,6 +131,21 @@ impl<M: Manager> Pool<M> {
     /// Checks out a connection: the scope's pinned one inside
     /// [`Pool::pinned`] (waiting in line for it if it is busy), otherwise
     /// the first that is free; up to the checkout timeout.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(Vec::<u8>::new()) })?;
+    /// pool.pinned(async {
+    ///     pool.get().await?.push(1);
+    ///     assert_eq!(pool.get().await?.len(), 1, "the scope's own connection");
+    ///     Ok::<_, pinpool::Error<std::io::Error>>(())
+    /// })
+    /// .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
         self.get_with(Patience::UpTo(self.shared.options.checkout_timeout))
             .await
@@ -321,6 +350,20 @@ impl<M: Manager> Pool<M> {
     /// connection and the counters. Ends the fast-path leases, which every
     /// pinned scope then pays for at its next checkout; to poll, use
     /// [`status`](Self::status).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// let held = pool.get().await?;
+    /// let state = pool.state();
+    /// assert_eq!((state.in_use, state.idle), (1, 0));
+    /// assert_eq!(state.counters.checkouts, 1);
+    /// # drop(held);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn state(&self) -> PoolState {
         self.shared.state()
     }
@@ -348,7 +391,21 @@ impl<M: Manager> Pool<M> {
 
     /// Closes the pool for every handle: waiting and later `get()`s fail
     /// with [`Error::Closed`], idle connections close now, checked-out ones
-    /// when returned.
+    /// when returned. (Dropping the last handle closes it too.)
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// let held = pool.get().await?;
+    /// pool.close();
+    /// assert!(matches!(pool.get().await, Err(pinpool::Error::Closed)));
+    /// drop(held);
+    /// assert_eq!(pool.state().total(), 0, "closed on return");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn close(&self) {
         self.shared.close();
     }
@@ -356,18 +413,54 @@ impl<M: Manager> Pool<M> {
     /// Clears the pool and pauses it until [`ready`](Self::ready): waiting
     /// `get()`s fail with [`Error::Paused`]. As the blocking pool's
     /// [`clear`](crate::blocking::Pool::clear).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// drop(pool.get().await?);
+    /// pool.clear(); // say, the server stepped down
+    /// assert!(matches!(pool.get().await, Err(pinpool::Error::Paused)));
+    /// pool.ready();
+    /// pool.get().await?; // a fresh connection
+    /// assert_eq!(pool.state().counters.closed, 1, "the stale one");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn clear(&self) {
         self.shared.with_core(|inner| inner.clear(false));
     }
 
     /// As the blocking pool's
     /// [`clear_interrupting`](crate::blocking::Pool::clear_interrupting).
+    ///
+    /// ```
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// let before = pool.state().generation;
+    /// pool.clear_interrupting();
+    /// assert_eq!(pool.state().generation, before + 1, "older connections are stale");
+    /// # Ok::<(), pinpool::core::ConfigError>(())
+    /// ```
     pub fn clear_interrupting(&self) {
         self.shared.with_core(|inner| inner.clear(true));
     }
 
     /// Resumes a paused pool, as the blocking pool's
     /// [`ready`](crate::blocking::Pool::ready).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::builder().start_paused(true).build(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// assert!(matches!(pool.get().await, Err(pinpool::Error::Paused)));
+    /// pool.ready(); // once the server is known to be up
+    /// pool.get().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn ready(&self) {
         self.shared.with_core(|inner| inner.ready());
     }
