@@ -189,9 +189,9 @@ pub(crate) struct TakeCell<T> {
     _owns: PhantomData<std::sync::Mutex<Box<T>>>,
 }
 
-// The crate's one use of `unsafe`: a `Box` moved through an
-// `AtomicPtr`, which no safe crossbeam type offers with a plain-load
-// emptiness check. The loom build runs this very code on loom's
+// One of the crate's two uses of `unsafe` (the other: `driver::Guard`):
+// a `Box` moved through an `AtomicPtr`, which no safe crossbeam type
+// offers with a plain-load emptiness check. The loom build runs this very code on loom's
 // `AtomicPtr`, so the models explore its orderings too.
 #[allow(unsafe_code)]
 impl<T> TakeCell<T> {

@@ -126,8 +126,8 @@ impl<M: Manager> Pool<M> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        let handed = self.get_with(Patience::UpTo(self.shared.options.checkout_timeout))?;
-        Ok(self.lend(handed))
+        let patience = Patience::UpTo(self.shared.options.checkout_timeout);
+        self.get_with(patience, PoolRef::Borrowed(&self.shared))
     }
 
     /// Like [`get`](Self::get), for a guard that owns a reference to the
@@ -143,9 +143,8 @@ impl<M: Manager> Pool<M> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_owned(&self) -> Result<PooledConnection<'static, M>, Error<M::Error>> {
-        let handed = self.get_with(Patience::UpTo(self.shared.options.checkout_timeout))?;
-        let pool = PoolRef::Owned(Arc::clone(&self.shared));
-        Ok(PooledConnection::new(pool, handed))
+        let patience = Patience::UpTo(self.shared.options.checkout_timeout);
+        self.get_with(patience, PoolRef::Owned(Arc::clone(&self.shared)))
     }
 
     /// The guard for a connection this pool just handed out, borrowing the
@@ -174,8 +173,7 @@ impl<M: Manager> Pool<M> {
         &self,
         timeout: Duration,
     ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        let handed = self.get_with(Patience::UpTo(timeout))?;
-        Ok(self.lend(handed))
+        self.get_with(Patience::UpTo(timeout), PoolRef::Borrowed(&self.shared))
     }
 
     /// A connection only if this thread can have one without waiting;
@@ -195,21 +193,26 @@ impl<M: Manager> Pool<M> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        let handed = self.get_with(Patience::Never)?;
-        Ok(self.lend(handed))
+        self.get_with(Patience::Never, PoolRef::Borrowed(&self.shared))
     }
 
-    fn get_with(&self, patience: Patience) -> Result<Handed<M::Connection>, Error<M::Error>> {
+    /// A checkout for the guard that reaches the pool through `pool`.
+    fn get_with<'p>(
+        &self,
+        patience: Patience,
+        pool: PoolRef<'p, Shared<M>>,
+    ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
         // Under `Off` nobody is pinned: any parked connection will do.
         let fast = if self.shared.options.stash {
             self.get_stashed()
         } else {
             self.get_leased()
         };
-        if let Some(conn) = fast {
-            return Ok(conn);
-        }
-        self.get_slow(patience)
+        let handed = match fast {
+            Some(handed) => handed,
+            None => self.get_slow(patience)?,
+        };
+        Ok(PooledConnection::new(pool, handed))
     }
 
     /// The fast path under `Pinning::Off`: a connection parked in the
