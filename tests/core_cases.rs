@@ -324,3 +324,19 @@ fn a_latecomer_is_bound_to_an_idle_connection_first() {
     assert_eq!(core.checkout(OwnerId(3)), Checkout::Granted(idle));
     assert_ne!(core.pinned_conn(OwnerId(3)), Some(busy));
 }
+
+/// Each checkout the core fails at once counts once in `failed`.
+#[test]
+fn every_checkout_failed_at_once_is_counted() {
+    let mut core = core(Config {
+        start_paused: true,
+        ..Config::default()
+    });
+    for owner in [OwnerId(1), OwnerId(2)] {
+        assert!(matches!(
+            core.checkout(owner),
+            Checkout::Failed(FailReason::Paused)
+        ));
+    }
+    assert_eq!(core.state().counters.failed, 2);
+}

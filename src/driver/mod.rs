@@ -228,3 +228,37 @@ fn driver_bug(reported: Result<(), InputError>) {
         tracing::error!(%error, "pool driver bug");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// Owner ids never repeat, within a thread or across threads, however
+    /// many each thread takes (a thread reserves them in blocks).
+    #[test]
+    fn fresh_owners_are_never_reused() {
+        let mut seen = HashSet::new();
+        // One after another, so that each thread's block follows the
+        // last: the middle one runs past its first block.
+        for count in [1, 2 * OWNER_BLOCK as usize + 5, 1] {
+            let ids =
+                std::thread::spawn(move || (0..count).map(|_| fresh_owner()).collect::<Vec<_>>())
+                    .join()
+                    .expect("the thread takes its ids");
+            for id in ids {
+                assert!(seen.insert(id), "{id:?} handed out twice");
+            }
+        }
+    }
+
+    /// The manager's `has_broken` decides, and a panic in it counts as
+    /// broken: the connection must come back whatever the manager does.
+    #[test]
+    fn a_panicking_broken_check_counts_as_broken() {
+        assert!(is_broken(|| true));
+        assert!(!is_broken(|| false));
+        assert!(is_broken(|| panic!("the manager's check exploded")));
+    }
+}
