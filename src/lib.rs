@@ -69,6 +69,7 @@ mod builder;
 pub mod core;
 mod driver;
 mod error;
+pub mod hooks;
 mod interrupt;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -87,6 +88,7 @@ pub mod tokio;
 pub use builder::Builder;
 pub use driver::maintenance::live_maintenance_workers;
 pub use error::Error;
+pub use hooks::{Hooked, Hooks};
 pub use interrupt::InterruptHandle;
 
 /// The README's examples, compiled and run as doc tests.

@@ -346,6 +346,49 @@ fn a_dead_threads_session_is_reset_before_the_next_owner() {
     assert_eq!(pool.state().counters.resets, 1);
 }
 
+/// An `after_connect` hook's session setting survives the reset between
+/// owners (`DISCARD ALL` undoes it; the hook runs again), and an owner's
+/// own setting does not: the next owner finds the hook's, on the same
+/// backend.
+#[test]
+fn a_connect_hook_sets_up_every_owners_session() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let hooked = pinpool::Hooks::new()
+        .after_connect(|conn: &mut postgres::Client| {
+            conn.batch_execute("SET TIME ZONE 'Pacific/Chatham'")
+        })
+        .wrap(PgManager::from_url(&url).unwrap());
+    let pool = Pool::builder()
+        .max_size(1)
+        .pinning(Pinning::Exclusive)
+        .build(hooked)
+        .unwrap();
+    let zone = |conn: &mut postgres::Client| -> (String, i32) {
+        let row = conn
+            .query_one("SELECT current_setting('TimeZone'), pg_backend_pid()", &[])
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let first = thread::scope(|s| {
+        s.spawn(|| {
+            let mut conn = pool.get().unwrap();
+            let seen = zone(&mut conn);
+            conn.batch_execute("SET TIME ZONE 'UTC'").unwrap(); // this owner's own
+            seen
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(first.0, "Pacific/Chatham", "set up as it opened");
+    let next = zone(&mut pool.get().unwrap());
+    assert_eq!(next.1, first.1, "the same backend, reused");
+    assert_eq!(next.0, "Pacific/Chatham", "reset, then set up again");
+    let c = pool.state().counters;
+    assert_eq!((c.opened, c.resets), (1, 1));
+}
+
 /// 1,000 short-lived threads, 20 at a time, over `max_size` 8: the
 /// server never sees more than 8 of the pool's backends (tagged by
 /// application name), watched from outside the pool throughout.

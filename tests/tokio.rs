@@ -8,14 +8,14 @@ mod support;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
 use pinpool::Error;
 use pinpool::core::PoolState;
 use pinpool::tokio::{Pool, PooledConnection};
-use support::{Refused, Tally, TestManager, assert_conservation, settled};
+use support::{Refused, Tally, TestConn, TestManager, assert_conservation, settled};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -424,6 +424,43 @@ async fn a_detached_connection_leaves_the_pool_and_the_pin_moves_on() {
     .await;
     let state = assert_conserved(&pool, &manager.tally).await;
     assert_eq!(state.counters.closed, 1, "counted closed: {state:?}");
+}
+
+/// Each hook runs at its moment: `after_connect` on every new connection,
+/// `before_acquire` before every checkout (a refusal replaces the
+/// connection), `after_release` at every checkin (`false` closes it).
+#[tokio::test(flavor = "current_thread")]
+async fn hooks_run_around_an_async_pools_connections() {
+    let manager = TestManager::default();
+    let connects = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connects);
+    let hooked = pinpool::Hooks::new()
+        .after_connect(move |_: &mut TestConn| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .before_acquire(|conn: &mut TestConn| match conn.number {
+            1 => Err(Refused(1)),
+            _ => Ok(()),
+        })
+        .after_release(|conn: &mut TestConn| conn.uses < 2)
+        .wrap(manager.clone());
+    let pool = Pool::builder().max_size(1).build(hooked).unwrap();
+    pool.pinned(async {
+        let mut conn = pool.get().await.unwrap();
+        assert_eq!(conn.number, 2, "the first was refused before checkout");
+        conn.touch();
+        drop(conn); // one use: kept
+        let mut conn = pool.get().await.unwrap();
+        assert_eq!(conn.number, 2);
+        conn.touch();
+        drop(conn); // two uses: closed on release
+        assert_eq!(pool.get().await.unwrap().number, 3);
+    })
+    .await;
+    assert_eq!(connects.load(Ordering::SeqCst), 3);
+    assert_eq!(pool.state().counters.closed, 2);
+    assert_eq!(manager.tally.validations.load(Ordering::SeqCst), 4);
 }
 
 /// A manager whose connect panics or never finishes.

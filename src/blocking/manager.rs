@@ -41,6 +41,15 @@ pub trait Manager: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether [`validate`](Self::validate) must run before every checkout
+    /// whatever [`Builder::validate_on_checkout`](super::Builder::validate_on_checkout)
+    /// says: a manager whose validation is a check the user asked for
+    /// (a [`before_acquire`](crate::Hooks::before_acquire) hook). Default:
+    /// `false`, the builder decides.
+    fn validates_every_checkout(&self) -> bool {
+        false
+    }
+
     /// Resets the session state an owner may have left on `conn` —
     /// `DISCARD ALL`, a rollback, dropping temporary tables — before the
     /// connection passes to another owner: when the core asks (see

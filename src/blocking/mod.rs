@@ -554,6 +554,7 @@ impl<M: Manager> crate::Builder<Pool<M>> {
     /// `min_size` connections in the background.
     pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
         let (core, mut options) = self.into_parts()?;
+        options.validate_on_checkout |= manager.validates_every_checkout();
         // Only unpinned checkouts use the stash, and a blocking thread is
         // unpinned only under `Off` (or once its thread-locals are gone).
         options.stash = core.config().pinning == crate::core::Pinning::Off;

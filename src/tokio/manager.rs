@@ -43,6 +43,12 @@ pub trait Manager: Send + Sync + 'static {
     }
 
     /// As the blocking manager's
+    /// [`validates_every_checkout`](crate::blocking::Manager::validates_every_checkout).
+    fn validates_every_checkout(&self) -> bool {
+        false
+    }
+
+    /// As the blocking manager's
     /// [`reset`](crate::blocking::Manager::reset): resets the session state
     /// an owner may have left on `conn` before another owner gets it, in a
     /// task of its own outside any pool lock; an error, a panic or the

@@ -572,6 +572,7 @@ impl<M: Manager> crate::Builder<Pool<M>> {
     /// first one the pool is used in).
     pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
         let (core, mut options) = self.into_parts()?;
+        options.validate_on_checkout |= manager.validates_every_checkout();
         options.name_from(|| manager.pool_name());
         Ok(Pool {
             shared: Handle::first(Shared::new(manager, core, options)),
