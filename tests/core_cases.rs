@@ -340,3 +340,40 @@ fn every_checkout_failed_at_once_is_counted() {
     }
     assert_eq!(core.state().counters.failed, 2);
 }
+
+/// Under `Strict` the replacement for a broken connection serves anyone,
+/// so it is opened on behalf of the oldest waiter that could use it — an
+/// unpinned one, older than the owner bound to the broken connection —
+/// and a failed connect fails that waiter, not the younger one.
+#[test]
+fn a_replacement_is_asked_for_by_the_oldest_waiter_it_could_serve() {
+    let mut core = core(Config {
+        max_size: 1,
+        pinning: Pinning::Strict,
+        ..Config::default()
+    });
+    let (alice, bob) = (OwnerId(1), OwnerId(2));
+    let conn = first_checkout(&mut core, alice);
+    let Checkout::Waiting(unpinned) = core.checkout_unpinned(OwnerId(3)) else {
+        panic!("the only connection is alice's")
+    };
+    let Checkout::Waiting(_) = core.checkout(bob) else {
+        panic!("bob is bound to it and waits")
+    };
+    core.checkin(conn, Health::Broken).unwrap();
+    let replacement = std::iter::from_fn(|| core.poll_action())
+        .find_map(|action| match action {
+            Action::Open(conn) => Some(conn),
+            _ => None,
+        })
+        .expect("a replacement for the owners pinned to it");
+    core.connect_failed(replacement).unwrap();
+    assert_eq!(
+        core.poll_action(),
+        Some(Action::Fail {
+            ticket: unpinned,
+            reason: FailReason::ConnectionError
+        }),
+        "the oldest waiter it could serve asked for it"
+    );
+}

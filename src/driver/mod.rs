@@ -253,6 +253,15 @@ mod tests {
         }
     }
 
+    /// A driver that contradicts the core is a bug in pinpool, never in
+    /// user code: a debug build stops at it (a release build logs it).
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "pool driver bug")]
+    fn a_driver_bug_stops_a_debug_build() {
+        driver_bug(Err(InputError::NotWaiting(Ticket(1))));
+    }
+
     /// The manager's `has_broken` decides, and a panic in it counts as
     /// broken: the connection must come back whatever the manager does.
     #[test]
