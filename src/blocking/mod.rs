@@ -70,7 +70,7 @@ pub use manager::Manager;
 
 use crate::Error;
 use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
-use crate::driver::Shared as _;
+use crate::driver::Driven as _;
 use crate::driver::deadline::{Deadline, Patience};
 use crate::driver::handle::{Closes, Handle};
 use crate::driver::lease::{self, AnyLease};
@@ -78,7 +78,7 @@ use crate::driver::{Handed, Outcome, PoolRef, Step};
 use crate::sync::Arc;
 use pins::Reclaim;
 use shared::Shared;
-use waiter::WaitSlot;
+use waiter::ThreadMailbox;
 
 /// A blocking connection pool. See the [module documentation](self).
 pub struct Pool<M: Manager> {
@@ -272,11 +272,11 @@ impl<M: Manager> Pool<M> {
         patience: Patience,
     ) -> Result<Handed<M::Connection>, Error<M::Error>> {
         let shared = &self.shared;
-        let mut clock = patience.clock(shared.options.checkout_timeout);
+        let mut clock = patience.lazy_deadline(shared.options.checkout_timeout);
         let waits = patience.waits();
         loop {
             let step = shared.with_core(|inner| {
-                inner.checkout(owner, pins, waits, WaitSlot::for_current_thread)
+                inner.checkout(owner, pins, waits, ThreadMailbox::for_current_thread)
             });
             let outcome = match step {
                 Step::Ready(handed) => Ok(handed),
@@ -302,7 +302,7 @@ impl<M: Manager> Pool<M> {
     fn wait(
         &self,
         ticket: Ticket,
-        slot: &shared::Slot<M>,
+        slot: &shared::Mailbox<M>,
         deadline: Deadline<Instant>,
     ) -> Result<Handed<M::Connection>, Error<M::Error>> {
         loop {

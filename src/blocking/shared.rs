@@ -10,27 +10,27 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::pins::Reclaim;
-use super::waiter::WaitSlot;
+use super::waiter::ThreadMailbox;
 use super::{Manager, pins};
 use crate::Error;
 use crate::core::{ConnId, Core, OwnerId, PoolState};
-use crate::driver::Shared as _;
+use crate::driver::Driven as _;
 use crate::driver::handle::Closes;
 use crate::driver::maintenance::{self, LiveWorker};
 use crate::driver::{self, Handed, Inner, Locked, Options, TakesBack, Work};
 use crate::sync::{Arc, AtomicUsize, Mutex, spawn_or_run};
 
-pub(crate) type Slot<M> = WaitSlot<<M as Manager>::Connection, <M as Manager>::Error>;
+pub(crate) type Mailbox<M> = ThreadMailbox<<M as Manager>::Connection, <M as Manager>::Error>;
 
 /// The driver state of a blocking pool of `M`'s connections.
-pub(crate) type State<M> = Inner<<M as Manager>::Connection, <M as Manager>::Error, Slot<M>>;
+pub(crate) type State<M> = Inner<<M as Manager>::Connection, <M as Manager>::Error, Mailbox<M>>;
 
 pub(crate) struct Shared<M: Manager> {
     pub(crate) options: Options,
     pub(crate) manager: M,
     /// Live [`Pool`](super::Pool) handles; the last one closes the pool.
     handles: AtomicUsize,
-    locked: Locked<M::Connection, M::Error, Slot<M>>,
+    locked: Locked<M::Connection, M::Error, Mailbox<M>>,
     /// The maintenance thread, if the pool needs one: dropping the sender
     /// stops it.
     maintenance: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
@@ -160,9 +160,9 @@ impl<M: Manager> TakesBack for Shared<M> {
     }
 }
 
-impl<M: Manager> driver::Shared<M::Connection, M::Error, Slot<M>> for Shared<M> {
+impl<M: Manager> driver::Driven<M::Connection, M::Error, Mailbox<M>> for Shared<M> {
     #[inline]
-    fn locked(&self) -> &Locked<M::Connection, M::Error, Slot<M>> {
+    fn locked(&self) -> &Locked<M::Connection, M::Error, Mailbox<M>> {
         &self.locked
     }
 

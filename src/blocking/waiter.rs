@@ -4,18 +4,18 @@
 
 use std::time::Instant;
 
-use crate::driver::{Outcome, Slot};
+use crate::driver::{Mailbox, Outcome};
 use crate::sync::{Arc, Mutex, Parker};
 
-pub(crate) struct WaitSlot<C, E> {
+pub(crate) struct ThreadMailbox<C, E> {
     outcome: Mutex<Option<Outcome<C, E>>>,
     parker: Parker,
 }
 
-impl<C, E> WaitSlot<C, E> {
+impl<C, E> ThreadMailbox<C, E> {
     /// A slot for the current thread.
     pub(crate) fn for_current_thread() -> Arc<Self> {
-        Arc::new(WaitSlot {
+        Arc::new(ThreadMailbox {
             outcome: Mutex::new(None),
             parker: Parker::for_current_thread(),
         })
@@ -38,7 +38,7 @@ impl<C, E> WaitSlot<C, E> {
     }
 }
 
-impl<C, E> WaitSlot<C, E> {
+impl<C, E> ThreadMailbox<C, E> {
     /// A model's timer: this waiter's deadline passes now (loom only).
     #[cfg(pinpool_loom)]
     pub(crate) fn expire(&self) {
@@ -46,7 +46,7 @@ impl<C, E> WaitSlot<C, E> {
     }
 }
 
-impl<C: Send, E: Send> Slot<C, E> for WaitSlot<C, E> {
+impl<C: Send, E: Send> Mailbox<C, E> for ThreadMailbox<C, E> {
     fn deliver(&self, outcome: Outcome<C, E>) {
         outcome.store_in(&mut self.outcome.lock());
     }

@@ -58,14 +58,14 @@ impl<I: Moment> Deadline<I> {
 
 /// One checkout's deadline, read from the clock only once the checkout
 /// has to wait: an immediate grant never needs it.
-pub(crate) struct Clock<I> {
+pub(crate) struct LazyDeadline<I> {
     timeout: Duration,
     deadline: Option<Deadline<I>>,
 }
 
-impl<I: Moment> Clock<I> {
+impl<I: Moment> LazyDeadline<I> {
     pub(crate) fn new(timeout: Duration) -> Self {
-        Clock {
+        LazyDeadline {
             timeout,
             deadline: None,
         }
@@ -98,10 +98,10 @@ impl Patience {
         self != Patience::Never
     }
 
-    /// The checkout's clock. One that never waits for a connection still
+    /// The checkout's deadline. One that never waits for a connection still
     /// validates what it is given within the pool's `checkout_timeout`.
-    pub(crate) fn clock<I: Moment>(self, checkout_timeout: Duration) -> Clock<I> {
-        Clock::new(match self {
+    pub(crate) fn lazy_deadline<I: Moment>(self, checkout_timeout: Duration) -> LazyDeadline<I> {
+        LazyDeadline::new(match self {
             Patience::UpTo(timeout) => timeout,
             Patience::Never => checkout_timeout,
         })

@@ -11,14 +11,14 @@ pub(super) struct Effects<C, S> {
     pub(super) close: Vec<Box<C>>,
 }
 
-impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
+impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
     /// Takes `conn` out for `owner` (whose checkout pins, or not), leasing
     /// it when the core says the fast path may serve later checkouts: the
     /// owner's, when it is pinned to it ([`Core::may_lease`]; it finds its
     /// lease again through its thread-local or its scope), or any that pins
     /// nobody, through the stash ([`Core::may_stash`]).
     /// `since` is when the checkout started.
-    pub(super) fn hand_out(
+    pub(super) fn take_out(
         &mut self,
         owner: OwnerId,
         pins: bool,
@@ -120,7 +120,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
                         debug_assert!(false, "granted {ticket} is not waiting");
                         continue;
                     };
-                    let handed = self.hand_out(
+                    let handed = self.take_out(
                         waiting.owner,
                         waiting.pins,
                         conn,

@@ -9,7 +9,7 @@ pub(crate) struct Inner<C, E, S> {
     pub(super) core: Core,
     /// Established connections nobody holds, by id.
     pub(super) conns: HashMap<ConnId, Box<C>>,
-    pub(super) waiters: HashMap<Ticket, Waiting<S>>,
+    pub(super) waiters: HashMap<Ticket, WaitingCheckout<S>>,
     /// Connections leased to their pinned owner (checked out in the core).
     pub(super) leases: HashMap<ConnId, Arc<Lease<C>>>,
     /// The stash's cells (shared with the fast path) and its leases.
@@ -25,7 +25,7 @@ pub(crate) struct Inner<C, E, S> {
     pub(super) metrics: Metrics,
 }
 
-impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
+impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
     /// A checkout by `owner` (pinning it, or not): granted now, to wait
     /// for in a slot made by `slot` (when it `waits`), or failed.
     pub(crate) fn checkout(
@@ -51,10 +51,10 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
         let holder = self.holders.is_some().then(|| Arc::new(Holder::here()));
         let since = self.core.now();
         match checkout {
-            Checkout::Granted(conn) => Step::Ready(self.hand_out(owner, pins, conn, holder, since)),
+            Checkout::Granted(conn) => Step::Ready(self.take_out(owner, pins, conn, holder, since)),
             Checkout::Waiting(ticket) => {
                 let slot = slot();
-                let waiting = Waiting {
+                let waiting = WaitingCheckout {
                     owner,
                     pins,
                     slot: Arc::clone(&slot),
@@ -79,7 +79,7 @@ impl<C, E: std::fmt::Display, S: Slot<C, E>> Inner<C, E, S> {
     ) -> Option<Result<Handed<C>, Error<E>>> {
         match self.core.retry(ticket) {
             Ok(Checkout::Granted(conn)) => Some(match self.waiters.remove(&ticket) {
-                Some(waiting) => Ok(self.hand_out(
+                Some(waiting) => Ok(self.take_out(
                     waiting.owner,
                     waiting.pins,
                     conn,

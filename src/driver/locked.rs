@@ -23,7 +23,7 @@ pub(crate) struct Locked<C, E, S> {
     changed: crate::sync::Condvar,
 }
 
-impl<C, E: std::fmt::Display, S: Slot<C, E>> Locked<C, E, S> {
+impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
     /// The driver state around `core`, on `clock`, for the pool with
     /// `options`.
     pub(crate) fn new(core: Core, clock: PoolClock, options: &Options) -> Self {

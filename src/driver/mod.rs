@@ -4,14 +4,14 @@
 //! the leases, and the carrying-out of the core's actions — deliveries
 //! under the lock, wake-ups, closes and opens after it is released.
 //!
-//! A driver supplies how a waiter is told (a [`Slot`]) and how a
+//! A driver supplies how a waiter is told (a [`Mailbox`]) and how a
 //! connection is opened and reset ([`Work`]); it decides nothing.
 //!
 //! The layers, from the lock out:
 //! * `locked`: the core and its bookkeeping under one lock
 //!   ([`Locked::with_core`]); `inner`: the state under it and the inputs
 //!   the pools make through it; `effects`: carrying out the core's actions;
-//! * `waiting`: waiting checkouts and the driver's [`Slot`]s;
+//! * `waiting`: waiting checkouts and the driver's [`Mailbox`]s;
 //! * `guard`, `held` and `recall`: a connection in a caller's hands (the
 //!   guard both pools wrap) and the one way back ([`return_conn`], then [`Inner::finish_return`] under the lock),
 //!   with the leases recalled when the core must see them; `lease` and
@@ -64,8 +64,8 @@ pub(crate) use locked::Locked;
 use recall::Recall;
 #[cfg(test)]
 pub(crate) use test_support::finishes_while_locked;
-use waiting::Waiting;
-pub(crate) use waiting::{Opened, Outcome, Slot, Step};
+use waiting::WaitingCheckout;
+pub(crate) use waiting::{Mailbox, Opened, Outcome, Step};
 
 /// Owner ids are process-wide and never reused (the core requires it).
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
@@ -158,10 +158,10 @@ pub(crate) enum Work<C> {
     Close(Box<C>),
 }
 
-/// A pool's shared state as the code common to both pools reaches it: its
-/// core under the lock, and how it starts a connect (a thread, a task).
-/// What both pools then do the same way is provided here.
-pub(crate) trait Shared<C: Send + 'static, E: std::fmt::Display, S: Slot<C, E>>:
+/// A pool's shared state (each pool's `Shared`) as this module drives it:
+/// its core under the lock, and how it starts a connect (a thread, a
+/// task). What both pools then do the same way is provided here.
+pub(crate) trait Driven<C: Send + 'static, E: std::fmt::Display, S: Mailbox<C, E>>:
     Sized
 {
     /// The core and its bookkeeping under the pool lock.

@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use super::Shared;
-use super::Slot;
+use super::Driven;
+use super::Mailbox;
 use super::fresh_owner;
 use super::lease::AnyLease;
 use crate::core::OwnerId;
@@ -36,8 +36,8 @@ impl SessionOwner {
     where
         C: Send + 'static,
         E: fmt::Display,
-        S: Slot<C, E>,
-        P: Shared<C, E, S>,
+        S: Mailbox<C, E>,
+        P: Driven<C, E, S>,
     {
         self.lease = None;
         if self.used {

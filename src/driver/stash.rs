@@ -187,7 +187,7 @@ impl<C> Stash<C> {
 pub(crate) struct Ledger {
     /// Per cell: the lease armed there, with whether it was recalled, until
     /// it ends in the core.
-    leases: Vec<Option<Entry>>,
+    leases: Vec<Option<LeaseRecord>>,
     /// Free cells, lowest first: the fast path's scan stays short.
     free: BinaryHeap<Reverse<usize>>,
     /// Leases armed and not recalled: a recall with none has nothing to do.
@@ -196,7 +196,7 @@ pub(crate) struct Ledger {
 }
 
 #[derive(Clone, Copy)]
-struct Entry {
+struct LeaseRecord {
     conn: ConnId,
     number: u64,
     recalled: bool,
@@ -228,7 +228,7 @@ impl Ledger {
             cell: index,
             number: self.numbers,
         };
-        self.leases[index] = Some(Entry {
+        self.leases[index] = Some(LeaseRecord {
             conn,
             number: lease.number,
             recalled: false,

@@ -1,5 +1,5 @@
 //! Waiting checkouts: what one is told ([`Outcome`]), where it is told
-//! (a driver's [`Slot`]), and what the lock holder keeps of each.
+//! (a driver's [`Mailbox`]), and what the lock holder keeps of each.
 
 use super::*;
 
@@ -26,7 +26,7 @@ impl<C, E> Outcome<C, E> {
 
 /// Where a waiting checkout's outcome is delivered, and how its waiter is
 /// woken to collect it.
-pub(crate) trait Slot<C, E>: Send + Sync {
+pub(crate) trait Mailbox<C, E>: Send + Sync {
     /// Stores an outcome (under the pool lock), by [`Outcome::store_in`].
     fn deliver(&self, outcome: Outcome<C, E>);
     /// Takes the stored outcome, if any.
@@ -46,7 +46,7 @@ pub(crate) enum Step<C, E, S> {
     Failed(Error<E>),
 }
 
-pub(super) struct Waiting<S> {
+pub(super) struct WaitingCheckout<S> {
     pub(super) owner: OwnerId,
     /// Whether its checkout pins (see [`Core::may_stash`]).
     pub(super) pins: bool,

@@ -86,14 +86,14 @@ pub use session::Session;
 
 use crate::Error;
 use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
-use crate::driver::Shared as _;
-use crate::driver::deadline::{Clock, Deadline, Patience};
+use crate::driver::Driven as _;
+use crate::driver::deadline::{Deadline, LazyDeadline, Patience};
 use crate::driver::handle::{Closes, Handle};
 use crate::driver::lease::{self, AnyLease};
 use crate::driver::{Handed, Outcome, PoolRef, Step, fresh_owner};
 use crate::sync::Arc;
 use shared::Shared;
-use waiter::TaskSlot;
+use waiter::TaskMailbox;
 
 /// Options for an async [`Pool`] (see [`crate::Builder`]).
 pub type Builder<M> = crate::Builder<Pool<M>>;
@@ -266,7 +266,7 @@ impl<M: Manager> Pool<M> {
     ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
         let shared = &self.shared;
         shared.note_runtime();
-        let mut clock = patience.clock(shared.options.checkout_timeout);
+        let mut clock = patience.lazy_deadline(shared.options.checkout_timeout);
         loop {
             // The fast paths: the owner's lease, or any stashed connection.
             let fast = match &caller {
@@ -504,15 +504,15 @@ impl<M: Manager> Pool<M> {
         owner: OwnerId,
         pins: bool,
         patience: Patience,
-        clock: &mut Clock<Instant>,
+        clock: &mut LazyDeadline<Instant>,
     ) -> Result<Handed<M::Connection>, Error<M::Error>> {
         let shared = &self.shared;
         let waits = patience.waits();
-        match shared.with_core(|inner| inner.checkout(owner, pins, waits, TaskSlot::new)) {
+        match shared.with_core(|inner| inner.checkout(owner, pins, waits, TaskMailbox::new)) {
             Step::Ready(handed) => Ok(handed),
             Step::Failed(error) => Err(error),
             Step::Wait(ticket, slot) => {
-                let waiting = Waiting {
+                let waiting = WaitingGet {
                     shared,
                     ticket,
                     slot,
@@ -595,15 +595,15 @@ enum Caller<'s> {
 /// A waiting checkout. Dropping it before it ends — the `get()` future was
 /// cancelled — withdraws it from the line, and checks in a connection that
 /// was granted in the same instant.
-struct Waiting<'a, M: Manager> {
+struct WaitingGet<'a, M: Manager> {
     shared: &'a Arc<Shared<M>>,
     ticket: Ticket,
-    slot: Arc<shared::Slot<M>>,
+    slot: Arc<shared::Mailbox<M>>,
     /// Until an outcome is collected.
     pending: bool,
 }
 
-impl<M: Manager> Waiting<'_, M> {
+impl<M: Manager> WaitingGet<'_, M> {
     async fn until(
         mut self,
         deadline: Deadline<Instant>,
@@ -635,7 +635,7 @@ impl<M: Manager> Waiting<'_, M> {
     }
 }
 
-impl<M: Manager> Drop for Waiting<'_, M> {
+impl<M: Manager> Drop for WaitingGet<'_, M> {
     fn drop(&mut self) {
         if self.pending {
             let (ticket, slot) = (self.ticket, &self.slot);

@@ -24,13 +24,13 @@ use std::task::{Context, Poll};
 use super::Manager;
 use super::shared::Shared;
 use crate::core::OwnerId;
-use crate::driver::Shared as _;
+use crate::driver::Driven as _;
 use crate::driver::fresh_owner;
 use crate::driver::lease::AnyLease;
 use crate::sync::Arc;
 
 /// A scope being polled.
-struct Entry {
+struct PolledScope {
     pool_id: u64,
     owner: OwnerId,
     /// The scope's lease while its connection is parked.
@@ -39,11 +39,11 @@ struct Entry {
 
 thread_local! {
     /// The scopes being polled on this thread, innermost last.
-    static SCOPES: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+    static SCOPES: RefCell<Vec<PolledScope>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` on the innermost scope of pool `pool_id` being polled here.
-fn with_entry<R>(pool_id: u64, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+fn with_entry<R>(pool_id: u64, f: impl FnOnce(&mut PolledScope) -> R) -> Option<R> {
     SCOPES
         .try_with(|scopes| {
             let mut scopes = scopes.try_borrow_mut().ok()?;
@@ -120,7 +120,7 @@ impl<M: Manager, F: Future> Future for Pinned<M, F> {
             return this.future.as_mut().poll(cx);
         };
         let pool_id = scope.shared.options.id;
-        let entry = Entry {
+        let entry = PolledScope {
             pool_id,
             owner: scope.owner,
             lease: scope.lease.take(),

@@ -8,20 +8,20 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use super::waiter::TaskSlot;
+use super::waiter::TaskMailbox;
 use super::{Manager, scope};
 use crate::Error;
 use crate::core::{ConnId, Core, PoolState};
-use crate::driver::Shared as _;
+use crate::driver::Driven as _;
 use crate::driver::handle::Closes;
 use crate::driver::maintenance::{self, LiveWorker};
 use crate::driver::{self, Handed, Inner, Locked, Options, TakesBack, Work};
 use crate::sync::{Arc, AtomicUsize, Mutex};
 
-pub(crate) type Slot<M> = TaskSlot<<M as Manager>::Connection, <M as Manager>::Error>;
+pub(crate) type Mailbox<M> = TaskMailbox<<M as Manager>::Connection, <M as Manager>::Error>;
 
 /// The driver state of an async pool of `M`'s connections.
-pub(crate) type State<M> = Inner<<M as Manager>::Connection, <M as Manager>::Error, Slot<M>>;
+pub(crate) type State<M> = Inner<<M as Manager>::Connection, <M as Manager>::Error, Mailbox<M>>;
 
 pub(crate) struct Shared<M: Manager> {
     pub(crate) options: Options,
@@ -32,7 +32,7 @@ pub(crate) struct Shared<M: Manager> {
     /// where no runtime is current (a guard dropped on a plain thread) run
     /// there.
     runtime: OnceLock<Handle>,
-    locked: Locked<M::Connection, M::Error, Slot<M>>,
+    locked: Locked<M::Connection, M::Error, Mailbox<M>>,
     /// The maintenance task, once started on the pool's runtime; aborted
     /// when the pool closes. Never held across a call that can run user
     /// code (an event handler may close the pool).
@@ -124,9 +124,9 @@ impl<M: Manager> TakesBack for Shared<M> {
     }
 }
 
-impl<M: Manager> driver::Shared<M::Connection, M::Error, Slot<M>> for Shared<M> {
+impl<M: Manager> driver::Driven<M::Connection, M::Error, Mailbox<M>> for Shared<M> {
     #[inline]
-    fn locked(&self) -> &Locked<M::Connection, M::Error, Slot<M>> {
+    fn locked(&self) -> &Locked<M::Connection, M::Error, Mailbox<M>> {
         &self.locked
     }
 

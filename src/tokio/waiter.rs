@@ -4,7 +4,7 @@
 
 use std::task::{Context, Poll, Waker};
 
-use crate::driver::{Outcome, Slot};
+use crate::driver::{Mailbox, Outcome};
 use crate::sync::{Arc, Mutex};
 
 struct State<C, E> {
@@ -12,11 +12,11 @@ struct State<C, E> {
     waker: Option<Waker>,
 }
 
-pub(crate) struct TaskSlot<C, E>(Mutex<State<C, E>>);
+pub(crate) struct TaskMailbox<C, E>(Mutex<State<C, E>>);
 
-impl<C, E> TaskSlot<C, E> {
+impl<C, E> TaskMailbox<C, E> {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(TaskSlot(Mutex::new(State {
+        Arc::new(TaskMailbox(Mutex::new(State {
             outcome: None,
             waker: None,
         })))
@@ -37,7 +37,7 @@ impl<C, E> TaskSlot<C, E> {
     }
 }
 
-impl<C: Send, E: Send> Slot<C, E> for TaskSlot<C, E> {
+impl<C: Send, E: Send> Mailbox<C, E> for TaskMailbox<C, E> {
     fn deliver(&self, outcome: Outcome<C, E>) {
         outcome.store_in(&mut self.0.lock().outcome);
     }
