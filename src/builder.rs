@@ -293,13 +293,13 @@ impl<P> Builder<P> {
     /// Calls `handler` with every [`Event`] — the CMAP set plus pins and
     /// leak reports — in the order the pool decided them, outside the pool
     /// lock (it may use the pool). Costs: the lock-free fast path is off,
-    /// so every checkout can be reported — about 12× a pinned thread's
-    /// get + drop without it (`docs/benchmarks.md`, benchmark `observed`). Events
-    /// also go to `tracing` (target `pinpool::events`) when a subscriber
-    /// wants them at DEBUG as the pool is built, at the same price plus
-    /// the subscriber's formatting (about 78× with `tracing_subscriber`'s
-    /// `fmt` writing to a sink): filter `pinpool::events` out of DEBUG in
-    /// production. A metrics poller pays neither: see `Pool::status`.
+    /// so every checkout can be reported, which makes a pinned thread's
+    /// get + drop an order of magnitude slower. Events also go to
+    /// `tracing` (target `pinpool::events`) when a subscriber wants them
+    /// at DEBUG as the pool is built, at the same price plus the
+    /// subscriber's formatting: filter `pinpool::events` out of DEBUG in
+    /// production. A metrics poller pays neither: see `Pool::status`. (The
+    /// figures: `docs/benchmarks.md`, benchmark `observed`.)
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};

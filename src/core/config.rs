@@ -237,9 +237,9 @@ pub enum WakePolicy {
 /// then a FIFO hand-off; only holds shorter than the period, with more
 /// threads than connections, see barging — which is when a hand-off to a
 /// thread that is not running would cost a context switch per checkout.
-/// (The count was chosen on the contended benchmark: 16 keeps `Affinity`
-/// at 16 threads on 2 cores on its fast path, where 32 was 2–4× slower
-/// and 64 near r2d2's speed.)
+/// (The count was chosen on the contended benchmark, where 16 kept
+/// `Affinity` at 16 threads on its fast path and larger counts were
+/// markedly slower: `docs/benchmarks.md`.)
 impl Default for WakePolicy {
     fn default() -> Self {
         WakePolicy::Eventual {

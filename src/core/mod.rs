@@ -81,9 +81,13 @@
 //!   `stats`; the vocabulary in `types` and `config`; `oracles` for tests.
 //!
 //! # Costs
-//! With S live connections (≤ `max_size`) and W waiters: a checkout by a
-//! pinned owner, a checkin, a grant and a cancel are O(log S + log W); a
-//! checkin under [`WakePolicy::Broadcast`] also emits one wake per sleeper.
+//! With S live connections (≤ `max_size`), I of them idle, and W waiters:
+//! a checkout by a pinned owner, a checkin, a grant and a cancel are
+//! O(log S + log W); a checkin under [`WakePolicy::Broadcast`] also emits
+//! one wake per sleeper. Under `Bounded` and `Eventual` (the default)
+//! every input that leaves someone waiting also keeps one waiter awake
+//! beside each idle connection, O(I · log W); with nobody waiting that
+//! costs one check.
 //! Choosing a connection for a *new* owner once the pool is full, and
 //! [`Core::clear`] / [`Core::close`], are O(S) (+ O(W) for `close`).
 

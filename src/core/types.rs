@@ -48,8 +48,8 @@ pub enum Checkout {
     /// The connection is now checked out to the owner.
     Granted(ConnId),
     /// The owner must wait for an [`Action::Grant`] or [`Action::Fail`]
-    /// naming this ticket, or, under [`WakePolicy::Broadcast`](super::WakePolicy)
-    /// and `Signal`, an [`Action::Wake`] telling it to call
+    /// naming this ticket, or, under every [`WakePolicy`](super::WakePolicy)
+    /// but `Handoff`, an [`Action::Wake`] telling it to call
     /// [`Core::retry`](super::Core::retry). (A newly opened connection is
     /// granted directly under every policy.)
     Waiting(Ticket),
@@ -158,7 +158,9 @@ pub enum Action {
         conn: ConnId,
     },
     /// Wake waiter `ticket` so it calls [`Core::retry`](super::Core::retry)
-    /// (only under [`WakePolicy::Broadcast`](super::WakePolicy) and `Signal`).
+    /// (under every [`WakePolicy`](super::WakePolicy) but `Handoff`: all the
+    /// sleepers under `Broadcast`, the oldest under `Signal`, the oldest
+    /// that can use an idle connection under `Bounded` and `Eventual`).
     Wake(Ticket),
     /// Interrupt the operation running on the checked-out connection
     /// `conn` (an interrupting [`Core::clear`](super::Core::clear)): its

@@ -7,7 +7,7 @@ use super::*;
 pub(crate) enum Outcome<C, E> {
     /// It now holds this connection.
     Granted(Handed<C>),
-    /// Woken to retry (Broadcast, Signal and Bounded).
+    /// Woken to retry (every wake policy but Handoff).
     Woken,
     /// It failed.
     Failed(Error<E>),
