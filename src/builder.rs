@@ -299,7 +299,7 @@ impl<P> Builder<P> {
     /// at DEBUG as the pool is built, at the same price plus the
     /// subscriber's formatting: filter `pinpool::events` out of DEBUG in
     /// production. A metrics poller pays neither: see `Pool::status`. (The
-    /// figures: `docs/benchmarks.md`, benchmark `observed`.)
+    /// figures, benchmark `observed`: `docs/lifecycle.md`.)
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
