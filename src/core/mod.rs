@@ -78,7 +78,8 @@
 //! * `lifecycle` (clear, ready, close, time and maintenance), `resize`,
 //!   `backoff` (connects while they fail);
 //! * the bookkeeping: `slots` (connections), `waiters` (the line),
-//!   `stats`; the vocabulary in `types` and `config`; `oracles` for tests.
+//!   `stats`; the vocabulary in `types`, `policy` and `config`; `oracles`
+//!   for tests.
 //!
 //! # Costs
 //! With S live connections (≤ `max_size`), I of them idle, and W waiters:
@@ -98,6 +99,7 @@ mod inputs;
 mod lease;
 mod lifecycle;
 mod oracles;
+mod policy;
 mod provision;
 mod resize;
 mod slots;
@@ -114,8 +116,9 @@ use rustc_hash::FxHashMap as HashMap;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use config::{Config, ConfigError, Overflow, Pinning, Reset, WakePolicy};
+pub use config::{Config, ConfigError};
 pub use lifecycle::MAINTENANCE_BATCH;
+pub use policy::{Overflow, Pinning, Reset, WakePolicy};
 pub(crate) use stats::Occupancy;
 pub use stats::{Counters, PoolState};
 pub use types::{
