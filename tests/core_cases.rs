@@ -377,3 +377,67 @@ fn a_replacement_is_asked_for_by_the_oldest_waiter_it_could_serve() {
         "the oldest waiter it could serve asked for it"
     );
 }
+
+/// A driver runs maintenance and reports its clock only when the config
+/// says it must: each option that needs them says so on its own.
+#[test]
+fn maintenance_and_the_clock_are_needed_exactly_when_an_option_needs_them() {
+    let timeless = Config {
+        min_size: 0,
+        wake: WakePolicy::Handoff,
+        record_events: false,
+        connect_backoff: None,
+        max_lifetime: None,
+        idle_timeout: None,
+        leak_threshold: None,
+        connect_timeout: None,
+        ..Config::default()
+    };
+    assert!(!timeless.needs_maintenance() && !timeless.needs_clock());
+    let second = Some(Duration::from_secs(1));
+    let deadlines = [
+        Config {
+            max_lifetime: second,
+            ..timeless
+        },
+        Config {
+            idle_timeout: second,
+            ..timeless
+        },
+        Config {
+            leak_threshold: second,
+            ..timeless
+        },
+        Config {
+            connect_timeout: second,
+            ..timeless
+        },
+    ];
+    for config in deadlines {
+        assert!(config.needs_maintenance(), "{config:?}");
+        assert!(config.needs_clock(), "{config:?}");
+    }
+    let refills = Config {
+        min_size: 1,
+        ..timeless
+    };
+    assert!(refills.needs_maintenance() && !refills.needs_clock());
+    let timed = [
+        Config {
+            record_events: true,
+            ..timeless
+        },
+        Config {
+            wake: WakePolicy::default(),
+            ..timeless
+        },
+        Config {
+            connect_backoff: second,
+            ..timeless
+        },
+    ];
+    for config in timed {
+        assert!(config.needs_clock(), "{config:?}");
+        assert!(!config.needs_maintenance(), "{config:?}");
+    }
+}
