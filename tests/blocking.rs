@@ -778,3 +778,30 @@ fn an_owned_guard_moves_to_another_thread_and_outlives_the_pool_handle() {
         "closed on return"
     );
 }
+
+/// A manager that names the server it connects to.
+struct Named;
+
+impl pinpool::blocking::Manager for Named {
+    type Connection = ();
+    type Error = std::io::Error;
+    fn connect(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn pool_name(&self) -> Option<String> {
+        Some("db.example:5432/app".into())
+    }
+}
+
+/// A pool is named by its builder, else by its manager, else
+/// `pinpool-<n>`, distinct per pool (its metrics carry the name).
+#[test]
+fn a_pool_is_named_by_its_builder_its_manager_or_its_number() {
+    assert_eq!(Pool::new(Named).unwrap().name(), "db.example:5432/app");
+    let named = Pool::builder().name("orders").build(Named).unwrap();
+    assert_eq!(named.name(), "orders");
+    let noop = || Ok::<_, std::io::Error>(());
+    let (one, two) = (Pool::new(noop).unwrap(), Pool::new(noop).unwrap());
+    assert!(one.name().starts_with("pinpool-"), "{}", one.name());
+    assert_ne!(one.name(), two.name());
+}

@@ -539,11 +539,26 @@ impl<M: Manager> Pool<M> {
 
     /// The pool's name, as its [metrics](crate::metrics) carry it (see
     /// [`Builder::name`](crate::Builder::name)).
+    ///
+    /// ```
+    /// # use pinpool::blocking::{Pool, PooledConnection};
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::new(noop)?;
+    /// assert!(pool.name().starts_with("pinpool-"), "no name given, none from the manager");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(&self) -> &str {
         self.shared.options.name()
     }
 
     /// The manager this pool opens connections with.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// let pool = Pool::new(|| Ok::<_, std::io::Error>(()))?;
+    /// let _ = pool.manager()()?; // the closure it was built with
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn manager(&self) -> &M {
         &self.shared.manager
     }
@@ -554,6 +569,7 @@ impl<M: Manager> crate::Builder<Pool<M>> {
     /// `min_size` connections in the background.
     pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
         let (core, mut options) = self.into_parts()?;
+        options.name_from(|| manager.pool_name());
         options.validate_on_checkout |= manager.validates_every_checkout();
         // Only unpinned checkouts use the stash, and a blocking thread is
         // unpinned only under `Off` (or once its thread-locals are gone).
