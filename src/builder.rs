@@ -98,30 +98,75 @@ impl<P> Builder<P> {
     /// The pool's name, which labels its [metrics](crate::metrics)
     /// (`db.client.connection.pool.name`). By default the manager's (the
     /// adapters': `host:port/database`), else `pinpool-<n>`.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder().name("orders-db").build(noop)?;
+    /// assert_eq!(pool.name(), "orders-db");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
     }
 
     /// Most connections at once (default 10).
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder().max_size(1).build(noop)?;
+    /// let held = pool.get()?;
+    /// let refused = std::thread::scope(|s| s.spawn(|| pool.try_get().map(drop)).join().unwrap());
+    /// assert!(refused.is_err(), "the only connection is taken");
+    /// # drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_size(mut self, max_size: usize) -> Self {
         self.config.max_size = max_size;
         self
     }
 
     /// Connections kept open even when idle (default 0).
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder().min_size(2).build(noop)?;
+    /// assert_eq!(pool.state().total(), 2, "on their way before anyone asks");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn min_size(mut self, min_size: usize) -> Self {
         self.config.min_size = min_size;
         self
     }
 
     /// Most connections being opened at once (default 2).
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder().min_size(4).max_connecting(1).build(noop)?;
+    /// assert!(pool.state().connecting <= 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_connecting(mut self, max_connecting: usize) -> Self {
         self.config.max_connecting = max_connecting;
         self
     }
 
     /// How threads or tasks are bound to connections (default [`Pinning::Strict`]).
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// use pinpool::core::Pinning;
+    /// let pool = Pool::builder().pinning(Pinning::Off).build(noop)?;
+    /// drop(pool.get()?);
+    /// assert_eq!(pool.state().pinned_owners, 0, "nobody is pinned");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pinning(mut self, pinning: Pinning) -> Self {
         self.config.pinning = pinning;
         self
@@ -129,6 +174,15 @@ impl<P> Builder<P> {
 
     /// How a new owner is bound once the pool is full (default
     /// [`Overflow::LeastLoaded`]).
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// use pinpool::core::Overflow;
+    /// let pool = Pool::builder().max_size(2).overflow(Overflow::LeastLoaded).build(noop)?;
+    /// # drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.config.overflow = overflow;
         self
@@ -138,6 +192,15 @@ impl<P> Builder<P> {
     /// 16 bypasses or 500 µs; [`WakePolicy::Handoff`] for strict FIFO at
     /// the cost of a context switch per contended checkout; `Broadcast` and
     /// `Signal` are for study and tests).
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// use pinpool::core::WakePolicy;
+    /// let pool = Pool::builder().wake(WakePolicy::Handoff).build(noop)?;
+    /// # drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wake(mut self, wake: WakePolicy) -> Self {
         self.config.wake = wake;
         self
@@ -168,6 +231,15 @@ impl<P> Builder<P> {
     }
 
     /// Seed of the core's randomness ([`Overflow::Random`]), default 0.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// use pinpool::core::Overflow;
+    /// let pool = Pool::builder().overflow(Overflow::Random).seed(42).build(noop)?;
+    /// # drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.config.seed = seed;
         self
@@ -176,6 +248,18 @@ impl<P> Builder<P> {
     /// How long `get()` waits before [`Error::Timeout`](crate::Error::Timeout)
     /// (default 30 s). Zero means "only if one is available now";
     /// `Duration::MAX` waits for ever.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// use std::time::Duration;
+    /// let pool = Pool::builder().max_size(1).checkout_timeout(Duration::from_millis(10)).build(noop)?;
+    /// let held = pool.get()?;
+    /// let waited = std::thread::scope(|s| s.spawn(|| pool.get().map(drop)).join().unwrap());
+    /// assert!(matches!(waited, Err(pinpool::Error::Timeout { .. })));
+    /// # drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn checkout_timeout(mut self, timeout: Duration) -> Self {
         self.checkout_timeout = timeout;
         self
@@ -183,6 +267,14 @@ impl<P> Builder<P> {
 
     /// Whether every checkout first runs the manager's `validate` (default
     /// off); a connection that fails is closed and replaced.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder().validate_on_checkout(true).build(noop)?;
+    /// pool.get()?; // validated (a closure's `validate` always passes)
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn validate_on_checkout(mut self, validate: bool) -> Self {
         self.validate_on_checkout = validate;
         self
@@ -191,6 +283,15 @@ impl<P> Builder<P> {
     /// Closes connections older than this (since established) when they
     /// are next idle (default: none). A pinned owner's connection is
     /// replaced, and its pin moves to the replacement.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// use std::time::Duration;
+    /// let pool = Pool::builder().max_lifetime(Duration::from_secs(1800)).build(noop)?;
+    /// # drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
         self.config.max_lifetime = Some(lifetime);
         self
@@ -198,6 +299,15 @@ impl<P> Builder<P> {
 
     /// Closes connections idle for this long, down to `min_size` (default:
     /// none). Connections owners are strictly pinned to are kept.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// use std::time::Duration;
+    /// let pool = Pool::builder().min_size(1).idle_timeout(Duration::from_secs(600)).build(noop)?;
+    /// # drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.idle_timeout = Some(timeout);
         self
@@ -208,6 +318,23 @@ impl<P> Builder<P> {
     /// (HikariCP's `leakDetectionThreshold`); default off. The report is an
     /// [`Event::ConnectionLeaked`] and a `tracing` warning. Costs: a
     /// backtrace per checkout, and no lock-free fast path.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// use std::time::Duration;
+    /// use pinpool::core::Event;
+    /// let pool = Pool::builder()
+    ///     .leak_detection_threshold(Duration::from_secs(60))
+    ///     .event_handler(|event: &Event| {
+    ///         if let Event::ConnectionLeaked { .. } = event {
+    ///             eprintln!("{event:?}");
+    ///         }
+    ///     })
+    ///     .build(noop)?;
+    /// # drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn leak_detection_threshold(mut self, threshold: Duration) -> Self {
         self.config.leak_threshold = Some(threshold);
         self
@@ -223,6 +350,15 @@ impl<P> Builder<P> {
     /// the deadline of every connect running at its last run and at its
     /// interval otherwise, so a connect is given up between the timeout
     /// and the timeout plus one interval after it started.
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// use std::time::Duration;
+    /// let pool = Pool::builder().connect_timeout(Duration::from_secs(5)).build(noop)?;
+    /// # drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = Some(timeout);
         self
@@ -276,6 +412,16 @@ impl<P> Builder<P> {
     /// Builds the pool paused, as CMAP pools start: `get()` fails with
     /// [`Error::Paused`](crate::Error::Paused) and nothing opens until
     /// `ready()` (default: ready).
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::builder().start_paused(true).build(noop)?;
+    /// assert!(matches!(pool.get().map(drop), Err(pinpool::Error::Paused)));
+    /// pool.ready();
+    /// pool.get()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn start_paused(mut self, paused: bool) -> Self {
         self.config.start_paused = paused;
         self

@@ -24,6 +24,15 @@ impl<'a, M: Manager> PooledConnection<'a, M> {
 
     /// The pool's id for this connection (stable for its life; a
     /// replacement gets a new id).
+    ///
+    /// ```
+    /// # use pinpool::blocking::{Pool, PooledConnection};
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::new(noop)?;
+    /// let first = PooledConnection::id(&pool.get()?);
+    /// assert_eq!(PooledConnection::id(&pool.get()?), first, "this thread's pinned connection");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn id(this: &Self) -> ConnId {
         this.0.id()
     }

@@ -34,6 +34,16 @@ impl<M: Manager> Session<M> {
     /// the checkout timeout (under
     /// [`Pinning::Exclusive`](crate::core::Pinning::Exclusive), for a pin
     /// to be released when every connection is someone's session).
+    ///
+    /// ```
+    /// # use pinpool::blocking::{Pool, PooledConnection};
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::new(noop)?;
+    /// let mut session = pool.session();
+    /// let first = PooledConnection::id(&session.get()?);
+    /// assert_eq!(PooledConnection::id(&session.get()?), first);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&mut self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
         let Session { pool, owner } = self;
         owner.used = true;
@@ -52,6 +62,15 @@ impl<M: Manager> Session<M> {
     }
 
     /// The pool's id for the owner this session stands for.
+    ///
+    /// ```
+    /// # use pinpool::blocking::{Pool, PooledConnection};
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::new(noop)?;
+    /// let (one, two) = (pool.session(), pool.session());
+    /// assert_ne!(one.owner(), two.owner(), "an owner each");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn owner(&self) -> OwnerId {
         self.owner.owner
     }

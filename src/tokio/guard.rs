@@ -38,6 +38,23 @@ impl<'a, M: Manager> PooledConnection<'a, M> {
 
     /// The pool's id for this connection (stable for its life; a
     /// replacement gets a new id).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::{Pool, PooledConnection};
+    /// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// let (first, again) = pool
+    ///     .pinned(async {
+    ///         let first = PooledConnection::id(&pool.get().await?);
+    ///         let again = PooledConnection::id(&pool.get().await?);
+    ///         Ok::<_, pinpool::Error<std::io::Error>>((first, again))
+    ///     })
+    ///     .await?;
+    /// assert_eq!(first, again, "the scope's pinned connection");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn id(this: &Self) -> ConnId {
         this.0.id()
     }

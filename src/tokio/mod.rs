@@ -488,11 +488,28 @@ impl<M: Manager> Pool<M> {
 
     /// The pool's name, as its [metrics](crate::metrics) carry it (see
     /// [`Builder::name`](crate::Builder::name)).
+    ///
+    /// ```
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::builder().name("orders").build(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// assert_eq!(pool.name(), "orders");
+    /// # Ok::<(), pinpool::core::ConfigError>(())
+    /// ```
     pub fn name(&self) -> &str {
         self.shared.options.name()
     }
 
     /// The manager this pool opens connections with.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::{Pool, PooledConnection};
+    /// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(7) })?;
+    /// assert_eq!(pool.manager()().await?, 7, "the closure it was built with");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn manager(&self) -> &M {
         &self.shared.manager
     }

@@ -35,6 +35,19 @@ impl<M: Manager> Session<M> {
     /// the checkout timeout (under
     /// [`Pinning::Exclusive`](crate::core::Pinning::Exclusive), for a pin
     /// to be released when every connection is someone's session).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pinpool::tokio::{Pool, PooledConnection};
+    /// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// let mut session = pool.session();
+    /// let first = PooledConnection::id(&session.get().await?);
+    /// let again = tokio::spawn(async move { PooledConnection::id(&session.get().await.unwrap()) }).await?;
+    /// assert_eq!(again, first, "the session's connection, from another task");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn get(&mut self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
         let Session { pool, owner } = self;
         owner.used = true;
@@ -48,6 +61,14 @@ impl<M: Manager> Session<M> {
     }
 
     /// The pool's id for the owner this session stands for.
+    ///
+    /// ```
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// let (one, two) = (pool.session(), pool.session());
+    /// assert_ne!(one.owner(), two.owner(), "an owner each");
+    /// # Ok::<(), pinpool::core::ConfigError>(())
+    /// ```
     pub fn owner(&self) -> OwnerId {
         self.owner.owner
     }
