@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pinpool::core::{
-    Action, Checkout, Config, ConnId, Core, FailReason, Health, InputError, LeaseScope, Overflow,
-    OwnerId, Pinning, Reset, WakePolicy,
+    Action, Checkout, CloseReason, Config, ConnId, Core, FailReason, Health, InputError,
+    LeaseScope, Overflow, OwnerId, Pinning, Reset, WakePolicy,
 };
 
 fn core(config: Config) -> Core {
@@ -440,4 +440,70 @@ fn maintenance_and_the_clock_are_needed_exactly_when_an_option_needs_them() {
         assert!(config.needs_clock(), "{config:?}");
         assert!(!config.needs_maintenance(), "{config:?}");
     }
+}
+
+/// A cleared pool refuses checkouts until `ready`, which resumes it; a
+/// closed pool stays closed whatever `ready` says.
+#[test]
+fn ready_resumes_a_cleared_pool_but_never_a_closed_one() {
+    let mut core = core(Config {
+        record_events: true,
+        ..Config::default()
+    });
+    let conn = first_checkout(&mut core, OwnerId(1));
+    core.checkin(conn, Health::Healthy).unwrap();
+    core.clear(false);
+    assert_eq!(core.state().generation, 1, "older connections are stale");
+    assert_eq!(
+        connect_all(&mut core),
+        vec![Action::Close {
+            conn,
+            reason: CloseReason::Stale
+        }]
+    );
+    assert_eq!(
+        core.checkout(OwnerId(2)),
+        Checkout::Failed(FailReason::Paused)
+    );
+    core.ready();
+    assert!(matches!(core.checkout(OwnerId(2)), Checkout::Waiting(_)));
+    core.clear(false);
+    core.close();
+    while core.poll_event().is_some() {}
+    core.ready();
+    assert_eq!(core.poll_event(), None, "no PoolReady for a closed pool");
+    assert!(core.is_paused() && core.is_closed());
+}
+
+/// Under eventual fairness a checkin leaves the connection idle beside
+/// a waiter that can use any connection, and wakes that waiter.
+#[test]
+fn an_idle_connection_wakes_a_waiter_that_could_use_any() {
+    let mut core = core(Config {
+        max_size: 1,
+        pinning: Pinning::Off,
+        wake: WakePolicy::Bounded(4),
+        ..Config::default()
+    });
+    let conn = first_checkout(&mut core, OwnerId(1));
+    let Checkout::Waiting(ticket) = core.checkout(OwnerId(2)) else {
+        panic!("the only connection is taken")
+    };
+    core.checkin(conn, Health::Healthy).unwrap();
+    assert_eq!(connect_all(&mut core), vec![Action::Wake(ticket)]);
+}
+
+/// `max_size` may be as large as the limit, and no larger.
+#[test]
+fn the_size_limit_is_inclusive() {
+    let at = Config {
+        max_size: Config::SIZE_LIMIT,
+        ..Config::default()
+    };
+    assert!(at.validate().is_ok());
+    let above = Config {
+        max_size: Config::SIZE_LIMIT + 1,
+        ..Config::default()
+    };
+    assert!(above.validate().is_err());
 }
