@@ -507,3 +507,53 @@ fn the_size_limit_is_inclusive() {
     };
     assert!(above.validate().is_err());
 }
+
+/// Idle connections past `idle_timeout` close down to `min_size`, never
+/// below it.
+#[test]
+fn idle_connections_close_down_to_min_size() {
+    let mut core = core(Config {
+        max_size: 3,
+        min_size: 1,
+        pinning: Pinning::Off,
+        idle_timeout: Some(Duration::from_secs(10)),
+        ..Config::default()
+    });
+    connect_all(&mut core); // min_size
+    let conns: Vec<ConnId> = (1..=3)
+        .map(|owner| match core.checkout(OwnerId(owner)) {
+            Checkout::Granted(conn) => conn,
+            Checkout::Waiting(_) => first_granted(&mut core),
+            failed => panic!("{failed:?}"),
+        })
+        .collect();
+    for conn in conns {
+        core.checkin(conn, Health::Healthy).unwrap();
+    }
+    core.advance(Duration::from_secs(20));
+    core.maintain();
+    let closed: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
+    assert_eq!(closed.len(), 2, "{closed:?}");
+    assert!(
+        closed.iter().all(|a| matches!(
+            a,
+            Action::Close {
+                reason: CloseReason::Idle,
+                ..
+            }
+        )),
+        "{closed:?}"
+    );
+    assert_eq!(core.state().idle, 1);
+}
+
+/// Connects what the core asks for; the connection it then grants.
+fn first_granted(core: &mut Core) -> ConnId {
+    connect_all(core)
+        .into_iter()
+        .find_map(|action| match action {
+            Action::Grant { conn, .. } => Some(conn),
+            _ => None,
+        })
+        .expect("a grant")
+}

@@ -231,7 +231,11 @@ impl Core {
     pub(super) fn perished_idle(&self, limit: usize) -> (Vec<(super::ConnId, CloseReason)>, bool) {
         let (lifetime, idle_timeout) = (self.config.max_lifetime, self.config.idle_timeout);
         let mut expired = Vec::new();
-        if (lifetime.is_none() && idle_timeout.is_none()) || self.slots.idle() == 0 {
+        // Nothing can expire, or nothing is idle: the common case, early.
+        if lifetime.is_none() && idle_timeout.is_none() {
+            return (expired, false);
+        }
+        if self.slots.idle() == 0 {
             return (expired, false);
         }
         let mut spare = self.slots.total().saturating_sub(self.config.min_size);
