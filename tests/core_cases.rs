@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pinpool::core::{
-    Action, Checkout, CloseReason, Config, ConnId, Core, FailReason, Health, InputError,
+    Action, Checkout, CloseReason, Config, ConnId, Core, Event, FailReason, Health, InputError,
     LeaseScope, Overflow, OwnerId, Pinning, Reset, WakePolicy,
 };
 
@@ -556,4 +556,84 @@ fn first_granted(core: &mut Core) -> ConnId {
             _ => None,
         })
         .expect("a grant")
+}
+
+/// A connection's expiry is its birth plus `max_lifetime`, once it is
+/// established; it lives up to the instant, and closes at it.
+#[test]
+fn a_connection_expires_at_birth_plus_lifetime() {
+    let mut core = core(Config {
+        max_lifetime: Some(Duration::from_secs(60)),
+        ..Config::default()
+    });
+    let Checkout::Waiting(_) = core.checkout(OwnerId(1)) else {
+        panic!("nothing open yet")
+    };
+    let Some(Action::Open(conn)) = core.poll_action() else {
+        panic!("it opens one")
+    };
+    assert_eq!(core.expires_at(conn), None, "not established yet");
+    core.advance(Duration::from_secs(5));
+    core.connected(conn).unwrap();
+    assert_eq!(core.expires_at(conn), Some(Duration::from_secs(65)));
+    connect_all(&mut core);
+    core.advance(Duration::from_secs(64));
+    core.checkin(conn, Health::Healthy).unwrap();
+    assert_eq!(connect_all(&mut core), vec![], "still young");
+    core.advance(Duration::from_secs(65));
+    core.maintain();
+    assert_eq!(
+        connect_all(&mut core).first(),
+        Some(&Action::Close {
+            conn,
+            reason: CloseReason::Lifetime
+        })
+    );
+    let timeless = self::core(Config::default());
+    assert_eq!(timeless.expires_at(conn), None, "no such connection");
+}
+
+/// The leak threshold schedules maintenance for a checkout not yet
+/// reported, reports it once with how long it was held, and then
+/// schedules nothing more; a closed pool schedules nothing.
+#[test]
+fn a_leak_is_scheduled_reported_once_and_then_forgotten() {
+    let mut core = core(Config {
+        leak_threshold: Some(Duration::from_secs(5)),
+        record_events: true,
+        ..Config::default()
+    });
+    core.advance(Duration::from_secs(1));
+    let conn = first_checkout(&mut core, OwnerId(1));
+    assert_eq!(core.poll_timeout(), Some(Duration::from_secs(6)));
+    core.advance(Duration::from_secs(6));
+    assert_eq!(core.poll_timeout(), None, "due now is not after now");
+    core.advance(Duration::from_secs(8));
+    while core.poll_event().is_some() {}
+    core.maintain();
+    let leaks: Vec<Event> = std::iter::from_fn(|| core.poll_event())
+        .filter(|e| matches!(e, Event::ConnectionLeaked { .. }))
+        .collect();
+    assert_eq!(
+        leaks,
+        vec![Event::ConnectionLeaked {
+            conn,
+            owner: OwnerId(1),
+            held: Duration::from_secs(7)
+        }]
+    );
+    assert_eq!(core.poll_timeout(), None, "reported once");
+    core.checkin(conn, Health::Healthy).unwrap();
+    let mut closing = self::core(Config {
+        leak_threshold: Some(Duration::from_secs(5)),
+        ..Config::default()
+    });
+    let _held = first_checkout(&mut closing, OwnerId(1));
+    assert!(closing.poll_timeout().is_some());
+    closing.close(); // the held connection stays until it comes back
+    assert_eq!(
+        closing.poll_timeout(),
+        None,
+        "a closed pool schedules nothing"
+    );
 }
