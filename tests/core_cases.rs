@@ -637,3 +637,43 @@ fn a_leak_is_scheduled_reported_once_and_then_forgotten() {
         "a closed pool schedules nothing"
     );
 }
+
+/// Room appearing (a connection closed broken) opens a connection for a
+/// waiter that could use any, under every mode that has such waiters.
+#[test]
+fn room_opens_a_connection_for_a_waiter_that_could_use_any() {
+    for pinning in [Pinning::Off, Pinning::Affinity, Pinning::Exclusive] {
+        let mut core = core(Config {
+            max_size: 2,
+            pinning,
+            ..Config::default()
+        });
+        let first = first_checkout(&mut core, OwnerId(1));
+        first_checkout(&mut core, OwnerId(2));
+        let Checkout::Waiting(third) = core.checkout(OwnerId(3)) else {
+            panic!("{pinning:?}: both connections are taken")
+        };
+        core.checkin(first, Health::Broken).unwrap();
+        if pinning == Pinning::Exclusive {
+            core.owner_gone(OwnerId(1)); // its session ends with it
+        }
+        let granted = connect_all(&mut core)
+            .into_iter()
+            .any(|action| matches!(action, Action::Grant { ticket, .. } if ticket == third));
+        assert!(
+            granted,
+            "{pinning:?}: the waiter was served by a new connection"
+        );
+    }
+}
+
+/// A connect result for a connection that is not connecting is the
+/// driver contradicting the core: refused, changing nothing.
+#[test]
+fn a_connect_result_for_no_connect_in_flight_is_refused() {
+    let mut core = core(Config::default());
+    let before = core.state();
+    assert!(core.connected(ConnId(7)).is_err());
+    assert!(core.connect_failed(ConnId(7)).is_err());
+    assert_eq!(core.state(), before);
+}

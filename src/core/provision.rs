@@ -152,18 +152,20 @@ impl Core {
         // its way nobody is pinned to will serve one of them: open more
         // while they outnumber such slots. A failure is reported to the
         // oldest waiter not already covered.
-        if self.slots.total() < max_size && self.waiters.any_unbound() {
-            let mut on_the_way = match self.config.pinning {
+        // (Counted once, and only if there is room and such a waiter: under
+        // Strict and Exclusive that is a walk of the slots.)
+        let mut on_the_way = None;
+        while self.slots.total() < max_size && self.waiters.any_unbound() {
+            let counted = *on_the_way.get_or_insert_with(|| match self.config.pinning {
                 // Strict slots opened for new owners serve those owners.
                 Pinning::Strict | Pinning::Exclusive => self.slots.unpinned_on_the_way(),
                 Pinning::Affinity | Pinning::Off => self.slots.pending() + self.slots.connecting(),
+            });
+            let Some(ticket) = self.waiters.nth_unbound(counted) else {
+                break;
             };
-            while self.slots.total() < max_size
-                && let Some(ticket) = self.waiters.nth_unbound(on_the_way)
-            {
-                self.slots.create_pending(self.generation, Some(ticket));
-                on_the_way += 1;
-            }
+            self.slots.create_pending(self.generation, Some(ticket));
+            on_the_way = Some(counted + 1);
         }
         while !self.refill_deferred && self.slots.total() < self.config.min_size {
             self.slots.create_pending(self.generation, None);
