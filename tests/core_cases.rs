@@ -677,3 +677,15 @@ fn a_connect_result_for_no_connect_in_flight_is_refused() {
     assert!(core.connect_failed(ConnId(7)).is_err());
     assert_eq!(core.state(), before);
 }
+
+/// A state prints as one line an operator can read, closed or not.
+#[test]
+fn a_state_prints_its_counts() {
+    let mut core = core(Config::default());
+    first_checkout(&mut core, OwnerId(1));
+    let open = core.state().to_string();
+    assert!(open.starts_with("0 idle, 1 in use, "), "{open}");
+    assert!(open.contains("1 pinned owners") && !open.ends_with("closed"));
+    core.close();
+    assert!(core.state().to_string().ends_with(", closed"));
+}
