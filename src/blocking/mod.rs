@@ -635,6 +635,39 @@ mod tests {
         }
     }
 
+    /// Under a policy that wakes waiters to retry, a woken thread's retry
+    /// takes the connection its wake-up was for.
+    #[test]
+    fn a_woken_waiter_retries_and_takes_the_connection() {
+        let pool = Pool::builder()
+            .max_size(1)
+            .wake(crate::core::WakePolicy::Broadcast)
+            .checkout_timeout(Duration::from_secs(5))
+            .build(noop)
+            .unwrap();
+        let held = pool.get().unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| pool.get().map(drop));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while pool.status().waiting == 0 {
+                assert!(Instant::now() < deadline, "the other thread never waited");
+                std::thread::yield_now();
+            }
+            drop(held); // wakes it
+            assert!(waiter.join().unwrap().is_ok(), "its retry took it");
+        });
+        assert_eq!(pool.state().counters.wakeups, 1);
+    }
+
+    /// A guard shows its connection's id and the connection.
+    #[test]
+    fn a_guard_debugs_as_its_connection() {
+        let pool = Pool::new(|| Ok::<_, std::io::Error>(7u8)).unwrap();
+        let shown = format!("{:?}", pool.get().unwrap());
+        assert!(shown.starts_with("PooledConnection { id: "), "{shown}");
+        assert!(shown.ends_with("conn: 7 }"), "{shown}");
+    }
+
     /// A session's connection comes back through its own lease, as a
     /// thread's does: 1,000 get/drop cycles while the pool lock is held.
     #[test]
