@@ -659,6 +659,22 @@ mod tests {
         assert_eq!(pool.state().counters.wakeups, 1);
     }
 
+    /// `unpin`, `clear`, `ready` and `close` each reach the core.
+    #[test]
+    fn unpin_clear_ready_and_close_reach_the_core() {
+        let pool = Pool::new(noop).unwrap();
+        drop(pool.get().unwrap());
+        assert_eq!(pool.state().pinned_owners, 1);
+        pool.unpin();
+        assert_eq!(pool.state().pinned_owners, 0);
+        pool.clear();
+        assert!(matches!(pool.get().map(drop), Err(Error::Paused)));
+        pool.ready();
+        drop(pool.get().unwrap());
+        pool.close();
+        assert!(matches!(pool.get().map(drop), Err(Error::Closed)));
+    }
+
     /// A guard shows its connection's id and the connection.
     #[test]
     fn a_guard_debugs_as_its_connection() {

@@ -691,6 +691,31 @@ impl<M: Manager> fmt::Debug for Pool<M> {
 mod tests {
     use super::*;
 
+    /// A `get()` dropped while it waits withdraws from the line.
+    #[test]
+    fn a_dropped_get_withdraws_from_the_line() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let pool = Pool::builder()
+            .max_size(1)
+            .build(|| async { Ok::<_, std::io::Error>(()) })
+            .unwrap();
+        runtime.block_on(async {
+            let held = pool.get().await.unwrap();
+            {
+                let mut waiting = std::pin::pin!(pool.get());
+                let first = poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx))).await;
+                assert!(first.is_pending(), "the only connection is held");
+                assert_eq!(pool.status().waiting, 1);
+            }
+            assert_eq!(pool.status().waiting, 0, "withdrawn as it was dropped");
+            assert_eq!(pool.state().counters.cancelled, 1);
+            drop(held);
+        });
+    }
+
     /// While another thread holds the pool lock, a pinned scope still
     /// re-acquires and returns its own connection, and an unpinned task
     /// takes and returns a stashed one: the fast paths take the lock
