@@ -179,7 +179,9 @@ impl<P> Builder<P> {
     /// # use pinpool::blocking::Pool;
     /// # fn noop() -> std::io::Result<()> { Ok(()) }
     /// use pinpool::core::Overflow;
-    /// let pool = Pool::builder().max_size(2).overflow(Overflow::LeastLoaded).build(noop)?;
+    /// let builder = Pool::builder().max_size(2).overflow(Overflow::LeastLoaded);
+    /// assert!(format!("{builder:?}").contains("overflow: LeastLoaded"));
+    /// let pool = builder.build(noop)?;
     /// # drop(pool);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -197,7 +199,9 @@ impl<P> Builder<P> {
     /// # use pinpool::blocking::Pool;
     /// # fn noop() -> std::io::Result<()> { Ok(()) }
     /// use pinpool::core::WakePolicy;
-    /// let pool = Pool::builder().wake(WakePolicy::Handoff).build(noop)?;
+    /// let builder = Pool::builder().wake(WakePolicy::Handoff);
+    /// assert!(format!("{builder:?}").contains("wake: Handoff"));
+    /// let pool = builder.build(noop)?;
     /// # drop(pool);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -236,7 +240,9 @@ impl<P> Builder<P> {
     /// # use pinpool::blocking::Pool;
     /// # fn noop() -> std::io::Result<()> { Ok(()) }
     /// use pinpool::core::Overflow;
-    /// let pool = Pool::builder().overflow(Overflow::Random).seed(42).build(noop)?;
+    /// let builder = Pool::builder().overflow(Overflow::Random).seed(42);
+    /// assert!(format!("{builder:?}").contains("seed: 42"));
+    /// let pool = builder.build(noop)?;
     /// # drop(pool);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -288,7 +294,9 @@ impl<P> Builder<P> {
     /// # use pinpool::blocking::Pool;
     /// # fn noop() -> std::io::Result<()> { Ok(()) }
     /// use std::time::Duration;
-    /// let pool = Pool::builder().max_lifetime(Duration::from_secs(1800)).build(noop)?;
+    /// let builder = Pool::builder().max_lifetime(Duration::from_secs(1800));
+    /// assert!(format!("{builder:?}").contains("max_lifetime: Some(1800s)"));
+    /// let pool = builder.build(noop)?;
     /// # drop(pool);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -304,7 +312,9 @@ impl<P> Builder<P> {
     /// # use pinpool::blocking::Pool;
     /// # fn noop() -> std::io::Result<()> { Ok(()) }
     /// use std::time::Duration;
-    /// let pool = Pool::builder().min_size(1).idle_timeout(Duration::from_secs(600)).build(noop)?;
+    /// let builder = Pool::builder().min_size(1).idle_timeout(Duration::from_secs(600));
+    /// assert!(format!("{builder:?}").contains("idle_timeout: Some(600s)"));
+    /// let pool = builder.build(noop)?;
     /// # drop(pool);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -355,7 +365,9 @@ impl<P> Builder<P> {
     /// # use pinpool::blocking::Pool;
     /// # fn noop() -> std::io::Result<()> { Ok(()) }
     /// use std::time::Duration;
-    /// let pool = Pool::builder().connect_timeout(Duration::from_secs(5)).build(noop)?;
+    /// let builder = Pool::builder().connect_timeout(Duration::from_secs(5));
+    /// assert!(format!("{builder:?}").contains("connect_timeout: Some(5s)"));
+    /// let pool = builder.build(noop)?;
     /// # drop(pool);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
