@@ -126,8 +126,7 @@ impl<M: Manager> Pool<M> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        let patience = Patience::UpTo(self.shared.options.checkout_timeout);
-        self.get_with(patience, PoolRef::Borrowed(&self.shared))
+        self.get_with(Patience::PoolTimeout, || PoolRef::Borrowed(&self.shared))
     }
 
     /// Like [`get`](Self::get), for a guard that owns a reference to the
@@ -143,8 +142,9 @@ impl<M: Manager> Pool<M> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_owned(&self) -> Result<PooledConnection<'static, M>, Error<M::Error>> {
-        let patience = Patience::UpTo(self.shared.options.checkout_timeout);
-        self.get_with(patience, PoolRef::Owned(Arc::clone(&self.shared)))
+        self.get_with(Patience::PoolTimeout, || {
+            PoolRef::Owned(Arc::clone(&self.shared))
+        })
     }
 
     /// The guard for a connection this pool just handed out, borrowing the
@@ -173,7 +173,7 @@ impl<M: Manager> Pool<M> {
         &self,
         timeout: Duration,
     ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        self.get_with(Patience::UpTo(timeout), PoolRef::Borrowed(&self.shared))
+        self.get_with(Patience::UpTo(timeout), || PoolRef::Borrowed(&self.shared))
     }
 
     /// A connection only if this thread can have one without waiting;
@@ -193,14 +193,17 @@ impl<M: Manager> Pool<M> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        self.get_with(Patience::Never, PoolRef::Borrowed(&self.shared))
+        self.get_with(Patience::Never, || PoolRef::Borrowed(&self.shared))
     }
 
-    /// A checkout for the guard that reaches the pool through `pool`.
+    /// A checkout for the guard that reaches the pool through `pool`, made
+    /// once the connection is in hand: a failed checkout touches no
+    /// reference count, and the fast path keeps no pool reference live
+    /// across its thread-local and lease reads.
     fn get_with<'p>(
         &self,
         patience: Patience,
-        pool: PoolRef<'p, Shared<M>>,
+        pool: impl FnOnce() -> PoolRef<'p, Shared<M>>,
     ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
         // Under `Off` nobody is pinned: any parked connection will do.
         let fast = if self.shared.options.stash {
@@ -212,7 +215,7 @@ impl<M: Manager> Pool<M> {
             Some(handed) => handed,
             None => self.get_slow(patience)?,
         };
-        Ok(PooledConnection::new(pool, handed))
+        Ok(PooledConnection::new(pool(), handed))
     }
 
     /// The fast path under `Pinning::Off`: a connection parked in the

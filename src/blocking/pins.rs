@@ -83,9 +83,15 @@ pub(crate) fn register(pool_id: u64, pool: impl FnOnce() -> Weak<dyn Reclaim>) -
 }
 
 /// Takes the current thread's lease on `pool_id`, if it has one parked.
+///
+/// This and [`restore_lease`] are the pinned fast path's thread-local
+/// reads. Their closures are `move`: they carry `pool_id`, `owner` and the
+/// lease themselves instead of references into the caller's frame, which
+/// the compiler otherwise spills and reloads (6 of a pinned get + drop's
+/// instructions, `benches/instructions.sh`).
 #[inline]
 pub(crate) fn take_lease(pool_id: u64) -> Option<AnyLease> {
-    PINS.try_with(|pins| {
+    PINS.try_with(move |pins| {
         let mut pins = pins.try_borrow_mut().ok()?;
         pins.pools
             .iter_mut()
@@ -102,7 +108,7 @@ pub(crate) fn take_lease(pool_id: u64) -> Option<AnyLease> {
 /// dropped, and its owner's next checkout recalls it through the pool).
 #[inline]
 pub(crate) fn restore_lease(pool_id: u64, owner: OwnerId, lease: AnyLease) {
-    let _ = PINS.try_with(|pins| {
+    let _ = PINS.try_with(move |pins| {
         let Ok(mut pins) = pins.try_borrow_mut() else {
             return;
         };

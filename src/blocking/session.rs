@@ -52,11 +52,7 @@ impl<M: Manager> Session<M> {
         {
             return Ok(pool.lend(handed));
         }
-        let handed = pool.checkout_as(
-            owner.owner,
-            true,
-            Patience::UpTo(pool.shared.options.checkout_timeout),
-        )?;
+        let handed = pool.checkout_as(owner.owner, true, Patience::PoolTimeout)?;
         owner.lease = handed.owner_lease();
         Ok(pool.lend(handed))
     }

@@ -150,7 +150,7 @@ impl<M: Manager> TakesBack for Shared<M> {
     fn take_back(self: &Arc<Self>, mut handed: Handed<M::Connection>, discarded: bool) {
         let broken = discarded || driver::is_broken(|| self.manager.has_broken(&mut handed.conn));
         let pool_id = self.options.id;
-        self.return_conn(handed, broken, |owner, lease| {
+        self.return_conn(handed, broken, move |owner, lease| {
             pins::restore_lease(pool_id, owner, lease)
         });
     }

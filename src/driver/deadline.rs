@@ -87,7 +87,11 @@ impl<I: Moment> LazyDeadline<I> {
 /// How long one checkout may wait for a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Patience {
-    /// `get()` and `get_timeout()`: in line, up to this long.
+    /// `get()`: in line, up to the pool's `checkout_timeout`. Read only
+    /// when the checkout has to ask the core, so the fast path that
+    /// serves most `get()`s never loads it.
+    PoolTimeout,
+    /// `get_timeout()`: in line, up to this long.
     UpTo(Duration),
     /// `try_get()`: a connection now, or [`Error::WouldWait`](crate::Error::WouldWait).
     Never,
@@ -103,7 +107,7 @@ impl Patience {
     pub(crate) fn lazy_deadline<I: Moment>(self, checkout_timeout: Duration) -> LazyDeadline<I> {
         LazyDeadline::new(match self {
             Patience::UpTo(timeout) => timeout,
-            Patience::Never => checkout_timeout,
+            Patience::PoolTimeout | Patience::Never => checkout_timeout,
         })
     }
 }

@@ -48,7 +48,7 @@ pub(crate) enum Return<C> {
 #[inline]
 pub(crate) fn return_conn<C: Send + 'static>(
     stash: &Stash<C>,
-    mut handed: Handed<C>,
+    handed: Handed<C>,
     broken: bool,
     keep: impl FnOnce(OwnerId, AnyLease),
     now: impl Fn() -> Duration,
@@ -56,22 +56,22 @@ pub(crate) fn return_conn<C: Send + 'static>(
     if broken {
         return Some(Return::CheckIn(handed, Health::Broken));
     }
-    match handed.lease.take() {
-        Some(Leased::Owner(lease)) => match lease.park(handed.conn, now) {
+    // Taken apart rather than `lease.take()`n: nothing is left behind to
+    // drop, which keeps the pinned drop path free of drop glue.
+    let Handed { id, conn, lease } = handed;
+    let healthy = |conn, lease| Some(Return::CheckIn(Handed { id, conn, lease }, Health::Healthy));
+    match lease {
+        Some(Leased::Owner(lease)) => match lease.park(conn, now) {
             Ok(()) => {
                 keep(lease.owner, lease);
                 None
             }
-            Err(recalled) => {
-                handed.conn = recalled;
-                handed.lease = Some(Leased::Owner(lease));
-                Some(Return::CheckIn(handed, Health::Healthy))
-            }
+            Err(recalled) => healthy(recalled, Some(Leased::Owner(lease))),
         },
         Some(Leased::Stash(lease)) => {
-            let parked = stash.park(lease, handed.conn, now);
+            let parked = stash.park(lease, conn, now);
             (!parked).then_some(Return::Settle(lease))
         }
-        None => Some(Return::CheckIn(handed, Health::Healthy)),
+        None => healthy(conn, None),
     }
 }

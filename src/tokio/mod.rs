@@ -147,8 +147,7 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        self.get_with(Patience::UpTo(self.shared.options.checkout_timeout))
-            .await
+        self.get_with(Patience::PoolTimeout).await
     }
 
     /// [`get`](Self::get) with this call's own timeout in place of the
@@ -222,7 +221,7 @@ impl<M: Manager> Pool<M> {
     pub async fn get_owned(&self) -> Result<PooledConnection<'static, M>, Error<M::Error>> {
         let scope = scope::current_owner(self.shared.options.id);
         let pool = || PoolRef::Owned(Arc::clone(&self.shared));
-        let patience = Patience::UpTo(self.shared.options.checkout_timeout);
+        let patience = Patience::PoolTimeout;
         self.checkout(pool, Caller::Scope(scope), patience).await
     }
 

@@ -55,7 +55,7 @@ impl<M: Manager> Session<M> {
             owner: owner.owner,
             lease: &mut owner.lease,
         };
-        let patience = Patience::UpTo(pool.shared.options.checkout_timeout);
+        let patience = Patience::PoolTimeout;
         pool.checkout(|| PoolRef::Borrowed(&pool.shared), caller, patience)
             .await
     }
