@@ -6,7 +6,8 @@
 #   bash benches/instructions.sh            # the table, and the check
 #   bash benches/instructions.sh --update   # also rewrite the baseline
 #
-# Each scenario (benches/peers/src/bin/instructions.rs) runs twice under
+# Each scenario (benches/peers/src/bin/instructions.rs, and the tasks
+# taking turns of benches/peers/src/bin/interleaved.rs) runs twice under
 # callgrind, with N1 and N2 measured operations after the same warm-up;
 # (count(N2) - count(N1)) / (N2 - N1) is one operation's count, start-up
 # and warm-up cancelled out. pinpool is counted as built by default and
@@ -37,8 +38,8 @@ trap 'rm -rf "$bins"' EXIT
 for build in metrics default; do
     features=()
     [ "$build" = metrics ] && features=(--features metrics)
-    cargo build --quiet --release -p pinpool-peers --bin instructions "${features[@]}"
-    cp target/release/instructions "$bins/$build"
+    cargo build --quiet --release -p pinpool-peers --bin instructions --bin interleaved "${features[@]}"
+    for binary in instructions interleaved; do cp "target/release/$binary" "$bins/$build-$binary"; done
 done
 
 # Instructions callgrind counted in one run.
@@ -55,15 +56,18 @@ per_op() {
     echo $(((second - first) / (N2 - N1)))
 }
 
-scenarios=$("$bins/default" --list)
+scenarios=
 declare -A default
 echo "| scenario | instructions per operation | with \`metrics\` |"
 echo "|---|---:|---:|"
-for scenario in $scenarios; do
-    default[$scenario]=$(per_op "$bins/default" "$scenario")
-    with=-
-    case $scenario in pinpool-*) with=$(per_op "$bins/metrics" "$scenario") ;; esac
-    echo "| $scenario | ${default[$scenario]} | $with |"
+for binary in instructions interleaved; do
+    for scenario in $("$bins/default-$binary" --list); do
+        scenarios="$scenarios $scenario"
+        default[$scenario]=$(per_op "$bins/default-$binary" "$scenario")
+        with=-
+        case $scenario in pinpool-*) with=$(per_op "$bins/metrics-$binary" "$scenario") ;; esac
+        echo "| $scenario | ${default[$scenario]} | $with |"
+    done
 done
 
 if [ "${1:-}" = --update ]; then

@@ -77,27 +77,23 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
     /// held one by its holder when it sees the recall.
     pub(super) fn recall_leases(&mut self, recall: Recall) {
         let mut parked = Vec::new();
-        if !self.leases.is_empty() {
-            let ended: Vec<(ConnId, Arc<Lease<C>>)> = match recall {
-                // A lookup, not a scan: every strict checkout that must
-                // wait recalls its own connection's lease.
-                Recall::Conn(conn) => self.leases.remove_entry(&conn).into_iter().collect(),
-                // Owners' leases are on connections pinned to them.
-                Recall::Stash => Vec::new(),
-                Recall::Owner(_) | Recall::All => self
-                    .leases
-                    .extract_if(|&conn, lease| recall.selects(conn, Some(lease.owner)))
-                    .collect(),
-            };
-            for (conn, lease) in ended {
-                if let Some(conn_box) = lease.recall() {
-                    parked.push(Handed {
-                        id: conn,
-                        conn: conn_box,
-                        lease: Some(Leased::Owner(lease)),
-                    });
+        match recall {
+            // A lookup, not a scan, and nothing collected: every strict
+            // checkout that must wait, and every pinned owner taking its
+            // turn on a shared connection, recalls its own connection's
+            // lease, so this is the recall on a hot path.
+            Recall::Conn(conn) => {
+                if let Some(handed) = self.leases.remove(&conn).and_then(|l| parked_in(conn, l)) {
+                    self.give_back(handed, Health::Healthy);
                 }
             }
+            // Owners' leases are on connections pinned to them.
+            Recall::Stash => {}
+            Recall::Owner(_) | Recall::All => parked.extend(
+                self.leases
+                    .extract_if(|&conn, lease| recall.selects(conn, Some(lease.owner)))
+                    .filter_map(|(conn, lease)| parked_in(conn, lease)),
+            ),
         }
         parked.extend(
             self.ledger
@@ -107,6 +103,18 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
             self.give_back(handed, Health::Healthy);
         }
     }
+}
+
+/// Ends an owner's `lease` on `conn`: the connection if it was parked in
+/// it (the recall's to check in), `None` if its holder has it (the holder
+/// returns it through the core when it sees the recall).
+fn parked_in<C>(conn: ConnId, lease: Arc<Lease<C>>) -> Option<Handed<C>> {
+    let parked = lease.recall()?;
+    Some(Handed {
+        id: conn,
+        conn: parked,
+        lease: Some(Leased::Owner(lease)),
+    })
 }
 
 /// Which leases a recall ends.

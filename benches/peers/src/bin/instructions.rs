@@ -14,9 +14,7 @@ use std::process::ExitCode;
 
 use pinpool::core::{Action, Checkout, Config, ConnId, Core, Health, OwnerId, Pinning, WakePolicy};
 use pinpool_peers::noop::{AsyncNoop, Bb8Noop, DeadpoolNoop, Noop, R2d2Noop, async_noop, noop};
-
-/// A scenario: runs its operation `warm_up` times, then `n` times.
-type Scenario = fn(u64, u64);
+use pinpool_peers::scenario::{self, Scenario, repeat, runtime};
 
 /// The scenarios, by name: what one operation is.
 const SCENARIOS: [(&str, Scenario); 9] = [
@@ -32,48 +30,7 @@ const SCENARIOS: [(&str, Scenario); 9] = [
 ];
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [] => {
-            for (_, run) in SCENARIOS {
-                run(10, 100);
-            }
-            ExitCode::SUCCESS
-        }
-        [flag] if flag == "--list" => {
-            for (name, _) in SCENARIOS {
-                println!("{name}");
-            }
-            ExitCode::SUCCESS
-        }
-        [name, warm_up, n] => {
-            let scenario = SCENARIOS.iter().find(|(s, _)| s == name);
-            match (scenario, warm_up.parse(), n.parse()) {
-                (Some((_, run)), Ok(warm_up), Ok(n)) => {
-                    run(warm_up, n);
-                    ExitCode::SUCCESS
-                }
-                _ => usage(),
-            }
-        }
-        _ => usage(),
-    }
-}
-
-fn usage() -> ExitCode {
-    let names: Vec<&str> = SCENARIOS.iter().map(|(name, _)| *name).collect();
-    eprintln!(
-        "usage: instructions <{}> <warm-up> <n> | --list",
-        names.join("|")
-    );
-    ExitCode::from(2)
-}
-
-/// Runs `op` `warm_up` times, then `n` times.
-fn repeat(warm_up: u64, n: u64, mut op: impl FnMut()) {
-    for _ in 0..warm_up + n {
-        op();
-    }
+    scenario::main("instructions", &SCENARIOS)
 }
 
 fn blocking(pinning: Pinning) -> pinpool::blocking::Pool<Noop> {
@@ -98,13 +55,6 @@ fn blocking_unpinned(warm_up: u64, n: u64) {
     repeat(warm_up, n, || {
         drop(black_box(pool.get().expect("a connection")))
     });
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a runtime")
 }
 
 fn tokio_pool() -> pinpool::tokio::Pool<AsyncNoop> {
