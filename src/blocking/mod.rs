@@ -678,6 +678,22 @@ mod tests {
         assert!(matches!(pool.get().map(drop), Err(Error::Closed)));
     }
 
+    /// `resize` reaches the core: a size the pool could not be built with
+    /// is refused, and a smaller one closes the idle connections above it.
+    #[test]
+    fn resize_reaches_the_core() {
+        let pool = Pool::builder()
+            .max_size(2)
+            .pinning(crate::core::Pinning::Off)
+            .build(noop)
+            .unwrap();
+        drop((pool.get().unwrap(), pool.get().unwrap()));
+        assert_eq!(pool.state().total(), 2);
+        assert!(pool.resize(0).is_err());
+        pool.resize(1).unwrap();
+        assert_eq!(pool.state().total(), 1);
+    }
+
     /// A guard shows its connection's id and the connection.
     #[test]
     fn a_guard_debugs_as_its_connection() {

@@ -690,6 +690,52 @@ impl<M: Manager> fmt::Debug for Pool<M> {
 mod tests {
     use super::*;
 
+    /// A maintenance run with a lifetime and no idle timeout, or the
+    /// reverse, recalls a pinned scope's lease, so the connection parked in
+    /// it is checked like any idle one; and the run says how long from now
+    /// its next deadline is.
+    #[test]
+    fn maintenance_recalls_leases_and_counts_its_next_deadline_from_now() {
+        let ten = Duration::from_secs(10);
+        // `Affinity`: a connection `Strict` owners are pinned to is not
+        // closed for idling (its replacement would open at once).
+        let pool = || {
+            Pool::builder()
+                .max_size(1)
+                .pinning(crate::core::Pinning::Affinity)
+        };
+        let lifetime_only = pool().max_lifetime(ten);
+        let idle_timeout_only = pool().idle_timeout(ten);
+        for builder in [lifetime_only, idle_timeout_only] {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let pool = builder
+                    .build(|| async { Ok::<_, std::io::Error>(()) })
+                    .unwrap();
+                // The scope outlives the runs: its connection stays parked
+                // in its lease (the scope's end would check it in).
+                pool.pinned(async {
+                    drop(pool.get().await.unwrap());
+                    tokio::time::advance(Duration::from_secs(4)).await;
+                    let run = pool.shared.with_core(|inner| inner.maintain());
+                    // Due at 10 s (the lifetime) or 14 s (idle since the
+                    // recall at 4 s): at most 10 s from now either way.
+                    let due_in = run.due_in.expect("a deadline");
+                    assert!(due_in <= ten, "{due_in:?} from now");
+                    tokio::time::advance(ten + Duration::from_secs(1)).await;
+                    pool.shared.with_core(|inner| inner.maintain());
+                    let closed = pool.status().counters.closed;
+                    assert_eq!(closed, 1, "the connection parked in the lease");
+                })
+                .await;
+            });
+        }
+    }
+
     /// A `get()` dropped while it waits withdraws from the line.
     #[test]
     fn a_dropped_get_withdraws_from_the_line() {
