@@ -678,6 +678,40 @@ mod tests {
         assert!(matches!(pool.get().map(drop), Err(Error::Closed)));
     }
 
+    /// `unpin` ends this thread's lease and nobody else's. A lease's
+    /// fast-path checkouts reach the core's count when it ends, so the
+    /// count says whose ended.
+    #[test]
+    fn unpin_ends_only_this_threads_lease() {
+        use std::sync::mpsc;
+        let pool = Pool::builder().max_size(2).build(noop).unwrap();
+        drop(pool.get().unwrap()); // through the core
+        let (arrived, other_arrived) = mpsc::channel();
+        let (unpin, may_unpin) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let pool = &pool;
+            s.spawn(move || {
+                // A new owner: its first checkout ends every lease.
+                for _ in 0..2 {
+                    drop(pool.get().unwrap()); // 1 through the core, 1 fast
+                }
+                arrived.send(()).unwrap();
+                may_unpin.recv().unwrap();
+                pool.unpin();
+            });
+            other_arrived.recv().unwrap();
+            for _ in 0..3 {
+                drop(pool.get().unwrap()); // leased again: 1 and 2 fast
+            }
+            unpin.send(()).unwrap();
+        });
+        let checkouts = pool.status().counters.checkouts;
+        assert_eq!(
+            checkouts, 4,
+            "three through the core, and the unpinned thread's fast one"
+        );
+    }
+
     /// `resize` reaches the core: a size the pool could not be built with
     /// is refused, and a smaller one closes the idle connections above it.
     #[test]
