@@ -184,3 +184,32 @@ async fn the_fast_paths_counts_are_folded_in_while_its_lease_runs() {
     })
     .await;
 }
+
+/// Every 64th fast-path use of a lease is timed for `use_time` (the others
+/// cost a branch), and the pool lock's next holder reports it.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn every_64th_fast_use_is_timed() {
+    let recorder = DebuggingRecorder::new();
+    let snapshots = recorder.snapshotter();
+    let pool = metrics::with_local_recorder(&recorder, || {
+        Pool::builder().build(|| async { Ok::<_, std::io::Error>(()) })
+    })
+    .unwrap();
+    pool.pinned(async {
+        drop(pool.get().await.unwrap()); // through the core: the lease starts
+        pool.resize(10).unwrap(); // reports what the core path recorded
+        let before = samples(&read(&snapshots, pool.name()), USE_TIME).len();
+        for _ in 0..64 {
+            let conn = pool.get().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            drop(conn);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pool.resize(10).unwrap(); // folds the fast path in
+        let after = samples(&read(&snapshots, pool.name()), USE_TIME);
+        // One slot per lease, the last timed use: the 64th (without it,
+        // the lease's first use, held for no time, would read here).
+        assert_eq!(after[before..], [0.003], "the 64th use, held 3 ms");
+    })
+    .await;
+}
