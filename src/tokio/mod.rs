@@ -761,6 +761,41 @@ mod tests {
         });
     }
 
+    /// A strict owner's checkout that goes to the core ends its own
+    /// connection's lease, not the stash's lease of another connection. A
+    /// lease's fast-path checkouts reach the core's count when it ends, so
+    /// the count says which ended.
+    #[test]
+    fn a_strict_owners_checkout_ends_only_its_connections_lease() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let pool = Pool::builder()
+            .max_size(2)
+            .pinning(crate::core::Pinning::Strict)
+            .build(|| async { Ok::<_, std::io::Error>(()) })
+            .unwrap();
+        runtime.block_on(pool.pinned(async {
+            let held = pool.get().await.unwrap(); // pinned, through the core
+            let unpinned = pool.clone();
+            tokio::spawn(async move {
+                // Outside the scope: the second connection, stash-leased.
+                for _ in 0..3 {
+                    drop(unpinned.get().await.unwrap()); // 1 through the core, 2 fast
+                }
+            })
+            .await
+            .unwrap();
+            assert_eq!(pool.status().counters.checkouts, 2);
+            // Recalls this owner's lease, then fails: it holds the connection.
+            assert!(matches!(pool.get().await, Err(Error::AlreadyHeld)));
+            let checkouts = pool.status().counters.checkouts;
+            assert_eq!(checkouts, 2, "the stash's lease runs on");
+            drop(held);
+        }));
+    }
+
     /// While another thread holds the pool lock, a pinned scope still
     /// re-acquires and returns its own connection, and an unpinned task
     /// takes and returns a stashed one: the fast paths take the lock
