@@ -6,8 +6,9 @@
 #   bash benches/instructions.sh            # the table, and the check
 #   bash benches/instructions.sh --update   # also rewrite the baseline
 #
-# Each scenario (benches/peers/src/bin/instructions.rs, and the tasks
-# taking turns of benches/peers/src/bin/interleaved.rs) runs twice under
+# Each scenario (benches/peers/src/bin/instructions.rs; the tasks taking
+# turns of benches/peers/src/bin/interleaved.rs; the tasks outnumbering
+# connections of benches/peers/src/bin/contended.rs) runs twice under
 # callgrind, with N1 and N2 measured operations after the same warm-up;
 # (count(N2) - count(N1)) / (N2 - N1) is one operation's count, start-up
 # and warm-up cancelled out. pinpool is counted as built by default and
@@ -38,8 +39,8 @@ trap 'rm -rf "$bins"' EXIT
 for build in metrics default; do
     features=()
     [ "$build" = metrics ] && features=(--features metrics)
-    cargo build --quiet --release -p pinpool-peers --bin instructions --bin interleaved "${features[@]}"
-    for binary in instructions interleaved; do cp "target/release/$binary" "$bins/$build-$binary"; done
+    cargo build --quiet --release -p pinpool-peers --bin instructions --bin interleaved --bin contended "${features[@]}"
+    for binary in instructions interleaved contended; do cp "target/release/$binary" "$bins/$build-$binary"; done
 done
 
 # Instructions callgrind counted in one run.
@@ -60,7 +61,7 @@ scenarios=
 declare -A default
 echo "| scenario | instructions per operation | with \`metrics\` |"
 echo "|---|---:|---:|"
-for binary in instructions interleaved; do
+for binary in instructions interleaved contended; do
     for scenario in $("$bins/default-$binary" --list); do
         scenarios="$scenarios $scenario"
         default[$scenario]=$(per_op "$bins/default-$binary" "$scenario")
