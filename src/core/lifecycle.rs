@@ -411,7 +411,7 @@ impl Core {
 
     /// Fails every waiter with `reason`, oldest first.
     fn fail_all_waiters(&mut self, reason: FailReason) {
-        let tickets = self.waiters.tickets().collect();
+        let tickets = self.waiters.tickets();
         self.fail_waiters(tickets, reason);
     }
 }

@@ -164,6 +164,8 @@ pub struct Core {
     rng: StdRng,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
+    /// All but `max_bypass`, which the waiters keep ([`Core::state`] reads
+    /// it from them).
     counters: Counters,
 }
 
@@ -274,7 +276,10 @@ impl Core {
                 .collect(),
             generation: self.generation,
             closed: self.closed,
-            counters: self.counters,
+            counters: Counters {
+                max_bypass: self.waiters.most_bypassed(),
+                ..self.counters
+            },
         }
     }
 

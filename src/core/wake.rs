@@ -36,8 +36,7 @@ impl Core {
         if (pins && pinning != Pinning::Off) || self.config.reset == Reset::EveryUnpinnedCheckin {
             self.slots.slot_mut(conn).dirty = true;
         }
-        let bypass = self.waiters.pass_over(conn, ticket, serves_any);
-        self.counters.max_bypass = self.counters.max_bypass.max(bypass);
+        self.waiters.pass_over(conn, ticket, serves_any);
         self.counters.checkouts += 1;
         let waited = self.now.saturating_sub(since);
         self.event(Event::CheckedOut {
@@ -105,7 +104,8 @@ impl Core {
         let slot = self.slots.slot_mut(conn);
         let waiter = self.waiters.get(ticket).expect("queued tickets wait");
         let counted = period.is_none() || waiter.want == Want::Any;
-        let passed_over = counted && waiter.bypassed >= u64::from(bound);
+        let bypassed = self.waiters.bypassed(ticket).expect("queued tickets wait");
+        let passed_over = counted && bypassed >= u64::from(bound);
         let due = period.is_some() && now >= slot.fair_from;
         if !passed_over && !due {
             return self.slots.set_idle(conn, now);
