@@ -12,7 +12,8 @@
 //! deadpool's `prepare_cached`; r2d2 and bb8 prepare on every checkout
 //! (they have no cache). Reported per cell: queries per second, the p99
 //! checkout wait, and pgbench's `-M prepared` throughput at the same
-//! client count.
+//! client count; and per worker count, each driver alone (a client per
+//! worker, no pool), what any pool over it could reach at best.
 //!
 //! Not criterion: the figure is the throughput of many concurrent workers
 //! and the distribution of their waits, not the time of one closure.
@@ -313,6 +314,50 @@ impl Cell<'_> {
     }
 }
 
+/// Each driver alone, no pool: every worker owns a client and loops the
+/// same prepared query. What a pool over that driver could reach at best,
+/// where workers ≤ pool size; pgbench (C, libpq) is the server's ceiling.
+struct Alone<'a> {
+    url: &'a str,
+    workers: usize,
+    length: Duration,
+}
+
+impl Alone<'_> {
+    fn postgres(&self) -> Outcome {
+        threads(self.workers, self.length, |i| {
+            let mut client = postgres::Client::connect(self.url, NoTls).unwrap();
+            let statement = client.prepare(QUERY).unwrap();
+            let arg = i as i32;
+            Box::new(move || {
+                client.query_one(&statement, &[&arg]).unwrap();
+                Duration::ZERO
+            })
+        })
+    }
+
+    fn tokio_postgres(&self) -> Outcome {
+        let length = self.length;
+        tasks(length, |until| {
+            (0..self.workers)
+                .map(|i| -> Task {
+                    let url = self.url.to_owned();
+                    Box::pin(async move {
+                        let (client, connection) =
+                            tokio_postgres::connect(&url, NoTls).await.unwrap();
+                        tokio::spawn(connection);
+                        let statement = client.prepare(QUERY).await.unwrap();
+                        async_loop!(until, until - length, {
+                            client.query_one(&statement, &[&(i as i32)]).await.unwrap();
+                            Duration::ZERO
+                        })
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
 /// pgbench's throughput for the same query at `clients` connections:
 /// the server's ceiling. `None` when pgbench is not there.
 fn pgbench(url: &str, clients: usize, length: Duration) -> Option<f64> {
@@ -358,7 +403,7 @@ fn main() {
         (&[4], &[4], Duration::from_millis(50)) // a smoke test under cargo test
     };
     println!(
-        "{:>4} {:>7}  {:>24}  {:>10}  {:>12}  {:>9}",
+        "{:>4} {:>7}  {:>28}  {:>10}  {:>12}  {:>9}",
         "size", "workers", "pool", "queries/s", "p99 wait µs", "of pgbench"
     );
     for &workers in worker_counts {
@@ -392,14 +437,31 @@ fn main() {
                     format!("{:.0}%", 100.0 * outcome.per_second / tps)
                 });
                 println!(
-                    "{size:>4} {workers:>7}  {name:>24}  {:>10.0}  {:>12}  {share:>9}",
+                    "{size:>4} {workers:>7}  {name:>28}  {:>10.0}  {:>12}  {share:>9}",
                     outcome.per_second, outcome.p99_wait_us
                 );
             }
         }
+        let alone = Alone {
+            url: &url,
+            workers,
+            length,
+        };
+        for (name, outcome) in [
+            ("postgres alone (threads)", alone.postgres()),
+            ("tokio-postgres alone (tasks)", alone.tokio_postgres()),
+        ] {
+            let share = ceiling.map_or("-".into(), |tps| {
+                format!("{:.0}%", 100.0 * outcome.per_second / tps)
+            });
+            println!(
+                "{:>4} {workers:>7}  {name:>28}  {:>10.0}  {:>12}  {share:>9}",
+                "-", outcome.per_second, "-"
+            );
+        }
         if let Some(tps) = ceiling {
             println!(
-                "{:>4} {workers:>7}  {:>24}  {tps:>10.0}",
+                "{:>4} {workers:>7}  {:>28}  {tps:>10.0}",
                 "-", "pgbench -M prepared"
             );
         }
