@@ -218,3 +218,26 @@ async fn every_64th_fast_use_is_timed() {
     })
     .await;
 }
+
+/// A checkout the fast path will not serve again (no lease: under
+/// `Broadcast`, every checkin must reach the core to wake the sleepers) is
+/// timed from its grant to its checkin.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_checkout_without_a_lease_is_timed_to_its_checkin() {
+    let recorder = DebuggingRecorder::new();
+    let snapshots = recorder.snapshotter();
+    let pool = metrics::with_local_recorder(&recorder, || {
+        Pool::builder()
+            .wake(pinpool::core::WakePolicy::Broadcast)
+            .build(|| async { Ok::<_, std::io::Error>(()) })
+    })
+    .unwrap();
+    for held in [2, 5] {
+        let conn = pool.get().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(held)).await;
+        drop(conn);
+    }
+    let readings = read(&snapshots, pool.name());
+    assert_eq!(samples(&readings, USE_TIME), [2.0, 5.0]);
+    assert_eq!(counter(&readings, FAST_PATH_CHECKOUTS), 0, "no lease");
+}

@@ -638,6 +638,57 @@ mod tests {
         }
     }
 
+    /// Under `Off` a take that finds the stash cell it used last empty
+    /// looks on through the others, and each connection parks in a cell of
+    /// its own: the connection parked beside an empty cell is found
+    /// without the lock.
+    #[test]
+    fn a_stash_take_looks_past_an_empty_cell() {
+        let pool = Pool::builder()
+            .max_size(2)
+            .pinning(crate::core::Pinning::Off)
+            .build(noop)
+            .unwrap();
+        let finished = crate::driver::finishes_while_locked(
+            || pool.shared.lock(),
+            |warmed_up, done| {
+                drop(pool.get().unwrap()); // the first connection parks in cell 0
+                let first = pool.get().unwrap(); // from cell 0
+                // Through the core (which recalls the first's lease): the
+                // second connection, which parks in cell 1.
+                drop(pool.get().unwrap());
+                drop(first); // back through the core: cell 0 is empty
+                warmed_up();
+                for _ in 0..3 {
+                    drop(pool.get().unwrap()); // from cell 1
+                }
+                done();
+            },
+        );
+        assert!(finished, "the take went for the lock");
+    }
+
+    /// The stash cell a thread used last is a hint shared by every pool it
+    /// uses: a pool with fewer cells starts its scan within its own.
+    #[test]
+    fn a_stash_scan_starts_within_its_own_cells() {
+        let off = |max_size| {
+            Pool::builder()
+                .max_size(max_size)
+                .pinning(crate::core::Pinning::Off)
+                .build(noop)
+                .unwrap()
+        };
+        let (wide, narrow) = (off(8), off(1));
+        for _ in 0..2 {
+            // Through the core, then from the stash: the last from cell 7.
+            drop((0..8).map(|_| wide.get().unwrap()).collect::<Vec<_>>());
+        }
+        drop(narrow.get().unwrap()); // through the core: parks in cell 0
+        drop(narrow.get().unwrap()); // from the stash
+        assert_eq!(narrow.state().counters.checkouts, 2);
+    }
+
     /// Under a policy that wakes waiters to retry, a woken thread's retry
     /// takes the connection its wake-up was for.
     #[test]
