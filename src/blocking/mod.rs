@@ -668,6 +668,28 @@ mod tests {
         assert!(finished, "the take went for the lock");
     }
 
+    /// What `{:?}` shows: a pool by its id, a session by its owner, a
+    /// leaked checkout's holder by its thread (not its backtrace).
+    #[test]
+    fn debug_output_says_which_pool_session_and_thread() {
+        let pool = Pool::new(noop).unwrap();
+        let id = pool.shared.options.id;
+        assert_eq!(format!("{pool:?}"), format!("Pool {{ id: {id}, .. }}"));
+        let session = pool.session();
+        let owner = session.owner();
+        assert_eq!(
+            format!("{session:?}"),
+            format!("Session {{ owner: {owner:?}, .. }}")
+        );
+        let holder = std::thread::Builder::new()
+            .name("holder".into())
+            .spawn(crate::driver::events::Holder::here)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(format!("{holder:?}"), r#"Holder { thread: "holder", .. }"#);
+    }
+
     /// The stash cell a thread used last is a hint shared by every pool it
     /// uses: a pool with fewer cells starts its scan within its own.
     #[test]
