@@ -153,36 +153,43 @@ async fn every_metric_reads_as_the_script_drove_it() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_fast_paths_counts_are_folded_in_while_its_lease_runs() {
-    let recorder = DebuggingRecorder::new();
-    let snapshots = recorder.snapshotter();
-    let pool = metrics::with_local_recorder(&recorder, || {
-        Pool::builder().build(|| async { Ok::<_, std::io::Error>(()) })
-    })
-    .unwrap();
-    assert!(
-        pool.name().starts_with("pinpool-"),
-        "a manager without a name"
-    );
-    pool.pinned(async {
-        for _ in 0..10 {
-            drop(pool.get().await.unwrap()); // one through the core, nine fast
-        }
-        let early = read(&snapshots, pool.name());
-        assert_eq!(counter(&early, FAST_PATH_CHECKOUTS), 0, "not folded yet");
-        // A second later, any operation under the lock folds them in; this
-        // one (a resize to the same size) ends no lease.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        pool.resize(10).unwrap();
-        let folded = read(&snapshots, pool.name());
-        assert_eq!(counter(&folded, FAST_PATH_CHECKOUTS), 9);
-        assert_eq!(samples(&folded, WAIT_TIME), [0.0; 9]);
-        assert_eq!(
-            pool.status().counters.checkouts,
-            1,
-            "the core counts them at the lease's end"
+    // A pinned scope's lease, and the stash's (checkouts outside a scope).
+    for scoped in [true, false] {
+        let recorder = DebuggingRecorder::new();
+        let snapshots = recorder.snapshotter();
+        let pool = metrics::with_local_recorder(&recorder, || {
+            Pool::builder().build(|| async { Ok::<_, std::io::Error>(()) })
+        })
+        .unwrap();
+        assert!(
+            pool.name().starts_with("pinpool-"),
+            "a manager without a name"
         );
-    })
-    .await;
+        let checks = async {
+            for _ in 0..10 {
+                drop(pool.get().await.unwrap()); // one through the core, nine fast
+            }
+            let early = read(&snapshots, pool.name());
+            assert_eq!(counter(&early, FAST_PATH_CHECKOUTS), 0, "not folded yet");
+            // A second later, any operation under the lock folds them in;
+            // this one (a resize to the same size) ends no lease.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            pool.resize(10).unwrap();
+            let folded = read(&snapshots, pool.name());
+            assert_eq!(counter(&folded, FAST_PATH_CHECKOUTS), 9, "scoped: {scoped}");
+            assert_eq!(samples(&folded, WAIT_TIME), [0.0; 9]);
+            assert_eq!(
+                pool.status().counters.checkouts,
+                1,
+                "the core counts them at the lease's end"
+            );
+        };
+        if scoped {
+            pool.pinned(checks).await;
+        } else {
+            checks.await;
+        }
+    }
 }
 
 /// Every 64th fast-path use of a lease is timed for `use_time` (the others
