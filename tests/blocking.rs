@@ -265,6 +265,23 @@ fn a_failed_validation_replaces_the_connection_and_keeps_the_pin() {
     assert_replaced_keeping_the_pin(true, |mut conn| conn.invalid = true);
 }
 
+/// When every connection fails validation, a checkout replaces one after
+/// another only until its deadline, then times out: no endless loop.
+#[test]
+fn a_checkout_whose_every_connection_fails_validation_times_out() {
+    let manager = TestManager::never_valid();
+    let pool = Pool::builder()
+        .max_size(1)
+        .validate_on_checkout(true)
+        .checkout_timeout(Duration::from_millis(50))
+        .build(manager.clone())
+        .unwrap();
+    let error = pool.get().map(drop).expect_err("no connection is valid");
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    assert!(manager.tally.validations.load(Ordering::SeqCst) >= 1);
+    assert_conserved(&pool, &manager.tally);
+}
+
 #[test]
 fn an_explicit_discard_closes_and_replaces_the_connection() {
     // A closure, not the fn item: that is not general over the lifetime.

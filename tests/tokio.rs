@@ -378,6 +378,27 @@ async fn closing_fails_waiters_and_later_gets() {
     assert_eq!(state.total(), 0, "returned connections close");
 }
 
+/// When every connection fails validation, a checkout replaces one after
+/// another only until its deadline, then times out: no endless loop.
+#[tokio::test(flavor = "current_thread")]
+async fn a_checkout_whose_every_connection_fails_validation_times_out() {
+    let manager = TestManager::never_valid();
+    let pool = Pool::builder()
+        .max_size(1)
+        .validate_on_checkout(true)
+        .checkout_timeout(Duration::from_millis(50))
+        .build(manager.clone())
+        .unwrap();
+    let error = pool
+        .get()
+        .await
+        .map(drop)
+        .expect_err("no connection is valid");
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    assert!(manager.tally.validations.load(Ordering::SeqCst) >= 1);
+    assert_conserved(&pool, &manager.tally).await;
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn broken_and_invalid_connections_are_replaced_keeping_the_pin() {
     let manager = TestManager::default();

@@ -83,17 +83,25 @@ impl Drop for TestConn {
 pub struct Refused(pub usize);
 
 /// Counts connects, live connections and validations; can refuse every
-/// other connect.
+/// other connect, or fail every validation.
 #[derive(Clone, Default)]
 pub struct TestManager {
     pub tally: Arc<Tally>,
     pub fail_every_other: Arc<AtomicBool>,
+    pub never_valid: Arc<AtomicBool>,
 }
 
 impl TestManager {
     pub fn failing_half() -> Self {
         let manager = TestManager::default();
         manager.fail_every_other.store(true, Ordering::SeqCst);
+        manager
+    }
+
+    /// Every connection it opens fails validation.
+    pub fn never_valid() -> Self {
+        let manager = TestManager::default();
+        manager.never_valid.store(true, Ordering::SeqCst);
         manager
     }
 }
@@ -119,7 +127,7 @@ impl TestManager {
 
     fn check(&self, conn: &TestConn) -> Result<(), Refused> {
         self.tally.validations.fetch_add(1, Ordering::SeqCst);
-        if conn.invalid {
+        if conn.invalid || self.never_valid.load(Ordering::SeqCst) {
             Err(Refused(conn.number))
         } else {
             Ok(())
