@@ -38,11 +38,11 @@ pub(super) struct Waiter {
 /// Every waiting ticket, indexed three ways.
 ///
 /// Costs (W = waiters): insert, remove, "oldest waiter that can use
-/// connection C", a request taking a connection ahead of waiters that
-/// arrived before it, and waking the oldest sleeper are O(log W). Tickets
-/// are issued in arrival order, so every queue here is a `BTreeSet<Ticket>`
-/// and its first element is its oldest member: nothing ever scans all
-/// waiters on a checkin.
+/// connection C" and waking the oldest sleeper are O(log W); a request
+/// taking a connection ahead of a whole queue is O(1), ahead of part of
+/// one O(the waiters it passed). Tickets are issued in arrival order, so
+/// every queue here is a `BTreeSet<Ticket>` and its first element is its
+/// oldest member: nothing ever scans all waiters on a checkin.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Waiters {
     /// Every waiter, by ticket (the queues keep the order).
