@@ -196,8 +196,8 @@ impl Waiters {
     /// The most times any waiter, waiting or gone, was bypassed. O(W).
     pub fn most_bypassed(&self) -> u64 {
         self.all
-            .iter()
-            .filter_map(|(&ticket, _)| self.bypassed(ticket))
+            .values()
+            .filter_map(|waiter| Some(self.queue(waiter.want)?.bypassed(waiter)))
             .fold(self.most_bypassed_gone, u64::max)
     }
 
