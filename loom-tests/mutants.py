@@ -21,8 +21,8 @@ MUTATIONS = [
     (
         "fifo: grant the newest waiter, not the oldest",
         "src/core/waiters.rs",
-        "let bound = self.by_conn.get(&conn).and_then(|q| q.first());",
-        "let bound = self.by_conn.get(&conn).and_then(|q| q.last());",
+        "let bound = self.by_conn.get(&conn).and_then(|q| q.tickets.first());",
+        "let bound = self.by_conn.get(&conn).and_then(|q| q.tickets.last());",
         "fifo_in_arrival_order",
     ),
     (
