@@ -33,6 +33,13 @@ MUTATIONS = [
         "fast_path_vs_waiter_registration",
     ),
     (
+        "exit: a dying owner's lease is not recalled",
+        "src/driver/inner.rs",
+        "        self.recall_leases(Recall::Owner(owner));\n        self.core.owner_gone(owner);",
+        "        self.core.owner_gone(owner);",
+        "parking_vs_owner_exit",
+    ),
+    (
         "stash: a parker settles without checking its lease is current",
         "src/driver/stash.rs",
         "let entry = self.leases[lease.cell].filter(|e| e.number == lease.number)?;",

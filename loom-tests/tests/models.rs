@@ -345,6 +345,38 @@ fn exiting_threads_release_their_pins() {
     });
 }
 
+/// Model 5b: a thread's lease outliving the thread. The thread's guard,
+/// moved to another thread, parks the connection back in the thread's
+/// lease while the thread exits and its pins' destructor recalls that
+/// lease: whichever comes second sees the other and returns the
+/// connection to the core, once. Nobody else asks for it (any checkout
+/// would recall the lease itself), so only the exit's recall can bring it
+/// back: the main thread waits for the core to hold it idle, which loom
+/// reports as a deadlock if it never does. (A lease is only ever its
+/// pool's and its owner's: a thread exits with its registry, so no later
+/// thread can find the dead one's lease.)
+#[test]
+fn parking_vs_owner_exit() {
+    check("parking_vs_owner_exit", || {
+        let pool = pool(1, WakePolicy::Handoff);
+        let owner = {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                drop(pool.get().unwrap()); // pinned, parked in its lease
+                let held = pool.get_owned().unwrap(); // taken from the lease
+                thread::spawn(move || drop(held))
+            })
+        };
+        let dropper = owner.join().unwrap();
+        dropper.join().unwrap();
+        pool.wait_for_state(|state| state.pinned_owners == 0 && state.idle == 1);
+        let state = pool.state();
+        assert_eq!(state.counters.checkouts, 2, "{state:?}");
+        assert_eq!(state.counters.opened, 1, "{state:?}");
+        assert_quiet(&state);
+    });
+}
+
 /// Model 6: a waiter's deadline passes exactly as a checkin hands it the
 /// connection (a zero timeout: the deadline has passed before the waiter
 /// could park). The connection ends with the waiter or idle, never lost,

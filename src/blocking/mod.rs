@@ -125,6 +125,7 @@ impl<M: Manager> Pool<M> {
     /// assert_eq!(other, 0, "another thread, another connection");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
         self.get_with(Patience::PoolTimeout, || PoolRef::Borrowed(&self.shared))
     }
@@ -199,7 +200,9 @@ impl<M: Manager> Pool<M> {
     /// A checkout for the guard that reaches the pool through `pool`, made
     /// once the connection is in hand: a failed checkout touches no
     /// reference count, and the fast path keeps no pool reference live
-    /// across its thread-local and lease reads.
+    /// across its thread-local and lease reads. Inlined into the caller;
+    /// what is not the fast path is out of line.
+    #[inline(always)]
     fn get_with<'p>(
         &self,
         patience: Patience,
@@ -220,17 +223,20 @@ impl<M: Manager> Pool<M> {
 
     /// The fast path under `Pinning::Off`: a connection parked in the
     /// pool's stash, without the lock.
+    #[inline(always)]
     fn get_stashed(&self) -> Option<Handed<M::Connection>> {
         let handed = self.shared.take_stashed()?;
         self.validated(handed)
     }
 
     /// The fast path: this thread's own parked connection, without the lock.
+    #[inline(always)]
     fn get_leased(&self) -> Option<Handed<M::Connection>> {
-        self.take_back(pins::take_lease(self.shared.options.id)?)
+        self.take_back(pins::lease(self.shared.options.id)?)
     }
 
     /// The connection parked in an owner's `lease`, without the lock.
+    #[inline(always)]
     fn take_back(&self, lease: AnyLease) -> Option<Handed<M::Connection>> {
         let check_in = |recalled| self.shared.checkin(recalled, Health::Healthy);
         let now = || self.shared.locked().now();
@@ -240,6 +246,7 @@ impl<M: Manager> Pool<M> {
 
     /// A connection just handed out, after validation when it is
     /// configured; `None` (the connection replaced) when that fails.
+    #[inline(always)]
     fn validated(&self, mut handed: Handed<M::Connection>) -> Option<Handed<M::Connection>> {
         let shared = &self.shared;
         if shared.options.validate_on_checkout && !shared.is_valid(handed.id, &mut handed.conn) {
@@ -250,6 +257,7 @@ impl<M: Manager> Pool<M> {
     }
 
     /// The core decides: granted now, or wait for a grant.
+    #[inline(never)]
     fn get_slow(&self, patience: Patience) -> Result<Handed<M::Connection>, Error<M::Error>> {
         let shared = &self.shared;
         let registered = pins::register(shared.options.id, || {
@@ -259,11 +267,15 @@ impl<M: Manager> Pool<M> {
         // A thread whose thread-locals are already gone (a checkout from
         // another thread-local's destructor) cannot be pinned: it makes an
         // unpinned checkout under a one-off identity.
-        let (owner, pins) = match registered {
-            Some(owner) => (owner, true),
-            None => (crate::driver::fresh_owner(), false),
+        let Some(owner) = registered else {
+            return self.checkout_as(crate::driver::fresh_owner(), false, patience);
         };
-        self.checkout_as(owner, pins, patience)
+        let handed = self.checkout_as(owner, true, patience)?;
+        // This thread's lease from now on, if the core leased the
+        // connection (its later checkouts take it from there, without the
+        // core), or none: an earlier lease has ended.
+        pins::keep_lease(shared.options.id, handed.owner_lease());
+        Ok(handed)
     }
 
     /// A checkout by `owner` (pinning it, or not) through the core,

@@ -24,7 +24,8 @@ pub(crate) trait Reclaim: Send + Sync {
 struct Registration {
     pool_id: u64,
     pool: Weak<dyn Reclaim>,
-    /// The thread's lease on this pool while its connection is parked.
+    /// The thread's lease on this pool: its connection is parked there
+    /// while no checkout holds it.
     lease: Option<AnyLease>,
 }
 
@@ -82,41 +83,36 @@ pub(crate) fn register(pool_id: u64, pool: impl FnOnce() -> Weak<dyn Reclaim>) -
     .flatten()
 }
 
-/// Takes the current thread's lease on `pool_id`, if it has one parked.
+/// The current thread's lease on `pool_id`, if it has one: a reference
+/// for the checkout to take its parked connection from and park it back
+/// in. The thread keeps its own reference until the pool grants it
+/// another lease ([`keep_lease`]) or the thread exits, so a checkin never
+/// touches the thread-local.
 ///
-/// This and [`restore_lease`] are the pinned fast path's thread-local
-/// reads. Their closures are `move`: they carry `pool_id`, `owner` and the
-/// lease themselves instead of references into the caller's frame, which
-/// the compiler otherwise spills and reloads (6 of a pinned get + drop's
-/// instructions, `benches/instructions.sh`).
-#[inline]
-pub(crate) fn take_lease(pool_id: u64) -> Option<AnyLease> {
+/// The closure is `move`: it carries `pool_id` itself instead of a
+/// reference into the caller's frame, which the compiler otherwise spills
+/// and reloads (`benches/instructions.sh`).
+#[inline(always)]
+pub(crate) fn lease(pool_id: u64) -> Option<AnyLease> {
     PINS.try_with(move |pins| {
-        let mut pins = pins.try_borrow_mut().ok()?;
-        pins.pools
-            .iter_mut()
-            .find(|r| r.pool_id == pool_id)?
-            .lease
-            .take()
+        let pins = pins.try_borrow().ok()?;
+        let registration = pins.pools.iter().find(|r| r.pool_id == pool_id)?;
+        registration.lease.clone()
     })
     .ok()
     .flatten()
 }
 
-/// Gives the lease back to the current thread if it is the lease's owner
-/// (a guard may be dropped on another thread; the lease is then simply
-/// dropped, and its owner's next checkout recalls it through the pool).
-#[inline]
-pub(crate) fn restore_lease(pool_id: u64, owner: OwnerId, lease: AnyLease) {
+/// Keeps the lease the pool `pool_id` just granted the current thread
+/// with a connection, or none if it granted it without one, in place of
+/// any earlier lease (which the pool has ended).
+pub(crate) fn keep_lease(pool_id: u64, lease: Option<AnyLease>) {
     let _ = PINS.try_with(move |pins| {
         let Ok(mut pins) = pins.try_borrow_mut() else {
             return;
         };
-        if pins.owner != owner {
-            return;
-        }
         if let Some(registration) = pins.pools.iter_mut().find(|r| r.pool_id == pool_id) {
-            registration.lease = Some(lease);
+            registration.lease = lease;
         }
     });
 }

@@ -9,9 +9,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::Manager;
 use super::pins::Reclaim;
 use super::waiter::ThreadMailbox;
-use super::{Manager, pins};
 use crate::Error;
 use crate::core::{ConnId, Core, OwnerId, PoolState};
 use crate::driver::Driven as _;
@@ -145,14 +145,11 @@ impl<M: Manager> TakesBack for Shared<M> {
     type Conn = M::Connection;
 
     /// Checks `has_broken` (a panic in it counts as broken), then returns
-    /// the connection; an owner's lease goes back to its thread's registry.
-    #[inline]
+    /// the connection (parked in its owner's lease, when it has one).
+    #[inline(always)]
     fn take_back(self: &Arc<Self>, mut handed: Handed<M::Connection>, discarded: bool) {
         let broken = discarded || driver::is_broken(|| self.manager.has_broken(&mut handed.conn));
-        let pool_id = self.options.id;
-        self.return_conn(handed, broken, move |owner, lease| {
-            pins::restore_lease(pool_id, owner, lease)
-        });
+        self.return_conn(handed, broken);
     }
 
     fn detach(self: &Arc<Self>, handed: Handed<M::Connection>) -> Box<M::Connection> {

@@ -120,6 +120,7 @@ impl<'a, P: TakesBack> Guard<'a, P> {
 
 #[allow(unsafe_code)]
 impl<P: TakesBack> Drop for Guard<'_, P> {
+    #[inline(always)]
     fn drop(&mut self) {
         // SAFETY: `drop` runs once, and `detach` forgets the guard it
         // takes from, so nothing took the fields before.

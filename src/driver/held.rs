@@ -41,16 +41,14 @@ pub(crate) enum Return<C> {
 }
 
 /// A guard returns its connection. A healthy leased one is parked (the
-/// fast path, no pool lock) — an owner's lease then goes to `keep`, with
-/// its owner;
-/// anything else (broken, not leased, recalled meanwhile) is left to
-/// [`Inner::finish_return`] under the lock.
-#[inline]
+/// fast path, no pool lock; its owner keeps its own reference to the
+/// lease, so only the guard's goes); anything else (broken, not leased,
+/// recalled meanwhile) is left to [`Inner::finish_return`] under the lock.
+#[inline(always)]
 pub(crate) fn return_conn<C: Send + 'static>(
     stash: &Stash<C>,
     handed: Handed<C>,
     broken: bool,
-    keep: impl FnOnce(OwnerId, AnyLease),
     now: impl Fn() -> Duration,
 ) -> Option<Return<C>> {
     if broken {
@@ -62,10 +60,7 @@ pub(crate) fn return_conn<C: Send + 'static>(
     let healthy = |conn, lease| Some(Return::CheckIn(Handed { id, conn, lease }, Health::Healthy));
     match lease {
         Some(Leased::Owner(lease)) => match lease.park(conn, now) {
-            Ok(()) => {
-                keep(lease.owner, lease);
-                None
-            }
+            Ok(()) => None,
             Err(recalled) => healthy(recalled, Some(Leased::Owner(lease))),
         },
         Some(Leased::Stash(lease)) => {

@@ -38,7 +38,7 @@ pub(crate) type AnyLease = Arc<dyn Any + Send + Sync>;
 /// only when a lifetime is set): the connection then goes to `check_in`,
 /// back through the core, since its waiters come first and it closes what
 /// has expired.
-#[inline]
+#[inline(always)]
 pub(crate) fn take_back<C: Send + 'static>(
     lease: AnyLease,
     now: impl Fn() -> Duration,
@@ -177,7 +177,7 @@ impl<C> LeaseCell<C> {
     /// recalled meanwhile or the connection has outlived its lifetime by
     /// the clock `now` (the taker must then return it through the core);
     /// otherwise counts a checkout served.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take(&self, now: impl Fn() -> Duration) -> Option<(Box<C>, bool)> {
         let conn = self.parked.take()?;
         if self.recalled.load(Ordering::SeqCst) || self.expired(&now) {
@@ -304,7 +304,7 @@ impl<C> Lease<C> {
 
     /// The owner takes its parked connection back (an expired one as
     /// recalled; see [`LeaseCell::take`]).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn reacquire(&self, now: impl Fn() -> Duration) -> Reacquire<C> {
         match self.cell.take(now) {
             Some((conn, false)) => Reacquire::Held(conn),

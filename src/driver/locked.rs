@@ -132,21 +132,26 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
     }
 
     /// A guard returns its connection: parked without the lock when its
-    /// lease allows (an owner's lease then goes to `keep`), else through
-    /// the core.
-    #[inline]
-    pub(crate) fn return_conn(
-        &self,
-        handed: Handed<C>,
-        broken: bool,
-        keep: impl FnOnce(OwnerId, AnyLease),
-        spawn: impl FnMut(Work<C>),
-    ) where
+    /// lease allows, else through the core.
+    #[inline(always)]
+    pub(crate) fn return_conn(&self, handed: Handed<C>, broken: bool, spawn: impl FnMut(Work<C>))
+    where
         C: Send + 'static,
     {
-        if let Some(rest) = return_conn(&self.stash, handed, broken, keep, || self.now()) {
-            self.with_core(|inner| inner.finish_return(rest), spawn);
+        if let Some(rest) = return_conn(&self.stash, handed, broken, || self.now()) {
+            self.finish_return(rest, spawn);
         }
+    }
+
+    /// What a returning guard left to the core: out of line, so the fast
+    /// path that parks the connection is only that (`benches/instructions.sh`).
+    #[cold]
+    #[inline(never)]
+    fn finish_return(&self, rest: Return<C>, spawn: impl FnMut(Work<C>))
+    where
+        C: Send + 'static,
+    {
+        self.with_core(|inner| inner.finish_return(rest), spawn);
     }
 
     /// The pool's clock (zero for a pool whose decisions do not depend on

@@ -186,15 +186,10 @@ pub(crate) trait Driven<C: Send + 'static, E: std::fmt::Display, S: Mailbox<C, E
     }
 
     /// A guard returns its connection (see [`Locked::return_conn`]).
-    #[inline]
-    fn return_conn(
-        self: &Arc<Self>,
-        handed: Handed<C>,
-        broken: bool,
-        keep: impl FnOnce(OwnerId, AnyLease),
-    ) {
+    #[inline(always)]
+    fn return_conn(self: &Arc<Self>, handed: Handed<C>, broken: bool) {
         let spawn = |work| self.spawn(work);
-        self.locked().return_conn(handed, broken, keep, spawn);
+        self.locked().return_conn(handed, broken, spawn);
     }
 
     /// A parked connection for a checkout that pins nobody, without the

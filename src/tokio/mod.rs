@@ -200,9 +200,12 @@ impl<M: Manager> Pool<M> {
         &self,
         patience: Patience,
     ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        let scope = scope::current_owner(self.shared.options.id);
         let pool = || PoolRef::Borrowed(&self.shared);
-        self.checkout(pool, Caller::Scope(scope), patience).await
+        let mut caller = Caller::Scope(scope::current(self.shared.options.id));
+        match self.checkout_now(pool, &mut caller) {
+            Ok(conn) => Ok(conn),
+            Err(found) => self.checkout(pool, caller, patience, found).await,
+        }
     }
 
     /// Like [`Pool::get`], for a guard that owns a reference to the pool
@@ -219,10 +222,15 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     pub async fn get_owned(&self) -> Result<PooledConnection<'static, M>, Error<M::Error>> {
-        let scope = scope::current_owner(self.shared.options.id);
         let pool = || PoolRef::Owned(Arc::clone(&self.shared));
-        let patience = Patience::PoolTimeout;
-        self.checkout(pool, Caller::Scope(scope), patience).await
+        let mut caller = Caller::Scope(scope::current(self.shared.options.id));
+        match self.checkout_now(pool, &mut caller) {
+            Ok(conn) => Ok(conn),
+            Err(found) => {
+                self.checkout(pool, caller, Patience::PoolTimeout, found)
+                    .await
+            }
+        }
     }
 
     /// A [`Session`]: an owner that is a value rather than a scope. Its
@@ -257,37 +265,42 @@ impl<M: Manager> Pool<M> {
         Session::new(self.clone())
     }
 
+    /// A checkout that [`checkout_now`](Self::checkout_now) could not
+    /// end: `found` is what its fast paths found (to validate), if
+    /// anything; otherwise the core decides. A round whose connection
+    /// fails validation tries the fast paths again, then the core.
     async fn checkout<'p>(
         &self,
         pool: impl Fn() -> PoolRef<'p, Shared<M>>,
         mut caller: Caller<'_>,
         patience: Patience,
+        mut found: Option<Handed<M::Connection>>,
     ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
         let shared = &self.shared;
-        shared.note_runtime();
         let mut clock = patience.lazy_deadline(shared.options.checkout_timeout);
         loop {
-            // The fast paths: the owner's lease, or any stashed connection.
-            let fast = match &caller {
-                Caller::Scope(Some(_)) => {
-                    scope::take_lease(shared.options.id).and_then(|l| self.take_back(l))
-                }
-                Caller::Scope(None) => shared.take_stashed(),
-                Caller::Session { lease, .. } => {
-                    lease.as_ref().and_then(|l| self.take_back(Arc::clone(l)))
-                }
-            };
-            let handed = match fast {
+            let handed = match found.take() {
                 Some(handed) => handed,
                 None => {
-                    let (owner, pins) = match caller {
-                        Caller::Scope(Some(owner)) => (owner, true),
+                    let (owner, pins) = match &caller {
+                        Caller::Scope(Some(scope)) => (scope.owner, true),
                         Caller::Scope(None) => (fresh_owner(), false),
-                        Caller::Session { owner, .. } => (owner, true),
+                        Caller::Session { owner, .. } => (*owner, true),
                     };
                     let handed = self.ask_core(owner, pins, patience, &mut clock).await?;
-                    if let Caller::Session { lease, .. } = &mut caller {
-                        **lease = handed.owner_lease();
+                    // The owner's lease from now on, if the core leased
+                    // the connection (its later checkouts take it from
+                    // there, without the core), or none: an earlier lease
+                    // has ended.
+                    let lease = handed.owner_lease();
+                    match &mut caller {
+                        Caller::Session { lease: kept, .. } => **kept = lease,
+                        // (Nothing to change for a scope that had none:
+                        // under contention, most.)
+                        Caller::Scope(Some(scope)) if lease.is_some() || scope.leased => {
+                            scope::keep_lease(shared.options.id, scope.owner, lease);
+                        }
+                        Caller::Scope(_) => {}
                     }
                     handed
                 }
@@ -311,13 +324,49 @@ impl<M: Manager> Pool<M> {
                     state: Box::new(self.state()),
                 });
             }
-            if let Caller::Scope(Some(owner)) = caller
-                && scope::current_owner(shared.options.id) != Some(owner)
+            if let Caller::Scope(Some(scope)) = &caller
+                && scope::current_owner(shared.options.id) != Some(scope.owner)
             {
                 // Polled outside the scope it began in: that owner may be
                 // gone, and the core must never pin a departed owner again.
                 return Err(Error::OwnerGone);
             }
+            found = self.fast(&mut caller);
+        }
+    }
+
+    /// The fast paths: the owner's lease, or any stashed connection.
+    #[inline(always)]
+    fn fast(&self, caller: &mut Caller<'_>) -> Option<Handed<M::Connection>> {
+        match caller {
+            // Read as the checkout began; a later round (after a failed
+            // validation) has no lease left and asks the core.
+            Caller::Scope(Some(scope)) => scope.lease.take().and_then(|l| self.take_back(l)),
+            Caller::Scope(None) => self.shared.take_stashed(),
+            Caller::Session { lease, .. } => {
+                lease.as_ref().and_then(|l| self.take_back(Arc::clone(l)))
+            }
+        }
+    }
+
+    /// A checkout the fast paths serve, made before any `checkout` future
+    /// is built (whose state a fast checkout would otherwise pay to move,
+    /// `benches/instructions.sh`). `Err` leaves the rest to
+    /// [`checkout`](Self::checkout), with the connection found if it must
+    /// be validated first (validation awaits).
+    #[inline(always)]
+    fn checkout_now<'p>(
+        &self,
+        pool: impl FnOnce() -> PoolRef<'p, Shared<M>>,
+        caller: &mut Caller<'_>,
+    ) -> Result<PooledConnection<'p, M>, Option<Handed<M::Connection>>> {
+        let shared = &self.shared;
+        shared.note_runtime();
+        match self.fast(caller) {
+            Some(handed) if !shared.options.validate_on_checkout => {
+                Ok(PooledConnection::new(pool(), handed, false))
+            }
+            found => Err(found),
         }
     }
 
@@ -541,6 +590,7 @@ impl<M: Manager> Pool<M> {
 
     /// The fast path: the connection parked in an owner's `lease`, without
     /// the lock.
+    #[inline(always)]
     fn take_back(&self, lease: AnyLease) -> Option<Handed<M::Connection>> {
         let check_in = |recalled| self.shared.checkin(recalled, Health::Healthy);
         let now = || self.shared.locked().now();
@@ -598,9 +648,9 @@ impl<M: Manager> crate::Builder<Pool<M>> {
 
 /// Who a checkout is for.
 enum Caller<'s> {
-    /// The pinned scope being polled (its owner), or none: an unpinned
-    /// checkout.
-    Scope(Option<OwnerId>),
+    /// The pinned scope being polled (its owner, and its lease as the
+    /// checkout began), or none: an unpinned checkout.
+    Scope(Option<scope::Current>),
     /// A [`Session`], which keeps its own lease.
     Session {
         owner: OwnerId,

@@ -33,7 +33,8 @@ use crate::sync::Arc;
 struct PolledScope {
     pool_id: u64,
     owner: OwnerId,
-    /// The scope's lease while its connection is parked.
+    /// The scope's lease: its connection is parked there while no
+    /// checkout holds it.
     lease: Option<AnyLease>,
 }
 
@@ -60,18 +61,40 @@ pub(crate) fn current_owner(pool_id: u64) -> Option<OwnerId> {
     with_entry(pool_id, |entry| entry.owner)
 }
 
-/// Takes the current scope's lease on `pool_id`, if its connection is parked.
-pub(crate) fn take_lease(pool_id: u64) -> Option<AnyLease> {
-    with_entry(pool_id, |entry| entry.lease.take()).flatten()
+/// The scope a `get()` on a pool runs in: see [`current`].
+pub(crate) struct Current {
+    pub(crate) owner: OwnerId,
+    /// A reference to the scope's lease, if it has one, for the checkout
+    /// to take its parked connection from and park it back in. The scope
+    /// keeps its own reference until the pool grants it another lease
+    /// ([`keep_lease`]) or the scope ends, so a checkin never touches the
+    /// thread-local.
+    pub(crate) lease: Option<AnyLease>,
+    /// Whether the scope had a lease as the checkout began.
+    pub(crate) leased: bool,
 }
 
-/// Gives the lease back to the scope of `owner` if it is being polled here
-/// (a guard may be dropped elsewhere; the lease is then simply dropped,
-/// and the owner's next checkout recalls it through the pool).
-pub(crate) fn restore_lease(pool_id: u64, owner: OwnerId, lease: AnyLease) {
+/// The scope of pool `pool_id` that a `get()` runs in, if any: one
+/// thread-local read for the owner and the lease both.
+#[inline]
+pub(crate) fn current(pool_id: u64) -> Option<Current> {
+    with_entry(pool_id, |entry| Current {
+        owner: entry.owner,
+        lease: entry.lease.clone(),
+        leased: entry.lease.is_some(),
+    })
+}
+
+/// Keeps the lease the pool `pool_id` just granted `owner` with a
+/// connection, or none if it granted it without one, in the scope of
+/// `owner` if it is being polled here, in place of any earlier lease
+/// (which the pool has ended). A checkout moved out of its scope (into a
+/// spawned task) finds none, and its owner's next checkout goes through
+/// the core.
+pub(crate) fn keep_lease(pool_id: u64, owner: OwnerId, lease: Option<AnyLease>) {
     with_entry(pool_id, |entry| {
         if entry.owner == owner {
-            entry.lease = Some(lease);
+            entry.lease = lease;
         }
     });
 }

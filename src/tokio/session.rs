@@ -51,13 +51,18 @@ impl<M: Manager> Session<M> {
     pub async fn get(&mut self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
         let Session { pool, owner } = self;
         owner.used = true;
-        let caller = Caller::Session {
+        let mut caller = Caller::Session {
             owner: owner.owner,
             lease: &mut owner.lease,
         };
-        let patience = Patience::PoolTimeout;
-        pool.checkout(|| PoolRef::Borrowed(&pool.shared), caller, patience)
-            .await
+        let shared = || PoolRef::Borrowed(&pool.shared);
+        match pool.checkout_now(shared, &mut caller) {
+            Ok(conn) => Ok(conn),
+            Err(found) => {
+                pool.checkout(shared, caller, Patience::PoolTimeout, found)
+                    .await
+            }
+        }
     }
 
     /// The pool's id for the owner this session stands for.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
+use super::Manager;
 use super::waiter::TaskMailbox;
-use super::{Manager, scope};
 use crate::Error;
 use crate::core::{ConnId, Core, PoolState};
 use crate::driver::Driven as _;
@@ -68,10 +68,19 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Remembers the current runtime, for connects asked for outside one,
-    /// and starts the maintenance task there.
+    /// and starts the maintenance task there. Every checkout asks; only the
+    /// first does anything, out of line.
+    #[inline(always)]
     pub(crate) fn note_runtime(self: &Arc<Self>) {
-        if self.runtime.get().is_none()
-            && let Ok(handle) = Handle::try_current()
+        if self.runtime.get().is_none() {
+            self.note_first_runtime();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn note_first_runtime(self: &Arc<Self>) {
+        if let Ok(handle) = Handle::try_current()
             && self.runtime.set(handle.clone()).is_ok()
         {
             self.start_maintenance(&handle);
@@ -109,14 +118,11 @@ impl<M: Manager> TakesBack for Shared<M> {
     type Conn = M::Connection;
 
     /// Checks `has_broken` (a panic in it counts as broken), then returns
-    /// the connection; an owner's lease goes back to its scope's registry.
-    #[inline]
+    /// the connection (parked in its owner's lease, when it has one).
+    #[inline(always)]
     fn take_back(self: &Arc<Self>, mut handed: Handed<M::Connection>, discarded: bool) {
         let broken = discarded || driver::is_broken(|| self.manager.has_broken(&mut handed.conn));
-        let pool_id = self.options.id;
-        self.return_conn(handed, broken, |owner, lease| {
-            scope::restore_lease(pool_id, owner, lease)
-        });
+        self.return_conn(handed, broken);
     }
 
     fn detach(self: &Arc<Self>, handed: Handed<M::Connection>) -> Box<M::Connection> {
