@@ -650,6 +650,31 @@ mod tests {
         }
     }
 
+    /// A pinned thread's guard dropped on another thread parks the
+    /// connection in the thread's lease: the owner's next checkouts take
+    /// it back without the lock, as if it had dropped the guard itself.
+    #[test]
+    fn a_guard_dropped_on_another_thread_parks_for_its_owner() {
+        let pool = Pool::new(noop).unwrap();
+        let finished = crate::driver::finishes_while_locked(
+            || pool.shared.lock(),
+            |warmed_up, done| {
+                drop(pool.get().unwrap()); // the slow path leases it
+                let held = pool.get_owned().unwrap();
+                std::thread::spawn(move || drop(held)).join().unwrap();
+                warmed_up();
+                for _ in 0..3 {
+                    drop(pool.get().unwrap());
+                }
+                done();
+            },
+        );
+        assert!(finished, "the owner's checkout went for the lock");
+        let counters = pool.state().counters;
+        assert_eq!(counters.checkouts, 5, "fast checkouts are counted");
+        assert_eq!(counters.opened, 1, "one connection, reused");
+    }
+
     /// Under `Off` a take that finds the stash cell it used last empty
     /// looks on through the others, and each connection parks in a cell of
     /// its own: the connection parked beside an empty cell is found

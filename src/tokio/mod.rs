@@ -885,4 +885,35 @@ mod tests {
             assert_eq!(counters.checkins, 1_001);
         }
     }
+
+    /// A scope's guard dropped on another thread parks the connection in
+    /// the scope's lease: the scope's next checkouts take it back without
+    /// the lock.
+    #[test]
+    fn a_guard_dropped_on_another_thread_parks_for_its_scope() {
+        let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) }).unwrap();
+        let finished = crate::driver::finishes_while_locked(
+            || pool.shared.lock(),
+            |warmed_up, done| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(pool.pinned(async {
+                    drop(pool.get().await.unwrap()); // the slow path leases it
+                    let held = pool.get_owned().await.unwrap();
+                    std::thread::spawn(move || drop(held)).join().unwrap();
+                    warmed_up();
+                    for _ in 0..3 {
+                        drop(pool.get().await.unwrap());
+                    }
+                    done(); // before the scope ends, which takes the lock
+                }));
+            },
+        );
+        assert!(finished, "the scope's checkout went for the lock");
+        let counters = pool.state().counters;
+        assert_eq!(counters.checkouts, 5, "fast checkouts are counted");
+        assert_eq!(counters.opened, 1, "one connection, reused");
+    }
 }
