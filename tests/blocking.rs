@@ -282,6 +282,34 @@ fn a_checkout_whose_every_connection_fails_validation_times_out() {
     assert_conserved(&pool, &manager.tally);
 }
 
+/// A checkout whose deadline has passed stops after the validation that
+/// failed, even with idle connections left to try: with a zero timeout
+/// and ten idle connections that all fail validation, it validates the
+/// one it took from the stash and the one the core granted, then times
+/// out, rather than validating (and closing) every idle connection.
+#[test]
+fn a_checkout_past_its_deadline_stops_validating_idle_connections() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(10)
+        .pinning(Pinning::Off)
+        .validate_on_checkout(true)
+        .build(manager.clone())
+        .unwrap();
+    let held: Vec<_> = (0..10).map(|_| pool.get().unwrap()).collect();
+    drop(held);
+    let validated = manager.tally.validations.load(Ordering::SeqCst);
+    manager.never_valid.store(true, Ordering::SeqCst);
+    let error = pool
+        .get_timeout(Duration::ZERO)
+        .map(drop)
+        .expect_err("no connection is valid");
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    let tried = manager.tally.validations.load(Ordering::SeqCst) - validated;
+    assert_eq!(tried, 2, "the stash's connection, then the core's");
+    assert_conserved(&pool, &manager.tally);
+}
+
 #[test]
 fn an_explicit_discard_closes_and_replaces_the_connection() {
     // A closure, not the fn item: that is not general over the lifetime.

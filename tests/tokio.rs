@@ -378,6 +378,36 @@ async fn closing_fails_waiters_and_later_gets() {
     assert_eq!(state.total(), 0, "returned connections close");
 }
 
+/// A checkout whose deadline has passed stops after the validation that
+/// failed, even with idle connections left to try: with a zero timeout
+/// and ten idle connections that all fail validation, it validates the
+/// one it took from the stash, then times out.
+#[tokio::test(flavor = "current_thread")]
+async fn a_checkout_past_its_deadline_stops_validating_idle_connections() {
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(10)
+        .validate_on_checkout(true)
+        .build(manager.clone())
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(pool.get().await.unwrap()); // unpinned: no scope
+    }
+    drop(held);
+    let validated = manager.tally.validations.load(Ordering::SeqCst);
+    manager.never_valid.store(true, Ordering::SeqCst);
+    let error = pool
+        .get_timeout(Duration::ZERO)
+        .await
+        .map(drop)
+        .expect_err("no connection is valid");
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    let tried = manager.tally.validations.load(Ordering::SeqCst) - validated;
+    assert_eq!(tried, 1, "the stash's connection only");
+    assert_conserved(&pool, &manager.tally).await;
+}
+
 /// When every connection fails validation, a checkout replaces one after
 /// another only until its deadline, then times out: no endless loop.
 #[tokio::test(flavor = "current_thread")]
