@@ -740,6 +740,14 @@ impl<M: Manager> fmt::Debug for Pool<M> {
 mod tests {
     use super::*;
 
+    /// A runtime on this thread, its clock running.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     /// A maintenance run with a lifetime and no idle timeout, or the
     /// reverse, recalls a pinned scope's lease, so the connection parked in
     /// it is checked like any idle one; and the run says how long from now
@@ -789,10 +797,7 @@ mod tests {
     /// A `get()` dropped while it waits withdraws from the line.
     #[test]
     fn a_dropped_get_withdraws_from_the_line() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let pool = Pool::builder()
             .max_size(1)
             .build(|| async { Ok::<_, std::io::Error>(()) })
@@ -817,10 +822,7 @@ mod tests {
     /// the count says which ended.
     #[test]
     fn a_strict_owners_checkout_ends_only_its_connections_lease() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let pool = Pool::builder()
             .max_size(2)
             .pinning(crate::core::Pinning::Strict)
@@ -857,10 +859,7 @@ mod tests {
             let finished = crate::driver::finishes_while_locked(
                 || pool.shared.lock(),
                 |warmed_up, done| {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
+                    let runtime = runtime();
                     let work = async {
                         drop(pool.get().await.unwrap()); // the slow path leases it
                         warmed_up();
@@ -895,10 +894,7 @@ mod tests {
         let finished = crate::driver::finishes_while_locked(
             || pool.shared.lock(),
             |warmed_up, done| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
+                let runtime = runtime();
                 runtime.block_on(pool.pinned(async {
                     drop(pool.get().await.unwrap()); // the slow path leases it
                     let held = pool.get_owned().await.unwrap();
