@@ -96,8 +96,11 @@ fn spread(threads: usize, iters: u64, op: impl Fn() + Sync) -> Duration {
                 })
             })
             .collect();
-        start.wait();
+        // Read before the barrier opens: once it does, the workers may
+        // keep this thread off the CPU (2 cores, up to 64 threads) until
+        // most of the work is done, which would count it as no time.
         let began = Instant::now();
+        start.wait();
         for worker in workers {
             worker.join().expect("benchmark thread");
         }
