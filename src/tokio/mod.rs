@@ -147,7 +147,8 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        self.get_with(Patience::PoolTimeout).await
+        self.get_with(Patience::PoolTimeout, || PoolRef::Borrowed(&self.shared))
+            .await
     }
 
     /// [`get`](Self::get) with this call's own timeout in place of the
@@ -170,7 +171,8 @@ impl<M: Manager> Pool<M> {
         &self,
         timeout: Duration,
     ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        self.get_with(Patience::UpTo(timeout)).await
+        self.get_with(Patience::UpTo(timeout), || PoolRef::Borrowed(&self.shared))
+            .await
     }
 
     /// A connection only if one is free for this caller now; otherwise
@@ -193,14 +195,17 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     pub async fn try_get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        self.get_with(Patience::Never).await
+        self.get_with(Patience::Never, || PoolRef::Borrowed(&self.shared))
+            .await
     }
 
-    async fn get_with(
+    /// A checkout as the current scope's owner (or unpinned, outside one),
+    /// for a guard that reaches the pool through `pool`.
+    async fn get_with<'p>(
         &self,
         patience: Patience,
-    ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        let pool = || PoolRef::Borrowed(&self.shared);
+        pool: impl Fn() -> PoolRef<'p, Shared<M>> + Copy,
+    ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
         let mut caller = Caller::Scope(scope::current(self.shared.options.id));
         match self.checkout_now(pool, &mut caller) {
             Ok(conn) => Ok(conn),
@@ -223,14 +228,7 @@ impl<M: Manager> Pool<M> {
     /// ```
     pub async fn get_owned(&self) -> Result<PooledConnection<'static, M>, Error<M::Error>> {
         let pool = || PoolRef::Owned(Arc::clone(&self.shared));
-        let mut caller = Caller::Scope(scope::current(self.shared.options.id));
-        match self.checkout_now(pool, &mut caller) {
-            Ok(conn) => Ok(conn),
-            Err(found) => {
-                self.checkout(pool, caller, Patience::PoolTimeout, found)
-                    .await
-            }
-        }
+        self.get_with(Patience::PoolTimeout, pool).await
     }
 
     /// A [`Session`]: an owner that is a value rather than a scope. Its
