@@ -40,6 +40,20 @@ MUTATIONS = [
         "parking_vs_owner_exit",
     ),
     (
+        "co-owner: taking a shared lease leaves the core naming the grantee holder",
+        "src/driver/inner.rs",
+        "        driver_bug(self.core.note_lease_holder(conn, None));\n",
+        "",
+        "co_owners_share_a_lease",
+    ),
+    (
+        "co-owner: an owner holding its shared lease's connection is not reported",
+        "src/driver/lease.rs",
+        "            if lease.held_by(owner) {\n                held(lease);\n            }",
+        "            let _ = held;",
+        "co_owners_share_a_lease",
+    ),
+    (
         "stash: a parker settles without checking its lease is current",
         "src/driver/stash.rs",
         "let entry = self.leases[lease.cell].filter(|e| e.number == lease.number)?;",

@@ -689,3 +689,46 @@ fn a_state_prints_its_counts() {
     core.close();
     assert!(core.state().to_string().ends_with(", closed"));
 }
+
+/// Owners share a connection's lease only under `Strict`, which pins
+/// several to one connection for life; the holder the core then records
+/// refuses nobody, the one the driver notes is refused, and the shared
+/// connection checks in and goes to its waiter as any other.
+#[test]
+fn only_strict_co_owners_share_a_lease_and_its_holder_refuses_nobody() {
+    for pinning in [Pinning::Exclusive, Pinning::Affinity, Pinning::Off] {
+        let mut core = core(Config {
+            max_size: 1,
+            pinning,
+            ..Config::default()
+        });
+        let conn = first_checkout(&mut core, OwnerId(1));
+        assert!(!core.may_share_lease(OwnerId(1), conn), "{pinning:?}");
+    }
+    let mut core = core(Config {
+        max_size: 1,
+        ..Config::default()
+    });
+    let (alice, bob) = (OwnerId(1), OwnerId(2));
+    let conn = first_checkout(&mut core, alice);
+    let Checkout::Waiting(ticket) = core.checkout(bob) else {
+        panic!("alice holds the only connection")
+    };
+    assert!(core.cancel(ticket), "bob is pinned to it now");
+    assert!(core.may_share_lease(bob, conn) && core.may_share_lease(alice, conn));
+    // Alice parked it in her lease and bob took it: the core cannot tell.
+    core.note_lease_holder(conn, None).unwrap();
+    let Checkout::Waiting(ticket) = core.checkout(alice) else {
+        panic!("alice, not holding it, waits for it")
+    };
+    assert!(!core.may_share_lease(bob, conn), "alice waits for it");
+    core.checkin(conn, Health::Healthy).unwrap();
+    let granted = Action::Grant { ticket, conn };
+    assert_eq!(core.poll_action(), Some(granted));
+    core.note_lease_holder(conn, Some(alice)).unwrap();
+    let held = Checkout::Failed(FailReason::AlreadyHeld);
+    assert_eq!(core.checkout(alice), held);
+    core.checkin(conn, Health::Healthy).unwrap();
+    let refused = core.note_lease_holder(conn, Some(alice));
+    assert!(matches!(refused, Err(InputError::WrongConnState { .. })));
+}

@@ -13,6 +13,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use loom::sync::Arc as LoomArc;
+use loom::sync::atomic::AtomicBool;
 use loom::thread;
 use pinpool::Error;
 use pinpool::blocking::{Manager, Pool, PooledConnection};
@@ -373,6 +375,43 @@ fn parking_vs_owner_exit() {
         let state = pool.state();
         assert_eq!(state.counters.checkouts, 2, "{state:?}");
         assert_eq!(state.counters.opened, 1, "{state:?}");
+        assert_quiet(&state);
+    });
+}
+
+/// Model 5c: co-owners sharing a lease. Two threads pinned to the one
+/// connection (`Pinning::Strict`) take turns on it. The second to bind
+/// was granted it with a lease; the first, coming back, finds it parked
+/// there and takes it without a core checkout, as the core would grant it
+/// (or waits, if it is held). Whichever holds it, the other's checkout
+/// waits for it, never refused as if it held it; the holder asking again
+/// is refused as holding it, never left waiting for itself (loom reports
+/// a checkout that waits for ever).
+#[test]
+fn co_owners_share_a_lease() {
+    check("co_owners_share_a_lease", || {
+        let pool = pool(1, WakePolicy::Handoff);
+        drop(pool.get().unwrap()); // the main thread binds first
+        let bound = LoomArc::new(AtomicBool::new(false));
+        let other = {
+            let (pool, bound) = (pool.clone(), LoomArc::clone(&bound));
+            thread::spawn(move || {
+                drop(pool.get().unwrap()); // binds too: leased to it, parked
+                bound.store(true, Ordering::SeqCst);
+                let conn = pool.get().expect("its turn");
+                let again = pool.try_get().map(|_| ());
+                assert!(matches!(again, Err(Error::AlreadyHeld)), "{again:?}");
+                drop(conn);
+            })
+        };
+        while !bound.load(Ordering::SeqCst) {
+            thread::yield_now();
+        }
+        drop(pool.get().expect("its turn")); // from the other's lease
+        other.join().unwrap();
+        let state = pool.state();
+        assert_eq!(state.counters.checkouts, 4, "{state:?}");
+        assert_eq!(state.counters.failed, 1, "{state:?}");
         assert_quiet(&state);
     });
 }

@@ -232,15 +232,18 @@ impl<M: Manager> Pool<M> {
     /// The fast path: this thread's own parked connection, without the lock.
     #[inline(always)]
     fn get_leased(&self) -> Option<Handed<M::Connection>> {
-        self.take_back(pins::lease(self.shared.options.id)?)
+        let (owner, lease) = pins::lease(self.shared.options.id)?;
+        self.take_back(owner, lease)
     }
 
-    /// The connection parked in an owner's `lease`, without the lock.
+    /// The connection parked in `owner`'s `lease`, without the lock.
     #[inline(always)]
-    fn take_back(&self, lease: AnyLease) -> Option<Handed<M::Connection>> {
-        let check_in = |recalled| self.shared.checkin(recalled, Health::Healthy);
-        let now = || self.shared.locked().now();
-        let handed = lease::take_back::<M::Connection>(lease, now, check_in)?;
+    fn take_back(&self, owner: OwnerId, lease: AnyLease) -> Option<Handed<M::Connection>> {
+        let shared = &self.shared;
+        let check_in = |recalled| shared.checkin(recalled, Health::Healthy);
+        let now = || shared.locked().now();
+        let held = |lease| shared.note_lease_holder(lease, owner);
+        let handed = lease::take_back::<M::Connection>(lease, owner, now, check_in, held)?;
         self.validated(handed)
     }
 
@@ -673,6 +676,52 @@ mod tests {
         let counters = pool.state().counters;
         assert_eq!(counters.checkouts, 5, "fast checkouts are counted");
         assert_eq!(counters.opened, 1, "one connection, reused");
+    }
+
+    /// Threads pinned to one connection take turns on it without the
+    /// lock: the one coming back finds it parked in the other's lease and
+    /// takes it from there, as the core would grant it, and from then on
+    /// each finds it parked in the lease they share.
+    #[test]
+    fn co_owner_threads_take_turns_without_the_lock() {
+        use std::sync::mpsc;
+        let pool = Pool::builder().max_size(1).build(noop).unwrap();
+        let finished = crate::driver::finishes_while_locked(
+            || pool.shared.lock(),
+            |warmed_up, done| {
+                let (turn, other_turn) = mpsc::channel::<()>();
+                let (took, other_took) = mpsc::channel::<()>();
+                std::thread::scope(|s| {
+                    drop(pool.get().unwrap()); // this thread binds first
+                    // The other binds too (ending this thread's lease),
+                    // then takes each turn given it; it does not exit (which
+                    // takes the lock) before this thread is done.
+                    let pool = &pool;
+                    s.spawn(move || {
+                        while other_turn.recv().is_ok() {
+                            drop(pool.get().unwrap());
+                            took.send(()).unwrap();
+                        }
+                    });
+                    let both_take_a_turn = || {
+                        turn.send(()).unwrap();
+                        other_took.recv().unwrap();
+                        drop(pool.get().unwrap());
+                    };
+                    both_take_a_turn(); // this thread takes the other's lease
+                    warmed_up();
+                    for _ in 0..5 {
+                        both_take_a_turn();
+                    }
+                    done();
+                    drop(turn);
+                });
+            },
+        );
+        assert!(finished, "a co-owner's checkout went for the lock");
+        let state = pool.state();
+        assert_eq!(state.counters.checkouts, 13, "fast checkouts are counted");
+        assert_eq!(state.counters.opened, 1, "one connection, shared");
     }
 
     /// Under `Off` a take that finds the stash cell it used last empty

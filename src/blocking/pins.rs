@@ -83,9 +83,9 @@ pub(crate) fn register(pool_id: u64, pool: impl FnOnce() -> Weak<dyn Reclaim>) -
     .flatten()
 }
 
-/// The current thread's lease on `pool_id`, if it has one: a reference
-/// for the checkout to take its parked connection from and park it back
-/// in. The thread keeps its own reference until the pool grants it
+/// The current thread's owner id and lease on `pool_id`, if it has one: a
+/// reference for the checkout to take its parked connection from and park
+/// it back in. The thread keeps its own reference until the pool grants it
 /// another lease ([`keep_lease`]) or the thread exits, so a checkin never
 /// touches the thread-local.
 ///
@@ -93,11 +93,11 @@ pub(crate) fn register(pool_id: u64, pool: impl FnOnce() -> Weak<dyn Reclaim>) -
 /// reference into the caller's frame, which the compiler otherwise spills
 /// and reloads (`benches/instructions.sh`).
 #[inline(always)]
-pub(crate) fn lease(pool_id: u64) -> Option<AnyLease> {
+pub(crate) fn lease(pool_id: u64) -> Option<(OwnerId, AnyLease)> {
     PINS.try_with(move |pins| {
         let pins = pins.try_borrow().ok()?;
         let registration = pins.pools.iter().find(|r| r.pool_id == pool_id)?;
-        registration.lease.clone()
+        Some((pins.owner, registration.lease.clone()?))
     })
     .ok()
     .flatten()

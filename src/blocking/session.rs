@@ -48,7 +48,7 @@ impl<M: Manager> Session<M> {
         let Session { pool, owner } = self;
         owner.used = true;
         if let Some(parked) = owner.lease.clone()
-            && let Some(handed) = pool.take_back(parked)
+            && let Some(handed) = pool.take_back(owner.owner, parked)
         {
             return Ok(pool.lend(handed));
         }

@@ -4,6 +4,11 @@
 
 use super::*;
 
+/// The holder the core records for a connection whose lease its owners
+/// share (see [`Core::note_lease_holder`]): no owner's (the id is reserved), so
+/// none is refused as already holding it.
+const LEASE_SHARERS: OwnerId = OwnerId(u64::MAX);
+
 impl Core {
     /// Whether a driver may *lease* `conn`, just granted to `owner`: keep
     /// it checked out to the owner and serve the owner's next checkouts and
@@ -38,6 +43,79 @@ impl Core {
             && self.pins.get(&owner) == Some(&conn)
             && self.oldest_waiter_for(conn).is_none()
             && !self.is_surplus(conn)
+    }
+
+    /// Whether `owner`, pinned to `conn`, may be served from the lease of
+    /// `conn` that the driver holds for another owner pinned to it (see
+    /// [`Core::may_lease`]), when it finds the connection parked there:
+    /// under [`Pinning::Strict`] owners share a connection, and the core
+    /// would grant it to any of them (their own connection, idle, nobody
+    /// waiting). Co-owners taking turns then pass it between them without
+    /// the core, as a lone owner does. The driver reports the first such
+    /// checkout with [`Core::note_lease_holder`] (`None`): from then on
+    /// the core no longer knows which of them holds it.
+    ///
+    /// ```
+    /// use pinpool::core::{Checkout, Config, ConnId, Core, OwnerId};
+    ///
+    /// let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// let (alice, bob, conn) = (OwnerId(1), OwnerId(2), ConnId(1));
+    /// core.checkout(alice);
+    /// core.poll_action(); // Open
+    /// core.connected(conn)?;
+    /// core.poll_action(); // Grant: alice holds it, leased
+    /// let Checkout::Waiting(ticket) = core.checkout(bob) else { unreachable!() };
+    /// assert!(!core.may_share_lease(bob, conn), "he waits for it in line");
+    /// core.cancel(ticket);
+    /// assert!(core.may_share_lease(bob, conn), "pinned to it, and nobody waits");
+    /// assert!(!core.may_share_lease(OwnerId(3), conn), "pinned to nothing");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn may_share_lease(&self, owner: OwnerId, conn: ConnId) -> bool {
+        // Only Strict pins several owners to one connection for life:
+        // Exclusive pins one, and Affinity moves pins.
+        self.config.pinning == Pinning::Strict && self.may_lease(owner, conn)
+    }
+
+    /// Who holds `conn`, checked out under a lease its co-owners share
+    /// (see [`Core::may_share_lease`]), as far as the driver knows:
+    /// `None` when a co-owner took it from the lease (then no owner is
+    /// refused as holding it: each waits for it instead), `Some(owner)`
+    /// when `owner`'s own checkout found it in its hands — so that the
+    /// checkout fails with [`FailReason::AlreadyHeld`] rather than wait for
+    /// itself.
+    ///
+    /// ```
+    /// use pinpool::core::{Checkout, Config, ConnId, Core, FailReason, OwnerId};
+    ///
+    /// let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// let (alice, bob, conn) = (OwnerId(1), OwnerId(2), ConnId(1));
+    /// core.checkout(alice);
+    /// core.poll_action(); // Open
+    /// core.connected(conn)?;
+    /// core.poll_action(); // Grant: alice holds it, leased
+    /// let Checkout::Waiting(ticket) = core.checkout(bob) else { unreachable!() };
+    /// core.cancel(ticket); // bob is pinned to it too
+    /// core.note_lease_holder(conn, None)?; // alice parked it, bob took it
+    /// let Checkout::Waiting(ticket) = core.checkout(alice) else { unreachable!() };
+    /// core.cancel(ticket);
+    /// core.note_lease_holder(conn, Some(bob))?;
+    /// assert_eq!(core.checkout(bob), Checkout::Failed(FailReason::AlreadyHeld));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn note_lease_holder(
+        &mut self,
+        conn: ConnId,
+        holder: Option<OwnerId>,
+    ) -> Result<(), InputError> {
+        if self.slots.holder(conn).is_none() {
+            return Err(InputError::WrongConnState {
+                conn,
+                expected: "checked out",
+            });
+        }
+        self.slots.set_holder(conn, holder.unwrap_or(LEASE_SHARERS));
+        Ok(())
     }
 
     /// Whether a driver may *stash* `conn`, just granted to a checkout that

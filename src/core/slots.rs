@@ -233,6 +233,18 @@ impl Slots {
         }
     }
 
+    /// Records another holder for a checked-out connection (see
+    /// [`Core::note_lease_holder`](super::Core::note_lease_holder)).
+    pub fn set_holder(&mut self, id: ConnId, holder: OwnerId) {
+        if let Some(Slot {
+            state: SlotState::InUse { holder: held },
+            ..
+        }) = self.slots.get_mut(&id)
+        {
+            *held = holder;
+        }
+    }
+
     /// Moves `id` to `state`, taking it out of the index of its old one
     /// (one lookup: this is every checkout's and checkin's path).
     fn set_state(&mut self, id: ConnId, state: SlotState, now: Duration) {

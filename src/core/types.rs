@@ -30,7 +30,8 @@ id_type!(
 id_type!(
     /// A thread or task identity, chosen by the driver. The core never reuses
     /// or interprets it; a driver must not reuse an id after
-    /// [`Core::owner_gone`](super::Core::owner_gone).
+    /// [`Core::owner_gone`](super::Core::owner_gone). `OwnerId(u64::MAX)`
+    /// is reserved (see [`Core::note_lease_holder`](super::Core::note_lease_holder)).
     OwnerId,
     "owner#"
 );

@@ -35,6 +35,9 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
         waits: bool,
         slot: impl FnOnce() -> Arc<S>,
     ) -> Step<C, E, S> {
+        if pins && let Some(handed) = self.share_lease(owner) {
+            return Step::Ready(handed);
+        }
         // End the leases whose connections this checkout may depend on.
         match self.core.checkout_scope(owner, pins) {
             LeaseScope::None => {}
@@ -65,6 +68,50 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
                 Step::Wait(ticket, slot)
             }
             Checkout::Failed(reason) => Step::Failed(self.failure(reason)),
+        }
+    }
+
+    /// `owner`'s connection parked in the lease of an owner pinned to it
+    /// too, if the core lets `owner` share that lease
+    /// ([`Core::may_share_lease`]): taken as the core would grant it, and
+    /// kept by `owner` as its own lease, so that owners taking turns on
+    /// one connection go on passing it between them without the lock.
+    /// If another owner holds it, nothing changes: `owner` waits for it.
+    fn share_lease(&mut self, owner: OwnerId) -> Option<Handed<C>> {
+        let conn = self.core.pinned_conn(owner)?;
+        let lease = self.leases.get(&conn)?;
+        if !self.core.may_share_lease(owner, conn) {
+            return None;
+        }
+        let (parked, recalled) = match lease.reacquire(owner, || self.core.now()) {
+            Reacquire::Held(parked) => (parked, false),
+            Reacquire::Recalled(parked) => (parked, true),
+            Reacquire::Empty => return None,
+        };
+        let handed = Handed {
+            id: conn,
+            conn: parked,
+            lease: Some(Leased::Owner(Arc::clone(lease))),
+        };
+        driver_bug(self.core.note_lease_holder(conn, None));
+        if recalled {
+            // Past its lifetime: back through the core, which closes it.
+            self.give_back(handed, Health::Healthy);
+            return None;
+        }
+        Some(handed)
+    }
+
+    /// `owner`'s fast path found the connection of its `lease` in its own
+    /// hands: unless it has been returned since (its guard was moved to
+    /// another thread and dropped there, which the lock orders before this
+    /// read), the core records `owner` as its holder again (see
+    /// [`Core::note_lease_holder`]), for the owner's checkout to be
+    /// refused. Nothing else changes the holder before that checkout: a
+    /// co-owner can only take the connection once it is parked.
+    pub(crate) fn note_lease_holder(&mut self, lease: &Lease<C>, owner: OwnerId) {
+        if lease.held_by(owner) {
+            driver_bug(self.core.note_lease_holder(lease.conn, Some(owner)));
         }
     }
 

@@ -32,23 +32,31 @@ use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering, TakeCell};
 /// every connection type.
 pub(crate) type AnyLease = Arc<dyn Any + Send + Sync>;
 
-/// The owner takes back the connection parked in its lease. `None` if
+/// `owner` takes back the connection parked in its lease. `None` if
 /// nothing was parked — or if the lease was recalled meanwhile, or the
 /// connection has outlived its lifetime (by the pool's clock, `now`, read
 /// only when a lifetime is set): the connection then goes to `check_in`,
 /// back through the core, since its waiters come first and it closes what
-/// has expired.
+/// has expired. When `owner` itself holds it, `held` is told (out of line)
+/// before the owner asks the core, which then refuses it as the holder.
 #[inline(always)]
 pub(crate) fn take_back<C: Send + 'static>(
     lease: AnyLease,
+    owner: OwnerId,
     now: impl Fn() -> Duration,
     check_in: impl FnOnce(Handed<C>),
+    held: impl FnOnce(Arc<Lease<C>>),
 ) -> Option<Handed<C>> {
     let lease = lease.downcast::<Lease<C>>().ok()?;
-    let (conn, recalled) = match lease.reacquire(now) {
+    let (conn, recalled) = match lease.reacquire(owner, now) {
         Reacquire::Held(conn) => (conn, false),
         Reacquire::Recalled(conn) => (conn, true),
-        Reacquire::Empty => return None,
+        Reacquire::Empty => {
+            if lease.held_by(owner) {
+                held(lease);
+            }
+            return None;
+        }
     };
     let handed = Handed {
         id: lease.conn,
@@ -273,12 +281,25 @@ impl<C> LeaseCell<C> {
     }
 }
 
-/// One lease of one connection to its pinned owner.
+/// One lease of one connection to its pinned owner, and to the owners
+/// pinned to it too under `Pinning::Strict`, who share it (see
+/// [`Core::note_lease_holder`](crate::core::Core::note_lease_holder)).
 pub(crate) struct Lease<C> {
     pub(crate) conn: ConnId,
+    /// The owner it was granted to: its end ends the lease.
     pub(crate) owner: OwnerId,
     cell: LeaseCell<C>,
+    /// Who holds the connection: the owner whose take found it parked,
+    /// [`NOBODY`] from just before it is parked again. Relaxed: only an
+    /// owner asking whether *it* holds the connection reads this, and
+    /// coherence gives it its own latest write — its id if it holds the
+    /// connection, else [`NOBODY`] or a later taker's id — and under the
+    /// pool lock, the parking of any guard that was returned before it.
+    holder: AtomicU64,
 }
+
+/// No owner (owner ids count from 1).
+const NOBODY: u64 = 0;
 
 /// What the owner's attempt to take its parked connection found.
 pub(crate) enum Reacquire<C> {
@@ -299,15 +320,19 @@ impl<C> Lease<C> {
             conn,
             owner,
             cell: LeaseCell::new(expires),
+            holder: AtomicU64::new(owner.0),
         }
     }
 
-    /// The owner takes its parked connection back (an expired one as
+    /// `owner` takes the parked connection back (an expired one as
     /// recalled; see [`LeaseCell::take`]).
     #[inline(always)]
-    pub(crate) fn reacquire(&self, now: impl Fn() -> Duration) -> Reacquire<C> {
+    pub(crate) fn reacquire(&self, owner: OwnerId, now: impl Fn() -> Duration) -> Reacquire<C> {
         match self.cell.take(now) {
-            Some((conn, false)) => Reacquire::Held(conn),
+            Some((conn, false)) => {
+                self.holder.store(owner.0, Ordering::Relaxed);
+                Reacquire::Held(conn)
+            }
             Some((conn, true)) => Reacquire::Recalled(conn),
             None => Reacquire::Empty,
         }
@@ -319,11 +344,24 @@ impl<C> Lease<C> {
     /// is safe here; the stash's reused cells settle under the lock.)
     #[inline]
     pub(crate) fn park(&self, conn: Box<C>, now: impl Fn() -> Duration) -> Result<(), Box<C>> {
+        self.holder.store(NOBODY, Ordering::Relaxed);
         if self.cell.put(conn, now) {
             return Ok(());
         }
         // The recall may have taken it already; whoever gets it returns it.
         self.cell.take_parked().map_or(Ok(()), Err)
+    }
+
+    /// Whether `owner` holds the connection (reliable when `owner` asks:
+    /// see [`Lease::holder`]).
+    pub(crate) fn held_by(&self, owner: OwnerId) -> bool {
+        self.holder.load(Ordering::Relaxed) == owner.0
+    }
+
+    /// Its connection goes back to the core (under the pool lock): held
+    /// by nobody in the lease any more.
+    pub(crate) fn returned(&self) {
+        self.holder.store(NOBODY, Ordering::Relaxed);
     }
 
     /// Ends the lease (under the pool lock); see [`LeaseCell::recall`].
@@ -346,8 +384,10 @@ impl<C> Lease<C> {
 mod tests {
     use super::*;
 
+    const OWNER: OwnerId = OwnerId(1);
+
     fn lease() -> Lease<&'static str> {
-        Lease::new(ConnId(1), OwnerId(1), None)
+        Lease::new(ConnId(1), OWNER, None)
     }
 
     /// The clock of a pool without lifetimes or timed uses, never read.
@@ -360,7 +400,7 @@ mod tests {
         let lease = lease();
         assert!(lease.park(Box::new("conn"), never).is_ok());
         for _ in 0..3 {
-            let Reacquire::Held(conn) = lease.reacquire(never) else {
+            let Reacquire::Held(conn) = lease.reacquire(OWNER, never) else {
                 panic!("parked, not recalled")
             };
             assert!(lease.park(conn, never).is_ok());
@@ -368,19 +408,40 @@ mod tests {
         assert_eq!(lease.reuses(), 3);
     }
 
+    /// The lease names who holds its connection for that owner's own
+    /// question: its grantee at first, each owner whose take found it
+    /// parked, and nobody once parked or returned to the core.
+    #[test]
+    fn the_holder_is_whoever_took_it_last_and_nobody_once_parked() {
+        let (lease, co_owner) = (lease(), OwnerId(2));
+        assert!(lease.held_by(OWNER), "granted to its owner, in its hands");
+        lease.park(Box::new("conn"), never).unwrap();
+        assert!(!lease.held_by(OWNER), "parked");
+        let Reacquire::Held(conn) = lease.reacquire(co_owner, never) else {
+            panic!("parked")
+        };
+        assert!(lease.held_by(co_owner) && !lease.held_by(OWNER));
+        lease.park(conn, never).unwrap();
+        let Reacquire::Held(_) = lease.reacquire(OWNER, never) else {
+            panic!("parked")
+        };
+        lease.returned();
+        assert!(!lease.held_by(OWNER), "back in the core");
+    }
+
     #[test]
     fn a_recall_takes_a_parked_connection() {
         let lease = lease();
         lease.park(Box::new("conn"), never).unwrap();
         assert_eq!(lease.recall().as_deref(), Some(&"conn"));
-        assert!(matches!(lease.reacquire(never), Reacquire::Empty));
+        assert!(matches!(lease.reacquire(OWNER, never), Reacquire::Empty));
     }
 
     #[test]
     fn a_recall_while_held_is_seen_by_the_holders_park() {
         let lease = lease();
         lease.park(Box::new("conn"), never).unwrap();
-        let Reacquire::Held(conn) = lease.reacquire(never) else {
+        let Reacquire::Held(conn) = lease.reacquire(OWNER, never) else {
             panic!("parked")
         };
         assert!(lease.recall().is_none(), "the holder has it");
@@ -390,14 +451,14 @@ mod tests {
 
     #[test]
     fn an_expired_connection_is_returned_to_the_core_not_reused() {
-        let lease = Lease::new(ConnId(1), OwnerId(1), Some(Duration::from_secs(60)));
+        let lease = Lease::new(ConnId(1), OWNER, Some(Duration::from_secs(60)));
         lease.park(Box::new("conn"), never).unwrap();
-        let Reacquire::Held(conn) = lease.reacquire(|| Duration::from_secs(59)) else {
+        let Reacquire::Held(conn) = lease.reacquire(OWNER, || Duration::from_secs(59)) else {
             panic!("not expired yet")
         };
         lease.park(conn, never).unwrap();
         assert!(matches!(
-            lease.reacquire(|| Duration::from_secs(60)),
+            lease.reacquire(OWNER, || Duration::from_secs(60)),
             Reacquire::Recalled(_)
         ));
         assert_eq!(lease.reuses(), 1, "the expired take is not a reuse");
@@ -409,7 +470,10 @@ mod tests {
         lease.park(Box::new("conn"), never).unwrap();
         // The recall raised the flag but the owner's swap came first.
         lease.cell.recalled.store(true, Ordering::SeqCst);
-        assert!(matches!(lease.reacquire(never), Reacquire::Recalled(_)));
+        assert!(matches!(
+            lease.reacquire(OWNER, never),
+            Reacquire::Recalled(_)
+        ));
         assert_eq!(lease.reuses(), 0);
     }
 }

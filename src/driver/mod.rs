@@ -53,7 +53,7 @@ use crate::core::{
 use crate::sync::{Arc, Mutex};
 use crate::{Error, InterruptHandle};
 use events::{Events, Handler, Holder};
-use lease::{AnyLease, Lease};
+use lease::{AnyLease, Lease, Reacquire};
 use stash::{Ledger, Stash, StashLease};
 
 use effects::Effects;
@@ -183,6 +183,15 @@ pub(crate) trait Driven<C: Send + 'static, E: std::fmt::Display, S: Mailbox<C, E
     /// Returns a connection to the core, ending its lease if it had one.
     fn checkin(self: &Arc<Self>, handed: Handed<C>, health: Health) {
         self.with_core(|inner| inner.give_back(handed, health));
+    }
+
+    /// `owner`'s fast path found the connection of its `lease` held by
+    /// `owner` itself: tells the core, which then refuses the owner's
+    /// checkout as the holder's (see [`Inner::note_lease_holder`]).
+    #[cold]
+    #[inline(never)]
+    fn note_lease_holder(self: &Arc<Self>, lease: Arc<Lease<C>>, owner: OwnerId) {
+        self.with_core(|inner| inner.note_lease_holder(&lease, owner));
     }
 
     /// A guard returns its connection (see [`Locked::return_conn`]).

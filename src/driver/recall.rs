@@ -49,6 +49,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
         match handed.lease {
             Some(Leased::Owner(lease)) => {
                 lease.recall();
+                lease.returned();
                 if self
                     .leases
                     .get(&handed.id)

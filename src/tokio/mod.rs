@@ -339,10 +339,16 @@ impl<M: Manager> Pool<M> {
         match caller {
             // Read as the checkout began; a later round (after a failed
             // validation) has no lease left and asks the core.
-            Caller::Scope(Some(scope)) => scope.lease.take().and_then(|l| self.take_back(l)),
+            Caller::Scope(Some(scope)) => {
+                let owner = scope.owner;
+                scope.lease.take().and_then(|l| self.take_back(owner, l))
+            }
             Caller::Scope(None) => self.shared.take_stashed(),
-            Caller::Session { lease, .. } => {
-                lease.as_ref().and_then(|l| self.take_back(Arc::clone(l)))
+            Caller::Session { owner, lease } => {
+                let owner = *owner;
+                lease
+                    .as_ref()
+                    .and_then(|l| self.take_back(owner, Arc::clone(l)))
             }
         }
     }
@@ -586,13 +592,15 @@ impl<M: Manager> Pool<M> {
         }
     }
 
-    /// The fast path: the connection parked in an owner's `lease`, without
+    /// The fast path: the connection parked in `owner`'s `lease`, without
     /// the lock.
     #[inline(always)]
-    fn take_back(&self, lease: AnyLease) -> Option<Handed<M::Connection>> {
-        let check_in = |recalled| self.shared.checkin(recalled, Health::Healthy);
-        let now = || self.shared.locked().now();
-        lease::take_back::<M::Connection>(lease, now, check_in)
+    fn take_back(&self, owner: OwnerId, lease: AnyLease) -> Option<Handed<M::Connection>> {
+        let shared = &self.shared;
+        let check_in = |recalled| shared.checkin(recalled, Health::Healthy);
+        let now = || shared.locked().now();
+        let held = |lease| shared.note_lease_holder(lease, owner);
+        lease::take_back::<M::Connection>(lease, owner, now, check_in, held)
     }
 
     /// [`Manager::validate`] within the deadline; a panic, an error or
@@ -881,6 +889,56 @@ mod tests {
             assert_eq!(counters.checkouts, 1_001, "fast checkouts are counted");
             assert_eq!(counters.checkins, 1_001);
         }
+    }
+
+    /// Scopes pinned to one connection take turns on it without the lock:
+    /// the one coming back finds it parked in the other's lease and takes
+    /// it from there, as the core would grant it, and from then on each
+    /// finds it parked in the lease they share.
+    #[test]
+    fn co_owner_scopes_take_turns_without_the_lock() {
+        let pool = Pool::builder()
+            .max_size(1)
+            .build(|| async { Ok::<_, std::io::Error>(()) })
+            .unwrap();
+        let finished = crate::driver::finishes_while_locked(
+            || pool.shared.lock(),
+            |warmed_up, done| {
+                // Both bind (the second ends the first's lease), then the
+                // first takes it from the second's lease: by the fourth turn.
+                const WARM_UP: usize = 4;
+                const TURNS: usize = 12;
+                let taken = std::cell::Cell::new(0);
+                // Neither scope ends (which takes the lock) before both are done.
+                let finish = tokio::sync::Barrier::new(2);
+                let owner = || {
+                    pool.pinned(async {
+                        for _ in 0..TURNS / 2 {
+                            if taken.get() == WARM_UP {
+                                warmed_up();
+                            }
+                            drop(pool.get().await.unwrap());
+                            taken.set(taken.get() + 1);
+                            if taken.get() == TURNS {
+                                done();
+                            }
+                            tokio::task::yield_now().await;
+                        }
+                        finish.wait().await;
+                    })
+                };
+                runtime().block_on(async {
+                    // Opened first, so that no turn waits: each ends in the
+                    // poll it starts in, whichever owner `join!` polls first.
+                    drop(pool.get().await.unwrap());
+                    tokio::join!(owner(), owner())
+                });
+            },
+        );
+        assert!(finished, "a co-owner's checkout went for the lock");
+        let state = pool.state();
+        assert_eq!(state.counters.checkouts, 13, "fast checkouts are counted");
+        assert_eq!(state.counters.opened, 1, "one connection, shared");
     }
 
     /// A scope's guard dropped on another thread parks the connection in
