@@ -20,6 +20,14 @@
 //! the recall's swap wrote and so also sees the flag raised before it.
 //! Exactly one side ends up holding the connection and checks it in; no
 //! wake-up is lost and none is duplicated.
+//!
+//! Under `Pinning::Strict` the owners pinned to one connection share its
+//! lease: one whose checkout finds the connection parked in a co-owner's
+//! lease takes it there, under the lock, and keeps that lease as its own
+//! ([`Core::may_share_lease`](crate::core::Core::may_share_lease)). From
+//! then on they pass the connection through the one lease, without the
+//! lock. The core no longer knows which of them holds it; the lease does
+//! (see [`Lease::held_by`]), for an owner asking again while holding it.
 
 use std::any::Any;
 use std::time::Duration;
