@@ -475,6 +475,36 @@ fn asking_twice_while_holding_the_pinned_connection_fails_at_once() {
     assert!(pool.get().is_ok(), "and works again once returned");
 }
 
+/// Under `Strict` a thread that took its connection from the lease of
+/// another thread pinned to it is still refused when it asks again while
+/// holding it, at once — not left waiting for itself.
+#[test]
+fn asking_twice_while_holding_a_shared_connection_fails_at_once() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    drop(pool.get().unwrap()); // this thread binds
+    let (bound, other_bound) = std::sync::mpsc::channel();
+    let (done, other_done) = std::sync::mpsc::channel::<()>();
+    thread::scope(|s| {
+        let pool = &pool;
+        s.spawn(move || {
+            drop(pool.get().unwrap()); // binds too, ending this thread's lease
+            bound.send(()).unwrap();
+            // Its pin (and lease) outlives this thread's turn; a failed
+            // turn drops the sender, which ends the wait too.
+            let _ = other_done.recv();
+        });
+        let done = done;
+        other_bound.recv().unwrap();
+        let held = pool.get().unwrap(); // parked in the other's lease
+        let again = pool.try_get().map(|_| ());
+        assert!(matches!(again, Err(Error::AlreadyHeld)), "{again:?}");
+        drop(held);
+        done.send(()).unwrap();
+    });
+    assert_eq!(pool.state().counters.failed, 1);
+}
+
 #[test]
 fn a_half_failing_manager_under_sixteen_threads_neither_hangs_nor_leaks() {
     let manager = TestManager::failing_half();

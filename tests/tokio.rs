@@ -360,6 +360,34 @@ async fn asking_twice_in_a_strict_scope_while_holding_fails_at_once() {
     .await;
 }
 
+/// Under `Strict` a scope that took its connection from the lease of
+/// another scope pinned to it is still refused when it asks again while
+/// holding it, at once — not left waiting for itself.
+#[tokio::test(flavor = "current_thread")]
+async fn asking_twice_while_holding_a_shared_connection_fails_at_once() {
+    use tokio::sync::Notify;
+    let pool = pool(1, &TestManager::default());
+    let (first_bound, second_bound, done) = (Notify::new(), Notify::new(), Notify::new());
+    let first = pool.pinned(async {
+        drop(pool.get().await.unwrap()); // binds
+        first_bound.notify_one();
+        second_bound.notified().await; // the second binds, ending this lease
+        let held = pool.get().await.unwrap(); // parked in the second's lease
+        let again = pool.try_get().await.map(|_| ());
+        assert!(matches!(again, Err(Error::AlreadyHeld)), "{again:?}");
+        drop(held);
+        done.notify_one();
+    });
+    let second = pool.pinned(async {
+        first_bound.notified().await;
+        drop(pool.get().await.unwrap()); // binds to the same connection
+        second_bound.notify_one();
+        done.notified().await; // its pin outlives the first's turn
+    });
+    tokio::join!(first, second);
+    assert_eq!(pool.state().counters.failed, 1);
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn closing_fails_waiters_and_later_gets() {
     let manager = TestManager::default();
