@@ -11,7 +11,6 @@
 //!
 //! `cargo bench --bench tokio`; `docs/benchmarks.md` quotes the ratios.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +23,7 @@ use tokio::runtime::Runtime;
 #[path = "peers/src/noop.rs"]
 #[allow(dead_code)]
 mod noop;
-use noop::{AsyncNoop, Bb8Noop, DeadpoolNoop, async_noop};
+use noop::{AsyncNoop, Bb8Noop, DeadpoolNoop, QpNoop, async_noop};
 
 /// (workers, pool size) shapes.
 const SHAPES: [(usize, usize); 3] = [(8, 8), (16, 8), (64, 16)];
@@ -89,17 +88,6 @@ struct Deadpool(deadpool::managed::Pool<DeadpoolNoop>);
 impl Subject for Deadpool {
     async fn get_drop(&self) {
         drop(self.0.get().await.expect("no timeout"));
-    }
-}
-
-struct QpNoop;
-
-#[async_trait::async_trait]
-impl qp::resource::Manage for QpNoop {
-    type Output = ();
-    type Error = Infallible;
-    async fn try_create(&self) -> Result<(), Infallible> {
-        Ok(())
     }
 }
 

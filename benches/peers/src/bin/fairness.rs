@@ -1,5 +1,5 @@
 //! Waiting time and its tail under oversubscription, pinpool beside r2d2
-//! (threads) and bb8 and deadpool (tasks), in the same run: what users of
+//! (threads) and bb8, deadpool and qp (tasks), in the same run: what users of
 //! pools complain about most (a checkout that waits while later ones are
 //! served — sqlx#453, HikariCP#2192 — and bb8's lost wake-up).
 //!
@@ -25,10 +25,14 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use pinpool::core::{Pinning, WakePolicy};
-use pinpool_peers::noop::{AsyncNoop, Bb8Noop, DeadpoolNoop, Noop, R2d2Noop, async_noop, noop};
+use pinpool_peers::noop::{
+    AsyncNoop, Bb8Noop, DeadpoolNoop, Noop, QpNoop, R2d2Noop, async_noop, noop,
+};
 
 #[derive(Parser)]
-#[command(about = "Waiting-time tails of pinpool, r2d2, bb8 and deadpool under oversubscription")]
+#[command(
+    about = "Waiting-time tails of pinpool, r2d2, bb8, deadpool and qp under oversubscription"
+)]
 struct Args {
     /// Seconds each cell is measured (after a fifth as long to warm up).
     #[arg(long, default_value_t = 1.0)]
@@ -236,6 +240,8 @@ enum Tasks {
     PinpoolPinned(pinpool::tokio::Pool<AsyncNoop>),
     Bb8(bb8::Pool<Bb8Noop>),
     Deadpool(deadpool::managed::Pool<DeadpoolNoop>),
+    /// Without validation on checkout, as the others are configured.
+    Qp(qp::Pool<QpNoop>),
 }
 
 impl Tasks {
@@ -249,6 +255,7 @@ impl Tasks {
             }
             Tasks::Bb8(pool) => held(pool.get(), served, hold, records).await,
             Tasks::Deadpool(pool) => held(pool.get(), served, hold, records).await,
+            Tasks::Qp(pool) => held(pool.acquire_unchecked(), served, hold, records).await,
         }
     }
 }
@@ -304,6 +311,11 @@ async fn task_pools() -> Vec<(&'static str, Role, Tasks)> {
         ),
         ("bb8", Role::Peer, Tasks::Bb8(bb8)),
         ("deadpool", Role::Peer, Tasks::Deadpool(deadpool)),
+        (
+            "qp",
+            Role::Peer,
+            Tasks::Qp(qp::Pool::new(QpNoop, CONNECTIONS)),
+        ),
     ]
 }
 
