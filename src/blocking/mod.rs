@@ -388,6 +388,9 @@ impl<M: Manager> Pool<M> {
     pub fn unpin(&self) {
         if let Some(owner) = pins::current_owner() {
             self.shared.with_core(|inner| inner.unpin(owner));
+            // The lease it was served from may be a co-owner's, which the
+            // unpin leaves running for them: this thread lets go of it.
+            pins::keep_lease(self.shared.options.id, None);
         }
     }
 
@@ -869,6 +872,35 @@ mod tests {
             checkouts, 4,
             "three through the core, and the unpinned thread's fast one"
         );
+    }
+
+    /// A thread that unpins lets go of the lease it shared with another
+    /// thread pinned to its connection: its next `get()` pins it afresh
+    /// through the core, rather than take the connection from that lease
+    /// as if it were still pinned.
+    #[test]
+    fn unpinning_lets_go_of_a_shared_lease() {
+        use std::sync::mpsc;
+        let pool = Pool::builder().max_size(1).build(noop).unwrap();
+        drop(pool.get().unwrap()); // this thread binds
+        let (bound, other_bound) = mpsc::channel();
+        let (done, other_done) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let pool = &pool;
+            s.spawn(move || {
+                drop(pool.get().unwrap()); // binds too, leased to it
+                bound.send(()).unwrap();
+                let _ = other_done.recv(); // its pin outlives the rest
+            });
+            let done = done;
+            other_bound.recv().unwrap();
+            drop(pool.get().unwrap()); // from the other thread's lease
+            pool.unpin();
+            assert_eq!(pool.status().pinned_owners, 1, "the other's pin");
+            drop(pool.get().unwrap());
+            assert_eq!(pool.status().pinned_owners, 2, "pinned afresh");
+            drop(done);
+        });
     }
 
     /// `resize` reaches the core: a size the pool could not be built with
