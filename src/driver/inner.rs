@@ -83,16 +83,8 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
         if !self.core.may_share_lease(owner, conn) {
             return None;
         }
-        let (parked, recalled) = match lease.reacquire(owner, || self.core.now()) {
-            Reacquire::Held(parked) => (parked, false),
-            Reacquire::Recalled(parked) => (parked, true),
-            Reacquire::Empty => return None,
-        };
-        let handed = Handed {
-            id: conn,
-            conn: parked,
-            lease: Some(Leased::Owner(Arc::clone(lease))),
-        };
+        let now = || self.core.now();
+        let (handed, recalled) = Arc::clone(lease).hand_over(owner, now).ok()?;
         driver_bug(self.core.note_lease_holder(conn, None));
         if recalled {
             // Past its lifetime: back through the core, which closes it.

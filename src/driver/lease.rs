@@ -56,26 +56,19 @@ pub(crate) fn take_back<C: Send + 'static>(
     held: impl FnOnce(Arc<Lease<C>>),
 ) -> Option<Handed<C>> {
     let lease = lease.downcast::<Lease<C>>().ok()?;
-    let (conn, recalled) = match lease.reacquire(owner, now) {
-        Reacquire::Held(conn) => (conn, false),
-        Reacquire::Recalled(conn) => (conn, true),
-        Reacquire::Empty => {
+    match lease.hand_over(owner, now) {
+        Ok((handed, false)) => Some(handed),
+        Ok((recalled, true)) => {
+            check_in(recalled);
+            None
+        }
+        Err(lease) => {
             if lease.held_by(owner) {
                 held(lease);
             }
-            return None;
+            None
         }
-    };
-    let handed = Handed {
-        id: lease.conn,
-        conn,
-        lease: Some(Leased::Owner(lease)),
-    };
-    if recalled {
-        check_in(handed);
-        return None;
     }
-    Some(handed)
 }
 
 /// The half of a lease the fast path touches: the parked connection, the
@@ -344,6 +337,29 @@ impl<C> Lease<C> {
             Some((conn, true)) => Reacquire::Recalled(conn),
             None => Reacquire::Empty,
         }
+    }
+
+    /// `owner` takes the parked connection, handed over with this lease,
+    /// and whether it must go back through the core (recalled, or past
+    /// its lifetime; see [`Lease::reacquire`]); `Err` gives the lease back
+    /// when nothing was parked.
+    #[inline(always)]
+    pub(crate) fn hand_over(
+        self: Arc<Self>,
+        owner: OwnerId,
+        now: impl Fn() -> Duration,
+    ) -> Result<(Handed<C>, bool), Arc<Self>> {
+        let (conn, recalled) = match self.reacquire(owner, now) {
+            Reacquire::Held(conn) => (conn, false),
+            Reacquire::Recalled(conn) => (conn, true),
+            Reacquire::Empty => return Err(self),
+        };
+        let handed = Handed {
+            id: self.conn,
+            conn,
+            lease: Some(Leased::Owner(self)),
+        };
+        Ok((handed, recalled))
     }
 
     /// The holder parks the connection. `Err` gives it back when the lease

@@ -53,7 +53,7 @@ use crate::core::{
 use crate::sync::{Arc, Mutex};
 use crate::{Error, InterruptHandle};
 use events::{Events, Handler, Holder};
-use lease::{AnyLease, Lease, Reacquire};
+use lease::{AnyLease, Lease};
 use stash::{Ledger, Stash, StashLease};
 
 use effects::Effects;
