@@ -99,6 +99,7 @@ mod inputs;
 mod lease;
 mod lifecycle;
 mod oracles;
+mod ordered;
 mod policy;
 mod provision;
 mod resize;

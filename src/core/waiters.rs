@@ -1,11 +1,12 @@
 //! Waiter bookkeeping: who waits, for what, in which order, and who sleeps.
 //! Pure bookkeeping; every decision about waiters is made in `core/mod.rs`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap as HashMap;
 
+use super::ordered::OrderedDeque;
 use super::{ConnId, OwnerId, Ticket};
 
 /// What a waiter can use.
@@ -37,12 +38,16 @@ pub(super) struct Waiter {
 
 /// Every waiting ticket, indexed three ways.
 ///
-/// Costs (W = waiters): insert, remove, "oldest waiter that can use
-/// connection C" and waking the oldest sleeper are O(log W); a request
-/// taking a connection ahead of a whole queue is O(1), ahead of part of
-/// one O(the waiters it passed). Tickets are issued in arrival order, so
-/// every queue here is a `BTreeSet<Ticket>` and its first element is its
-/// oldest member: nothing ever scans all waiters on a checkin.
+/// Tickets are issued in arrival order, so every queue here is an
+/// [`OrderedDeque`] of tickets and its first is its oldest member: nothing
+/// ever scans all waiters on a checkin. Costs (W = waiters): a waiter
+/// joining at the back of its queue, the oldest leaving, "oldest waiter
+/// that can use connection C" and waking the oldest sleeper are O(1)
+/// (hash lookups aside); a waiter leaving from the middle of its queue
+/// (timed out, cancelled) or moving queue O(W). A request taking a
+/// connection ahead of a whole queue is O(1), ahead of part of one O(the
+/// waiters it passed). Only an owner that is gone while it waits costs a
+/// scan of all waiters.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Waiters {
     /// Every waiter, by ticket (the queues keep the order).
@@ -51,12 +56,11 @@ pub(super) struct Waiters {
     by_conn: HashMap<ConnId, Queue>,
     /// Waiters that can use any connection.
     any: Queue,
-    /// Sleeping waiters in sleep order (under every policy but Handoff).
-    sleepers: BTreeMap<u64, Ticket>,
-    /// Each owner's tickets: a set of pairs, so a waiter costs no
-    /// allocation of its own.
-    by_owner: BTreeSet<(OwnerId, Ticket)>,
-    next_sleep: u64,
+    /// Sleeping waiters in the order they fell asleep.
+    sleepers: SleepOrder,
+    /// How many tickets each waiting owner has: an owner that is gone is
+    /// looked for among the waiters only if it has some.
+    owners: HashMap<OwnerId, usize>,
     /// The most times a waiter that has left was bypassed.
     most_bypassed_gone: u64,
     /// Members of `any` whose grant will pin their owner: counted as they
@@ -67,7 +71,7 @@ pub(super) struct Waiters {
 /// Waiters that can use the same connections, oldest first.
 #[derive(Clone, Debug, Default)]
 struct Queue {
-    tickets: BTreeSet<Ticket>,
+    tickets: OrderedDeque<Ticket>,
     /// Requests that took a connection ahead of every member: a member's
     /// bypass count is what this gained since it joined, plus what it
     /// brought along, so the common bypass (a new request taking an idle
@@ -80,10 +84,10 @@ impl Queue {
     /// Counts `taker` as bypassing every member that arrived before it.
     fn passed_by(&mut self, taker: Ticket, all: &mut HashMap<Ticket, Waiter>) {
         match self.tickets.last() {
-            Some(&newest) if newest < taker => self.barges += 1,
+            Some(newest) if newest < taker => self.barges += 1,
             Some(_) => {
-                for ticket in self.tickets.range(..taker) {
-                    all.get_mut(ticket).expect("queued tickets wait").bypassed += 1;
+                for ticket in self.tickets.below(taker) {
+                    all.get_mut(&ticket).expect("queued tickets wait").bypassed += 1;
                 }
             }
             None => {}
@@ -134,7 +138,7 @@ impl Waiters {
             },
         );
         self.enqueue(ticket, want);
-        self.by_owner.insert((owner, ticket));
+        *self.owners.entry(owner).or_default() += 1;
         if sleeping {
             self.sleep(ticket);
         }
@@ -145,17 +149,30 @@ impl Waiters {
         self.unqueue(ticket, want);
         let waiter = self.all.remove(&ticket).expect("found above");
         self.most_bypassed_gone = self.most_bypassed_gone.max(waiter.bypassed);
-        if let Some(order) = waiter.sleep {
-            self.sleepers.remove(&order);
+        if let Some(place) = waiter.sleep {
+            self.sleepers.left(place, &self.all);
         }
-        self.by_owner.remove(&(waiter.owner, ticket));
+        if let Some(tickets) = self.owners.get_mut(&waiter.owner) {
+            *tickets -= 1;
+            if *tickets == 0 {
+                self.owners.remove(&waiter.owner);
+            }
+        }
         Some(waiter)
     }
 
-    /// The tickets `owner` is waiting with.
+    /// The tickets `owner` is waiting with, oldest first. O(W) if it has
+    /// any.
     pub fn of_owner(&self, owner: OwnerId) -> Vec<Ticket> {
-        let all = (owner, Ticket(u64::MIN))..=(owner, Ticket(u64::MAX));
-        self.by_owner.range(all).map(|&(_, t)| t).collect()
+        if !self.owners.contains_key(&owner) {
+            return Vec::new();
+        }
+        let mut tickets: Vec<Ticket> = (self.all.iter())
+            .filter(|(_, waiter)| waiter.owner == owner)
+            .map(|(&ticket, _)| ticket)
+            .collect();
+        tickets.sort_unstable();
+        tickets
     }
 
     pub fn set_want(&mut self, ticket: Ticket, want: Want) {
@@ -179,7 +196,7 @@ impl Waiters {
         let Some(queue) = self.by_conn.remove(&from) else {
             return;
         };
-        for &ticket in &queue.tickets {
+        for ticket in queue.tickets.iter() {
             let waiter = self.all.get_mut(&ticket).expect("queued tickets wait");
             waiter.bypassed = queue.bypassed(waiter);
             self.enqueue(ticket, want);
@@ -209,8 +226,8 @@ impl Waiters {
         let bound = self.by_conn.get(&conn).and_then(|q| q.tickets.first());
         let any = self.any.tickets.first().filter(|_| serves_any);
         match (bound, any) {
-            (Some(a), Some(b)) => Some(*a.min(b)),
-            (a, b) => a.or(b).copied(),
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -221,9 +238,9 @@ impl Waiters {
         conn: ConnId,
         serves_any: bool,
     ) -> impl Iterator<Item = Ticket> + '_ {
-        let bound = self.by_conn.get(&conn).into_iter().flat_map(|q| &q.tickets);
+        let bound = (self.by_conn.get(&conn).into_iter()).flat_map(|q| q.tickets.iter());
         let any = self.any.tickets.iter().filter(move |_| serves_any);
-        bound.chain(any).copied()
+        bound.chain(any)
     }
 
     /// Waiters bound to `conn`.
@@ -233,7 +250,7 @@ impl Waiters {
 
     /// The `n`th oldest unbound waiter.
     pub fn nth_unbound(&self, n: usize) -> Option<Ticket> {
-        self.any.tickets.iter().nth(n).copied()
+        self.any.tickets.iter().nth(n)
     }
 
     /// Whether some waiter can use any connection.
@@ -244,7 +261,7 @@ impl Waiters {
     /// The oldest unbound waiter whose grant will pin its owner (a Strict
     /// or Exclusive owner waiting to be bound). O(unbound waiters).
     pub fn oldest_unbound_pinning(&self) -> Option<Ticket> {
-        self.any.tickets.iter().copied().find(|t| self.all[t].pins)
+        self.any.tickets.iter().find(|t| self.all[t].pins)
     }
 
     /// How many unbound waiters will pin their owner when granted.
@@ -270,13 +287,9 @@ impl Waiters {
 
     /// Puts `ticket` to sleep at the back of the sleep order.
     pub fn sleep(&mut self, ticket: Ticket) {
-        self.next_sleep += 1;
-        let order = self.next_sleep;
         let waiter = self.all.get_mut(&ticket).expect("sleepers wait");
-        if let Some(old) = waiter.sleep.replace(order) {
-            self.sleepers.remove(&old);
-        }
-        self.sleepers.insert(order, ticket);
+        self.sleepers.push(ticket, waiter);
+        self.sleepers.tidy(&self.all);
     }
 
     /// Wakes `ticket` if it sleeps; whether it did.
@@ -284,20 +297,20 @@ impl Waiters {
         let Some(waiter) = self.all.get_mut(&ticket) else {
             return false;
         };
-        let Some(order) = waiter.sleep.take() else {
+        let Some(place) = waiter.sleep.take() else {
             return false;
         };
-        self.sleepers.remove(&order);
+        self.sleepers.left(place, &self.all);
         true
     }
 
     /// The longest sleeper.
     pub fn oldest_sleeper(&self) -> Option<Ticket> {
-        self.sleepers.first_key_value().map(|(_, &ticket)| ticket)
+        self.sleepers.oldest()
     }
 
     pub fn sleeping(&self) -> usize {
-        self.sleepers.len()
+        self.sleepers.live
     }
 
     fn queue(&self, want: Want) -> Option<&Queue> {
@@ -330,7 +343,7 @@ impl Waiters {
             Want::Any => Some(&mut self.any),
         };
         let Some(queue) = queue else { return };
-        if !queue.tickets.remove(&ticket) {
+        if !queue.tickets.remove(ticket) {
             return;
         }
         let waiter = self.all.get_mut(&ticket).expect("queued tickets wait");
@@ -343,5 +356,136 @@ impl Waiters {
         {
             self.by_conn.remove(&conn);
         }
+    }
+}
+
+/// Sleeping waiters in the order they fell asleep (under every policy but
+/// Handoff; the oldest is the one [`Waiters::oldest_sleeper`] names).
+///
+/// A waiter that wakes or leaves leaves its entry behind, stale (its
+/// [`Waiter::sleep`] no longer names that place), rather than being cut
+/// out of the middle: most wakes go to the oldest waiter for one
+/// connection, not to the oldest sleeper, and shifting the entries behind
+/// it cost more than the rest of the wake (`benches/instructions.sh`, the
+/// pinned `contended` scenario). After every change stale entries are
+/// dropped from the front, so the first entry is always the oldest
+/// sleeper; and whenever they outnumber the live ones they are swept out,
+/// which keeps memory O(sleepers) at O(1) amortized time.
+#[derive(Clone, Debug, Default)]
+struct SleepOrder {
+    /// (place, ticket), places ascending; some stale.
+    entries: VecDeque<(u64, Ticket)>,
+    /// Entries that are not stale: the waiters asleep.
+    live: usize,
+    /// The last place given.
+    last: u64,
+}
+
+impl SleepOrder {
+    /// Puts `waiter` (`ticket`) to sleep at the back; its earlier place,
+    /// if it slept already, goes stale. Leaves [`Self::tidy`] to the
+    /// caller, which holds the waiter.
+    fn push(&mut self, ticket: Ticket, waiter: &mut Waiter) {
+        self.last += 1;
+        match waiter.sleep.replace(self.last) {
+            Some(earlier) => self.pop_if_first(earlier),
+            None => self.live += 1,
+        }
+        self.entries.push_back((self.last, ticket));
+    }
+
+    /// The sleeper at `place` woke or left: its entry is stale now.
+    fn left(&mut self, place: u64, all: &HashMap<Ticket, Waiter>) {
+        self.live -= 1;
+        self.pop_if_first(place);
+        self.tidy(all);
+    }
+
+    /// Drops the entry at `place` if it is the first: the common case (the
+    /// oldest sleeper woke) costs no lookup.
+    fn pop_if_first(&mut self, place: u64) {
+        if self
+            .entries
+            .front()
+            .is_some_and(|&(first, _)| first == place)
+        {
+            self.entries.pop_front();
+        }
+    }
+
+    /// Drops the stale entries at the front, and sweeps out all of them
+    /// once they outnumber the live ones. Free while none is stale.
+    fn tidy(&mut self, all: &HashMap<Ticket, Waiter>) {
+        let is_live = |&(place, ticket): &(u64, Ticket)| {
+            all.get(&ticket).is_some_and(|w| w.sleep == Some(place))
+        };
+        while self.entries.len() > self.live
+            && self.entries.front().is_some_and(|entry| !is_live(entry))
+        {
+            self.entries.pop_front();
+        }
+        if self.entries.len() > 2 * self.live + 32 {
+            self.entries.retain(is_live);
+        }
+    }
+
+    fn oldest(&self) -> Option<Ticket> {
+        self.entries.front().map(|&(_, ticket)| ticket)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` waiters for any connection, asleep in ticket order.
+    fn asleep(n: u64) -> Waiters {
+        let mut waiters = Waiters::default();
+        for t in 1..=n {
+            waiters.insert(
+                Ticket(t),
+                OwnerId(t),
+                Want::Any,
+                false,
+                true,
+                Duration::ZERO,
+            );
+        }
+        waiters
+    }
+
+    #[test]
+    fn the_oldest_sleeper_survives_wakes_behind_and_ahead_of_it() {
+        let mut waiters = asleep(4);
+        assert!(waiters.wake(Ticket(3)), "from the middle");
+        assert!(!waiters.wake(Ticket(3)), "awake already");
+        assert_eq!(waiters.oldest_sleeper(), Some(Ticket(1)));
+        assert!(waiters.wake(Ticket(1)));
+        assert_eq!(waiters.oldest_sleeper(), Some(Ticket(2)));
+        waiters.remove(Ticket(2));
+        assert_eq!(
+            waiters.oldest_sleeper(),
+            Some(Ticket(4)),
+            "3's place is stale"
+        );
+        waiters.sleep(Ticket(1));
+        waiters.sleep(Ticket(4)); // again: to the back, its old place stale
+        assert_eq!(waiters.oldest_sleeper(), Some(Ticket(1)));
+        assert_eq!(waiters.sleeping(), 2);
+    }
+
+    #[test]
+    fn stale_places_do_not_pile_up() {
+        let mut waiters = asleep(3);
+        // The one in the middle wakes and sleeps again, over and over, behind
+        // an oldest sleeper that never wakes: every round leaves a stale
+        // place that is not at the front.
+        for _ in 0..1_000 {
+            waiters.wake(Ticket(2));
+            waiters.sleep(Ticket(2));
+        }
+        assert_eq!(waiters.sleeping(), 3);
+        assert!(waiters.sleepers.entries.len() <= 2 * 3 + 32 + 1);
+        assert_eq!(waiters.oldest_sleeper(), Some(Ticket(1)));
     }
 }
