@@ -1,11 +1,16 @@
 //! Carrying out the core's actions: deliveries under the lock, and what
 //! is left for after it (wake-ups, interrupts, closes, background work).
 
+use smallvec::SmallVec;
+
 use super::*;
 
 /// What the lock holder leaves to do once the lock is released.
 pub(super) struct Effects<C, S> {
-    pub(super) notify: Vec<Arc<S>>,
+    /// Inline for the few an input usually wakes: under contention nearly
+    /// every checkin notifies one waiter, and a heap buffer for it was an
+    /// allocation and a free per turn (`benches/instructions.sh`).
+    pub(super) notify: SmallVec<[Arc<S>; 4]>,
     pub(super) interrupt: Vec<InterruptHandle>,
     pub(super) background: Vec<Work<C>>,
     pub(super) close: Vec<Box<C>>,

@@ -2,6 +2,8 @@
 //! through [`Locked::with_core`], which carries out the core's actions
 //! once the lock is released.
 
+use smallvec::SmallVec;
+
 use super::*;
 
 /// The pool's clock: time since the pool's epoch.
@@ -67,7 +69,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         mut spawn: impl FnMut(Work<C>),
     ) -> R {
         let mut effects = Effects {
-            notify: Vec::new(),
+            notify: SmallVec::new(),
             interrupt: Vec::new(),
             background: Vec::new(),
             close: Vec::new(),
