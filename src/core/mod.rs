@@ -83,12 +83,14 @@
 //!
 //! # Costs
 //! With S live connections (≤ `max_size`), I of them idle, and W waiters:
-//! a checkout by a pinned owner, a checkin, a grant and a cancel are
-//! O(log S + log W); a checkin under [`WakePolicy::Broadcast`] also emits
-//! one wake per sleeper. Under `Bounded` and `Eventual` (the default)
-//! every input that leaves someone waiting also keeps one waiter awake
-//! beside each idle connection, O(I · log W); with nobody waiting that
-//! costs one check.
+//! a checkout by a pinned owner, a checkin and a grant are O(log S) (a
+//! waiter joins its queue at the back and the oldest leaves from the
+//! front, both O(1)); a waiter leaving from the middle of its queue (a
+//! cancel, a timeout) is O(log S + W). A checkin under
+//! [`WakePolicy::Broadcast`] also emits one wake per sleeper. Under
+//! `Bounded` and `Eventual` (the default) every input that leaves someone
+//! waiting also keeps one waiter awake beside each idle connection, O(I);
+//! with nobody waiting that costs one check.
 //! Choosing a connection for a *new* owner once the pool is full, and
 //! [`Core::clear`] / [`Core::close`], are O(S) (+ O(W) for `close`).
 

@@ -116,7 +116,7 @@ impl Core {
 
     /// Hands each idle connection some waiter can use to the oldest such
     /// waiter, as a newly opened one would be (after waiters were moved
-    /// by [`Core::rehome_without_room`]). O(idle · log W).
+    /// by [`Core::rehome_without_room`]). O(idle).
     pub(super) fn serve_idle(&mut self) {
         let idle: Vec<ConnId> = self.slots.idle_newest_first().collect();
         for conn in idle {

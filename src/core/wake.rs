@@ -121,7 +121,7 @@ impl Core {
     /// the oldest waiter that could use each idle connection awake: the
     /// one woken at a checkin may since have been granted another
     /// connection, cancelled or failed, and the next must not sleep beside
-    /// the idle one. O(idle · log W).
+    /// the idle one. O(idle).
     pub(super) fn wake_beside_idle(&mut self) {
         if !self.config.wake.barges() || self.waiters.len() == 0 {
             return;
