@@ -475,6 +475,24 @@ mod tests {
     }
 
     #[test]
+    fn an_owner_is_forgotten_once_it_stops_waiting() {
+        let mut waiters = Waiters::default();
+        let (alice, bob) = (OwnerId(1), OwnerId(2));
+        for (t, owner) in [(1, alice), (2, bob), (3, alice)] {
+            waiters.insert(Ticket(t), owner, Want::Any, false, false, Duration::ZERO);
+        }
+        assert_eq!(waiters.of_owner(alice), [Ticket(1), Ticket(3)]);
+        waiters.remove(Ticket(3));
+        assert_eq!(waiters.of_owner(alice), [Ticket(1)]);
+        waiters.remove(Ticket(1));
+        waiters.remove(Ticket(2));
+        assert!(waiters.of_owner(alice).is_empty());
+        // Not kept for owners that wait no more: a long-lived pool sees
+        // an owner per thread or scope it ever served.
+        assert!(waiters.owners.is_empty());
+    }
+
+    #[test]
     fn stale_places_do_not_pile_up() {
         let mut waiters = asleep(3);
         // The one in the middle wakes and sleeps again, over and over, behind
