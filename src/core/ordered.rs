@@ -1,8 +1,9 @@
 //! A sorted set for keys that mostly arrive in order and mostly leave
 //! from the front: the waiters' queues.
 //!
-//! Tickets are issued counting up, and a queue is served oldest first, so nearly every insert is at the back and nearly every
-//! removal at the front. A ring buffer does both in O(1), and once warm
+//! Tickets are issued counting up, and a queue is served oldest first,
+//! so nearly every insert is at the back and nearly every removal at the
+//! front. A ring buffer does both in O(1), and once warm
 //! allocates nothing; a `BTreeSet` (what the queues were) pays O(log n)
 //! per operation, allocates nodes as a queue fills and empties, and
 //! rebalances them. Under contention that was a fifth of a waited turn's
