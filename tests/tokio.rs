@@ -360,6 +360,25 @@ async fn asking_twice_in_a_strict_scope_while_holding_fails_at_once() {
     .await;
 }
 
+/// A scope nested in one for the same pool joins it: its checkouts, and
+/// those after it ends, act for the outer scope's owner. (A joining scope
+/// once popped the outer one's entry as its poll began, leaving the rest
+/// of that poll unpinned, and the outer's end to pop an entry not its
+/// own.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_nested_scope_for_the_same_pool_leaves_the_outer_one_in_place() {
+    let pool = pool(2, &TestManager::default());
+    pool.pinned(async {
+        let _held = pool.get().await.unwrap();
+        let inner = pool.pinned(async { pool.try_get().await.map(drop) }).await;
+        assert!(matches!(inner, Err(Error::AlreadyHeld)), "{inner:?}");
+        let after = pool.try_get().await.map(drop);
+        assert!(matches!(after, Err(Error::AlreadyHeld)), "{after:?}");
+    })
+    .await;
+    assert_eq!(pool.state().pinned_owners, 0);
+}
+
 /// Under `Strict` a scope that took its connection from the lease of
 /// another scope pinned to it is still refused when it asks again while
 /// holding it, at once — not left waiting for itself.

@@ -155,8 +155,9 @@ impl<M: Manager, F: Future> Future for Pinned<M, F> {
         scope.used |= installed;
         let polled = {
             // Pops the entry, keeping its lease, even if the inner future
-            // panics.
-            let _entry = installed.then_some(Uninstall {
+            // panics. Made only if installed (`then`, not the eager
+            // `then_some`, whose unused guard would pop another's entry).
+            let _entry = installed.then(|| Uninstall {
                 lease: &mut scope.lease,
             });
             this.future.as_mut().poll(cx)
