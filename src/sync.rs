@@ -189,7 +189,8 @@ pub(crate) struct TakeCell<T> {
     _owns: PhantomData<std::sync::Mutex<Box<T>>>,
 }
 
-// One of the crate's two uses of `unsafe` (the other: `driver::Guard`):
+// One of the crate's three uses of `unsafe` (the others: `driver::Guard`,
+// `driver::erased`):
 // a `Box` moved through an `AtomicPtr`, which no safe crossbeam type
 // offers with a plain-load emptiness check. The loom build runs this very code on loom's
 // `AtomicPtr`, so the models explore its orderings too.

@@ -425,6 +425,35 @@ fn a_thread_may_use_several_pools_and_is_reclaimed_from_each() {
     }
 }
 
+/// A thread keeps its leases on every pool in one registry, their types
+/// erased; each pool takes back only its own, typed (`driver::erased`,
+/// whose cast debug builds check). Two pools of different connection
+/// types, used in turn, each serve the thread its own connection from
+/// its lease, state and all.
+#[test]
+fn pools_of_different_connection_types_serve_their_own_leases() {
+    let numbers = Pool::builder()
+        .max_size(1)
+        .build(|| Ok::<_, std::io::Error>(7u32))
+        .unwrap();
+    let words = Pool::builder()
+        .max_size(1)
+        .build(|| Ok::<_, std::io::Error>(String::from("seven")))
+        .unwrap();
+    for _ in 0..3 {
+        let mut number = numbers.get().unwrap();
+        let mut word = words.get().unwrap();
+        *number += 1;
+        word.push('!');
+    }
+    assert_eq!(*numbers.get().unwrap(), 10);
+    assert_eq!(*words.get().unwrap(), "seven!!!");
+    for state in [numbers.status(), words.status()] {
+        assert_eq!(state.in_use, 1, "parked in the thread's lease");
+        assert_eq!(state.counters.opened, 1);
+    }
+}
+
 #[test]
 fn unpin_releases_the_current_threads_pin() {
     let manager = TestManager::default();

@@ -332,6 +332,41 @@ async fn scopes_nest_and_stack_across_pools() {
     assert_eq!(b.state().pinned_owners, 0);
 }
 
+/// The scopes polled on a thread keep their leases on every pool in one
+/// stack, their types erased; each pool takes back only its own, typed
+/// (`driver::erased`, whose cast debug builds check). Scopes of two pools
+/// of different connection types, nested, each serve their own
+/// connection from their lease, state and all.
+#[tokio::test(flavor = "current_thread")]
+async fn scopes_of_pools_of_different_connection_types_serve_their_own_leases() {
+    let numbers = Pool::builder()
+        .max_size(1)
+        .build(|| async { Ok::<_, std::io::Error>(7u32) })
+        .unwrap();
+    let words = Pool::builder()
+        .max_size(1)
+        .build(|| async { Ok::<_, std::io::Error>(String::from("seven")) })
+        .unwrap();
+    let (number, word) = numbers
+        .pinned(words.pinned(async {
+            for _ in 0..3 {
+                let mut number = numbers.get().await.unwrap();
+                let mut word = words.get().await.unwrap();
+                *number += 1;
+                word.push('!');
+            }
+            for state in [numbers.status(), words.status()] {
+                assert_eq!(state.in_use, 1, "parked in the scope's lease");
+                assert_eq!(state.counters.opened, 1);
+            }
+            let number = *numbers.get().await.unwrap();
+            let word = words.get().await.unwrap().clone();
+            (number, word)
+        }))
+        .await;
+    assert_eq!((number, word.as_str()), (10, "seven!!!"));
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn unpinned_gets_take_any_free_connection_and_pin_nobody() {
     let manager = TestManager::default();

@@ -73,7 +73,7 @@ use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
 use crate::driver::Driven as _;
 use crate::driver::deadline::{Deadline, Patience};
 use crate::driver::handle::{Closes, Handle};
-use crate::driver::lease::{self, AnyLease};
+use crate::driver::lease::{self, Lease};
 use crate::driver::{Handed, Outcome, PoolRef, Step};
 use crate::sync::Arc;
 use pins::Reclaim;
@@ -232,13 +232,17 @@ impl<M: Manager> Pool<M> {
     /// The fast path: this thread's own parked connection, without the lock.
     #[inline(always)]
     fn get_leased(&self) -> Option<Handed<M::Connection>> {
-        let (owner, lease) = pins::lease(self.shared.options.id)?;
+        let (owner, lease) = pins::lease(self.shared.locked().key())?;
         self.take_back(owner, lease)
     }
 
     /// The connection parked in `owner`'s `lease`, without the lock.
     #[inline(always)]
-    fn take_back(&self, owner: OwnerId, lease: AnyLease) -> Option<Handed<M::Connection>> {
+    fn take_back(
+        &self,
+        owner: OwnerId,
+        lease: Arc<Lease<M::Connection>>,
+    ) -> Option<Handed<M::Connection>> {
         let shared = &self.shared;
         let check_in = |recalled| shared.checkin(recalled, Health::Healthy);
         let now = || shared.locked().now();
@@ -263,7 +267,7 @@ impl<M: Manager> Pool<M> {
     #[inline(never)]
     fn get_slow(&self, patience: Patience) -> Result<Handed<M::Connection>, Error<M::Error>> {
         let shared = &self.shared;
-        let registered = pins::register(shared.options.id, || {
+        let registered = pins::register(shared.locked().key(), || {
             let pool: Weak<dyn Reclaim> = Arc::downgrade(shared) as Weak<dyn Reclaim>;
             pool
         });
@@ -277,7 +281,7 @@ impl<M: Manager> Pool<M> {
         // This thread's lease from now on, if the core leased the
         // connection (its later checkouts take it from there, without the
         // core), or none: an earlier lease has ended.
-        pins::keep_lease(shared.options.id, handed.owner_lease());
+        pins::keep_lease(shared.locked().key(), handed.owner_lease());
         Ok(handed)
     }
 
@@ -390,7 +394,7 @@ impl<M: Manager> Pool<M> {
             self.shared.with_core(|inner| inner.unpin(owner));
             // The lease it was served from may be a co-owner's, which the
             // unpin leaves running for them: this thread lets go of it.
-            pins::keep_lease(self.shared.options.id, None);
+            pins::keep_lease(self.shared.locked().key(), None);
         }
     }
 

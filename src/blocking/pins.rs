@@ -10,8 +10,9 @@ use std::cell::RefCell;
 use std::sync::Weak;
 
 use crate::core::OwnerId;
+use crate::driver::erased::{LeaseKey, LeaseSlot};
 use crate::driver::fresh_owner;
-use crate::driver::lease::AnyLease;
+use crate::driver::lease::Lease;
 
 use crate::sync::{Arc, thread_local};
 
@@ -22,11 +23,10 @@ pub(crate) trait Reclaim: Send + Sync {
 }
 
 struct Registration {
-    pool_id: u64,
-    pool: Weak<dyn Reclaim>,
     /// The thread's lease on this pool: its connection is parked there
     /// while no checkout holds it.
-    lease: Option<AnyLease>,
+    slot: LeaseSlot,
+    pool: Weak<dyn Reclaim>,
 }
 
 struct ThreadPins {
@@ -36,8 +36,8 @@ struct ThreadPins {
 
 impl Drop for ThreadPins {
     fn drop(&mut self) {
-        for registration in self.pools.drain(..) {
-            drop(registration.lease);
+        for mut registration in self.pools.drain(..) {
+            registration.slot.clear();
             if let Some(pool) = registration.pool.upgrade() {
                 let owner = self.owner;
                 // A loom model that failed runs its threads' thread-locals
@@ -54,6 +54,19 @@ impl Drop for ThreadPins {
     }
 }
 
+impl ThreadPins {
+    /// The thread's registration with the pool of `key`. The first is
+    /// tried before the search: a thread that uses one pool (or first
+    /// used this one) finds it without a loop (`benches/instructions.sh`).
+    #[inline(always)]
+    fn registration<C>(&self, key: &LeaseKey<C>) -> Option<&Registration> {
+        match self.pools.first() {
+            Some(first) if first.slot.is_for(key) => Some(first),
+            _ => self.pools.iter().find(|r| r.slot.is_for(key)),
+        }
+    }
+}
+
 thread_local! {
     static PINS: RefCell<ThreadPins> = RefCell::new(ThreadPins {
         owner: fresh_owner(),
@@ -61,20 +74,22 @@ thread_local! {
     });
 }
 
-/// The current thread's owner id for the pool `pool_id`, registering the
+/// The current thread's owner id for the pool of `key`, registering the
 /// thread with it on first use. `None` while the thread is being torn down
 /// (its thread-locals are gone): the caller then uses a one-off owner.
-pub(crate) fn register(pool_id: u64, pool: impl FnOnce() -> Weak<dyn Reclaim>) -> Option<OwnerId> {
+pub(crate) fn register<C>(
+    key: &LeaseKey<C>,
+    pool: impl FnOnce() -> Weak<dyn Reclaim>,
+) -> Option<OwnerId> {
     PINS.try_with(|pins| {
         let mut pins = pins.try_borrow_mut().ok()?;
-        if !pins.pools.iter().any(|r| r.pool_id == pool_id) {
+        if !pins.pools.iter().any(|r| r.slot.is_for(key)) {
             // Forget pools that were dropped, so a thread that outlives
             // many pools does not accumulate registrations.
             pins.pools.retain(|r| r.pool.strong_count() > 0);
             pins.pools.push(Registration {
-                pool_id,
+                slot: LeaseSlot::new(key),
                 pool: pool(),
-                lease: None,
             });
         }
         Some(pins.owner)
@@ -83,36 +98,35 @@ pub(crate) fn register(pool_id: u64, pool: impl FnOnce() -> Weak<dyn Reclaim>) -
     .flatten()
 }
 
-/// The current thread's owner id and lease on `pool_id`, if it has one: a
-/// reference for the checkout to take its parked connection from and park
+/// The current thread's owner id and lease on the pool of `key`, if it
+/// has one: a reference for the checkout to take its parked connection from and park
 /// it back in. The thread keeps its own reference until the pool grants it
 /// another lease ([`keep_lease`]) or the thread exits, so a checkin never
 /// touches the thread-local.
 ///
-/// The closure is `move`: it carries `pool_id` itself instead of a
-/// reference into the caller's frame, which the compiler otherwise spills
-/// and reloads (`benches/instructions.sh`).
+/// The closure is `move`: it carries the key's reference itself instead
+/// of a reference into the caller's frame, which the compiler otherwise
+/// spills and reloads (`benches/instructions.sh`).
 #[inline(always)]
-pub(crate) fn lease(pool_id: u64) -> Option<(OwnerId, AnyLease)> {
+pub(crate) fn lease<C: Send + 'static>(key: &LeaseKey<C>) -> Option<(OwnerId, Arc<Lease<C>>)> {
     PINS.try_with(move |pins| {
         let pins = pins.try_borrow().ok()?;
-        let registration = pins.pools.iter().find(|r| r.pool_id == pool_id)?;
-        Some((pins.owner, registration.lease.clone()?))
+        Some((pins.owner, pins.registration(key)?.slot.get(key)?))
     })
     .ok()
     .flatten()
 }
 
-/// Keeps the lease the pool `pool_id` just granted the current thread
+/// Keeps the lease the pool of `key` just granted the current thread
 /// with a connection, or none if it granted it without one, in place of
 /// any earlier lease (which the pool has ended).
-pub(crate) fn keep_lease(pool_id: u64, lease: Option<AnyLease>) {
+pub(crate) fn keep_lease<C: Send + 'static>(key: &LeaseKey<C>, lease: Option<Arc<Lease<C>>>) {
     let _ = PINS.try_with(move |pins| {
         let Ok(mut pins) = pins.try_borrow_mut() else {
             return;
         };
-        if let Some(registration) = pins.pools.iter_mut().find(|r| r.pool_id == pool_id) {
-            registration.lease = lease;
+        if let Some(registration) = pins.pools.iter_mut().find(|r| r.slot.is_for(key)) {
+            registration.slot.set(key, lease);
         }
     });
 }

@@ -18,7 +18,7 @@ use crate::driver::session::SessionOwner;
 /// most one connection at a time.
 pub struct Session<M: Manager> {
     pool: Pool<M>,
-    owner: SessionOwner,
+    owner: SessionOwner<M::Connection>,
 }
 
 impl<M: Manager> Session<M> {

@@ -14,9 +14,9 @@ pub(crate) struct Handed<C> {
 impl<C: Send + 'static> Handed<C> {
     /// Its owner's lease, which the owner keeps to find its connection
     /// parked again (a session keeps it itself).
-    pub(crate) fn owner_lease(&self) -> Option<AnyLease> {
+    pub(crate) fn owner_lease(&self) -> Option<Arc<Lease<C>>> {
         match &self.lease {
-            Some(Leased::Owner(lease)) => Some(Arc::clone(lease) as AnyLease),
+            Some(Leased::Owner(lease)) => Some(Arc::clone(lease)),
             _ => None,
         }
     }

@@ -29,16 +29,11 @@
 //! lock. The core no longer knows which of them holds it; the lease does
 //! (see [`Lease::held_by`]), for an owner asking again while holding it.
 
-use std::any::Any;
 use std::time::Duration;
 
 use super::{Handed, Leased};
 use crate::core::{ConnId, OwnerId};
 use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering, TakeCell};
-
-/// A lease, type-erased so one thread-local (or scope) serves pools of
-/// every connection type.
-pub(crate) type AnyLease = Arc<dyn Any + Send + Sync>;
 
 /// `owner` takes back the connection parked in its lease. `None` if
 /// nothing was parked — or if the lease was recalled meanwhile, or the
@@ -49,13 +44,12 @@ pub(crate) type AnyLease = Arc<dyn Any + Send + Sync>;
 /// before the owner asks the core, which then refuses it as the holder.
 #[inline(always)]
 pub(crate) fn take_back<C: Send + 'static>(
-    lease: AnyLease,
+    lease: Arc<Lease<C>>,
     owner: OwnerId,
     now: impl Fn() -> Duration,
     check_in: impl FnOnce(Handed<C>),
     held: impl FnOnce(Arc<Lease<C>>),
 ) -> Option<Handed<C>> {
-    let lease = lease.downcast::<Lease<C>>().ok()?;
     match lease.hand_over(owner, now) {
         Ok((handed, false)) => Some(handed),
         Ok((recalled, true)) => {

@@ -4,6 +4,8 @@
 
 use smallvec::SmallVec;
 
+use super::erased::LeaseKey;
+
 use super::*;
 
 /// The pool's clock: time since the pool's epoch.
@@ -19,6 +21,9 @@ pub(crate) struct Locked<C, E, S> {
     clock: Option<PoolClock>,
     /// Where recorded events go out (with `Config::record_events`).
     events: Option<Events>,
+    /// The pool's key to the leases its owners keep in thread-locals and
+    /// scopes.
+    key: LeaseKey<C>,
     /// Notified after every change, so a model can wait for one (a loom
     /// `join` may return before the thread's thread-local destructors run).
     #[cfg(pinpool_loom)]
@@ -43,6 +48,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
             events: config
                 .record_events
                 .then(|| Events::new(options.id, options.event_handler.clone())),
+            key: LeaseKey::fresh(),
             inner: Mutex::new(Inner {
                 core,
                 conns: HashMap::default(),
@@ -154,6 +160,13 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         C: Send + 'static,
     {
         self.with_core(|inner| inner.finish_return(rest), spawn);
+    }
+
+    /// The pool's key to the leases its owners keep in thread-locals and
+    /// scopes.
+    #[inline]
+    pub(crate) fn key(&self) -> &LeaseKey<C> {
+        &self.key
     }
 
     /// The pool's clock (zero for a pool whose decisions do not depend on

@@ -15,7 +15,8 @@
 //! * `guard`, `held` and `recall`: a connection in a caller's hands (the
 //!   guard both pools wrap) and the one way back ([`return_conn`], then [`Inner::finish_return`] under the lock),
 //!   with the leases recalled when the core must see them; `lease` and
-//!   `stash`: the fast paths that serve checkouts off the lock;
+//!   `stash`: the fast paths that serve checkouts off the lock; `erased`:
+//!   leases kept where pools of every connection type share one place;
 //! * owner identity ([`fresh_owner`]) here; `session`, `handle`,
 //!   `deadline`, `maintenance`, `events`, `metrics` around them.
 
@@ -30,6 +31,7 @@ mod test_support;
 mod waiting;
 
 pub(crate) mod deadline;
+pub(crate) mod erased;
 pub(crate) mod events;
 pub(crate) mod handle;
 pub(crate) mod lease;
@@ -53,7 +55,7 @@ use crate::core::{
 use crate::sync::{Arc, Mutex};
 use crate::{Error, InterruptHandle};
 use events::{Events, Handler, Holder};
-use lease::{AnyLease, Lease};
+use lease::Lease;
 use stash::{Ledger, Stash, StashLease};
 
 use effects::Effects;

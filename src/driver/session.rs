@@ -7,20 +7,20 @@ use std::fmt;
 use super::Driven;
 use super::Mailbox;
 use super::fresh_owner;
-use super::lease::AnyLease;
+use super::lease::Lease;
 use crate::core::OwnerId;
 use crate::sync::Arc;
 
 /// A session's owner, its lease while its connection is parked (the fast
 /// path; kept here as a thread keeps its own in a thread-local, a scope in
 /// its entry), and whether it ever asked the pool.
-pub(crate) struct SessionOwner {
+pub(crate) struct SessionOwner<C> {
     pub(crate) owner: OwnerId,
-    pub(crate) lease: Option<AnyLease>,
+    pub(crate) lease: Option<Arc<Lease<C>>>,
     pub(crate) used: bool,
 }
 
-impl SessionOwner {
+impl<C: Send + 'static> SessionOwner<C> {
     pub(crate) fn new() -> Self {
         SessionOwner {
             owner: fresh_owner(),
@@ -32,9 +32,8 @@ impl SessionOwner {
     /// Ends the session on the pool `shared`: its lease, pin and waiting
     /// checkouts are released (only if it ever asked: otherwise it has
     /// nothing to release).
-    pub(crate) fn end<C, E, S, P>(&mut self, shared: &Arc<P>)
+    pub(crate) fn end<E, S, P>(&mut self, shared: &Arc<P>)
     where
-        C: Send + 'static,
         E: fmt::Display,
         S: Mailbox<C, E>,
         P: Driven<C, E, S>,
@@ -47,7 +46,7 @@ impl SessionOwner {
     }
 }
 
-impl fmt::Debug for SessionOwner {
+impl<C> fmt::Debug for SessionOwner<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("owner", &self.owner)

@@ -89,7 +89,7 @@ use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
 use crate::driver::Driven as _;
 use crate::driver::deadline::{Deadline, LazyDeadline, Patience};
 use crate::driver::handle::{Closes, Handle};
-use crate::driver::lease::{self, AnyLease};
+use crate::driver::lease::{self, Lease};
 use crate::driver::{Handed, Outcome, PoolRef, Step, fresh_owner};
 use crate::sync::Arc;
 use shared::Shared;
@@ -206,7 +206,7 @@ impl<M: Manager> Pool<M> {
         patience: Patience,
         pool: impl Fn() -> PoolRef<'p, Shared<M>> + Copy,
     ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
-        let mut caller = Caller::Scope(scope::current(self.shared.options.id));
+        let mut caller = Caller::Scope(scope::current(self.shared.locked().key()));
         match self.checkout_now(pool, &mut caller) {
             Ok(conn) => Ok(conn),
             Err(found) => self.checkout(pool, caller, patience, found).await,
@@ -270,7 +270,7 @@ impl<M: Manager> Pool<M> {
     async fn checkout<'p>(
         &self,
         pool: impl Fn() -> PoolRef<'p, Shared<M>>,
-        mut caller: Caller<'_>,
+        mut caller: Caller<'_, M::Connection>,
         patience: Patience,
         mut found: Option<Handed<M::Connection>>,
     ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
@@ -296,7 +296,7 @@ impl<M: Manager> Pool<M> {
                         // (Nothing to change for a scope that had none:
                         // under contention, most.)
                         Caller::Scope(Some(scope)) if lease.is_some() || scope.leased => {
-                            scope::keep_lease(shared.options.id, scope.owner, lease);
+                            scope::keep_lease(shared.locked().key(), scope.owner, lease);
                         }
                         Caller::Scope(_) => {}
                     }
@@ -323,7 +323,7 @@ impl<M: Manager> Pool<M> {
                 });
             }
             if let Caller::Scope(Some(scope)) = &caller
-                && scope::current_owner(shared.options.id) != Some(scope.owner)
+                && scope::current_owner(shared.locked().key()) != Some(scope.owner)
             {
                 // Polled outside the scope it began in: that owner may be
                 // gone, and the core must never pin a departed owner again.
@@ -335,7 +335,7 @@ impl<M: Manager> Pool<M> {
 
     /// The fast paths: the owner's lease, or any stashed connection.
     #[inline(always)]
-    fn fast(&self, caller: &mut Caller<'_>) -> Option<Handed<M::Connection>> {
+    fn fast(&self, caller: &mut Caller<'_, M::Connection>) -> Option<Handed<M::Connection>> {
         match caller {
             // Read as the checkout began; a later round (after a failed
             // validation) has no lease left and asks the core.
@@ -362,7 +362,7 @@ impl<M: Manager> Pool<M> {
     fn checkout_now<'p>(
         &self,
         pool: impl FnOnce() -> PoolRef<'p, Shared<M>>,
-        caller: &mut Caller<'_>,
+        caller: &mut Caller<'_, M::Connection>,
     ) -> Result<PooledConnection<'p, M>, Option<Handed<M::Connection>>> {
         let shared = &self.shared;
         shared.note_runtime();
@@ -595,7 +595,11 @@ impl<M: Manager> Pool<M> {
     /// The fast path: the connection parked in `owner`'s `lease`, without
     /// the lock.
     #[inline(always)]
-    fn take_back(&self, owner: OwnerId, lease: AnyLease) -> Option<Handed<M::Connection>> {
+    fn take_back(
+        &self,
+        owner: OwnerId,
+        lease: Arc<Lease<M::Connection>>,
+    ) -> Option<Handed<M::Connection>> {
         let shared = &self.shared;
         let check_in = |recalled| shared.checkin(recalled, Health::Healthy);
         let now = || shared.locked().now();
@@ -653,14 +657,14 @@ impl<M: Manager> crate::Builder<Pool<M>> {
 }
 
 /// Who a checkout is for.
-enum Caller<'s> {
+enum Caller<'s, C> {
     /// The pinned scope being polled (its owner, and its lease as the
     /// checkout began), or none: an unpinned checkout.
-    Scope(Option<scope::Current>),
+    Scope(Option<scope::Current<C>>),
     /// A [`Session`], which keeps its own lease.
     Session {
         owner: OwnerId,
-        lease: &'s mut Option<AnyLease>,
+        lease: &'s mut Option<Arc<Lease<C>>>,
     },
 }
 

@@ -25,17 +25,17 @@ use super::Manager;
 use super::shared::Shared;
 use crate::core::OwnerId;
 use crate::driver::Driven as _;
+use crate::driver::erased::{LeaseKey, LeaseSlot};
 use crate::driver::fresh_owner;
-use crate::driver::lease::AnyLease;
+use crate::driver::lease::Lease;
 use crate::sync::Arc;
 
 /// A scope being polled.
 struct PolledScope {
-    pool_id: u64,
+    /// The scope's pool, and its lease: its connection is parked there
+    /// while no checkout holds it.
+    slot: LeaseSlot,
     owner: OwnerId,
-    /// The scope's lease: its connection is parked there while no
-    /// checkout holds it.
-    lease: Option<AnyLease>,
 }
 
 thread_local! {
@@ -43,58 +43,65 @@ thread_local! {
     static SCOPES: RefCell<Vec<PolledScope>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on the innermost scope of pool `pool_id` being polled here.
-fn with_entry<R>(pool_id: u64, f: impl FnOnce(&mut PolledScope) -> R) -> Option<R> {
+/// Runs `f` on the innermost scope of the pool of `key` being polled here.
+fn with_entry<C, R>(key: &LeaseKey<C>, f: impl FnOnce(&mut PolledScope) -> R) -> Option<R> {
     SCOPES
         .try_with(|scopes| {
             let mut scopes = scopes.try_borrow_mut().ok()?;
-            let entry = scopes.iter_mut().rev().find(|e| e.pool_id == pool_id)?;
+            let entry = scopes.iter_mut().rev().find(|e| e.slot.is_for(key))?;
             Some(f(entry))
         })
         .ok()
         .flatten()
 }
 
-/// The owner a `get()` on pool `pool_id` acts for: its scope's, if it runs
-/// inside one.
-pub(crate) fn current_owner(pool_id: u64) -> Option<OwnerId> {
-    with_entry(pool_id, |entry| entry.owner)
+/// The owner a `get()` on the pool of `key` acts for: its scope's, if it
+/// runs inside one.
+pub(crate) fn current_owner<C>(key: &LeaseKey<C>) -> Option<OwnerId> {
+    with_entry(key, |entry| entry.owner)
 }
 
 /// The scope a `get()` on a pool runs in: see [`current`].
-pub(crate) struct Current {
+pub(crate) struct Current<C> {
     pub(crate) owner: OwnerId,
     /// A reference to the scope's lease, if it has one, for the checkout
     /// to take its parked connection from and park it back in. The scope
     /// keeps its own reference until the pool grants it another lease
     /// ([`keep_lease`]) or the scope ends, so a checkin never touches the
     /// thread-local.
-    pub(crate) lease: Option<AnyLease>,
+    pub(crate) lease: Option<Arc<Lease<C>>>,
     /// Whether the scope had a lease as the checkout began.
     pub(crate) leased: bool,
 }
 
-/// The scope of pool `pool_id` that a `get()` runs in, if any: one
+/// The scope of the pool of `key` that a `get()` runs in, if any: one
 /// thread-local read for the owner and the lease both.
 #[inline]
-pub(crate) fn current(pool_id: u64) -> Option<Current> {
-    with_entry(pool_id, |entry| Current {
-        owner: entry.owner,
-        lease: entry.lease.clone(),
-        leased: entry.lease.is_some(),
+pub(crate) fn current<C: Send + 'static>(key: &LeaseKey<C>) -> Option<Current<C>> {
+    with_entry(key, |entry| {
+        let lease = entry.slot.get(key);
+        Current {
+            owner: entry.owner,
+            leased: lease.is_some(),
+            lease,
+        }
     })
 }
 
-/// Keeps the lease the pool `pool_id` just granted `owner` with a
+/// Keeps the lease the pool of `key` just granted `owner` with a
 /// connection, or none if it granted it without one, in the scope of
 /// `owner` if it is being polled here, in place of any earlier lease
 /// (which the pool has ended). A checkout moved out of its scope (into a
 /// spawned task) finds none, and its owner's next checkout goes through
 /// the core.
-pub(crate) fn keep_lease(pool_id: u64, owner: OwnerId, lease: Option<AnyLease>) {
-    with_entry(pool_id, |entry| {
+pub(crate) fn keep_lease<C: Send + 'static>(
+    key: &LeaseKey<C>,
+    owner: OwnerId,
+    lease: Option<Arc<Lease<C>>>,
+) {
+    with_entry(key, |entry| {
         if entry.owner == owner {
-            entry.lease = lease;
+            entry.slot.set(key, lease);
         }
     });
 }
@@ -113,7 +120,7 @@ struct Scope<M: Manager> {
     shared: Arc<Shared<M>>,
     owner: OwnerId,
     /// The lease, kept here between polls.
-    lease: Option<AnyLease>,
+    lease: Option<Arc<Lease<M::Connection>>>,
     /// Whether it was ever installed (a scope that joined an outer one for
     /// the same pool, or never ran, has nothing to release).
     used: bool,
@@ -142,24 +149,28 @@ impl<M: Manager, F: Future> Future for Pinned<M, F> {
             // Completed already: poll on as the inner future would answer.
             return this.future.as_mut().poll(cx);
         };
-        let pool_id = scope.shared.options.id;
-        let entry = PolledScope {
-            pool_id,
-            owner: scope.owner,
-            lease: scope.lease.take(),
-        };
-        let installed = current_owner(pool_id).is_none()
+        let Scope {
+            shared,
+            owner,
+            lease,
+            used,
+        } = scope;
+        let key = shared.locked().key();
+        let installed = current_owner(key).is_none()
             && SCOPES
-                .try_with(|scopes| scopes.borrow_mut().push(entry))
+                .try_with(|scopes| {
+                    let mut slot = LeaseSlot::new(key);
+                    slot.set(key, lease.take());
+                    let owner = *owner;
+                    scopes.borrow_mut().push(PolledScope { slot, owner });
+                })
                 .is_ok();
-        scope.used |= installed;
+        *used |= installed;
         let polled = {
             // Pops the entry, keeping its lease, even if the inner future
             // panics. Made only if installed (`then`, not the eager
             // `then_some`, whose unused guard would pop another's entry).
-            let _entry = installed.then(|| Uninstall {
-                lease: &mut scope.lease,
-            });
+            let _entry = installed.then(|| Uninstall { key, lease });
             this.future.as_mut().poll(cx)
         };
         if polled.is_ready() {
@@ -170,14 +181,15 @@ impl<M: Manager, F: Future> Future for Pinned<M, F> {
 }
 
 /// Pops this poll's scope entry, keeping its lease in the scope.
-struct Uninstall<'a> {
-    lease: &'a mut Option<AnyLease>,
+struct Uninstall<'a, C: Send + 'static> {
+    key: &'a LeaseKey<C>,
+    lease: &'a mut Option<Arc<Lease<C>>>,
 }
 
-impl Drop for Uninstall<'_> {
+impl<C: Send + 'static> Drop for Uninstall<'_, C> {
     fn drop(&mut self) {
-        if let Ok(Some(entry)) = SCOPES.try_with(|scopes| scopes.borrow_mut().pop()) {
-            *self.lease = entry.lease;
+        if let Ok(Some(mut entry)) = SCOPES.try_with(|scopes| scopes.borrow_mut().pop()) {
+            *self.lease = entry.slot.take(self.key);
         }
     }
 }
