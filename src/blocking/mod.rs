@@ -685,6 +685,28 @@ mod tests {
         assert_eq!(counters.opened, 1, "one connection, reused");
     }
 
+    /// A thread keeps its lease on every pool it uses in its one registry:
+    /// the fast path serves the pool it registered with second as it
+    /// serves the first, without either pool's lock.
+    #[test]
+    fn a_thread_pinned_on_two_pools_takes_each_from_its_lease() {
+        let (first, second) = (Pool::new(noop).unwrap(), Pool::new(noop).unwrap());
+        let finished = crate::driver::finishes_while_locked(
+            || (first.shared.lock(), second.shared.lock()),
+            |warmed_up, done| {
+                drop(first.get().unwrap()); // registers, and is leased
+                drop(second.get().unwrap()); // registers second
+                warmed_up();
+                for _ in 0..3 {
+                    drop(second.get().unwrap());
+                    drop(first.get().unwrap());
+                }
+                done();
+            },
+        );
+        assert!(finished, "a checkout went for the lock");
+    }
+
     /// Threads pinned to one connection take turns on it without the
     /// lock: the one coming back finds it parked in the other's lease and
     /// takes it from there, as the core would grant it, and from then on
