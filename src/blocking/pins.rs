@@ -99,10 +99,10 @@ pub(crate) fn register<C>(
 }
 
 /// The current thread's owner id and lease on the pool of `key`, if it
-/// has one: a reference for the checkout to take its parked connection from and park
-/// it back in. The thread keeps its own reference until the pool grants it
-/// another lease ([`keep_lease`]) or the thread exits, so a checkin never
-/// touches the thread-local.
+/// has one: a reference for the checkout to take its parked connection
+/// from and park it back in. The thread keeps its own reference until the
+/// pool grants it another lease ([`keep_lease`]) or the thread exits, so a
+/// checkin never touches the thread-local.
 ///
 /// The closure is `move`: it carries the key's reference itself instead
 /// of a reference into the caller's frame, which the compiler otherwise
