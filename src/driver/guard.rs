@@ -125,8 +125,22 @@ impl<P: TakesBack> Drop for Guard<'_, P> {
         // SAFETY: `drop` runs once, and `detach` forgets the guard it
         // takes from, so nothing took the fields before.
         let (pool, handed) = unsafe { self.take() };
-        pool.get().take_back(handed, self.discarded);
+        // A borrowing guard's return is inlined; an owning one's goes out
+        // of line, with the reference it drops after: kept inline, that
+        // reference stays live across the return, which costs every
+        // guard's drop a spill and a test (4 instructions of a pinned get
+        // + drop, `benches/instructions.sh`).
+        match pool {
+            PoolRef::Borrowed(shared) => shared.take_back(handed, self.discarded),
+            PoolRef::Owned(shared) => take_back_owned(shared, handed, self.discarded),
+        }
     }
+}
+
+/// An owning guard's return (see `Guard::drop`).
+#[inline(never)]
+fn take_back_owned<P: TakesBack>(shared: Arc<P>, handed: Handed<P::Conn>, discarded: bool) {
+    shared.take_back(handed, discarded);
 }
 
 impl<P: TakesBack> fmt::Debug for Guard<'_, P>

@@ -43,30 +43,36 @@ pub(crate) enum Return<C> {
 /// A guard returns its connection. A healthy leased one is parked (the
 /// fast path, no pool lock; its owner keeps its own reference to the
 /// lease, so only the guard's goes); anything else (broken, not leased,
-/// recalled meanwhile) is left to [`Inner::finish_return`] under the lock.
+/// recalled meanwhile) goes to `rest`, for [`Inner::finish_return`] under
+/// the lock. (Handed to `rest` in each arm rather than returned: the
+/// parked case then ends with no `Option` left to test,
+/// `benches/instructions.sh`.)
 #[inline(always)]
 pub(crate) fn return_conn<C: Send + 'static>(
     stash: &Stash<C>,
     handed: Handed<C>,
     broken: bool,
     now: impl Fn() -> Duration,
-) -> Option<Return<C>> {
+    rest: impl FnOnce(Return<C>),
+) {
     if broken {
-        return Some(Return::CheckIn(handed, Health::Broken));
+        return rest(Return::CheckIn(handed, Health::Broken));
     }
     // Taken apart rather than `lease.take()`n: nothing is left behind to
     // drop, which keeps the pinned drop path free of drop glue.
     let Handed { id, conn, lease } = handed;
-    let healthy = |conn, lease| Some(Return::CheckIn(Handed { id, conn, lease }, Health::Healthy));
+    let healthy = |conn, lease| Return::CheckIn(Handed { id, conn, lease }, Health::Healthy);
     match lease {
-        Some(Leased::Owner(lease)) => match lease.park(conn, now) {
-            Ok(()) => None,
-            Err(recalled) => healthy(recalled, Some(Leased::Owner(lease))),
-        },
-        Some(Leased::Stash(lease)) => {
-            let parked = stash.park(lease, conn, now);
-            (!parked).then_some(Return::Settle(lease))
+        Some(Leased::Owner(lease)) => {
+            if let Err(recalled) = lease.park(conn, now) {
+                rest(healthy(recalled, Some(Leased::Owner(lease))));
+            }
         }
-        None => healthy(conn, None),
+        Some(Leased::Stash(lease)) => {
+            if !stash.park(lease, conn, now) {
+                rest(Return::Settle(lease));
+            }
+        }
+        None => rest(healthy(conn, None)),
     }
 }

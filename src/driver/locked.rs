@@ -119,6 +119,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         if let Some(events) = &self.events {
             events.deliver();
         }
+        crate::sync::report_displaced();
         for conn in effects.close {
             contain("a connection's drop", || drop(conn));
         }
@@ -146,9 +147,8 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
     where
         C: Send + 'static,
     {
-        if let Some(rest) = return_conn(&self.stash, handed, broken, || self.now()) {
-            self.finish_return(rest, spawn);
-        }
+        let rest = |rest| self.finish_return(rest, spawn);
+        return_conn(&self.stash, handed, broken, || self.now(), rest);
     }
 
     /// What a returning guard left to the core: out of line, so the fast
