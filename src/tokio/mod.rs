@@ -103,6 +103,24 @@ pub struct Pool<M: Manager> {
     shared: Handle<Shared<M>>,
 }
 
+/// A checkout on `$pool` as the current scope's owner (or unpinned,
+/// outside one), waiting with `$patience`, for a guard that reaches the
+/// pool through the closure `$guard_pool`: the fast paths, then
+/// [`Pool::checkout`]. A macro that each public `get` expands in its own
+/// body, rather than an `async fn` they await: awaiting one moves its
+/// output, the guard, once more (17 of a pinned get + drop's 211
+/// instructions, `benches/instructions.sh`).
+macro_rules! get_with {
+    ($pool:expr, $patience:expr, $guard_pool:expr) => {{
+        let (pool, guard_pool) = ($pool, $guard_pool);
+        let mut caller = Caller::Scope(scope::current(pool.shared.locked().key()));
+        match pool.checkout_now(guard_pool, &mut caller) {
+            Ok(conn) => Ok(conn),
+            Err(found) => pool.checkout(guard_pool, caller, $patience, found).await,
+        }
+    }};
+}
+
 impl<M: Manager> Pool<M> {
     /// A pool with the default options (see [`Builder`]). Building needs
     /// no runtime; connects start on the runtime of the first `get()`.
@@ -147,8 +165,8 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        self.get_with(Patience::PoolTimeout, || PoolRef::Borrowed(&self.shared))
-            .await
+        let pool = || PoolRef::Borrowed(&self.shared);
+        get_with!(self, Patience::PoolTimeout, pool)
     }
 
     /// [`get`](Self::get) with this call's own timeout in place of the
@@ -171,8 +189,8 @@ impl<M: Manager> Pool<M> {
         &self,
         timeout: Duration,
     ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        self.get_with(Patience::UpTo(timeout), || PoolRef::Borrowed(&self.shared))
-            .await
+        let pool = || PoolRef::Borrowed(&self.shared);
+        get_with!(self, Patience::UpTo(timeout), pool)
     }
 
     /// A connection only if one is free for this caller now; otherwise
@@ -195,22 +213,8 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     pub async fn try_get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        self.get_with(Patience::Never, || PoolRef::Borrowed(&self.shared))
-            .await
-    }
-
-    /// A checkout as the current scope's owner (or unpinned, outside one),
-    /// for a guard that reaches the pool through `pool`.
-    async fn get_with<'p>(
-        &self,
-        patience: Patience,
-        pool: impl Fn() -> PoolRef<'p, Shared<M>> + Copy,
-    ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
-        let mut caller = Caller::Scope(scope::current(self.shared.locked().key()));
-        match self.checkout_now(pool, &mut caller) {
-            Ok(conn) => Ok(conn),
-            Err(found) => self.checkout(pool, caller, patience, found).await,
-        }
+        let pool = || PoolRef::Borrowed(&self.shared);
+        get_with!(self, Patience::Never, pool)
     }
 
     /// Like [`Pool::get`], for a guard that owns a reference to the pool
@@ -228,7 +232,7 @@ impl<M: Manager> Pool<M> {
     /// ```
     pub async fn get_owned(&self) -> Result<PooledConnection<'static, M>, Error<M::Error>> {
         let pool = || PoolRef::Owned(Arc::clone(&self.shared));
-        self.get_with(Patience::PoolTimeout, pool).await
+        get_with!(self, Patience::PoolTimeout, pool)
     }
 
     /// A [`Session`]: an owner that is a value rather than a scope. Its
