@@ -121,7 +121,11 @@ fn ten_thousand_pinned_tasks_share_eight_connections() {
 /// Thousands of `get()`s raced against short timeouts, `select!` with a
 /// timer, and outright aborts, while other tasks hold connections across
 /// awaits: afterwards every connection is accounted for and a `get()` that
-/// may not wait at all succeeds.
+/// may not wait at all succeeds. The storm begins while this task holds
+/// every connection, until its timers have cancelled some waiters: left
+/// to itself, a storm on an idle machine could grant every checkout
+/// before any timer fired (tokio's timers tick in milliseconds), and
+/// cancel nothing.
 #[test]
 fn a_cancellation_storm_loses_no_connection() {
     multi_thread().block_on(async {
@@ -133,6 +137,10 @@ fn a_cancellation_storm_loses_no_connection() {
                 .build(manager.clone())
                 .unwrap(),
         );
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(pool.get_owned().await.unwrap());
+        }
         let mut tasks = Vec::new();
         for i in 0..4_000u64 {
             let pool = Arc::clone(&pool);
@@ -170,6 +178,10 @@ fn a_cancellation_storm_loses_no_connection() {
             }
             tasks.push(task);
         }
+        while pool.status().counters.cancelled == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
         for task in tasks {
             let _ = task.await; // aborted ones report cancellation
         }
