@@ -175,6 +175,8 @@ pub(crate) use imp::*;
 
 use std::marker::PhantomData;
 use std::ptr;
+// std's, under loom too, for the displaced tally below.
+use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering as StdOrdering};
 
 /// A cell holding at most one boxed value, moved in and out with a
 /// single atomic swap each. Because every access is a read-modify-write
@@ -226,7 +228,7 @@ impl<T> TakeCell<T> {
         let previous = self.ptr.swap(Box::into_raw(value), Ordering::SeqCst);
         debug_assert!(previous.is_null(), "a TakeCell holds one value");
         if !previous.is_null() {
-            DISPLACED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            DISPLACED.fetch_add(1, StdOrdering::Relaxed);
         }
     }
 
@@ -240,13 +242,13 @@ impl<T> TakeCell<T> {
 /// Values a [`TakeCell::put`] displaced (and leaked) since the last
 /// [`report_displaced`]. A std atomic under loom too: a tally, not part
 /// of any protocol.
-static DISPLACED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static DISPLACED: StdAtomicUsize = StdAtomicUsize::new(0);
 
 /// Logs the values [`TakeCell::put`] displaced since the last call, if
 /// any: a pool bug. The pools call it after each trip through their lock.
 #[inline]
 pub(crate) fn report_displaced() {
-    if DISPLACED.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+    if DISPLACED.load(StdOrdering::Relaxed) != 0 {
         report_displaced_now();
     }
 }
@@ -254,7 +256,7 @@ pub(crate) fn report_displaced() {
 #[cold]
 #[inline(never)]
 fn report_displaced_now() {
-    let displaced = DISPLACED.swap(0, std::sync::atomic::Ordering::Relaxed);
+    let displaced = DISPLACED.swap(0, StdOrdering::Relaxed);
     if displaced != 0 {
         tracing::error!(
             displaced,
@@ -280,7 +282,7 @@ mod tests {
     /// test may change it, and any put that counted would show here.
     #[test]
     fn a_take_cell_moves_one_value_and_displaces_nothing() {
-        use std::sync::atomic::Ordering::Relaxed;
+        use StdOrdering::Relaxed;
         let cell = TakeCell::empty();
         assert!(cell.is_empty() && cell.take().is_none());
         cell.put(Box::new(7));
