@@ -77,7 +77,7 @@ thread_local! {
 /// The current thread's owner id for the pool of `key`, registering the
 /// thread with it on first use. `None` while the thread is being torn down
 /// (its thread-locals are gone): the caller then uses a one-off owner.
-pub(crate) fn register<C>(
+pub(crate) fn register<C: Send + 'static>(
     key: &LeaseKey<C>,
     pool: impl FnOnce() -> Weak<dyn Reclaim>,
 ) -> Option<OwnerId> {
@@ -88,7 +88,7 @@ pub(crate) fn register<C>(
             // many pools does not accumulate registrations.
             pins.pools.retain(|r| r.pool.strong_count() > 0);
             pins.pools.push(Registration {
-                slot: LeaseSlot::new(key),
+                slot: LeaseSlot::new(key, None),
                 pool: pool(),
             });
         }

@@ -52,11 +52,11 @@ pub(crate) struct LeaseSlot {
 }
 
 impl LeaseSlot {
-    /// An empty slot for the pool of `key`.
-    pub(crate) fn new<C>(key: &LeaseKey<C>) -> Self {
+    /// A slot for the pool of `key`, keeping `lease` if any.
+    pub(crate) fn new<C: Send + 'static>(key: &LeaseKey<C>, lease: Option<Arc<Lease<C>>>) -> Self {
         LeaseSlot {
             key: key.id,
-            lease: None,
+            lease: lease.map(|lease| lease as Arc<dyn Any + Send + Sync>),
         }
     }
 
@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn a_slot_yields_its_lease_only_to_its_own_key() {
         let (mine, other) = (LeaseKey::<u8>::fresh(), LeaseKey::<u8>::fresh());
-        let mut slot = LeaseSlot::new(&mine);
+        let mut slot = LeaseSlot::new(&mine, None);
         assert!(slot.is_for(&mine) && !slot.is_for(&other));
         assert!(slot.get(&mine).is_none(), "empty");
         let kept = lease::<u8>();
@@ -161,9 +161,8 @@ mod tests {
     #[test]
     fn clearing_drops_the_reference() {
         let key = LeaseKey::<String>::fresh();
-        let mut slot = LeaseSlot::new(&key);
         let kept = lease::<String>();
-        slot.set(&key, Some(Arc::clone(&kept)));
+        let mut slot = LeaseSlot::new(&key, Some(Arc::clone(&kept)));
         slot.clear();
         assert_eq!(Arc::strong_count(&kept), 1);
         assert!(slot.get(&key).is_none());

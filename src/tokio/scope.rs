@@ -159,8 +159,7 @@ impl<M: Manager, F: Future> Future for Pinned<M, F> {
         let installed = current_owner(key).is_none()
             && SCOPES
                 .try_with(|scopes| {
-                    let mut slot = LeaseSlot::new(key);
-                    slot.set(key, lease.take());
+                    let slot = LeaseSlot::new(key, lease.take());
                     let owner = *owner;
                     scopes.borrow_mut().push(PolledScope { slot, owner });
                 })
