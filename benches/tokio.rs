@@ -9,6 +9,12 @@
 //! qp's `acquire_unchecked`; deadpool always awaits its `recycle`, here a
 //! no-op).
 //!
+//! qp's semaphore loses a wake-up when a woken waiter is overtaken
+//! (`benches/peers/tests/lost_wake_up.rs`). Here no qp checkout waits on
+//! up to 8 cores: a task holds its permit within one poll, so no more are
+//! held than there are runtime workers, and every shape has at least 8.
+//! On more cores a qp cell may hang.
+//!
 //! `cargo bench --bench tokio`; `docs/benchmarks.md` quotes the ratios.
 
 use std::future::Future;
