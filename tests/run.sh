@@ -64,7 +64,10 @@ echo "== instruction counts per operation (callgrind), the pinned path against i
 bash benches/instructions.sh
 
 echo "== the fairness benchmark runs (a smoke run: its figures come from a full run)"
-cargo run --quiet --release -p pinpool-peers --bin fairness -- --seconds 0.05 --workers 8 > /dev/null
+# It runs peers that can lose a wake-up (qp): the binary gives up on such a
+# task itself; the limit (a build included) turns any other hang into a
+# failure here rather than a CI out of time.
+timeout 1200 cargo run --quiet --release -p pinpool-peers --bin fairness -- --seconds 0.05 --workers 8 > /dev/null
 
 echo "== loom model checks of the blocking pool (release build)"
 bash loom-tests/run.sh
