@@ -3,17 +3,22 @@
 //! when it is woken but a checkout that never waited takes the permit
 //! first, it goes back to sleep without registering again, and the next
 //! release wakes no one. The benchmark hung on that (1 run in 20 on 2
-//! cores); pinpool, asked the same way, serves the waiter: it hands the
-//! connection over, or (letting the new checkout barge) wakes the waiter
-//! again at the next release.
+//! cores).
 //!
-//! Each test plays the interleaving out on one thread, in order, with the
-//! clock paused: a waiter still waiting when the clock has run a minute
-//! ahead with nothing else to do will wait for ever.
+//! Every async pool of the benchmark is put through the same interleaving,
+//! on one thread, in order, with the clock paused: one connection, held;
+//! a waiter queues; the connection is released; before the waiter runs, a
+//! new checkout asks (polled once); then everything is released. A waiter
+//! still waiting when the clock has run a minute ahead with nothing else
+//! to do waits for ever.
 
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use pinpool_peers::noop::{AsyncNoop, QpNoop, async_noop};
+use pinpool::core::WakePolicy;
+use pinpool_peers::noop::{AsyncNoop, Bb8Noop, DeadpoolNoop, QpNoop, async_noop};
 use tokio::task::{JoinHandle, yield_now};
 
 /// Long enough for anything runnable to have run: the paused clock jumps
@@ -32,60 +37,116 @@ async fn is_served(waiter: JoinHandle<()>) -> bool {
     tokio::time::timeout(FOREVER, waiter).await.is_ok()
 }
 
+/// Polls `checkout` once: its connection if it has one at once (it is
+/// dropped, withdrawn, if not).
+fn at_once<F: Future>(checkout: F) -> Option<F::Output> {
+    match pin!(checkout).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(conn) => Some(conn),
+        Poll::Pending => None,
+    }
+}
+
+/// What the interleaving did: whether the new checkout overtook the woken
+/// waiter, and whether the waiter was served in the end.
+#[derive(Debug, PartialEq)]
+struct Replayed {
+    overtaken: bool,
+    served: bool,
+}
+
+/// Plays the interleaving on `$pool` (of one connection), checking out
+/// with `$get` (an expression of the pool `$p`).
+macro_rules! replay {
+    ($pool:expr, |$p:ident| $get:expr) => {{
+        let pool = $pool;
+        let held = {
+            let $p = &pool;
+            $get.await.expect("the only connection")
+        };
+        let waiter = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                let $p = &pool;
+                drop($get.await.expect("a connection"));
+            }
+        });
+        let_others_run().await; // the waiter queues
+        drop(held); // and is woken, or handed the connection
+        let overtaking = {
+            let $p = &pool;
+            at_once($get)
+        };
+        let overtaken = matches!(overtaking, Some(Ok(_)));
+        let_others_run().await; // the waiter runs
+        drop(overtaking);
+        Replayed {
+            overtaken,
+            served: is_served(waiter).await,
+        }
+    }};
+}
+
 #[tokio::test(start_paused = true)]
 async fn qp_loses_the_wake_up_of_a_waiter_overtaken_by_a_new_checkout() {
     let pool = qp::Pool::new(QpNoop, 1);
-    let held = pool.acquire_unchecked().await.expect("the only resource");
-    let waiter = tokio::spawn({
-        let pool = pool.clone();
-        async move {
-            drop(pool.acquire_unchecked().await);
-        }
-    });
-    let_others_run().await; // the waiter registers its waker
-    drop(held); // and is woken
-    // Before it runs, a new checkout takes the permit (it never waits).
-    let overtaking = pool.acquire_unchecked().await.expect("the free permit");
-    let_others_run().await; // the woken waiter finds no permit: asleep again
-    drop(overtaking);
+    let replayed = replay!(pool.clone(), |p| p.acquire_unchecked());
     assert_eq!(pool.size(), 1, "the permit is free");
-    assert!(
-        !is_served(waiter).await,
-        "qp served the waiter: it no longer loses this wake-up, and the \
-         fairness benchmark's guard against it can be reconsidered"
+    assert_eq!(
+        replayed,
+        Replayed {
+            overtaken: true,
+            served: false
+        },
+        "qp no longer loses this wake-up: the fairness benchmark's guard \
+         against it can be reconsidered"
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn pinpool_serves_a_woken_waiter_whether_or_not_it_was_overtaken() {
-    for wake in [
-        pinpool::core::WakePolicy::Handoff,
-        pinpool::core::WakePolicy::Bounded(16),
-    ] {
+    for wake in [WakePolicy::Handoff, WakePolicy::Bounded(16)] {
         let pool = pinpool::tokio::Pool::builder()
             .max_size(1)
             .wake(wake)
             .build(async_noop as AsyncNoop)
             .expect("a valid configuration");
-        let held = pool.get().await.expect("the only connection");
-        let waiter = tokio::spawn({
-            let pool = pool.clone();
-            async move {
-                drop(pool.get().await.expect("a connection"));
-            }
-        });
-        let_others_run().await;
-        drop(held);
-        // `Handoff` handed the connection to the waiter: the new checkout
-        // finds none. `Bounded` left it idle and woke the waiter, so the
-        // new checkout takes it first, as in qp's case.
-        let overtaking = pool.try_get().await;
-        assert_eq!(overtaking.is_ok(), wake.barges(), "{wake:?}");
-        let_others_run().await;
-        drop(overtaking);
-        assert!(
-            is_served(waiter).await,
-            "{wake:?}: the waiter was not served"
+        // `Handoff` hands the connection to the waiter; `Bounded` leaves it
+        // idle and wakes the waiter, so the new checkout takes it first,
+        // as in qp's case, and the next release wakes the waiter again.
+        assert_eq!(
+            replay!(pool, |p| p.get()),
+            Replayed {
+                overtaken: wake.barges(),
+                served: true
+            },
+            "{wake:?}"
         );
     }
+}
+
+/// bb8 lets the new checkout take the released connection first, as
+/// pinpool's `Bounded` does, and serves the waiter at the next release;
+/// deadpool hands the permit to the waiter. Neither loses it.
+#[tokio::test(start_paused = true)]
+async fn bb8_and_deadpool_serve_a_woken_waiter() {
+    let bb8 = bb8::Pool::builder()
+        .max_size(1)
+        .build(Bb8Noop)
+        .await
+        .expect("a pool");
+    let overtaken_then_served = Replayed {
+        overtaken: true,
+        served: true,
+    };
+    assert_eq!(replay!(bb8, |p| p.get()), overtaken_then_served, "bb8");
+    let deadpool: deadpool::managed::Pool<DeadpoolNoop> =
+        deadpool::managed::Pool::builder(DeadpoolNoop)
+            .max_size(1)
+            .build()
+            .expect("a pool");
+    let served_in_order = Replayed {
+        overtaken: false,
+        served: true,
+    };
+    assert_eq!(replay!(deadpool, |p| p.get()), served_in_order, "deadpool");
 }
