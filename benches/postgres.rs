@@ -11,9 +11,12 @@
 //! connection (under `Off`, a cache per connection id);
 //! deadpool's `prepare_cached`; r2d2 and bb8 prepare on every checkout
 //! (they have no cache). Reported per cell: queries per second, the p99
-//! checkout wait, and pgbench's `-M prepared` throughput at the same
-//! client count; and per worker count, each driver alone (a client per
-//! worker, no pool), what any pool over it could reach at best.
+//! checkout wait, pgbench's `-M prepared` throughput at the same client
+//! count, and this process's CPU time per query (pool and driver: what
+//! the client pays, which the server's share of the cores blurs less than
+//! the throughput); and per worker count, each driver alone (a client per
+//! worker, no pool), what any pool over it could reach at best, and what
+//! its queries cost without one.
 //!
 //! Not criterion: the figure is the throughput of many concurrent workers
 //! and the distribution of their waits, not the time of one closure.
@@ -58,17 +61,50 @@ impl Tally {
 struct Outcome {
     per_second: f64,
     p99_wait_us: u32,
+    /// This process's CPU time (every thread's, user and system) per
+    /// query counted: the client's cost of a query, pool and driver, which
+    /// the server's share of the 2 cores does not blur as it does the
+    /// throughput. `None` where `/proc/self/stat` cannot be read.
+    cpu_per_query: Option<Duration>,
 }
 
 impl Outcome {
-    fn of(mut tally: Tally, ran: Duration) -> Outcome {
+    /// `tally`'s queries ran in `ran`, while this process used `cpu`.
+    fn of(mut tally: Tally, ran: Duration, cpu: Option<Duration>) -> Outcome {
         tally.waits.sort_unstable();
         let rank = (tally.waits.len() * 99).div_ceil(100).max(1);
         Outcome {
             per_second: tally.queries as f64 / ran.as_secs_f64(),
             p99_wait_us: tally.waits.get(rank - 1).copied().unwrap_or(0),
+            cpu_per_query: cpu
+                .map(|cpu| cpu / u32::try_from(tally.queries.max(1)).unwrap_or(u32::MAX)),
         }
     }
+
+    /// The CPU per query in µs, for the table.
+    fn cpu_us(&self) -> String {
+        self.cpu_per_query
+            .map_or("-".into(), |cpu| format!("{:.1}", cpu.as_secs_f64() * 1e6))
+    }
+}
+
+/// The CPU time this process has used, all its threads (those that have
+/// ended too), user and system: `/proc/self/stat`'s `utime` and `stime`,
+/// in the kernel's user-visible ticks (`USER_HZ`, 100 a second on Linux's
+/// common architectures: a 2 s cell on 2 cores is hundreds of ticks).
+fn process_cpu() -> Option<Duration> {
+    const USER_HZ: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name, which may hold spaces, in parentheses: the
+    // state is field 3, so utime (14) and stime (15) are 11 and 12 on.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 1000 / USER_HZ))
+}
+
+/// The CPU used since `from` (both `None` where it cannot be read).
+fn cpu_since(from: Option<Duration>) -> Option<Duration> {
+    Some(process_cpu()?.saturating_sub(from?))
 }
 
 /// One blocking worker: its next checkout + query, returning the wait.
@@ -95,12 +131,15 @@ fn threads(workers: usize, length: Duration, worker: impl Fn(usize) -> Step + Sy
             })
             .collect();
         start.wait();
-        handles
+        let cpu_from = process_cpu();
+        let tallies = handles
             .into_iter()
             .map(|h| h.join().unwrap())
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        (tallies, cpu_since(cpu_from))
     });
-    Outcome::of(Tally::merge(tallies), length)
+    let (tallies, cpu) = tallies;
+    Outcome::of(Tally::merge(tallies), length, cpu)
 }
 
 /// One async worker's loop for `length`, returning its tally.
@@ -117,6 +156,12 @@ fn tasks(length: Duration, spawn_all: impl FnOnce(Instant) -> Vec<Task>) -> Outc
         .unwrap();
     let _entered = runtime.enter();
     let until = Instant::now() + Duration::from_millis(200) + length;
+    // The CPU count starts as the tasks start counting queries (the
+    // benchmark's clock: nothing here waits for a task).
+    let cpu_from = std::thread::spawn(move || {
+        std::thread::sleep((until - length).saturating_duration_since(Instant::now()));
+        process_cpu()
+    });
     let handles: Vec<_> = spawn_all(until)
         .into_iter()
         .map(|task| runtime.spawn(task))
@@ -128,7 +173,8 @@ fn tasks(length: Duration, spawn_all: impl FnOnce(Instant) -> Vec<Task>) -> Outc
         }
         all
     });
-    Outcome::of(Tally::merge(tallies), length)
+    let cpu = cpu_since(cpu_from.join().unwrap());
+    Outcome::of(Tally::merge(tallies), length, cpu)
 }
 
 /// The loop every async worker runs until `until`, recording the wait
@@ -403,8 +449,8 @@ fn main() {
         (&[4], &[4], Duration::from_millis(50)) // a smoke test under cargo test
     };
     println!(
-        "{:>4} {:>7}  {:>28}  {:>10}  {:>12}  {:>9}",
-        "size", "workers", "pool", "queries/s", "p99 wait µs", "of pgbench"
+        "{:>4} {:>7}  {:>28}  {:>10}  {:>12}  {:>9}  {:>11}",
+        "size", "workers", "pool", "queries/s", "p99 wait µs", "of pgbench", "CPU µs/query"
     );
     for &workers in worker_counts {
         let ceiling = benching.then(|| pgbench(&url, workers, length)).flatten();
@@ -437,8 +483,10 @@ fn main() {
                     format!("{:.0}%", 100.0 * outcome.per_second / tps)
                 });
                 println!(
-                    "{size:>4} {workers:>7}  {name:>28}  {:>10.0}  {:>12}  {share:>9}",
-                    outcome.per_second, outcome.p99_wait_us
+                    "{size:>4} {workers:>7}  {name:>28}  {:>10.0}  {:>12}  {share:>9}  {:>11}",
+                    outcome.per_second,
+                    outcome.p99_wait_us,
+                    outcome.cpu_us()
                 );
             }
         }
@@ -455,8 +503,11 @@ fn main() {
                 format!("{:.0}%", 100.0 * outcome.per_second / tps)
             });
             println!(
-                "{:>4} {workers:>7}  {name:>28}  {:>10.0}  {:>12}  {share:>9}",
-                "-", outcome.per_second, "-"
+                "{:>4} {workers:>7}  {name:>28}  {:>10.0}  {:>12}  {share:>9}  {:>11}",
+                "-",
+                outcome.per_second,
+                "-",
+                outcome.cpu_us()
             );
         }
         if let Some(tps) = ceiling {
