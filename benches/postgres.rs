@@ -338,6 +338,10 @@ impl Cell<'_> {
         let pool = deadpool_postgres::Pool::builder(manager)
             .max_size(self.size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
+            // The checkout timeout every pool here has (deadpool's is off
+            // by default; a timer per waiting checkout is part of the
+            // cost of having one).
+            .wait_timeout(Some(Duration::from_secs(60)))
             .build()
             .unwrap();
         tasks(length, |until| {

@@ -106,6 +106,10 @@ fn deadpool_contended(warm_up: u64, n: u64) {
     let pool = || -> deadpool::managed::Pool<DeadpoolNoop> {
         deadpool::managed::Pool::builder(DeadpoolNoop)
             .max_size(CONNECTIONS)
+            // The 30 s checkout timeout pinpool and bb8 have by default
+            // (deadpool's is off): a timer for each checkout that waits.
+            .wait_timeout(Some(std::time::Duration::from_secs(30)))
+            .runtime(deadpool::Runtime::Tokio1)
             .build()
             .expect("a pool")
     };
