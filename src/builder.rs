@@ -46,10 +46,30 @@ pub struct Builder<P> {
     pool: PhantomData<fn() -> P>,
 }
 
-impl<P> Default for Builder<P> {
+/// A pool a [`Builder`] builds ([`blocking::Pool`](crate::blocking::Pool)
+/// or [`tokio::Pool`](crate::tokio::Pool)): what their builders start
+/// with where the two differ. Sealed: only this crate's pools implement it.
+pub trait BuiltPool: sealed::Sealed {
+    /// The wake policy the pool's builder starts with: threads
+    /// [`WakePolicy::Eventual`] (a hand-off to a thread that is not
+    /// running costs a context switch), tasks [`WakePolicy::Handoff`]
+    /// (waking a task costs the same either way, and under `Eventual` a
+    /// woken task often finds its connection re-taken and sleeps again).
+    const DEFAULT_WAKE: WakePolicy;
+}
+
+pub(crate) mod sealed {
+    /// Keeps [`BuiltPool`](super::BuiltPool) to this crate's pools.
+    pub trait Sealed {}
+}
+
+impl<P: BuiltPool> Default for Builder<P> {
     fn default() -> Self {
         Builder {
-            config: Config::default(),
+            config: Config {
+                wake: P::DEFAULT_WAKE,
+                ..Config::default()
+            },
             name: None,
             checkout_timeout: Duration::from_secs(30),
             validate_on_checkout: false,
@@ -190,10 +210,12 @@ impl<P> Builder<P> {
         self
     }
 
-    /// What a checkin does for waiters (default [`WakePolicy::Eventual`]:
-    /// 16 bypasses or 500 µs; [`WakePolicy::Handoff`] for strict FIFO at
-    /// the cost of a context switch per contended checkout; `Broadcast` and
-    /// `Signal` are for study and tests).
+    /// What a checkin does for waiters. The blocking pool's default is
+    /// [`WakePolicy::Eventual`] (16 bypasses or 500 µs;
+    /// [`WakePolicy::Handoff`] gives strict FIFO at the cost of a context
+    /// switch per contended checkout); the async pool's is `Handoff` (see
+    /// [`BuiltPool::DEFAULT_WAKE`]). `Broadcast` and `Signal` are for
+    /// study and tests.
     ///
     /// ```
     /// # use pinpool::blocking::Pool;

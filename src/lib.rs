@@ -85,7 +85,7 @@ mod sync;
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 
-pub use builder::Builder;
+pub use builder::{Builder, BuiltPool};
 pub use driver::maintenance::live_maintenance_workers;
 pub use error::Error;
 pub use hooks::{Hooked, Hooks};

@@ -860,3 +860,29 @@ fn resizing_under_load_converges_and_loses_nothing() {
         assert_eq!(state.pinned_owners, 0, "{state:?}");
     });
 }
+
+/// The async pool's default is strict FIFO hand-off: a released connection
+/// goes to the task waiting for it, even while a new checkout asks within
+/// the period in which eventual fairness (the blocking pool's default)
+/// would let that one take it first. Two rounds: the first checkin of a
+/// connection hands over under either policy.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn by_default_a_released_connection_goes_to_the_waiting_task() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    let mut held = pool.get_owned().await.unwrap();
+    for round in 0..2 {
+        let waiter = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.get_owned().await }
+        });
+        wait_until(&pool, "the waiter to queue", |s| s.waiting == 1).await;
+        drop(held);
+        // (The paused clock stands still: well within `Eventual`'s period.)
+        assert!(
+            matches!(pool.try_get().await, Err(Error::WouldWait { .. })),
+            "round {round}: a new checkout took the connection its waiter was due"
+        );
+        held = waiter.await.unwrap().unwrap();
+    }
+}

@@ -231,8 +231,10 @@ pub enum WakePolicy {
     },
 }
 
-/// The default wake policy: [`WakePolicy::Eventual`], 16 bypasses or
-/// parking_lot's half a millisecond. Real checkouts (a database round
+/// The core's default wake policy, and the blocking pool's:
+/// [`WakePolicy::Eventual`], 16 bypasses or parking_lot's half a
+/// millisecond (the async pool's builder starts with `Handoff` instead:
+/// [`BuiltPool::DEFAULT_WAKE`](crate::BuiltPool::DEFAULT_WAKE) says why). Real checkouts (a database round
 /// trip) hold a connection longer than that, so every contended checkin is
 /// then a FIFO hand-off; only holds shorter than the period, with more
 /// threads than connections, see barging — which is when a hand-off to a
@@ -242,14 +244,20 @@ pub enum WakePolicy {
 /// markedly slower: `docs/benchmarks.md`.)
 impl Default for WakePolicy {
     fn default() -> Self {
-        WakePolicy::Eventual {
-            bypasses: 16,
-            period: Duration::from_micros(500),
-        }
+        Self::DEFAULT_EVENTUAL
     }
 }
 
 impl WakePolicy {
+    /// [`WakePolicy::Eventual`] with 16 bypasses or 500 µs: the core's
+    /// default, and the blocking pool's (the async pool's builder starts
+    /// with [`Handoff`](Self::Handoff): see
+    /// [`BuiltPool`](crate::BuiltPool)).
+    pub const DEFAULT_EVENTUAL: WakePolicy = WakePolicy::Eventual {
+        bypasses: 16,
+        period: Duration::from_micros(500),
+    };
+
     /// Whether a checkin may leave a connection idle beside a waiter that
     /// could use it, waking that waiter instead of handing it over
     /// (eventual fairness: [`Bounded`](Self::Bounded) and

@@ -646,6 +646,15 @@ impl<M: Manager> Pool<M> {
     }
 }
 
+impl<M: Manager> crate::builder::sealed::Sealed for Pool<M> {}
+
+impl<M: Manager> crate::BuiltPool for Pool<M> {
+    /// Strict FIFO hand-off: a task woken under eventual fairness often
+    /// finds its connection re-taken by the task that returned it and
+    /// sleeps again, for nothing; handing it over costs the same wake-up.
+    const DEFAULT_WAKE: crate::core::WakePolicy = crate::core::WakePolicy::Handoff;
+}
+
 impl<M: Manager> crate::Builder<Pool<M>> {
     /// Builds the pool, rejecting an invalid configuration. `min_size`
     /// connections start opening at once on the current runtime (or on the
