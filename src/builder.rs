@@ -49,6 +49,16 @@ pub struct Builder<P> {
 /// A pool a [`Builder`] builds ([`blocking::Pool`](crate::blocking::Pool)
 /// or [`tokio::Pool`](crate::tokio::Pool)): what their builders start
 /// with where the two differ. Sealed: only this crate's pools implement it.
+///
+/// ```
+/// use pinpool::BuiltPool;
+/// use pinpool::core::WakePolicy;
+///
+/// type Threads = pinpool::blocking::Pool<fn() -> std::io::Result<()>>;
+/// type Tasks = pinpool::tokio::Pool<fn() -> std::future::Ready<std::io::Result<()>>>;
+/// assert_eq!(Threads::DEFAULT_WAKE, WakePolicy::DEFAULT_EVENTUAL);
+/// assert_eq!(Tasks::DEFAULT_WAKE, WakePolicy::Handoff);
+/// ```
 pub trait BuiltPool: sealed::Sealed {
     /// The wake policy the pool's builder starts with: threads
     /// [`WakePolicy::Eventual`] (a hand-off to a thread that is not

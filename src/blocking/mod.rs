@@ -593,7 +593,8 @@ impl<M: Manager> crate::builder::sealed::Sealed for Pool<M> {}
 
 impl<M: Manager> crate::BuiltPool for Pool<M> {
     /// Eventual fairness: a thread that returns its connection and asks
-    /// again while it still runs may re-take it (see [`WakePolicy::Eventual`](crate::core::WakePolicy::Eventual)).
+    /// again while it still runs may re-take it (see
+    /// [`WakePolicy::Eventual`](crate::core::WakePolicy::Eventual)).
     const DEFAULT_WAKE: crate::core::WakePolicy = crate::core::WakePolicy::DEFAULT_EVENTUAL;
 }
 
