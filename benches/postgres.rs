@@ -114,7 +114,7 @@ type Step = Box<dyn FnMut() -> Duration + Send>;
 /// for `length` after they all started.
 fn threads(workers: usize, length: Duration, worker: impl Fn(usize) -> Step + Sync) -> Outcome {
     let start = std::sync::Barrier::new(workers + 1);
-    let tallies = std::thread::scope(|s| {
+    let (tallies, cpu) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|i| {
                 let (start, mut step) = (&start, worker(i));
@@ -138,7 +138,6 @@ fn threads(workers: usize, length: Duration, worker: impl Fn(usize) -> Step + Sy
             .collect::<Vec<_>>();
         (tallies, cpu_since(cpu_from))
     });
-    let (tallies, cpu) = tallies;
     Outcome::of(Tally::merge(tallies), length, cpu)
 }
 
