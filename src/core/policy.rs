@@ -236,9 +236,10 @@ pub enum WakePolicy {
 /// millisecond (the async pool's builder starts with `Handoff` instead:
 /// [`BuiltPool::DEFAULT_WAKE`](crate::BuiltPool::DEFAULT_WAKE) says why).
 /// Real checkouts (a database round trip) hold a connection longer than
-/// that, so every contended checkin is then a FIFO hand-off; only holds shorter than the period, with more
-/// threads than connections, see barging — which is when a hand-off to a
-/// thread that is not running would cost a context switch per checkout.
+/// that, so every contended checkin is then a FIFO hand-off; only holds
+/// shorter than the period, with more threads than connections, see
+/// barging — which is when a hand-off to a thread that is not running
+/// would cost a context switch per checkout.
 /// (The count was chosen on the contended benchmark, where 16 kept
 /// `Affinity` at 16 threads on its fast path and larger counts were
 /// markedly slower: `docs/benchmarks.md`.)
