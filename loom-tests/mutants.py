@@ -26,10 +26,10 @@ MUTATIONS = [
         "fifo_in_arrival_order",
     ),
     (
-        "lease: a park ignores the recall flag",
+        "lease: a park into a recalled lease is taken as done",
         "src/driver/lease.rs",
-        "        self.parked.put(conn);\n        !self.recalled.load(Ordering::SeqCst)",
-        "        self.parked.put(conn);\n        true",
+        "        self.holder.store(NOBODY, Ordering::Relaxed);\n        self.cell.put(conn, now)",
+        "        self.holder.store(NOBODY, Ordering::Relaxed);\n        let _ = self.cell.put(conn, now);\n        Ok(())",
         "fast_path_vs_waiter_registration",
     ),
     (
@@ -54,10 +54,10 @@ MUTATIONS = [
         "co_owners_share_a_lease",
     ),
     (
-        "stash: a parker settles without checking its lease is current",
-        "src/driver/stash.rs",
-        "let entry = self.leases[lease.cell].filter(|e| e.number == lease.number)?;",
-        "let entry = self.leases[lease.cell]?;",
+        "recall: the cell is left open, so a holder parks into an ended lease",
+        "src/sync.rs",
+        "        let taken = self.ptr.swap(Self::closed(), Ordering::SeqCst);",
+        "        let taken = self.ptr.swap(ptr::null_mut(), Ordering::SeqCst);",
         "stash_two_connections_all_complete",
     ),
     (
@@ -96,10 +96,10 @@ MUTATIONS = [
         "close_vs_checkouts",
     ),
     (
-        "stash: a park ignores the recall flag",
+        "stash: a park into a recalled cell is taken as done",
         "src/driver/stash.rs",
-        "        self.cells[lease.cell].lease.put(conn)",
-        "        let _ = self.cells[lease.cell].lease.put(conn);\n        true",
+        "        self.cells[lease.cell].lease.put(conn, now)",
+        "        let _ = self.cells[lease.cell].lease.put(conn, now);\n        Ok(())",
         "guard_dropped_on_another_thread",
     ),
     (

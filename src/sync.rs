@@ -23,7 +23,7 @@ mod imp {
     use std::time::Instant;
 
     pub(crate) use parking_lot::Mutex;
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use std::thread_local;
 
     /// Parks the thread it was made on, and unparks it from anywhere:
@@ -83,7 +83,7 @@ mod imp {
 mod imp {
     use std::time::Instant;
 
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use loom::thread_local;
 
     /// parking_lot's interface (no poisoning) over loom's mutex.
@@ -175,15 +175,18 @@ pub(crate) use imp::*;
 
 use std::marker::PhantomData;
 use std::ptr;
-// std's, under loom too, for the displaced tally below.
-use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering as StdOrdering};
 
-/// A cell holding at most one boxed value, moved in and out with a
-/// single atomic swap each. Because every access is a read-modify-write
-/// on one word, the cell's modification order orders all puts and
-/// takes, which is what the lease protocol in `driver::lease` relies
-/// on. [`is_empty`](Self::is_empty) is a plain load, so the stash's
-/// fast path can pass over an empty cell without taking its cache line.
+/// A cell holding at most one boxed value, moved in and out with one
+/// atomic read-modify-write each, which can be *closed*: once closed,
+/// nothing can be put in it until it is reopened. The lease protocol in
+/// `driver::lease` is built on it: a recall closes its lease's cell,
+/// taking whatever was parked there, and a holder's put into a closed cell
+/// fails and gives the value back. Because open, full and closed are
+/// states of one word, the cell's modification order decides every race
+/// between a put, a take and a close, and a putter whose put succeeded
+/// never needs to look at the cell (or what owns it) again.
+/// [`is_empty`](Self::is_empty) is a plain load, so the stash's fast path
+/// can pass over an empty cell without taking its cache line.
 pub(crate) struct TakeCell<T> {
     ptr: AtomicPtr<T>,
     /// Owns a `Box<T>`, shared as a `Mutex` would be: `Send` and `Sync`
@@ -191,13 +194,18 @@ pub(crate) struct TakeCell<T> {
     _owns: PhantomData<std::sync::Mutex<Box<T>>>,
 }
 
-// One of the crate's three uses of `unsafe` (the others: `driver::Guard`,
-// `driver::erased`):
+/// Its address marks a closed cell: no `Box` is ever at a static's address
+/// (a zero-sized value's box is at its alignment, near 0).
+static CLOSED: u8 = 0;
+
+// One of the crate's four audited uses of `unsafe` (the others:
+// `driver::Guard`, `driver::erased`, `driver::lease::HeldLease`):
 // a `Box` moved through an `AtomicPtr`, which no safe crossbeam type
 // offers with a plain-load emptiness check. The loom build runs this very code on loom's
 // `AtomicPtr`, so the models explore its orderings too.
 #[allow(unsafe_code)]
 impl<T> TakeCell<T> {
+    /// An open, empty cell.
     pub(crate) fn empty() -> Self {
         TakeCell {
             ptr: AtomicPtr::new(ptr::null_mut()),
@@ -205,69 +213,88 @@ impl<T> TakeCell<T> {
         }
     }
 
-    /// Moves the value out, leaving the cell empty.
-    #[inline]
-    pub(crate) fn take(&self) -> Option<Box<T>> {
-        let taken = self.ptr.swap(ptr::null_mut(), Ordering::SeqCst);
-        // SAFETY: a non-null pointer in the cell came from
-        // `Box::into_raw` in `put`, and the swap moved it out of the
-        // cell: this call alone owns it.
-        (!taken.is_null()).then(|| unsafe { Box::from_raw(taken) })
+    /// The word of a closed cell (never dereferenced).
+    fn closed() -> *mut T {
+        ptr::addr_of!(CLOSED).cast_mut().cast()
     }
 
-    /// Moves `value` in. The protocol never puts into a full cell (the
-    /// loom models check it, and debug builds assert it); if a bug ever
-    /// did, the displaced value is leaked — never freed while someone may
-    /// think it parked — and counted, for [`report_displaced`] to report
-    /// in every build. Counted rather than logged here: a call on this
-    /// path, however cold, makes the guard's drop that parks through it
-    /// save and restore six registers, 11 of a pinned get + drop's 106
-    /// instructions (`benches/instructions.sh`).
+    /// Whether `word` holds a value (rather than nothing, or the mark).
+    fn holds(word: *mut T) -> bool {
+        !word.is_null() && word != Self::closed()
+    }
+
+    /// Moves the value out, if there is one, leaving the cell open and
+    /// empty. A load, then one exchange that succeeds unless another take
+    /// or a close came between (a put could not: the cell was full).
     #[inline]
-    pub(crate) fn put(&self, value: Box<T>) {
-        let previous = self.ptr.swap(Box::into_raw(value), Ordering::SeqCst);
-        debug_assert!(previous.is_null(), "a TakeCell holds one value");
-        if !previous.is_null() {
-            DISPLACED.fetch_add(1, StdOrdering::Relaxed);
+    pub(crate) fn take(&self) -> Option<Box<T>> {
+        let mut seen = self.ptr.load(Ordering::Acquire);
+        while Self::holds(seen) {
+            match (self.ptr).compare_exchange(
+                seen,
+                ptr::null_mut(),
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
+                // SAFETY: a value in the cell came from `Box::into_raw`
+                // in `put`, and the exchange moved it out of the cell:
+                // this call alone owns it.
+                Ok(_) => return Some(unsafe { Box::from_raw(seen) }),
+                Err(now) => seen = now,
+            }
+        }
+        None
+    }
+
+    /// Moves `value` into the open, empty cell; `Err` gives it back if
+    /// the cell is closed. (The protocol never puts into a full cell, and
+    /// debug builds assert it; a put that found one would give the value
+    /// back too, so nothing is ever displaced.)
+    #[inline]
+    pub(crate) fn put(&self, value: Box<T>) -> Result<(), Box<T>> {
+        let raw = Box::into_raw(value);
+        match (self.ptr).compare_exchange(ptr::null_mut(), raw, Ordering::SeqCst, Ordering::Relaxed)
+        {
+            Ok(_) => Ok(()),
+            Err(found) => {
+                debug_assert!(found == Self::closed(), "a TakeCell holds one value");
+                // SAFETY: `raw` came from `Box::into_raw` above and the
+                // exchange failed, so the cell never had it.
+                Err(unsafe { Box::from_raw(raw) })
+            }
         }
     }
 
-    /// Whether the cell looked empty (a hint: it may change at once).
+    /// Closes the cell, taking the value it held, if any: every put fails
+    /// from now until [`reopen`](Self::reopen).
+    pub(crate) fn close(&self) -> Option<Box<T>> {
+        let taken = self.ptr.swap(Self::closed(), Ordering::SeqCst);
+        // SAFETY: as in `take`; the swap moved the value out.
+        Self::holds(taken).then(|| unsafe { Box::from_raw(taken) })
+    }
+
+    /// Opens an empty or closed cell again, empty.
+    pub(crate) fn reopen(&self) {
+        let was = self.ptr.swap(ptr::null_mut(), Ordering::SeqCst);
+        debug_assert!(!Self::holds(was), "only an empty cell is reopened");
+        if Self::holds(was) {
+            // SAFETY: as in `close`. Freed rather than leaked: a bug, but
+            // one that must not leak.
+            drop(unsafe { Box::from_raw(was) });
+        }
+    }
+
+    /// Whether the cell looked empty or closed (a hint: it may change at
+    /// once).
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.ptr.load(Ordering::Relaxed).is_null()
-    }
-}
-
-/// Values a [`TakeCell::put`] displaced (and leaked) since the last
-/// [`report_displaced`]. A std atomic under loom too: a tally, not part
-/// of any protocol.
-static DISPLACED: StdAtomicUsize = StdAtomicUsize::new(0);
-
-/// Logs the values [`TakeCell::put`] displaced since the last call, if
-/// any: a pool bug. The pools call it after each trip through their lock.
-#[inline]
-pub(crate) fn report_displaced() {
-    if DISPLACED.load(StdOrdering::Relaxed) != 0 {
-        report_displaced_now();
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn report_displaced_now() {
-    let displaced = DISPLACED.swap(0, StdOrdering::Relaxed);
-    if displaced != 0 {
-        tracing::error!(
-            displaced,
-            "pool bug: connections were parked over others, which are leaked"
-        );
+        !Self::holds(self.ptr.load(Ordering::Relaxed))
     }
 }
 
 impl<T> Drop for TakeCell<T> {
     fn drop(&mut self) {
-        drop(self.take());
+        drop(self.close());
     }
 }
 
@@ -275,23 +302,32 @@ impl<T> Drop for TakeCell<T> {
 mod tests {
     use super::*;
 
-    /// A cell moves one value in and out, and displaces nothing; the
-    /// tally of displaced values (which only a pool bug adds to, and
-    /// which debug builds assert against at the put) is reported and
-    /// cleared. One test, because the tally is process-wide: no other
-    /// test may change it, and any put that counted would show here.
+    /// A cell moves one value in and out; closed, it refuses puts (giving
+    /// the value back) until reopened, and closing takes what it held.
     #[test]
-    fn a_take_cell_moves_one_value_and_displaces_nothing() {
-        use StdOrdering::Relaxed;
+    fn a_take_cell_moves_one_value_and_a_closed_one_refuses_puts() {
         let cell = TakeCell::empty();
         assert!(cell.is_empty() && cell.take().is_none());
-        cell.put(Box::new(7));
+        cell.put(Box::new(7)).unwrap();
         assert!(!cell.is_empty());
         assert_eq!(cell.take().as_deref(), Some(&7));
         assert!(cell.is_empty() && cell.take().is_none());
-        assert_eq!(DISPLACED.load(Relaxed), 0, "nothing displaced");
-        DISPLACED.fetch_add(2, Relaxed);
-        report_displaced();
-        assert_eq!(DISPLACED.load(Relaxed), 0, "reported and cleared");
+        cell.put(Box::new(8)).unwrap();
+        assert_eq!(cell.close().as_deref(), Some(&8), "closing takes it");
+        assert!(cell.is_empty() && cell.take().is_none());
+        assert_eq!(cell.put(Box::new(9)).map_err(|v| *v), Err(9));
+        assert!(cell.close().is_none(), "closed twice, nothing held");
+        cell.reopen();
+        cell.put(Box::new(10)).unwrap();
+        assert_eq!(cell.take().as_deref(), Some(&10));
+    }
+
+    /// A zero-sized value's box is never taken for the closed mark.
+    #[test]
+    fn a_zero_sized_value_is_held_not_mistaken_for_the_mark() {
+        let cell = TakeCell::empty();
+        cell.put(Box::new(())).unwrap();
+        assert!(!cell.is_empty());
+        assert!(cell.take().is_some());
     }
 }

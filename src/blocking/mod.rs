@@ -73,7 +73,7 @@ use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
 use crate::driver::Driven as _;
 use crate::driver::deadline::{Deadline, Patience};
 use crate::driver::handle::{Closes, Handle};
-use crate::driver::lease::{self, Lease};
+use crate::driver::lease::Lease;
 use crate::driver::{Handed, Outcome, PoolRef, Step};
 use crate::sync::Arc;
 use pins::Reclaim;
@@ -229,11 +229,22 @@ impl<M: Manager> Pool<M> {
         self.validated(handed)
     }
 
-    /// The fast path: this thread's own parked connection, without the lock.
+    /// The fast path: this thread's own parked connection, without the
+    /// lock, taken from the lease where the thread keeps it.
     #[inline(always)]
     fn get_leased(&self) -> Option<Handed<M::Connection>> {
-        let (owner, lease) = pins::lease(self.shared.locked().key())?;
-        self.take_back(owner, lease)
+        let shared = &self.shared;
+        let key = shared.locked().key();
+        let now = || shared.locked().now();
+        let (owner, found) = pins::take_back(key, now)?;
+        // Rare, and out of line: the lease is looked up again.
+        let held = || {
+            if let Some((_, lease)) = pins::lease(key) {
+                shared.note_lease_holder(&lease, owner);
+            }
+        };
+        let handed = shared.settle(found, held)?;
+        self.validated(handed)
     }
 
     /// The connection parked in `owner`'s `lease`, without the lock.
@@ -241,13 +252,9 @@ impl<M: Manager> Pool<M> {
     fn take_back(
         &self,
         owner: OwnerId,
-        lease: Arc<Lease<M::Connection>>,
+        lease: &Lease<M::Connection>,
     ) -> Option<Handed<M::Connection>> {
-        let shared = &self.shared;
-        let check_in = |recalled| shared.checkin(recalled, Health::Healthy);
-        let now = || shared.locked().now();
-        let held = |lease| shared.note_lease_holder(lease, owner);
-        let handed = lease::take_back::<M::Connection>(lease, owner, now, check_in, held)?;
+        let handed = self.shared.take_back(owner, lease)?;
         self.validated(handed)
     }
 

@@ -47,7 +47,7 @@ impl<M: Manager> Session<M> {
     pub fn get(&mut self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
         let Session { pool, owner } = self;
         owner.used = true;
-        if let Some(parked) = owner.lease.clone()
+        if let Some(parked) = &owner.lease
             && let Some(handed) = pool.take_back(owner.owner, parked)
         {
             return Ok(pool.lend(handed));

@@ -42,8 +42,9 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
         let lease = if self.core.may_lease(owner, conn) {
             let lease = Arc::new(Lease::new(conn, owner, self.core.expires_at(conn)));
             lease.cell().time_first_use(now);
-            self.leases.insert(conn, Arc::clone(&lease));
-            Some(Leased::Owner(lease))
+            let held = HeldLease::of(&lease);
+            self.leases.insert(conn, lease);
+            Some(Leased::Owner(held))
         } else if self.core.may_stash(conn, pins) {
             let expires = self.core.expires_at(conn);
             let armed = self.ledger.arm(&self.stash, conn, expires);

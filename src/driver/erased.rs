@@ -88,6 +88,28 @@ impl LeaseSlot {
         Some(unsafe { Arc::from_raw(Arc::into_raw(erased).cast::<Lease<C>>()) })
     }
 
+    /// `f` on the lease kept here, borrowed, if this is the slot of
+    /// `key`'s pool and it holds one.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub(crate) fn with<C: Send + 'static, R>(
+        &self,
+        key: &LeaseKey<C>,
+        f: impl FnOnce(&Lease<C>) -> R,
+    ) -> Option<R> {
+        if !self.is_for(key) {
+            return None;
+        }
+        let erased = self.lease.as_ref()?;
+        debug_assert!(
+            erased.is::<Lease<C>>(),
+            "a slot holds its own pool's leases"
+        );
+        // SAFETY: as in `get`, the slot's lease is a `Lease<C>`; the
+        // reference is borrowed from the slot's `Arc` for this call.
+        Some(f(unsafe { &*Arc::as_ptr(erased).cast::<Lease<C>>() }))
+    }
+
     /// Keeps `lease` here in place of any earlier one, if this is the slot
     /// of `key`'s pool (callers find it by [`is_for`](Self::is_for)).
     pub(crate) fn set<C: Send + 'static>(

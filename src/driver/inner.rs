@@ -12,6 +12,9 @@ pub(crate) struct Inner<C, E, S> {
     pub(super) waiters: HashMap<Ticket, WaitingCheckout<S>>,
     /// Connections leased to their pinned owner (checked out in the core).
     pub(super) leases: HashMap<ConnId, Arc<Lease<C>>>,
+    /// Leases recalled while their holder had the connection, kept until
+    /// it comes back: its [`HeldLease`] relies on this reference.
+    pub(super) ended: HashMap<ConnId, Arc<Lease<C>>>,
     /// The stash's cells (shared with the fast path) and its leases.
     pub(super) stash: Arc<Stash<C>>,
     pub(super) ledger: Ledger,
@@ -84,9 +87,13 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
             return None;
         }
         let now = || self.core.now();
-        let (handed, recalled) = Arc::clone(lease).hand_over(owner, now).ok()?;
+        let (handed, expired) = match lease.take_back(owner, now) {
+            Found::Taken(handed) => (handed, false),
+            Found::Expired(handed) => (handed, true),
+            Found::HeldByOwner | Found::Nothing => return None,
+        };
         driver_bug(self.core.note_lease_holder(conn, None));
-        if recalled {
+        if expired {
             // Past its lifetime: back through the core, which closes it.
             self.give_back(handed, Health::Healthy);
             return None;

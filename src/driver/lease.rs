@@ -5,22 +5,21 @@
 //! waiter could use it, the pool *leases* it to that owner: the core goes on
 //! seeing it checked out to the owner, while between the owner's checkouts
 //! the connection sits *parked* in the lease. The owner's next `get()` takes
-//! it back with one atomic swap; its checkin parks it with another. This is
-//! exactly the decision the core would make (a pinned owner, its connection
-//! idle, nobody else waiting for it), taken without asking.
+//! it back with one atomic exchange; its checkin parks it with another. This
+//! is exactly the decision the core would make (a pinned owner, its
+//! connection idle, nobody else waiting for it), taken without asking.
 //!
 //! Anyone about to give the core an input whose answer could depend on a
 //! leased connection *recalls* the lease first, under the pool lock. Recall
-//! raises the `recalled` flag, then tries to take the parked connection:
-//! if it gets it, it checks it in to the core itself; if not, the owner
-//! holds it, and the owner's next park or take sees the flag and returns
-//! the connection through the core. All puts and takes are swaps on one
-//! word, so their modification order decides every race: either the recall
-//! takes the parked connection, or the owner's later swap reads the value
-//! the recall's swap wrote and so also sees the flag raised before it.
-//! Exactly one side ends up holding the connection and checks it in; no
-//! wake-up is lost and none is duplicated.
-//!
+//! *closes* the lease's cell ([`TakeCell`]), taking the parked connection
+//! if there is one, and checks it in to the core itself; if there is none,
+//! the owner holds it, and the owner's next park fails on the closed cell
+//! and returns the connection through the core. Open, full and closed are
+//! states of one word, so its modification order decides every race:
+//! exactly one side ends up holding the connection and checks it in; no
+//! wake-up is lost and none is duplicated. And a holder whose park
+//! succeeded is done with the lease: it never reads it again.
+
 //! Under `Pinning::Strict` the owners pinned to one connection share its
 //! lease: one whose checkout finds the connection parked in a co-owner's
 //! lease takes it there, under the lock, and keeps that lease as its own
@@ -29,51 +28,122 @@
 //! lock. The core no longer knows which of them holds it; the lease does
 //! (see [`Lease::held_by`]), for an owner asking again while holding it.
 
+use std::ptr::NonNull;
 use std::time::Duration;
 
 use super::{Handed, Leased};
 use crate::core::{ConnId, OwnerId};
-use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering, TakeCell};
+use crate::sync::{Arc, AtomicU64, Ordering, TakeCell};
 
-/// `owner` takes back the connection parked in its lease. `None` if
-/// nothing was parked — or if the lease was recalled meanwhile, or the
-/// connection has outlived its lifetime (by the pool's clock, `now`, read
-/// only when a lifetime is set): the connection then goes to `check_in`,
-/// back through the core, since its waiters come first and it closes what
-/// has expired. When `owner` itself holds it, `held` is told (out of line)
-/// before the owner asks the core, which then refuses it as the holder.
-#[inline(always)]
-pub(crate) fn take_back<C: Send + 'static>(
-    lease: Arc<Lease<C>>,
-    owner: OwnerId,
-    now: impl Fn() -> Duration,
-    check_in: impl FnOnce(Handed<C>),
-    held: impl FnOnce(Arc<Lease<C>>),
-) -> Option<Handed<C>> {
-    match lease.hand_over(owner, now) {
-        Ok((handed, false)) => Some(handed),
-        Ok((recalled, true)) => {
-            check_in(recalled);
-            None
-        }
-        Err(lease) => {
-            if lease.held_by(owner) {
-                held(lease);
+/// What an owner found in its lease ([`Lease::take_back`]), to
+/// [`settle`](Found::settle) once it has let go of wherever it keeps the
+/// lease (a thread-local: settling may take the pool lock).
+pub(crate) enum Found<C> {
+    /// Its connection, to use.
+    Taken(Handed<C>),
+    /// Its connection, past its lifetime (by the pool's clock, read only
+    /// when a lifetime is set): back through the core, which closes it.
+    Expired(Handed<C>),
+    /// Nothing parked, because the owner itself holds the connection.
+    HeldByOwner,
+    /// Nothing parked: the lease was recalled, or a co-owner has it.
+    Nothing,
+}
+
+impl<C> Found<C> {
+    /// The connection to use, if any: an expired one goes to `check_in`,
+    /// and an owner holding its own connection tells `held` (out of line)
+    /// before asking the core, which then refuses it as the holder.
+    #[inline(always)]
+    pub(crate) fn settle(
+        self,
+        check_in: impl FnOnce(Handed<C>),
+        held: impl FnOnce(),
+    ) -> Option<Handed<C>> {
+        match self {
+            Found::Taken(handed) => Some(handed),
+            Found::Expired(handed) => {
+                check_in(handed);
+                None
             }
-            None
+            Found::HeldByOwner => {
+                held();
+                None
+            }
+            Found::Nothing => None,
         }
     }
 }
 
-/// The half of a lease the fast path touches: the parked connection, the
-/// recall flag and the count of checkouts served without the core. An
-/// owner's [`Lease`] has one; so has each cell of the
-/// [stash](super::stash). The protocol is in the [module
-/// documentation](self): a recall raises the flag, then takes; a holder
-/// puts, then checks the flag; a taker takes, then checks it.
+/// The lease a connection was handed out with, as its holder keeps it: a
+/// plain pointer, not a counted reference, so that a pinned checkout and
+/// its checkin touch no reference count (two atomic read-modify-writes of
+/// the four a pinned get + drop took, `benches/blocking.rs`).
+///
+/// Why it stays valid: every lease is made in an `Arc` that the pool's
+/// lock holder keeps in its table ([`Inner`](super::Inner)'s `leases`,
+/// then, once recalled, `ended`) until the lease's connection comes back
+/// to the core — and only a holder brings it back, after its last use of
+/// this pointer. A holder is made only by taking the connection (from the
+/// lease's cell, or by the core's grant), so while a `HeldLease` exists
+/// its connection is out and the table keeps the lease. A holder that
+/// parks the connection drops its `HeldLease` at once (see
+/// [`LeaseCell::put`]); debug builds check, as the connection comes
+/// back, that the table still had the lease.
+pub(crate) struct HeldLease<C>(NonNull<Lease<C>>);
+
+// SAFETY: it shares a `&Lease<C>`, as an `Arc<Lease<C>>` would; a lease is
+// `Send` and `Sync` when `C` is `Send`.
+#[allow(unsafe_code)]
+unsafe impl<C: Send> Send for HeldLease<C> {}
+#[allow(unsafe_code)]
+unsafe impl<C: Send> Sync for HeldLease<C> {}
+
+// The crate's fourth audited `unsafe`: see the type's documentation.
+#[allow(unsafe_code)]
+impl<C> HeldLease<C> {
+    /// The holder's pointer to `lease`, which lives in an `Arc` in the
+    /// pool's table (see the type's documentation).
+    fn new(lease: &Lease<C>) -> Self {
+        HeldLease(NonNull::from(lease))
+    }
+
+    /// The holder's pointer to a lease the pool keeps in its table.
+    pub(crate) fn of(lease: &Arc<Lease<C>>) -> Self {
+        Self::new(lease)
+    }
+
+    #[inline(always)]
+    pub(crate) fn get(&self) -> &Lease<C> {
+        // SAFETY: the pool's table keeps the lease while its connection
+        // is out, and a `HeldLease` exists only while it is (see above).
+        unsafe { self.0.as_ref() }
+    }
+
+    /// A counted reference, for an owner to keep the lease.
+    pub(crate) fn to_arc(&self) -> Arc<Lease<C>> {
+        let raw = self.0.as_ptr().cast_const();
+        // SAFETY: every lease is made in an `Arc` (see above), whose data
+        // pointer this is, and that `Arc` is alive: the new count is ours.
+        unsafe {
+            Arc::increment_strong_count(raw);
+            Arc::from_raw(raw)
+        }
+    }
+
+    /// Whether `lease` is this one.
+    pub(crate) fn is(&self, lease: &Arc<Lease<C>>) -> bool {
+        std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(lease))
+    }
+}
+
+/// The half of a lease the fast path touches: the parked connection (its
+/// cell closed once the lease is recalled) and the count of checkouts
+/// served without the core. An owner's [`Lease`] has one; so has each cell
+/// of the [stash](super::stash). The protocol is in the [module
+/// documentation](self).
 pub(crate) struct LeaseCell<C> {
     parked: TakeCell<C>,
-    pub(super) recalled: AtomicBool,
     /// When the leased connection outlives its lifetime, in nanoseconds of
     /// the pool's clock; [`NEVER`] without one. Written when the lease
     /// starts, before the connection is first handed out (so the taker's
@@ -166,7 +236,6 @@ impl<C> LeaseCell<C> {
     pub(crate) fn new(expires: Option<Duration>) -> Self {
         LeaseCell {
             parked: TakeCell::empty(),
-            recalled: AtomicBool::new(false),
             expires: AtomicU64::new(expiry_nanos(expires)),
             reuses: AtomicU64::new(0),
             #[cfg(feature = "metrics")]
@@ -176,14 +245,14 @@ impl<C> LeaseCell<C> {
         }
     }
 
-    /// Takes the parked connection, if any, and says whether the lease was
-    /// recalled meanwhile or the connection has outlived its lifetime by
-    /// the clock `now` (the taker must then return it through the core);
-    /// otherwise counts a checkout served.
+    /// Takes the parked connection, if any (a recalled lease has none),
+    /// and says whether it has outlived its lifetime by the clock `now`
+    /// (the taker must then return it through the core); otherwise counts
+    /// a checkout served.
     #[inline(always)]
     pub(crate) fn take(&self, now: impl Fn() -> Duration) -> Option<(Box<C>, bool)> {
         let conn = self.parked.take()?;
-        if self.recalled.load(Ordering::SeqCst) || self.expired(&now) {
+        if self.expired(&now) {
             return Some((conn, true));
         }
         // Only the holder writes, so a load and a store suffice.
@@ -204,18 +273,19 @@ impl<C> LeaseCell<C> {
         expires != NEVER && expiry_nanos(Some(now())) >= expires
     }
 
-    /// The holder parks the connection; `false` when the lease was
-    /// recalled meanwhile (whoever then gets it returns it to the core).
+    /// The holder parks the connection; `Err` gives it back when the lease
+    /// was recalled meanwhile (the holder must return it to the core).
     /// `now` is the pool's clock, read only to end a timed use (see
-    /// [`UseSample`]).
+    /// [`UseSample`]). Once the park succeeds the holder must not touch
+    /// the cell again: a recall may take the connection and end the lease
+    /// at once.
     #[inline(always)]
-    pub(crate) fn put(&self, conn: Box<C>, now: impl Fn() -> Duration) -> bool {
+    pub(crate) fn put(&self, conn: Box<C>, now: impl Fn() -> Duration) -> Result<(), Box<C>> {
         #[cfg(feature = "metrics")]
         self.sample.finish(now);
         #[cfg(not(feature = "metrics"))]
         let _ = now;
-        self.parked.put(conn);
-        !self.recalled.load(Ordering::SeqCst)
+        self.parked.put(conn)
     }
 
     /// Whether nothing looked parked (a plain load: a hint).
@@ -224,26 +294,23 @@ impl<C> LeaseCell<C> {
         self.parked.is_empty()
     }
 
-    /// Takes what is parked without touching the flag or the count.
-    pub(crate) fn take_parked(&self) -> Option<Box<C>> {
-        self.parked.take()
-    }
-
-    /// Ends the lease (under the pool lock). Returns the parked connection
-    /// if it was parked; otherwise its holder will return it.
+    /// Ends the lease (under the pool lock): closes the cell. Returns the
+    /// parked connection if it was parked; otherwise its holder will
+    /// return it.
     pub(crate) fn recall(&self) -> Option<Box<C>> {
-        self.recalled.store(true, Ordering::SeqCst);
-        self.parked.take()
+        self.parked.close()
     }
 
-    /// Starts a new lease in this (empty) cell (under the pool lock), of
-    /// a connection that outlives its lifetime at `expires`.
+    /// Starts a new lease in this cell, empty or closed (under the pool
+    /// lock), of a connection that outlives its lifetime at `expires`.
+    /// Opened last: a taker's exchange orders the fields' writes before
+    /// its reads, through the first park.
     pub(crate) fn rearm(&self, expires: Option<Duration>) {
         self.reuses.store(0, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
         self.reported.store(0, Ordering::Relaxed);
         self.expires.store(expiry_nanos(expires), Ordering::Relaxed);
-        self.recalled.store(false, Ordering::SeqCst);
+        self.parked.reopen();
     }
 
     /// Fast-path checkouts served; read by whoever returns the connection.
@@ -300,9 +367,9 @@ const NOBODY: u64 = 0;
 pub(crate) enum Reacquire<C> {
     /// The owner holds the connection again.
     Held(Box<C>),
-    /// The lease was recalled but the owner got the connection: it must
-    /// return it through the core (ending the lease) and ask the core.
-    Recalled(Box<C>),
+    /// The owner got the connection but it has outlived its lifetime: it
+    /// must return it through the core (ending the lease) and ask the core.
+    Expired(Box<C>),
     /// Nothing parked: the recall took it, or it is in use elsewhere.
     Empty,
 }
@@ -319,8 +386,7 @@ impl<C> Lease<C> {
         }
     }
 
-    /// `owner` takes the parked connection back (an expired one as
-    /// recalled; see [`LeaseCell::take`]).
+    /// `owner` takes the parked connection back (see [`LeaseCell::take`]).
     #[inline(always)]
     pub(crate) fn reacquire(&self, owner: OwnerId, now: impl Fn() -> Duration) -> Reacquire<C> {
         match self.cell.take(now) {
@@ -328,46 +394,35 @@ impl<C> Lease<C> {
                 self.holder.store(owner.0, Ordering::Relaxed);
                 Reacquire::Held(conn)
             }
-            Some((conn, true)) => Reacquire::Recalled(conn),
+            Some((conn, true)) => Reacquire::Expired(conn),
             None => Reacquire::Empty,
         }
     }
 
-    /// `owner` takes the parked connection, handed over with this lease,
-    /// and whether it must go back through the core (recalled, or past
-    /// its lifetime; see [`Lease::reacquire`]); `Err` gives the lease back
-    /// when nothing was parked.
+    /// `owner` takes the parked connection, handed over with this lease
+    /// (see [`Found`]).
     #[inline(always)]
-    pub(crate) fn hand_over(
-        self: Arc<Self>,
-        owner: OwnerId,
-        now: impl Fn() -> Duration,
-    ) -> Result<(Handed<C>, bool), Arc<Self>> {
-        let (conn, recalled) = match self.reacquire(owner, now) {
-            Reacquire::Held(conn) => (conn, false),
-            Reacquire::Recalled(conn) => (conn, true),
-            Reacquire::Empty => return Err(self),
-        };
-        let handed = Handed {
+    pub(crate) fn take_back(&self, owner: OwnerId, now: impl Fn() -> Duration) -> Found<C> {
+        let handed = |conn| Handed {
             id: self.conn,
             conn,
-            lease: Some(Leased::Owner(self)),
+            lease: Some(Leased::Owner(HeldLease::new(self))),
         };
-        Ok((handed, recalled))
+        match self.reacquire(owner, now) {
+            Reacquire::Held(conn) => Found::Taken(handed(conn)),
+            Reacquire::Expired(conn) => Found::Expired(handed(conn)),
+            Reacquire::Empty if self.held_by(owner) => Found::HeldByOwner,
+            Reacquire::Empty => Found::Nothing,
+        }
     }
 
     /// The holder parks the connection. `Err` gives it back when the lease
     /// was recalled meanwhile: the caller must check it in to the core.
-    /// (Only its owner parks in a lease, so taking back whatever is parked
-    /// is safe here; the stash's reused cells settle under the lock.)
+    /// (See [`LeaseCell::put`]: once parked, the lease is not touched.)
     #[inline]
     pub(crate) fn park(&self, conn: Box<C>, now: impl Fn() -> Duration) -> Result<(), Box<C>> {
         self.holder.store(NOBODY, Ordering::Relaxed);
-        if self.cell.put(conn, now) {
-            return Ok(());
-        }
-        // The recall may have taken it already; whoever gets it returns it.
-        self.cell.take_parked().map_or(Ok(()), Err)
+        self.cell.put(conn, now)
     }
 
     /// Whether `owner` holds the connection (reliable when `owner` asks:
@@ -477,21 +532,22 @@ mod tests {
         lease.park(conn, never).unwrap();
         assert!(matches!(
             lease.reacquire(OWNER, || Duration::from_secs(60)),
-            Reacquire::Recalled(_)
+            Reacquire::Expired(_)
         ));
         assert_eq!(lease.reuses(), 1, "the expired take is not a reuse");
     }
 
+    /// A recalled lease stays closed: nothing parks in it again, so no
+    /// later take can find a connection the core has taken back.
     #[test]
-    fn a_reacquire_after_a_recall_returns_the_connection_to_the_core() {
+    fn a_recalled_lease_takes_no_more_parks() {
         let lease = lease();
-        lease.park(Box::new("conn"), never).unwrap();
-        // The recall raised the flag but the owner's swap came first.
-        lease.cell.recalled.store(true, Ordering::SeqCst);
-        assert!(matches!(
-            lease.reacquire(OWNER, never),
-            Reacquire::Recalled(_)
-        ));
+        assert!(lease.recall().is_none(), "held by its owner");
+        assert_eq!(
+            lease.park(Box::new("conn"), never).map_err(|c| *c),
+            Err("conn")
+        );
+        assert!(matches!(lease.reacquire(OWNER, never), Reacquire::Empty));
         assert_eq!(lease.reuses(), 0);
     }
 }

@@ -54,6 +54,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
                 conns: HashMap::default(),
                 waiters: HashMap::default(),
                 leases: HashMap::default(),
+                ended: HashMap::default(),
                 stash,
                 ledger: Ledger::new(cells),
                 connect_failure: None,
@@ -119,7 +120,6 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         if let Some(events) = &self.events {
             events.deliver();
         }
-        crate::sync::report_displaced();
         for conn in effects.close {
             contain("a connection's drop", || drop(conn));
         }
@@ -147,19 +147,16 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
     where
         C: Send + 'static,
     {
-        let rest = |rest| self.finish_return(rest, spawn);
-        return_conn(&self.stash, handed, broken, || self.now(), rest);
+        let check_in = |handed, health| self.check_in(handed, health, spawn);
+        return_conn(&self.stash, handed, broken, || self.now(), check_in);
     }
 
-    /// What a returning guard left to the core: out of line, so the fast
-    /// path that parks the connection is only that (`benches/instructions.sh`).
+    /// A returning guard's connection through the core: out of line, so
+    /// the fast path that parks it is only that (`benches/instructions.sh`).
     #[cold]
     #[inline(never)]
-    fn finish_return(&self, rest: Return<C>, spawn: impl FnMut(Work<C>))
-    where
-        C: Send + 'static,
-    {
-        self.with_core(|inner| inner.finish_return(rest), spawn);
+    fn check_in(&self, handed: Handed<C>, health: Health, spawn: impl FnMut(Work<C>)) {
+        self.with_core(|inner| inner.give_back(handed, health), spawn);
     }
 
     /// The pool's key to the leases its owners keep in thread-locals and

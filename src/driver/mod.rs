@@ -13,7 +13,7 @@
 //!   the pools make through it; `effects`: carrying out the core's actions;
 //! * `waiting`: waiting checkouts and the driver's [`Mailbox`]s;
 //! * `guard`, `held` and `recall`: a connection in a caller's hands (the
-//!   guard both pools wrap) and the one way back ([`return_conn`], then [`Inner::finish_return`] under the lock),
+//!   guard both pools wrap) and the one way back ([`return_conn`], then [`Inner::give_back`] under the lock),
 //!   with the leases recalled when the core must see them; `lease` and
 //!   `stash`: the fast paths that serve checkouts off the lock; `erased`:
 //!   leases kept where pools of every connection type share one place;
@@ -55,12 +55,12 @@ use crate::core::{
 use crate::sync::{Arc, Mutex};
 use crate::{Error, InterruptHandle};
 use events::{Events, Handler, Holder};
-use lease::Lease;
+use lease::{Found, HeldLease, Lease};
 use stash::{Ledger, Stash, StashLease};
 
 use effects::Effects;
 pub(crate) use guard::{Guard, PoolRef, TakesBack};
-pub(crate) use held::{Handed, Leased, Return, return_conn};
+pub(crate) use held::{Handed, Leased, return_conn};
 pub(crate) use inner::Inner;
 pub(crate) use locked::Locked;
 use recall::Recall;
@@ -192,8 +192,24 @@ pub(crate) trait Driven<C: Send + 'static, E: std::fmt::Display, S: Mailbox<C, E
     /// checkout as the holder's (see [`Inner::note_lease_holder`]).
     #[cold]
     #[inline(never)]
-    fn note_lease_holder(self: &Arc<Self>, lease: Arc<Lease<C>>, owner: OwnerId) {
-        self.with_core(|inner| inner.note_lease_holder(&lease, owner));
+    fn note_lease_holder(self: &Arc<Self>, lease: &Lease<C>, owner: OwnerId) {
+        self.with_core(|inner| inner.note_lease_holder(lease, owner));
+    }
+
+    /// `owner` takes back the connection parked in its `lease`, without
+    /// the lock (see [`Lease::take_back`]).
+    #[inline(always)]
+    fn take_back(self: &Arc<Self>, owner: OwnerId, lease: &Lease<C>) -> Option<Handed<C>> {
+        let found = lease.take_back(owner, || self.locked().now());
+        self.settle(found, || self.note_lease_holder(lease, owner))
+    }
+
+    /// What an owner found in its lease, settled (see [`Found::settle`]):
+    /// an expired connection is checked in; `held` tells the core that
+    /// the owner holds its connection itself.
+    #[inline(always)]
+    fn settle(self: &Arc<Self>, found: Found<C>, held: impl FnOnce()) -> Option<Handed<C>> {
+        found.settle(|expired| self.checkin(expired, Health::Healthy), held)
     }
 
     /// A guard returns its connection (see [`Locked::return_conn`]).

@@ -16,18 +16,6 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
         }
     }
 
-    /// Finishes a guard's return of its connection (see [`return_conn`]).
-    pub(crate) fn finish_return(&mut self, rest: Return<C>) {
-        match rest {
-            Return::CheckIn(handed, health) => self.give_back(handed, health),
-            Return::Settle(lease) => {
-                if let Some(handed) = self.ledger.settle(&self.stash, lease) {
-                    self.give_back(handed, Health::Healthy);
-                }
-            }
-        }
-    }
-
     /// Returns a held connection to the core (ending its lease, if any).
     pub(crate) fn give_back(&mut self, handed: Handed<C>, health: Health) {
         let (id, conn) = self.end_hold(handed);
@@ -47,18 +35,18 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
     /// to the core or out of the pool.
     fn end_hold(&mut self, handed: Handed<C>) -> (ConnId, Box<C>) {
         match handed.lease {
-            Some(Leased::Owner(lease)) => {
+            Some(Leased::Owner(held)) => {
+                let lease = held.get();
                 lease.recall();
                 lease.returned();
-                if self
-                    .leases
-                    .get(&handed.id)
-                    .is_some_and(|current| Arc::ptr_eq(current, &lease))
-                {
-                    self.leases.remove(&handed.id);
-                }
                 self.core.note_lease_reuses(lease.reuses());
                 self.metrics.lease_report(lease.cell());
+                // Last: the table's reference is what kept `held` valid.
+                let kept = [&mut self.leases, &mut self.ended]
+                    .into_iter()
+                    .find(|table| table.get(&handed.id).is_some_and(|l| held.is(l)))
+                    .and_then(|table| table.remove(&handed.id));
+                debug_assert!(kept.is_some(), "the pool keeps a lease while it is held");
             }
             Some(Leased::Stash(lease)) => {
                 self.metrics.lease_report(self.stash.cell(lease));
@@ -84,17 +72,22 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
             // turn on a shared connection, recalls its own connection's
             // lease, so this is the recall on a hot path.
             Recall::Conn(conn) => {
-                if let Some(handed) = self.leases.remove(&conn).and_then(|l| parked_in(conn, l)) {
+                if let Some(lease) = self.leases.remove(&conn)
+                    && let Some(handed) = self.end_lease(conn, lease)
+                {
                     self.give_back(handed, Health::Healthy);
                 }
             }
             // Owners' leases are on connections pinned to them.
             Recall::Stash => {}
-            Recall::Owner(_) | Recall::All => parked.extend(
-                self.leases
+            Recall::Owner(_) | Recall::All => {
+                let ending: Vec<_> = (self.leases)
                     .extract_if(|&conn, lease| recall.selects(conn, Some(lease.owner)))
-                    .filter_map(|(conn, lease)| parked_in(conn, lease)),
-            ),
+                    .collect();
+                for (conn, lease) in ending {
+                    parked.extend(self.end_lease(conn, lease));
+                }
+            }
         }
         parked.extend(
             self.ledger
@@ -104,18 +97,22 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
             self.give_back(handed, Health::Healthy);
         }
     }
-}
 
-/// Ends an owner's `lease` on `conn`: the connection if it was parked in
-/// it (the recall's to check in), `None` if its holder has it (the holder
-/// returns it through the core when it sees the recall).
-fn parked_in<C>(conn: ConnId, lease: Arc<Lease<C>>) -> Option<Handed<C>> {
-    let parked = lease.recall()?;
-    Some(Handed {
-        id: conn,
-        conn: parked,
-        lease: Some(Leased::Owner(lease)),
-    })
+    /// Ends an owner's `lease` on `conn`, taken out of `leases`: the
+    /// connection if it was parked in it (the recall's to check in), `None`
+    /// if its holder has it (the holder returns it through the core when
+    /// its park fails). Either way the lease is kept in `ended` until the
+    /// connection is back, for whoever holds it meanwhile.
+    fn end_lease(&mut self, conn: ConnId, lease: Arc<Lease<C>>) -> Option<Handed<C>> {
+        let parked = lease.recall().map(|physical| Handed {
+            id: conn,
+            conn: physical,
+            lease: Some(Leased::Owner(HeldLease::of(&lease))),
+        });
+        let earlier = self.ended.insert(conn, lease);
+        debug_assert!(earlier.is_none(), "a connection's lease ends once");
+        parked
+    }
 }
 
 /// Which leases a recall ends.

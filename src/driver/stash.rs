@@ -13,21 +13,17 @@
 //!
 //! This is the lease protocol of [`super::lease`], per cell: whoever is
 //! about to give the core an input whose answer could depend on a stashed
-//! connection *recalls* its lease first, under the pool lock — raises the
-//! cell's `recalled` flag, then tries to take the parked connection. A
-//! taker checks the flag after its take, a parker after its put; all puts
-//! and takes are swaps on one word, so exactly one side ends up holding
-//! the connection and returns it through the core.
+//! connection *recalls* its lease first, under the pool lock — closes the
+//! cell, taking the parked connection if there is one. A holder's park
+//! into a closed cell fails, and the holder returns the connection through
+//! the core; open, full and closed are states of one word, so exactly one
+//! side ends up holding the connection and returns it.
 //!
 //! What differs from an owner's lease is that a cell is *reused*: once a
-//! lease has ended in the core, the cell may be armed again for another.
-//! A parker that saw `recalled` must not simply take back what the cell
-//! holds — the recall may have taken its connection, ended the lease and
-//! re-armed the cell, and it would take a connection of the next lease.
-//! So it settles under the pool lock, where arming happens: only if its
-//! lease is still the cell's does it take the parked connection back.
-//! Takers never need this: a taker holds the connection of the cell's
-//! current lease, and a cell is not re-armed while its connection is out.
+//! lease has ended in the core, the cell is opened again for another. That
+//! cannot confuse a holder of the old lease: a lease ends only when its
+//! connection comes back to the core, so while anyone holds it its cell
+//! stays closed.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -111,10 +107,9 @@ impl<C> Stash<C> {
         }
     }
 
-    /// Takes any parked connection (the fast path; no lock). A connection
-    /// whose lease was recalled meanwhile, or which outlived its lifetime
-    /// by the pool's clock `now`, goes to `check_in`, back through the core
-    /// (whose waiters come first), and the answer is `None`.
+    /// Takes any parked connection (the fast path; no lock). One that
+    /// outlived its lifetime by the pool's clock `now` goes to `check_in`,
+    /// back through the core (which closes it), and the answer is `None`.
     #[inline]
     pub(crate) fn take(
         &self,
@@ -129,7 +124,7 @@ impl<C> Stash<C> {
         // Every cell once, from `start` round: a plain loop, which the
         // compiler inlines whole (an iterator chain it may not).
         let mut index = start;
-        let (handed, recalled) = loop {
+        let (handed, expired) = loop {
             if let Some(found) = self.take_from(index, &now) {
                 break found;
             }
@@ -138,15 +133,15 @@ impl<C> Stash<C> {
                 return None;
             }
         };
-        if recalled {
+        if expired {
             check_in(handed);
             return None;
         }
         Some(handed)
     }
 
-    /// The connection parked in cell `index`, if any, and whether its
-    /// lease was recalled (or it expired). Inlined: it is most of the fast
+    /// The connection parked in cell `index`, if any, and whether it has
+    /// outlived its lifetime. Inlined: it is most of the fast
     /// path, and a call per cell looked at would double its cost.
     #[inline(always)]
     fn take_from(&self, index: usize, now: impl Fn() -> Duration) -> Option<(Handed<C>, bool)> {
@@ -154,7 +149,7 @@ impl<C> Stash<C> {
         if cell.lease.is_empty() {
             return None; // a load, so an empty cell's line is not stolen
         }
-        let (conn, recalled) = cell.lease.take(now)?;
+        let (conn, expired) = cell.lease.take(now)?;
         let _ = LAST_CELL.try_with(|last| last.set(index));
         let handed = Handed {
             id: ConnId(cell.conn.load(Ordering::Relaxed)),
@@ -164,14 +159,18 @@ impl<C> Stash<C> {
                 number: cell.number.load(Ordering::Relaxed),
             })),
         };
-        Some((handed, recalled))
+        Some((handed, expired))
     }
 
-    /// The holder parks its connection. `false` when the lease was
-    /// recalled meanwhile: the holder must then [settle](Ledger::settle)
-    /// under the pool lock.
+    /// The holder parks its connection. `Err` gives it back when the lease
+    /// was recalled meanwhile: the holder must return it to the core.
     #[inline]
-    pub(crate) fn park(&self, lease: StashLease, conn: Box<C>, now: impl Fn() -> Duration) -> bool {
+    pub(crate) fn park(
+        &self,
+        lease: StashLease,
+        conn: Box<C>,
+        now: impl Fn() -> Duration,
+    ) -> Result<(), Box<C>> {
         self.cells[lease.cell].lease.put(conn, now)
     }
 
@@ -273,19 +272,6 @@ impl Ledger {
         parked
     }
 
-    /// A holder that parked its connection and then saw the recall: takes
-    /// the connection back if it is still parked under its lease (if the
-    /// lease ended, the recall took it; if it is out, its taker returns it).
-    pub(crate) fn settle<C>(&self, stash: &Stash<C>, lease: StashLease) -> Option<Handed<C>> {
-        let entry = self.leases[lease.cell].filter(|e| e.number == lease.number)?;
-        let conn = stash.cells[lease.cell].lease.take_parked()?;
-        Some(Handed {
-            id: entry.conn,
-            conn,
-            lease: Some(super::Leased::Stash(lease)),
-        })
-    }
-
     /// The cells of the leases not yet ended (for the metrics' counts).
     pub(crate) fn live_cells<'s, C>(
         &'s self,
@@ -333,7 +319,7 @@ mod tests {
         let stash = Stash::new(1);
         let mut ledger = Ledger::new(1);
         let lease = ledger.arm(&stash, conn, None).unwrap();
-        assert!(stash.park(lease, Box::new(value), no_clock));
+        assert!(stash.park(lease, Box::new(value), no_clock).is_ok());
         (stash, ledger, lease)
     }
 
@@ -350,55 +336,37 @@ mod tests {
         let mut ledger = Ledger::new(2);
         let lease = ledger.arm(&stash, ConnId(7), None).unwrap();
         assert!(stash.take(no_clock, |_| ()).is_none(), "nothing parked yet");
-        assert!(stash.park(lease, Box::new("seven"), no_clock));
+        stash.park(lease, Box::new("seven"), no_clock).unwrap();
         for _ in 0..3 {
             let handed = held(&stash);
             assert_eq!((handed.id, *handed.conn), (ConnId(7), "seven"));
-            assert!(stash.park(stash_lease(&handed), handed.conn, no_clock));
+            (stash.park(stash_lease(&handed), handed.conn, no_clock)).unwrap();
         }
         assert!(ledger.recall(&stash, |_| true).len() == 1);
         assert_eq!(ledger.end(&stash, lease), 3);
     }
 
     #[test]
-    fn a_recall_while_held_is_seen_by_the_holder_and_settled_under_its_lease() {
+    fn a_recall_while_held_is_seen_by_the_holders_park() {
         let (stash, mut ledger, lease) = parked(ConnId(1), 1);
         let handed = held(&stash);
         assert!(ledger.recall(&stash, |_| true).is_empty(), "it is out");
-        assert!(
-            !stash.park(lease, handed.conn, no_clock),
-            "the holder sees the recall"
-        );
-        let back = ledger.settle(&stash, lease).expect("still its lease");
-        assert_eq!((back.id, *back.conn), (ConnId(1), 1));
+        let refused = stash.park(lease, handed.conn, no_clock);
+        assert_eq!(refused.map_err(|c| *c), Err(1), "the holder keeps it");
+        assert!(stash.take(no_clock, |_| panic!("none")).is_none());
     }
 
+    /// A cell is armed again only after its lease ended in the core, and
+    /// then it is open: the next lease parks and is taken as usual.
     #[test]
-    fn a_stale_parker_never_takes_the_next_leases_connection() {
+    fn a_cell_is_reopened_for_the_next_lease() {
         let (stash, mut ledger, first) = parked(ConnId(1), 1);
-        // The recall takes it and the lease ends; the cell is armed again.
         let recalled = ledger.recall(&stash, |_| true);
         assert_eq!(recalled.len(), 1);
         ledger.end(&stash, first);
         let second = ledger.arm(&stash, ConnId(2), None).unwrap();
         assert_eq!(second.cell, first.cell);
-        assert!(stash.park(second, Box::new(2), no_clock));
-        // A holder of the first lease settling now finds nothing of its own.
-        assert!(ledger.settle(&stash, first).is_none());
+        stash.park(second, Box::new(2), no_clock).unwrap();
         assert_eq!(held(&stash).id, ConnId(2));
-    }
-
-    #[test]
-    fn a_take_after_the_recall_returns_the_connection_to_the_core() {
-        let (stash, _ledger, _) = parked(ConnId(3), 3);
-        // The flag is up, but the taker's swap came before the recall's.
-        stash.cells[0].lease.recalled.store(true, Ordering::SeqCst);
-        let mut returned = None;
-        assert!(
-            stash
-                .take(no_clock, |handed| returned = Some(handed.id))
-                .is_none()
-        );
-        assert_eq!(returned, Some(ConnId(3)), "it goes back through the core");
     }
 }

@@ -85,11 +85,11 @@ pub use scope::Pinned;
 pub use session::Session;
 
 use crate::Error;
-use crate::core::{ConfigError, Health, OwnerId, PoolState, Ticket};
+use crate::core::{ConfigError, OwnerId, PoolState, Ticket};
 use crate::driver::Driven as _;
 use crate::driver::deadline::{Deadline, LazyDeadline, Patience};
 use crate::driver::handle::{Closes, Handle};
-use crate::driver::lease::{self, Lease};
+use crate::driver::lease::Lease;
 use crate::driver::{Handed, Outcome, PoolRef, Step, fresh_owner};
 use crate::sync::Arc;
 use shared::Shared;
@@ -344,16 +344,11 @@ impl<M: Manager> Pool<M> {
             // Read as the checkout began; a later round (after a failed
             // validation) has no lease left and asks the core.
             Caller::Scope(Some(scope)) => {
-                let owner = scope.owner;
-                scope.lease.take().and_then(|l| self.take_back(owner, l))
+                let lease = scope.lease.take()?;
+                self.shared.take_back(scope.owner, &lease)
             }
             Caller::Scope(None) => self.shared.take_stashed(),
-            Caller::Session { owner, lease } => {
-                let owner = *owner;
-                lease
-                    .as_ref()
-                    .and_then(|l| self.take_back(owner, Arc::clone(l)))
-            }
+            Caller::Session { owner, lease } => self.shared.take_back(*owner, lease.as_ref()?),
         }
     }
 
@@ -594,21 +589,6 @@ impl<M: Manager> Pool<M> {
                 waiting.until(clock.deadline()).await
             }
         }
-    }
-
-    /// The fast path: the connection parked in `owner`'s `lease`, without
-    /// the lock.
-    #[inline(always)]
-    fn take_back(
-        &self,
-        owner: OwnerId,
-        lease: Arc<Lease<M::Connection>>,
-    ) -> Option<Handed<M::Connection>> {
-        let shared = &self.shared;
-        let check_in = |recalled| shared.checkin(recalled, Health::Healthy);
-        let now = || shared.locked().now();
-        let held = |lease| shared.note_lease_holder(lease, owner);
-        lease::take_back::<M::Connection>(lease, owner, now, check_in, held)
     }
 
     /// [`Manager::validate`] within the deadline; a panic, an error or
