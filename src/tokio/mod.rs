@@ -113,8 +113,8 @@ pub struct Pool<M: Manager> {
 macro_rules! get_with {
     ($pool:expr, $patience:expr, $guard_pool:expr) => {{
         let (pool, guard_pool) = ($pool, $guard_pool);
-        let mut caller = Caller::Scope(scope::current(pool.shared.locked().key()));
-        match pool.checkout_now(guard_pool, &mut caller) {
+        let (caller, found) = pool.scope_now();
+        match pool.checkout_now(guard_pool, found) {
             Ok(conn) => Ok(conn),
             Err(found) => pool.checkout(guard_pool, caller, $patience, found).await,
         }
@@ -333,39 +333,62 @@ impl<M: Manager> Pool<M> {
                 // gone, and the core must never pin a departed owner again.
                 return Err(Error::OwnerGone);
             }
-            found = self.fast(&mut caller);
+            found = self.fast_again(&caller);
         }
     }
 
-    /// The fast paths: the owner's lease, or any stashed connection.
+    /// Who a `get()` is for — the scope being polled, if any — and what
+    /// the fast paths found for it: the scope's parked connection, or
+    /// outside a scope any stashed one.
     #[inline(always)]
-    fn fast(&self, caller: &mut Caller<'_, M::Connection>) -> Option<Handed<M::Connection>> {
-        match caller {
-            // Read as the checkout began; a later round (after a failed
-            // validation) has no lease left and asks the core.
-            Caller::Scope(Some(scope)) => {
-                let lease = scope.lease.take()?;
-                self.shared.take_back(scope.owner, &lease)
+    fn scope_now(
+        &self,
+    ) -> (
+        Caller<'static, M::Connection>,
+        Option<Handed<M::Connection>>,
+    ) {
+        let shared = &self.shared;
+        let locked = shared.locked();
+        let key = locked.key();
+        let Some((scope, found)) = scope::take_back(key, || locked.now()) else {
+            return (Caller::Scope(None), shared.take_stashed());
+        };
+        let owner = scope.owner;
+        // Rare, and out of line: the lease is looked up again.
+        let held = || {
+            if let Some(lease) = scope::lease(key) {
+                shared.note_lease_holder(&lease, owner);
             }
+        };
+        (Caller::Scope(Some(scope)), shared.settle(found, held))
+    }
+
+    /// The fast paths again, for a checkout's later round (after a failed
+    /// validation): a stashed connection, or a session's parked one. A
+    /// scope's lease was looked at as the checkout began
+    /// ([`scope_now`](Self::scope_now)), and the core decides now.
+    fn fast_again(&self, caller: &Caller<'_, M::Connection>) -> Option<Handed<M::Connection>> {
+        match caller {
+            Caller::Scope(Some(_)) => None,
             Caller::Scope(None) => self.shared.take_stashed(),
             Caller::Session { owner, lease } => self.shared.take_back(*owner, lease.as_ref()?),
         }
     }
 
-    /// A checkout the fast paths serve, made before any `checkout` future
-    /// is built (whose state a fast checkout would otherwise pay to move,
-    /// `benches/instructions.sh`). `Err` leaves the rest to
-    /// [`checkout`](Self::checkout), with the connection found if it must
-    /// be validated first (validation awaits).
+    /// A checkout the fast paths served (`found`), made before any
+    /// `checkout` future is built (whose state a fast checkout would
+    /// otherwise pay to move, `benches/instructions.sh`). `Err` leaves the
+    /// rest to [`checkout`](Self::checkout), with the connection found if
+    /// it must be validated first (validation awaits).
     #[inline(always)]
     fn checkout_now<'p>(
         &self,
         pool: impl FnOnce() -> PoolRef<'p, Shared<M>>,
-        caller: &mut Caller<'_, M::Connection>,
+        found: Option<Handed<M::Connection>>,
     ) -> Result<PooledConnection<'p, M>, Option<Handed<M::Connection>>> {
         let shared = &self.shared;
         shared.note_runtime();
-        match self.fast(caller) {
+        match found {
             Some(handed) if !shared.options.validate_on_checkout => {
                 Ok(PooledConnection::new(pool(), handed, false))
             }
@@ -653,7 +676,7 @@ impl<M: Manager> crate::Builder<Pool<M>> {
 enum Caller<'s, C> {
     /// The pinned scope being polled (its owner, and its lease as the
     /// checkout began), or none: an unpinned checkout.
-    Scope(Option<scope::Current<C>>),
+    Scope(Option<scope::Current>),
     /// A [`Session`], which keeps its own lease.
     Session {
         owner: OwnerId,

@@ -19,7 +19,9 @@ use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use super::Manager;
 use super::shared::Shared;
@@ -27,7 +29,7 @@ use crate::core::OwnerId;
 use crate::driver::Driven as _;
 use crate::driver::erased::{LeaseKey, LeaseSlot};
 use crate::driver::fresh_owner;
-use crate::driver::lease::Lease;
+use crate::driver::lease::{Found, Lease};
 use crate::sync::Arc;
 
 /// A scope being polled.
@@ -61,31 +63,49 @@ pub(crate) fn current_owner<C>(key: &LeaseKey<C>) -> Option<OwnerId> {
     with_entry(key, |entry| entry.owner)
 }
 
-/// The scope a `get()` on a pool runs in: see [`current`].
-pub(crate) struct Current<C> {
+/// The scope a `get()` on a pool runs in: see [`take_back`].
+pub(crate) struct Current {
     pub(crate) owner: OwnerId,
-    /// A reference to the scope's lease, if it has one, for the checkout
-    /// to take its parked connection from and park it back in. The scope
-    /// keeps its own reference until the pool grants it another lease
-    /// ([`keep_lease`]) or the scope ends, so a checkin never touches the
-    /// thread-local.
-    pub(crate) lease: Option<Arc<Lease<C>>>,
     /// Whether the scope had a lease as the checkout began.
     pub(crate) leased: bool,
 }
 
-/// The scope of the pool of `key` that a `get()` runs in, if any: one
-/// thread-local read for the owner and the lease both.
-#[inline]
-pub(crate) fn current<C: Send + 'static>(key: &LeaseKey<C>) -> Option<Current<C>> {
-    with_entry(key, |entry| {
-        let lease = entry.slot.get(key);
-        Current {
-            owner: entry.owner,
-            leased: lease.is_some(),
-            lease,
-        }
-    })
+/// The scope of the pool of `key` that a `get()` runs in, if any, and
+/// what it found in the scope's lease (the pool's clock is `now`): one
+/// thread-local read for the owner and the lease both, taken through the
+/// scope's own reference, without counting another. The scope keeps it
+/// until the pool grants it another lease ([`keep_lease`]) or the scope
+/// ends, so a checkin never touches the thread-local. (The take is out
+/// of the thread-local's closure, as in `blocking::pins::take_back`.)
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) fn take_back<C: Send + 'static>(
+    key: &LeaseKey<C>,
+    now: impl Fn() -> Duration,
+) -> Option<(Current, Found<C>)> {
+    let (owner, lease) = with_entry(key, |entry| {
+        (entry.owner, entry.slot.with(key, |l| NonNull::from(l)))
+    })?;
+    let current = Current {
+        owner,
+        leased: lease.is_some(),
+    };
+    let Some(lease) = lease else {
+        return Some((current, Found::Nothing));
+    };
+    // SAFETY: the scope's entry keeps its reference to the lease until the
+    // entry is popped at the end of this poll or `keep_lease` replaces
+    // it, and neither happens before the take ends: it touches only the
+    // lease and the pool's clock.
+    let lease = unsafe { lease.as_ref() };
+    Some((current, lease.take_back(owner, now)))
+}
+
+/// A counted reference to the lease of the scope of `key`'s pool being
+/// polled here, if it has one (for the rare caller that needs it after
+/// the thread-local read).
+pub(crate) fn lease<C: Send + 'static>(key: &LeaseKey<C>) -> Option<Arc<Lease<C>>> {
+    with_entry(key, |entry| entry.slot.get(key)).flatten()
 }
 
 /// Keeps the lease the pool of `key` just granted `owner` with a

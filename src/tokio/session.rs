@@ -51,12 +51,12 @@ impl<M: Manager> Session<M> {
     pub async fn get(&mut self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
         let Session { pool, owner } = self;
         owner.used = true;
-        let mut caller = Caller::Session {
+        let caller = Caller::Session {
             owner: owner.owner,
             lease: &mut owner.lease,
         };
         let shared = || PoolRef::Borrowed(&pool.shared);
-        match pool.checkout_now(shared, &mut caller) {
+        match pool.checkout_now(shared, pool.fast_again(&caller)) {
             Ok(conn) => Ok(conn),
             Err(found) => {
                 pool.checkout(shared, caller, Patience::PoolTimeout, found)
