@@ -701,6 +701,30 @@ mod tests {
         assert_eq!(counters.opened, 1, "one connection, reused");
     }
 
+    /// A guard that outlives both its owner's thread and its lease: the
+    /// owner's exit recalls the lease while the guard holds the
+    /// connection, so nothing but the pool keeps the lease for the guard
+    /// (debug builds assert the pool still has it as the connection comes
+    /// back), and the guard's drop, finding the lease closed, checks the
+    /// connection in: idle, and reused rather than replaced.
+    #[test]
+    fn a_guard_outliving_its_owner_and_its_lease_checks_its_connection_in() {
+        let pool = Arc::new(Pool::builder().max_size(1).build(noop).unwrap());
+        let owner = Arc::clone(&pool);
+        let held = std::thread::spawn(move || {
+            drop(owner.get().unwrap()); // the slow path leases it
+            owner.get_owned().unwrap() // from the lease
+        })
+        .join()
+        .unwrap();
+        assert_eq!(pool.status().in_use, 1, "held, its owner gone");
+        drop(held);
+        let state = pool.state();
+        assert_eq!((state.in_use, state.idle), (0, 1));
+        drop(pool.get().unwrap());
+        assert_eq!(pool.state().counters.opened, 1, "one connection, reused");
+    }
+
     /// A thread keeps its lease on every pool it uses in its one registry:
     /// the fast path serves the pool it registered with second as it
     /// serves the first, without either pool's lock.
