@@ -19,7 +19,7 @@
 //! exactly one side ends up holding the connection and checks it in; no
 //! wake-up is lost and none is duplicated. And a holder whose park
 //! succeeded is done with the lease: it never reads it again.
-
+//!
 //! Under `Pinning::Strict` the owners pinned to one connection share its
 //! lease: one whose checkout finds the connection parked in a co-owner's
 //! lease takes it there, under the lock, and keeps that lease as its own
@@ -84,9 +84,10 @@ impl<C> Found<C> {
 /// lock holder keeps in its table ([`Inner`](super::Inner)'s `leases`,
 /// then, once recalled, `ended`) until the lease's connection comes back
 /// to the core — and only a holder brings it back, after its last use of
-/// this pointer. A holder is made only by taking the connection (from the
-/// lease's cell, or by the core's grant), so while a `HeldLease` exists
-/// its connection is out and the table keeps the lease. A holder that
+/// this pointer. A `HeldLease` is made only with the connection in hand
+/// (taken from the lease's cell, granted by the core, or taken back by a
+/// recall, which checks it in at once), so while one exists its
+/// connection is out of the core and the table keeps the lease. A holder that
 /// parks the connection drops its `HeldLease` at once (see
 /// [`LeaseCell::put`]); debug builds check, as the connection comes
 /// back, that the table still had the lease.
