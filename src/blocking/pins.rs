@@ -7,7 +7,6 @@
 //! alive, and a pool dropped before the thread is skipped at exit.
 
 use std::cell::RefCell;
-use std::ptr::NonNull;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -134,10 +133,7 @@ pub(crate) fn take_back<C: Send + 'static>(
     let (owner, lease) = PINS
         .try_with(move |pins| {
             let pins = pins.try_borrow().ok()?;
-            let lease = pins
-                .registration(key)?
-                .slot
-                .with(key, |l| NonNull::from(l))?;
+            let lease = pins.registration(key)?.slot.pointer(key)?;
             Some((pins.owner, lease))
         })
         .ok()

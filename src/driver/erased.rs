@@ -19,6 +19,7 @@
 
 use std::any::Any;
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::lease::Lease;
@@ -88,15 +89,14 @@ impl LeaseSlot {
         Some(unsafe { Arc::from_raw(Arc::into_raw(erased).cast::<Lease<C>>()) })
     }
 
-    /// `f` on the lease kept here, borrowed, if this is the slot of
-    /// `key`'s pool and it holds one.
+    /// A pointer to the lease kept here, if this is the slot of `key`'s
+    /// pool and it holds one: valid while the slot keeps that lease (its
+    /// caller's to uphold as it dereferences it).
     #[inline(always)]
-    #[allow(unsafe_code)]
-    pub(crate) fn with<C: Send + 'static, R>(
+    pub(crate) fn pointer<C: Send + 'static>(
         &self,
         key: &LeaseKey<C>,
-        f: impl FnOnce(&Lease<C>) -> R,
-    ) -> Option<R> {
+    ) -> Option<NonNull<Lease<C>>> {
         if !self.is_for(key) {
             return None;
         }
@@ -105,9 +105,9 @@ impl LeaseSlot {
             erased.is::<Lease<C>>(),
             "a slot holds its own pool's leases"
         );
-        // SAFETY: as in `get`, the slot's lease is a `Lease<C>`; the
-        // reference is borrowed from the slot's `Arc` for this call.
-        Some(f(unsafe { &*Arc::as_ptr(erased).cast::<Lease<C>>() }))
+        // The slot's lease is a `Lease<C>` (see `get`): the data pointer of
+        // its `Arc` is one.
+        NonNull::new(Arc::as_ptr(erased).cast::<Lease<C>>().cast_mut())
     }
 
     /// Keeps `lease` here in place of any earlier one, if this is the slot

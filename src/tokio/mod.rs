@@ -674,8 +674,8 @@ impl<M: Manager> crate::Builder<Pool<M>> {
 
 /// Who a checkout is for.
 enum Caller<'s, C> {
-    /// The pinned scope being polled (its owner, and its lease as the
-    /// checkout began), or none: an unpinned checkout.
+    /// The pinned scope being polled (its owner, and whether it had a
+    /// lease as the checkout began), or none: an unpinned checkout.
     Scope(Option<scope::Current>),
     /// A [`Session`], which keeps its own lease.
     Session {

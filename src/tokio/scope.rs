@@ -19,7 +19,6 @@ use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::ptr::NonNull;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -83,9 +82,7 @@ pub(crate) fn take_back<C: Send + 'static>(
     key: &LeaseKey<C>,
     now: impl Fn() -> Duration,
 ) -> Option<(Current, Found<C>)> {
-    let (owner, lease) = with_entry(key, |entry| {
-        (entry.owner, entry.slot.with(key, |l| NonNull::from(l)))
-    })?;
+    let (owner, lease) = with_entry(key, |entry| (entry.owner, entry.slot.pointer(key)))?;
     let current = Current {
         owner,
         leased: lease.is_some(),
