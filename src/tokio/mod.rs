@@ -63,6 +63,7 @@
 //! on the one the pool was built or first used in when a guard is dropped
 //! outside any.
 
+mod get;
 mod guard;
 mod manager;
 mod scope;
@@ -92,6 +93,7 @@ use crate::driver::handle::{Closes, Handle};
 use crate::driver::lease::Lease;
 use crate::driver::{Handed, Outcome, PoolRef, Step, fresh_owner};
 use crate::sync::Arc;
+use get::FastFirst;
 use shared::Shared;
 use waiter::TaskMailbox;
 
@@ -101,24 +103,6 @@ pub type Builder<M> = crate::Builder<Pool<M>>;
 /// An async connection pool. See the [module documentation](self).
 pub struct Pool<M: Manager> {
     shared: Handle<Shared<M>>,
-}
-
-/// A checkout on `$pool` as the current scope's owner (or unpinned,
-/// outside one), waiting with `$patience`, for a guard that reaches the
-/// pool through the closure `$guard_pool`: the fast paths, then
-/// [`Pool::checkout`]. A macro that each public `get` expands in its own
-/// body, rather than an `async fn` they await: awaiting one moves its
-/// output, the guard, once more (17 of a pinned get + drop's 211
-/// instructions, `benches/instructions.sh`).
-macro_rules! get_with {
-    ($pool:expr, $patience:expr, $guard_pool:expr) => {{
-        let (pool, guard_pool) = ($pool, $guard_pool);
-        let (caller, found) = pool.scope_now();
-        match pool.checkout_now(guard_pool, found) {
-            Ok(conn) => Ok(conn),
-            Err(found) => pool.checkout(guard_pool, caller, $patience, found).await,
-        }
-    }};
 }
 
 impl<M: Manager> Pool<M> {
@@ -148,7 +132,9 @@ impl<M: Manager> Pool<M> {
 
     /// Checks out a connection: the scope's pinned one inside
     /// [`Pool::pinned`] (waiting in line for it if it is busy), otherwise
-    /// the first that is free; up to the checkout timeout.
+    /// the first that is free; up to the checkout timeout. As an `async
+    /// fn`'s would, the future does nothing until it is polled: the scope
+    /// it is first polled in is the one it acts for.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -164,9 +150,8 @@ impl<M: Manager> Pool<M> {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        let pool = || PoolRef::Borrowed(&self.shared);
-        get_with!(self, Patience::PoolTimeout, pool)
+    pub fn get(&self) -> impl Future<Output = Result<PooledConnection<'_, M>, Error<M::Error>>> {
+        self.get_with(Patience::PoolTimeout, || PoolRef::Borrowed(&self.shared))
     }
 
     /// [`get`](Self::get) with this call's own timeout in place of the
@@ -185,12 +170,11 @@ impl<M: Manager> Pool<M> {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn get_timeout(
+    pub fn get_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        let pool = || PoolRef::Borrowed(&self.shared);
-        get_with!(self, Patience::UpTo(timeout), pool)
+    ) -> impl Future<Output = Result<PooledConnection<'_, M>, Error<M::Error>>> {
+        self.get_with(Patience::UpTo(timeout), || PoolRef::Borrowed(&self.shared))
     }
 
     /// A connection only if one is free for this caller now; otherwise
@@ -212,9 +196,10 @@ impl<M: Manager> Pool<M> {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn try_get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
-        let pool = || PoolRef::Borrowed(&self.shared);
-        get_with!(self, Patience::Never, pool)
+    pub fn try_get(
+        &self,
+    ) -> impl Future<Output = Result<PooledConnection<'_, M>, Error<M::Error>>> {
+        self.get_with(Patience::Never, || PoolRef::Borrowed(&self.shared))
     }
 
     /// Like [`Pool::get`], for a guard that owns a reference to the pool
@@ -230,9 +215,12 @@ impl<M: Manager> Pool<M> {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn get_owned(&self) -> Result<PooledConnection<'static, M>, Error<M::Error>> {
-        let pool = || PoolRef::Owned(Arc::clone(&self.shared));
-        get_with!(self, Patience::PoolTimeout, pool)
+    pub fn get_owned(
+        &self,
+    ) -> impl Future<Output = Result<PooledConnection<'static, M>, Error<M::Error>>> {
+        self.get_with(Patience::PoolTimeout, || {
+            PoolRef::Owned(Arc::clone(&self.shared))
+        })
     }
 
     /// A [`Session`]: an owner that is a value rather than a scope. Its
@@ -265,6 +253,22 @@ impl<M: Manager> Pool<M> {
     /// ```
     pub fn session(&self) -> Session<M> {
         Session::new(self.clone())
+    }
+
+    /// A checkout on this pool as the current scope's owner (or unpinned,
+    /// outside one), waiting with `patience`, for a guard that reaches the
+    /// pool through `guard_pool`: a [`FastFirst`] future, whose first poll
+    /// tries the fast paths and, only if they fail, builds the
+    /// [`checkout`](Self::checkout) that may wait.
+    #[inline(always)]
+    fn get_with<'g>(
+        &self,
+        patience: Patience,
+        guard_pool: impl Fn() -> PoolRef<'g, Shared<M>>,
+    ) -> impl Future<Output = Result<PooledConnection<'g, M>, Error<M::Error>>> {
+        FastFirst::new(self, guard_pool, move |guard_pool, caller, found| {
+            self.checkout(guard_pool, caller, patience, found)
+        })
     }
 
     /// A checkout that [`checkout_now`](Self::checkout_now) could not
@@ -839,6 +843,30 @@ mod tests {
             assert_eq!(pool.status().waiting, 0, "withdrawn as it was dropped");
             assert_eq!(pool.state().counters.cancelled, 1);
             drop(held);
+        });
+    }
+
+    /// A `get()` future does nothing until it is polled, as an `async fn`
+    /// would not: made outside any scope and first polled inside one, it
+    /// is that scope's checkout, served from the scope's lease.
+    #[test]
+    fn a_get_acts_for_the_scope_it_is_first_polled_in() {
+        let runtime = runtime();
+        let pool = Pool::builder()
+            .max_size(2)
+            .build(|| async { Ok::<_, std::io::Error>(()) })
+            .unwrap();
+        runtime.block_on(async {
+            let early = pool.get();
+            assert_eq!(pool.status().counters.checkouts, 0, "not asked yet");
+            pool.pinned(async {
+                let scopes = PooledConnection::id(&pool.get().await.unwrap());
+                // Unpinned, it would have opened the second connection.
+                let conn = early.await.unwrap();
+                assert_eq!(PooledConnection::id(&conn), scopes);
+                assert_eq!(pool.state().total(), 1);
+            })
+            .await;
         });
     }
 
