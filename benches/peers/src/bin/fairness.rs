@@ -51,7 +51,11 @@ const CONNECTIONS: usize = 4;
 #[derive(Clone, Copy, PartialEq)]
 enum Hold {
     /// Busy for this long (the worker's CPU is in use, as it would be
-    /// decoding rows).
+    /// decoding rows). A task then yields once before it checks in: the
+    /// scheduler preempts a busy thread, but never a task, and without
+    /// that yield no more tasks could hold or want connections at once
+    /// than the runtime has workers (4, as there are connections), so no
+    /// checkout would ever wait.
     Busy(Duration),
     /// Asleep for this long (a round trip to the server).
     Asleep(Duration),
@@ -83,7 +87,10 @@ impl Hold {
 
     async fn in_task(self) {
         match self {
-            Hold::Busy(d) => spin(d),
+            Hold::Busy(d) => {
+                spin(d);
+                tokio::task::yield_now().await;
+            }
             Hold::Asleep(d) => tokio::time::sleep(d).await,
         }
     }
@@ -431,6 +438,9 @@ struct Summary {
     overtaken: u64,
     /// Every wait, sorted (for the chart).
     waits: Vec<Duration>,
+    /// Workers never served (see [`Served::never`]): the waits above
+    /// leave out theirs, the longest of all.
+    never: usize,
 }
 
 fn summarize(records: &[Record], seconds: f64) -> Summary {
@@ -453,6 +463,7 @@ fn summarize(records: &[Record], seconds: f64) -> Summary {
         max: at(1.0),
         overtaken: most_overtaken(records),
         waits,
+        never: 0,
     }
 }
 
@@ -518,10 +529,21 @@ fn verdict(out: &mut String, group: &str, workers: usize, measured: &[(String, R
     let (Some(handoff), Some(default)) = (handoff, find(Role::Default)) else {
         return;
     };
-    let peers: Vec<&(String, Role, Summary)> = measured
+    // A peer that left workers unserved has lost its longest waits: its
+    // tail and its throughput would flatter it, so it is not compared.
+    let (peers, lossy): (Vec<_>, Vec<_>) = measured
         .iter()
         .filter(|(_, r, _)| *r == Role::Peer)
-        .collect();
+        .partition(|(_, _, s)| s.never == 0);
+    let not_compared = if lossy.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = lossy.iter().map(|(name, _, _)| name.as_str()).collect();
+        format!(
+            " (Not compared, having left workers unserved: {}.)",
+            names.join(", ")
+        )
+    };
     let Some(best) = peers
         .iter()
         .max_by(|a, b| a.2.throughput.total_cmp(&b.2.throughput))
@@ -533,7 +555,7 @@ fn verdict(out: &mut String, group: &str, workers: usize, measured: &[(String, R
     let _ = writeln!(
         out,
         "- {group}, {workers} workers: Handoff's max {} ms ≤ 2 × its p99 {} ms: {}; ≤ the peers' lowest p99.9 {} ms: {}. \
-         Default {:.0}/s ≥ best peer ({}) {:.0}/s: {}; p99 {} ≤ {} ms: {}.",
+         Default {:.0}/s ≥ best peer ({}) {:.0}/s: {}; p99 {} ≤ {} ms: {}.{not_compared}",
         ms(handoff.max),
         ms(handoff.p99),
         mark(handoff.max <= handoff.p99 * 2),
@@ -592,11 +614,11 @@ fn main() -> Result<(), String> {
                         LOST_AFTER.as_secs()
                     );
                 }
-                tasks.push((
-                    format!("{name} (tasks)"),
-                    role,
-                    summarize(&served.records, args.seconds),
-                ));
+                let summary = Summary {
+                    never: served.never,
+                    ..summarize(&served.records, args.seconds)
+                };
+                tasks.push((format!("{name} (tasks)"), role, summary));
             }
             for (group, measured) in [("threads", &threads), ("tasks", &tasks)] {
                 for (name, _, s) in measured.iter() {
