@@ -335,12 +335,13 @@ impl<M: Manager> Pool<M> {
         deadline: Deadline<Instant>,
     ) -> Result<Handed<M::Connection>, Error<M::Error>> {
         loop {
-            let outcome = slot.wait(deadline.at);
-            let waited = deadline.waited();
-            match outcome {
+            // (How long it waited is read only where it is reported: a
+            // grant, the common end, needs no clock.)
+            match slot.wait(deadline.at) {
                 Some(Outcome::Granted(handed)) => return Ok(handed),
                 Some(Outcome::Failed(error)) => return Err(error),
                 Some(Outcome::Woken) => {
+                    let waited = deadline.waited();
                     let retried = self
                         .shared
                         .with_core(|inner| inner.retry(ticket, slot, waited));
@@ -349,6 +350,7 @@ impl<M: Manager> Pool<M> {
                     }
                 }
                 None => {
+                    let waited = deadline.waited();
                     return self
                         .shared
                         .with_core(|inner| inner.time_out(ticket, slot, waited));

@@ -240,18 +240,20 @@ impl Ledger {
         Some(lease)
     }
 
+    /// Whether a lease armed here is still live (not recalled).
+    pub(crate) fn has_active(&self) -> bool {
+        self.active > 0
+    }
+
     /// Recalls the leases of the connections `which` selects that are not
-    /// recalled yet: returns those found parked, to be checked in now; the
-    /// others come back when their holders see the recall.
+    /// recalled yet, adding to `parked` those found parked, to be checked
+    /// in now; the others come back when their holders see the recall.
     pub(crate) fn recall<C>(
         &mut self,
         stash: &Stash<C>,
         which: impl Fn(ConnId) -> bool,
-    ) -> Vec<Handed<C>> {
-        let mut parked = Vec::new();
-        if self.active == 0 {
-            return parked;
-        }
+        parked: &mut Vec<Handed<C>>,
+    ) {
         for (index, entry) in self.leases.iter_mut().enumerate() {
             let Some(entry) = entry.as_mut().filter(|e| !e.recalled && which(e.conn)) else {
                 continue;
@@ -269,7 +271,6 @@ impl Ledger {
                 });
             }
         }
-        parked
     }
 
     /// The cells of the leases not yet ended (for the metrics' counts).
@@ -314,6 +315,13 @@ mod tests {
             .expect("a parked connection")
     }
 
+    /// Recalls every lease: what was found parked.
+    fn recall_all<C>(ledger: &mut Ledger, stash: &Stash<C>) -> Vec<Handed<C>> {
+        let mut parked = Vec::new();
+        ledger.recall(stash, |_| true, &mut parked);
+        parked
+    }
+
     /// A one-cell stash with `value` parked as `conn` under a fresh lease.
     fn parked<C>(conn: ConnId, value: C) -> (Stash<C>, Ledger, StashLease) {
         let stash = Stash::new(1);
@@ -342,7 +350,7 @@ mod tests {
             assert_eq!((handed.id, *handed.conn), (ConnId(7), "seven"));
             (stash.park(stash_lease(&handed), handed.conn, no_clock)).unwrap();
         }
-        assert!(ledger.recall(&stash, |_| true).len() == 1);
+        assert!(recall_all(&mut ledger, &stash).len() == 1);
         assert_eq!(ledger.end(&stash, lease), 3);
     }
 
@@ -350,7 +358,7 @@ mod tests {
     fn a_recall_while_held_is_seen_by_the_holders_park() {
         let (stash, mut ledger, lease) = parked(ConnId(1), 1);
         let handed = held(&stash);
-        assert!(ledger.recall(&stash, |_| true).is_empty(), "it is out");
+        assert!(recall_all(&mut ledger, &stash).is_empty(), "it is out");
         let refused = stash.park(lease, handed.conn, no_clock);
         assert_eq!(refused.map_err(|c| *c), Err(1), "the holder keeps it");
         assert!(stash.take(no_clock, |_| panic!("none")).is_none());
@@ -361,7 +369,7 @@ mod tests {
     #[test]
     fn a_cell_is_reopened_for_the_next_lease() {
         let (stash, mut ledger, first) = parked(ConnId(1), 1);
-        let recalled = ledger.recall(&stash, |_| true);
+        let recalled = recall_all(&mut ledger, &stash);
         assert_eq!(recalled.len(), 1);
         ledger.end(&stash, first);
         let second = ledger.arm(&stash, ConnId(2), None).unwrap();

@@ -708,11 +708,13 @@ impl<M: Manager> WaitingGet<'_, M> {
         loop {
             let slot = &self.slot;
             let outcome = race(deadline, poll_fn(|cx| slot.poll(cx))).await;
-            let waited = deadline.waited();
+            // (How long it waited is read only where it is reported: a
+            // grant, the common end, needs no clock.)
             let result = match outcome {
                 Ok(Outcome::Granted(handed)) => Ok(handed),
                 Ok(Outcome::Failed(error)) => Err(error),
                 Ok(Outcome::Woken) => {
+                    let waited = deadline.waited();
                     let retried = self
                         .shared
                         .with_core(|inner| inner.retry(ticket, slot, waited));
@@ -721,9 +723,11 @@ impl<M: Manager> WaitingGet<'_, M> {
                         None => continue,
                     }
                 }
-                Err(_) => self
-                    .shared
-                    .with_core(|inner| inner.time_out(ticket, slot, waited)),
+                Err(_) => {
+                    let waited = deadline.waited();
+                    self.shared
+                        .with_core(|inner| inner.time_out(ticket, slot, waited))
+                }
             };
             self.pending = false;
             return result;
