@@ -744,6 +744,9 @@ fn pools_guards_and_futures_are_send() {
     send_sync::<PooledConnection<'static, TestManager>>();
     let pool = pool(1, &TestManager::default());
     send(&pool.get());
+    send(&pool.get_owned());
+    send(&pool.try_get());
+    send(&pool.get_timeout(std::time::Duration::from_secs(1)));
     send(&pool.pinned(async {}));
 }
 
