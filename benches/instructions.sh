@@ -31,7 +31,7 @@ fi
 readonly WARM_UP=200 N1=1000 N2=3000
 readonly BASELINE=benches/instructions.baseline
 # The pinned path: held to the baseline.
-readonly CHECKED="pinpool-blocking-pinned pinpool-tokio-pinned"
+readonly CHECKED="pinpool-blocking-pinned pinpool-tokio-pinned pinpool-tokio-session"
 
 bins=$(mktemp -d)
 trap 'rm -rf "$bins"' EXIT

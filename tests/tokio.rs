@@ -748,6 +748,8 @@ fn pools_guards_and_futures_are_send() {
     send(&pool.try_get());
     send(&pool.get_timeout(std::time::Duration::from_secs(1)));
     send(&pool.pinned(async {}));
+    let mut session = pool.session();
+    send(&session.get());
 }
 
 /// A refused connect fails the checkout that asked for that connection,

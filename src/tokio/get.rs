@@ -1,5 +1,6 @@
-//! The future a `get()` returns: the fast paths in its first poll, and
-//! only when they fail, the checkout that may wait.
+//! The future a `get()` returns (the pool's, inside a scope or outside
+//! any, and a [`Session`](super::Session)'s): the fast paths in its first
+//! poll, and only when they fail, the checkout that may wait.
 //!
 //! Why not an `async fn`: a fast checkout (a pinned scope's parked
 //! connection, a stashed one) ends in the first poll, yet an `async fn`
@@ -8,7 +9,8 @@
 //! Here the first poll returns the guard directly, and the waiting
 //! checkout's future exists only once a checkout needs it
 //! (`benches/instructions.sh`: a pinned get + drop counted 212
-//! instructions as an `async fn`, 184 with this future).
+//! instructions as an `async fn`, 184 with this future; a session's 185
+//! and 173).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,44 +24,48 @@ use crate::Error;
 use crate::driver::{Handed, PoolRef};
 
 pin_project! {
-    /// A checkout whose first poll tries the fast paths and, only if they
-    /// fail, builds with `wait` the checkout that may wait, and polls that
-    /// from then on. Dropping it drops that checkout, which withdraws from
-    /// the line.
-    pub(super) struct FastFirst<'p, M: Manager, G, W, F> {
+    /// A checkout whose first poll asks `fast` who the caller is and what
+    /// the fast paths found for it and, only if that does not serve it,
+    /// builds with `wait` the checkout that may wait, and polls that from
+    /// then on. Dropping it drops that checkout, which withdraws from the
+    /// line.
+    pub(super) struct FastFirst<'p, M: Manager, G, S, W, F> {
         pool: &'p Pool<M>,
-        // Until the first poll: how the guard reaches the pool, and what
-        // builds the waiting checkout.
-        start: Option<(G, W)>,
+        // Until the first poll: how the guard reaches the pool, the fast
+        // paths, and what builds the waiting checkout.
+        start: Option<(G, S, W)>,
         #[pin]
         waiting: Option<F>,
     }
 }
 
-impl<'p, 'g, M, G, W, F> FastFirst<'p, M, G, W, F>
+impl<'p, 'g, 'c, M, G, S, W, F> FastFirst<'p, M, G, S, W, F>
 where
     M: Manager,
     G: Fn() -> PoolRef<'g, Shared<M>>,
-    W: FnOnce(G, Caller<'static, M::Connection>, Option<Handed<M::Connection>>) -> F,
+    S: FnOnce(&Pool<M>) -> (Caller<'c, M::Connection>, Option<Handed<M::Connection>>),
+    W: FnOnce(G, Caller<'c, M::Connection>, Option<Handed<M::Connection>>) -> F,
     F: Future<Output = Result<PooledConnection<'g, M>, Error<M::Error>>>,
 {
     /// A checkout on `pool` whose guards reach the pool through
-    /// `guard_pool`; `wait` builds the checkout that may wait, from what
-    /// the fast paths found for the caller.
-    pub(super) fn new(pool: &'p Pool<M>, guard_pool: G, wait: W) -> Self {
+    /// `guard_pool`; `fast` says who the caller is and takes what the fast
+    /// paths have for it; `wait` builds the checkout that may wait, from
+    /// that.
+    pub(super) fn new(pool: &'p Pool<M>, guard_pool: G, fast: S, wait: W) -> Self {
         FastFirst {
             pool,
-            start: Some((guard_pool, wait)),
+            start: Some((guard_pool, fast, wait)),
             waiting: None,
         }
     }
 }
 
-impl<'g, M, G, W, F> Future for FastFirst<'_, M, G, W, F>
+impl<'g, 'c, M, G, S, W, F> Future for FastFirst<'_, M, G, S, W, F>
 where
     M: Manager,
     G: Fn() -> PoolRef<'g, Shared<M>>,
-    W: FnOnce(G, Caller<'static, M::Connection>, Option<Handed<M::Connection>>) -> F,
+    S: FnOnce(&Pool<M>) -> (Caller<'c, M::Connection>, Option<Handed<M::Connection>>),
+    W: FnOnce(G, Caller<'c, M::Connection>, Option<Handed<M::Connection>>) -> F,
     F: Future<Output = Result<PooledConnection<'g, M>, Error<M::Error>>>,
 {
     type Output = F::Output;
@@ -67,9 +73,9 @@ where
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let mut this = self.project();
-        if let Some((guard_pool, wait)) = this.start.take() {
+        if let Some((guard_pool, fast, wait)) = this.start.take() {
             let pool = *this.pool;
-            let (caller, found) = pool.scope_now();
+            let (caller, found) = fast(pool);
             match pool.checkout_now(&guard_pool, found) {
                 Ok(conn) => return Poll::Ready(Ok(conn)),
                 Err(found) => this.waiting.set(Some(wait(guard_pool, caller, found))),

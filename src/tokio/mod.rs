@@ -266,7 +266,8 @@ impl<M: Manager> Pool<M> {
         patience: Patience,
         guard_pool: impl Fn() -> PoolRef<'g, Shared<M>>,
     ) -> impl Future<Output = Result<PooledConnection<'g, M>, Error<M::Error>>> {
-        FastFirst::new(self, guard_pool, move |guard_pool, caller, found| {
+        let fast = |pool: &Self| pool.scope_now();
+        FastFirst::new(self, guard_pool, fast, move |guard_pool, caller, found| {
             self.checkout(guard_pool, caller, patience, found)
         })
     }

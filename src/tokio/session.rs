@@ -6,7 +6,9 @@
 //! is cancelled.
 
 use std::fmt;
+use std::future::Future;
 
+use super::get::FastFirst;
 use super::{Caller, Manager, Pool, PooledConnection};
 use crate::Error;
 use crate::core::OwnerId;
@@ -48,21 +50,25 @@ impl<M: Manager> Session<M> {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn get(&mut self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+    pub fn get(
+        &mut self,
+    ) -> impl Future<Output = Result<PooledConnection<'_, M>, Error<M::Error>>> {
         let Session { pool, owner } = self;
-        owner.used = true;
-        let caller = Caller::Session {
-            owner: owner.owner,
-            lease: &mut owner.lease,
+        let pool = &*pool;
+        let fast = move |pool: &Pool<M>| {
+            let owner = owner; // the borrow itself, for the caller to keep
+            owner.used = true;
+            let caller = Caller::Session {
+                owner: owner.owner,
+                lease: &mut owner.lease,
+            };
+            let found = pool.fast_again(&caller);
+            (caller, found)
         };
-        let shared = || PoolRef::Borrowed(&pool.shared);
-        match pool.checkout_now(shared, pool.fast_again(&caller)) {
-            Ok(conn) => Ok(conn),
-            Err(found) => {
-                pool.checkout(shared, caller, Patience::PoolTimeout, found)
-                    .await
-            }
-        }
+        let wait = move |guard_pool, caller, found| {
+            pool.checkout(guard_pool, caller, Patience::PoolTimeout, found)
+        };
+        FastFirst::new(pool, || PoolRef::Borrowed(&pool.shared), fast, wait)
     }
 
     /// The pool's id for the owner this session stands for.

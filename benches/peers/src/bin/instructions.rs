@@ -17,11 +17,12 @@ use pinpool_peers::noop::{AsyncNoop, Bb8Noop, DeadpoolNoop, Noop, R2d2Noop, asyn
 use pinpool_peers::scenario::{self, Scenario, repeat, runtime};
 
 /// The scenarios, by name: what one operation is.
-const SCENARIOS: [(&str, Scenario); 9] = [
+const SCENARIOS: [(&str, Scenario); 10] = [
     ("pinpool-blocking-pinned", blocking_pinned),
     ("pinpool-blocking-unpinned", blocking_unpinned),
     ("pinpool-tokio-pinned", tokio_pinned),
     ("pinpool-tokio-unpinned", tokio_unpinned),
+    ("pinpool-tokio-session", tokio_session),
     ("pinpool-core-handoff", core_handoff),
     ("pinpool-core-checkout-checkin", core_checkout_checkin),
     ("r2d2", r2d2_get_drop),
@@ -74,6 +75,17 @@ fn tokio_pinned(warm_up: u64, n: u64) {
             }
         })
         .await;
+    });
+}
+
+/// A session's get + drop: its own connection, from the session's lease.
+fn tokio_session(warm_up: u64, n: u64) {
+    runtime().block_on(async {
+        let pool = tokio_pool();
+        let mut session = pool.session();
+        for _ in 0..warm_up + n {
+            drop(black_box(session.get().await.expect("a connection")));
+        }
     });
 }
 
