@@ -39,13 +39,12 @@ pin_project! {
     }
 }
 
-impl<'p, 'g, 'c, M, G, S, W, F> FastFirst<'p, M, G, S, W, F>
+// Only the bounds that give the callers' closures their signatures: the
+// rest are the `Future` impl's, below.
+impl<'p, 'c, M, G, S, W, F> FastFirst<'p, M, G, S, W, F>
 where
     M: Manager,
-    G: Fn() -> PoolRef<'g, Shared<M>>,
-    S: FnOnce(&Pool<M>) -> (Caller<'c, M::Connection>, Option<Handed<M::Connection>>),
     W: FnOnce(G, Caller<'c, M::Connection>, Option<Handed<M::Connection>>) -> F,
-    F: Future<Output = Result<PooledConnection<'g, M>, Error<M::Error>>>,
 {
     /// A checkout on `pool` whose guards reach the pool through
     /// `guard_pool`; `fast` says who the caller is and takes what the fast

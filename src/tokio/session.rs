@@ -56,7 +56,9 @@ impl<M: Manager> Session<M> {
         let Session { pool, owner } = self;
         let pool = &*pool;
         let fast = move |pool: &Pool<M>| {
-            let owner = owner; // the borrow itself, for the caller to keep
+            // Moved out of the capture, so that the `Caller` may keep a
+            // borrow of it after this call.
+            let owner = owner;
             owner.used = true;
             let caller = Caller::Session {
                 owner: owner.owner,
