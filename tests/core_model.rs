@@ -1435,6 +1435,50 @@ fn a_connect_past_its_timeout_is_given_up_and_its_late_result_closed() {
     );
 }
 
+/// A connect that maintenance gives up backs connects off, and no connect
+/// worker is left to wait the backoff out: `poll_timeout` schedules the
+/// maintenance run that starts the next waiter's connect at the backoff's
+/// end, not an interval later.
+#[test]
+fn a_connect_given_up_under_backoff_schedules_maintenance_for_the_backoffs_end() {
+    let mut core = Core::new(Config {
+        max_size: 2,
+        max_connecting: 1,
+        pinning: Pinning::Off,
+        connect_timeout: Some(Duration::from_secs(5)),
+        connect_backoff: Some(Duration::from_secs(1)),
+        ..Config::default()
+    })
+    .unwrap();
+    core.checkout(OwnerId(1));
+    assert!(matches!(core.poll_action(), Some(Action::Open(_))));
+    let Checkout::Waiting(second) = core.checkout(OwnerId(2)) else {
+        panic!("waits")
+    };
+    core.advance(Duration::from_secs(5));
+    core.maintain(); // gives the connect up
+    let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Open(_))),
+        "backed off: {actions:?}"
+    );
+    let resume = core.connects_resume_at().expect("backing off");
+    assert_eq!(core.poll_timeout(), Some(resume));
+    core.advance(resume);
+    core.maintain();
+    let Some(Action::Open(next)) = core.poll_action() else {
+        panic!("the waiter's connect starts at the backoff's end")
+    };
+    core.connected(next).unwrap();
+    assert_eq!(
+        core.poll_action(),
+        Some(Action::Grant {
+            ticket: second,
+            conn: next
+        })
+    );
+}
+
 /// A connection the pool has shrunk below is not leased (nor stashed): a
 /// driver would serve its owner from the lease and never check it in, and
 /// the pool would stay above its size for ever. (The model runs with

@@ -41,7 +41,9 @@ impl Core {
     /// ([`Config::connect_backoff`](super::Config::connect_backoff)). The
     /// driver contract: a driver that reported a failed connect and finds
     /// an instant here runs [`Core::maintain`] then (or gives any input),
-    /// so that checkouts which asked meanwhile get their connect.
+    /// so that checkouts which asked meanwhile get their connect. The
+    /// instant is in [`Core::poll_timeout`] too, for the backoff that a
+    /// maintenance run begins by giving up a connect.
     ///
     /// ```
     /// use std::time::Duration;

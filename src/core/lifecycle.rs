@@ -309,10 +309,13 @@ impl Core {
     /// a decision of [`Core::maintain`] falls due: a connection outliving
     /// its lifetime (idle, or out — a leased one is checked when the
     /// maintenance run recalls it), an idle one its idle timeout, a
-    /// checkout the leak threshold, a connect its connect timeout (the end
-    /// of a connect backoff is [`Core::connects_resume_at`]). quinn-proto's `poll_timeout`: a driver
-    /// runs maintenance then (or at its interval, if sooner) instead of
-    /// finding the work up to an interval late. What was due earlier and is
+    /// checkout the leak threshold, a connect its connect timeout, a
+    /// connect backoff its end ([`Core::connects_resume_at`]: the connects
+    /// asked for meanwhile start then — a backoff begun by a connect that
+    /// maintenance gave up has no connect worker to wait it out).
+    /// quinn-proto's `poll_timeout`: a driver runs maintenance then (or at
+    /// its interval, if sooner) instead of finding the work up to an
+    /// interval late. What was due earlier and is
     /// still there is exempt (`min_size`, a strict pin, a woken waiter)
     /// and does not count. `None`: nothing is scheduled. O(S).
     ///
@@ -352,6 +355,7 @@ impl Core {
                 [after(config.max_lifetime, slot.born), idle, leak]
             })
             .flatten()
+            .chain(self.connects_resume_at())
             .filter(|&due| due > now)
             .min()
     }
