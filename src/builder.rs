@@ -388,10 +388,11 @@ impl<P> Builder<P> {
     /// [`Error::ConnectTimeout`](crate::Error::ConnectTimeout), the
     /// `max_connecting` permit it held is free again, and the connection,
     /// if it arrives after all, is closed. Needs maintenance (see
-    /// [`maintenance_interval`](Self::maintenance_interval)), which runs at
-    /// the deadline of every connect running at its last run and at its
-    /// interval otherwise, so a connect is given up between the timeout
-    /// and the timeout plus one interval after it started.
+    /// [`maintenance_interval`](Self::maintenance_interval)): a connect
+    /// that starts wakes the maintenance worker by its deadline, so it is
+    /// given up at its timeout, not up to an interval later. Connects then
+    /// back off ([`connect_backoff`](Self::connect_backoff)), and
+    /// maintenance starts the next at the backoff's end.
     ///
     /// ```
     /// # use pinpool::blocking::Pool;
@@ -547,6 +548,7 @@ impl<P> Builder<P> {
                 &config,
                 self.maintenance_interval,
             ),
+            connect_timeout: config.connect_timeout,
             event_handler: self.event_handler,
             stash: true,
             #[cfg(pinpool_loom)]

@@ -154,3 +154,96 @@ fn the_blocking_pool_backs_off_and_serves_again_once_the_server_is_back() {
     server.down.store(false, Ordering::SeqCst);
     pool.get().expect("the server is back");
 }
+
+/// A server whose first connect is never answered, as a handshake lost in
+/// a blackhole; every later one succeeds at once. (The blocking pool's
+/// unanswered connect holds its thread until `release`.)
+#[derive(Clone, Default)]
+struct FirstUnanswered {
+    attempts: Arc<AtomicUsize>,
+    released: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+}
+
+impl FirstUnanswered {
+    fn is_first(&self) -> bool {
+        self.attempts.fetch_add(1, Ordering::SeqCst) == 0
+    }
+
+    fn release(&self) {
+        *self.released.0.lock() = true;
+        self.released.1.notify_all();
+    }
+}
+
+impl pinpool::tokio::Manager for FirstUnanswered {
+    type Connection = ();
+    type Error = io::Error;
+
+    async fn connect(&self) -> io::Result<()> {
+        if self.is_first() {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+impl pinpool::blocking::Manager for FirstUnanswered {
+    type Connection = ();
+    type Error = io::Error;
+
+    fn connect(&self) -> io::Result<()> {
+        if self.is_first() {
+            let mut released = self.released.0.lock();
+            while !*released {
+                self.released.1.wait(&mut released);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Options under which only the backoff's end can start the next connect
+/// in time: maintenance gives the first connect up after 100 ms, and its
+/// interval is an hour.
+fn gives_up<P>(builder: pinpool::Builder<P>) -> pinpool::Builder<P> {
+    patient(builder)
+        .max_connecting(1)
+        .connect_timeout(Duration::from_millis(100))
+        .maintenance_interval(Duration::from_secs(3600))
+}
+
+/// A connect given up by maintenance backs connects off with no connect
+/// worker left to wait that out: the maintenance worker runs at the
+/// backoff's end (the core's `poll_timeout`), so the checkout that asked
+/// meanwhile is served then, not an interval later.
+#[tokio::test(start_paused = true)]
+async fn the_async_pool_resumes_connects_at_the_end_of_a_backoff_begun_by_a_given_up_connect() {
+    let server = FirstUnanswered::default();
+    let pool = gives_up(pinpool::tokio::Pool::builder())
+        .build(server.clone())
+        .expect("a valid config");
+    assert!(matches!(pool.get().await, Err(Error::ConnectTimeout)));
+    let asked = tokio::time::Instant::now();
+    pool.get().await.expect("served at the backoff's end");
+    assert!(
+        asked.elapsed() <= pinpool::core::Config::FIRST_BACKOFF,
+        "served after {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(server.attempts.load(Ordering::SeqCst), 2);
+}
+
+/// The same in the blocking pool, whose maintenance thread gives the
+/// connect up.
+#[test]
+fn the_blocking_pool_resumes_connects_at_the_end_of_a_backoff_begun_by_a_given_up_connect() {
+    let server = FirstUnanswered::default();
+    let pool = gives_up(pinpool::blocking::Pool::builder())
+        .build(server.clone())
+        .expect("a valid config");
+    let first = pool.get().map(drop);
+    assert!(matches!(first, Err(Error::ConnectTimeout)), "{first:?}");
+    pool.get().expect("served at the backoff's end");
+    assert_eq!(server.attempts.load(Ordering::SeqCst), 2);
+    server.release();
+}

@@ -450,7 +450,9 @@ fn run_phases(
         (tally, row)
     };
     // Heals the link and waits until every worker is served again, which
-    // must take at most two maintenance intervals.
+    // must take at most two maintenance intervals: a connect stuck in the
+    // fault as it heals is given up by its timeout (one interval), and
+    // connects then back off for at most one more.
     let recover = |after: &str| {
         let tally = Arc::new(Tally::default());
         *current.lock() = Arc::clone(&tally);

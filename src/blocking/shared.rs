@@ -31,9 +31,9 @@ pub(crate) struct Shared<M: Manager> {
     /// Live [`Pool`](super::Pool) handles; the last one closes the pool.
     handles: AtomicUsize,
     locked: Locked<M::Connection, M::Error, Mailbox<M>>,
-    /// The maintenance thread, if the pool needs one: dropping the sender
-    /// stops it.
-    maintenance: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    /// The maintenance thread, if the pool needs one, and what wakes it
+    /// by a new connect's deadline; dropping the sender stops it.
+    maintenance: Mutex<Option<(mpsc::Sender<Instant>, JoinHandle<()>)>>,
 }
 
 impl<M: Manager> Shared<M> {
@@ -47,20 +47,21 @@ impl<M: Manager> Shared<M> {
             handles: AtomicUsize::new(1),
             maintenance: Mutex::new(None),
         });
-        // Carry out the core's opening actions (min_size).
-        shared.with_core(|_| ());
         if let Some(interval) = shared.options.maintenance_interval {
-            let (stop, stopped) = mpsc::channel();
+            let (wake, wakes) = mpsc::channel();
             let pool = Arc::downgrade(&shared);
             let worker = LiveWorker::new();
             let spawned = std::thread::Builder::new()
                 .name("pinpool-maintenance".into())
-                .spawn(move || maintain(&pool, interval, &stopped, worker));
+                .spawn(move || maintain(&pool, interval, &wakes, worker));
             match spawned {
-                Ok(thread) => *shared.maintenance.lock() = Some((stop, thread)),
+                Ok(thread) => *shared.maintenance.lock() = Some((wake, thread)),
                 Err(error) => tracing::warn!(%error, "cannot spawn the maintenance thread"),
             }
         }
+        // Carry out the core's opening actions (min_size), whose connects
+        // the maintenance thread, now running, gives up on time.
+        shared.with_core(|_| ());
         shared
     }
 
@@ -131,6 +132,21 @@ impl<M: Manager> Shared<M> {
 }
 
 impl<M: Manager> Shared<M> {
+    /// A connect is starting: the maintenance thread, planning its next
+    /// run before the connect existed, must run by the connect's deadline
+    /// to give it up on time (see [`Options::connect_timeout`]).
+    fn wake_maintenance_by_connect_deadline(&self) {
+        // A deadline past what an `Instant` holds is past any planned run.
+        let Some(due) =
+            (self.options.connect_timeout).and_then(|timeout| Instant::now().checked_add(timeout))
+        else {
+            return;
+        };
+        if let Some((wake, _)) = &*self.maintenance.lock() {
+            let _ = wake.send(due);
+        }
+    }
+
     /// Carries out `Action::Reset(conn)` and reports the result to the
     /// core; a reset that fails or panics closes the connection.
     fn reset(self: &Arc<Self>, conn: ConnId, mut physical: Box<M::Connection>) {
@@ -171,6 +187,7 @@ impl<M: Manager> driver::Driven<M::Connection, M::Error, Mailbox<M>> for Shared<
                 crate::sync::spawn_thread(move || shared.open_then_resume(conn));
             }
             Work::Open(conn) => {
+                self.wake_maintenance_by_connect_deadline();
                 spawn_or_run("pinpool-connect", move || shared.open_then_resume(conn));
             }
             // On the thread that let the connection go, unless that thread
@@ -207,8 +224,8 @@ impl<M: Manager> Closes for Shared<M> {
     fn close(self: &Arc<Self>) {
         self.with_core(State::<M>::close);
         let maintenance = self.maintenance.lock().take();
-        if let Some((stop, thread)) = maintenance {
-            drop(stop);
+        if let Some((wake, thread)) = maintenance {
+            drop(wake);
             // Stopped, it ends by itself; joined where that cannot wait on
             // this thread. Not from itself (an event handler on it dropping
             // the last handle), nor from inside an event handler anywhere:
@@ -250,17 +267,24 @@ fn passes<E: std::fmt::Display>(
 
 /// The maintenance thread's loop: a run every `interval`, or when the
 /// core's next deadline falls if sooner (at once while expired connections
-/// are left), until the pool is closed or gone.
+/// are left), or by a connect's deadline that falls before the next run,
+/// until the pool is closed or gone.
 fn maintain<M: Manager>(
     pool: &Weak<Shared<M>>,
     interval: Duration,
-    stopped: &mpsc::Receiver<()>,
+    wakes: &mpsc::Receiver<Instant>,
     _live: LiveWorker,
 ) {
-    let mut wait = interval;
-    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
-        let Some(shared) = pool.upgrade() else { return };
-        let run = shared.with_core(State::<M>::maintain);
-        wait = maintenance::next_wait(interval, &run);
+    let mut next = Instant::now() + interval;
+    loop {
+        match wakes.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Ok(due) => next = next.min(due),
+            Err(RecvTimeoutError::Timeout) => {
+                let Some(shared) = pool.upgrade() else { return };
+                let run = shared.with_core(State::<M>::maintain);
+                next = Instant::now() + maintenance::next_wait(interval, &run);
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
     }
 }

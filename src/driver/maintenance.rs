@@ -59,10 +59,15 @@ impl Drop for LiveWorker {
 
 /// The time between runs for a pool configured with `config`, or `None`
 /// when the core needs none ([`Config::needs_maintenance`]) or `interval`
-/// is `Duration::MAX` (never run).
+/// is `Duration::MAX` (never run). An interval over a year is a year: a
+/// worker plans its next run as an `Instant`, which cannot lie any
+/// `Duration` ahead.
 pub(crate) fn interval(config: &Config, interval: Duration) -> Option<Duration> {
-    (config.needs_maintenance() && interval != Duration::MAX).then_some(interval)
+    (config.needs_maintenance() && interval != Duration::MAX).then_some(interval.min(LONGEST_WAIT))
 }
+
+/// The longest time between maintenance runs: a year.
+const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// What one maintenance run leaves behind.
 pub(crate) struct Run {

@@ -110,6 +110,11 @@ pub(crate) struct Options {
     pub(crate) validate_on_checkout: bool,
     /// Time between maintenance runs; `None`: the core needs none.
     pub(crate) maintenance_interval: Option<Duration>,
+    /// The core's [`Config::connect_timeout`](crate::core::Config::connect_timeout):
+    /// a connect that starts wakes the maintenance worker by its deadline,
+    /// which may fall before the run the worker planned (a connect stuck in
+    /// a handshake would otherwise be given up up to an interval late).
+    pub(crate) connect_timeout: Option<Duration>,
     pub(crate) event_handler: Option<Handler>,
     /// Whether the pool's fast path reads the [stash] for checkouts that
     /// pin nobody (a stash nobody reads would only hide idle connections).

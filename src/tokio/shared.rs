@@ -7,6 +7,8 @@ use std::sync::{OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::Manager;
 use super::waiter::TaskMailbox;
@@ -43,7 +45,11 @@ pub(crate) struct Shared<M: Manager> {
 enum Maintenance {
     /// Not started (no runtime seen yet, or none needed).
     NotStarted,
-    Running(tokio::task::AbortHandle),
+    Running {
+        task: tokio::task::AbortHandle,
+        /// Wakes the task by a new connect's deadline.
+        wake: mpsc::UnboundedSender<Instant>,
+    },
     /// The pool closed: a task started now is aborted at once.
     Closed,
 }
@@ -94,9 +100,10 @@ impl<M: Manager> Shared<M> {
         };
         let pool = Arc::downgrade(self);
         let worker = LiveWorker::new();
+        let (wake, wakes) = mpsc::unbounded_channel();
         let span = tracing::debug_span!("pinpool-maintenance", pool = self.options.id);
         let task = runtime.spawn(tracing::Instrument::instrument(
-            maintain(pool, interval, worker),
+            maintain(pool, interval, wakes, worker),
             span,
         ));
         // `close` marks the state closed after closing the core, so a task
@@ -104,7 +111,27 @@ impl<M: Manager> Shared<M> {
         let mut maintenance = self.maintenance.lock();
         match *maintenance {
             Maintenance::Closed => task.abort(),
-            _ => *maintenance = Maintenance::Running(task.abort_handle()),
+            _ => {
+                *maintenance = Maintenance::Running {
+                    task: task.abort_handle(),
+                    wake,
+                }
+            }
+        }
+    }
+
+    /// A connect is starting: the maintenance task, planning its next run
+    /// before the connect existed, must run by the connect's deadline to
+    /// give it up on time (see [`Options::connect_timeout`](crate::driver::Options)).
+    fn wake_maintenance_by_connect_deadline(&self) {
+        // A deadline past what an `Instant` holds is past any planned run.
+        let Some(due) =
+            (self.options.connect_timeout).and_then(|timeout| Instant::now().checked_add(timeout))
+        else {
+            return;
+        };
+        if let Maintenance::Running { wake, .. } = &*self.maintenance.lock() {
+            let _ = wake.send(due);
         }
     }
 
@@ -142,6 +169,7 @@ impl<M: Manager> driver::Driven<M::Connection, M::Error, Mailbox<M>> for Shared<
         let shared = Arc::clone(self);
         match work {
             Work::Open(conn) => {
+                self.wake_maintenance_by_connect_deadline();
                 let report = Report::new(shared, conn, Reported::Open);
                 self.run_in_background(conn, report.open());
             }
@@ -301,7 +329,7 @@ impl<M: Manager> Closes for Shared<M> {
         // events, and a handler may close the pool again.
         self.with_core(State::<M>::close);
         let previous = std::mem::replace(&mut *self.maintenance.lock(), Maintenance::Closed);
-        if let Maintenance::Running(task) = previous {
+        if let Maintenance::Running { task, .. } = previous {
             task.abort();
         }
     }
@@ -313,13 +341,24 @@ impl<M: Manager> Closes for Shared<M> {
 
 /// The maintenance task's loop: a run every `interval`, or when the
 /// core's next deadline falls if sooner (at once while expired connections
-/// are left), until aborted or the pool is gone.
-async fn maintain<M: Manager>(pool: Weak<Shared<M>>, interval: Duration, _live: LiveWorker) {
-    let mut wait = interval;
+/// are left), or by a connect's deadline that falls before the next run,
+/// until aborted or the pool is gone.
+async fn maintain<M: Manager>(
+    pool: Weak<Shared<M>>,
+    interval: Duration,
+    mut wakes: mpsc::UnboundedReceiver<Instant>,
+    _live: LiveWorker,
+) {
+    let mut next = Instant::now() + interval;
     loop {
-        tokio::time::sleep(wait).await;
-        let Some(shared) = pool.upgrade() else { return };
-        let run = shared.with_core(State::<M>::maintain);
-        wait = maintenance::next_wait(interval, &run);
+        match tokio::time::timeout_at(next, wakes.recv()).await {
+            Ok(Some(due)) => next = next.min(due),
+            Ok(None) => return,
+            Err(_) => {
+                let Some(shared) = pool.upgrade() else { return };
+                let run = shared.with_core(State::<M>::maintain);
+                next = Instant::now() + maintenance::next_wait(interval, &run);
+            }
+        }
     }
 }
