@@ -188,11 +188,14 @@ impl FaultProxy {
                 let Ok(server) = TcpStream::connect(&upstream).await else {
                     continue; // the client sees its socket closed
                 };
-                let (fault, links2) = (fault.subscribe(), Arc::clone(&links));
-                links.live.fetch_add(1, Ordering::SeqCst);
+                let fault = fault.subscribe();
+                // Counted before the task runs and moved into it: a link
+                // reset before its first poll is dropped unpolled, and
+                // the count with it.
+                let live = Live::new(Arc::clone(&links));
                 let link = runtime.spawn(async move {
-                    let _live = Live(&links2.live);
-                    link(client, server, fault, &links2.close_delay_ms).await;
+                    link(client, server, fault, &live.0.close_delay_ms).await;
+                    drop(live);
                 });
                 let mut tasks = links.tasks.lock();
                 tasks.retain(|task| !task.is_finished());
@@ -204,11 +207,18 @@ impl FaultProxy {
 }
 
 /// Counts a link live until its task ends, however it ends.
-struct Live<'a>(&'a AtomicUsize);
+struct Live(Arc<Links>);
 
-impl Drop for Live<'_> {
+impl Live {
+    fn new(links: Arc<Links>) -> Live {
+        links.live.fetch_add(1, Ordering::SeqCst);
+        Live(links)
+    }
+}
+
+impl Drop for Live {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
