@@ -436,8 +436,13 @@ impl<P> Builder<P> {
     }
 
     /// Time between maintenance runs (default 1 s), which close expired
-    /// connections and report leaks; `Duration::MAX` never runs them. A
-    /// pool without lifetimes or leak detection runs no maintenance.
+    /// connections and report leaks; `Duration::MAX` never runs them, and
+    /// more than a year runs them yearly. A pool without lifetimes or leak
+    /// detection runs no maintenance. A run comes sooner when a deadline
+    /// the core knows of falls first (a lifetime, a connect's timeout, the
+    /// end of a connect backoff); a deadline that arises after a run (a
+    /// new checkout's leak threshold, an idle timeout) is found at most
+    /// one interval late, but a new connect wakes the worker by its own.
     /// Shorter than [`MIN_MAINTENANCE_INTERVAL`](Self::MIN_MAINTENANCE_INTERVAL)
     /// (zero included) is rejected by `build`: the worker would spin.
     ///
