@@ -1372,17 +1372,17 @@ fn an_eventual_period_of_duration_max_never_overflows_the_clock() {
     );
 }
 
-/// A connect running past `connect_timeout` is given up by the maintenance
-/// run that `poll_timeout` schedules for its deadline: its waiter fails
-/// with `ConnectTimeout`, its permit is free for the next connect, and its
-/// connection, arriving late, is closed at once. Counts stay conserved.
-#[test]
-fn a_connect_past_its_timeout_is_given_up_and_its_late_result_closed() {
+/// A core with a 5 s `connect_timeout` (and `backoff`, if any) and one
+/// connect permit, where a first checkout waits for the connect it
+/// started and a second waits behind it: the core, the first's ticket,
+/// the connect, the second's ticket.
+fn two_waiting_on_one_connect(backoff: Option<Duration>) -> (Core, Ticket, ConnId, Ticket) {
     let mut core = Core::new(Config {
         max_size: 2,
         max_connecting: 1,
         pinning: Pinning::Off,
         connect_timeout: Some(Duration::from_secs(5)),
+        connect_backoff: backoff,
         ..Config::default()
     })
     .unwrap();
@@ -1396,6 +1396,16 @@ fn a_connect_past_its_timeout_is_given_up_and_its_late_result_closed() {
         panic!("waits")
     };
     assert_eq!(core.poll_action(), None, "one connect at a time");
+    (core, first, slow, second)
+}
+
+/// A connect running past `connect_timeout` is given up by the maintenance
+/// run that `poll_timeout` schedules for its deadline: its waiter fails
+/// with `ConnectTimeout`, its permit is free for the next connect, and its
+/// connection, arriving late, is closed at once. Counts stay conserved.
+#[test]
+fn a_connect_past_its_timeout_is_given_up_and_its_late_result_closed() {
+    let (mut core, first, slow, second) = two_waiting_on_one_connect(None);
     assert_eq!(core.poll_timeout(), Some(Duration::from_secs(5)));
     core.advance(Duration::from_secs(4));
     core.maintain();
@@ -1441,20 +1451,7 @@ fn a_connect_past_its_timeout_is_given_up_and_its_late_result_closed() {
 /// end, not an interval later.
 #[test]
 fn a_connect_given_up_under_backoff_schedules_maintenance_for_the_backoffs_end() {
-    let mut core = Core::new(Config {
-        max_size: 2,
-        max_connecting: 1,
-        pinning: Pinning::Off,
-        connect_timeout: Some(Duration::from_secs(5)),
-        connect_backoff: Some(Duration::from_secs(1)),
-        ..Config::default()
-    })
-    .unwrap();
-    core.checkout(OwnerId(1));
-    assert!(matches!(core.poll_action(), Some(Action::Open(_))));
-    let Checkout::Waiting(second) = core.checkout(OwnerId(2)) else {
-        panic!("waits")
-    };
+    let (mut core, _, _, second) = two_waiting_on_one_connect(Some(Duration::from_secs(1)));
     core.advance(Duration::from_secs(5));
     core.maintain(); // gives the connect up
     let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
