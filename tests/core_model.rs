@@ -1399,6 +1399,12 @@ fn two_waiting_on_one_connect(backoff: Option<Duration>) -> (Core, Ticket, ConnI
     (core, first, slow, second)
 }
 
+/// Connect `conn` succeeds: the core grants it to `ticket` at once.
+fn grants_once_connected(core: &mut Core, conn: ConnId, ticket: Ticket) {
+    core.connected(conn).unwrap();
+    assert_eq!(core.poll_action(), Some(Action::Grant { ticket, conn }));
+}
+
 /// A connect running past `connect_timeout` is given up by the maintenance
 /// run that `poll_timeout` schedules for its deadline: its waiter fails
 /// with `ConnectTimeout`, its permit is free for the next connect, and its
@@ -1428,14 +1434,7 @@ fn a_connect_past_its_timeout_is_given_up_and_its_late_result_closed() {
             reason: CloseReason::Stale
         })
     );
-    core.connected(next).unwrap();
-    assert_eq!(
-        core.poll_action(),
-        Some(Action::Grant {
-            ticket: second,
-            conn: next
-        })
-    );
+    grants_once_connected(&mut core, next, second);
     let state = core.state();
     let c = state.counters;
     assert_eq!(c.connect_failures, 1);
@@ -1466,14 +1465,7 @@ fn a_connect_given_up_under_backoff_schedules_maintenance_for_the_backoffs_end()
     let Some(Action::Open(next)) = core.poll_action() else {
         panic!("the waiter's connect starts at the backoff's end")
     };
-    core.connected(next).unwrap();
-    assert_eq!(
-        core.poll_action(),
-        Some(Action::Grant {
-            ticket: second,
-            conn: next
-        })
-    );
+    grants_once_connected(&mut core, next, second);
 }
 
 /// A connection the pool has shrunk below is not leased (nor stashed): a
