@@ -376,8 +376,22 @@ impl<M: Manager> Pool<M> {
         match caller {
             Caller::Scope(Some(_)) => None,
             Caller::Scope(None) => self.shared.take_stashed(),
-            Caller::Session { owner, lease } => self.shared.take_back(*owner, lease.as_ref()?),
+            Caller::Session { owner, lease } => self.session_fast(*owner, lease.as_deref()),
         }
+    }
+
+    /// A session's fast path: the connection parked in its `lease`. Apart
+    /// from [`fast_again`](Self::fast_again), which is out of line, so
+    /// that a session's `get()` inlines it (`benches/instructions.sh`: a
+    /// session's get + drop counted 173 instructions through
+    /// `fast_again`, 131 with this).
+    #[inline(always)]
+    fn session_fast(
+        &self,
+        owner: OwnerId,
+        lease: Option<&Lease<M::Connection>>,
+    ) -> Option<Handed<M::Connection>> {
+        self.shared.take_back(owner, lease?)
     }
 
     /// A checkout the fast paths served (`found`), made before any

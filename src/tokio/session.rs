@@ -60,11 +60,11 @@ impl<M: Manager> Session<M> {
             // borrow of it after this call.
             let owner = owner;
             owner.used = true;
+            let found = pool.session_fast(owner.owner, owner.lease.as_deref());
             let caller = Caller::Session {
                 owner: owner.owner,
                 lease: &mut owner.lease,
             };
-            let found = pool.fast_again(&caller);
             (caller, found)
         };
         let wait = move |guard_pool, caller, found| {
