@@ -22,8 +22,44 @@ pub(crate) use std::sync::Arc;
 mod imp {
     use std::time::Instant;
 
-    pub(crate) use parking_lot::Mutex;
     pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+    /// std's mutex with parking_lot's interface: a panic under the lock
+    /// does not poison it (the pool's state is consistent between inputs,
+    /// and a pool must outlive a panicking caller).
+    ///
+    /// Why not parking_lot's, which the crate uses elsewhere: where threads
+    /// outnumber cores (a runtime's workers on a busy machine, or more
+    /// threads than cores checking out), a thread that finds the pool
+    /// locked must not give up its core. parking_lot's lock spins a few
+    /// times, then yields and parks, and about every 0.5 ms an unlock hands
+    /// the lock straight to a parked thread, which then holds it before it
+    /// runs. Either way a thread that left its core gets it back at the
+    /// scheduler's next tick, and the pool waits with it: the fairness
+    /// benchmark (`benches/peers/src/bin/fairness.rs`) saw waits of 4 ms,
+    /// one tick, for the pool lock on about 1 checkout in 130 of its async
+    /// cells, and they were its whole p99.9. std's lock spins longer
+    /// without yielding (the holder, on another core, is done within a
+    /// microsecond) before it sleeps, and a released lock goes to whoever
+    /// runs first; the pool's own queue, not the lock's, decides who is
+    /// served in order. docs/benchmarks.md has the figures, and the one
+    /// loop this is slower in (64 threads on 2 cores checking out with no
+    /// hold at all). A spin that yielded before sleeping, as parking_lot's
+    /// does, brought the tails back.
+    pub(crate) struct Mutex<T>(std::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            Mutex(std::sync::Mutex::new(value))
+        }
+
+        #[inline]
+        pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+    }
     pub(crate) use std::thread_local;
 
     /// Parks the thread it was made on, and unparks it from anywhere:

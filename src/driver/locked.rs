@@ -181,7 +181,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
 
     /// Holds the pool lock (tests prove the fast path never takes it).
     #[cfg(test)]
-    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, Inner<C, E, S>> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Inner<C, E, S>> {
         self.inner.lock()
     }
 

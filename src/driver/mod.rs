@@ -233,7 +233,7 @@ pub(crate) trait Driven<C: Send + 'static, E: std::fmt::Display, S: Mailbox<C, E
 
     /// Holds the pool lock (tests prove the fast paths never take it).
     #[cfg(test)]
-    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner<C, E, S>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<C, E, S>> {
         self.locked().lock()
     }
 }
