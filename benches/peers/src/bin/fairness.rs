@@ -298,6 +298,11 @@ async fn task_pools() -> Vec<(&'static str, Role, Tasks)> {
         .expect("a pool");
     let deadpool = deadpool::managed::Pool::builder(DeadpoolNoop)
         .max_size(CONNECTIONS)
+        // The 30 s checkout timeout pinpool and bb8 have by default
+        // (deadpool's is off): each checkout that waits arms a timer, and
+        // here most do.
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .runtime(deadpool::Runtime::Tokio1)
         .build()
         .expect("a pool");
     vec![
