@@ -570,12 +570,7 @@ mod tests {
         }
         assert_eq!(waiters.oldest_for(ConnId(1), false), Some(Ticket(2)));
         assert_eq!(waiters.bound_to(ConnId(1)), 1, "the queue in use stays");
-        let empty = waiters
-            .by_conn
-            .values()
-            .filter(|q| q.tickets.is_empty())
-            .count();
-        assert_eq!(waiters.empty_queues, empty);
+        assert!(waiters.empty_queues_counted());
         waiters.unbind(ConnId(1));
         assert_eq!(waiters.oldest_for(ConnId(2), true), Some(Ticket(2)));
     }
