@@ -909,3 +909,42 @@ fn a_pool_is_named_by_its_builder_its_manager_or_its_number() {
     assert!(one.name().starts_with("pinpool-"), "{}", one.name());
     assert_ne!(one.name(), two.name());
 }
+
+/// A new thread bound by the overflow rule to a held connection takes the
+/// other one as soon as its owner lets it go: it does not wait for the
+/// holder, which here holds on until it has one (as the threads of
+/// `lifecycle`'s reconnect storm did, when one was bound just before the
+/// threads of the storm before exited, and waited out its timeout).
+#[test]
+fn a_thread_bound_to_a_held_connection_takes_one_its_owner_let_go() {
+    let manager = TestManager::default();
+    let pool = pool(2, &manager);
+    let held = pool.get().unwrap();
+    let mine = PooledConnection::id(&held);
+    let (holds, held_there) = mpsc::channel();
+    let (let_go, told) = mpsc::channel::<()>();
+    thread::scope(|s| {
+        let pool = &pool;
+        let other_owner = s.spawn(move || {
+            let conn = pool.get().unwrap();
+            holds.send(PooledConnection::id(&conn)).unwrap();
+            told.recv().unwrap();
+            drop(conn);
+            pool.unpin();
+        });
+        let theirs = held_there.recv().unwrap();
+        let newcomer = s.spawn(|| pool.get().map(|conn| PooledConnection::id(&conn)));
+        let state = wait_for_state(pool, "the newcomer waits", |state| state.waiting == 1);
+        let mut bound = vec![(mine, 2), (theirs, 1)];
+        bound.sort();
+        assert_eq!(
+            state.pins, bound,
+            "the newcomer is bound to this thread's connection, which it holds"
+        );
+        let_go.send(()).unwrap();
+        other_owner.join().unwrap();
+        assert_eq!(newcomer.join().unwrap().unwrap(), theirs);
+    });
+    drop(held);
+    assert_conserved(&pool, &manager.tally);
+}

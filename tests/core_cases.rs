@@ -732,3 +732,54 @@ fn only_strict_co_owners_share_a_lease_and_its_holder_refuses_nobody() {
     let refused = core.note_lease_holder(conn, Some(alice));
     assert!(matches!(refused, Err(InputError::WrongConnState { .. })));
 }
+
+/// A Strict owner bound to a busy connection by the overflow rule, whose
+/// pin has not served it yet, takes a connection nobody is pinned to as
+/// soon as one is free (here: when its last owner goes, once reset), and
+/// its pin moves there; once served, it is bound for life. Before this,
+/// a thread bound just before another's exit freed a connection waited
+/// beside it for as long as the busy one was held.
+#[test]
+fn an_owner_its_pin_has_not_served_takes_a_connection_nobody_is_pinned_to() {
+    let mut core = core(Config {
+        max_size: 2,
+        pinning: Pinning::Strict,
+        ..Config::default()
+    });
+    let (alice, bob, carol) = (OwnerId(1), OwnerId(2), OwnerId(3));
+    let first = first_checkout(&mut core, alice);
+    let second = first_checkout(&mut core, bob);
+    // Both busy: carol is bound to one of them, and waits.
+    let Checkout::Waiting(carols) = core.checkout(carol) else {
+        panic!("both connections are held")
+    };
+    let bound = core.pinned_conn(carol).expect("bound by the overflow rule");
+    let (other, others_owner) = if bound == first {
+        (second, bob)
+    } else {
+        (first, alice)
+    };
+    assert_eq!(
+        core.checkout_scope(carol, true),
+        LeaseScope::All,
+        "any connection nobody is pinned to could serve her"
+    );
+    core.checkin(other, Health::Healthy).unwrap();
+    assert_eq!(core.poll_action(), None, "still its owner's");
+    core.owner_gone(others_owner);
+    assert_eq!(core.poll_action(), Some(Action::Reset(other)));
+    core.reset_done(other, Health::Healthy).unwrap();
+    assert_eq!(
+        core.poll_action(),
+        Some(Action::Grant {
+            ticket: carols,
+            conn: other
+        }),
+        "free now, and carol's pin has not served her"
+    );
+    assert_eq!(core.pinned_conn(carol), Some(other), "her pin moved");
+    assert_eq!(core.state().pins, vec![(first, 1), (second, 1)]);
+    // Served now: bound for life, as any Strict owner.
+    core.checkin(other, Health::Healthy).unwrap();
+    assert_eq!(core.checkout_scope(carol, true), LeaseScope::Conn(other));
+}

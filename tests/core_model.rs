@@ -21,7 +21,8 @@
 //!   leaves the pool as a waiter that asked and withdrew;
 //! * pinned-owner counts per connection match;
 //! * under Handoff and Broadcast no waiter sleeps while a connection it can
-//!   use is idle (no lost wake-up);
+//!   use is idle (no lost wake-up) — a Strict owner whose pin has not
+//!   served it yet can use any connection nobody is pinned to;
 //! * grants follow arrival order among waiters that could use the connection
 //!   (FIFO) — under Handoff, and under Broadcast when woken threads run in the
 //!   order they were woken;
@@ -279,6 +280,13 @@ struct Model {
     dirty: HashMap<ConnId, Option<OwnerId>>,
     /// Owners pinned afresh (with no pin before) during the current input.
     fresh_pins: BTreeSet<OwnerId>,
+    /// Owners whose pin moved to another connection during the current
+    /// input (a Strict owner its pin had not served, or Affinity).
+    moved_pins: BTreeSet<OwnerId>,
+    /// Owners granted a connection since they were last pinned afresh: a
+    /// Strict owner pinned but not served may take any connection nobody
+    /// is pinned to, as a new owner would.
+    served: BTreeSet<OwnerId>,
     opened: u64,
     closed: u64,
     failed: u64,
@@ -390,11 +398,21 @@ impl Sut {
     /// does not count (under Exclusive the connection was free before).
     fn could_use(&self, owner: OwnerId, conn: ConnId, taker: Option<OwnerId>) -> bool {
         let model = &self.model;
+        // Nobody but a taker pinned to it in this very input is pinned to
+        // `conn`.
+        let free = || {
+            !model.pins.iter().any(|(&other, &pinned)| {
+                pinned == conn
+                    && !(Some(other) == taker
+                        && (model.fresh_pins.contains(&other) || model.moved_pins.contains(&other)))
+            })
+        };
         match (self.config().pinning, model.pins.get(&owner)) {
-            (Pinning::Strict | Pinning::Exclusive, Some(&pinned)) => pinned == conn,
-            (Pinning::Exclusive, None) => !model.pins.iter().any(|(&other, &pinned)| {
-                pinned == conn && !(Some(other) == taker && model.fresh_pins.contains(&other))
-            }),
+            (Pinning::Strict, Some(&pinned)) => {
+                pinned == conn || (!model.served.contains(&owner) && free())
+            }
+            (Pinning::Exclusive, Some(&pinned)) => pinned == conn,
+            (Pinning::Exclusive, None) => free(),
             _ => true,
         }
     }
@@ -427,6 +445,7 @@ impl Sut {
 
     fn granted(&mut self, ticket: Ticket, conn: ConnId, owner: OwnerId) {
         self.check_fifo(ticket, conn, owner);
+        self.model.served.insert(owner);
         self.pass_over(ticket, conn, owner);
         assert!(self.model.idle.remove(&conn), "{conn} granted but not idle");
         self.check_clean_for(conn, owner);
@@ -521,8 +540,13 @@ impl Sut {
     /// Every waiter older than `taker` (`owner`'s) that could have used
     /// `conn` was passed over once more.
     fn pass_over(&mut self, taker: Ticket, conn: ConnId, owner: OwnerId) {
+        // (A Strict owner its pin has not served could use a connection
+        // nobody is pinned to, but waits in its own connection's line:
+        // only that line's bypasses are counted.)
+        let strict = self.config().pinning == Pinning::Strict;
         let passed: Vec<Ticket> = (self.model.waiting.range(..taker))
             .filter(|(_, w)| self.could_use(w.owner, conn, Some(owner)))
+            .filter(|(_, w)| !strict || self.model.pins.get(&w.owner).is_none_or(|&c| c == conn))
             .map(|(t, _)| *t)
             .collect();
         for ticket in passed {
@@ -597,6 +621,7 @@ impl Sut {
         self.model.grants.clear();
         self.model.closes.clear();
         self.model.fresh_pins.clear();
+        self.model.moved_pins.clear();
         self.model.opened_before = self.model.opened;
         match op {
             Op::Checkout(i) => {
@@ -978,12 +1003,19 @@ impl Sut {
                     !self.model.unpinned.contains(&owner),
                     "an unpinned checkout pinned {owner}"
                 );
-                if self.model.pins.insert(owner, conn).is_none() {
-                    self.model.fresh_pins.insert(owner);
+                match self.model.pins.insert(owner, conn) {
+                    None => {
+                        self.model.fresh_pins.insert(owner);
+                    }
+                    Some(before) if before != conn => {
+                        self.model.moved_pins.insert(owner);
+                    }
+                    Some(_) => {}
                 }
             }
             Event::Unpinned { owner, conn } | Event::PinReclaimed { owner, conn } => {
                 assert_eq!(self.model.pins.remove(&owner), Some(conn));
+                self.model.served.remove(&owner);
             }
             Event::ConnectionClosed { conn, .. } if self.model.connecting.remove(&conn) => {
                 // An interrupting clear abandoned this connect.

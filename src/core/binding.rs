@@ -69,10 +69,14 @@ impl Core {
             .expect("a full pool has connections")
     }
 
-    /// An idle connection `owner` may take now for `want`.
+    /// An idle connection `owner` may take now for `want`: an owner whose
+    /// Strict pin has not served it yet takes one nobody is pinned to
+    /// when its own is busy (its pin moves there as it is handed over).
     pub(super) fn usable_idle(&self, owner: OwnerId, want: Want) -> Option<ConnId> {
         match want {
-            Want::Conn(conn) => self.slots.is_idle(conn).then_some(conn),
+            Want::Conn(conn) if self.slots.is_idle(conn) => Some(conn),
+            Want::Conn(_) if self.is_unserved(owner) => self.reclaimed_idle(),
+            Want::Conn(_) => None,
             // Only a connection nobody is pinned to: someone's session.
             Want::Any if self.config.pinning == Pinning::Exclusive => self.reclaimed_idle(),
             // Affinity prefers its last connection; a Strict owner reaches
@@ -111,22 +115,45 @@ impl Core {
         self.waiters.retarget(conn, replacement);
     }
 
+    /// Pins `owner` to `conn`. A Strict owner pinned for the first time
+    /// is [unserved](Core::is_unserved) until a connection is handed to
+    /// it, and so are the checkouts it waits with.
     pub(super) fn pin(&mut self, owner: OwnerId, conn: ConnId) {
-        self.pins.insert(owner, conn);
+        let first = self.pins.insert(owner, conn).is_none();
         self.slots.slot_mut(conn).pinned.insert(owner);
         self.event(Event::Pinned { owner, conn });
+        if first && self.config.pinning == Pinning::Strict {
+            self.unserved.insert(owner);
+            for ticket in self.waiters.of_owner(owner) {
+                self.waiters.mark_unserved(ticket);
+            }
+        }
     }
 
     pub(super) fn drop_pin(&mut self, owner: OwnerId) -> Option<ConnId> {
         let conn = self.pins.remove(&owner)?;
         self.slots.slot_mut(conn).pinned.remove(&owner);
+        self.forget_unserved(owner);
         Some(conn)
+    }
+
+    /// Whether `owner` is pinned (Strict) but no connection has been
+    /// handed to it since (see `Core::unserved`).
+    pub(super) fn is_unserved(&self, owner: OwnerId) -> bool {
+        !self.unserved.is_empty() && self.unserved.contains(&owner)
+    }
+
+    /// `owner` was served, or lost its pin.
+    pub(super) fn forget_unserved(&mut self, owner: OwnerId) {
+        if !self.unserved.is_empty() && self.unserved.remove(&owner) {
+            self.waiters.served(owner);
+        }
     }
 
     /// After a pin on `conn` was released: if it is idle with nobody
     /// pinned, it is reset now if it needs it (a checked-out one is, when
-    /// it comes back) and, under Exclusive, it is free for the owners
-    /// waiting for a pin, so it is released to them as a checkin would.
+    /// it comes back), and otherwise handed to the oldest waiter that can
+    /// now use it, as a checkin would.
     pub(super) fn free_if_unpinned(&mut self, conn: ConnId) {
         if !self.slots.is_idle(conn) || !self.slots.slot(conn).pinned.is_empty() {
             return;
@@ -134,9 +161,12 @@ impl Core {
         if self.needs_reset(conn) || self.outlived(conn) || self.is_surplus(conn) {
             // It is reset, or closed, first.
             self.release(conn, WakePolicy::Handoff);
-        } else if self.config.pinning == Pinning::Exclusive
+        } else if self.config.pinning.binds_for_life()
             && let Some(ticket) = self.oldest_waiter_for(conn)
         {
+            // Free now for those that can use any connection nobody is
+            // pinned to: under Exclusive the owners waiting for a pin,
+            // under Strict those whose pin has not served them yet.
             self.grant(ticket, conn);
         }
     }

@@ -100,6 +100,9 @@ impl Core {
         let sleeping = self.config.wake != WakePolicy::Handoff && waits;
         self.waiters
             .insert(ticket, owner, want, pins, sleeping, now);
+        if pins && self.is_unserved(owner) {
+            self.waiters.mark_unserved(ticket);
+        }
         if !waits {
             // In line just long enough for `provision` to open what a
             // waiter would be opened (or bound to, under Exclusive).

@@ -198,8 +198,12 @@ impl Core {
             self.slots.is_idle(conn) && !perished.iter().any(|&(gone, _)| gone == conn)
         };
         match (self.config.pinning, pins) {
-            // Only its own connection can serve it.
-            (Pinning::Strict, true) => pinned.map_or(LeaseScope::All, LeaseScope::Conn),
+            // Only its own connection can serve it, once it has served it
+            // (before that, any nobody is pinned to: `serve_unserved`).
+            (Pinning::Strict, true) => match pinned {
+                Some(conn) if !self.is_unserved(owner) => LeaseScope::Conn(conn),
+                _ => LeaseScope::All,
+            },
             // A new owner binds to a free connection or waits for one.
             (Pinning::Exclusive, true) => pinned.map_or(LeaseScope::Free, LeaseScope::Conn),
             // It takes its own connection if that is idle, else any idle

@@ -115,6 +115,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::FxHashSet as HashSet;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -143,6 +144,16 @@ pub struct Core {
     waiters: Waiters,
     /// Owner → the connection it is bound to (Strict, Exclusive and Affinity).
     pins: HashMap<OwnerId, ConnId>,
+    /// Strict owners whose pin has not served them yet: bound (by the
+    /// overflow rule, say) to a connection someone else may hold for
+    /// long, with no session on it. An idle connection nobody is pinned
+    /// to serves such an owner's checkout as it would a new owner's, and
+    /// its pin moves there (`Core::oldest_waiter_for`,
+    /// `Core::usable_idle`). Otherwise a thread bound to a busy
+    /// connection just before its owners exited waited beside their
+    /// idle one for as long as the holder kept its own: with two threads
+    /// holding theirs until the other had one, until its timeout.
+    unserved: HashSet<OwnerId>,
     next_ticket: u64,
     generation: u64,
     closed: bool,
@@ -192,6 +203,7 @@ impl Core {
             slots: Slots::default(),
             waiters: Waiters::default(),
             pins: HashMap::default(),
+            unserved: HashSet::default(),
             next_ticket: 0,
             generation: 0,
             closed: false,

@@ -18,7 +18,10 @@ impl Core {
         };
         waiter.sleep.is_some()
             && match waiter.want {
-                Want::Conn(conn) => self.slots.is_idle(conn),
+                Want::Conn(conn) => {
+                    self.slots.is_idle(conn)
+                        || (self.is_unserved(waiter.owner) && self.reclaimed_idle().is_some())
+                }
                 Want::Any => self
                     .slots
                     .idle_newest_first()
@@ -37,7 +40,13 @@ impl Core {
             .idle_newest_first()
             .filter(|&conn| {
                 let serves_any = self.serves_any(conn);
-                let mut eligible = self.waiters.eligible_for(conn, serves_any).peekable();
+                // Those whose Strict pin has not served them yet can use
+                // one nobody is pinned to.
+                let free = self.slots.slot(conn).pinned.is_empty();
+                let unserved = self.waiters.unserved().filter(|_| free);
+                let mut eligible = (self.waiters.eligible_for(conn, serves_any))
+                    .chain(unserved)
+                    .peekable();
                 eligible.peek().is_some()
                     && eligible
                         .all(|ticket| self.waiters.get(ticket).is_some_and(|w| w.sleep.is_some()))

@@ -32,6 +32,9 @@ pub enum Pinning {
     /// MongoDB Ruby driver's and PyMongo's requests model). While fewer than
     /// `max_size` connections exist each new owner gets its own; after that
     /// new owners are bound to existing connections by the [`Overflow`] rule.
+    /// Until its connection is first handed to it, an owner so bound takes
+    /// instead an idle connection nobody is pinned to, if one frees up
+    /// first, and its pin moves there: it has no session to keep yet.
     /// An owner whose connection is busy waits for *that* connection.
     Strict,
     /// An owner prefers the connection it used last; if that one is busy it

@@ -91,6 +91,7 @@ impl Core {
             // waiter, so retries are bounded by the waiters.
             for owner in std::mem::take(&mut slot.pinned) {
                 self.pins.remove(&owner);
+                self.forget_unserved(owner);
                 self.event(Event::Unpinned { owner, conn });
             }
         }

@@ -76,6 +76,10 @@ pub(super) struct Waiters {
     /// Members of `any` whose grant will pin their owner: counted as they
     /// come and go, since the metrics read it after every input.
     unbound_pinning: usize,
+    /// Waiters whose owner's Strict pin has not served it yet (the core's
+    /// `unserved`): the oldest is the one an idle connection nobody is
+    /// pinned to goes to.
+    unserved: OrderedDeque<Ticket>,
 }
 
 /// Waiters that can use the same connections, oldest first.
@@ -173,6 +177,9 @@ impl Waiters {
     pub fn remove(&mut self, ticket: Ticket) -> Option<Waiter> {
         let want = self.all.get(&ticket)?.want;
         self.unqueue(ticket, want);
+        if !self.unserved.is_empty() {
+            self.unserved.remove(ticket);
+        }
         let waiter = self.all.remove(&ticket).expect("found above");
         self.most_bypassed_gone = self.most_bypassed_gone.max(waiter.bypassed);
         if let Some(place) = waiter.sleep {
@@ -185,6 +192,36 @@ impl Waiters {
             }
         }
         Some(waiter)
+    }
+
+    /// Marks `ticket` as the checkout of an owner whose pin has not
+    /// served it yet.
+    pub fn mark_unserved(&mut self, ticket: Ticket) {
+        self.unserved.insert(ticket);
+    }
+
+    /// The oldest waiter marked [unserved](Self::mark_unserved).
+    pub fn oldest_unserved(&self) -> Option<Ticket> {
+        self.unserved.first()
+    }
+
+    /// The waiters marked [unserved](Self::mark_unserved), oldest first.
+    pub fn unserved(&self) -> impl Iterator<Item = Ticket> + '_ {
+        self.unserved.iter()
+    }
+
+    /// `owner` was served, or lost its pin: its waiters are no longer
+    /// unserved. O(unserved waiters).
+    pub fn served(&mut self, owner: OwnerId) {
+        if self.unserved.is_empty() {
+            return;
+        }
+        let theirs: Vec<Ticket> = (self.unserved.iter())
+            .filter(|ticket| self.all[ticket].owner == owner)
+            .collect();
+        for ticket in theirs {
+            self.unserved.remove(ticket);
+        }
     }
 
     /// The tickets `owner` is waiting with, oldest first. O(W) if it has

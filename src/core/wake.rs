@@ -18,18 +18,27 @@ impl Core {
         let serves_any = self.serves_any(conn);
         self.slots.set_in_use(conn, owner, self.now);
         let pinning = self.config.pinning;
+        // A Strict owner is granted another connection than its own only
+        // before its pin first served it ([`Core::serve_unserved`]).
         let repin = pins
             && match pinning {
-                Pinning::Strict | Pinning::Exclusive => !self.pins.contains_key(&owner),
-                Pinning::Affinity => self.pins.get(&owner) != Some(&conn),
+                Pinning::Exclusive => !self.pins.contains_key(&owner),
+                Pinning::Strict | Pinning::Affinity => self.pins.get(&owner) != Some(&conn),
                 Pinning::Off => false,
             };
         if repin {
             let old = self.drop_pin(owner);
             self.pin(owner, conn);
             if let Some(old) = old {
+                // Its other checkouts (two futures of one scope) follow.
+                for ticket in self.waiters.of_owner(owner) {
+                    self.waiters.set_want(ticket, Want::Conn(conn));
+                }
                 self.free_if_unpinned(old);
             }
+        }
+        if pins {
+            self.forget_unserved(owner);
         }
         // A pinned owner's session, or under EveryUnpinnedCheckin anyone's,
         // may leave state the next owner must not see.
@@ -128,8 +137,7 @@ impl Core {
         }
         // Field by field, so the idle list is walked without a copy.
         for conn in self.slots.idle_newest_first() {
-            let serves_any = serves_any(self.config.pinning, self.slots.slot(conn));
-            if let Some(oldest) = self.waiters.oldest_for(conn, serves_any) {
+            if let Some(oldest) = self.oldest_waiter_for(conn) {
                 wake(
                     &mut self.waiters,
                     &mut self.counters,
@@ -161,9 +169,18 @@ impl Core {
         true
     }
 
-    /// The oldest waiter that can use `conn`.
+    /// The oldest waiter that can use `conn`: one bound to it, one that
+    /// can use any connection if `conn` serves such, or, if nobody is
+    /// pinned to it, one whose Strict pin has not served it yet
+    /// ([`Core::serve_unserved`]).
     pub(super) fn oldest_waiter_for(&self, conn: ConnId) -> Option<Ticket> {
-        self.waiters.oldest_for(conn, self.serves_any(conn))
+        let oldest = self.waiters.oldest_for(conn, self.serves_any(conn));
+        match self.waiters.oldest_unserved() {
+            Some(unserved) if self.slots.get(conn).is_some_and(|s| s.pinned.is_empty()) => {
+                Some(oldest.map_or(unserved, |oldest| oldest.min(unserved)))
+            }
+            _ => oldest,
+        }
     }
 }
 
