@@ -661,13 +661,23 @@ fn a_half_failing_manager_under_many_tasks_neither_hangs_nor_leaks() {
     multi_thread().block_on(async {
         let manager = TestManager::failing_half();
         let pool = Arc::new(pool(4, &manager));
+        // Every task's first checkout is over (and a scope's pin kept)
+        // before any goes on: otherwise, on a loaded machine, one task
+        // could run all its turns and end, and the next reuse its
+        // connection, until the first connect (which succeeds) had served
+        // them all.
+        let all_asked = Arc::new(tokio::sync::Barrier::new(64));
         let tasks: Vec<_> = (0..64)
             .map(|i| {
                 let pool = Arc::clone(&pool);
+                let all_asked = Arc::clone(&all_asked);
                 tokio::spawn(async move {
                     let work = async {
                         let mut refused = 0;
-                        for _ in 0..20 {
+                        for turn in 0..20 {
+                            if turn == 1 {
+                                all_asked.wait().await;
+                            }
                             match pool.get().await {
                                 Ok(conn) => drop(conn),
                                 Err(Error::Connect(Refused(_))) => refused += 1,
