@@ -199,7 +199,7 @@ impl Core {
         };
         match (self.config.pinning, pins) {
             // Only its own connection can serve it, once it has served it
-            // (before that, any nobody is pinned to: `serve_unserved`).
+            // (before that, any nobody is pinned to: see `Core::unserved`).
             (Pinning::Strict, true) => match pinned {
                 Some(conn) if !self.is_unserved(owner) => LeaseScope::Conn(conn),
                 _ => LeaseScope::All,

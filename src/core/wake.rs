@@ -19,7 +19,7 @@ impl Core {
         self.slots.set_in_use(conn, owner, self.now);
         let pinning = self.config.pinning;
         // A Strict owner is granted another connection than its own only
-        // before its pin first served it ([`Core::serve_unserved`]).
+        // before its pin first served it (see `Core::unserved`).
         let repin = pins
             && match pinning {
                 Pinning::Exclusive => !self.pins.contains_key(&owner),
@@ -30,9 +30,12 @@ impl Core {
             let old = self.drop_pin(owner);
             self.pin(owner, conn);
             if let Some(old) = old {
-                // Its other checkouts (two futures of one scope) follow.
-                for ticket in self.waiters.of_owner(owner) {
-                    self.waiters.set_want(ticket, Want::Conn(conn));
+                if pinning == Pinning::Strict {
+                    // Its other checkouts (two futures of one scope) follow
+                    // the pin (Affinity's can use any connection).
+                    for ticket in self.waiters.of_owner(owner) {
+                        self.waiters.set_want(ticket, Want::Conn(conn));
+                    }
                 }
                 self.free_if_unpinned(old);
             }
@@ -172,7 +175,7 @@ impl Core {
     /// The oldest waiter that can use `conn`: one bound to it, one that
     /// can use any connection if `conn` serves such, or, if nobody is
     /// pinned to it, one whose Strict pin has not served it yet
-    /// ([`Core::serve_unserved`]).
+    /// (see `Core::unserved`).
     pub(super) fn oldest_waiter_for(&self, conn: ConnId) -> Option<Ticket> {
         let oldest = self.waiters.oldest_for(conn, self.serves_any(conn));
         match self.waiters.oldest_unserved() {
