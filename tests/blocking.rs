@@ -390,7 +390,12 @@ fn dropping_the_last_handle_closes_idle_and_leased_connections() {
     });
     assert_eq!(manager.tally.live.load(Ordering::SeqCst), 2);
     // The exited thread's connection is reset before anyone reuses it.
-    wait_for_state(&pool, "the reset", |s| s.resetting == 0);
+    // (`thread::scope` returns before its threads' thread-locals are
+    // dropped: the pin is reclaimed, and the reset asked for, when they
+    // are.)
+    wait_for_state(&pool, "the reclaim and the reset", |s| {
+        s.counters.reclaimed_pins == 1 && s.resetting == 0
+    });
     drop(pool);
     assert_eq!(manager.tally.live.load(Ordering::SeqCst), 0);
 }

@@ -448,7 +448,9 @@ fn a_hung_connect_is_given_up_and_its_late_connection_closed() {
         .max_size(1)
         .max_connecting(1)
         .pinning(Pinning::Off)
-        .connect_timeout(Duration::from_millis(50))
+        // Long enough for the second connect (which returns at once) on
+        // a loaded machine: 50 ms was not, beside three busy loops.
+        .connect_timeout(Duration::from_millis(500))
         .maintenance_interval(Duration::from_millis(5))
         .checkout_timeout(HANG)
         .build(Hanging {

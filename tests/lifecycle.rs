@@ -192,7 +192,12 @@ mod blocking {
         assert_ne!(second, first);
         let state = pool.state();
         assert_eq!(state.pinned_owners, 1, "the pin moved to the replacement");
-        assert_eq!(state.pins, vec![(second, 1)]);
+        // (On a loaded machine the replacement may itself have outlived
+        // 30 ms and been replaced by now: the pin follows each.)
+        let [(pinned, 1)] = state.pins[..] else {
+            panic!("one connection, one pin: {state:?}")
+        };
+        assert!(pinned >= second, "{state:?}");
     }
 }
 
