@@ -177,8 +177,9 @@ fn an_owner_waits_for_a_pin_and_the_timeout_error_says_so() {
         .build(Sessions::default())
         .unwrap();
     // This thread's session holds the only connection's pin (not the
-    // connection: it is parked).
-    drop(pool.get().unwrap());
+    // connection: it is parked). Its own patience: the connect may take
+    // longer than the pool's 50 ms on a loaded machine.
+    drop(pool.get_timeout(Duration::from_secs(20)).unwrap());
     let error = thread::scope(|s| s.spawn(|| pool.get().map(|_| ())).join().unwrap())
         .expect_err("the only connection is another thread's session");
     let Error::Timeout { state, .. } = &error else {
