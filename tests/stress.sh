@@ -31,6 +31,10 @@ for line in sys.stdin:
         print(message["executable"])
 '
 )
+if [ "${#binaries[@]}" = 0 ]; then
+    echo "no test binary was built: cargo test --workspace --all-targets --all-features --no-run says why" >&2
+    exit 1
+fi
 echo "${#binaries[@]} test binaries, ${seconds}s, $hogs busy loops"
 
 loops=()

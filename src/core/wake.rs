@@ -41,6 +41,8 @@ impl Core {
             }
         }
         if pins {
+            // Served now (a re-pin above counted as a first pin, and
+            // marked it unserved like one).
             self.forget_unserved(owner);
         }
         // A pinned owner's session, or under EveryUnpinnedCheckin anyone's,
