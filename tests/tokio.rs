@@ -300,6 +300,45 @@ async fn an_aborted_pinned_task_releases_its_pin_and_connection() {
     assert_eq!(state.counters.reclaimed_pins, 1);
 }
 
+/// A scope whose future panics in a poll stops being the thread's scope:
+/// the scope it was nested in is the current one again, and its own pool's
+/// checkouts after it are unpinned.
+#[tokio::test(flavor = "current_thread")]
+async fn a_scope_that_panics_leaves_the_scope_around_it_current() {
+    let manager = TestManager::default();
+    let (a, b) = (pool(2, &manager), pool(2, &manager));
+    b.pinned(async {
+        let b_conn = PooledConnection::id(&b.get().await.unwrap());
+        // Polled until it panics (its first poll waits for a connect),
+        // and dropped.
+        let caught = {
+            let mut inner = pin!(a.pinned(async {
+                let _held = a.get().await.unwrap();
+                panic!("inside a's scope");
+            }));
+            poll_fn(|cx| {
+                let poll = std::panic::AssertUnwindSafe(|| inner.as_mut().poll(cx));
+                match std::panic::catch_unwind(poll) {
+                    Ok(Poll::Pending) => Poll::Pending,
+                    Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+                    Err(panic) => Poll::Ready(Err(panic)),
+                }
+            })
+            .await
+        };
+        assert!(caught.is_err(), "the scope's future panicked");
+        assert_eq!(a.state().pinned_owners, 0, "its pin was released");
+        let unpinned = a.get().await.unwrap();
+        assert_eq!(a.state().pinned_owners, 0, "outside any scope of a");
+        drop(unpinned);
+        let again = b.get().await.unwrap();
+        assert_eq!(PooledConnection::id(&again), b_conn, "b's scope is current");
+        assert_eq!(b.state().pinned_owners, 1);
+    })
+    .await;
+    assert_eq!(b.state().pinned_owners, 0);
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_scope_dropped_while_waiting_leaves_no_waiter() {
     let manager = TestManager::default();

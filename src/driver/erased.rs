@@ -1,8 +1,9 @@
 //! Leases kept where pools of every connection type share one place: a
-//! thread's pins (one thread-local for all pools) and the scopes polled on
-//! a thread. Such a place holds a [`LeaseSlot`] per pool, the lease's
-//! type erased; only the pool that made the slot takes the lease back
-//! out, typed, through its [`LeaseKey`].
+//! thread's pins (one thread-local for all pools), and the frames of the
+//! scopes polled on a thread (`tokio::scope`). Such a place holds a
+//! [`LeaseSlot`] per pool, the lease's type erased (a frame is typed by
+//! its key's id the same way); only the pool that made the slot takes the
+//! lease back out, typed, through its [`LeaseKey`].
 //!
 //! Why not `Arc<dyn Any>` and `downcast`: the downcast is a virtual call
 //! and a 128-bit comparison on every pinned checkout, to check what the
@@ -42,6 +43,13 @@ impl<C> LeaseKey<C> {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             _conn: PhantomData,
         }
+    }
+
+    /// The id that names this key's pool and, with it, its connection
+    /// type (for records typed by a key, as the scopes' frames are).
+    #[inline(always)]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 }
 
@@ -123,15 +131,6 @@ impl LeaseSlot {
         }
     }
 
-    /// Takes the lease out, if this is the slot of `key`'s pool.
-    pub(crate) fn take<C: Send + 'static>(&mut self, key: &LeaseKey<C>) -> Option<Arc<Lease<C>>> {
-        let lease = self.get(key);
-        if lease.is_some() {
-            self.lease = None;
-        }
-        lease
-    }
-
     /// Drops the lease kept here, if any.
     pub(crate) fn clear(&mut self) {
         self.lease = None;
@@ -160,8 +159,8 @@ mod tests {
         assert!(Arc::ptr_eq(&got, &kept));
         assert_eq!(Arc::strong_count(&kept), 3, "kept, the slot's, the one got");
         drop(got);
-        assert!(Arc::ptr_eq(&slot.take(&mine).expect("kept"), &kept));
-        assert!(slot.get(&mine).is_none(), "taken");
+        slot.set(&mine, None);
+        assert!(slot.get(&mine).is_none(), "emptied");
         assert_eq!(
             Arc::strong_count(&kept),
             1,
