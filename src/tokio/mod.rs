@@ -889,6 +889,23 @@ mod tests {
         });
     }
 
+    /// A scope shows its owner while it lasts, and none once it ended.
+    #[test]
+    fn a_scope_shows_its_owner_until_it_ends() {
+        let runtime = runtime();
+        let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) }).unwrap();
+        runtime.block_on(async {
+            let mut scope = std::pin::pin!(pool.pinned(async {}));
+            let shown = format!("{scope:?}");
+            assert!(
+                shown.starts_with("Pinned") && shown.contains("owner: Some(OwnerId("),
+                "{shown}"
+            );
+            scope.as_mut().await;
+            assert!(format!("{scope:?}").contains("owner: None"), "{scope:?}");
+        });
+    }
+
     /// A strict owner's checkout that goes to the core ends its own
     /// connection's lease, not the stash's lease of another connection. A
     /// lease's fast-path checkouts reach the core's count when it ends, so
