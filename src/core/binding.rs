@@ -173,9 +173,10 @@ impl Core {
 
     /// Whether a waiter that can use any connection may use `conn`.
     pub(super) fn serves_any(&self, conn: ConnId) -> bool {
-        self.slots
-            .get(conn)
-            .is_none_or(|slot| serves_any(self.config.pinning, slot))
+        // The policy first: outside Exclusive the slot need not be found
+        // (a lookup saved on every hand-off).
+        self.config.pinning != Pinning::Exclusive
+            || (self.slots.get(conn)).is_none_or(|slot| serves_any(self.config.pinning, slot))
     }
 }
 

@@ -328,12 +328,11 @@ impl Core {
     /// reset first: an owner may have left state on it, and no owner
     /// pinned to it is left to share that state with (see [`Reset`]).
     fn needs_reset(&self, conn: ConnId) -> bool {
+        if self.config.reset == Reset::Never {
+            return false; // without finding the slot
+        }
         let slot = self.slots.slot(conn);
-        self.config.reset != Reset::Never
-            && slot.dirty
-            && slot.pinned.is_empty()
-            && !self.closed
-            && slot.generation == self.generation
+        slot.dirty && slot.pinned.is_empty() && !self.closed && slot.generation == self.generation
     }
 
     /// Takes `conn` out of service while the driver resets it.
