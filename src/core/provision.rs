@@ -171,7 +171,11 @@ impl Core {
         while !self.refill_deferred && self.slots.total() < self.config.min_size {
             self.slots.create_pending(self.generation, None);
         }
-        while self.slots.connecting() < self.config.max_connecting
+        // Whether anything is pending is asked first: every input ends
+        // here, nearly always with nothing pending, and a length is
+        // cheaper than the clock's comparison or `pop_first`.
+        while self.slots.pending() > 0
+            && self.slots.connecting() < self.config.max_connecting
             && !self.backing_off()
             && let Some(conn) = self.slots.start_oldest_pending(self.now)
         {

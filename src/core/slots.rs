@@ -130,11 +130,6 @@ impl Slots {
 
     /// Moves the oldest pending slot to `Connecting` at `now`.
     pub fn start_oldest_pending(&mut self, now: Duration) -> Option<ConnId> {
-        if self.pending.is_empty() {
-            // Every input ends asking (`Core::provision`), and nearly always
-            // there is none: a length check is cheaper than `pop_first`.
-            return None;
-        }
         let id = self.pending.pop_first()?;
         let slot = self.slot_mut(id);
         slot.state = SlotState::Connecting;
