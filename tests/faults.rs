@@ -459,9 +459,11 @@ fn run_phases(
         let healed = Instant::now();
         proxy.heal();
         let took = tally.wait_until_all_succeeded(workers, healed + 10 * MAINTENANCE_INTERVAL);
+        // What the workers met on the way says what held them up.
         assert!(
             took <= 2 * MAINTENANCE_INTERVAL + SLACK,
-            "{after}: recovered in {took:?}"
+            "{after}: recovered in {took:?}; meanwhile: {}",
+            tally.error_kinds()
         );
         recovered_row(took)
     };
