@@ -378,6 +378,62 @@ fn a_replacement_is_asked_for_by_the_oldest_waiter_it_could_serve() {
     );
 }
 
+/// Under `Strict`, owners whose replacement connection fails to connect
+/// share a live connection, as owners bound in a full pool do, instead of
+/// waiting through every retry of a server that refuses connects while
+/// the live connections serve everyone else.
+#[test]
+fn owners_whose_replacement_fails_to_connect_share_a_live_connection() {
+    let mut core = core(Config {
+        max_size: 2,
+        pinning: Pinning::Strict,
+        ..Config::default()
+    });
+    let (alice, bob, carol) = (OwnerId(1), OwnerId(2), OwnerId(3));
+    let alices = first_checkout(&mut core, alice);
+    let bobs = first_checkout(&mut core, bob);
+    core.checkin(bobs, Health::Healthy).unwrap();
+    assert_eq!(
+        core.checkout(carol),
+        Checkout::Granted(bobs),
+        "the pool is full: carol shares the idle one, bob's"
+    );
+    let Checkout::Waiting(bob_waits) = core.checkout(bob) else {
+        panic!("carol holds bob's connection")
+    };
+    core.checkin(bobs, Health::Broken).unwrap();
+    let replacement = std::iter::from_fn(|| core.poll_action())
+        .find_map(|action| match action {
+            Action::Open(conn) => Some(conn),
+            _ => None,
+        })
+        .expect("a replacement for bob and carol");
+    let Checkout::Waiting(carol_waits) = core.checkout(carol) else {
+        panic!("carol's connection is being replaced")
+    };
+    core.connect_failed(replacement).unwrap();
+    let failed: Vec<_> = std::iter::from_fn(|| core.poll_action()).collect();
+    assert_eq!(
+        failed,
+        vec![Action::Fail {
+            ticket: bob_waits,
+            reason: FailReason::ConnectionError
+        }],
+        "bob asked for it: told of the failure; nothing is opened again"
+    );
+    core.checkin(alices, Health::Healthy).unwrap();
+    assert_eq!(
+        core.poll_action(),
+        Some(Action::Grant {
+            ticket: carol_waits,
+            conn: alices
+        }),
+        "carol is served by the live connection"
+    );
+    let pins = core.state().pins;
+    assert_eq!(pins, vec![(alices, 3)], "all three owners share it");
+}
+
 /// A driver runs maintenance and reports its clock only when the config
 /// says it must: each option that needs them says so on its own.
 #[test]

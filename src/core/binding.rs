@@ -59,14 +59,28 @@ impl Core {
     /// The connection with the fewest pinned owners, an idle one first, then
     /// the one with the shortest line, then the oldest.
     pub(super) fn least_loaded(&self) -> ConnId {
+        self.least_loaded_of(|_| true)
+            .expect("a full pool has connections")
+    }
+
+    /// The [least loaded](Self::least_loaded) of the established
+    /// connections of this generation, if there is one.
+    fn least_loaded_live(&self) -> Option<ConnId> {
+        self.least_loaded_of(|slot| {
+            slot.generation == self.generation
+                && !matches!(slot.state, SlotState::Pending | SlotState::Connecting)
+        })
+    }
+
+    fn least_loaded_of(&self, eligible: impl Fn(&Slot) -> bool) -> Option<ConnId> {
         self.slots
             .iter()
+            .filter(|(_, slot)| eligible(slot))
             .min_by_key(|(id, slot)| {
                 let busy = !matches!(slot.state, SlotState::Idle { .. });
                 (busy, slot.pinned.len(), self.waiters.bound_to(*id), *id)
             })
             .map(|(id, _)| id)
-            .expect("a full pool has connections")
     }
 
     /// An idle connection `owner` may take now for `want`: an owner whose
@@ -113,6 +127,37 @@ impl Core {
         }
         self.slots.slot_mut(replacement).pinned = pinned;
         self.waiters.retarget(conn, replacement);
+    }
+
+    /// Moves the owners pinned to `conn`, whose connect failed or was
+    /// given up, and the waiters bound to it. Under Strict, while a live
+    /// connection exists, they share one, as owners bound in a full pool
+    /// do: they have no session to keep, and the server that failed this
+    /// connect may fail its replacement too — they would wait through
+    /// every retry while the live connections served everyone else. (The
+    /// pool, below its size, opens connections for new owners again.)
+    /// Otherwise they wait for a replacement, as a closed connection's
+    /// owners do ([`rehome`](Self::rehome)).
+    pub(super) fn rehome_failed_connect(&mut self, conn: ConnId, pinned: BTreeSet<OwnerId>) {
+        let live = (self.config.pinning == Pinning::Strict && self.waiters.bound_to(conn) > 0)
+            .then(|| self.least_loaded_live())
+            .flatten();
+        match live {
+            Some(to) => self.rebind(conn, pinned, to),
+            None => self.rehome(conn, pinned),
+        }
+    }
+
+    /// Pins `pinned`, the owners of `conn`, to `to` and moves the waiters
+    /// bound to `conn` into its line. They may now be able to use an idle
+    /// connection: the input's closing `provision` hands it over
+    /// ([`Core::serve_idle`]).
+    pub(super) fn rebind(&mut self, conn: ConnId, pinned: BTreeSet<OwnerId>, to: ConnId) {
+        for owner in pinned {
+            self.pin(owner, to);
+        }
+        self.waiters.retarget(conn, to);
+        self.idle_to_serve = true;
     }
 
     /// Pins `owner` to `conn`. A Strict owner pinned for the first time

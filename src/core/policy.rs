@@ -36,6 +36,9 @@ pub enum Pinning {
     /// instead an idle connection nobody is pinned to, if one frees up
     /// first, and its pin moves there: it has no session to keep yet.
     /// An owner whose connection is busy waits for *that* connection.
+    /// When its connection closes, its pin moves to the replacement; if
+    /// that fails to connect, to the least loaded live connection (its
+    /// session is gone either way, and the live ones can serve it now).
     Strict,
     /// An owner prefers the connection it used last; if that one is busy it
     /// takes any idle connection (or opens one) and is re-pinned to it.

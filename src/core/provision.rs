@@ -95,7 +95,7 @@ impl Core {
                 self.event(Event::Unpinned { owner, conn });
             }
         }
-        self.rehome(conn, slot.pinned);
+        self.rehome_failed_connect(conn, slot.pinned);
         self.provision();
     }
 

@@ -104,14 +104,11 @@ impl Core {
                 self.event(Event::Unpinned { owner, conn });
             }
             self.waiters.unbind(conn);
+            self.idle_to_serve = true;
         } else {
             let to = self.least_loaded();
-            for owner in pinned {
-                self.pin(owner, to);
-            }
-            self.waiters.retarget(conn, to);
+            self.rebind(conn, pinned, to);
         }
-        self.idle_to_serve = true;
     }
 
     /// Hands each idle connection some waiter can use to the oldest such
