@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pinpool::core::{
     Action, Checkout, CloseReason, Config, ConnId, Core, Event, FailReason, Health, InputError,
-    LeaseScope, Overflow, OwnerId, Pinning, Reset, WakePolicy,
+    LeaseScope, Overflow, OwnerId, Pinning, Reset, Ticket, WakePolicy,
 };
 
 fn core(config: Config) -> Core {
@@ -378,12 +378,11 @@ fn a_replacement_is_asked_for_by_the_oldest_waiter_it_could_serve() {
     );
 }
 
-/// Under `Strict`, owners whose replacement connection fails to connect
-/// share a live connection, as owners bound in a full pool do, instead of
-/// waiting through every retry of a server that refuses connects while
-/// the live connections serve everyone else.
-#[test]
-fn owners_whose_replacement_fails_to_connect_share_a_live_connection() {
+/// A `Strict` pool of two where alice holds her connection, bob's broke,
+/// and bob and carol, pinned to it, wait for its replacement, whose
+/// connect is in flight. Returns the core, alice's connection, the
+/// replacement and the tickets bob and carol wait with.
+fn waiting_for_a_replacement() -> (Core, ConnId, ConnId, Ticket, Ticket) {
     let mut core = core(Config {
         max_size: 2,
         pinning: Pinning::Strict,
@@ -411,27 +410,58 @@ fn owners_whose_replacement_fails_to_connect_share_a_live_connection() {
     let Checkout::Waiting(carol_waits) = core.checkout(carol) else {
         panic!("carol's connection is being replaced")
     };
-    core.connect_failed(replacement).unwrap();
-    let failed: Vec<_> = std::iter::from_fn(|| core.poll_action()).collect();
-    assert_eq!(
-        failed,
-        vec![Action::Fail {
-            ticket: bob_waits,
-            reason: FailReason::ConnectionError
-        }],
-        "bob asked for it: told of the failure; nothing is opened again"
-    );
+    (core, alices, replacement, bob_waits, carol_waits)
+}
+
+/// Under `Strict`, owners whose replacement connection fails to connect
+/// share a live connection, as owners bound in a full pool do, instead of
+/// waiting through every retry of a server that refuses connects while
+/// the live connections serve everyone else.
+#[test]
+fn owners_whose_replacement_fails_to_connect_share_a_live_connection() {
+    let (mut core, alices, replacement, bob_waits, carol_waits) = waiting_for_a_replacement();
     core.checkin(alices, Health::Healthy).unwrap();
+    core.connect_failed(replacement).unwrap();
+    let actions: Vec<_> = std::iter::from_fn(|| core.poll_action()).collect();
     assert_eq!(
-        core.poll_action(),
-        Some(Action::Grant {
-            ticket: carol_waits,
-            conn: alices
-        }),
-        "carol is served by the live connection"
+        actions,
+        vec![
+            Action::Fail {
+                ticket: bob_waits,
+                reason: FailReason::ConnectionError
+            },
+            Action::Grant {
+                ticket: carol_waits,
+                conn: alices
+            }
+        ],
+        "bob asked for it and is told; carol is served by the live one, \
+         and nothing is opened again"
     );
     let pins = core.state().pins;
     assert_eq!(pins, vec![(alices, 3)], "all three owners share it");
+}
+
+/// ... but not onto a connection checked out with nobody waiting for it:
+/// a driver may have leased that one to its owner (`Core::may_lease`),
+/// whose checkins it then keeps from the core, and a waiter moved there
+/// would wait until something else ended the lease. They wait for a
+/// replacement instead.
+#[test]
+fn owners_whose_replacement_fails_to_connect_skip_a_connection_nobody_awaits() {
+    let (mut core, alices, replacement, bob_waits, _) = waiting_for_a_replacement();
+    core.connect_failed(replacement).unwrap();
+    let actions: Vec<_> = std::iter::from_fn(|| core.poll_action()).collect();
+    let [Action::Fail { ticket, .. }, Action::Open(another)] = actions[..] else {
+        panic!("bob is told and another replacement opens: {actions:?}")
+    };
+    assert_eq!(ticket, bob_waits);
+    let pins = core.state().pins;
+    assert_eq!(
+        pins,
+        vec![(alices, 1), (another, 2)],
+        "bob and carol's pins moved"
+    );
 }
 
 /// A driver runs maintenance and reports its clock only when the config

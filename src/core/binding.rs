@@ -59,23 +59,33 @@ impl Core {
     /// The connection with the fewest pinned owners, an idle one first, then
     /// the one with the shortest line, then the oldest.
     pub(super) fn least_loaded(&self) -> ConnId {
-        self.least_loaded_of(|_| true)
+        self.least_loaded_of(|_, _| true)
             .expect("a full pool has connections")
     }
 
-    /// The [least loaded](Self::least_loaded) of the established
-    /// connections of this generation, if there is one.
+    /// The [least loaded](Self::least_loaded) live connection of this
+    /// generation that comes back through the core: an idle one, or one
+    /// that others wait for already. One checked out with nobody waiting
+    /// may be leased (see [`Core::may_lease`]): its owner's checkins then
+    /// keep it in the driver, and a waiter moved onto it would wait until
+    /// some other input ended the lease.
     fn least_loaded_live(&self) -> Option<ConnId> {
-        self.least_loaded_of(|slot| {
+        self.least_loaded_of(|id, slot| {
             slot.generation == self.generation
-                && !matches!(slot.state, SlotState::Pending | SlotState::Connecting)
+                && match slot.state {
+                    SlotState::Idle { .. } => true,
+                    SlotState::InUse { .. } | SlotState::Resetting => {
+                        self.oldest_waiter_for(id).is_some()
+                    }
+                    SlotState::Pending | SlotState::Connecting => false,
+                }
         })
     }
 
-    fn least_loaded_of(&self, eligible: impl Fn(&Slot) -> bool) -> Option<ConnId> {
+    fn least_loaded_of(&self, eligible: impl Fn(ConnId, &Slot) -> bool) -> Option<ConnId> {
         self.slots
             .iter()
-            .filter(|(_, slot)| eligible(slot))
+            .filter(|&(id, slot)| eligible(id, slot))
             .min_by_key(|(id, slot)| {
                 let busy = !matches!(slot.state, SlotState::Idle { .. });
                 (busy, slot.pinned.len(), self.waiters.bound_to(*id), *id)
@@ -131,8 +141,8 @@ impl Core {
 
     /// Moves the owners pinned to `conn`, whose connect failed or was
     /// given up, and the waiters bound to it. Under Strict, while a live
-    /// connection exists, they share one, as owners bound in a full pool
-    /// do: they have no session to keep, and the server that failed this
+    /// connection can take them ([`least_loaded_live`](Self::least_loaded_live)),
+    /// they share it, as owners bound in a full pool do: they have no session to keep, and the server that failed this
     /// connect may fail its replacement too — they would wait through
     /// every retry while the live connections served everyone else. (The
     /// pool, below its size, opens connections for new owners again.)

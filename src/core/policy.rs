@@ -37,8 +37,9 @@ pub enum Pinning {
     /// first, and its pin moves there: it has no session to keep yet.
     /// An owner whose connection is busy waits for *that* connection.
     /// When its connection closes, its pin moves to the replacement; if
-    /// that fails to connect, to the least loaded live connection (its
-    /// session is gone either way, and the live ones can serve it now).
+    /// that fails to connect, to the least loaded live connection that is
+    /// idle or that others already wait for, where there is one (its
+    /// session is gone either way, and that one serves it in turn).
     Strict,
     /// An owner prefers the connection it used last; if that one is busy it
     /// takes any idle connection (or opens one) and is re-pinned to it.
