@@ -30,6 +30,15 @@ fn connect_all(core: &mut Core) -> Vec<Action> {
     others
 }
 
+/// The connection the core next asks to open, passing over its other
+/// actions.
+fn next_open(core: &mut Core) -> Option<ConnId> {
+    std::iter::from_fn(|| core.poll_action()).find_map(|action| match action {
+        Action::Open(conn) => Some(conn),
+        _ => None,
+    })
+}
+
 /// A checkout that waits for a connect, then is granted the connection.
 fn first_checkout(core: &mut Core, owner: OwnerId) -> ConnId {
     let Checkout::Waiting(ticket) = core.checkout(owner) else {
@@ -361,12 +370,7 @@ fn a_replacement_is_asked_for_by_the_oldest_waiter_it_could_serve() {
         panic!("bob is bound to it and waits")
     };
     core.checkin(conn, Health::Broken).unwrap();
-    let replacement = std::iter::from_fn(|| core.poll_action())
-        .find_map(|action| match action {
-            Action::Open(conn) => Some(conn),
-            _ => None,
-        })
-        .expect("a replacement for the owners pinned to it");
+    let replacement = next_open(&mut core).expect("a replacement for the owners pinned to it");
     core.connect_failed(replacement).unwrap();
     assert_eq!(
         core.poll_action(),
@@ -401,12 +405,7 @@ fn waiting_for_a_replacement() -> (Core, ConnId, ConnId, Ticket, Ticket) {
         panic!("carol holds bob's connection")
     };
     core.checkin(bobs, Health::Broken).unwrap();
-    let replacement = std::iter::from_fn(|| core.poll_action())
-        .find_map(|action| match action {
-            Action::Open(conn) => Some(conn),
-            _ => None,
-        })
-        .expect("a replacement for bob and carol");
+    let replacement = next_open(&mut core).expect("a replacement for bob and carol");
     let Checkout::Waiting(carol_waits) = core.checkout(carol) else {
         panic!("carol's connection is being replaced")
     };
