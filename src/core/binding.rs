@@ -141,13 +141,14 @@ impl Core {
 
     /// Moves the owners pinned to `conn`, whose connect failed or was
     /// given up, and the waiters bound to it. Under Strict, while a live
-    /// connection can take them ([`least_loaded_live`](Self::least_loaded_live)),
-    /// they share it, as owners bound in a full pool do: they have no session to keep, and the server that failed this
-    /// connect may fail its replacement too — they would wait through
-    /// every retry while the live connections served everyone else. (The
-    /// pool, below its size, opens connections for new owners again.)
-    /// Otherwise they wait for a replacement, as a closed connection's
-    /// owners do ([`rehome`](Self::rehome)).
+    /// connection can take them
+    /// ([`least_loaded_live`](Self::least_loaded_live)), they share it, as
+    /// owners bound in a full pool do: they have no session to keep, and
+    /// the server that failed this connect may fail its replacement too —
+    /// they would wait through every retry while the live connections
+    /// served everyone else. (The pool, below its size, opens connections
+    /// for new owners again.) Otherwise they wait for a replacement, as a
+    /// closed connection's owners do ([`rehome`](Self::rehome)).
     pub(super) fn rehome_failed_connect(&mut self, conn: ConnId, pinned: BTreeSet<OwnerId>) {
         let live = (self.config.pinning == Pinning::Strict && self.waiters.bound_to(conn) > 0)
             .then(|| self.least_loaded_live())
