@@ -17,6 +17,16 @@ fn core(config: Config) -> Core {
     Core::new(config).expect("a valid config")
 }
 
+/// A `Strict` core of `max_size` connections, every other setting the
+/// default.
+fn strict(max_size: usize) -> Core {
+    core(Config {
+        max_size,
+        pinning: Pinning::Strict,
+        ..Config::default()
+    })
+}
+
 /// Carries out the core's actions, reporting every connect as a success,
 /// until it asks for nothing more; returns the other actions, in order.
 fn connect_all(core: &mut Core) -> Vec<Action> {
@@ -356,11 +366,7 @@ fn every_checkout_failed_at_once_is_counted() {
 /// and a failed connect fails that waiter, not the younger one.
 #[test]
 fn a_replacement_is_asked_for_by_the_oldest_waiter_it_could_serve() {
-    let mut core = core(Config {
-        max_size: 1,
-        pinning: Pinning::Strict,
-        ..Config::default()
-    });
+    let mut core = strict(1);
     let (alice, bob) = (OwnerId(1), OwnerId(2));
     let conn = first_checkout(&mut core, alice);
     let Checkout::Waiting(unpinned) = core.checkout_unpinned(OwnerId(3)) else {
@@ -387,11 +393,7 @@ fn a_replacement_is_asked_for_by_the_oldest_waiter_it_could_serve() {
 /// connect is in flight. Returns the core, alice's connection, the
 /// replacement and the tickets bob and carol wait with.
 fn waiting_for_a_replacement() -> (Core, ConnId, ConnId, Ticket, Ticket) {
-    let mut core = core(Config {
-        max_size: 2,
-        pinning: Pinning::Strict,
-        ..Config::default()
-    });
+    let mut core = strict(2);
     let (alice, bob, carol) = (OwnerId(1), OwnerId(2), OwnerId(3));
     let alices = first_checkout(&mut core, alice);
     let bobs = first_checkout(&mut core, bob);
@@ -826,11 +828,7 @@ fn only_strict_co_owners_share_a_lease_and_its_holder_refuses_nobody() {
 /// beside it for as long as the busy one was held.
 #[test]
 fn an_owner_its_pin_has_not_served_takes_a_connection_nobody_is_pinned_to() {
-    let mut core = core(Config {
-        max_size: 2,
-        pinning: Pinning::Strict,
-        ..Config::default()
-    });
+    let mut core = strict(2);
     let (alice, bob, carol) = (OwnerId(1), OwnerId(2), OwnerId(3));
     let first = first_checkout(&mut core, alice);
     let second = first_checkout(&mut core, bob);
