@@ -234,9 +234,9 @@ pub(crate) struct TakeCell<T> {
 /// (a zero-sized value's box is at its alignment, near 0).
 static CLOSED: u8 = 0;
 
-// One of the crate's five audited uses of `unsafe` (the others:
+// One of the crate's six audited uses of `unsafe` (the others:
 // `driver::Guard`, `driver::erased`, `driver::lease::HeldLease`, the
-// frames of `tokio::scope`):
+// frames of `tokio::scope`, `tokio::later::Later`):
 // a `Box` moved through an `AtomicPtr`, which no safe crossbeam type
 // offers with a plain-load emptiness check. The loom build runs this very code on loom's
 // `AtomicPtr`, so the models explore its orderings too.

@@ -65,6 +65,7 @@
 
 mod get;
 mod guard;
+mod later;
 mod manager;
 mod scope;
 mod session;
@@ -151,7 +152,9 @@ impl<M: Manager> Pool<M> {
     /// # }
     /// ```
     pub fn get(&self) -> impl Future<Output = Result<PooledConnection<'_, M>, Error<M::Error>>> {
-        self.get_with(Patience::PoolTimeout, || PoolRef::Borrowed(&self.shared))
+        self.get_with(Patience::PoolTimeout, |pool| {
+            PoolRef::Borrowed(&pool.shared)
+        })
     }
 
     /// [`get`](Self::get) with this call's own timeout in place of the
@@ -174,7 +177,9 @@ impl<M: Manager> Pool<M> {
         &self,
         timeout: Duration,
     ) -> impl Future<Output = Result<PooledConnection<'_, M>, Error<M::Error>>> {
-        self.get_with(Patience::UpTo(timeout), || PoolRef::Borrowed(&self.shared))
+        self.get_with(Patience::UpTo(timeout), |pool| {
+            PoolRef::Borrowed(&pool.shared)
+        })
     }
 
     /// A connection only if one is free for this caller now; otherwise
@@ -199,7 +204,7 @@ impl<M: Manager> Pool<M> {
     pub fn try_get(
         &self,
     ) -> impl Future<Output = Result<PooledConnection<'_, M>, Error<M::Error>>> {
-        self.get_with(Patience::Never, || PoolRef::Borrowed(&self.shared))
+        self.get_with(Patience::Never, |pool| PoolRef::Borrowed(&pool.shared))
     }
 
     /// Like [`Pool::get`], for a guard that owns a reference to the pool
@@ -218,8 +223,8 @@ impl<M: Manager> Pool<M> {
     pub fn get_owned(
         &self,
     ) -> impl Future<Output = Result<PooledConnection<'static, M>, Error<M::Error>>> {
-        self.get_with(Patience::PoolTimeout, || {
-            PoolRef::Owned(Arc::clone(&self.shared))
+        self.get_with(Patience::PoolTimeout, |pool| {
+            PoolRef::Owned(Arc::clone(&pool.shared))
         })
     }
 
@@ -261,28 +266,32 @@ impl<M: Manager> Pool<M> {
     /// tries the fast paths and, only if they fail, builds the
     /// [`checkout`](Self::checkout) that may wait.
     #[inline(always)]
-    fn get_with<'g>(
-        &self,
+    fn get_with<'p, 'g>(
+        &'p self,
         patience: Patience,
-        guard_pool: impl Fn() -> PoolRef<'g, Shared<M>>,
+        guard_pool: impl Fn(&'p Self) -> PoolRef<'g, Shared<M>>,
     ) -> impl Future<Output = Result<PooledConnection<'g, M>, Error<M::Error>>> {
-        let fast = |pool: &Self| pool.scope_now();
-        FastFirst::new(self, guard_pool, fast, move |guard_pool, caller, found| {
-            self.checkout(guard_pool, caller, patience, found)
-        })
+        FastFirst::new(
+            self,
+            guard_pool,
+            |pool| pool.scope_now(),
+            move |pool, guard_pool, caller, found| {
+                pool.checkout(guard_pool, caller, patience, found)
+            },
+        )
     }
 
     /// A checkout that [`checkout_now`](Self::checkout_now) could not
     /// end: `found` is what its fast paths found (to validate), if
     /// anything; otherwise the core decides. A round whose connection
     /// fails validation tries the fast paths again, then the core.
-    async fn checkout<'p>(
-        &self,
-        pool: impl Fn() -> PoolRef<'p, Shared<M>>,
+    async fn checkout<'p, 'g>(
+        &'p self,
+        guard_pool: impl Fn(&'p Self) -> PoolRef<'g, Shared<M>>,
         mut caller: Caller<'_, M::Connection>,
         patience: Patience,
         mut found: Option<Handed<M::Connection>>,
-    ) -> Result<PooledConnection<'p, M>, Error<M::Error>> {
+    ) -> Result<PooledConnection<'g, M>, Error<M::Error>> {
         let shared = &self.shared;
         let mut clock = patience.lazy_deadline(shared.options.checkout_timeout);
         loop {
@@ -315,7 +324,7 @@ impl<M: Manager> Pool<M> {
             let validate = shared.options.validate_on_checkout;
             // Until validated, a connection whose checkout is dropped or
             // panics is checked in as broken.
-            let mut conn = PooledConnection::new(pool(), handed, validate);
+            let mut conn = PooledConnection::new(guard_pool(self), handed, validate);
             if !validate {
                 return Ok(conn);
             }

@@ -50,11 +50,10 @@ impl<M: Manager> Session<M> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn get(
-        &mut self,
-    ) -> impl Future<Output = Result<PooledConnection<'_, M>, Error<M::Error>>> {
+    pub fn get<'s>(
+        &'s mut self,
+    ) -> impl Future<Output = Result<PooledConnection<'s, M>, Error<M::Error>>> {
         let Session { pool, owner } = self;
-        let pool = &*pool;
         let fast = move |pool: &Pool<M>| {
             // Moved out of the capture, so that the `Caller` may keep a
             // borrow of it after this call.
@@ -67,10 +66,14 @@ impl<M: Manager> Session<M> {
             };
             (caller, found)
         };
-        let wait = move |guard_pool, caller, found| {
-            pool.checkout(guard_pool, caller, Patience::PoolTimeout, found)
-        };
-        FastFirst::new(pool, || PoolRef::Borrowed(&pool.shared), fast, wait)
+        FastFirst::new(
+            pool,
+            |pool: &'s Pool<M>| PoolRef::Borrowed(&pool.shared),
+            fast,
+            |pool, guard_pool, caller, found| {
+                pool.checkout(guard_pool, caller, Patience::PoolTimeout, found)
+            },
+        )
     }
 
     /// The pool's id for the owner this session stands for.
