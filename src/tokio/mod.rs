@@ -293,6 +293,7 @@ impl<M: Manager> Pool<M> {
         mut found: Option<Handed<M::Connection>>,
     ) -> Result<PooledConnection<'g, M>, Error<M::Error>> {
         let shared = &self.shared;
+        shared.note_runtime();
         let mut clock = patience.lazy_deadline(shared.options.checkout_timeout);
         loop {
             let handed = match found.take() {
@@ -407,7 +408,10 @@ impl<M: Manager> Pool<M> {
     /// `checkout` future is built (whose state a fast checkout would
     /// otherwise pay to move, `benches/instructions.sh`). `Err` leaves the
     /// rest to [`checkout`](Self::checkout), with the connection found if
-    /// it must be validated first (validation awaits).
+    /// it must be validated first (validation awaits). It need not note
+    /// the runtime, as [`checkout`](Self::checkout) does: whatever a fast
+    /// path finds was first handed out by a checkout, or opened by the
+    /// pool's build, and both noted it.
     #[inline(always)]
     fn checkout_now<'p>(
         &self,
@@ -415,7 +419,6 @@ impl<M: Manager> Pool<M> {
         found: Option<Handed<M::Connection>>,
     ) -> Result<PooledConnection<'p, M>, Option<Handed<M::Connection>>> {
         let shared = &self.shared;
-        shared.note_runtime();
         match found {
             Some(handed) if !shared.options.validate_on_checkout => {
                 Ok(PooledConnection::new(pool(), handed, false))
@@ -804,6 +807,39 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    /// A pool built outside any runtime learns one from its first
+    /// checkout (the slow path notes it; the fast paths need not, as they
+    /// serve only what a checkout handed out first), and opens there what
+    /// is asked for outside any runtime: here, the replacement for a
+    /// connection discarded on a plain thread.
+    #[test]
+    fn a_pool_built_outside_a_runtime_opens_on_its_first_checkouts() {
+        let pool = Pool::builder()
+            .max_size(1)
+            .min_size(1)
+            .build(|| async { Ok::<_, std::io::Error>(()) })
+            .unwrap();
+        let counters = pool.state().counters;
+        assert_eq!(counters.connect_failures, 1, "no runtime to open on");
+        let runtime = runtime();
+        let held = runtime.block_on(pool.get_owned()).unwrap();
+        std::thread::spawn(move || PooledConnection::discard(held))
+            .join()
+            .unwrap();
+        let replaced = runtime.block_on(async {
+            let replaced = async {
+                while pool.state().idle == 0 {
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(10), replaced).await
+        });
+        let counters = pool.state().counters;
+        assert!(replaced.is_ok(), "no replacement: {counters:?}");
+        assert_eq!(counters.established, 2, "the first, and its replacement");
+        assert_eq!(counters.connect_failures, 1, "only the one at build");
     }
 
     /// A maintenance run with a lifetime and no idle timeout, or the

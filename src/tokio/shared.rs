@@ -74,8 +74,9 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Remembers the current runtime, for connects asked for outside one,
-    /// and starts the maintenance task there. Every checkout asks; only the
-    /// first does anything, out of line.
+    /// and starts the maintenance task there. The build and every
+    /// checkout past the fast paths ask; only the first does anything,
+    /// out of line.
     #[inline(always)]
     pub(crate) fn note_runtime(self: &Arc<Self>) {
         if self.runtime.get().is_none() {
