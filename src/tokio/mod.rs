@@ -365,17 +365,19 @@ impl<M: Manager> Pool<M> {
         let shared = &self.shared;
         let locked = shared.locked();
         let key = locked.key();
-        let Some((scope, found)) = scope::take_back(key, || locked.now()) else {
-            return (Caller::Scope(None), shared.take_stashed());
+        let settle = |owner, found| {
+            // Rare, and out of line: the lease is looked up again.
+            let held = || {
+                if let Some(lease) = scope::lease(key) {
+                    shared.note_lease_holder(&lease, owner);
+                }
+            };
+            shared.settle(found, held)
         };
-        let owner = scope.owner;
-        // Rare, and out of line: the lease is looked up again.
-        let held = || {
-            if let Some(lease) = scope::lease(key) {
-                shared.note_lease_holder(&lease, owner);
-            }
-        };
-        (Caller::Scope(Some(scope)), shared.settle(found, held))
+        match scope::take_back(key, || locked.now(), settle) {
+            Some((scope, found)) => (Caller::Scope(Some(scope)), found),
+            None => (Caller::Scope(None), shared.take_stashed()),
+        }
     }
 
     /// The fast paths again, for a checkout's later round (after a failed
