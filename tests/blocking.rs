@@ -971,3 +971,28 @@ fn a_thread_bound_to_a_held_connection_takes_one_its_owner_let_go() {
     drop(held);
     assert_conserved(&pool, &manager.tally);
 }
+
+/// Each connection given back asks the manager `has_broken` exactly
+/// once: parked from a pinned thread's guard, given back through the core
+/// when its lease was recalled while it was held (the drop's fast path
+/// found it healthy, then could not park it), from an owning guard; and
+/// a discarded one is closed without asking.
+#[test]
+fn each_return_asks_the_manager_once() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    let checks = || manager.tally.broken_checks.load(Ordering::SeqCst);
+    drop(pool.get().unwrap());
+    drop(pool.get().unwrap());
+    assert_eq!(checks(), 2, "one per return");
+    let held = pool.get().unwrap();
+    assert_eq!(pool.state().in_use, 1, "state() recalled the lease");
+    drop(held);
+    assert_eq!(checks(), 3, "once, though the park was refused");
+    drop(pool.get_owned().unwrap());
+    assert_eq!(checks(), 4, "once for an owning guard");
+    PooledConnection::discard(pool.get().unwrap());
+    assert_eq!(checks(), 4, "a discarded connection is not asked about");
+    let state = pool.state();
+    assert_eq!((state.counters.checkouts, state.counters.closed), (5, 1));
+}

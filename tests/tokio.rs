@@ -948,3 +948,49 @@ async fn by_default_a_released_connection_goes_to_the_waiting_task() {
         held = waiter.await.unwrap().unwrap();
     }
 }
+
+/// Each connection given back asks the manager `has_broken` exactly
+/// once: parked in a scope's lease or the stash, given back through the
+/// core when the lease was recalled while held (the drop's fast path
+/// found it healthy, then could not park it), from an owning guard; and
+/// a discarded one is closed without asking.
+#[tokio::test]
+async fn each_return_asks_the_manager_once() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    let checks = || manager.tally.broken_checks.load(Ordering::SeqCst);
+    for pinned in [true, false] {
+        let before = checks();
+        let returns = async {
+            drop(pool.get().await.unwrap());
+            drop(pool.get().await.unwrap());
+            assert_eq!(checks() - before, 2, "pinned {pinned}: one per return");
+            let held = pool.get().await.unwrap();
+            assert_eq!(pool.state().in_use, 1, "state() recalled the lease");
+            drop(held);
+            assert_eq!(
+                checks() - before,
+                3,
+                "pinned {pinned}: once, though refused a park"
+            );
+            drop(pool.get_owned().await.unwrap());
+            assert_eq!(
+                checks() - before,
+                4,
+                "pinned {pinned}: once for an owning guard"
+            );
+            PooledConnection::discard(pool.get().await.unwrap());
+            assert_eq!(
+                checks() - before,
+                4,
+                "pinned {pinned}: a discarded one is not asked about"
+            );
+        };
+        if pinned {
+            pool.pinned(returns).await;
+        } else {
+            returns.await;
+        }
+    }
+    assert_eq!(pool.state().counters.closed, 2);
+}

@@ -17,7 +17,7 @@ use crate::core::{ConnId, Core, OwnerId, PoolState};
 use crate::driver::Driven as _;
 use crate::driver::handle::Closes;
 use crate::driver::maintenance::{self, LiveWorker};
-use crate::driver::{self, Handed, Inner, Locked, Options, TakesBack, Work};
+use crate::driver::{self, Inner, Locked, Options, Work};
 use crate::sync::{Arc, AtomicUsize, Mutex, spawn_or_run};
 
 pub(crate) type Mailbox<M> = ThreadMailbox<<M as Manager>::Connection, <M as Manager>::Error>;
@@ -157,21 +157,7 @@ impl<M: Manager> Shared<M> {
     }
 }
 
-impl<M: Manager> TakesBack for Shared<M> {
-    type Conn = M::Connection;
-
-    /// Checks `has_broken` (a panic in it counts as broken), then returns
-    /// the connection (parked in its owner's lease, when it has one).
-    #[inline(always)]
-    fn take_back(self: &Arc<Self>, mut handed: Handed<M::Connection>, discarded: bool) {
-        let broken = discarded || driver::is_broken(|| self.manager.has_broken(&mut handed.conn));
-        self.return_conn(handed, broken);
-    }
-
-    fn detach(self: &Arc<Self>, handed: Handed<M::Connection>) -> Box<M::Connection> {
-        self.with_core(|inner| inner.detach(handed))
-    }
-}
+driver::takes_back_through_the_driver!(Manager);
 
 impl<M: Manager> driver::Driven<M::Connection, M::Error, Mailbox<M>> for Shared<M> {
     #[inline]

@@ -5,8 +5,9 @@
 
 use std::fmt;
 use std::mem::ManuallyDrop;
+use std::ptr;
 
-use super::Handed;
+use super::{Handed, Leased};
 use crate::core::ConnId;
 use crate::sync::Arc;
 
@@ -15,15 +16,69 @@ pub(crate) trait TakesBack: Send + Sync + 'static {
     /// The pool's connection type.
     type Conn: Send + 'static;
 
-    /// Takes `handed` back: closed if `discarded` or the manager finds it
-    /// broken, else checked in (or parked for its owner).
-    fn take_back(self: &Arc<Self>, handed: Handed<Self::Conn>, discarded: bool);
+    /// Whether the manager finds `conn` broken (a panic in it counts as
+    /// broken).
+    fn has_broken(&self, conn: &mut Self::Conn) -> bool;
+
+    /// Parks a healthy `conn` in its `lease`, without the pool lock (see
+    /// [`park`](super::held::park)); `Err` gives it back when it cannot.
+    fn park(
+        &self,
+        lease: &Option<Leased<Self::Conn>>,
+        conn: Box<Self::Conn>,
+    ) -> Result<(), Box<Self::Conn>>;
+
+    /// Takes `handed` back: closed if `broken`, else parked in its lease
+    /// or checked in (see [`return_conn`](super::held::return_conn)).
+    fn return_conn(self: &Arc<Self>, handed: Handed<Self::Conn>, broken: bool);
 
     /// Takes `handed` out of the pool for good: the pool counts it closed
     /// ([`CloseReason::Detached`](crate::core::CloseReason::Detached)) and
     /// keeps nothing of it.
     fn detach(self: &Arc<Self>, handed: Handed<Self::Conn>) -> Box<Self::Conn>;
 }
+
+/// Implements [`TakesBack`] for a pool's `Shared<M>`, whose `manager`
+/// implements `$manager` and which is [`Driven`](super::Driven): the same
+/// for both pools but for the manager's trait.
+macro_rules! takes_back_through_the_driver {
+    ($manager:ident) => {
+        impl<M: $manager> $crate::driver::TakesBack for Shared<M> {
+            type Conn = M::Connection;
+
+            #[inline(always)]
+            fn has_broken(&self, conn: &mut M::Connection) -> bool {
+                $crate::driver::is_broken(|| self.manager.has_broken(conn))
+            }
+
+            #[inline(always)]
+            fn park(
+                &self,
+                lease: &Option<$crate::driver::Leased<M::Connection>>,
+                conn: Box<M::Connection>,
+            ) -> Result<(), Box<M::Connection>> {
+                self.locked.park(lease, conn)
+            }
+
+            #[inline(always)]
+            fn return_conn(
+                self: &Arc<Self>,
+                handed: $crate::driver::Handed<M::Connection>,
+                broken: bool,
+            ) {
+                $crate::driver::Driven::return_conn(self, handed, broken);
+            }
+
+            fn detach(
+                self: &Arc<Self>,
+                handed: $crate::driver::Handed<M::Connection>,
+            ) -> Box<M::Connection> {
+                $crate::driver::Driven::with_core(self, |inner| inner.detach(handed))
+            }
+        }
+    };
+}
+pub(crate) use takes_back_through_the_driver;
 
 /// How a guard reaches its pool: borrowed from the pool's handle (no
 /// reference count touched on the hot path, as in bb8 and qp) or owning a
@@ -50,12 +105,25 @@ impl<P> PoolRef<'_, P> {
 /// saves a check on every dereference, and the out-of-line drop glue for
 /// the fields left behind, which cost a pinned get + drop 10 of its ~240
 /// instructions in both pools (`benches/instructions.sh`). The crate's
-/// second audited `unsafe`, kept to `take`.
+/// second audited `unsafe`, kept to `take` and the drop's fast path.
 pub(crate) struct Guard<'a, P: TakesBack> {
     pool: ManuallyDrop<PoolRef<'a, P>>,
     handed: ManuallyDrop<Handed<P::Conn>>,
-    /// Goes back as broken, whatever the manager says.
-    discarded: bool,
+    /// How the connection goes back, as far as known.
+    back: Back,
+}
+
+/// How a guard's connection goes back, as far as its holder or the drop's
+/// fast path has found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Back {
+    /// As the manager finds it (not asked yet).
+    AsFound,
+    /// Closed, whatever the manager says: discarded, or not validated, or
+    /// found broken.
+    Broken,
+    /// Healthy, as the manager found: parked if its lease allows.
+    Healthy,
 }
 
 #[allow(unsafe_code)]
@@ -67,7 +135,11 @@ impl<'a, P: TakesBack> Guard<'a, P> {
         Guard {
             pool: ManuallyDrop::new(pool),
             handed: ManuallyDrop::new(handed),
-            discarded,
+            back: if discarded {
+                Back::Broken
+            } else {
+                Back::AsFound
+            },
         }
     }
 
@@ -85,12 +157,13 @@ impl<'a, P: TakesBack> Guard<'a, P> {
 
     /// Closes the connection when the guard is dropped, instead of reusing it.
     pub(crate) fn discard(&mut self) {
-        self.discarded = true;
+        self.back = Back::Broken;
     }
 
-    /// Undoes [`discard`](Self::discard): the connection proved healthy.
+    /// Undoes [`discard`](Self::discard): the connection proved healthy,
+    /// and the manager has its say as it goes back.
     pub(crate) fn keep(&mut self) {
-        self.discarded = false;
+        self.back = Back::AsFound;
     }
 
     /// Takes the connection out of the pool (see [`TakesBack::detach`]).
@@ -120,27 +193,56 @@ impl<'a, P: TakesBack> Guard<'a, P> {
 
 #[allow(unsafe_code)]
 impl<P: TakesBack> Drop for Guard<'_, P> {
+    /// The fast path inline — a borrowing guard's healthy connection
+    /// parked in its lease — and everything else out of line, in
+    /// [`return_slow`](Self::return_slow). Split so, the fast path needs
+    /// no stack frame of its own: it reads the guard where it lies, and
+    /// its only call is the tail call to the rest (a pinned get + drop
+    /// lost 8 instructions of call overhead and copies in both pools,
+    /// `benches/instructions.sh`).
     #[inline(always)]
     fn drop(&mut self) {
-        // SAFETY: `drop` runs once, and `detach` forgets the guard it
-        // takes from, so nothing took the fields before.
-        let (pool, handed) = unsafe { self.take() };
-        // A borrowing guard's return is inlined; an owning one's goes out
-        // of line, with the reference it drops after: kept inline, that
-        // reference stays live across the return, which costs every
-        // guard's drop a spill and a test (4 instructions of a pinned get
-        // + drop, `benches/instructions.sh`).
-        match pool {
-            PoolRef::Borrowed(shared) => shared.take_back(handed, self.discarded),
-            PoolRef::Owned(shared) => take_back_owned(shared, handed, self.discarded),
+        const { assert!(!std::mem::needs_drop::<Option<Leased<P::Conn>>>()) };
+        if let (PoolRef::Borrowed(pool), Back::AsFound) = (&*self.pool, self.back) {
+            if pool.has_broken(&mut self.handed.conn) {
+                self.back = Back::Broken;
+            } else {
+                // SAFETY: the connection is moved out of the guard and,
+                // if the park gives it back, written back before anything
+                // else reads the guard. Once parked, the guard ends here
+                // with its other fields undropped, which leaks nothing:
+                // the pool is a borrow, the id a number and the lease a
+                // pointer or a number (the assertion above).
+                let conn = unsafe { ptr::read(&self.handed.conn) };
+                match pool.park(&self.handed.lease, conn) {
+                    Ok(()) => return,
+                    Err(conn) => unsafe { ptr::write(&mut self.handed.conn, conn) },
+                }
+                self.back = Back::Healthy;
+            }
         }
+        self.return_slow();
     }
 }
 
-/// An owning guard's return (see `Guard::drop`).
-#[inline(never)]
-fn take_back_owned<P: TakesBack>(shared: Arc<P>, handed: Handed<P::Conn>, discarded: bool) {
-    shared.take_back(handed, discarded);
+#[allow(unsafe_code)]
+impl<P: TakesBack> Guard<'_, P> {
+    /// The way back the drop's fast path did not take: an owning guard's
+    /// (whose reference it drops after), a connection broken or not
+    /// leased, a lease recalled.
+    #[inline(never)]
+    fn return_slow(&mut self) {
+        // SAFETY: `drop` runs once and calls this at its end, and `detach`
+        // forgets the guard it takes from, so nothing took the fields
+        // before.
+        let (pool, mut handed) = unsafe { self.take() };
+        let broken = match self.back {
+            Back::AsFound => pool.get().has_broken(&mut handed.conn),
+            Back::Broken => true,
+            Back::Healthy => false,
+        };
+        pool.get().return_conn(handed, broken);
+    }
 }
 
 impl<P: TakesBack> fmt::Debug for Guard<'_, P>

@@ -30,6 +30,25 @@ pub(crate) enum Leased<C> {
     Stash(StashLease),
 }
 
+/// A healthy connection parked in its `lease` without the pool lock (the
+/// fast path); `Err` gives it back when it cannot be: it has no lease, or
+/// the lease was recalled meanwhile. A park refused once is refused
+/// again: a lease's cell, once closed, stays closed while its connection
+/// is out.
+#[inline(always)]
+pub(crate) fn park<C: Send + 'static>(
+    stash: &Stash<C>,
+    lease: &Option<Leased<C>>,
+    conn: Box<C>,
+    now: impl Fn() -> Duration,
+) -> Result<(), Box<C>> {
+    match lease {
+        Some(Leased::Owner(lease)) => lease.get().park(conn, now),
+        Some(Leased::Stash(lease)) => stash.park(*lease, conn, now),
+        None => Err(conn),
+    }
+}
+
 /// A guard returns its connection. A healthy leased one is parked (the
 /// fast path, no pool lock); anything else (broken, not leased,
 /// recalled meanwhile) goes to `check_in`, through the core under the
@@ -50,18 +69,7 @@ pub(crate) fn return_conn<C: Send + 'static>(
     // Taken apart rather than `lease.take()`n: nothing is left behind to
     // drop, which keeps the pinned drop path free of drop glue.
     let Handed { id, conn, lease } = handed;
-    let healthy = |conn, lease| check_in(Handed { id, conn, lease }, Health::Healthy);
-    match lease {
-        Some(Leased::Owner(lease)) => {
-            if let Err(conn) = lease.get().park(conn, now) {
-                healthy(conn, Some(Leased::Owner(lease)));
-            }
-        }
-        Some(Leased::Stash(lease)) => {
-            if let Err(conn) = stash.park(lease, conn, now) {
-                healthy(conn, Some(Leased::Stash(lease)));
-            }
-        }
-        None => healthy(conn, None),
+    if let Err(conn) = park(stash, &lease, conn, now) {
+        check_in(Handed { id, conn, lease }, Health::Healthy);
     }
 }

@@ -140,6 +140,16 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         )
     }
 
+    /// A guard parks its healthy connection in its lease, without the
+    /// lock (see [`held::park`]).
+    #[inline(always)]
+    pub(crate) fn park(&self, lease: &Option<Leased<C>>, conn: Box<C>) -> Result<(), Box<C>>
+    where
+        C: Send + 'static,
+    {
+        held::park(&self.stash, lease, conn, || self.now())
+    }
+
     /// A guard returns its connection: parked without the lock when its
     /// lease allows, else through the core.
     #[inline(always)]

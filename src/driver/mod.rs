@@ -59,7 +59,7 @@ use lease::{Found, HeldLease, Lease};
 use stash::{Ledger, Stash, StashLease};
 
 use effects::Effects;
-pub(crate) use guard::{Guard, PoolRef, TakesBack};
+pub(crate) use guard::{Guard, PoolRef, TakesBack, takes_back_through_the_driver};
 pub(crate) use held::{Handed, Leased, return_conn};
 pub(crate) use inner::Inner;
 pub(crate) use locked::Locked;

@@ -48,6 +48,8 @@ pub struct Tally {
     pub live: AtomicUsize,
     pub max_live: AtomicUsize,
     pub validations: AtomicUsize,
+    /// Calls of `has_broken`.
+    pub broken_checks: AtomicUsize,
     /// (connection number, threads that used it) for every closed connection.
     pub closed: Mutex<Vec<(usize, HashSet<ThreadId>)>>,
 }
@@ -125,6 +127,11 @@ impl TestManager {
         })
     }
 
+    fn is_broken(&self, conn: &TestConn) -> bool {
+        self.tally.broken_checks.fetch_add(1, Ordering::SeqCst);
+        conn.broken
+    }
+
     fn check(&self, conn: &TestConn) -> Result<(), Refused> {
         self.tally.validations.fetch_add(1, Ordering::SeqCst);
         if conn.invalid || self.never_valid.load(Ordering::SeqCst) {
@@ -148,7 +155,7 @@ impl Manager for TestManager {
     }
 
     fn has_broken(&self, conn: &mut TestConn) -> bool {
-        conn.broken
+        self.is_broken(conn)
     }
 }
 
@@ -168,7 +175,7 @@ impl pinpool::tokio::Manager for TestManager {
     }
 
     fn has_broken(&self, conn: &mut TestConn) -> bool {
-        conn.broken
+        self.is_broken(conn)
     }
 }
 
