@@ -465,6 +465,36 @@ fn owners_whose_replacement_fails_to_connect_skip_a_connection_nobody_awaits() {
     );
 }
 
+/// ... nor onto a connection of an earlier generation (before a
+/// `clear`): it closes as it comes back, and the owners moved there would
+/// move again. Here only such a connection is awaited, so bob waits for
+/// another replacement of the current generation.
+#[test]
+fn owners_whose_replacement_fails_to_connect_skip_a_stale_connection() {
+    let mut core = strict(2);
+    let (alice, bob, carol) = (OwnerId(1), OwnerId(2), OwnerId(3));
+    let alices = first_checkout(&mut core, alice);
+    let bobs = first_checkout(&mut core, bob);
+    core.clear(false);
+    core.ready();
+    let Checkout::Waiting(_) = core.checkout(carol) else {
+        panic!("the pool is full and both are held")
+    };
+    assert_eq!(
+        core.state().pins,
+        vec![(alices, 2), (bobs, 1)],
+        "carol waits for alice's"
+    );
+    core.checkin(bobs, Health::Healthy).unwrap();
+    let replacement = next_open(&mut core).expect("bob's stale connection is replaced");
+    let Checkout::Waiting(_) = core.checkout(bob) else {
+        panic!("bob's replacement is connecting")
+    };
+    core.connect_failed(replacement).unwrap();
+    let another = next_open(&mut core).expect("another replacement, not alice's stale one");
+    assert_eq!(core.state().pins, vec![(alices, 2), (another, 1)]);
+}
+
 /// A driver runs maintenance and reports its clock only when the config
 /// says it must: each option that needs them says so on its own.
 #[test]
