@@ -7,7 +7,13 @@ cd "$(dirname "$0")/.."
 # Servers this script starts are stopped when it exits, whatever happens.
 . tests/servers.sh
 
-echo "== the MongoDB-wire server for the adapter's tests"
+# Each section's heading, with the seconds the script has run so far: where
+# CI's time goes (its budget is 30 minutes on 2 cores, builds included).
+section() {
+    echo "== $* (at ${SECONDS} s)"
+}
+
+section "the MongoDB-wire server for the adapter's tests"
 # secantusdb (PyPI, pinned) in a local virtualenv, on 127.0.0.1 only,
 # stopped when this script exits. An existing MONGODB_URI is used instead.
 if [ -z "${MONGODB_URI:-}" ]; then
@@ -34,40 +40,41 @@ if [ -z "${MONGODB_URI:-}" ]; then
 fi
 echo "MONGODB_URI=$MONGODB_URI"
 
-echo "== a throwaway PostgreSQL cluster for the PostgreSQL managers' tests"
+section "a throwaway PostgreSQL cluster for the PostgreSQL managers' tests"
 # See tests/servers.sh; an existing PINPOOL_PG_URL is used instead.
 if [ -z "${PINPOOL_PG_URL:-}" ]; then
     start_pg_cluster
 fi
 echo "PINPOOL_PG_URL=${PINPOOL_PG_URL:-(none: the PostgreSQL tests skip)}"
 
-echo "== unit, property, integration and doc tests (all workspace crates, all features)"
+section "unit, property, integration and doc tests (all workspace crates, all features)"
 cargo test --workspace --all-targets --all-features
 cargo test --workspace --doc --all-features
 
-echo "== the example driver against the server"
+section "the example driver against the server"
 cargo run --quiet --example mongo_driver --features mongodb
-echo "== the Prometheus example (metrics rendered as a scrape reads them)"
+section "the Prometheus example (metrics rendered as a scrape reads them)"
 cargo run --quiet --example prometheus --features metrics > /dev/null
 if [ -n "${PINPOOL_PG_URL:-}" ]; then
-    echo "== the session example against the PostgreSQL server"
+    section "the session example against the PostgreSQL server"
     cargo run --quiet --example pg_session --features postgres
 fi
 
-echo "== simulation fidelity against the 2013 chart (release build)"
+section "simulation fidelity against the 2013 chart (release build)"
 cargo test --release -p pinpool-simulations --test fidelity -- --ignored
 
-echo "== the README's main command (the chart to target/, not over the committed one)"
+section "the README's main command (the chart to target/, not over the committed one)"
 cargo run --quiet --release --bin pool-efficiency -- --chart target/pool-efficiency-check.svg > /dev/null
 
-echo "== instruction counts per operation (callgrind), the pinned path against its baseline"
+section "instruction counts per operation (callgrind), the pinned path against its baseline"
 bash benches/instructions.sh
 
-echo "== the fairness benchmark runs (a smoke run: its figures come from a full run)"
+section "the fairness benchmark runs (a smoke run: its figures come from a full run)"
 # It runs peers that can lose a wake-up (qp): the binary gives up on such a
 # task itself; the limit (a build included) turns any other hang into a
 # failure here rather than a CI out of time.
 timeout 1200 cargo run --quiet --release -p pinpool-peers --bin fairness -- --seconds 0.05 --workers 8 > /dev/null
 
-echo "== loom model checks of the blocking pool (release build)"
+section "loom model checks of the blocking pool (release build)"
 bash loom-tests/run.sh
+section "all passed"
