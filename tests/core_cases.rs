@@ -388,15 +388,22 @@ fn a_replacement_is_asked_for_by_the_oldest_waiter_it_could_serve() {
     );
 }
 
+/// A `Strict` pool of two whose connections alice and bob (owners 1 and
+/// 2) hold, one each: the core and their connections.
+fn alice_and_bob_hold_one_each() -> (Core, ConnId, ConnId) {
+    let mut core = strict(2);
+    let alices = first_checkout(&mut core, OwnerId(1));
+    let bobs = first_checkout(&mut core, OwnerId(2));
+    (core, alices, bobs)
+}
+
 /// A `Strict` pool of two where alice holds her connection, bob's broke,
 /// and bob and carol, pinned to it, wait for its replacement, whose
 /// connect is in flight. Returns the core, alice's connection, the
 /// replacement and the tickets bob and carol wait with.
 fn waiting_for_a_replacement() -> (Core, ConnId, ConnId, Ticket, Ticket) {
-    let mut core = strict(2);
-    let (alice, bob, carol) = (OwnerId(1), OwnerId(2), OwnerId(3));
-    let alices = first_checkout(&mut core, alice);
-    let bobs = first_checkout(&mut core, bob);
+    let (mut core, alices, bobs) = alice_and_bob_hold_one_each();
+    let (bob, carol) = (OwnerId(2), OwnerId(3));
     core.checkin(bobs, Health::Healthy).unwrap();
     assert_eq!(
         core.checkout(carol),
@@ -471,10 +478,8 @@ fn owners_whose_replacement_fails_to_connect_skip_a_connection_nobody_awaits() {
 /// another replacement of the current generation.
 #[test]
 fn owners_whose_replacement_fails_to_connect_skip_a_stale_connection() {
-    let mut core = strict(2);
-    let (alice, bob, carol) = (OwnerId(1), OwnerId(2), OwnerId(3));
-    let alices = first_checkout(&mut core, alice);
-    let bobs = first_checkout(&mut core, bob);
+    let (mut core, alices, bobs) = alice_and_bob_hold_one_each();
+    let (bob, carol) = (OwnerId(2), OwnerId(3));
     core.clear(false);
     core.ready();
     let Checkout::Waiting(_) = core.checkout(carol) else {
@@ -858,10 +863,8 @@ fn only_strict_co_owners_share_a_lease_and_its_holder_refuses_nobody() {
 /// beside it for as long as the busy one was held.
 #[test]
 fn an_owner_its_pin_has_not_served_takes_a_connection_nobody_is_pinned_to() {
-    let mut core = strict(2);
+    let (mut core, first, second) = alice_and_bob_hold_one_each();
     let (alice, bob, carol) = (OwnerId(1), OwnerId(2), OwnerId(3));
-    let first = first_checkout(&mut core, alice);
-    let second = first_checkout(&mut core, bob);
     // Both busy: carol is bound to one of them, and waits.
     let Checkout::Waiting(carols) = core.checkout(carol) else {
         panic!("both connections are held")
