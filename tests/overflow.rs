@@ -85,3 +85,47 @@ fn least_loaded_spreads_latecomers_over_connections() {
     );
     assert_eq!(core.state().pins, vec![(ConnId(1), 2), (ConnId(2), 2)]);
 }
+
+/// A pool filling to `min_size` counts its connects in flight as existing,
+/// so a new owner is bound by the overflow rule while some are still
+/// connecting. A pin is for life: the newcomer is bound to a connection
+/// nobody owns yet and waits for its connect, rather than to an idle one
+/// that already has an owner, which it would share for good while the
+/// other connection had nobody (four threads on four connections ended
+/// up two, one, one and none, and took turns on the shared one).
+#[test]
+fn least_loaded_binds_a_newcomer_to_an_unowned_connection_still_connecting() {
+    let mut core = Core::new(Config {
+        max_size: 2,
+        min_size: 2,
+        overflow: Overflow::LeastLoaded,
+        ..Config::default()
+    })
+    .unwrap();
+    let opens: Vec<ConnId> = std::iter::from_fn(|| core.poll_action())
+        .filter_map(|action| match action {
+            Action::Open(conn) => Some(conn),
+            _ => None,
+        })
+        .collect();
+    let [first, second] = opens[..] else {
+        panic!("min_size opens two: {opens:?}")
+    };
+    core.connected(first).unwrap();
+    assert_eq!(core.checkout(OwnerId(1)), Checkout::Granted(first));
+    core.checkin(first, Health::Healthy).unwrap();
+
+    let Checkout::Waiting(ticket) = core.checkout(OwnerId(2)) else {
+        panic!("its own connection is still connecting")
+    };
+    assert_eq!(core.pinned_conn(OwnerId(2)), Some(second));
+    core.connected(second).unwrap();
+    assert_eq!(
+        core.poll_action(),
+        Some(Action::Grant {
+            ticket,
+            conn: second
+        })
+    );
+    assert_eq!(core.state().pins, vec![(first, 1), (second, 1)]);
+}

@@ -86,9 +86,13 @@ impl Core {
         self.slots
             .iter()
             .filter(|&(id, slot)| eligible(id, slot))
+            // Owners first: a pin is for life, while busy is for now. An
+            // idle connection with an owner, chosen over one still
+            // connecting with none, would leave the new owner sharing a
+            // connection for good while another has nobody.
             .min_by_key(|(id, slot)| {
                 let busy = !matches!(slot.state, SlotState::Idle { .. });
-                (busy, slot.pinned.len(), self.waiters.bound_to(*id), *id)
+                (slot.pinned.len(), busy, self.waiters.bound_to(*id), *id)
             })
             .map(|(id, _)| id)
     }
