@@ -994,3 +994,50 @@ async fn each_return_asks_the_manager_once() {
     }
     assert_eq!(pool.state().counters.closed, 2);
 }
+
+/// Tasks that start together in pinned scopes, on a pool still opening its
+/// `min_size` connections on the runtime, are spread over them: as many
+/// owners on each, give or take one (the blocking pool's threads, in
+/// `tests/blocking.rs`, likewise). An idle connection with an owner was
+/// once preferred to one still connecting with none, and here every task
+/// after the first connect would have shared that one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pinned_tasks_starting_together_are_spread_over_the_connections() {
+    for tasks in [4, 16] {
+        let manager = TestManager::default();
+        let pool = Pool::builder()
+            .max_size(4)
+            .min_size(4)
+            .build(manager.clone())
+            .unwrap();
+        let pinned = Arc::new(tokio::sync::Barrier::new(tasks + 1));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let scopes: Vec<_> = (0..tasks)
+            .map(|_| {
+                let (pool, pinned, mut released) = (pool.clone(), pinned.clone(), released.clone());
+                tokio::spawn(async move {
+                    pool.pinned(async {
+                        pool.get().await.expect("a connection").touch();
+                        pinned.wait().await; // the scope stays, so its pin does
+                        released
+                            .wait_for(|&go| go)
+                            .await
+                            .expect("the test is running");
+                    })
+                    .await
+                })
+            })
+            .collect();
+        pinned.wait().await;
+        let state = pool.state();
+        release.send(true).expect("the scopes are waiting");
+        for scope in scopes {
+            scope.await.expect("a scope");
+        }
+        let owners = state.pins.iter().map(|&(_, owners)| owners);
+        let (fewest, most) = (owners.clone().min(), owners.max());
+        assert_eq!(state.pinned_owners, tasks, "{state:?}");
+        assert!(most <= fewest.map(|n| n + 1), "{tasks} tasks: {state:?}");
+        assert_conserved(&pool, &manager.tally).await;
+    }
+}
