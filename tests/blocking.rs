@@ -13,7 +13,7 @@ use std::time::Duration;
 use pinpool::Error;
 use pinpool::blocking::{Pool, PooledConnection};
 use pinpool::core::{ConnId, Pinning, WakePolicy};
-use support::{TestManager, assert_conserved, wait_for_state};
+use support::{TestManager, assert_conserved, assert_spread_evenly, wait_for_state};
 
 /// Joins threads with `JoinHandle::join`, which returns only once the
 /// thread has terminated, its thread-local destructors run. (A scope's
@@ -787,13 +787,7 @@ fn threads_starting_together_are_spread_over_the_connections() {
                 pinned.wait();
                 state
             });
-            let owners = state.pins.iter().map(|&(_, owners)| owners);
-            let (fewest, most) = (owners.clone().min(), owners.max());
-            assert_eq!(state.pinned_owners, threads, "{state:?}");
-            assert!(
-                most <= fewest.map(|n| n + 1),
-                "{threads} threads: {state:?}"
-            );
+            assert_spread_evenly(&state, threads);
         }
     }
 }

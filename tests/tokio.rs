@@ -15,7 +15,9 @@ use std::time::Duration;
 use pinpool::Error;
 use pinpool::core::PoolState;
 use pinpool::tokio::{Pool, PooledConnection};
-use support::{Refused, Tally, TestConn, TestManager, assert_conservation, settled};
+use support::{
+    Refused, Tally, TestConn, TestManager, assert_conservation, assert_spread_evenly, settled,
+};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -1034,10 +1036,7 @@ async fn pinned_tasks_starting_together_are_spread_over_the_connections() {
         for scope in scopes {
             scope.await.expect("a scope");
         }
-        let owners = state.pins.iter().map(|&(_, owners)| owners);
-        let (fewest, most) = (owners.clone().min(), owners.max());
-        assert_eq!(state.pinned_owners, tasks, "{state:?}");
-        assert!(most <= fewest.map(|n| n + 1), "{tasks} tasks: {state:?}");
+        assert_spread_evenly(&state, tasks);
         assert_conserved(&pool, &manager.tally).await;
     }
 }

@@ -252,6 +252,15 @@ pub fn assert_conservation(state: &PoolState, tally: &Tally) {
     );
 }
 
+/// `owners` owners are pinned, spread over the connections so that each
+/// has as many as the others, give or take one.
+pub fn assert_spread_evenly(state: &PoolState, owners: usize) {
+    let counts = state.pins.iter().map(|&(_, owners)| owners);
+    let (fewest, most) = (counts.clone().min(), counts.max());
+    assert_eq!(state.pinned_owners, owners, "{state:?}");
+    assert!(most <= fewest.map(|n| n + 1), "{owners} owners: {state:?}");
+}
+
 /// Waits for the pool to settle, then checks conservation. A leak never
 /// settles and fails after 20 s.
 pub fn assert_conserved(pool: &Pool<TestManager>, tally: &Tally) -> PoolState {
