@@ -762,7 +762,7 @@ fn min_size_connections_open_in_the_background() {
 /// one, whichever thread the core binds first. (Once, an idle connection
 /// with an owner was preferred to one still connecting with none: four
 /// threads on four connections ended up two, one, one and none, in about
-/// one round in twenty on 2 cores and most rounds on 16.)
+/// one round in twenty on 2 cores; on 16, they shared in every run.)
 #[test]
 fn threads_starting_together_are_spread_over_the_connections() {
     for threads in [4, 8, 16] {
