@@ -51,13 +51,15 @@ section "unit, property, integration and doc tests (all workspace crates, all fe
 cargo test --workspace --all-targets --all-features
 cargo test --workspace --doc --all-features
 
+# The examples with every feature, as the tests built them: each with
+# only its own feature rebuilt the library for it.
 section "the example driver against the server"
-cargo run --quiet --example mongo_driver --features mongodb
+cargo run --quiet --example mongo_driver --all-features
 section "the Prometheus example (metrics rendered as a scrape reads them)"
-cargo run --quiet --example prometheus --features metrics > /dev/null
+cargo run --quiet --example prometheus --all-features > /dev/null
 if [ -n "${PINPOOL_PG_URL:-}" ]; then
     section "the session example against the PostgreSQL server"
-    cargo run --quiet --example pg_session --features postgres
+    cargo run --quiet --example pg_session --all-features
 fi
 
 section "simulation fidelity against the 2013 chart (release build)"
