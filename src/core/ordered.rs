@@ -1,9 +1,11 @@
 //! A sorted set for keys that mostly arrive in order and mostly leave
-//! from the front: the waiters' queues.
+//! from an end: the waiters' queues, and the idle and pending connections.
 //!
 //! Tickets are issued counting up, and a queue is served oldest first,
 //! so nearly every insert is at the back and nearly every removal at the
-//! front. A ring buffer does both in O(1), and once warm
+//! front. Connections go idle in order and the newest idle is taken
+//! first (a removal at the back); pending slots are numbered in order
+//! and started oldest first. A ring buffer does both in O(1), and once warm
 //! allocates nothing; a `BTreeSet` (what the queues were) pays O(log n)
 //! per operation, allocates nodes as a queue fills and empties, and
 //! rebalances them. Under contention that was a fifth of a waited turn's
@@ -51,6 +53,10 @@ impl<K: Ord + Copy> OrderedDeque<K> {
             self.0.pop_front();
             return true;
         }
+        if self.0.back() == Some(&key) {
+            self.0.pop_back();
+            return true;
+        }
         match self.0.binary_search(&key) {
             Ok(at) => {
                 self.0.remove(at);
@@ -58,6 +64,11 @@ impl<K: Ord + Copy> OrderedDeque<K> {
             }
             Err(_) => false,
         }
+    }
+
+    /// Removes and returns the smallest key.
+    pub fn pop_first(&mut self) -> Option<K> {
+        self.0.pop_front()
     }
 
     /// The smallest key.
@@ -70,8 +81,8 @@ impl<K: Ord + Copy> OrderedDeque<K> {
         self.0.back().copied()
     }
 
-    /// Every key, ascending.
-    pub fn iter(&self) -> impl Iterator<Item = K> + '_ {
+    /// Every key, ascending (`rev()` for descending).
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = K> + '_ {
         self.0.iter().copied()
     }
 
@@ -102,12 +113,14 @@ mod tests {
     enum Op {
         Insert(u8),
         Remove(u8),
+        PopFirst,
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             any::<u8>().prop_map(Op::Insert),
-            any::<u8>().prop_map(Op::Remove)
+            any::<u8>().prop_map(Op::Remove),
+            Just(Op::PopFirst),
         ]
     }
 
@@ -122,6 +135,7 @@ mod tests {
                 match op {
                     Op::Insert(key) => prop_assert_eq!(ordered.insert(key), set.insert(key)),
                     Op::Remove(key) => prop_assert_eq!(ordered.remove(key), set.remove(&key)),
+                    Op::PopFirst => prop_assert_eq!(ordered.pop_first(), set.pop_first()),
                 }
                 prop_assert_eq!(ordered.first(), set.first().copied());
                 prop_assert_eq!(ordered.last(), set.last().copied());
@@ -129,6 +143,7 @@ mod tests {
                 prop_assert_eq!(ordered.is_empty(), set.is_empty());
             }
             prop_assert!(ordered.iter().eq(set.iter().copied()));
+            prop_assert!(ordered.iter().rev().eq(set.iter().rev().copied()));
             prop_assert!(ordered.below(bound).eq(set.range(..bound).copied()));
         }
     }
@@ -143,6 +158,7 @@ mod tests {
         assert!(ordered.remove(0));
         assert!(ordered.remove(2), "from the middle");
         assert!(!ordered.remove(2), "gone already");
-        assert!(ordered.iter().eq([1, 3]));
+        assert!(ordered.remove(3), "from the back");
+        assert!(ordered.iter().eq([1]));
     }
 }
