@@ -21,9 +21,9 @@
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -67,6 +67,18 @@ struct Links {
     tasks: Mutex<Vec<AbortHandle>>,
     /// How long a link one end closed stays open, in milliseconds.
     close_delay_ms: AtomicU64,
+    /// How many links the blackhole took the client's first bytes of: a
+    /// connect whose handshake it swallowed, which waits for a reply that
+    /// never comes even once healed.
+    swallowed: Mutex<usize>,
+    swallowed_changed: Condvar,
+}
+
+impl Links {
+    fn swallowed_a_handshake(&self) {
+        *self.swallowed.lock() += 1;
+        self.swallowed_changed.notify_all();
+    }
 }
 
 impl FaultProxy {
@@ -169,6 +181,27 @@ impl FaultProxy {
         self.links.live.load(Ordering::SeqCst)
     }
 
+    /// How many handshakes the blackhole has swallowed so far (links
+    /// whose client's first bytes it dropped).
+    pub fn swallowed_handshakes(&self) -> usize {
+        *self.links.swallowed.lock()
+    }
+
+    /// Waits until the blackhole has swallowed more than `seen`
+    /// handshakes, up to `deadline`; whether it did.
+    pub fn wait_for_a_swallowed_handshake(&self, seen: usize, deadline: Instant) -> bool {
+        let mut swallowed = self.links.swallowed.lock();
+        while *swallowed <= seen {
+            if (self.links.swallowed_changed)
+                .wait_until(&mut swallowed, deadline)
+                .timed_out()
+            {
+                break;
+            }
+        }
+        *swallowed > seen
+    }
+
     fn runtime(&self) -> &tokio::runtime::Runtime {
         self.runtime.as_ref().expect("running")
     }
@@ -196,7 +229,7 @@ impl FaultProxy {
                 // the count with it.
                 let live = Live::new(Arc::clone(&links));
                 let link = runtime.spawn(async move {
-                    link(client, server, fault, &live.0.close_delay_ms).await;
+                    link(client, server, fault, &live.0).await;
                     drop(live);
                 });
                 let mut tasks = links.tasks.lock();
@@ -227,12 +260,7 @@ impl Drop for Live {
 /// Forwards both ways until either end closes; then, `close_delay_ms`
 /// later, both are closed. A link aborted mid-way drops its sockets with
 /// `SO_LINGER` 0: an RST.
-async fn link(
-    client: TcpStream,
-    server: TcpStream,
-    fault: watch::Receiver<Fault>,
-    close_delay_ms: &AtomicU64,
-) {
+async fn link(client: TcpStream, server: TcpStream, fault: watch::Receiver<Fault>, links: &Links) {
     for socket in [&client, &server] {
         // Deprecated because a positive linger blocks the dropping thread;
         // zero never does: it discards and resets at once.
@@ -245,18 +273,21 @@ async fn link(
     let (client_read, mut client_write) = client.into_split();
     let (server_read, mut server_write) = server.into_split();
     tokio::select! {
-        () = pump(client_read, &mut server_write, fault.clone()) => {}
-        () = pump(server_read, &mut client_write, fault) => {}
+        () = pump(client_read, &mut server_write, fault.clone(), Some(links)) => {}
+        () = pump(server_read, &mut client_write, fault, None) => {}
     }
-    let delay = close_delay_ms.load(Ordering::SeqCst);
+    let delay = links.close_delay_ms.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(delay)).await;
 }
 
-/// Copies `from` to `to` through the fault in force at each chunk.
+/// Copies `from` to `to` through the fault in force at each chunk. On
+/// the client's side (`handshake` is where it reports one swallowed),
+/// a blackhole that drops the link's first chunk counts a handshake lost.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     to: &mut tokio::net::tcp::OwnedWriteHalf,
     mut fault: watch::Receiver<Fault>,
+    mut handshake: Option<&Links>,
 ) {
     let mut buffer = vec![0; 32 << 10];
     loop {
@@ -283,8 +314,15 @@ async fn pump(
                 let seconds = read as f64 / bytes_per_second.max(1) as f64;
                 tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
             }
-            Fault::Blackhole => continue,
+            Fault::Blackhole => {
+                if let Some(links) = handshake.take() {
+                    links.swallowed_a_handshake();
+                }
+                continue;
+            }
         }
+        // Its first chunk went through: no handshake of this link is lost.
+        handshake = None;
         if to.write_all(&buffer[..read]).await.is_err() {
             return;
         }
