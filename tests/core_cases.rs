@@ -669,6 +669,32 @@ fn idle_connections_close_down_to_min_size() {
     assert_eq!(core.state().idle, 1);
 }
 
+/// A checkout any connection can serve takes the one idle most recently
+/// (its socket warmest, and the others left to idle out), whatever the
+/// connections' ids.
+#[test]
+fn a_checkout_takes_the_connection_idle_most_recently() {
+    let mut core = core(Config {
+        max_size: 3,
+        pinning: Pinning::Off,
+        ..Config::default()
+    });
+    let conns: Vec<ConnId> = (1..=3)
+        .map(|owner| first_checkout(&mut core, OwnerId(owner)))
+        .collect();
+    // Checked in out of id order: 2, 3, then 1.
+    for &conn in [&conns[1], &conns[2], &conns[0]] {
+        core.checkin(conn, Health::Healthy).unwrap();
+    }
+    let taken: Vec<ConnId> = (4..=6)
+        .map(|owner| match core.checkout(OwnerId(owner)) {
+            Checkout::Granted(conn) => conn,
+            other => panic!("three are idle: {other:?}"),
+        })
+        .collect();
+    assert_eq!(taken, [conns[0], conns[2], conns[1]], "newest idle first");
+}
+
 /// Connects what the core asks for; the connection it then grants.
 fn first_granted(core: &mut Core) -> ConnId {
     connect_all(core)
