@@ -92,11 +92,11 @@ impl Slots {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Slot)> {
-        self.slots.0.iter().map(|(id, slot)| (*id, slot))
+        self.slots.iter()
     }
 
     pub fn total(&self) -> usize {
-        self.slots.0.len()
+        self.slots.len()
     }
     pub fn pending(&self) -> usize {
         self.pending.len()
@@ -193,21 +193,21 @@ impl Slots {
 
     /// Ids of the checked-out connections.
     pub fn in_use_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
-        (self.slots.0.iter())
+        (self.slots.iter())
             .filter(|(_, slot)| matches!(slot.state, SlotState::InUse { .. }))
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
     }
 
     /// Ids of the connections being established.
     pub fn connecting_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
-        (self.slots.0.iter())
+        (self.slots.iter())
             .filter(|(_, slot)| slot.state == SlotState::Connecting)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
     }
 
     /// The `n`th live slot in id order (n < `total()`).
     pub fn nth(&self, n: usize) -> ConnId {
-        self.slots.0.get(n).expect("n < total").0
+        self.slots.iter().nth(n).expect("n < total").0
     }
 
     /// The `n`th idle connection in idle order (n < `idle()`).
@@ -218,7 +218,8 @@ impl Slots {
     /// Pending and connecting slots nobody is pinned to: on their way for
     /// whoever asks first. O(S).
     pub fn unpinned_on_the_way(&self) -> usize {
-        (self.slots.0.iter().map(|(_, slot)| slot))
+        (self.slots.iter())
+            .map(|(_, slot)| slot)
             .filter(|s| matches!(s.state, SlotState::Pending | SlotState::Connecting))
             .filter(|s| s.pinned.is_empty())
             .count()
@@ -286,6 +287,15 @@ impl Slots {
 struct Table(Vec<(ConnId, Slot)>);
 
 impl Table {
+    /// The slots, in id order.
+    fn iter(&self) -> impl Iterator<Item = (ConnId, &Slot)> {
+        self.0.iter().map(|(id, slot)| (*id, slot))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
     fn at(&self, id: ConnId) -> Option<usize> {
         self.0.binary_search_by_key(&id, |(id, _)| *id).ok()
     }
