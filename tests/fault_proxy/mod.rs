@@ -181,16 +181,12 @@ impl FaultProxy {
         self.links.live.load(Ordering::SeqCst)
     }
 
-    /// How many handshakes the blackhole has swallowed so far (links
-    /// whose client's first bytes it dropped).
-    pub fn swallowed_handshakes(&self) -> usize {
-        *self.links.swallowed.lock()
-    }
-
-    /// Waits until the blackhole has swallowed more than `seen`
-    /// handshakes, up to `deadline`; whether it did.
-    pub fn wait_for_a_swallowed_handshake(&self, seen: usize, deadline: Instant) -> bool {
+    /// Waits, up to `deadline`, until the blackhole swallows another
+    /// handshake (a link whose client's first bytes it drops); whether it
+    /// did.
+    pub fn wait_for_a_swallowed_handshake(&self, deadline: Instant) -> bool {
         let mut swallowed = self.links.swallowed.lock();
+        let seen = *swallowed;
         while *swallowed <= seen {
             if (self.links.swallowed_changed)
                 .wait_until(&mut swallowed, deadline)
