@@ -71,6 +71,9 @@ cargo run --quiet --release --bin pool-efficiency -- --chart target/pool-efficie
 section "instruction counts per operation (callgrind), the pinned path against its baseline"
 bash benches/instructions.sh
 
+section "memcheck: no waiting get() future is reached after it is freed"
+bash tests/memcheck.sh
+
 section "the fairness benchmark runs (a smoke run: its figures come from a full run)"
 # It runs peers that can lose a wake-up (qp): the binary gives up on such a
 # task itself; the limit (a build included) turns any other hang into a

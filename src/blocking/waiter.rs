@@ -46,16 +46,26 @@ impl<C, E> ThreadMailbox<C, E> {
     }
 }
 
+/// Shared: a blocked thread's mailbox is reached through its `Arc`, which
+/// also carries the wake-up (the parker) past the lock.
 impl<C: Send, E: Send> Mailbox<C, E> for ThreadMailbox<C, E> {
-    fn deliver(&self, outcome: Outcome<C, E>) {
-        outcome.store_in(&mut self.outcome.lock());
+    type Ref = Arc<Self>;
+    type Wake = Arc<Self>;
+
+    fn deliver(slot: Arc<Self>, outcome: Outcome<C, E>) -> Option<Arc<Self>> {
+        outcome.store_in(&mut slot.outcome.lock());
+        Some(slot)
+    }
+
+    fn wake_to_retry(slot: &Arc<Self>) -> Option<Arc<Self>> {
+        Self::deliver(Arc::clone(slot), Outcome::Woken)
     }
 
     fn take(&self) -> Option<Outcome<C, E>> {
         self.outcome.lock().take()
     }
 
-    fn notify(&self) {
-        self.parker.unpark();
+    fn wake(wake: Arc<Self>) {
+        wake.parker.unpark();
     }
 }

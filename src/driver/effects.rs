@@ -6,11 +6,11 @@ use smallvec::SmallVec;
 use super::*;
 
 /// What the lock holder leaves to do once the lock is released.
-pub(super) struct Effects<C, S> {
+pub(super) struct Effects<C, W> {
     /// Inline for the few an input usually wakes: under contention nearly
     /// every checkin notifies one waiter, and a heap buffer for it was an
     /// allocation and a free per turn (`benches/instructions.sh`).
-    pub(super) notify: SmallVec<[Arc<S>; 4]>,
+    pub(super) notify: SmallVec<[W; 4]>,
     pub(super) interrupt: Vec<InterruptHandle>,
     pub(super) background: Vec<Work<C>>,
     pub(super) close: Vec<Box<C>>,
@@ -83,7 +83,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
 
     /// Turns the core's pending actions into deliveries (made now, under
     /// the lock) and effects (carried out after it).
-    pub(super) fn drain(&mut self, effects: &mut Effects<C, S>, events: Option<&Events>) {
+    pub(super) fn drain(&mut self, effects: &mut Effects<C, S::Wake>, events: Option<&Events>) {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Open(conn) => {
@@ -133,19 +133,18 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
                         waiting.holder,
                         waiting.since,
                     );
-                    waiting.slot.deliver(Outcome::Granted(handed));
-                    effects.notify.push(waiting.slot);
+                    let wake = S::deliver(waiting.slot, Outcome::Granted(handed));
+                    effects.notify.extend(wake);
                 }
                 Action::Wake(ticket) => {
                     if let Some(waiting) = self.waiters.get(&ticket) {
-                        waiting.slot.deliver(Outcome::Woken);
-                        effects.notify.push(Arc::clone(&waiting.slot));
+                        effects.notify.extend(S::wake_to_retry(&waiting.slot));
                     }
                 }
                 Action::Fail { ticket, reason } => {
                     if let Some(waiting) = self.waiters.remove(&ticket) {
-                        waiting.slot.deliver(Outcome::Failed(self.failure(reason)));
-                        effects.notify.push(waiting.slot);
+                        let failed = Outcome::Failed(self.failure(reason));
+                        effects.notify.extend(S::deliver(waiting.slot, failed));
                     }
                 }
             }

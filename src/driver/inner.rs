@@ -5,11 +5,11 @@
 use super::*;
 
 /// The state under the pool lock.
-pub(crate) struct Inner<C, E, S> {
+pub(crate) struct Inner<C, E, S: Mailbox<C, E>> {
     pub(super) core: Core,
     /// Established connections nobody holds, by id.
     pub(super) conns: HashMap<ConnId, Box<C>>,
-    pub(super) waiters: HashMap<Ticket, WaitingCheckout<S>>,
+    pub(super) waiters: HashMap<Ticket, WaitingCheckout<S::Ref>>,
     /// Connections leased to their pinned owner (checked out in the core).
     pub(super) leases: HashMap<ConnId, Arc<Lease<C>>>,
     /// Leases recalled while their holder had the connection, kept until
@@ -36,8 +36,8 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
         owner: OwnerId,
         pins: bool,
         waits: bool,
-        slot: impl FnOnce() -> Arc<S>,
-    ) -> Step<C, E, S> {
+        slot: impl FnOnce() -> S::Ref,
+    ) -> Step<C, E, S::Ref> {
         if pins && let Some(handed) = self.share_lease(owner) {
             return Step::Ready(handed);
         }
@@ -63,7 +63,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
                 let waiting = WaitingCheckout {
                     owner,
                     pins,
-                    slot: Arc::clone(&slot),
+                    slot: slot.clone(),
                     holder,
                     since,
                 };

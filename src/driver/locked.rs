@@ -12,7 +12,7 @@ use super::*;
 pub(crate) type PoolClock = Box<dyn Fn() -> Duration + Send + Sync>;
 
 /// The core and its bookkeeping under one lock.
-pub(crate) struct Locked<C, E, S> {
+pub(crate) struct Locked<C, E, S: Mailbox<C, E>> {
     inner: Mutex<Inner<C, E, S>>,
     /// The fast path's view of the stash (also in `inner`).
     stash: Arc<Stash<C>>,
@@ -111,8 +111,8 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         // connections never outnumber `max_size` even for an instant —
         // except broken ones, dropped in the background (`Work::Close`):
         // a replacement must not wait on a drop that may never end.
-        for slot in &effects.notify {
-            contain("a waker", || slot.notify());
+        for wake in effects.notify {
+            contain("a waker", || S::wake(wake));
         }
         for handle in &effects.interrupt {
             contain("an interrupt handle", || handle.interrupt());
@@ -198,13 +198,9 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
     /// The slots of the checkouts waiting now (model checks only: a
     /// model's timer expires them).
     #[cfg(pinpool_loom)]
-    pub(crate) fn waiting_slots(&self) -> Vec<Arc<S>> {
+    pub(crate) fn waiting_slots(&self) -> Vec<S::Ref> {
         let inner = self.inner.lock();
-        inner
-            .waiters
-            .values()
-            .map(|w| Arc::clone(&w.slot))
-            .collect()
+        inner.waiters.values().map(|w| w.slot.clone()).collect()
     }
 
     /// Blocks until the core's state satisfies `done` (model checks only).

@@ -67,7 +67,7 @@ use recall::Recall;
 #[cfg(test)]
 pub(crate) use test_support::finishes_while_locked;
 use waiting::WaitingCheckout;
-pub(crate) use waiting::{Mailbox, Opened, Outcome, Step};
+pub(crate) use waiting::{InPlace, Mailbox, Opened, Outcome, Step};
 
 /// Owner ids are process-wide and never reused (the core requires it).
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);

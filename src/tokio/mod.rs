@@ -89,6 +89,7 @@ pub use session::Session;
 use crate::Error;
 use crate::core::{ConfigError, OwnerId, PoolState, Ticket};
 use crate::driver::Driven as _;
+use crate::driver::InPlace;
 use crate::driver::deadline::{Deadline, LazyDeadline, Patience};
 use crate::driver::handle::{Closes, Handle};
 use crate::driver::lease::Lease;
@@ -629,6 +630,7 @@ impl<M: Manager> Pool<M> {
 
     /// The core's answer to a checkout: a connection now, or after waiting
     /// in line for one (up to the deadline).
+    #[allow(unsafe_code)]
     async fn ask_core(
         &self,
         owner: OwnerId,
@@ -638,18 +640,35 @@ impl<M: Manager> Pool<M> {
     ) -> Result<Handed<M::Connection>, Error<M::Error>> {
         let shared = &self.shared;
         let waits = patience.waits();
-        match shared.with_core(|inner| inner.checkout(owner, pins, waits, TaskMailbox::new)) {
+        // Where the outcome is delivered if the checkout waits: in this
+        // future, borrowed across its wait, so kept in place (pinned)
+        // until it ends. `waiting`, declared after it and so dropped
+        // before it, withdraws the checkout from the line first.
+        let slot = TaskMailbox::new();
+        let mut waiting = WaitingGet {
+            shared,
+            ticket: None,
+            slot: &slot,
+        };
+        let step = shared.with_core(|inner| {
+            // SAFETY: `slot` stays in place until this future is dropped
+            // or ends, and by then `waiting` has withdrawn the checkout
+            // if it still waits (its `drop`) or collected its outcome
+            // (`until`), either under the pool lock, removing it from
+            // the driver's waiters. The ticket is noted in the same
+            // critical section that registers the slot, so a panic after
+            // it still withdraws.
+            let in_place = || unsafe { InPlace::new(&slot) };
+            let step = inner.checkout(owner, pins, waits, in_place);
+            if let Step::Wait(ticket, _) = &step {
+                waiting.ticket = Some(*ticket);
+            }
+            step
+        });
+        match step {
             Step::Ready(handed) => Ok(handed),
             Step::Failed(error) => Err(error),
-            Step::Wait(ticket, slot) => {
-                let waiting = WaitingGet {
-                    shared,
-                    ticket,
-                    slot,
-                    pending: true,
-                };
-                waiting.until(clock.deadline()).await
-            }
+            Step::Wait(ticket, _) => waiting.until(ticket, clock.deadline()).await,
         }
     }
 
@@ -728,20 +747,20 @@ enum Caller<'s, C> {
 /// was granted in the same instant.
 struct WaitingGet<'a, M: Manager> {
     shared: &'a Arc<Shared<M>>,
-    ticket: Ticket,
-    slot: Arc<shared::Mailbox<M>>,
-    /// Until an outcome is collected.
-    pending: bool,
+    /// Its place in line, until its outcome is collected.
+    ticket: Option<Ticket>,
+    slot: &'a shared::Mailbox<M>,
 }
 
 impl<M: Manager> WaitingGet<'_, M> {
+    /// The outcome of the checkout waiting with `ticket`.
     async fn until(
         mut self,
+        ticket: Ticket,
         deadline: Deadline<Instant>,
     ) -> Result<Handed<M::Connection>, Error<M::Error>> {
-        let ticket = self.ticket;
+        let slot = self.slot;
         loop {
-            let slot = &self.slot;
             let outcome = race(deadline, poll_fn(|cx| slot.poll(cx))).await;
             // (How long it waited is read only where it is reported: a
             // grant, the common end, needs no clock.)
@@ -764,7 +783,7 @@ impl<M: Manager> WaitingGet<'_, M> {
                         .with_core(|inner| inner.time_out(ticket, slot, waited))
                 }
             };
-            self.pending = false;
+            self.ticket = None;
             return result;
         }
     }
@@ -772,8 +791,8 @@ impl<M: Manager> WaitingGet<'_, M> {
 
 impl<M: Manager> Drop for WaitingGet<'_, M> {
     fn drop(&mut self) {
-        if self.pending {
-            let (ticket, slot) = (self.ticket, &self.slot);
+        if let Some(ticket) = self.ticket {
+            let slot = self.slot;
             self.shared.with_core(|inner| inner.cancel(ticket, slot));
         }
     }

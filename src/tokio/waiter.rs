@@ -4,8 +4,8 @@
 
 use std::task::{Context, Poll, Waker};
 
-use crate::driver::{Mailbox, Outcome};
-use crate::sync::{Arc, Mutex};
+use crate::driver::{InPlace, Mailbox, Outcome};
+use crate::sync::Mutex;
 
 struct State<C, E> {
     outcome: Option<Outcome<C, E>>,
@@ -15,11 +15,19 @@ struct State<C, E> {
 pub(crate) struct TaskMailbox<C, E>(Mutex<State<C, E>>);
 
 impl<C, E> TaskMailbox<C, E> {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(TaskMailbox(Mutex::new(State {
+    pub(crate) fn new() -> Self {
+        TaskMailbox(Mutex::new(State {
             outcome: None,
             waker: None,
-        })))
+        }))
+    }
+
+    /// Stores `outcome` (by [`Outcome::store_in`]) and takes the waker of
+    /// the task to wake, if it registered one.
+    fn store(&self, outcome: Outcome<C, E>) -> Option<Waker> {
+        let mut state = self.0.lock();
+        outcome.store_in(&mut state.outcome);
+        state.waker.take()
     }
 
     /// The outcome if it arrived; otherwise registers the task's waker
@@ -38,18 +46,22 @@ impl<C, E> TaskMailbox<C, E> {
 }
 
 impl<C: Send, E: Send> Mailbox<C, E> for TaskMailbox<C, E> {
-    fn deliver(&self, outcome: Outcome<C, E>) {
-        outcome.store_in(&mut self.0.lock().outcome);
+    type Ref = InPlace<Self>;
+    type Wake = Waker;
+
+    fn deliver(slot: InPlace<Self>, outcome: Outcome<C, E>) -> Option<Waker> {
+        slot.store(outcome)
+    }
+
+    fn wake_to_retry(slot: &InPlace<Self>) -> Option<Waker> {
+        slot.store(Outcome::Woken)
     }
 
     fn take(&self) -> Option<Outcome<C, E>> {
         self.0.lock().outcome.take()
     }
 
-    fn notify(&self) {
-        let waker = self.0.lock().waker.take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+    fn wake(waker: Waker) {
+        waker.wake();
     }
 }
