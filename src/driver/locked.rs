@@ -2,8 +2,6 @@
 //! through [`Locked::with_core`], which carries out the core's actions
 //! once the lock is released.
 
-use smallvec::SmallVec;
-
 use super::erased::LeaseKey;
 
 use super::*;
@@ -75,12 +73,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         f: impl FnOnce(&mut Inner<C, E, S>) -> R,
         mut spawn: impl FnMut(Work<C>),
     ) -> R {
-        let mut effects = Effects {
-            notify: SmallVec::new(),
-            interrupt: Vec::new(),
-            background: Vec::new(),
-            close: Vec::new(),
-        };
+        let mut effects = Effects::new();
         let result = {
             let mut inner = self.inner.lock();
             if let Some(clock) = &self.clock {
