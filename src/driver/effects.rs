@@ -86,7 +86,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
     ) -> Handed<C> {
         let physical = self
             .conns
-            .remove(&conn)
+            .remove(conn)
             .expect("the core grants only established connections the pool holds");
         if let (Some(holders), Some(holder)) = (&mut self.holders, holder) {
             holders.insert(conn, holder);
@@ -145,7 +145,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
                 }
                 Action::Reset(conn) => {
                     tracing::debug!(%conn, "resetting a connection between owners");
-                    match self.conns.remove(&conn) {
+                    match self.conns.remove(conn) {
                         Some(physical) => effects.background.push(Work::Reset(conn, physical)),
                         None => {
                             // A driver bug: close the slot rather than strand it.
@@ -159,7 +159,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
                 }
                 Action::Close { conn, reason } => {
                     tracing::debug!(%conn, ?reason, "closing connection");
-                    let physical = self.conns.remove(&conn);
+                    let physical = self.conns.remove(conn);
                     match reason {
                         CloseReason::Error | CloseReason::ResetFailed => {
                             effects.background.extend(physical.map(Work::Close));

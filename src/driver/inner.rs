@@ -8,7 +8,7 @@ use super::*;
 pub(crate) struct Inner<C, E, S: Mailbox<C, E>> {
     pub(super) core: Core,
     /// Established connections nobody holds, by id.
-    pub(super) conns: HashMap<ConnId, Box<C>>,
+    pub(super) conns: Parked<C>,
     pub(super) waiters: HashMap<Ticket, WaitingCheckout<S::Ref>>,
     /// Connections leased to their pinned owner (checked out in the core).
     pub(super) leases: HashMap<ConnId, Arc<Lease<C>>>,

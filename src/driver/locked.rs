@@ -49,7 +49,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
             key: LeaseKey::fresh(),
             inner: Mutex::new(Inner {
                 core,
-                conns: HashMap::default(),
+                conns: Parked::default(),
                 waiters: HashMap::default(),
                 leases: HashMap::default(),
                 ended: HashMap::default(),

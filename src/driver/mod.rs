@@ -10,7 +10,8 @@
 //! The layers, from the lock out:
 //! * `locked`: the core and its bookkeeping under one lock
 //!   ([`Locked::with_core`]); `inner`: the state under it and the inputs
-//!   the pools make through it; `effects`: carrying out the core's actions;
+//!   the pools make through it; `parked`: the physical connections it
+//!   holds; `effects`: carrying out the core's actions;
 //! * `waiting`: waiting checkouts and the driver's [`Mailbox`]s;
 //! * `guard`, `held` and `recall`: a connection in a caller's hands (the
 //!   guard both pools wrap) and the one way back ([`return_conn`], then [`Inner::give_back`] under the lock),
@@ -25,6 +26,7 @@ mod guard;
 mod held;
 mod inner;
 mod locked;
+mod parked;
 mod recall;
 #[cfg(test)]
 mod test_support;
@@ -63,6 +65,7 @@ pub(crate) use guard::{Guard, PoolRef, TakesBack, takes_back_through_the_driver}
 pub(crate) use held::{Handed, Leased, return_conn};
 pub(crate) use inner::Inner;
 pub(crate) use locked::Locked;
+use parked::Parked;
 use recall::Recall;
 #[cfg(test)]
 pub(crate) use test_support::finishes_while_locked;

@@ -6,7 +6,7 @@ use super::*;
 impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
     /// Checks `conn`, granted to nobody the driver knows, back in.
     pub(super) fn give_back_unleased(&mut self, conn: ConnId) {
-        if let Some(physical) = self.conns.remove(&conn) {
+        if let Some(physical) = self.conns.remove(conn) {
             let handed = Handed {
                 id: conn,
                 conn: physical,
