@@ -35,7 +35,7 @@ impl<C, W> Effects<C, W> {
 /// (a close or a clear failing many) in a `Vec`, which allocates nothing
 /// while empty. A heap buffer for every wake-up was an allocation and a
 /// free per contended turn, and a `SmallVec` of four, filled and drained,
-/// cost the turn 38 instructions more than this (`benches/instructions.sh`).
+/// cost the turn 50 instructions more than this (`benches/instructions.sh`).
 pub(super) struct Wakes<W> {
     first: Option<W>,
     rest: Vec<W>,
