@@ -18,7 +18,14 @@ binary=$(cargo test --all-features --test tokio --no-run 2>&1 |
 [ -x "$binary" ] || { echo "no tokio test binary built"; exit 1; }
 
 # Cancelled, aborted, timed out and dropped waiters, and grants racing them.
-valgrind --quiet --error-exitcode=9 --leak-check=no "$binary" --test-threads=1 \
+# valgrind runs one thread at a time; `--fair-sched=yes` hands the turns
+# round in order. Without it a thread that spins or yields (a runtime's
+# worker looking for work) can keep the others waiting: the storm test
+# took 7 s in one run and 181 s and 865 s in two others, and 8–12 s in
+# each of four with it. The timeout turns a run that stalls anyway into
+# a failure, not a hang.
+timeout 600 valgrind --fair-sched=yes --quiet --error-exitcode=9 --leak-check=no \
+    "$binary" --test-threads=1 \
     a_cancellation_storm_loses_no_connection \
     a_grant_racing_a_dropped_get_passes_the_connection_on \
     an_aborted_pinned_task_releases_its_pin_and_connection \
