@@ -1,5 +1,5 @@
-//! The physical connections the pool holds (the core's idle, resetting
-//! and otherwise unheld ones), by id.
+//! The physical connections the pool holds and nobody has checked out
+//! (the core's idle ones, until it grants, closes or resets them), by id.
 //!
 //! Under contention a checkin hands its connection straight to a waiter:
 //! the returning connection goes in, the core grants that same
