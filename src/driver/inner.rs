@@ -42,11 +42,16 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
             return Step::Ready(handed);
         }
         // End the leases whose connections this checkout may depend on.
-        match self.core.checkout_scope(owner, pins) {
-            LeaseScope::None => {}
-            LeaseScope::Conn(conn) => self.recall_leases(Recall::Conn(conn)),
-            LeaseScope::Free => self.recall_leases(Recall::Stash),
-            LeaseScope::All => self.recall_leases(Recall::All),
+        // With none live the core is not asked which: under contention
+        // that is the usual case, and the question costs the turn about
+        // 90 instructions (`benches/instructions.sh`, `contended`).
+        if self.any_lease_live() {
+            match self.core.checkout_scope(owner, pins) {
+                LeaseScope::None => {}
+                LeaseScope::Conn(conn) => self.recall_leases(Recall::Conn(conn)),
+                LeaseScope::Free => self.recall_leases(Recall::Stash),
+                LeaseScope::All => self.recall_leases(Recall::All),
+            }
         }
         let checkout = match (waits, pins) {
             (false, _) => self.core.try_checkout(owner, pins),

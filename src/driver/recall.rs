@@ -69,10 +69,16 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
     /// connection granted to a waiter while others wait is not leased).
     #[inline]
     pub(super) fn recall_leases(&mut self, recall: Recall) {
-        if self.leases.is_empty() && !self.ledger.has_active() {
-            return;
+        if self.any_lease_live() {
+            self.recall_live_leases(recall);
         }
-        self.recall_live_leases(recall);
+    }
+
+    /// Whether any lease (an owner's, or the stash's) is live: with none,
+    /// no recall has anything to end.
+    #[inline]
+    pub(super) fn any_lease_live(&self) -> bool {
+        !self.leases.is_empty() || self.ledger.has_active()
     }
 
     fn recall_live_leases(&mut self, recall: Recall) {
