@@ -460,17 +460,22 @@ impl Sut {
         self.model.leaked.remove(&conn);
     }
 
+    /// Observes the events of a checkout (or retry) the core granted at
+    /// once, before judging the grant: the core reaps expired connections
+    /// before it chooses, and a reap may bind a waiter elsewhere (a pin
+    /// the core saw when it handed the connection over); who was passed
+    /// over is judged against those pins, as for a grant.
+    fn observe_reap(&mut self) {
+        while let Some(event) = self.core.poll_event() {
+            self.observe(event);
+        }
+    }
+
     /// What the core answered `owner`'s checkout: held, waiting or failed.
     fn answered(&mut self, checkout: Checkout, owner: OwnerId, holds_pinned: bool) {
         match checkout {
             Checkout::Granted(conn) => {
-                // This input's events first: the checkout reaps before it
-                // chooses, and a reap may bind a waiter elsewhere (a pin
-                // the core saw when it handed `conn` over); who was passed
-                // over is judged against those pins, as for a grant.
-                while let Some(event) = self.core.poll_event() {
-                    self.observe(event);
-                }
+                self.observe_reap();
                 self.granted(Ticket(u64::MAX), conn, owner)
             }
             Checkout::Waiting(ticket) => {
@@ -877,6 +882,7 @@ impl Sut {
         let owner = self.model.waiting[&ticket].owner;
         match self.core.retry(ticket).unwrap() {
             Checkout::Granted(conn) => {
+                self.observe_reap();
                 self.model.waiting.remove(&ticket);
                 self.granted(ticket, conn, owner);
             }
@@ -1664,6 +1670,67 @@ fn a_waiter_bound_elsewhere_by_the_checkouts_own_reap_is_not_passed_over() {
             checkin(),
             Tick(3),
             CheckoutUnpinned,
+        ],
+    );
+}
+
+/// Found by `broadcast_core_matches_model` (2026-12-05, in a CI run):
+/// the retry twin of the case above. Two unbound Strict owners wait in a
+/// full pool under Broadcast, both woken, with both connections idle;
+/// when the younger retries, the retry first reaps the connection past
+/// its lifetime, and the room that leaves binds the older owner to a
+/// replacement of its own (as a new owner below `max_size` would be).
+/// The younger then takes the idle connection the older can no longer
+/// use. The model judged that grant against the pins from before the
+/// reap and counted the older owner passed over; the core did not.
+#[test]
+fn a_waiter_bound_elsewhere_by_a_retrys_own_reap_is_not_passed_over() {
+    let setup = Setup {
+        config: Config {
+            max_size: 2,
+            min_size: 0,
+            max_connecting: 1,
+            pinning: Pinning::Strict,
+            overflow: Overflow::RandomIdle,
+            wake: WakePolicy::Broadcast,
+            reset: Reset::Never,
+            seed: 0,
+            record_events: true,
+            max_lifetime: Some(Duration::from_secs(6)),
+            idle_timeout: None,
+            connect_timeout: None,
+            connect_backoff: None,
+            leak_threshold: None,
+            start_paused: false,
+        },
+        eager_retry: false,
+    };
+    use Op::*;
+    let checkin = || Checkin {
+        pick: 0,
+        how: Return::Healthy,
+    };
+    replay::<1>(
+        setup,
+        vec![
+            Establish(0),
+            Clear { interrupt: false },
+            Establish(0),
+            Checkout(0),
+            Ready,
+            CheckoutUnpinned,
+            CheckoutUnpinned,
+            Checkout(0),
+            ResetDone { pick: 0, ok: false },
+            Checkout(0),
+            Establish(0),
+            Tick(3),
+            Checkout(1),
+            checkin(),
+            Establish(0),
+            checkin(),
+            Tick(3),
+            Retry(8652346026904089955),
         ],
     );
 }
