@@ -1619,22 +1619,17 @@ fn replay<const WAKE: usize>(setup: Setup, ops: Vec<Op>) {
     }
 }
 
-/// Found by `bounded_core_matches_model` (2026-12-02): an unpinned
-/// checkout reaps two connections past their lifetime, the reap binds an
-/// exclusive owner's waiter (woken for an idle free connection) to a new
-/// one, and the checkout then takes the idle one. The model judged the
-/// bypass against the pins from before the reap and counted the waiter
-/// passed over; the core, rightly, did not.
-#[test]
-fn a_waiter_bound_elsewhere_by_the_checkouts_own_reap_is_not_passed_over() {
-    let setup = Setup {
+/// The two reap regressions' setup: connections live 6 s, so two
+/// `Tick(3)`s expire the first ones, and every other setting is plain.
+fn reaping_setup(max_size: usize, pinning: Pinning, overflow: Overflow, wake: WakePolicy) -> Setup {
+    Setup {
         config: Config {
-            max_size: 4,
+            max_size,
             min_size: 0,
             max_connecting: 1,
-            pinning: Pinning::Exclusive,
-            overflow: Overflow::LeastLoaded,
-            wake: WakePolicy::Bounded(2),
+            pinning,
+            overflow,
+            wake,
             reset: Reset::Never,
             seed: 0,
             record_events: true,
@@ -1646,12 +1641,30 @@ fn a_waiter_bound_elsewhere_by_the_checkouts_own_reap_is_not_passed_over() {
             start_paused: false,
         },
         eager_retry: false,
-    };
+    }
+}
+
+/// A healthy checkin of the first held connection.
+const CHECKIN: Op = Op::Checkin {
+    pick: 0,
+    how: Return::Healthy,
+};
+
+/// Found by `bounded_core_matches_model` (2026-12-02): an unpinned
+/// checkout reaps two connections past their lifetime, the reap binds an
+/// exclusive owner's waiter (woken for an idle free connection) to a new
+/// one, and the checkout then takes the idle one. The model judged the
+/// bypass against the pins from before the reap and counted the waiter
+/// passed over; the core, rightly, did not.
+#[test]
+fn a_waiter_bound_elsewhere_by_the_checkouts_own_reap_is_not_passed_over() {
+    let setup = reaping_setup(
+        4,
+        Pinning::Exclusive,
+        Overflow::LeastLoaded,
+        WakePolicy::Bounded(2),
+    );
     use Op::*;
-    let checkin = || Checkin {
-        pick: 0,
-        how: Return::Healthy,
-    };
     replay::<3>(
         setup,
         vec![
@@ -1665,9 +1678,9 @@ fn a_waiter_bound_elsewhere_by_the_checkouts_own_reap_is_not_passed_over() {
             Tick(3),
             TryCheckout { i: 0, pins: false },
             Establish(0),
-            checkin(),
-            checkin(),
-            checkin(),
+            CHECKIN,
+            CHECKIN,
+            CHECKIN,
             Tick(3),
             CheckoutUnpinned,
         ],
@@ -1685,31 +1698,13 @@ fn a_waiter_bound_elsewhere_by_the_checkouts_own_reap_is_not_passed_over() {
 /// reap and counted the older owner passed over; the core did not.
 #[test]
 fn a_waiter_bound_elsewhere_by_a_retrys_own_reap_is_not_passed_over() {
-    let setup = Setup {
-        config: Config {
-            max_size: 2,
-            min_size: 0,
-            max_connecting: 1,
-            pinning: Pinning::Strict,
-            overflow: Overflow::RandomIdle,
-            wake: WakePolicy::Broadcast,
-            reset: Reset::Never,
-            seed: 0,
-            record_events: true,
-            max_lifetime: Some(Duration::from_secs(6)),
-            idle_timeout: None,
-            connect_timeout: None,
-            connect_backoff: None,
-            leak_threshold: None,
-            start_paused: false,
-        },
-        eager_retry: false,
-    };
+    let setup = reaping_setup(
+        2,
+        Pinning::Strict,
+        Overflow::RandomIdle,
+        WakePolicy::Broadcast,
+    );
     use Op::*;
-    let checkin = || Checkin {
-        pick: 0,
-        how: Return::Healthy,
-    };
     replay::<1>(
         setup,
         vec![
@@ -1726,9 +1721,9 @@ fn a_waiter_bound_elsewhere_by_a_retrys_own_reap_is_not_passed_over() {
             Establish(0),
             Tick(3),
             Checkout(1),
-            checkin(),
+            CHECKIN,
             Establish(0),
-            checkin(),
+            CHECKIN,
             Tick(3),
             Retry(8652346026904089955),
         ],
