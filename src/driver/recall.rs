@@ -81,7 +81,9 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
         !self.leases.is_empty() || self.ledger.has_active()
     }
 
-    fn recall_live_leases(&mut self, recall: Recall) {
+    /// [`recall_leases`](Self::recall_leases) for a caller that has
+    /// already found a lease live.
+    pub(super) fn recall_live_leases(&mut self, recall: Recall) {
         let mut parked = Vec::new();
         match recall {
             // A lookup, not a scan, and nothing collected: every strict
