@@ -438,19 +438,68 @@ const POOLS: [&str; 7] = [
     "deadpool (tasks)",
 ];
 
-fn main() {
+/// The grid to run: the full one under `cargo bench`, narrowed by
+/// `--sizes 16 --workers 64 --seconds 4` (after `--`) to look at one cell
+/// again; one short cell under `cargo test`.
+struct Grid {
+    sizes: Vec<usize>,
+    worker_counts: Vec<usize>,
+    length: Duration,
+}
+
+impl Grid {
+    fn from_args(benching: bool) -> Result<Grid, String> {
+        let mut grid = if benching {
+            Grid {
+                sizes: vec![4, 8, 16],
+                worker_counts: vec![4, 16, 64],
+                length: Duration::from_secs(2),
+            }
+        } else {
+            Grid {
+                sizes: vec![4],
+                worker_counts: vec![4],
+                length: Duration::from_millis(50), // a smoke test under cargo test
+            }
+        };
+        let mut args = std::env::args().skip(1);
+        let counts = |value: Option<String>| -> Result<Vec<usize>, String> {
+            let value = value.ok_or("a list of counts, e.g. 4,16")?;
+            (value.split(','))
+                .map(|n| match n.parse() {
+                    Ok(count) if count > 0 => Ok(count),
+                    _ => Err(format!("not a count above 0: {n:?}")),
+                })
+                .collect()
+        };
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--sizes" => grid.sizes = counts(args.next())?,
+                "--workers" => grid.worker_counts = counts(args.next())?,
+                "--seconds" => {
+                    let seconds = args.next().and_then(|s| s.parse::<f64>().ok());
+                    grid.length = seconds
+                        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                        .filter(|length| !length.is_zero())
+                        .ok_or("--seconds: a number of seconds above 0")?;
+                }
+                _ => {} // `--bench`, and the test harness's own flags
+            }
+        }
+        Ok(grid)
+    }
+}
+
+fn main() -> Result<(), String> {
     let benching = std::env::args().any(|a| a == "--bench");
     let Ok(url) = std::env::var("PINPOOL_PG_URL") else {
         println!(
             "postgres bench: skipped (no PINPOOL_PG_URL; bash benches/postgres.sh starts a server)"
         );
-        return;
+        return Ok(());
     };
-    let (sizes, worker_counts, length): (&[usize], &[usize], _) = if benching {
-        (&[4, 8, 16], &[4, 16, 64], Duration::from_secs(2))
-    } else {
-        (&[4], &[4], Duration::from_millis(50)) // a smoke test under cargo test
-    };
+    let grid = Grid::from_args(benching)?;
+    let (sizes, worker_counts, length) = (&grid.sizes, &grid.worker_counts, grid.length);
     println!(
         "{:>4} {:>7}  {:>28}  {:>10}  {:>12}  {:>9}  {:>11}",
         "size", "workers", "pool", "queries/s", "p99 wait µs", "of pgbench", "CPU µs/query"
@@ -520,4 +569,5 @@ fn main() {
             );
         }
     }
+    Ok(())
 }
