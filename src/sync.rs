@@ -44,12 +44,12 @@ mod imp {
     /// runs first; the pool's own queue, not the lock's, decides who is
     /// served in order. docs/benchmarks.md has the figures, and the loops
     /// this is slower in: threads far outnumbering cores checking out with
-    /// no hold at all (64 threads under `Strict`; 16 under `Affinity`,
-    /// whose waiters for any connection send every checkout through this
-    /// lock, about 100× slower). A spin that yielded before sleeping, as
-    /// parking_lot's does, brought the tails back (measured again on
-    /// 2026-12-05: three yields before sleeping, async p99.9 on 20 µs holds
-    /// 0.03 → 1.4–2.1 ms, 8 tasks).
+    /// no hold at all (64 threads under `Strict`; 16 under `Affinity` or
+    /// `Off`, which can fall into a mode where waiters for any connection
+    /// keep sending every checkout through this lock, 100× slower). A spin
+    /// that yielded before sleeping, as parking_lot's does, brought the
+    /// tails back (measured again on 2026-12-05: three yields before
+    /// sleeping, async p99.9 on 20 µs holds 0.03 → 1.4–2.1 ms, 8 tasks).
     pub(crate) struct Mutex<T>(std::sync::Mutex<T>);
 
     impl<T> Mutex<T> {

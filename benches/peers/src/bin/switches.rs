@@ -1,6 +1,7 @@
 //! Why `Strict` + `Handoff` trails r2d2 when threads outnumber
-//! connections: context switches per checkout, beside throughput, for
-//! pinpool under each wake policy and for r2d2, in the same run.
+//! connections, and what keeps `Off` and `Affinity` in a waiting mode
+//! there: context switches per checkout, beside throughput, for pinpool
+//! under each wake policy and for r2d2, in the same run.
 //!
 //! `cargo run --release -p pinpool-peers --bin switches [-- --threads 4,16]`
 //!
@@ -30,6 +31,11 @@ struct Args {
     /// Checkouts per thread.
     #[arg(long, default_value_t = 20_000)]
     checkouts: u64,
+    /// Start the workers on a pool just built, without a checkout each
+    /// before the clock: they find it still opening its connections and
+    /// wait, as an application's threads would at start-up.
+    #[arg(long)]
+    cold: bool,
 }
 
 const CONNECTIONS: usize = 4;
@@ -83,13 +89,15 @@ struct Cell {
     involuntary: f64,
 }
 
-fn run(checkout: &Checkout, threads: usize, checkouts: u64) -> Cell {
+fn run(checkout: &Checkout, threads: usize, checkouts: u64, cold: bool) -> Cell {
     let start = Arc::new(Barrier::new(threads + 1));
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             let (checkout, start) = (Arc::clone(checkout), Arc::clone(&start));
             std::thread::spawn(move || {
-                checkout(); // pins the thread before the clock starts
+                if !cold {
+                    checkout(); // pins the thread before the clock starts
+                }
                 start.wait();
                 let before = switches();
                 for _ in 0..checkouts {
@@ -130,6 +138,12 @@ fn main() {
         ("pinpool Off, Handoff", || {
             pinpool(Pinning::Off, WakePolicy::Handoff)
         }),
+        ("pinpool Off, default (Eventual)", || {
+            pinpool(Pinning::Off, WakePolicy::default())
+        }),
+        ("pinpool Affinity, default (Eventual)", || {
+            pinpool(Pinning::Affinity, WakePolicy::default())
+        }),
         ("r2d2", r2d2),
     ];
     println!(
@@ -139,7 +153,7 @@ fn main() {
     for &threads in &args.threads {
         let cells: Vec<_> = pools
             .iter()
-            .map(|(name, build)| (name, run(&build(), threads, args.checkouts)))
+            .map(|(name, build)| (name, run(&build(), threads, args.checkouts, args.cold)))
             .collect();
         let r2d2 = cells.last().map_or(1.0, |(_, cell)| cell.per_second);
         for (name, cell) in &cells {
