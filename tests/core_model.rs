@@ -465,7 +465,7 @@ impl Sut {
     /// before it chooses, and a reap may bind a waiter elsewhere (a pin
     /// the core saw when it handed the connection over); who was passed
     /// over is judged against those pins, as for a grant.
-    fn observe_reap(&mut self) {
+    fn observe_own_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
             self.observe(event);
         }
@@ -475,7 +475,7 @@ impl Sut {
     fn answered(&mut self, checkout: Checkout, owner: OwnerId, holds_pinned: bool) {
         match checkout {
             Checkout::Granted(conn) => {
-                self.observe_reap();
+                self.observe_own_events();
                 self.granted(Ticket(u64::MAX), conn, owner)
             }
             Checkout::Waiting(ticket) => {
@@ -882,7 +882,7 @@ impl Sut {
         let owner = self.model.waiting[&ticket].owner;
         match self.core.retry(ticket).unwrap() {
             Checkout::Granted(conn) => {
-                self.observe_reap();
+                self.observe_own_events();
                 self.model.waiting.remove(&ticket);
                 self.granted(ticket, conn, owner);
             }
