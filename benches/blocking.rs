@@ -2,7 +2,8 @@
 //!
 //! * `uncontended`: one thread, get + drop of a no-op connection;
 //! * `contended`: 2–16 threads over 4 connections, time per get + drop,
-//!   under the default wake policy (`Eventual`: 16 bypasses or 500 µs), `Handoff`
+//!   under the default wake policy (`Eventual`: 16 bypasses after holds of
+//!   10 µs or more, or 500 µs), `Handoff`
 //!   (`-handoff`) and `Bounded(8)` (`-bounded`);
 //! * `herd`: 64 threads over 4 connections, `Handoff`, `Broadcast` and the
 //!   default (threads unparked per checkin are printed after the group);

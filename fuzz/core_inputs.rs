@@ -75,6 +75,7 @@ fn config(input: &Input) -> Config {
             WakePolicy::Eventual {
                 bypasses: 2,
                 period: Duration::from_millis(3),
+                min_hold: Duration::from_millis(1),
             },
         ][usize::from(input.wake % 5)],
         reset: [

@@ -221,7 +221,8 @@ impl<P> Builder<P> {
     }
 
     /// What a checkin does for waiters. The blocking pool's default is
-    /// [`WakePolicy::Eventual`] (16 bypasses or 500 µs;
+    /// [`WakePolicy::Eventual`] (16 bypasses, counted after holds of 10 µs
+    /// or more, or 500 µs;
     /// [`WakePolicy::Handoff`] gives strict FIFO at the cost of a context
     /// switch per contended checkout); the async pool's is `Handoff` (see
     /// [`BuiltPool::DEFAULT_WAKE`]). `Broadcast` and `Signal` are for

@@ -99,8 +99,13 @@ fn wake() -> impl Strategy<Value = WakePolicy> {
         Just(WakePolicy::Broadcast),
         Just(WakePolicy::Signal),
         count.clone().prop_map(WakePolicy::Bounded),
-        (count, duration())
-            .prop_map(|(bypasses, period)| WakePolicy::Eventual { bypasses, period }),
+        (count, duration(), duration()).prop_map(|(bypasses, period, min_hold)| {
+            WakePolicy::Eventual {
+                bypasses,
+                period,
+                min_hold,
+            }
+        }),
     ]
 }
 
@@ -189,7 +194,7 @@ fn expected_rejection(options: &Options) -> Option<ConfigError> {
     } else if options.max_connecting == 0 {
         Some(ConfigError::ZeroMaxConnecting)
     } else if matches!(options.wake, WakePolicy::Bounded(0))
-        || matches!(options.wake, WakePolicy::Eventual { bypasses, period }
+        || matches!(options.wake, WakePolicy::Eventual { bypasses, period, .. }
             if bypasses == 0 || period.is_zero())
     {
         Some(ConfigError::ZeroBypassBound)

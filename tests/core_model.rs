@@ -68,6 +68,11 @@ const BYPASS_BOUND: u32 = 2;
 /// Eventual's period in the model: a few `Tick`s.
 const FAIR_PERIOD: Duration = Duration::from_secs(3);
 
+/// Eventual's least counted hold in the model: shorter than the period,
+/// so a checkin may end a hold below it, between it and the period, or
+/// beyond.
+const MIN_HOLD: Duration = Duration::from_secs(2);
+
 const WAKE_POLICIES: [WakePolicy; 5] = [
     WakePolicy::Handoff,
     WakePolicy::Broadcast,
@@ -76,6 +81,7 @@ const WAKE_POLICIES: [WakePolicy; 5] = [
     WakePolicy::Eventual {
         bypasses: BYPASS_BOUND,
         period: FAIR_PERIOD,
+        min_hold: MIN_HOLD,
     },
 ];
 
@@ -561,15 +567,21 @@ impl Sut {
         }
     }
 
-    /// Whether a checkin may hand `conn` to its oldest waiter `ticket`
-    /// before the period is up: under Eventual, only a waiter bound to no
-    /// one connection, passed over the bound.
-    fn may_go_early(&self, ticket: Ticket) -> bool {
-        let WakePolicy::Eventual { bypasses, .. } = self.config().wake else {
+    /// Whether a checkin ending a hold of `held` may hand the connection
+    /// to its oldest waiter `ticket` before the period is up: under
+    /// Eventual, only a waiter bound to no one connection, passed over the
+    /// bound, after a hold of at least `min_hold`.
+    fn may_go_early(&self, ticket: Ticket, held: Duration) -> bool {
+        let WakePolicy::Eventual {
+            bypasses, min_hold, ..
+        } = self.config().wake
+        else {
             return false;
         };
         let waiting = self.model.waiting[&ticket];
-        !self.bound_to_one(waiting.owner) && waiting.bypassed >= u64::from(bypasses)
+        !self.bound_to_one(waiting.owner)
+            && waiting.bypassed >= u64::from(bypasses)
+            && held >= min_hold
     }
 
     /// The oldest waiter that could use `conn`.
@@ -681,9 +693,10 @@ impl Sut {
                 }
                 let conn = held[pick % held.len()];
                 self.model.held.remove(&conn);
+                let held_for = self.model.now - self.model.since[&conn];
                 self.model.set_idle(conn); // until an action says otherwise
                 let oldest = self.oldest_waiter_for(conn);
-                let may_go_early = oldest.is_some_and(|t| self.may_go_early(t));
+                let may_go_early = oldest.is_some_and(|t| self.may_go_early(t, held_for));
                 match how {
                     Return::Healthy => self.core.checkin(conn, Health::Healthy),
                     Return::Broken => self.core.checkin(conn, Health::Broken),
@@ -1155,8 +1168,9 @@ impl Sut {
             assert_eq!(stranded, 0, "lost wake-up beside an idle connection");
         }
         assert_eq!(counters.max_bypass, model.max_bypass, "bypass count");
-        // Strict-pinned waiters under Eventual are bounded by its period,
-        // which `check_fair_checkin` checks at every checkin.
+        // Under Eventual, Strict-pinned waiters, and any passed over at
+        // checkins ending holds shorter than `min_hold`, are bounded by its
+        // period, which `check_fair_checkin` checks at every checkin.
         if let Some(bound) = support::bypass_bound(config.wake, config.pinning) {
             let most = u64::from(bound) + model.largest_size as u64;
             assert!(
@@ -1375,29 +1389,37 @@ fn min_size_refills_after_a_failed_connect_wait_for_maintenance() {
     assert_eq!(core.state().idle, 2);
 }
 
-/// `Eventual`'s period may be as long as a `Duration` goes ("never by
-/// time"): the first hand-off that starts the next period must not
-/// overflow the clock (it used to panic adding the period to `now`).
-#[test]
-fn an_eventual_period_of_duration_max_never_overflows_the_clock() {
+/// A one-connection `Off` core under `Eventual` with a period no clock
+/// reaches, one bypass, and `min_hold`, its connection checked out by
+/// owner 1: the core and the connection.
+fn held_under_eventual_by_count(min_hold: Duration) -> (Core, ConnId) {
     let mut core = Core::new(Config {
         max_size: 1,
         pinning: Pinning::Off,
         wake: WakePolicy::Eventual {
             bypasses: 1,
             period: Duration::MAX,
+            min_hold,
         },
         ..Config::default()
     })
     .unwrap();
-    let (alice, bob) = (OwnerId(1), OwnerId(2));
-    core.checkout(alice);
+    core.checkout(OwnerId(1));
     let Some(Action::Open(conn)) = core.poll_action() else {
         panic!("opens")
     };
-    core.advance(Duration::from_secs(1));
     core.connected(conn).unwrap();
     while core.poll_action().is_some() {}
+    (core, conn)
+}
+
+/// `Eventual`'s period may be as long as a `Duration` goes ("never by
+/// time"): the first hand-off that starts the next period must not
+/// overflow the clock (it used to panic adding the period to `now`).
+#[test]
+fn an_eventual_period_of_duration_max_never_overflows_the_clock() {
+    let (mut core, conn) = held_under_eventual_by_count(Duration::ZERO);
+    let bob = OwnerId(2);
     let Checkout::Waiting(ticket) = core.checkout(bob) else {
         panic!("bob waits")
     };
@@ -1407,6 +1429,56 @@ fn an_eventual_period_of_duration_max_never_overflows_the_clock() {
     assert!(
         actions.contains(&Action::Grant { ticket, conn }),
         "due at the first checkin: {actions:?}"
+    );
+}
+
+/// `Eventual` counts a waiter's bypasses toward a hand-off only at
+/// checkins ending a hold of at least `min_hold`: one that ends a
+/// shorter hold leaves the connection idle however often the waiter was
+/// passed over, and the next long one hands it over.
+#[test]
+fn eventual_counts_bypasses_only_at_checkins_ending_long_holds() {
+    let min_hold = Duration::from_millis(10);
+    let (mut core, conn) = held_under_eventual_by_count(min_hold);
+    let (alice, bob, carol) = (OwnerId(1), OwnerId(2), OwnerId(3));
+    let actions = |core: &mut Core| std::iter::from_fn(|| core.poll_action()).collect::<Vec<_>>();
+    // The first hand-off is due by the period and starts one no clock
+    // reaches: from here on, only the count hands over.
+    let Checkout::Waiting(bobs) = core.checkout(bob) else {
+        panic!("bob waits")
+    };
+    core.checkin(conn, Health::Healthy).unwrap();
+    assert!(actions(&mut core).contains(&Action::Grant { ticket: bobs, conn }));
+    let Checkout::Waiting(alices) = core.checkout(alice) else {
+        panic!("alice waits")
+    };
+    let mut now = Duration::ZERO;
+    for (holder, hold) in [
+        (bob, Duration::ZERO),
+        (carol, min_hold - Duration::from_nanos(1)),
+    ] {
+        now += hold;
+        core.advance(now);
+        core.checkin(conn, Health::Healthy).unwrap();
+        actions(&mut core);
+        assert_eq!(
+            core.state().idle,
+            1,
+            "{holder:?}'s hold of {hold:?} counts nothing"
+        );
+        // Carol takes it past alice, woken but not yet retried.
+        assert_eq!(core.checkout(carol), Checkout::Granted(conn));
+    }
+    assert!(core.state().counters.max_bypass >= 2);
+    now += min_hold;
+    core.advance(now);
+    core.checkin(conn, Health::Healthy).unwrap();
+    assert!(
+        actions(&mut core).contains(&Action::Grant {
+            ticket: alices,
+            conn
+        }),
+        "a hold of min_hold counts"
     );
 }
 

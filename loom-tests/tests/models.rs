@@ -45,11 +45,13 @@ const DETERMINISTIC: WakePolicy = WakePolicy::Handoff;
 /// thread-local destructors have run. Models 17 and 18 check resets.
 const NO_RESETS: Reset = Reset::Never;
 
-/// `Eventual` with a period no clock reaches: after the first hand-off it
-/// decides by its bypass count alone, so loom can replay it.
+/// `Eventual` with a period no clock reaches, counting every checkin:
+/// after the first hand-off it decides by its bypass count alone, so loom
+/// can replay it.
 const EVENTUAL_BY_COUNT: WakePolicy = WakePolicy::Eventual {
     bypasses: 1,
     period: std::time::Duration::MAX,
+    min_hold: std::time::Duration::ZERO,
 };
 
 fn pool(max_size: usize, wake: WakePolicy) -> Pool<Counting> {

@@ -62,7 +62,7 @@ pub fn parse_series(text: &str) -> Result<Series, String> {
 }
 
 /// `bounded-N` or `eventual-N-Mms` (N, M ≥ 1): the eventually fair
-/// policies.
+/// policies (`Eventual` with the default's `min_hold`).
 fn parse_eventual(text: &str) -> Option<WakePolicy> {
     let positive = |n: &str| n.parse().ok().filter(|&n: &u32| n > 0);
     if let Some(bound) = text.strip_prefix("bounded-") {
@@ -72,6 +72,7 @@ fn parse_eventual(text: &str) -> Option<WakePolicy> {
     Some(WakePolicy::Eventual {
         bypasses: positive(bypasses)?,
         period: std::time::Duration::from_millis(positive(millis.strip_suffix("ms")?)?.into()),
+        min_hold: WakePolicy::DEFAULT_MIN_HOLD,
     })
 }
 
@@ -82,7 +83,9 @@ pub fn policy_name(series: &Series) -> String {
         WakePolicy::Broadcast => "broadcast".into(),
         WakePolicy::Signal => "signal".into(),
         WakePolicy::Bounded(bound) => format!("bounded-{bound}"),
-        WakePolicy::Eventual { bypasses, period } => {
+        WakePolicy::Eventual {
+            bypasses, period, ..
+        } => {
             format!("eventual-{bypasses}-{}ms", period.as_millis())
         }
     }

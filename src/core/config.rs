@@ -14,7 +14,11 @@ use super::policy::{Overflow, Pinning, Reset, WakePolicy};
 /// use std::time::Duration;
 /// let config = Config { max_size: 4, pinning: Pinning::Strict, ..Config::default() };
 /// assert!(config.validate().is_ok());
-/// let eventual = WakePolicy::Eventual { bypasses: 16, period: Duration::from_micros(500) };
+/// let eventual = WakePolicy::Eventual {
+///     bypasses: 16,
+///     period: Duration::from_micros(500),
+///     min_hold: Duration::from_micros(10),
+/// };
 /// assert_eq!(config.wake, eventual);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,8 +38,8 @@ pub struct Config {
     /// Default [`Overflow::LeastLoaded`].
     pub overflow: Overflow,
     /// What a checkin does for waiters. Default
-    /// [`WakePolicy::Eventual`], 16 bypasses or 500 µs (see
-    /// [`WakePolicy::default`]).
+    /// [`WakePolicy::Eventual`], 16 bypasses (counted after holds of 10 µs
+    /// or more) or 500 µs (see [`WakePolicy::default`]).
     pub wake: WakePolicy,
     /// When a connection's session state is reset (default
     /// [`Reset::OwnerChange`]).

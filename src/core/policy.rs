@@ -214,8 +214,9 @@ pub enum WakePolicy {
     /// waiter that can use it, so the returning thread may barge; the
     /// connection is handed to that waiter directly once `period` has
     /// passed since the connection's last direct hand-off (parking_lot's
-    /// clock) or — for a waiter any connection could serve — once it has
-    /// been passed over `bypasses` times, whichever comes first.
+    /// clock) or — for a waiter any connection could serve, at a checkin
+    /// ending a hold of at least `min_hold` — once it has been passed over
+    /// `bypasses` times, whichever comes first.
     ///
     /// The clock bounds the wait when holds are long, where `Bounded(n)`
     /// alone would allow `n` holds. The count drains a queue quickly when
@@ -226,7 +227,12 @@ pub enum WakePolicy {
     /// only that connection's owners, and a hand-off makes them — the
     /// returning thread first — wait for it in turn, a context switch
     /// each; for it the count would buy nothing the period does not, so
-    /// only the period applies. Needs the driver's clock
+    /// only the period applies. Nor does the count apply to a hold shorter
+    /// than `min_hold`: the waiter it would go to is usually not running
+    /// yet, and where threads outnumber cores a connection handed to a
+    /// thread that waits for a core sits unused for the wait while
+    /// running threads, finding none free, queue up behind it — one
+    /// convoy feeding the next. Needs the driver's clock
     /// ([`Config::needs_clock`](super::Config::needs_clock)).
     Eventual {
         /// Hand over once the oldest waiter, if any connection could serve
@@ -235,12 +241,16 @@ pub enum WakePolicy {
         /// Hand over at the first checkin this long after the connection's
         /// last direct hand-off.
         period: Duration,
+        /// Count toward `bypasses` only at a checkin ending a hold at least
+        /// this long (`Duration::ZERO`: at every checkin).
+        min_hold: Duration,
     },
 }
 
 /// The core's default wake policy, and the blocking pool's:
-/// [`WakePolicy::Eventual`], 16 bypasses or parking_lot's half a
-/// millisecond (the async pool's builder starts with `Handoff` instead:
+/// [`WakePolicy::Eventual`], 16 bypasses (after holds of 10 µs or more)
+/// or parking_lot's half a millisecond (the async pool's builder starts
+/// with `Handoff` instead:
 /// [`BuiltPool::DEFAULT_WAKE`](crate::BuiltPool::DEFAULT_WAKE) says why).
 /// Real checkouts (a database round trip) hold a connection longer than
 /// that, so every contended checkin is then a FIFO hand-off; only holds
@@ -249,7 +259,10 @@ pub enum WakePolicy {
 /// would cost a context switch per checkout.
 /// (The count was chosen on the contended benchmark, where 16 kept
 /// `Affinity` at 16 threads on its fast path and larger counts were
-/// markedly slower: `docs/benchmarks.md`.)
+/// markedly slower; `min_hold` on the same benchmark and the fairness
+/// one, where 10 µs keeps the count's short tails on 20 µs holds and
+/// takes `Affinity` and `Off` out of a hand-off convoy on holds of
+/// nanoseconds: `docs/benchmarks.md`.)
 impl Default for WakePolicy {
     fn default() -> Self {
         Self::DEFAULT_EVENTUAL
@@ -257,14 +270,20 @@ impl Default for WakePolicy {
 }
 
 impl WakePolicy {
-    /// [`WakePolicy::Eventual`] with 16 bypasses or 500 µs: the core's
-    /// default, and the blocking pool's (the async pool's builder starts
-    /// with [`Handoff`](Self::Handoff): see
-    /// [`BuiltPool`](crate::BuiltPool)).
+    /// [`WakePolicy::Eventual`] with 16 bypasses (counted after holds
+    /// of 10 µs or more) or 500 µs: the core's default, and the blocking
+    /// pool's (the async pool's builder starts with
+    /// [`Handoff`](Self::Handoff): see [`BuiltPool`](crate::BuiltPool)).
     pub const DEFAULT_EVENTUAL: WakePolicy = WakePolicy::Eventual {
         bypasses: 16,
         period: Duration::from_micros(500),
+        min_hold: Self::DEFAULT_MIN_HOLD,
     };
+
+    /// [`DEFAULT_EVENTUAL`](Self::DEFAULT_EVENTUAL)'s `min_hold`: about
+    /// what waking a parked thread costs on an idle core, so holds
+    /// shorter than it are cheaper to barge past than to hand over.
+    pub const DEFAULT_MIN_HOLD: Duration = Duration::from_micros(10);
 
     /// Whether a checkin may leave a connection idle beside a waiter that
     /// could use it, waking that waiter instead of handing it over

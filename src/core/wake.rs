@@ -92,24 +92,27 @@ impl Core {
                 while self.wake_oldest() {}
             }
             WakePolicy::Bounded(bound) => self.release_eventually_fair(conn, bound, None),
-            WakePolicy::Eventual { bypasses, period } => {
-                self.release_eventually_fair(conn, bypasses, Some(period))
-            }
+            WakePolicy::Eventual {
+                bypasses,
+                period,
+                min_hold,
+            } => self.release_eventually_fair(conn, bypasses, Some((period, min_hold))),
         }
     }
 
     /// Eventual fairness: `conn` goes to its oldest waiter once that was
-    /// passed over `bound` times, or (with a `period`, `Eventual`) once the
-    /// period since the connection's last direct hand-off is up; otherwise
-    /// it goes idle, and `provision` (which ends every input) wakes that
-    /// waiter beside it. Under `Eventual` the count applies only to a
-    /// waiter any connection could serve ([`WakePolicy::Eventual`] says
-    /// why).
+    /// passed over `bound` times, or (with a clock, `Eventual`: its
+    /// period and least counted hold) once the period since the
+    /// connection's last direct hand-off is up; otherwise it goes idle,
+    /// and `provision` (which ends every input) wakes that waiter beside
+    /// it. Under `Eventual` the count applies only to a waiter any
+    /// connection could serve, at a checkin ending a hold of at least
+    /// `min_hold` ([`WakePolicy::Eventual`] says why).
     pub(super) fn release_eventually_fair(
         &mut self,
         conn: ConnId,
         bound: u32,
-        period: Option<Duration>,
+        clock: Option<(Duration, Duration)>,
     ) {
         let Some(ticket) = self.oldest_waiter_for(conn) else {
             return self.slots.set_idle(conn, self.now);
@@ -117,14 +120,17 @@ impl Core {
         let now = self.now;
         let slot = self.slots.slot_mut(conn);
         let waiter = self.waiters.get(ticket).expect("queued tickets wait");
-        let counted = period.is_none() || waiter.want == Want::Any;
+        // A connection being released was checked out at `since`.
+        let counted = clock.is_none_or(|(_, min_hold)| {
+            waiter.want == Want::Any && now.saturating_sub(slot.since) >= min_hold
+        });
         let bypassed = self.waiters.bypassed(ticket).expect("queued tickets wait");
         let passed_over = counted && bypassed >= u64::from(bound);
-        let due = period.is_some() && now >= slot.fair_from;
+        let due = clock.is_some() && now >= slot.fair_from;
         if !passed_over && !due {
             return self.slots.set_idle(conn, now);
         }
-        if let Some(period) = period {
+        if let Some((period, _)) = clock {
             // Saturating: a period of `Duration::MAX` means "never by time".
             slot.fair_from = now.saturating_add(period);
         }

@@ -1,7 +1,9 @@
 //! Why `Strict` + `Handoff` trails r2d2 when threads outnumber
-//! connections, and what keeps `Off` and `Affinity` in a waiting mode
-//! there: context switches per checkout, beside throughput, for pinpool
-//! under each wake policy and for r2d2, in the same run.
+//! connections, and the hand-off convoy `Off` and `Affinity` fell into
+//! there before `Eventual` counted bypasses only after holds of 10 µs
+//! (the row counting every hold shows it): context switches per
+//! checkout, beside throughput, for pinpool under each wake policy and
+//! for r2d2, in the same run.
 //!
 //! `cargo run --release -p pinpool-peers --bin switches [-- --threads 4,16]`
 //!
@@ -16,7 +18,7 @@
 //! take the connection again costs none while its time slice lasts.
 
 use std::sync::{Arc, Barrier};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use pinpool::core::{Pinning, WakePolicy};
@@ -39,6 +41,15 @@ struct Args {
 }
 
 const CONNECTIONS: usize = 4;
+
+/// The default's eventual fairness without its `min_hold`: every checkin
+/// counts toward a hand-off, as before 2026-12-05, so a waiter for any
+/// connection is handed one after 16 bypasses however short the holds.
+const COUNTING_EVERY_HOLD: WakePolicy = WakePolicy::Eventual {
+    bypasses: 16,
+    period: Duration::from_micros(500),
+    min_hold: Duration::ZERO,
+};
 
 /// A thread's context switches so far: (voluntary, involuntary).
 fn switches() -> (u64, u64) {
@@ -143,6 +154,9 @@ fn main() {
         }),
         ("pinpool Affinity, default (Eventual)", || {
             pinpool(Pinning::Affinity, WakePolicy::default())
+        }),
+        ("pinpool Affinity, Eventual counting every hold", || {
+            pinpool(Pinning::Affinity, COUNTING_EVERY_HOLD)
         }),
         ("r2d2", r2d2),
     ];
