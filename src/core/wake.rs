@@ -91,28 +91,31 @@ impl Core {
                 self.slots.set_idle(conn, self.now);
                 while self.wake_oldest() {}
             }
-            WakePolicy::Bounded(bound) => self.release_eventually_fair(conn, bound, None),
+            // `Bounded` has no clock: it counts at every checkin.
+            WakePolicy::Bounded(bound) => {
+                self.release_eventually_fair(conn, bound, None, Duration::ZERO)
+            }
             WakePolicy::Eventual {
                 bypasses,
                 period,
                 min_hold,
-            } => self.release_eventually_fair(conn, bypasses, Some((period, min_hold))),
+            } => self.release_eventually_fair(conn, bypasses, Some(period), min_hold),
         }
     }
 
     /// Eventual fairness: `conn` goes to its oldest waiter once that was
-    /// passed over `bound` times, or (with a clock, `Eventual`: its
-    /// period and least counted hold) once the period since the
-    /// connection's last direct hand-off is up; otherwise it goes idle,
-    /// and `provision` (which ends every input) wakes that waiter beside
-    /// it. Under `Eventual` the count applies only to a waiter any
-    /// connection could serve, at a checkin ending a hold of at least
-    /// `min_hold` ([`WakePolicy::Eventual`] says why).
+    /// passed over `bound` times, at a checkin ending a hold of at least
+    /// `min_hold`, or (with a `period`, `Eventual`) once the period since
+    /// the connection's last direct hand-off is up; otherwise it goes
+    /// idle, and `provision` (which ends every input) wakes that waiter
+    /// beside it. Under `Eventual` the count applies only to a waiter any
+    /// connection could serve ([`WakePolicy::Eventual`] says why).
     pub(super) fn release_eventually_fair(
         &mut self,
         conn: ConnId,
         bound: u32,
-        clock: Option<(Duration, Duration)>,
+        period: Option<Duration>,
+        min_hold: Duration,
     ) {
         let Some(ticket) = self.oldest_waiter_for(conn) else {
             return self.slots.set_idle(conn, self.now);
@@ -121,16 +124,15 @@ impl Core {
         let slot = self.slots.slot_mut(conn);
         let waiter = self.waiters.get(ticket).expect("queued tickets wait");
         // A connection being released was checked out at `since`.
-        let counted = clock.is_none_or(|(_, min_hold)| {
-            waiter.want == Want::Any && now.saturating_sub(slot.since) >= min_hold
-        });
+        let held = now.saturating_sub(slot.since);
+        let counted = (period.is_none() || waiter.want == Want::Any) && held >= min_hold;
         let bypassed = self.waiters.bypassed(ticket).expect("queued tickets wait");
         let passed_over = counted && bypassed >= u64::from(bound);
-        let due = clock.is_some() && now >= slot.fair_from;
+        let due = period.is_some() && now >= slot.fair_from;
         if !passed_over && !due {
             return self.slots.set_idle(conn, now);
         }
-        if let Some((period, _)) = clock {
+        if let Some(period) = period {
             // Saturating: a period of `Duration::MAX` means "never by time".
             slot.fair_from = now.saturating_add(period);
         }
