@@ -14,9 +14,10 @@
 //! checkout wait, pgbench's `-M prepared` throughput at the same client
 //! count, and this process's CPU time per query (pool and driver: what
 //! the client pays, which the server's share of the cores blurs less than
-//! the throughput); and per worker count, each driver alone (a client per
-//! worker, no pool), what any pool over it could reach at best, and what
-//! its queries cost without one.
+//! the throughput); with `--rounds N`, each pool's median round and each
+//! pinpool row's ratio to its peer round by round; and per worker count,
+//! each driver alone (a client per worker, no pool), what any pool over
+//! it could reach at best, and what its queries cost without one.
 //!
 //! Not criterion: the figure is the throughput of many concurrent workers
 //! and the distribution of their waits, not the time of one closure.
@@ -203,6 +204,34 @@ struct Cell<'a> {
 }
 
 impl Cell<'_> {
+    /// Every pool of [`POOLS`] `rounds` times, each round starting one
+    /// pool further along, so that no pool always runs first or after the
+    /// same one (the server and the machine drift over a run); per pool,
+    /// its outcomes in round order. `pinned` is the pinpool rows' pinning.
+    fn rounds(&self, rounds: usize, pinned: Pinning) -> Vec<Vec<Outcome>> {
+        let mut outcomes: Vec<Vec<Outcome>> = POOLS.iter().map(|_| Vec::new()).collect();
+        for round in 0..rounds {
+            for step in 0..POOLS.len() {
+                let pool = (round + step) % POOLS.len();
+                outcomes[pool].push(self.measure(pool, pinned));
+            }
+        }
+        outcomes
+    }
+
+    /// Pool `pool` of [`POOLS`], measured once.
+    fn measure(&self, pool: usize, pinned: Pinning) -> Outcome {
+        match pool {
+            0 => self.blocking_pinpool(pinned),
+            1 => self.blocking_pinpool(Pinning::Off),
+            2 => self.r2d2(),
+            3 => self.async_pinpool(pinned),
+            4 => self.async_pinpool(Pinning::Off),
+            5 => self.bb8(),
+            _ => self.deadpool(),
+        }
+    }
+
     fn blocking_pinpool(&self, pinning: Pinning) -> Outcome {
         let pool = pinpool::blocking::Pool::builder()
             .max_size(self.size)
@@ -428,6 +457,36 @@ fn pgbench(url: &str, clients: usize, length: Duration) -> Option<f64> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// The round with the median throughput (the upper of the middle two of
+/// an even count).
+fn median(outcomes: &[Outcome]) -> &Outcome {
+    let mut by_throughput: Vec<&Outcome> = outcomes.iter().collect();
+    by_throughput.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+    by_throughput[by_throughput.len() / 2]
+}
+
+/// `pool`'s throughput over `peer`'s, round by round (each pair ran
+/// minutes apart at most, where whole rounds move by more): the range,
+/// the median and how many rounds `pool` was ahead.
+fn per_round_ratios(pool: &[Outcome], peer: &[Outcome]) -> String {
+    let mut ratios: Vec<f64> = (pool.iter().zip(peer))
+        .map(|(pool, peer)| pool.per_second / peer.per_second)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let ahead = ratios.iter().filter(|&&r| r >= 1.0).count();
+    format!(
+        "{:.2}–{:.2}, median {:.2}, ahead in {ahead} of {}",
+        ratios[0],
+        ratios[ratios.len() - 1],
+        ratios[ratios.len() / 2],
+        ratios.len()
+    )
+}
+
+/// The per-round ratios printed with `--rounds`: each pinpool row against
+/// the best peer of its kind (indexes into [`POOLS`]).
+const RATIOS: [(usize, usize); 4] = [(0, 2), (1, 2), (3, 6), (4, 6)];
+
 const POOLS: [&str; 7] = [
     "pinpool pinned (threads)",
     "pinpool off (threads)",
@@ -440,11 +499,13 @@ const POOLS: [&str; 7] = [
 
 /// The grid to run: the full one under `cargo bench`, narrowed by
 /// `--sizes 16 --workers 64 --seconds 4` (after `--`) to look at one cell
-/// again; one short cell under `cargo test`.
+/// again, and `--rounds 8` to run each cell's pools that many times; one
+/// short cell under `cargo test`.
 struct Grid {
     sizes: Vec<usize>,
     worker_counts: Vec<usize>,
     length: Duration,
+    rounds: usize,
 }
 
 impl Grid {
@@ -454,12 +515,14 @@ impl Grid {
                 sizes: vec![4, 8, 16],
                 worker_counts: vec![4, 16, 64],
                 length: Duration::from_secs(2),
+                rounds: 1,
             }
         } else {
             Grid {
                 sizes: vec![4],
                 worker_counts: vec![4],
                 length: Duration::from_millis(50), // a smoke test under cargo test
+                rounds: 1,
             }
         };
         let mut args = std::env::args().skip(1);
@@ -476,6 +539,12 @@ impl Grid {
             match arg.as_str() {
                 "--sizes" => grid.sizes = counts(args.next())?,
                 "--workers" => grid.worker_counts = counts(args.next())?,
+                "--rounds" => {
+                    grid.rounds = match counts(args.next())?[..] {
+                        [rounds] => rounds,
+                        _ => return Err("--rounds: one count".into()),
+                    }
+                }
                 "--seconds" => {
                     let seconds = args.next().and_then(|s| s.parse::<f64>().ok());
                     grid.length = seconds
@@ -521,16 +590,9 @@ fn main() -> Result<(), String> {
             } else {
                 Pinning::Strict
             };
-            let outcomes = [
-                cell.blocking_pinpool(pinned),
-                cell.blocking_pinpool(Pinning::Off),
-                cell.r2d2(),
-                cell.async_pinpool(pinned),
-                cell.async_pinpool(Pinning::Off),
-                cell.bb8(),
-                cell.deadpool(),
-            ];
-            for (name, outcome) in POOLS.iter().zip(&outcomes) {
+            let rounds = cell.rounds(grid.rounds, pinned);
+            for (name, outcomes) in POOLS.iter().zip(&rounds) {
+                let outcome = median(outcomes);
                 let share = ceiling.map_or("-".into(), |tps| {
                     format!("{:.0}%", 100.0 * outcome.per_second / tps)
                 });
@@ -540,6 +602,15 @@ fn main() -> Result<(), String> {
                     outcome.p99_wait_us,
                     outcome.cpu_us()
                 );
+            }
+            if grid.rounds > 1 {
+                for (pool, peer) in RATIOS {
+                    let ratios = per_round_ratios(&rounds[pool], &rounds[peer]);
+                    println!(
+                        "{size:>4} {workers:>7}  {:>28}  × {}: {ratios}",
+                        POOLS[pool], POOLS[peer]
+                    );
+                }
             }
         }
         let alone = Alone {
