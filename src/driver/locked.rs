@@ -74,10 +74,15 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         mut spawn: impl FnMut(Work<C>),
     ) -> R {
         let mut effects = Effects::new();
+        // The clock is read before the lock, so that the lock is not held
+        // over it (a contended turn reads it twice, once per input); an
+        // input that then waits for the lock behind a later one cannot
+        // take the core's time back (`Core::advance` keeps the latest).
+        let now = self.clock.as_ref().map(|clock| clock());
         let result = {
             let mut inner = self.inner.lock();
-            if let Some(clock) = &self.clock {
-                inner.core.advance(clock());
+            if let Some(now) = now {
+                inner.core.advance(now);
             }
             let result = f(&mut inner);
             inner.drain(&mut effects, self.events.as_ref());
