@@ -4,6 +4,9 @@
 # r2d2_postgres, bb8-postgres and deadpool-postgres, and pgbench as the
 # ceiling. About 3 minutes on 2 cores. One cell again, for longer:
 #   bash benches/postgres.sh -- --sizes 16 --workers 64 --seconds 4
+# Cells whose runs move by more than the pools differ by, five times in
+# rotating order (medians, and the ratios round by round):
+#   bash benches/postgres.sh -- --workers 64 --rounds 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/servers.sh
