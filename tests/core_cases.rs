@@ -925,3 +925,59 @@ fn an_owner_its_pin_has_not_served_takes_a_connection_nobody_is_pinned_to() {
     core.checkin(other, Health::Healthy).unwrap();
     assert_eq!(core.checkout_scope(carol, true), LeaseScope::Conn(other));
 }
+
+/// Under `Strict`, a connection on its way that nobody is pinned to will
+/// serve an unpinned waiter: while it connects, provisioning again (here,
+/// maintenance) opens no second one for the same waiter.
+#[test]
+fn an_unpinned_waiter_has_one_connection_opened_for_it() {
+    let mut core = strict(3);
+    let Checkout::Waiting(_) = core.checkout_unpinned(OwnerId(1)) else {
+        panic!("nothing is open yet")
+    };
+    let first = next_open(&mut core).expect("a connection for it");
+    core.maintain();
+    assert_eq!(core.poll_action(), None, "{first} is on its way for it");
+    assert_eq!(core.state().total(), 1);
+}
+
+/// A `Strict` owner waiting with two checkouts (two futures of one scope)
+/// whose first is granted another connection than its pin, before the pin
+/// served it: its other checkout follows the pin to that connection, and
+/// waits for it, rather than take its old one as a second connection.
+#[test]
+fn an_owners_other_checkout_follows_its_pin_to_the_connection_it_was_granted() {
+    let mut core = core(Config {
+        max_size: 2,
+        min_size: 1,
+        pinning: Pinning::Strict,
+        ..Config::default()
+    });
+    let alice = OwnerId(1);
+    let free = next_open(&mut core).expect("min_size's connection, nobody's");
+    let Checkout::Waiting(first) = core.checkout(alice) else {
+        panic!("nothing is connected yet")
+    };
+    let pinned = next_open(&mut core).expect("a connection of her own");
+    let Checkout::Waiting(second) = core.checkout(alice) else {
+        panic!("her connection is not connected yet")
+    };
+    core.connected(free).unwrap();
+    assert_eq!(
+        connect_all(&mut core),
+        [Action::Grant {
+            ticket: first,
+            conn: free
+        }],
+        "her pin has not served her: the free connection does"
+    );
+    core.connected(pinned).unwrap();
+    let granted = connect_all(&mut core);
+    assert!(
+        !granted
+            .iter()
+            .any(|action| matches!(action, Action::Grant { ticket, .. } if *ticket == second)),
+        "her second checkout waits for {free}, which she holds: {granted:?}"
+    );
+    assert_eq!(core.state().idle, 1, "{pinned} is nobody's now");
+}
