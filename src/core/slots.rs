@@ -301,11 +301,10 @@ impl Table {
     /// `id` is usually as far from the first id as its slot is from the
     /// first slot (not when connections before it have closed): the slot
     /// at that place is looked at first, the binary search only if it is
-    /// another. Under contention
-    /// the other threads' inputs keep changing the slots, so each place a
-    /// binary search looked at was a cache line to fetch from another core;
-    /// it was 87 % of the samples in a hand-off's `checkin` (`perf record`,
-    /// the PostgreSQL benchmark's 64-task cell).
+    /// another. Under contention the other threads' inputs keep changing
+    /// the slots, so each place a binary search looked at was a cache line
+    /// to fetch from another core: 87 % of the samples in a hand-off's
+    /// `checkin` (`perf record`, the PostgreSQL benchmark's 64-task cell).
     #[inline]
     fn at(&self, id: ConnId) -> Option<usize> {
         let first = self.0.first()?.0;
