@@ -204,31 +204,32 @@ struct Cell<'a> {
 }
 
 impl Cell<'_> {
-    /// Every pool of [`POOLS`] `rounds` times, each round starting one
-    /// pool further along, so that no pool always runs first or after the
+    /// Every pool `rounds` times, each round starting one pool further
+    /// along [`Pool::ALL`], so that no pool always runs first or after the
     /// same one (the server and the machine drift over a run); per pool,
-    /// its outcomes in round order. `pinned` is the pinpool rows' pinning.
+    /// in [`Pool::ALL`]'s order, its outcomes in round order. `pinned` is
+    /// the pinpool rows' pinning.
     fn rounds(&self, rounds: usize, pinned: Pinning) -> Vec<Vec<Outcome>> {
-        let mut outcomes: Vec<Vec<Outcome>> = POOLS.iter().map(|_| Vec::new()).collect();
+        let mut outcomes: Vec<Vec<Outcome>> = Pool::ALL.iter().map(|_| Vec::new()).collect();
         for round in 0..rounds {
-            for step in 0..POOLS.len() {
-                let pool = (round + step) % POOLS.len();
-                outcomes[pool].push(self.measure(pool, pinned));
+            for step in 0..Pool::ALL.len() {
+                let pool = (round + step) % Pool::ALL.len();
+                outcomes[pool].push(self.measure(Pool::ALL[pool], pinned));
             }
         }
         outcomes
     }
 
-    /// Pool `pool` of [`POOLS`], measured once.
-    fn measure(&self, pool: usize, pinned: Pinning) -> Outcome {
+    /// `pool`, measured once.
+    fn measure(&self, pool: Pool, pinned: Pinning) -> Outcome {
         match pool {
-            0 => self.blocking_pinpool(pinned),
-            1 => self.blocking_pinpool(Pinning::Off),
-            2 => self.r2d2(),
-            3 => self.async_pinpool(pinned),
-            4 => self.async_pinpool(Pinning::Off),
-            5 => self.bb8(),
-            _ => self.deadpool(),
+            Pool::PinnedThreads => self.blocking_pinpool(pinned),
+            Pool::OffThreads => self.blocking_pinpool(Pinning::Off),
+            Pool::R2d2 => self.r2d2(),
+            Pool::PinnedTasks => self.async_pinpool(pinned),
+            Pool::OffTasks => self.async_pinpool(Pinning::Off),
+            Pool::Bb8 => self.bb8(),
+            Pool::Deadpool => self.deadpool(),
         }
     }
 
@@ -483,18 +484,50 @@ fn per_round_ratios(pool: &[Outcome], peer: &[Outcome]) -> String {
     )
 }
 
-/// The per-round ratios printed with `--rounds`: each pinpool row against
-/// the best peer of its kind (indexes into [`POOLS`]).
-const RATIOS: [(usize, usize); 4] = [(0, 2), (1, 2), (3, 6), (4, 6)];
+/// The pools each cell measures, in the order of its table.
+#[derive(Clone, Copy)]
+enum Pool {
+    PinnedThreads,
+    OffThreads,
+    R2d2,
+    PinnedTasks,
+    OffTasks,
+    Bb8,
+    Deadpool,
+}
 
-const POOLS: [&str; 7] = [
-    "pinpool pinned (threads)",
-    "pinpool off (threads)",
-    "r2d2 (threads)",
-    "pinpool pinned (tasks)",
-    "pinpool off (tasks)",
-    "bb8 (tasks)",
-    "deadpool (tasks)",
+impl Pool {
+    /// Every pool, in declaration order: `pool as usize` is its place here.
+    const ALL: [Pool; 7] = [
+        Pool::PinnedThreads,
+        Pool::OffThreads,
+        Pool::R2d2,
+        Pool::PinnedTasks,
+        Pool::OffTasks,
+        Pool::Bb8,
+        Pool::Deadpool,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Pool::PinnedThreads => "pinpool pinned (threads)",
+            Pool::OffThreads => "pinpool off (threads)",
+            Pool::R2d2 => "r2d2 (threads)",
+            Pool::PinnedTasks => "pinpool pinned (tasks)",
+            Pool::OffTasks => "pinpool off (tasks)",
+            Pool::Bb8 => "bb8 (tasks)",
+            Pool::Deadpool => "deadpool (tasks)",
+        }
+    }
+}
+
+/// The per-round ratios printed with `--rounds`: each pinpool row against
+/// the best peer of its kind.
+const RATIOS: [(Pool, Pool); 4] = [
+    (Pool::PinnedThreads, Pool::R2d2),
+    (Pool::OffThreads, Pool::R2d2),
+    (Pool::PinnedTasks, Pool::Deadpool),
+    (Pool::OffTasks, Pool::Deadpool),
 ];
 
 /// The grid to run: the full one under `cargo bench`, narrowed by
@@ -591,8 +624,8 @@ fn main() -> Result<(), String> {
                 Pinning::Strict
             };
             let rounds = cell.rounds(grid.rounds, pinned);
-            for (name, outcomes) in POOLS.iter().zip(&rounds) {
-                let outcome = median(outcomes);
+            for (pool, outcomes) in Pool::ALL.iter().zip(&rounds) {
+                let (name, outcome) = (pool.name(), median(outcomes));
                 let share = ceiling.map_or("-".into(), |tps| {
                     format!("{:.0}%", 100.0 * outcome.per_second / tps)
                 });
@@ -605,10 +638,11 @@ fn main() -> Result<(), String> {
             }
             if grid.rounds > 1 {
                 for (pool, peer) in RATIOS {
-                    let ratios = per_round_ratios(&rounds[pool], &rounds[peer]);
+                    let ratios = per_round_ratios(&rounds[pool as usize], &rounds[peer as usize]);
                     println!(
                         "{size:>4} {workers:>7}  {:>28}  × {}: {ratios}",
-                        POOLS[pool], POOLS[peer]
+                        pool.name(),
+                        peer.name()
                     );
                 }
             }
