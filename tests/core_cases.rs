@@ -981,3 +981,67 @@ fn an_owners_other_checkout_follows_its_pin_to_the_connection_it_was_granted() {
     );
     assert_eq!(core.state().idle, 1, "{pinned} is nobody's now");
 }
+
+/// Deadlines the core keeps (`time_out_at`) expire earliest first, in
+/// whatever order they were given, each failing its waiter once; a waiter
+/// that leaves the line takes its deadline along; and the next deadline
+/// is what the driver's timer waits for, in a pool that needs no other
+/// maintenance.
+#[test]
+fn deadlines_the_core_keeps_expire_earliest_first_and_leave_with_their_waiters() {
+    let secs = Duration::from_secs;
+    let mut core = strict(1);
+    assert!(!core.config().needs_maintenance());
+    let conn = first_checkout(&mut core, OwnerId(1));
+    let wait = |core: &mut Core, owner, deadline| {
+        let Checkout::Waiting(ticket) = core.checkout(OwnerId(owner)) else {
+            panic!("the only connection is out")
+        };
+        core.time_out_at(ticket, deadline).expect("it waits");
+        ticket
+    };
+    let bob = wait(&mut core, 2, secs(30));
+    let carol = wait(&mut core, 3, secs(10));
+    let dave = wait(&mut core, 4, secs(20));
+    assert_eq!(
+        core.waiters_expire_at(),
+        Some(secs(10)),
+        "carol's, given later"
+    );
+    assert_eq!(core.poll_timeout(), Some(secs(10)));
+
+    core.advance(secs(9));
+    assert_eq!(core.expire_waiters(), 0, "nothing due yet");
+    core.checkin(conn, Health::Healthy).unwrap();
+    assert_eq!(
+        core.poll_action(),
+        Some(Action::Grant { ticket: bob, conn })
+    );
+    assert_eq!(
+        core.waiters_expire_at(),
+        Some(secs(10)),
+        "bob's left with him"
+    );
+
+    core.advance(secs(15));
+    assert_eq!(core.expire_waiters(), 1);
+    let timed_out = |ticket| Action::Fail {
+        ticket,
+        reason: FailReason::Timeout,
+    };
+    assert_eq!(core.poll_action(), Some(timed_out(carol)));
+    assert_eq!(core.poll_timeout(), Some(secs(20)), "dave's is next");
+    assert_eq!(
+        core.time_out_at(carol, secs(99)),
+        Err(InputError::NotWaiting(carol))
+    );
+
+    // A maintenance run expires them too.
+    core.advance(secs(20));
+    core.maintain();
+    assert_eq!(core.poll_action(), Some(timed_out(dave)));
+    assert_eq!(core.poll_action(), None);
+    assert_eq!(core.waiters_expire_at(), None);
+    let state = core.state();
+    assert_eq!((state.waiting, state.counters.timeouts), (0, 2));
+}

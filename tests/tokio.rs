@@ -871,6 +871,79 @@ async fn try_get_refuses_at_once_and_get_timeout_waits_its_own_time() {
     assert_eq!((state.counters.opened, state.counters.timeouts), (1, 1));
 }
 
+/// The pool's timer keeps every waiter's deadline: one given later but
+/// falling sooner (a shorter `get_timeout`) still ends on time — the
+/// timer, planned for the first, is woken for it — and the first waits
+/// on.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_shorter_timeout_behind_a_longer_one_ends_first_and_on_time() {
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    let held = pool.get().await.unwrap();
+    let patient = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get_timeout(Duration::from_secs(60)).await.map(drop) }
+    });
+    wait_until(&pool, "the patient waiter", |s| s.waiting == 1).await;
+    let Err(Error::Timeout { waited, .. }) = pool.get_timeout(Duration::from_secs(2)).await else {
+        panic!("expected a timeout");
+    };
+    assert_eq!(
+        waited,
+        Duration::from_secs(2),
+        "its own deadline, not the first's"
+    );
+    assert_eq!(pool.status().waiting, 1, "the first still waits");
+    drop(held);
+    patient
+        .await
+        .unwrap()
+        .expect("granted, well before its deadline");
+    let state = assert_conserved(&pool, &manager.tally).await;
+    assert_eq!(state.counters.timeouts, 1);
+}
+
+/// A waiter never depends on a runtime nobody drives: the pool's timer
+/// started on one runtime, which then stands idle, and a waiter on
+/// another still times out (it keeps its own timer). Once that runtime
+/// shuts down, taking the timer with it, the next waiter's deadline
+/// starts one where it runs.
+#[test]
+fn a_waiter_times_out_whichever_runtime_the_pools_timer_is_on() {
+    let current_thread = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    let first = current_thread();
+    let held = first.block_on(pool.get_owned()).unwrap();
+    let short = Duration::from_millis(20);
+    let timed_out = |result: Result<(), Error<Refused>>| matches!(result, Err(Error::Timeout { waited, .. }) if waited >= short);
+    // Starts the timer on `first`, which nobody drives after this.
+    assert!(timed_out(first.block_on(pool.get_timeout(short)).map(drop)));
+    let elsewhere = |pool: Pool<TestManager>| {
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let second = current_thread();
+            let _ = done.send(second.block_on(pool.get_timeout(short)).map(drop));
+        });
+        // A bound, not a synchronization: a waiter that depended on the
+        // idle runtime would never end.
+        result
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the waiter on the other runtime ended")
+    };
+    assert!(timed_out(elsewhere(pool.clone())));
+    drop(first); // shuts down, and drops the timer's task
+    assert!(timed_out(elsewhere(pool.clone())));
+    drop(held);
+    let state = multi_thread().block_on(assert_conserved(&pool, &manager.tally));
+    assert_eq!(state.counters.timeouts, 3);
+}
+
 #[test]
 fn resizing_under_load_converges_and_loses_nothing() {
     multi_thread().block_on(async {

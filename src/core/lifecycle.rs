@@ -172,7 +172,8 @@ impl Core {
     }
 
     /// One maintenance run, on the clock last reported by
-    /// [`Core::advance`]: gives up connects running past
+    /// [`Core::advance`]: times out the waiters whose deadline passed
+    /// ([`Core::expire_waiters`]), gives up connects running past
     /// `connect_timeout`, closes idle connections that outlived
     /// `max_lifetime` or sat idle past `idle_timeout` (at most
     /// [`MAINTENANCE_BATCH`]), reports checkouts held past
@@ -196,6 +197,7 @@ impl Core {
         if self.closed {
             return false;
         }
+        self.expire_waiters();
         self.give_up_slow_connects();
         let (_, more) = self.close_perished_idle(MAINTENANCE_BATCH);
         self.report_leaks();
@@ -312,7 +314,9 @@ impl Core {
     /// checkout the leak threshold, a connect its connect timeout, a
     /// connect backoff its end ([`Core::connects_resume_at`]: the connects
     /// asked for meanwhile start then — a backoff begun by a connect that
-    /// maintenance gave up has no connect worker to wait it out).
+    /// maintenance gave up has no connect worker to wait it out), a
+    /// waiter its deadline ([`Core::time_out_at`], with or without
+    /// [`Config::needs_maintenance`]).
     /// quinn-proto's `poll_timeout`: a driver runs maintenance then (or at
     /// its interval, if sooner) instead of finding the work up to an
     /// interval late. What was due earlier and is
@@ -333,10 +337,14 @@ impl Core {
     /// ```
     pub fn poll_timeout(&self) -> Option<Duration> {
         let config = &self.config;
-        if self.closed || !config.needs_maintenance() {
+        if self.closed {
             return None;
         }
         let now = self.now;
+        let waiters = self.waiters_expire_at().filter(|&due| due > now);
+        if !config.needs_maintenance() {
+            return waiters;
+        }
         let after = |limit: Option<Duration>, from: Duration| limit.map(|l| from.saturating_add(l));
         self.slots
             .iter()
@@ -357,6 +365,7 @@ impl Core {
             .flatten()
             .chain(self.connects_resume_at())
             .filter(|&due| due > now)
+            .chain(waiters)
             .min()
     }
 

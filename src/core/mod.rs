@@ -9,11 +9,12 @@
 //! quinn-proto:
 //!
 //! * inputs: [`Core::checkout`], [`Core::checkout_unpinned`], [`Core::try_checkout`],
-//!   [`Core::retry`], [`Core::cancel`], [`Core::time_out`], [`Core::checkin`], [`Core::detach`], [`Core::note_lease_reuses`],
+//!   [`Core::retry`], [`Core::cancel`], [`Core::time_out`], [`Core::time_out_at`], [`Core::checkin`], [`Core::detach`], [`Core::note_lease_reuses`],
 //!   [`Core::connected`], [`Core::connect_failed`], [`Core::reset_done`], [`Core::unpin`],
 //!   [`Core::owner_gone`], [`Core::resize`], [`Core::clear`], [`Core::ready`], [`Core::close`];
-//!   and for time, [`Core::advance`] (the driver's clock) and
-//!   [`Core::maintain`] (the periodic run);
+//!   and for time, [`Core::advance`] (the driver's clock),
+//!   [`Core::maintain`] (the periodic run) and [`Core::expire_waiters`]
+//!   (the waiters' deadlines);
 //! * outputs: the immediate [`Checkout`] answer, then [`Core::poll_action`]
 //!   (work to do: open, close, reset, grant, wake, fail) and [`Core::poll_event`]
 //!   (monitoring).
@@ -57,7 +58,9 @@
 //!   [`Core::detach`].
 //! * **Time comes from the driver**: call [`Core::advance`] before inputs
 //!   when [`Config::needs_clock`], and [`Core::maintain`] every so often
-//!   when [`Config::needs_maintenance`].
+//!   when [`Config::needs_maintenance`] — and, with waiters given a
+//!   deadline ([`Core::time_out_at`]), [`Core::expire_waiters`] by
+//!   [`Core::waiters_expire_at`], advancing the clock first.
 //! * **Fast paths ask first**: a driver that serves checkouts without an
 //!   input keeps the lease contract ([`Core::may_lease`],
 //!   [`Core::may_stash`], [`Core::checkout_scope`]) and reports what it
@@ -75,7 +78,8 @@
 //! * `provision`: what opens and when, connect results, closing;
 //! * `lease`: the contract for drivers that serve checkouts off the lock
 //!   ([`Core::may_lease`], [`Core::may_stash`], [`Core::checkout_scope`]);
-//! * `lifecycle` (clear, ready, close, time and maintenance), `resize`,
+//! * `lifecycle` (clear, ready, close, time and maintenance), `expiry`
+//!   (waiters' deadlines the core keeps), `resize`,
 //!   `backoff` (connects while they fail);
 //! * the bookkeeping: `slots` (connections), `waiters` (the line),
 //!   `stats`; the vocabulary in `types`, `policy` and `config`; `oracles`
@@ -97,6 +101,7 @@
 mod backoff;
 mod binding;
 mod config;
+mod expiry;
 mod inputs;
 mod lease;
 mod lifecycle;

@@ -72,8 +72,10 @@ pub enum FailReason {
     /// connection while holding its pinned one: waiting would deadlock.
     #[error("this owner already holds its pinned connection")]
     AlreadyHeld,
-    /// The waiter's deadline passed ([`Core::time_out`](super::Core::time_out));
-    /// only ever reported in [`Event::CheckoutFailed`].
+    /// The waiter's deadline passed: reported in [`Event::CheckoutFailed`]
+    /// (after [`Core::time_out`](super::Core::time_out)), and in
+    /// [`Action::Fail`] for a deadline the core kept
+    /// ([`Core::time_out_at`](super::Core::time_out_at)).
     #[error("timed out waiting for a connection")]
     Timeout,
     /// The pool is paused: it was cleared ([`Core::clear`](super::Core::clear))

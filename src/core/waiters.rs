@@ -35,6 +35,9 @@ pub(super) struct Waiter {
     pub pins: bool,
     /// When its checkout started, on the driver's clock.
     pub since: Duration,
+    /// When the core times it out itself, if the driver asked it to
+    /// ([`Core::time_out_at`](super::Core::time_out_at)).
+    deadline: Option<Duration>,
 }
 
 /// Every waiting ticket, indexed three ways.
@@ -66,6 +69,11 @@ pub(super) struct Waiters {
     /// `unserved`): the oldest is the one an idle connection nobody is
     /// pinned to goes to.
     unserved: OrderedDeque<Ticket>,
+    /// The waiters with a deadline, earliest first. A driver gives every
+    /// checkout the same timeout, so deadlines come in arrival order and
+    /// nearly every one joins at the back; the oldest waiters leave first,
+    /// from the front.
+    deadlines: OrderedDeque<(Duration, Ticket)>,
 }
 
 /// The waiters' queues: one per connection that has (or had) waiters
@@ -175,6 +183,7 @@ impl Waiters {
             joined: 0,
             pins,
             since,
+            deadline: None,
         };
         self.queues.join(ticket, &mut waiter, want);
         if sleeping {
@@ -193,6 +202,9 @@ impl Waiters {
         if !self.unserved.is_empty() {
             self.unserved.remove(ticket);
         }
+        if let Some(deadline) = waiter.deadline {
+            self.deadlines.remove((deadline, ticket));
+        }
         self.most_bypassed_gone = self.most_bypassed_gone.max(waiter.bypassed);
         if let Some(place) = waiter.sleep {
             self.sleepers.left(place, &self.all);
@@ -205,6 +217,24 @@ impl Waiters {
             }
         }
         Some(waiter)
+    }
+
+    /// Gives waiter `ticket` a deadline (replacing any it had); whether
+    /// it is waiting.
+    pub fn set_deadline(&mut self, ticket: Ticket, deadline: Duration) -> bool {
+        let Some(waiter) = self.all.get_mut(&ticket) else {
+            return false;
+        };
+        if let Some(previous) = waiter.deadline.replace(deadline) {
+            self.deadlines.remove((previous, ticket));
+        }
+        self.deadlines.insert((deadline, ticket));
+        true
+    }
+
+    /// The waiter whose deadline comes first, and that deadline.
+    pub fn earliest_deadline(&self) -> Option<(Duration, Ticket)> {
+        self.deadlines.first()
     }
 
     /// Marks `ticket` as the checkout of an owner whose pin has not

@@ -20,6 +20,9 @@ pub(crate) struct Inner<C, E, S: Mailbox<C, E>> {
     pub(super) ledger: Ledger,
     /// The manager's error for the `connect_failed` being processed.
     pub(super) connect_failure: Option<Error<E>>,
+    /// By when, at the latest, the pool's timer runs next to time out
+    /// waiters (see [`Inner::time_out_at`]); `None`: no run planned.
+    pub(super) expiry_planned: Option<Duration>,
     /// Who holds each checked-out connection: `Some` with leak detection.
     pub(super) holders: Option<HashMap<ConnId, Arc<Holder>>>,
     /// How to break off each connection's operation, where the manager

@@ -14,9 +14,12 @@ pub(crate) struct Locked<C, E, S: Mailbox<C, E>> {
     inner: Mutex<Inner<C, E, S>>,
     /// The fast path's view of the stash (also in `inner`).
     stash: Arc<Stash<C>>,
-    /// Reported to the core before each input when its decisions depend
-    /// on time ([`Config::needs_clock`](crate::core::Config::needs_clock)).
-    clock: Option<PoolClock>,
+    clock: PoolClock,
+    /// Whether the clock is reported to the core before each input: when
+    /// its decisions depend on time ([`Config::needs_clock`](crate::core::Config::needs_clock)).
+    /// Otherwise only the timer's runs report it
+    /// ([`Locked::with_core_on_time`]).
+    on_every_input: bool,
     /// Where recorded events go out (with `Config::record_events`).
     events: Option<Events>,
     /// The pool's key to the leases its owners keep in thread-locals and
@@ -42,7 +45,8 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         let metrics = Metrics::new(options.name(), &core);
         Locked {
             stash: Arc::clone(&stash),
-            clock: (config.needs_clock() || Metrics::NEEDS_CLOCK).then_some(clock),
+            clock,
+            on_every_input: config.needs_clock() || Metrics::NEEDS_CLOCK,
             events: config
                 .record_events
                 .then(|| Events::new(options.id, options.event_handler.clone())),
@@ -56,6 +60,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
                 stash,
                 ledger: Ledger::new(cells),
                 connect_failure: None,
+                expiry_planned: None,
                 holders: config.leak_threshold.map(|_| HashMap::default()),
                 interrupts: HashMap::default(),
                 metrics,
@@ -71,14 +76,35 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
     pub(crate) fn with_core<R>(
         &self,
         f: impl FnOnce(&mut Inner<C, E, S>) -> R,
-        mut spawn: impl FnMut(Work<C>),
+        spawn: impl FnMut(Work<C>),
     ) -> R {
-        let mut effects = Effects::new();
         // The clock is read before the lock, so that the lock is not held
         // over it (a contended turn reads it twice, once per input); an
         // input that then waits for the lock behind a later one cannot
         // take the core's time back (`Core::advance` keeps the latest).
-        let now = self.clock.as_ref().map(|clock| clock());
+        let now = self.on_every_input.then(|| (self.clock)());
+        self.with_core_at(now, f, spawn)
+    }
+
+    /// [`Locked::with_core`], reporting the clock to the core first
+    /// whatever the pool's configuration: for the inputs that decide by
+    /// time in every pool, a maintenance run and the waiters' expiry
+    /// ([`Core::expire_waiters`](crate::core::Core::expire_waiters)).
+    pub(crate) fn with_core_on_time<R>(
+        &self,
+        f: impl FnOnce(&mut Inner<C, E, S>) -> R,
+        spawn: impl FnMut(Work<C>),
+    ) -> R {
+        self.with_core_at(Some((self.clock)()), f, spawn)
+    }
+
+    fn with_core_at<R>(
+        &self,
+        now: Option<Duration>,
+        f: impl FnOnce(&mut Inner<C, E, S>) -> R,
+        mut spawn: impl FnMut(Work<C>),
+    ) -> R {
+        let mut effects = Effects::new();
         let result = {
             let mut inner = self.inner.lock();
             if let Some(now) = now {
@@ -178,7 +204,11 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
     /// time: it is then never asked).
     #[inline]
     pub(crate) fn now(&self) -> Duration {
-        self.clock.as_ref().map_or(Duration::ZERO, |clock| clock())
+        if self.on_every_input {
+            (self.clock)()
+        } else {
+            Duration::ZERO
+        }
     }
 
     /// Whether this thread is delivering the pool's events now (it is

@@ -3,7 +3,9 @@
 //!
 //! A pool runs one worker (a `pinpool-maintenance` thread for the blocking
 //! pool, a task for the async one) when the core has background work to do
-//! — lifetimes, idle timeouts, leak detection, refilling `min_size`. Each run is one
+//! — lifetimes, idle timeouts, leak detection, refilling `min_size` — and
+//! an async pool also once a checkout waits with a deadline (the task
+//! then times waiters out, see `driver/expiry.rs`). Each run is one
 //! [`Core::maintain`](crate::core::Core::maintain), whose work is bounded.
 //! The worker holds its pool weakly and is stopped by the pool's close, so
 //! a dropped pool never leaves one behind. Every worker counts itself in
@@ -24,7 +26,8 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 /// The number of pool maintenance workers — blocking pools' threads and
 /// async pools' tasks — alive in this process. A pool starts one only
 /// when it has background work (a lifetime, an idle timeout, leak
-/// detection or a `min_size`) and stops it when it is closed or dropped.
+/// detection, a `min_size`, or in an async pool a checkout waiting with a
+/// deadline) and stops it when it is closed or dropped.
 ///
 /// ```
 /// use std::time::Duration;
@@ -67,7 +70,7 @@ pub(crate) fn interval(config: &Config, interval: Duration) -> Option<Duration> 
 }
 
 /// The longest time between maintenance runs: a year.
-const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+pub(crate) const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// What one maintenance run leaves behind.
 pub(crate) struct Run {

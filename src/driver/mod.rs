@@ -18,10 +18,12 @@
 //!   with the leases recalled when the core must see them; `lease` and
 //!   `stash`: the fast paths that serve checkouts off the lock; `erased`:
 //!   leases kept where pools of every connection type share one place;
+//!   `expiry`: waiters timed out by one timer per pool;
 //! * owner identity ([`fresh_owner`]) here; `session`, `handle`,
 //!   `deadline`, `maintenance`, `events`, `metrics` around them.
 
 mod effects;
+mod expiry;
 mod guard;
 mod held;
 mod inner;
@@ -183,6 +185,11 @@ pub(crate) trait Driven<C: Send + 'static, E: std::fmt::Display, S: Mailbox<C, E
     /// Runs `f` under the pool lock, then carries out what it caused.
     fn with_core<R>(self: &Arc<Self>, f: impl FnOnce(&mut Inner<C, E, S>) -> R) -> R {
         self.locked().with_core(f, |work| self.spawn(work))
+    }
+
+    /// [`Driven::with_core`], on the clock (see [`Locked::with_core_on_time`]).
+    fn with_core_on_time<R>(self: &Arc<Self>, f: impl FnOnce(&mut Inner<C, E, S>) -> R) -> R {
+        self.locked().with_core_on_time(f, |work| self.spawn(work))
     }
 
     /// A snapshot that ends no lease (see [`Inner::status`]).

@@ -650,6 +650,8 @@ impl<M: Manager> Pool<M> {
             ticket: None,
             slot: &slot,
         };
+        let epoch = shared.epoch;
+        let mut timer = None;
         let step = shared.with_core(|inner| {
             // SAFETY: `slot` stays in place until this future is dropped
             // or ends, and by then `waiting` has withdrawn the checkout
@@ -662,13 +664,21 @@ impl<M: Manager> Pool<M> {
             let step = inner.checkout(owner, pins, waits, in_place);
             if let Step::Wait(ticket, _) = &step {
                 waiting.ticket = Some(*ticket);
+                // Its deadline, for the pool's timer to keep (none for a
+                // timeout too large to represent).
+                if let Some(at) = clock.deadline().at {
+                    timer = Some(inner.time_out_at(*ticket, at.saturating_duration_since(epoch)));
+                }
             }
             step
         });
         match step {
             Step::Ready(handed) => Ok(handed),
             Step::Failed(error) => Err(error),
-            Step::Wait(ticket, _) => waiting.until(ticket, clock.deadline()).await,
+            Step::Wait(ticket, _) => {
+                let kept = timer.is_some_and(|wake| shared.timer_keeps(wake));
+                waiting.until(ticket, clock.deadline(), kept).await
+            }
         }
     }
 
@@ -753,19 +763,31 @@ struct WaitingGet<'a, M: Manager> {
 }
 
 impl<M: Manager> WaitingGet<'_, M> {
-    /// The outcome of the checkout waiting with `ticket`.
+    /// The outcome of the checkout waiting with `ticket` until `deadline`,
+    /// which the pool's timer keeps if `kept` (the core then fails the
+    /// checkout when it passes); else the checkout keeps it with a timer
+    /// of its own (none for a deadline that never comes).
     async fn until(
         mut self,
         ticket: Ticket,
         deadline: Deadline<Instant>,
+        kept: bool,
     ) -> Result<Handed<M::Connection>, Error<M::Error>> {
         let slot = self.slot;
         loop {
-            let outcome = race(deadline, poll_fn(|cx| slot.poll(cx))).await;
+            let outcome = if kept {
+                Ok(poll_fn(|cx| slot.poll(cx)).await)
+            } else {
+                race(deadline, poll_fn(|cx| slot.poll(cx))).await
+            };
             // (How long it waited is read only where it is reported: a
             // grant, the common end, needs no clock.)
             let result = match outcome {
                 Ok(Outcome::Granted(handed)) => Ok(handed),
+                Ok(Outcome::Failed(Error::Timeout { state, .. })) => Err(Error::Timeout {
+                    waited: deadline.waited(),
+                    state,
+                }),
                 Ok(Outcome::Failed(error)) => Err(error),
                 Ok(Outcome::Woken) => {
                     let waited = deadline.waited();

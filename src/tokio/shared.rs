@@ -6,7 +6,8 @@ use std::future::Future;
 use std::sync::{OnceLock, Weak};
 use std::time::Duration;
 
-use tokio::runtime::Handle;
+use crossbeam_utils::atomic::AtomicCell;
+use tokio::runtime::{self, Handle};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -34,6 +35,12 @@ pub(crate) struct Shared<M: Manager> {
     /// where no runtime is current (a guard dropped on a plain thread) run
     /// there.
     runtime: OnceLock<Handle>,
+    /// When the pool's clock reads zero.
+    pub(crate) epoch: Instant,
+    /// The runtime the maintenance task runs on, while it runs: a waiter
+    /// there leaves its deadline to it; a waiter elsewhere keeps a timer
+    /// of its own, not to depend on a runtime that nobody may be driving.
+    timer_runtime: AtomicCell<Option<runtime::Id>>,
     locked: Locked<M::Connection, M::Error, Mailbox<M>>,
     /// The maintenance task, once started on the pool's runtime; aborted
     /// when the pool closes. Never held across a call that can run user
@@ -47,7 +54,7 @@ enum Maintenance {
     NotStarted,
     Running {
         task: tokio::task::AbortHandle,
-        /// Wakes the task by a new connect's deadline.
+        /// Wakes the task by a new connect's or waiter's deadline.
         wake: mpsc::UnboundedSender<Instant>,
     },
     /// The pool closed: a task started now is aborted at once.
@@ -65,6 +72,8 @@ impl<M: Manager> Shared<M> {
             manager,
             handles: AtomicUsize::new(1),
             runtime: OnceLock::new(),
+            epoch,
+            timer_runtime: AtomicCell::new(None),
             maintenance: Mutex::new(Maintenance::NotStarted),
         });
         shared.note_runtime();
@@ -89,36 +98,74 @@ impl<M: Manager> Shared<M> {
     fn note_first_runtime(self: &Arc<Self>) {
         if let Ok(handle) = Handle::try_current()
             && self.runtime.set(handle.clone()).is_ok()
+            && let Some(interval) = self.options.maintenance_interval
         {
-            self.start_maintenance(&handle);
+            let mut maintenance = self.maintenance.lock();
+            let first = Instant::now() + interval;
+            self.start_maintenance(&mut maintenance, &handle, first);
         }
     }
 
-    /// Spawns the maintenance task on `runtime`, if the pool needs one.
-    fn start_maintenance(self: &Arc<Self>, runtime: &Handle) {
-        let Some(interval) = self.options.maintenance_interval else {
+    /// Spawns the maintenance task on `runtime`, to run first at `first`,
+    /// unless the pool closed (a task started after `close` marked the
+    /// state closed would never be aborted).
+    fn start_maintenance(
+        self: &Arc<Self>,
+        maintenance: &mut Maintenance,
+        runtime: &Handle,
+        first: Instant,
+    ) {
+        if matches!(maintenance, Maintenance::Closed) {
             return;
-        };
-        let pool = Arc::downgrade(self);
-        let worker = LiveWorker::new();
+        }
+        // A pool that needs no maintenance starts the task for its
+        // waiters' deadlines alone: it runs only by them.
+        let interval = (self.options.maintenance_interval).unwrap_or(maintenance::LONGEST_WAIT);
         let (wake, wakes) = mpsc::unbounded_channel();
+        let task = Task {
+            pool: Arc::downgrade(self),
+            epoch: self.epoch,
+            interval,
+            _live: LiveWorker::new(),
+        };
         let span = tracing::debug_span!("pinpool-maintenance", pool = self.options.id);
+        self.timer_runtime.store(Some(runtime.id()));
         let task = runtime.spawn(tracing::Instrument::instrument(
-            maintain(pool, interval, wakes, worker),
+            task.run(first, wakes),
             span,
         ));
-        // `close` marks the state closed after closing the core, so a task
-        // started after that is aborted here.
-        let mut maintenance = self.maintenance.lock();
-        match *maintenance {
-            Maintenance::Closed => task.abort(),
-            _ => {
-                *maintenance = Maintenance::Running {
-                    task: task.abort_handle(),
-                    wake,
-                }
+        *maintenance = Maintenance::Running {
+            task: task.abort_handle(),
+            wake,
+        };
+    }
+
+    /// Whether the pool's timer keeps the deadline of a waiter that has
+    /// just joined the line, on the current runtime: `wake` is when the
+    /// timer must run by, if it had planned no run by then
+    /// ([`Inner::time_out_at`](crate::driver::Inner::time_out_at)); it is
+    /// woken, or started here. If not (no runtime, the pool closed, or the
+    /// timer runs on another runtime), the waiter keeps a timer of its own.
+    pub(crate) fn timer_keeps(self: &Arc<Self>, wake: Option<Duration>) -> bool {
+        let Ok(here) = Handle::try_current() else {
+            if wake.is_some() {
+                // No run is planned after all: the next waiter tries again.
+                self.with_core(State::<M>::forget_expiry_plan);
+            }
+            return false;
+        };
+        if let Some(due) = wake {
+            let at = self.epoch + due;
+            let mut maintenance = self.maintenance.lock();
+            match &*maintenance {
+                // The channel closes only as the task is dropped, which
+                // then forgets the plan (`Task`'s drop).
+                Maintenance::Running { wake, .. } => drop(wake.send(at)),
+                Maintenance::Closed => return false,
+                Maintenance::NotStarted => self.start_maintenance(&mut maintenance, &here, at),
             }
         }
+        self.timer_runtime.load() == Some(here.id())
     }
 
     /// A connect is starting: the maintenance task, planning its next run
@@ -182,7 +229,7 @@ impl<M: Manager> Shared<M> {
         self.run_in_background(conn, async move {
             tokio::time::sleep(backoff).await;
             if let Some(shared) = pool.upgrade() {
-                shared.with_core(State::<M>::maintain);
+                shared.with_core_on_time(State::<M>::maintain);
             }
         });
     }
@@ -326,26 +373,57 @@ impl<M: Manager> Closes for Shared<M> {
     }
 }
 
-/// The maintenance task's loop: a run every `interval`, or when the
-/// core's next deadline falls if sooner (at once while expired connections
-/// are left), or by a connect's deadline that falls before the next run,
-/// until aborted or the pool is gone.
-async fn maintain<M: Manager>(
+/// The maintenance task: it holds its pool weakly, and is counted among
+/// the live workers while it exists.
+struct Task<M: Manager> {
     pool: Weak<Shared<M>>,
+    /// The pool's clock's zero.
+    epoch: Instant,
     interval: Duration,
-    mut wakes: mpsc::UnboundedReceiver<Instant>,
     _live: LiveWorker,
-) {
-    let mut next = Instant::now() + interval;
-    loop {
-        match tokio::time::timeout_at(next, wakes.recv()).await {
-            Ok(Some(due)) => next = next.min(due),
-            Ok(None) => return,
-            Err(_) => {
-                let Some(shared) = pool.upgrade() else { return };
-                let run = shared.with_core(State::<M>::maintain);
-                next = Instant::now() + maintenance::next_wait(interval, &run);
+}
+
+impl<M: Manager> Task<M> {
+    /// A run at `first`, then every `interval`, or when the core's next
+    /// deadline falls if sooner (at once while expired connections are
+    /// left), or by a connect's or waiter's deadline that falls before the
+    /// next run, until aborted or the pool is gone.
+    async fn run(self, first: Instant, mut wakes: mpsc::UnboundedReceiver<Instant>) {
+        let mut next = first;
+        loop {
+            match tokio::time::timeout_at(next, wakes.recv()).await {
+                Ok(Some(due)) => next = next.min(due),
+                Ok(None) => return,
+                Err(_) => {
+                    let Some(shared) = self.pool.upgrade() else {
+                        return;
+                    };
+                    let interval = self.interval;
+                    let planned =
+                        shared.with_core_on_time(|inner| inner.maintain_and_plan(interval));
+                    next = self.epoch + planned;
+                }
             }
         }
+    }
+}
+
+impl<M: Manager> Drop for Task<M> {
+    /// The task ended while its pool lives on and is open: the runtime it
+    /// ran on shut down, and with it every waiter whose deadline it kept
+    /// (see [`Shared::timer_keeps`]). The next waiter starts another.
+    fn drop(&mut self) {
+        let Some(shared) = self.pool.upgrade() else {
+            return;
+        };
+        shared.timer_runtime.store(None);
+        {
+            let mut maintenance = shared.maintenance.lock();
+            if matches!(*maintenance, Maintenance::Closed) {
+                return;
+            }
+            *maintenance = Maintenance::NotStarted;
+        }
+        shared.with_core(State::<M>::forget_expiry_plan);
     }
 }
