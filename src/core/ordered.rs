@@ -14,10 +14,15 @@
 //! The rarer cases stay correct at a linear cost: a key inserted out of
 //! order (a waiter moving queue when its connection is bound or closed)
 //! or removed from the middle (a waiter timing out or cancelled, or
-//! granted ahead of older ones) is found by binary search, and the
+//! granted ahead of older ones) is found by a short walk from the front,
+//! where such keys nearly always are, else by binary search, and the
 //! shorter side of the buffer shifts by one.
 
 use std::collections::VecDeque;
+
+/// How many keys from the front [`OrderedDeque::remove`] walks before it
+/// searches.
+const NEAR_FRONT: usize = 4;
 
 /// Keys in ascending order, each at most once.
 #[derive(Clone, Debug)]
@@ -56,6 +61,19 @@ impl<K: Ord + Copy> OrderedDeque<K> {
         if self.0.back() == Some(&key) {
             self.0.pop_back();
             return true;
+        }
+        // A key leaving from the middle is nearly always among the oldest
+        // (a `Strict` waiter granted from its connection's queue leaves
+        // the deadlines' index a few places from the front): a short walk
+        // from there finds it in fewer comparisons than a search.
+        for (at, &present) in self.0.iter().enumerate().take(NEAR_FRONT) {
+            if present >= key {
+                if present > key {
+                    return false;
+                }
+                self.0.remove(at);
+                return true;
+            }
         }
         match self.0.binary_search(&key) {
             Ok(at) => {
