@@ -316,7 +316,7 @@ impl Core {
     /// asked for meanwhile start then — a backoff begun by a connect that
     /// maintenance gave up has no connect worker to wait it out), a
     /// waiter its deadline ([`Core::time_out_at`], with or without
-    /// [`Config::needs_maintenance`]).
+    /// [`Config::needs_maintenance`](super::Config::needs_maintenance)).
     /// quinn-proto's `poll_timeout`: a driver runs maintenance then (or at
     /// its interval, if sooner) instead of finding the work up to an
     /// interval late. What was due earlier and is
