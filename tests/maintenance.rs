@@ -94,6 +94,59 @@ fn async_pools_stop_their_maintenance_tasks() {
     assert_eq!(live_maintenance_workers(), before);
 }
 
+/// An async pool that needs no maintenance starts its task for its
+/// waiters' deadlines on the first wait with one, on the runtime the
+/// waiter runs on; when that runtime shuts down and takes the task with
+/// it, the next such wait starts another where it runs; the pool's close
+/// stops it.
+#[cfg(feature = "tokio")]
+#[test]
+fn an_async_pools_deadlines_start_its_task_again_after_its_runtime_ends() {
+    use pinpool::Error;
+
+    let _turn = turn();
+    let before = live_maintenance_workers();
+    let current_thread = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let pool = pinpool::tokio::Pool::builder()
+        .max_size(1)
+        .build(TestManager::default())
+        .unwrap();
+    assert_eq!(live_maintenance_workers(), before, "none needed yet");
+    let first = current_thread();
+    // It waits for its connection to open, with a deadline.
+    let held = first.block_on(pool.get_owned()).unwrap();
+    assert_eq!(
+        live_maintenance_workers(),
+        before + 1,
+        "started by the deadline"
+    );
+    let short = Duration::from_millis(10);
+    let wait = |runtime: &tokio::runtime::Runtime| {
+        let waited = runtime.block_on(pool.get_timeout(short)).map(drop);
+        assert!(matches!(waited, Err(Error::Timeout { .. })), "{waited:?}");
+    };
+    wait(&first);
+    drop(first);
+    assert_eq!(live_maintenance_workers(), before, "gone with its runtime");
+    let second = current_thread();
+    wait(&second);
+    assert_eq!(live_maintenance_workers(), before + 1, "started again");
+    drop(held);
+    drop(pool); // closes it, aborting the task, which the runtime drops
+    second.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while live_maintenance_workers() > before && tokio::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+    });
+    assert_eq!(live_maintenance_workers(), before, "stopped by the close");
+}
+
 /// A `tracing` writer into a shared buffer.
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);

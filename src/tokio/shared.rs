@@ -53,6 +53,8 @@ enum Maintenance {
     /// Not started (no runtime seen yet, or none needed).
     NotStarted,
     Running {
+        /// Finished if its runtime shut down under it: the next waiter
+        /// with a deadline starts another (see [`Shared::timer_keeps`]).
         task: tokio::task::AbortHandle,
         /// Wakes the task by a new connect's or waiter's deadline.
         wake: mpsc::UnboundedSender<Instant>,
@@ -141,11 +143,14 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Whether the pool's timer keeps the deadline of a waiter that has
-    /// just joined the line, on the current runtime: `wake` is when the
+    /// just joined the line, on the current runtime. `wake` is when the
     /// timer must run by, if it had planned no run by then
-    /// ([`Inner::time_out_at`](crate::driver::Inner::time_out_at)); it is
-    /// woken, or started here. If not (no runtime, the pool closed, or the
-    /// timer runs on another runtime), the waiter keeps a timer of its own.
+    /// ([`Inner::time_out_at`](crate::driver::Inner::time_out_at)): it is
+    /// woken. A timer that is gone (its runtime shut down, see `Task`'s
+    /// drop) is started again here, to run at once and plan for every
+    /// deadline there is. If the timer does not keep it (no runtime, the
+    /// pool closed, or the timer runs on another runtime), the waiter
+    /// keeps a timer of its own.
     pub(crate) fn timer_keeps(self: &Arc<Self>, wake: Option<Duration>) -> bool {
         let Ok(here) = Handle::try_current() else {
             if wake.is_some() {
@@ -154,17 +159,31 @@ impl<M: Manager> Shared<M> {
             }
             return false;
         };
-        if let Some(due) = wake {
-            let at = self.epoch + due;
-            let mut maintenance = self.maintenance.lock();
-            match &*maintenance {
-                // The channel closes only as the task is dropped, which
-                // then forgets the plan (`Task`'s drop).
-                Maintenance::Running { wake, .. } => drop(wake.send(at)),
-                Maintenance::Closed => return false,
-                Maintenance::NotStarted => self.start_maintenance(&mut maintenance, &here, at),
-            }
+        let timer = self.timer_runtime.load();
+        if wake.is_none() && timer.is_some() {
+            // Planned, and the timer is alive: here, or elsewhere.
+            return timer == Some(here.id());
         }
+        let mut maintenance = self.maintenance.lock();
+        let gone = match &*maintenance {
+            Maintenance::Closed => return false,
+            Maintenance::NotStarted => true,
+            // Finished only once its drop has run: a new task's runtime
+            // cannot be cleared by the old one's.
+            Maintenance::Running { task, .. } if task.is_finished() => true,
+            Maintenance::Running { wake: tx, .. } => {
+                if let Some(due) = wake {
+                    // Closed only as the task is being dropped; the next
+                    // waiter then starts another.
+                    let _ = tx.send(self.epoch + due);
+                }
+                false
+            }
+        };
+        if gone {
+            self.start_maintenance(&mut maintenance, &here, Instant::now());
+        }
+        drop(maintenance);
         self.timer_runtime.load() == Some(here.id())
     }
 
@@ -409,21 +428,14 @@ impl<M: Manager> Task<M> {
 }
 
 impl<M: Manager> Drop for Task<M> {
-    /// The task ended while its pool lives on and is open: the runtime it
-    /// ran on shut down, and with it every waiter whose deadline it kept
-    /// (see [`Shared::timer_keeps`]). The next waiter starts another.
+    /// The task ended: the pool closed or is gone, or the runtime it ran
+    /// on shut down, and with it every waiter whose deadline it kept (see
+    /// [`Shared::timer_keeps`]); the next waiter starts another. Only an
+    /// atomic here: a task spawned on a runtime that is shutting down is
+    /// dropped inside `spawn`, under the maintenance lock.
     fn drop(&mut self) {
-        let Some(shared) = self.pool.upgrade() else {
-            return;
-        };
-        shared.timer_runtime.store(None);
-        {
-            let mut maintenance = shared.maintenance.lock();
-            if matches!(*maintenance, Maintenance::Closed) {
-                return;
-            }
-            *maintenance = Maintenance::NotStarted;
+        if let Some(shared) = self.pool.upgrade() {
+            shared.timer_runtime.store(None);
         }
-        shared.with_core(State::<M>::forget_expiry_plan);
     }
 }
