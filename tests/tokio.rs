@@ -944,6 +944,39 @@ fn a_waiter_times_out_whichever_runtime_the_pools_timer_is_on() {
     assert_eq!(state.counters.timeouts, 3);
 }
 
+/// A checkout polled where no Tokio runtime is (a misuse: its own timer
+/// then panics) leaves no run of the pool's timer planned that will not
+/// come: a later waiter with a deadline still wakes the timer, and times
+/// out on time, not at the run the timer had planned (for the connect's
+/// deadline, 30 s on).
+#[test]
+fn a_checkout_polled_outside_a_runtime_leaves_the_timers_plan_as_it_was() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let manager = TestManager::default();
+    let pool = pool(1, &manager);
+    // The connect's wait starts the timer, planned by its deadline.
+    let held = runtime.block_on(pool.get_owned()).unwrap();
+    let polled_outside = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut get = pin!(pool.get_timeout(Duration::from_secs(1)));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = get.as_mut().poll(&mut cx);
+    }));
+    assert!(polled_outside.is_err(), "its own timer needs a runtime");
+    assert_eq!(pool.status().waiting, 0, "withdrawn as its future dropped");
+    runtime.block_on(async {
+        let Err(Error::Timeout { waited, .. }) = pool.get_timeout(Duration::from_secs(5)).await
+        else {
+            panic!("expected a timeout");
+        };
+        assert_eq!(waited, Duration::from_secs(5));
+    });
+    drop(held);
+}
+
 #[test]
 fn resizing_under_load_converges_and_loses_nothing() {
     multi_thread().block_on(async {
