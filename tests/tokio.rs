@@ -977,6 +977,65 @@ fn a_checkout_polled_outside_a_runtime_leaves_the_timers_plan_as_it_was() {
     drop(held);
 }
 
+/// Many waiters with timeouts of their own, joining and leaving as others
+/// hold and return connections: every one the pool's timer times out
+/// ends exactly at its own deadline (the clock is paused, so late is
+/// late), never at a run planned for another; none that was served
+/// waited past it; and every connection is accounted for.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn waiters_with_timeouts_of_their_own_each_end_at_their_deadline() {
+    let manager = TestManager::default();
+    let pool = pool(2, &manager);
+    let tasks: Vec<_> = (0..24u64)
+        .map(|task| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                // A fixed pseudo-random walk per task (an LCG), so every
+                // run is the same run.
+                let mut state = task.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let mut next = |below: u64| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (state >> 33) % below
+                };
+                let (mut served, mut timed_out) = (0, 0);
+                for _ in 0..20 {
+                    let timeout = Duration::from_millis(1 + next(50));
+                    let hold = Duration::from_millis(next(8));
+                    let asked = Instant::now();
+                    match pool.get_timeout(timeout).await {
+                        Ok(conn) => {
+                            assert!(asked.elapsed() <= timeout, "served past its deadline");
+                            tokio::time::sleep(hold).await;
+                            drop(conn);
+                            served += 1;
+                        }
+                        Err(Error::Timeout { waited, .. }) => {
+                            assert_eq!(waited, timeout, "timed out off its deadline");
+                            assert_eq!(asked.elapsed(), timeout);
+                            timed_out += 1;
+                        }
+                        Err(other) => panic!("{other}"),
+                    }
+                }
+                (served, timed_out)
+            })
+        })
+        .collect();
+    let (mut served, mut timed_out) = (0, 0);
+    for task in tasks {
+        let (s, t) = task.await.unwrap();
+        (served, timed_out) = (served + s, timed_out + t);
+    }
+    assert!(
+        served > 0 && timed_out > 0,
+        "{served} served, {timed_out} timed out"
+    );
+    let state = assert_conserved(&pool, &manager.tally).await;
+    assert_eq!(state.counters.timeouts, timed_out);
+}
+
 #[test]
 fn resizing_under_load_converges_and_loses_nothing() {
     multi_thread().block_on(async {
