@@ -44,7 +44,12 @@
 //!   maintenance run no idle connection is past its lifetime, none past
 //!   its idle timeout unless `min_size`, a strict pin or a waiter woken for
 //!   it keeps it, and every
-//!   checkout held past the leak threshold has been reported, once.
+//!   checkout held past the leak threshold has been reported, once;
+//! * deadlines the core keeps (`Core::time_out_at`): a waiter is timed out
+//!   only at or past its deadline, and none past it is left waiting after
+//!   a run of the timer (`Core::expire_waiters`, which counts them) or of
+//!   maintenance; `Core::waiters_expire_at` is the earliest deadline of
+//!   those waiting.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -127,6 +132,14 @@ enum Op {
     Ready,
     /// The driver's clock advances this many seconds.
     Tick(u64),
+    /// A waiting checkout is given a deadline this many seconds from now,
+    /// for the core to keep (`Core::time_out_at`).
+    Deadline {
+        pick: usize,
+        in_secs: u64,
+    },
+    /// The driver's timer runs (`Core::expire_waiters`).
+    Expire,
     Maintain,
     Close,
     /// A new `max_size` (0 and below `min_size` are refused).
@@ -248,6 +261,8 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
             1 => any::<bool>().prop_map(|interrupt| Op::Clear { interrupt }),
             2 => Just(Op::Ready),
             3 => (1..=4u64).prop_map(Op::Tick),
+            2 => (pick(), 0..=6u64).prop_map(|(pick, in_secs)| Op::Deadline { pick, in_secs }),
+            2 => Just(Op::Expire),
             2 => Just(Op::Maintain),
             1 => Just(Op::Close),
             2 => (0..=5usize).prop_map(Op::Resize),
@@ -266,6 +281,8 @@ struct Waiting {
     asleep: bool,
     /// Times a later request took a connection this waiter could have used.
     bypassed: u64,
+    /// When the core times it out, if it was given a deadline.
+    deadline: Option<Duration>,
 }
 
 /// What a driver can see, kept independently of the core.
@@ -490,6 +507,7 @@ impl Sut {
                     owner,
                     asleep,
                     bypassed: 0,
+                    deadline: None,
                 };
                 self.model.waiting.insert(ticket, waiting);
             }
@@ -826,6 +844,25 @@ impl Sut {
                 self.model.now += Duration::from_secs(seconds);
                 self.core.advance(self.model.now);
             }
+            Op::Deadline { pick, in_secs } => {
+                if let Some((ticket, _)) = self.pick_ticket(pick, None) {
+                    let deadline = self.model.now + Duration::from_secs(in_secs);
+                    self.core.time_out_at(ticket, deadline).expect("it waits");
+                    let waiting = self.model.waiting.get_mut(&ticket).expect("picked");
+                    waiting.deadline = Some(deadline);
+                }
+            }
+            Op::Expire => {
+                let due = |model: &Model| {
+                    (model.waiting.values())
+                        .filter(|w| w.deadline.is_some_and(|d| d <= model.now))
+                        .count()
+                };
+                let expected = due(&self.model);
+                assert_eq!(self.core.expire_waiters(), expected, "the waiters due");
+                self.drain();
+                assert_eq!(due(&self.model), 0, "a waiter past its deadline waits on");
+            }
             Op::Maintain => {
                 self.model.refill_deferred = false;
                 let more = self.core.maintain();
@@ -865,6 +902,10 @@ impl Sut {
         if state.closed {
             return;
         }
+        assert!(
+            (model.waiting.values()).all(|w| w.deadline.is_none_or(|d| d > model.now)),
+            "a maintenance run left a waiter past its deadline"
+        );
         for &conn in &model.idle {
             if let Some(lifetime) = config.max_lifetime {
                 assert!(model.now - model.born[&conn] < lifetime, "{conn} outlived");
@@ -1008,6 +1049,13 @@ impl Sut {
                             Some(waiting.owner),
                             "{ticket} failed as its owner's departure"
                         ),
+                        FailReason::Timeout => {
+                            assert!(
+                                waiting.deadline.is_some_and(|d| d <= self.model.now),
+                                "{ticket} timed out before its deadline"
+                            );
+                            self.model.timeouts += 1;
+                        }
                         other => panic!("{ticket} failed with {other:?}"),
                     }
                 }
@@ -1068,6 +1116,12 @@ impl Sut {
         assert_eq!(counters.closed, model.closed);
         assert_eq!(counters.connect_failures, model.failed);
         assert_eq!(counters.timeouts, model.timeouts);
+        let earliest = model.waiting.values().filter_map(|w| w.deadline).min();
+        assert_eq!(
+            self.core.waiters_expire_at(),
+            earliest,
+            "the earliest deadline"
+        );
         let live =
             (model.connecting.len() + model.idle.len() + model.held.len() + model.resetting.len())
                 as u64;
