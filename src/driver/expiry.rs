@@ -35,8 +35,9 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
         Some(due)
     }
 
-    /// The timer could not be told of the run last planned (no runtime to
-    /// start it on), or it stopped: nothing is planned.
+    /// The timer could not be told of the run last planned (the waiter
+    /// that planned it found no runtime to start it on): nothing is
+    /// planned, so the next waiter with a deadline tells it again.
     pub(crate) fn forget_expiry_plan(&mut self) {
         self.expiry_planned = None;
     }
