@@ -47,6 +47,7 @@ impl<C> LeaseKey<C> {
 
     /// The id that names this key's pool and, with it, its connection
     /// type (for records typed by a key, as the scopes' frames are).
+    #[cfg(feature = "tokio")]
     #[inline(always)]
     pub(crate) fn id(&self) -> u64 {
         self.id

@@ -162,6 +162,7 @@ impl<'a, P: TakesBack> Guard<'a, P> {
 
     /// Undoes [`discard`](Self::discard): the connection proved healthy,
     /// and the manager has its say as it goes back.
+    #[cfg(feature = "tokio")]
     pub(crate) fn keep(&mut self) {
         self.back = Back::AsFound;
     }

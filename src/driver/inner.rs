@@ -22,6 +22,7 @@ pub(crate) struct Inner<C, E, S: Mailbox<C, E>> {
     pub(super) connect_failure: Option<Error<E>>,
     /// By when, at the latest, the pool's timer runs next to time out
     /// waiters (see [`Inner::time_out_at`]); `None`: no run planned.
+    #[cfg(feature = "tokio")]
     pub(super) expiry_planned: Option<Duration>,
     /// Who holds each checked-out connection: `Some` with leak detection.
     pub(super) holders: Option<HashMap<ConnId, Arc<Holder>>>,
@@ -208,6 +209,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
     /// The waiter gave up (its future was dropped). If an outcome reached
     /// its slot first, a granted connection is checked back in: it passes
     /// to the next waiter or to idle, never lost, never counted twice.
+    #[cfg(feature = "tokio")]
     pub(crate) fn cancel(&mut self, ticket: Ticket, slot: &S) {
         if self.core.cancel(ticket) {
             self.waiters.remove(&ticket);

@@ -60,6 +60,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
                 stash,
                 ledger: Ledger::new(cells),
                 connect_failure: None,
+                #[cfg(feature = "tokio")]
                 expiry_planned: None,
                 holders: config.leak_threshold.map(|_| HashMap::default()),
                 interrupts: HashMap::default(),
@@ -90,6 +91,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
     /// whatever the pool's configuration: for the inputs that decide by
     /// time in every pool, a maintenance run and the waiters' expiry
     /// ([`Core::expire_waiters`](crate::core::Core::expire_waiters)).
+    #[cfg(feature = "tokio")]
     pub(crate) fn with_core_on_time<R>(
         &self,
         f: impl FnOnce(&mut Inner<C, E, S>) -> R,

@@ -23,6 +23,7 @@
 //!   `deadline`, `maintenance`, `events`, `metrics` around them.
 
 mod effects;
+#[cfg(feature = "tokio")]
 mod expiry;
 mod guard;
 mod held;
@@ -71,8 +72,10 @@ use parked::Parked;
 use recall::Recall;
 #[cfg(test)]
 pub(crate) use test_support::finishes_while_locked;
+#[cfg(feature = "tokio")]
+pub(crate) use waiting::InPlace;
 use waiting::WaitingCheckout;
-pub(crate) use waiting::{InPlace, Mailbox, Opened, Outcome, Step};
+pub(crate) use waiting::{Mailbox, Opened, Outcome, Step};
 
 /// Owner ids are process-wide and never reused (the core requires it).
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
@@ -188,6 +191,7 @@ pub(crate) trait Driven<C: Send + 'static, E: std::fmt::Display, S: Mailbox<C, E
     }
 
     /// [`Driven::with_core`], on the clock (see [`Locked::with_core_on_time`]).
+    #[cfg(feature = "tokio")]
     fn with_core_on_time<R>(self: &Arc<Self>, f: impl FnOnce(&mut Inner<C, E, S>) -> R) -> R {
         self.locked().with_core_on_time(f, |work| self.spawn(work))
     }

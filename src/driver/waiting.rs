@@ -2,6 +2,7 @@
 //! (a driver's [`Mailbox`]), and what the lock holder keeps of each.
 
 use std::ops::Deref;
+#[cfg(feature = "tokio")]
 use std::ptr::NonNull;
 
 use super::*;
@@ -54,14 +55,17 @@ pub(crate) trait Mailbox<C, E>: Send + Sync + Sized {
 /// future's, which is pinned while it waits) instead of sharing it: no
 /// allocation and no reference counts per waiting checkout
 /// (`benches/instructions.sh`, the `contended` scenarios).
+#[cfg(feature = "tokio")]
 pub(crate) struct InPlace<S>(NonNull<S>);
 
+#[cfg(feature = "tokio")]
 impl<S> Clone for InPlace<S> {
     fn clone(&self) -> Self {
         InPlace(self.0)
     }
 }
 
+#[cfg(feature = "tokio")]
 // The crate's seventh audited `unsafe`: the pointer, and reading through it.
 #[allow(unsafe_code)]
 impl<S> InPlace<S> {
@@ -78,6 +82,7 @@ impl<S> InPlace<S> {
     }
 }
 
+#[cfg(feature = "tokio")]
 #[allow(unsafe_code)]
 impl<S> Deref for InPlace<S> {
     type Target = S;
@@ -89,10 +94,12 @@ impl<S> Deref for InPlace<S> {
     }
 }
 
+#[cfg(feature = "tokio")]
 // SAFETY: only a shared reference is ever made from it (`Deref`), so it
 // may go where `&S` may: `S: Sync`.
 #[allow(unsafe_code)]
 unsafe impl<S: Sync> Send for InPlace<S> {}
+#[cfg(feature = "tokio")]
 // SAFETY: as above.
 #[allow(unsafe_code)]
 unsafe impl<S: Sync> Sync for InPlace<S> {}
