@@ -906,8 +906,9 @@ async fn a_shorter_timeout_behind_a_longer_one_ends_first_and_on_time() {
 /// A waiter never depends on a runtime nobody drives: the pool's timer
 /// started on one runtime, which then stands idle, and a waiter on
 /// another still times out (it keeps its own timer). Once that runtime
-/// shuts down, taking the timer with it, the next waiter's deadline
-/// starts one where it runs.
+/// shuts down, taking the timer with it, a waiter on another runtime
+/// still times out. (That its deadline starts a new task there is
+/// `tests/maintenance.rs`'s to show: it counts the live tasks.)
 #[test]
 fn a_waiter_times_out_whichever_runtime_the_pools_timer_is_on() {
     let current_thread = || {
