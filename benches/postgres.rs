@@ -15,7 +15,9 @@
 //! count, and this process's CPU time per query (pool and driver: what
 //! the client pays, which the server's share of the cores blurs less than
 //! the throughput); with `--rounds N`, each pool's median round and each
-//! pinpool row's ratio to its peer round by round; and per worker count,
+//! pinpool row's ratio to its peer round by round, with the geometric
+//! mean's 95 % confidence interval (`--pools` narrows a cell to the pools
+//! compared, so that more rounds fit); and per worker count,
 //! each driver alone (a client per worker, no pool), what any pool over
 //! it could reach at best, and what its queries cost without one.
 //!
@@ -204,17 +206,17 @@ struct Cell<'a> {
 }
 
 impl Cell<'_> {
-    /// Every pool `rounds` times, each round starting one pool further
-    /// along [`Pool::ALL`], so that no pool always runs first or after the
-    /// same one (the server and the machine drift over a run); per pool,
-    /// in [`Pool::ALL`]'s order, its outcomes in round order. `pinned` is
-    /// the pinpool rows' pinning.
-    fn rounds(&self, rounds: usize, pinned: Pinning) -> Vec<Vec<Outcome>> {
+    /// Each of `pools` `rounds` times, each round starting one pool
+    /// further along them, so that no pool always runs first or after the
+    /// same one (the server and the machine drift over a run); per pool
+    /// of [`Pool::ALL`], its outcomes in round order (none for a pool not
+    /// in `pools`). `pinned` is the pinpool rows' pinning.
+    fn rounds(&self, pools: &[Pool], rounds: usize, pinned: Pinning) -> Vec<Vec<Outcome>> {
         let mut outcomes: Vec<Vec<Outcome>> = Pool::ALL.iter().map(|_| Vec::new()).collect();
         for round in 0..rounds {
-            for step in 0..Pool::ALL.len() {
-                let pool = (round + step) % Pool::ALL.len();
-                outcomes[pool].push(self.measure(Pool::ALL[pool], pinned));
+            for step in 0..pools.len() {
+                let pool = pools[(round + step) % pools.len()];
+                outcomes[pool as usize].push(self.measure(pool, pinned));
             }
         }
         outcomes
@@ -468,20 +470,48 @@ fn median(outcomes: &[Outcome]) -> &Outcome {
 
 /// `pool`'s throughput over `peer`'s, round by round (each pair ran
 /// minutes apart at most, where whole rounds move by more): the range,
-/// the median and how many rounds `pool` was ahead.
+/// the median, how many rounds `pool` was ahead and, from three rounds,
+/// the geometric mean with its 95 % confidence interval (Student's t on
+/// the rounds' log ratios): whether a gap of a few percent is one at all.
 fn per_round_ratios(pool: &[Outcome], peer: &[Outcome]) -> String {
     let mut ratios: Vec<f64> = (pool.iter().zip(peer))
         .map(|(pool, peer)| pool.per_second / peer.per_second)
         .collect();
     ratios.sort_by(f64::total_cmp);
     let ahead = ratios.iter().filter(|&&r| r >= 1.0).count();
-    format!(
+    let mut line = format!(
         "{:.2}–{:.2}, median {:.2}, ahead in {ahead} of {}",
         ratios[0],
         ratios[ratios.len() - 1],
         ratios[ratios.len() / 2],
         ratios.len()
-    )
+    );
+    if let Some((mean, low, high)) = geometric_mean_interval(&ratios) {
+        line += &format!(", geometric mean {mean:.3} (95 % CI {low:.3}–{high:.3})");
+    }
+    line
+}
+
+/// The geometric mean of `ratios` and its 95 % confidence interval, from
+/// the mean and spread of their logarithms; `None` under three.
+fn geometric_mean_interval(ratios: &[f64]) -> Option<(f64, f64, f64)> {
+    let n = ratios.len();
+    // Student's t, two-sided 95 %, for n − 1 = 2..=30 degrees of freedom;
+    // the normal's 1.96 past that.
+    const T95: [f64; 29] = [
+        4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052,
+        2.048, 2.045, 2.042,
+    ];
+    if n < 3 {
+        return None;
+    }
+    let logs: Vec<f64> = ratios.iter().map(|r| r.ln()).collect();
+    let mean = logs.iter().sum::<f64>() / n as f64;
+    let variance = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let t = T95.get(n - 3).copied().unwrap_or(1.96);
+    let half = t * (variance / n as f64).sqrt();
+    Some((mean.exp(), (mean - half).exp(), (mean + half).exp()))
 }
 
 /// The pools each cell measures, in the order of its table.
@@ -508,6 +538,19 @@ impl Pool {
         Pool::Deadpool,
     ];
 
+    /// How `--pools` names it.
+    fn key(self) -> &'static str {
+        match self {
+            Pool::PinnedThreads => "pinned-threads",
+            Pool::OffThreads => "off-threads",
+            Pool::R2d2 => "r2d2",
+            Pool::PinnedTasks => "pinned-tasks",
+            Pool::OffTasks => "off-tasks",
+            Pool::Bb8 => "bb8",
+            Pool::Deadpool => "deadpool",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Pool::PinnedThreads => "pinpool pinned (threads)",
@@ -532,13 +575,18 @@ const RATIOS: [(Pool, Pool); 4] = [
 
 /// The grid to run: the full one under `cargo bench`, narrowed by
 /// `--sizes 16 --workers 64 --seconds 4` (after `--`) to look at one cell
-/// again, and `--rounds 8` to run each cell's pools that many times; one
-/// short cell under `cargo test`.
+/// again, `--rounds 8` to run each cell's pools that many times, and
+/// `--pools pinned-tasks,deadpool` to run only those pools (and neither
+/// pgbench nor the drivers alone): more rounds in the same time, each
+/// pair closer together; one short cell under `cargo test`.
 struct Grid {
     sizes: Vec<usize>,
     worker_counts: Vec<usize>,
     length: Duration,
     rounds: usize,
+    /// The pools each cell runs; `None`: all, with pgbench and the
+    /// drivers alone.
+    pools: Option<Vec<Pool>>,
 }
 
 impl Grid {
@@ -549,6 +597,7 @@ impl Grid {
                 worker_counts: vec![4, 16, 64],
                 length: Duration::from_secs(2),
                 rounds: 1,
+                pools: None,
             }
         } else {
             Grid {
@@ -556,6 +605,7 @@ impl Grid {
                 worker_counts: vec![4],
                 length: Duration::from_millis(50), // a smoke test under cargo test
                 rounds: 1,
+                pools: None,
             }
         };
         let mut args = std::env::args().skip(1);
@@ -577,6 +627,19 @@ impl Grid {
                         [rounds] => rounds,
                         _ => return Err("--rounds: one count".into()),
                     }
+                }
+                "--pools" => {
+                    let names = args
+                        .next()
+                        .ok_or("--pools: a list, e.g. pinned-tasks,deadpool")?;
+                    let pools = (names.split(','))
+                        .map(|name| {
+                            (Pool::ALL.into_iter())
+                                .find(|pool| pool.key() == name)
+                                .ok_or_else(|| format!("--pools: no pool {name:?}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    grid.pools = Some(pools);
                 }
                 "--seconds" => {
                     let seconds = args.next().and_then(|s| s.parse::<f64>().ok());
@@ -606,8 +669,12 @@ fn main() -> Result<(), String> {
         "{:>4} {:>7}  {:>28}  {:>10}  {:>12}  {:>9}  {:>11}",
         "size", "workers", "pool", "queries/s", "p99 wait µs", "of pgbench", "CPU µs/query"
     );
+    let pools = grid.pools.as_deref().unwrap_or(&Pool::ALL);
+    let every_pool = grid.pools.is_none();
     for &workers in worker_counts {
-        let ceiling = benching.then(|| pgbench(&url, workers, length)).flatten();
+        let ceiling = (benching && every_pool)
+            .then(|| pgbench(&url, workers, length))
+            .flatten();
         for &size in sizes {
             let cell = Cell {
                 url: &url,
@@ -623,9 +690,9 @@ fn main() -> Result<(), String> {
             } else {
                 Pinning::Strict
             };
-            let rounds = cell.rounds(grid.rounds, pinned);
-            for (pool, outcomes) in Pool::ALL.iter().zip(&rounds) {
-                let (name, outcome) = (pool.name(), median(outcomes));
+            let rounds = cell.rounds(pools, grid.rounds, pinned);
+            for &pool in pools {
+                let (name, outcome) = (pool.name(), median(&rounds[pool as usize]));
                 let share = ceiling.map_or("-".into(), |tps| {
                     format!("{:.0}%", 100.0 * outcome.per_second / tps)
                 });
@@ -637,7 +704,11 @@ fn main() -> Result<(), String> {
                 );
             }
             if grid.rounds > 1 {
-                for (pool, peer) in RATIOS {
+                let measured = |pool: Pool| !rounds[pool as usize].is_empty();
+                for (pool, peer) in RATIOS
+                    .into_iter()
+                    .filter(|&(a, b)| measured(a) && measured(b))
+                {
                     let ratios = per_round_ratios(&rounds[pool as usize], &rounds[peer as usize]);
                     println!(
                         "{size:>4} {workers:>7}  {:>28}  × {}: {ratios}",
@@ -646,6 +717,9 @@ fn main() -> Result<(), String> {
                     );
                 }
             }
+        }
+        if !every_pool {
+            continue;
         }
         let alone = Alone {
             url: &url,
