@@ -514,6 +514,22 @@ fn geometric_mean_interval(ratios: &[f64]) -> Option<(f64, f64, f64)> {
     Some((mean.exp(), (mean - half).exp(), (mean + half).exp()))
 }
 
+/// Under `cargo test`, with or without a server: the interval of
+/// [`geometric_mean_interval`] on ratios worked out by hand.
+fn check_interval_arithmetic() {
+    assert_eq!(geometric_mean_interval(&[0.9, 1.1]), None, "under three");
+    let (mean, low, high) = geometric_mean_interval(&[0.97; 4]).expect("four ratios");
+    assert!(
+        (mean - 0.97).abs() < 1e-12 && low == mean && high == mean,
+        "no spread"
+    );
+    // ln 0.5, 0, ln 2: mean 0, standard deviation ln 2; t(2) = 4.303.
+    let (mean, low, high) = geometric_mean_interval(&[0.5, 1.0, 2.0]).expect("three ratios");
+    let half = 4.303 * std::f64::consts::LN_2 / 3f64.sqrt();
+    assert!((mean - 1.0).abs() < 1e-12, "geometric mean {mean}");
+    assert!((low - (-half).exp()).abs() < 1e-9 && (high - half.exp()).abs() < 1e-9);
+}
+
 /// The pools each cell measures, in the order of its table.
 #[derive(Clone, Copy)]
 enum Pool {
@@ -657,6 +673,9 @@ impl Grid {
 
 fn main() -> Result<(), String> {
     let benching = std::env::args().any(|a| a == "--bench");
+    if !benching {
+        check_interval_arithmetic();
+    }
     let Ok(url) = std::env::var("PINPOOL_PG_URL") else {
         println!(
             "postgres bench: skipped (no PINPOOL_PG_URL; bash benches/postgres.sh starts a server)"
