@@ -645,17 +645,20 @@ impl Grid {
                     }
                 }
                 "--pools" => {
-                    let names = args
+                    let list = args
                         .next()
                         .ok_or("--pools: a list, e.g. pinned-tasks,deadpool")?;
-                    let pools = (names.split(','))
-                        .map(|name| {
-                            (Pool::ALL.into_iter())
-                                .find(|pool| pool.key() == name)
-                                .ok_or_else(|| format!("--pools: no pool {name:?}"))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    grid.pools = Some(pools);
+                    let names: Vec<&str> = list.split(',').collect();
+                    if let Some(name) =
+                        (names.iter()).find(|&&n| Pool::ALL.iter().all(|p| p.key() != n))
+                    {
+                        return Err(format!("--pools: no pool {name:?}"));
+                    }
+                    // In the table's order, each once however often named.
+                    let named = Pool::ALL
+                        .into_iter()
+                        .filter(|pool| names.contains(&pool.key()));
+                    grid.pools = Some(named.collect());
                 }
                 "--seconds" => {
                     let seconds = args.next().and_then(|s| s.parse::<f64>().ok());
