@@ -98,13 +98,14 @@ fn config(input: &Input) -> Config {
 }
 
 /// What a driver knows: the connections it opens, holds and resets, the
-/// tickets it waits on.
+/// tickets it waits on and those that left the line.
 #[derive(Default)]
 struct Driver {
     connecting: BTreeSet<ConnId>,
     held: BTreeSet<ConnId>,
     resetting: BTreeSet<ConnId>,
     waiting: BTreeSet<Ticket>,
+    left: BTreeSet<Ticket>,
 }
 
 /// The `pick`th of `known`, or past them, an id nobody was given.
@@ -117,6 +118,24 @@ fn pick<T: Copy>(known: &BTreeSet<T>, pick: u8, any: impl Fn(u64) -> T) -> T {
 }
 
 impl Driver {
+    /// The `pick`th ticket waiting, or past them one that has left (its
+    /// slot reused, maybe): only the core makes tickets, so a stale one
+    /// is the wrong ticket a driver can pass. `None` if there is neither.
+    fn pick_ticket(&self, pick: u8) -> Option<Ticket> {
+        let (waiting, left) = (self.waiting.len(), self.left.len());
+        match usize::from(pick) {
+            i if i < 200 && waiting > 0 => self.waiting.iter().nth(i % waiting).copied(),
+            i if left > 0 => self.left.iter().nth(i % left).copied(),
+            _ => None,
+        }
+    }
+
+    /// `ticket` has its outcome.
+    fn leave(&mut self, ticket: Ticket) {
+        self.waiting.remove(&ticket);
+        self.left.insert(ticket);
+    }
+
     fn answer(&mut self, checkout: Checkout) {
         match checkout {
             Checkout::Granted(conn) => {
@@ -144,12 +163,10 @@ impl Driver {
                     self.resetting.insert(conn);
                 }
                 Action::Grant { ticket, conn } => {
-                    self.waiting.remove(&ticket);
+                    self.leave(ticket);
                     self.held.insert(conn);
                 }
-                Action::Fail { ticket, .. } => {
-                    self.waiting.remove(&ticket);
-                }
+                Action::Fail { ticket, .. } => self.leave(ticket),
                 Action::Wake(_) | Action::Interrupt(_) => {}
             }
         }
@@ -215,21 +232,24 @@ pub fn run(input: Input) {
                 }
             }
             Op::Cancel(p) => {
-                let ticket = pick(&driver.waiting, p, Ticket);
-                if core.cancel(ticket) {
-                    driver.waiting.remove(&ticket);
+                if let Some(ticket) = driver.pick_ticket(p)
+                    && core.cancel(ticket)
+                {
+                    driver.leave(ticket);
                 }
             }
             Op::TimeOut(p) => {
-                let ticket = pick(&driver.waiting, p, Ticket);
-                if core.time_out(ticket) {
-                    driver.waiting.remove(&ticket);
+                if let Some(ticket) = driver.pick_ticket(p)
+                    && core.time_out(ticket)
+                {
+                    driver.leave(ticket);
                 }
             }
             Op::Retry(p) => {
-                let ticket = pick(&driver.waiting, p, Ticket);
-                if let Ok(Checkout::Granted(conn)) = core.retry(ticket) {
-                    driver.waiting.remove(&ticket);
+                if let Some(ticket) = driver.pick_ticket(p)
+                    && let Ok(Checkout::Granted(conn)) = core.retry(ticket)
+                {
+                    driver.leave(ticket);
                     driver.held.insert(conn);
                 }
             }

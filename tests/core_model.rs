@@ -52,6 +52,7 @@
 //!   those waiting.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::time::Duration;
 
 mod support;
@@ -446,9 +447,16 @@ impl Sut {
         self.config().pinning.binds_for_life() && self.model.pins.contains_key(&owner)
     }
 
-    /// FIFO: no waiter older than `ticket` (`taker`'s) could have used
-    /// `conn`.
-    fn check_fifo(&self, ticket: Ticket, conn: ConnId, taker: OwnerId) {
+    /// The waiters older than `ticket`, a waiter's, or than every waiter
+    /// if `None` (a checkout granted at once).
+    fn older_than(&self, ticket: Option<Ticket>) -> impl Iterator<Item = (&Ticket, &Waiting)> {
+        let before = ticket.map_or(Bound::Unbounded, Bound::Excluded);
+        self.model.waiting.range((Bound::Unbounded, before))
+    }
+
+    /// FIFO: no waiter older than `ticket` (`taker`'s, `None` if granted
+    /// at once) could have used `conn`.
+    fn check_fifo(&self, ticket: Option<Ticket>, conn: ConnId, taker: OwnerId) {
         let fifo = match self.config().wake {
             WakePolicy::Handoff => true,
             WakePolicy::Broadcast => self.setup.eager_retry,
@@ -458,15 +466,17 @@ impl Sut {
             return;
         }
         let taker = Some(taker);
-        for (older, waiting) in self.model.waiting.range(..ticket) {
+        for (older, waiting) in self.older_than(ticket) {
             assert!(
                 !self.could_use(waiting.owner, conn, taker),
-                "{conn} went to {ticket} ahead of older {older} that could use it"
+                "{conn} went to {ticket:?} ahead of older {older} that could use it"
             );
         }
     }
 
-    fn granted(&mut self, ticket: Ticket, conn: ConnId, owner: OwnerId) {
+    /// `conn` went to `owner`'s checkout: to its waiting `ticket`, or at
+    /// once (`None`).
+    fn granted(&mut self, ticket: Option<Ticket>, conn: ConnId, owner: OwnerId) {
         self.check_fifo(ticket, conn, owner);
         self.model.served.insert(owner);
         self.pass_over(ticket, conn, owner);
@@ -499,7 +509,7 @@ impl Sut {
         match checkout {
             Checkout::Granted(conn) => {
                 self.observe_own_events();
-                self.granted(Ticket(u64::MAX), conn, owner)
+                self.granted(None, conn, owner)
             }
             Checkout::Waiting(ticket) => {
                 let asleep = self.config().wake != WakePolicy::Handoff;
@@ -566,14 +576,14 @@ impl Sut {
         }
     }
 
-    /// Every waiter older than `taker` (`owner`'s) that could have used
-    /// `conn` was passed over once more.
-    fn pass_over(&mut self, taker: Ticket, conn: ConnId, owner: OwnerId) {
+    /// Every waiter older than `taker` (`owner`'s, `None` if granted at
+    /// once) that could have used `conn` was passed over once more.
+    fn pass_over(&mut self, taker: Option<Ticket>, conn: ConnId, owner: OwnerId) {
         // (A Strict owner its pin has not served could use a connection
         // nobody is pinned to, but waits in its own connection's line:
         // only that line's bypasses are counted.)
         let strict = self.config().pinning == Pinning::Strict;
-        let passed: Vec<Ticket> = (self.model.waiting.range(..taker))
+        let passed: Vec<Ticket> = (self.older_than(taker))
             .filter(|(_, w)| self.could_use(w.owner, conn, Some(owner)))
             .filter(|(_, w)| !strict || self.model.pins.get(&w.owner).is_none_or(|&c| c == conn))
             .map(|(t, _)| *t)
@@ -938,7 +948,7 @@ impl Sut {
             Checkout::Granted(conn) => {
                 self.observe_own_events();
                 self.model.waiting.remove(&ticket);
-                self.granted(ticket, conn, owner);
+                self.granted(Some(ticket), conn, owner);
             }
             Checkout::Waiting(_) => {
                 let asleep = self.config().wake != WakePolicy::Handoff;
@@ -1010,7 +1020,7 @@ impl Sut {
                         .waiting
                         .remove(&ticket)
                         .expect("granted a non-waiter");
-                    self.granted(ticket, conn, waiting.owner);
+                    self.granted(Some(ticket), conn, waiting.owner);
                 }
                 Action::Wake(ticket) => {
                     let waiting = self

@@ -73,8 +73,7 @@ impl Core {
     }
 
     pub(super) fn checkout_as(&mut self, owner: OwnerId, pins: bool, waits: bool) -> Checkout {
-        self.next_ticket += 1;
-        let ticket = Ticket(self.next_ticket);
+        let ticket = self.waiters.issue();
         self.event(Event::CheckoutStarted { owner, ticket });
         let now = self.now;
         if self.closed {

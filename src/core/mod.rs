@@ -112,6 +112,7 @@ mod provision;
 mod resize;
 mod slots;
 mod stats;
+mod tickets;
 mod types;
 mod waiters;
 mod wake;
@@ -130,6 +131,7 @@ pub use lifecycle::MAINTENANCE_BATCH;
 pub use policy::{Overflow, Pinning, Reset, WakePolicy};
 pub(crate) use stats::Occupancy;
 pub use stats::{Counters, PoolState};
+pub(crate) use tickets::TicketMap;
 pub use types::{
     Action, Checkout, CloseReason, ConnId, Event, FailReason, Health, InputError, LeaseScope,
     OwnerId, Ticket,
@@ -159,7 +161,6 @@ pub struct Core {
     /// idle one for as long as the holder kept its own: with two threads
     /// holding theirs until the other had one, until its timeout.
     unserved: HashSet<OwnerId>,
-    next_ticket: u64,
     generation: u64,
     closed: bool,
     /// Cleared (or built paused) and not yet ready: checkouts fail, nothing
@@ -209,7 +210,6 @@ impl Core {
             waiters: Waiters::default(),
             pins: HashMap::default(),
             unserved: HashSet::default(),
-            next_ticket: 0,
             generation: 0,
             closed: false,
             paused: config.start_paused,

@@ -35,12 +35,90 @@ id_type!(
     OwnerId,
     "owner#"
 );
-id_type!(
-    /// A checkout request, numbered in arrival order. A ticket that waits is
-    /// a *waiter*; comparing tickets compares arrival times.
-    Ticket,
-    "ticket#"
-);
+/// A checkout request, numbered in arrival order. A ticket that waits is
+/// a *waiter*; comparing tickets compares arrival times.
+///
+/// Only the core issues tickets. Each carries the [slot](Ticket::slot)
+/// where the core keeps it while it waits, so that neither the core nor
+/// a driver needs a map to find a waiter's record.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket {
+    number: u64,
+    slot: usize,
+}
+
+impl Ticket {
+    /// The ticket numbered `number` (1, 2, 3… in arrival order), kept at
+    /// `slot`.
+    pub(super) fn new(number: u64, slot: usize) -> Self {
+        Ticket { number, slot }
+    }
+
+    /// Its number: 1, 2, 3… in arrival order, never reused.
+    pub fn number(self) -> u64 {
+        self.number
+    }
+
+    /// Where the core keeps this ticket while it waits: no two tickets
+    /// waiting at once share a slot, a slot is reused once its ticket
+    /// has left, and no slot is more than the most tickets that ever
+    /// waited at once. A driver can keep its own record of each waiter
+    /// in a `Vec` indexed by it (checking the ticket it finds there)
+    /// rather than in a map.
+    ///
+    /// ```
+    /// use pinpool::core::{Checkout, Config, ConnId, Core, OwnerId};
+    ///
+    /// let mut core = Core::new(Config { max_size: 1, ..Config::default() })?;
+    /// core.checkout(OwnerId(1));
+    /// while core.poll_action().is_some() {}
+    /// core.connected(ConnId(1))?; // granted to owner 1, who keeps it
+    /// let Checkout::Waiting(second) = core.checkout(OwnerId(2)) else { unreachable!() };
+    /// assert!(core.cancel(second));
+    /// let Checkout::Waiting(third) = core.checkout(OwnerId(3)) else { unreachable!() };
+    /// assert_eq!(third.slot(), second.slot(), "the slot second left");
+    /// assert!(third > second, "a later arrival");
+    /// assert!(!core.cancel(second), "second finds third's slot, not itself");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn slot(self) -> usize {
+        self.slot
+    }
+}
+
+// A ticket is its number: the number is never reused, and the slot
+// follows from it.
+impl PartialEq for Ticket {
+    fn eq(&self, other: &Self) -> bool {
+        self.number == other.number
+    }
+}
+
+impl Eq for Ticket {}
+
+impl PartialOrd for Ticket {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ticket {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.number.cmp(&other.number)
+    }
+}
+
+impl std::hash::Hash for Ticket {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.number.hash(state);
+    }
+}
+
+impl fmt::Display for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ticket#{}", self.number)
+    }
+}
 
 /// The immediate answer to [`Core::checkout`](super::Core::checkout) and
 /// [`Core::retry`](super::Core::retry).

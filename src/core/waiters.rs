@@ -8,6 +8,7 @@ use std::time::Duration;
 use rustc_hash::FxHashMap as HashMap;
 
 use super::ordered::OrderedDeque;
+use super::tickets::{Issuer, TicketMap};
 use super::{ConnId, OwnerId, Ticket};
 
 /// What a waiter can use.
@@ -55,7 +56,9 @@ pub(super) struct Waiter {
 #[derive(Clone, Debug, Default)]
 pub(super) struct Waiters {
     /// Every waiter, by ticket (the queues keep the order).
-    all: HashMap<Ticket, Waiter>,
+    all: TicketMap<Waiter>,
+    /// Issues the tickets, with the slots their records are kept at.
+    issuer: Issuer,
     /// The waiters by what they can use.
     queues: Queues,
     /// Sleeping waiters in the order they fell asleep.
@@ -119,13 +122,13 @@ impl Queue {
     /// The empty check inline: most queues a checkout passes are empty (a
     /// connection's queue stays once its last waiter leaves).
     #[inline]
-    fn passed_by(&mut self, taker: Ticket, all: &mut HashMap<Ticket, Waiter>) {
+    fn passed_by(&mut self, taker: Ticket, all: &mut TicketMap<Waiter>) {
         if !self.tickets.is_empty() {
             self.passed_by_members(taker, all);
         }
     }
 
-    fn passed_by_members(&mut self, taker: Ticket, all: &mut HashMap<Ticket, Waiter>) {
+    fn passed_by_members(&mut self, taker: Ticket, all: &mut TicketMap<Waiter>) {
         let (Some(oldest), Some(newest)) = (self.tickets.first(), self.tickets.last()) else {
             return;
         };
@@ -139,7 +142,7 @@ impl Queue {
             self.barges += 1;
         } else {
             for ticket in self.tickets.below(taker) {
-                all.get_mut(&ticket).expect("queued tickets wait").bypassed += 1;
+                all.get_mut(ticket).expect("queued tickets wait").bypassed += 1;
             }
         }
     }
@@ -156,16 +159,22 @@ impl Waiters {
     }
 
     pub fn get(&self, ticket: Ticket) -> Option<&Waiter> {
-        self.all.get(&ticket)
+        self.all.get(ticket)
+    }
+
+    /// A new ticket (see [`Issuer::issue`]).
+    pub fn issue(&mut self) -> Ticket {
+        self.issuer.issue()
     }
 
     /// All waiting tickets, oldest first.
     pub fn tickets(&self) -> Vec<Ticket> {
-        let mut tickets: Vec<Ticket> = self.all.keys().copied().collect();
+        let mut tickets: Vec<Ticket> = self.all.iter().map(|(ticket, _)| ticket).collect();
         tickets.sort_unstable();
         tickets
     }
 
+    /// `ticket`, the last [issued](Waiters::issue), joins the line.
     pub fn insert(
         &mut self,
         ticket: Ticket,
@@ -189,7 +198,9 @@ impl Waiters {
         if sleeping {
             self.sleepers.push(ticket, &mut waiter);
         }
+        self.issuer.take(ticket);
         self.all.insert(ticket, waiter);
+        debug_assert_eq!(self.issuer.taken(), self.all.len(), "a slot each");
         if sleeping {
             self.sleepers.tidy(&self.all);
         }
@@ -197,7 +208,9 @@ impl Waiters {
     }
 
     pub fn remove(&mut self, ticket: Ticket) -> Option<Waiter> {
-        let mut waiter = self.all.remove(&ticket)?;
+        let mut waiter = self.all.remove(ticket)?;
+        self.issuer.give_back(ticket);
+        debug_assert_eq!(self.issuer.taken(), self.all.len(), "a slot each");
         self.queues.leave(ticket, &mut waiter);
         if !self.unserved.is_empty() {
             self.unserved.remove(ticket);
@@ -222,7 +235,7 @@ impl Waiters {
     /// Gives waiter `ticket` a deadline (replacing any it had); whether
     /// it is waiting.
     pub fn set_deadline(&mut self, ticket: Ticket, deadline: Duration) -> bool {
-        let Some(waiter) = self.all.get_mut(&ticket) else {
+        let Some(waiter) = self.all.get_mut(ticket) else {
             return false;
         };
         if let Some(previous) = waiter.deadline.replace(deadline) {
@@ -260,7 +273,7 @@ impl Waiters {
             return;
         }
         let theirs: Vec<Ticket> = (self.unserved.iter())
-            .filter(|ticket| self.all[ticket].owner == owner)
+            .filter(|&ticket| self.all.get(ticket).is_some_and(|w| w.owner == owner))
             .collect();
         for ticket in theirs {
             self.unserved.remove(ticket);
@@ -275,14 +288,14 @@ impl Waiters {
         }
         let mut tickets: Vec<Ticket> = (self.all.iter())
             .filter(|(_, waiter)| waiter.owner == owner)
-            .map(|(&ticket, _)| ticket)
+            .map(|(ticket, _)| ticket)
             .collect();
         tickets.sort_unstable();
         tickets
     }
 
     pub fn set_want(&mut self, ticket: Ticket, want: Want) {
-        let waiter = self.all.get_mut(&ticket).expect("a waiting ticket");
+        let waiter = self.all.get_mut(ticket).expect("a waiting ticket");
         self.queues.leave(ticket, waiter);
         self.queues.join(ticket, waiter, want);
     }
@@ -306,7 +319,7 @@ impl Waiters {
             self.queues.empty_queues -= 1;
         }
         for ticket in queue.tickets.iter() {
-            let waiter = self.all.get_mut(&ticket).expect("queued tickets wait");
+            let waiter = self.all.get_mut(ticket).expect("queued tickets wait");
             waiter.bypassed = queue.bypassed(waiter);
             self.queues.join(ticket, waiter, want);
         }
@@ -315,7 +328,7 @@ impl Waiters {
     /// How many times a later request took a connection `ticket`'s waiter
     /// could have used.
     pub fn bypassed(&self, ticket: Ticket) -> Option<u64> {
-        let waiter = self.all.get(&ticket)?;
+        let waiter = self.all.get(ticket)?;
         Some(self.queues.of(waiter.want)?.bypassed(waiter))
     }
 
@@ -377,7 +390,11 @@ impl Waiters {
     /// The oldest unbound waiter whose grant will pin its owner (a Strict
     /// or Exclusive owner waiting to be bound). O(unbound waiters).
     pub fn oldest_unbound_pinning(&self) -> Option<Ticket> {
-        self.queues.any.tickets.iter().find(|t| self.all[t].pins)
+        self.queues
+            .any
+            .tickets
+            .iter()
+            .find(|&t| self.all.get(t).is_some_and(|w| w.pins))
     }
 
     /// How many unbound waiters will pin their owner when granted.
@@ -389,6 +406,7 @@ impl Waiters {
     /// have used `conn` (see [`Waiters::eligible_for`]), took it. O(1)
     /// when it arrived after all of them (a new request barging), else
     /// O(passed).
+    #[inline]
     pub fn pass_over(&mut self, conn: ConnId, taker: Ticket, serves_any: bool) {
         let Waiters { all, queues, .. } = self;
         let Queues { by_conn, any, .. } = queues;
@@ -402,14 +420,14 @@ impl Waiters {
 
     /// Puts `ticket` to sleep at the back of the sleep order.
     pub fn sleep(&mut self, ticket: Ticket) {
-        let waiter = self.all.get_mut(&ticket).expect("sleepers wait");
+        let waiter = self.all.get_mut(ticket).expect("sleepers wait");
         self.sleepers.push(ticket, waiter);
         self.sleepers.tidy(&self.all);
     }
 
     /// Wakes `ticket` if it sleeps; whether it did.
     pub fn wake(&mut self, ticket: Ticket) -> bool {
-        let Some(waiter) = self.all.get_mut(&ticket) else {
+        let Some(waiter) = self.all.get_mut(ticket) else {
             return false;
         };
         let Some(place) = waiter.sleep.take() else {
@@ -533,7 +551,7 @@ impl SleepOrder {
     }
 
     /// The sleeper at `place` woke or left: its entry is stale now.
-    fn left(&mut self, place: u64, all: &HashMap<Ticket, Waiter>) {
+    fn left(&mut self, place: u64, all: &TicketMap<Waiter>) {
         self.live -= 1;
         self.pop_if_first(place);
         self.tidy(all);
@@ -553,9 +571,9 @@ impl SleepOrder {
 
     /// Drops the stale entries at the front, and sweeps out all of them
     /// once they outnumber the live ones. Free while none is stale.
-    fn tidy(&mut self, all: &HashMap<Ticket, Waiter>) {
+    fn tidy(&mut self, all: &TicketMap<Waiter>) {
         let is_live = |&(place, ticket): &(u64, Ticket)| {
-            all.get(&ticket).is_some_and(|w| w.sleep == Some(place))
+            all.get(ticket).is_some_and(|w| w.sleep == Some(place))
         };
         while self.entries.len() > self.live
             && self.entries.front().is_some_and(|entry| !is_live(entry))
@@ -576,39 +594,34 @@ impl SleepOrder {
 mod tests {
     use super::*;
 
-    /// `n` waiters for any connection, asleep in ticket order.
-    fn asleep(n: u64) -> Waiters {
+    /// `n` waiters for any connection, asleep in ticket order, and their
+    /// tickets.
+    fn asleep(n: u64) -> (Waiters, Vec<Ticket>) {
         let mut waiters = Waiters::default();
-        for t in 1..=n {
-            waiters.insert(
-                Ticket(t),
-                OwnerId(t),
-                Want::Any,
-                false,
-                true,
-                Duration::ZERO,
-            );
-        }
-        waiters
+        let tickets = (1..=n)
+            .map(|owner| {
+                let ticket = waiters.issue();
+                let (want, since) = (Want::Any, Duration::ZERO);
+                waiters.insert(ticket, OwnerId(owner), want, false, true, since);
+                ticket
+            })
+            .collect();
+        (waiters, tickets)
     }
 
     #[test]
     fn the_oldest_sleeper_survives_wakes_behind_and_ahead_of_it() {
-        let mut waiters = asleep(4);
-        assert!(waiters.wake(Ticket(3)), "from the middle");
-        assert!(!waiters.wake(Ticket(3)), "awake already");
-        assert_eq!(waiters.oldest_sleeper(), Some(Ticket(1)));
-        assert!(waiters.wake(Ticket(1)));
-        assert_eq!(waiters.oldest_sleeper(), Some(Ticket(2)));
-        waiters.remove(Ticket(2));
-        assert_eq!(
-            waiters.oldest_sleeper(),
-            Some(Ticket(4)),
-            "3's place is stale"
-        );
-        waiters.sleep(Ticket(1));
-        waiters.sleep(Ticket(4)); // again: to the back, its old place stale
-        assert_eq!(waiters.oldest_sleeper(), Some(Ticket(1)));
+        let (mut waiters, t) = asleep(4);
+        assert!(waiters.wake(t[2]), "from the middle");
+        assert!(!waiters.wake(t[2]), "awake already");
+        assert_eq!(waiters.oldest_sleeper(), Some(t[0]));
+        assert!(waiters.wake(t[0]));
+        assert_eq!(waiters.oldest_sleeper(), Some(t[1]));
+        waiters.remove(t[1]);
+        assert_eq!(waiters.oldest_sleeper(), Some(t[3]), "3's place is stale");
+        waiters.sleep(t[0]);
+        waiters.sleep(t[3]); // again: to the back, its old place stale
+        assert_eq!(waiters.oldest_sleeper(), Some(t[0]));
         assert_eq!(waiters.sleeping(), 2);
     }
 
@@ -616,14 +629,19 @@ mod tests {
     fn an_owner_is_forgotten_once_it_stops_waiting() {
         let mut waiters = Waiters::default();
         let (alice, bob) = (OwnerId(1), OwnerId(2));
-        for (t, owner) in [(1, alice), (2, bob), (3, alice)] {
-            waiters.insert(Ticket(t), owner, Want::Any, false, false, Duration::ZERO);
-        }
-        assert_eq!(waiters.of_owner(alice), [Ticket(1), Ticket(3)]);
-        waiters.remove(Ticket(3));
-        assert_eq!(waiters.of_owner(alice), [Ticket(1)]);
-        waiters.remove(Ticket(1));
-        waiters.remove(Ticket(2));
+        let t: Vec<Ticket> = [alice, bob, alice]
+            .into_iter()
+            .map(|owner| {
+                let ticket = waiters.issue();
+                waiters.insert(ticket, owner, Want::Any, false, false, Duration::ZERO);
+                ticket
+            })
+            .collect();
+        assert_eq!(waiters.of_owner(alice), [t[0], t[2]]);
+        waiters.remove(t[2]);
+        assert_eq!(waiters.of_owner(alice), [t[0]]);
+        waiters.remove(t[0]);
+        waiters.remove(t[1]);
         assert!(waiters.of_owner(alice).is_empty());
         // Not kept for owners that wait no more: a long-lived pool sees
         // an owner per thread or scope it ever served.
@@ -633,48 +651,50 @@ mod tests {
     #[test]
     fn a_connections_queue_outlives_its_last_waiter_but_not_for_ever() {
         let mut waiters = Waiters::default();
-        let wait_for = |waiters: &mut Waiters, t: u64, conn: u64| {
-            let want = Want::Conn(ConnId(conn));
-            waiters.insert(Ticket(t), OwnerId(t), want, true, false, Duration::ZERO);
+        let wait_for = |waiters: &mut Waiters, conn: u64| {
+            let (ticket, want) = (waiters.issue(), Want::Conn(ConnId(conn)));
+            let owner = OwnerId(ticket.number());
+            waiters.insert(ticket, owner, want, true, false, Duration::ZERO);
+            ticket
         };
-        wait_for(&mut waiters, 1, 1);
-        waiters.remove(Ticket(1));
+        let gone = wait_for(&mut waiters, 1);
+        waiters.remove(gone);
         assert_eq!(waiters.queues.by_conn.len(), 1, "kept, empty, for the next");
         assert_eq!(waiters.bound_to(ConnId(1)), 0);
         assert_eq!(waiters.oldest_for(ConnId(1), false), None);
-        wait_for(&mut waiters, 2, 1);
-        assert_eq!(waiters.oldest_for(ConnId(1), false), Some(Ticket(2)));
+        let stays = wait_for(&mut waiters, 1);
+        assert_eq!(waiters.oldest_for(ConnId(1), false), Some(stays));
         assert_eq!(waiters.queues.empty_queues, 0, "in use again");
         // A waiter each for 1,000 connections that come and go: the
         // empty queues of the gone are swept out.
         for conn in 2..1_002 {
-            wait_for(&mut waiters, conn + 1, conn);
-            waiters.remove(Ticket(conn + 1));
+            let ticket = wait_for(&mut waiters, conn);
+            waiters.remove(ticket);
             assert!(
                 waiters.queues.by_conn.len() <= 2 + 32 + 1,
                 "{}",
                 waiters.queues.by_conn.len()
             );
         }
-        assert_eq!(waiters.oldest_for(ConnId(1), false), Some(Ticket(2)));
+        assert_eq!(waiters.oldest_for(ConnId(1), false), Some(stays));
         assert_eq!(waiters.bound_to(ConnId(1)), 1, "the queue in use stays");
         assert!(waiters.queues.empty_queues_counted());
         waiters.unbind(ConnId(1));
-        assert_eq!(waiters.oldest_for(ConnId(2), true), Some(Ticket(2)));
+        assert_eq!(waiters.oldest_for(ConnId(2), true), Some(stays));
     }
 
     #[test]
     fn stale_places_do_not_pile_up() {
-        let mut waiters = asleep(3);
+        let (mut waiters, t) = asleep(3);
         // The one in the middle wakes and sleeps again, over and over, behind
         // an oldest sleeper that never wakes: every round leaves a stale
         // place that is not at the front.
         for _ in 0..1_000 {
-            waiters.wake(Ticket(2));
-            waiters.sleep(Ticket(2));
+            waiters.wake(t[1]);
+            waiters.sleep(t[1]);
         }
         assert_eq!(waiters.sleeping(), 3);
         assert!(waiters.sleepers.entries.len() <= 2 * 3 + 32 + 1);
-        assert_eq!(waiters.oldest_sleeper(), Some(Ticket(1)));
+        assert_eq!(waiters.oldest_sleeper(), Some(t[0]));
     }
 }

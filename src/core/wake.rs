@@ -186,6 +186,7 @@ impl Core {
     /// can use any connection if `conn` serves such, or, if nobody is
     /// pinned to it, one whose Strict pin has not served it yet
     /// (see `Core::unserved`).
+    #[inline]
     pub(super) fn oldest_waiter_for(&self, conn: ConnId) -> Option<Ticket> {
         let oldest = self.waiters.oldest_for(conn, self.serves_any(conn));
         match self.waiters.oldest_unserved() {

@@ -175,7 +175,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
                         .extend(self.interrupts.get(&conn).cloned());
                 }
                 Action::Grant { ticket, conn } => {
-                    let Some(waiting) = self.waiters.remove(&ticket) else {
+                    let Some(waiting) = self.waiters.remove(ticket) else {
                         debug_assert!(false, "granted {ticket} is not waiting");
                         continue;
                     };
@@ -190,12 +190,12 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
                     effects.wake_later(wake);
                 }
                 Action::Wake(ticket) => {
-                    if let Some(waiting) = self.waiters.get(&ticket) {
+                    if let Some(waiting) = self.waiters.get(ticket) {
                         effects.wake_later(S::wake_to_retry(&waiting.slot));
                     }
                 }
                 Action::Fail { ticket, reason } => {
-                    if let Some(waiting) = self.waiters.remove(&ticket) {
+                    if let Some(waiting) = self.waiters.remove(ticket) {
                         let failed = Outcome::Failed(self.failure(reason));
                         effects.wake_later(S::deliver(waiting.slot, failed));
                     }

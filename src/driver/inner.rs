@@ -9,7 +9,8 @@ pub(crate) struct Inner<C, E, S: Mailbox<C, E>> {
     pub(super) core: Core,
     /// Established connections nobody holds, by id.
     pub(super) conns: Parked<C>,
-    pub(super) waiters: HashMap<Ticket, WaitingCheckout<S::Ref>>,
+    /// The driver's record of each waiting checkout.
+    pub(super) waiters: TicketMap<WaitingCheckout<S::Ref>>,
     /// Connections leased to their pinned owner (checked out in the core).
     pub(super) leases: HashMap<ConnId, Arc<Lease<C>>>,
     /// Leases recalled while their holder had the connection, kept until
@@ -133,7 +134,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
         waited: Duration,
     ) -> Option<Result<Handed<C>, Error<E>>> {
         match self.core.retry(ticket) {
-            Ok(Checkout::Granted(conn)) => Some(match self.waiters.remove(&ticket) {
+            Ok(Checkout::Granted(conn)) => Some(match self.waiters.remove(ticket) {
                 Some(waiting) => Ok(self.take_out(
                     waiting.owner,
                     waiting.pins,
@@ -170,7 +171,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
         // The state the waiter gave up in, itself still counted as waiting.
         let error = self.timed_out(waited);
         if self.core.time_out(ticket) {
-            self.waiters.remove(&ticket);
+            self.waiters.remove(ticket);
             return Err(error);
         }
         self.collect(ticket, slot, waited)
@@ -192,7 +193,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
             Some(Outcome::Failed(error)) => Err(error),
             Some(Outcome::Woken) | None => {
                 driver_bug(Err(InputError::NotWaiting(ticket)));
-                self.waiters.remove(&ticket);
+                self.waiters.remove(ticket);
                 Err(self.timed_out(waited))
             }
         }
@@ -212,7 +213,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
     #[cfg(feature = "tokio")]
     pub(crate) fn cancel(&mut self, ticket: Ticket, slot: &S) {
         if self.core.cancel(ticket) {
-            self.waiters.remove(&ticket);
+            self.waiters.remove(ticket);
             return;
         }
         if let Some(Outcome::Granted(handed)) = slot.take() {

@@ -54,7 +54,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
             inner: Mutex::new(Inner {
                 core,
                 conns: Parked::default(),
-                waiters: HashMap::default(),
+                waiters: TicketMap::default(),
                 leases: HashMap::default(),
                 ended: HashMap::default(),
                 stash,

@@ -55,7 +55,7 @@ use rustc_hash::FxHashMap as HashMap;
 use self::metrics::Metrics;
 use crate::core::{
     Action, Checkout, CloseReason, ConfigError, ConnId, Core, FailReason, Health, InputError,
-    LeaseScope, OwnerId, PoolState, Ticket,
+    LeaseScope, OwnerId, PoolState, Ticket, TicketMap,
 };
 use crate::sync::{Arc, Mutex};
 use crate::{Error, InterruptHandle};
@@ -300,7 +300,11 @@ mod tests {
     #[cfg(debug_assertions)]
     #[should_panic(expected = "pool driver bug")]
     fn a_driver_bug_stops_a_debug_build() {
-        driver_bug(Err(InputError::NotWaiting(Ticket(1))));
+        let wrong = InputError::WrongConnState {
+            conn: ConnId(1),
+            expected: "checked out",
+        };
+        driver_bug(Err(wrong));
     }
 
     /// The manager's `has_broken` decides, and a panic in it counts as
