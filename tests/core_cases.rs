@@ -1045,3 +1045,38 @@ fn deadlines_the_core_keeps_expire_earliest_first_and_leave_with_their_waiters()
     let state = core.state();
     assert_eq!((state.waiting, state.counters.timeouts), (0, 2));
 }
+
+/// A ticket that has left the line names nobody, even once a later
+/// ticket waits at its slot: every input with it is refused, and the
+/// waiter now at that slot is untouched.
+#[test]
+fn a_stale_ticket_cannot_reach_the_waiter_at_its_slot() {
+    let mut core = strict(1);
+    first_checkout(&mut core, OwnerId(1));
+    let Checkout::Waiting(bob) = core.checkout(OwnerId(2)) else {
+        panic!("the connection is held: bob waits")
+    };
+    assert!(core.cancel(bob));
+    let Checkout::Waiting(carol) = core.checkout(OwnerId(3)) else {
+        panic!("carol waits")
+    };
+    assert_eq!(carol.slot(), bob.slot(), "bob's slot, reused");
+
+    let secs = Duration::from_secs;
+    assert_eq!(
+        core.time_out_at(bob, secs(5)),
+        Err(InputError::NotWaiting(bob))
+    );
+    assert_eq!(
+        core.waiters_expire_at(),
+        None,
+        "carol was given no deadline"
+    );
+    assert_eq!(core.retry(bob), Err(InputError::NotWaiting(bob)));
+    assert!(!core.time_out(bob));
+    assert!(!core.cancel(bob));
+    assert!(!core.is_stranded(bob));
+    assert_eq!(core.state().waiting, 1, "carol still waits");
+    assert_eq!(core.time_out_at(carol, secs(5)), Ok(()));
+    assert_eq!(core.waiters_expire_at(), Some(secs(5)));
+}

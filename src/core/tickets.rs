@@ -167,6 +167,7 @@ mod tests {
         assert!(third > second, "numbered in arrival order");
         records.insert(third, "third");
         assert_eq!(records.get(first), None, "gone: its slot is third's now");
+        assert_eq!(records.get_mut(first), None);
         assert_eq!(records.remove(first), None);
         assert_eq!(records.get(third), Some(&"third"));
         assert_eq!(records.len(), 2);
