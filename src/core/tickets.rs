@@ -157,6 +157,13 @@ mod tests {
         let second = issuer.issue();
         issuer.take(second);
         assert_ne!(first.slot(), second.slot(), "both hold theirs");
+        let numbers = (first.number(), second.number());
+        assert_eq!(numbers, (1, 3), "the one not taken was numbered too");
+        assert_eq!(second.to_string(), "ticket#3");
+        let hasher = std::hash::RandomState::new();
+        use std::hash::BuildHasher;
+        let hashed = (hasher.hash_one(second), hasher.hash_one(3u64));
+        assert_eq!(hashed.0, hashed.1, "hashed as its number");
         records.insert(first, "first");
         records.insert(second, "second");
         assert_eq!(records.remove(first), Some("first"));

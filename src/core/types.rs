@@ -87,8 +87,8 @@ impl Ticket {
 }
 
 // A ticket is its number: the number is never reused, and the slot
-// follows from it. (Derived, these also compared and hashed the slot:
-// 32 more instructions a contended turn unpinned, 47 pinned.)
+// follows from it. (Derived, these also compared the slot: 32 more
+// instructions a contended turn unpinned, 47 pinned.)
 impl PartialEq for Ticket {
     fn eq(&self, other: &Self) -> bool {
         self.number == other.number
