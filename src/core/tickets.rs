@@ -43,8 +43,9 @@ impl Issuer {
         } else if self.free.last() == Some(&slot) {
             self.free.pop();
         } else {
-            // A waiter left since the issue (a reap before the checkout
-            // failed it), and its slot is on top of this one.
+            // A waiter left since the issue, and its slot is on top of
+            // this one: the checkout's reap of expired connections
+            // provisions, which may grant a waiter an idle connection.
             let at = self.free.iter().rposition(|&free| free == slot);
             self.free
                 .swap_remove(at.expect("a ticket's slot is free until it waits"));
