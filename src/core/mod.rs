@@ -65,6 +65,9 @@
 //!   input keeps the lease contract ([`Core::may_lease`],
 //!   [`Core::may_stash`], [`Core::checkout_scope`]) and reports what it
 //!   served with [`Core::note_lease_reuses`].
+//! * **Its own record of a waiter can be indexed** by the waiter's
+//!   [`Ticket::slot`] (no two tickets waiting at once share one): the
+//!   pools keep theirs that way, with no map.
 //! * An [`InputError`] means the driver broke this contract: a bug to
 //!   report, never a user's error.
 //!
@@ -82,6 +85,7 @@
 //!   (waiters' deadlines the core keeps), `resize`,
 //!   `backoff` (connects while they fail);
 //! * the bookkeeping: `slots` (connections), `waiters` (the line),
+//!   `tickets` (issuing them, and records kept at each ticket's slot),
 //!   `stats`; the vocabulary in `types`, `policy` and `config`; `oracles`
 //!   for tests.
 //!
