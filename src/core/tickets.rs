@@ -140,6 +140,16 @@ impl<T> TicketMap<T> {
     }
 }
 
+/// The record of `ticket`, which must have one (as a map's index).
+impl<T> std::ops::Index<Ticket> for TicketMap<T> {
+    type Output = T;
+
+    fn index(&self, ticket: Ticket) -> &T {
+        self.get(ticket)
+            .unwrap_or_else(|| panic!("no record for {ticket}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +188,7 @@ mod tests {
         assert_eq!(records.get_mut(first), None);
         assert_eq!(records.remove(first), None);
         assert_eq!(records.get(third), Some(&"third"));
+        assert_eq!(records[third], "third");
         assert_eq!(records.len(), 2);
         assert_eq!(issuer.taken(), 2);
         let mut all: Vec<_> = records.values().copied().collect();

@@ -273,7 +273,7 @@ impl Waiters {
             return;
         }
         let theirs: Vec<Ticket> = (self.unserved.iter())
-            .filter(|&ticket| self.all.get(ticket).is_some_and(|w| w.owner == owner))
+            .filter(|&ticket| self.all[ticket].owner == owner)
             .collect();
         for ticket in theirs {
             self.unserved.remove(ticket);
@@ -390,11 +390,7 @@ impl Waiters {
     /// The oldest unbound waiter whose grant will pin its owner (a Strict
     /// or Exclusive owner waiting to be bound). O(unbound waiters).
     pub fn oldest_unbound_pinning(&self) -> Option<Ticket> {
-        self.queues
-            .any
-            .tickets
-            .iter()
-            .find(|&t| self.all.get(t).is_some_and(|w| w.pins))
+        self.queues.any.tickets.iter().find(|&t| self.all[t].pins)
     }
 
     /// How many unbound waiters will pin their owner when granted.
@@ -594,17 +590,20 @@ impl SleepOrder {
 mod tests {
     use super::*;
 
+    /// `owner` joins the line for `want`; its ticket.
+    fn join(waiters: &mut Waiters, owner: OwnerId, want: Want, sleeping: bool) -> Ticket {
+        let ticket = waiters.issue();
+        let pins = matches!(want, Want::Conn(_));
+        waiters.insert(ticket, owner, want, pins, sleeping, Duration::ZERO);
+        ticket
+    }
+
     /// `n` waiters for any connection, asleep in ticket order, and their
     /// tickets.
     fn asleep(n: u64) -> (Waiters, Vec<Ticket>) {
         let mut waiters = Waiters::default();
         let tickets = (1..=n)
-            .map(|owner| {
-                let ticket = waiters.issue();
-                let (want, since) = (Want::Any, Duration::ZERO);
-                waiters.insert(ticket, OwnerId(owner), want, false, true, since);
-                ticket
-            })
+            .map(|owner| join(&mut waiters, OwnerId(owner), Want::Any, true))
             .collect();
         (waiters, tickets)
     }
@@ -618,7 +617,11 @@ mod tests {
         assert!(waiters.wake(t[0]));
         assert_eq!(waiters.oldest_sleeper(), Some(t[1]));
         waiters.remove(t[1]);
-        assert_eq!(waiters.oldest_sleeper(), Some(t[3]), "3's place is stale");
+        assert_eq!(
+            waiters.oldest_sleeper(),
+            Some(t[3]),
+            "t[2]'s place is stale"
+        );
         waiters.sleep(t[0]);
         waiters.sleep(t[3]); // again: to the back, its old place stale
         assert_eq!(waiters.oldest_sleeper(), Some(t[0]));
@@ -631,11 +634,7 @@ mod tests {
         let (alice, bob) = (OwnerId(1), OwnerId(2));
         let t: Vec<Ticket> = [alice, bob, alice]
             .into_iter()
-            .map(|owner| {
-                let ticket = waiters.issue();
-                waiters.insert(ticket, owner, Want::Any, false, false, Duration::ZERO);
-                ticket
-            })
+            .map(|owner| join(&mut waiters, owner, Want::Any, false))
             .collect();
         assert_eq!(waiters.of_owner(alice), [t[0], t[2]]);
         waiters.remove(t[2]);
@@ -652,10 +651,7 @@ mod tests {
     fn a_connections_queue_outlives_its_last_waiter_but_not_for_ever() {
         let mut waiters = Waiters::default();
         let wait_for = |waiters: &mut Waiters, conn: u64| {
-            let (ticket, want) = (waiters.issue(), Want::Conn(ConnId(conn)));
-            let owner = OwnerId(ticket.number());
-            waiters.insert(ticket, owner, want, true, false, Duration::ZERO);
-            ticket
+            join(waiters, OwnerId(conn), Want::Conn(ConnId(conn)), false)
         };
         let gone = wait_for(&mut waiters, 1);
         waiters.remove(gone);
