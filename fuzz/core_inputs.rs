@@ -108,13 +108,18 @@ struct Driver {
     left: BTreeSet<Ticket>,
 }
 
+/// The `i`th of `set` (counting round), if it has any.
+fn nth_of<T: Copy>(set: &BTreeSet<T>, i: usize) -> Option<T> {
+    set.iter().nth(i.checked_rem(set.len())?).copied()
+}
+
 /// The `pick`th of `known`, or past them, an id nobody was given.
 fn pick<T: Copy>(known: &BTreeSet<T>, pick: u8, any: impl Fn(u64) -> T) -> T {
-    let n = known.len();
-    match usize::from(pick) {
-        i if i < 200 && n > 0 => *known.iter().nth(i % n).expect("i % n < n"),
-        i => any(i as u64),
-    }
+    let i = usize::from(pick);
+    (i < 200)
+        .then(|| nth_of(known, i))
+        .flatten()
+        .unwrap_or_else(|| any(i as u64))
 }
 
 impl Driver {
@@ -122,12 +127,11 @@ impl Driver {
     /// slot reused, maybe): only the core makes tickets, so a stale one
     /// is the wrong ticket a driver can pass. `None` if there is neither.
     fn pick_ticket(&self, pick: u8) -> Option<Ticket> {
-        let (waiting, left) = (self.waiting.len(), self.left.len());
-        match usize::from(pick) {
-            i if i < 200 && waiting > 0 => self.waiting.iter().nth(i % waiting).copied(),
-            i if left > 0 => self.left.iter().nth(i % left).copied(),
-            _ => None,
-        }
+        let i = usize::from(pick);
+        (i < 200)
+            .then(|| nth_of(&self.waiting, i))
+            .flatten()
+            .or_else(|| nth_of(&self.left, i))
     }
 
     /// `ticket` has its outcome.
