@@ -63,9 +63,9 @@ pub(super) struct Waiters {
     queues: Queues,
     /// Sleeping waiters in the order they fell asleep.
     sleepers: SleepOrder,
-    /// How many tickets each waiting owner has: an owner that is gone is
-    /// looked for among the waiters only if it has some.
-    owners: HashMap<OwnerId, usize>,
+    /// Which owners may be waiting: an owner that is gone, or pinned for
+    /// the first time, is looked for among the waiters only if it may.
+    owners: OwnerFilter,
     /// The most times a waiter that has left was bypassed.
     most_bypassed_gone: u64,
     /// Waiters whose owner's Strict pin has not served it yet (the core's
@@ -153,6 +153,57 @@ impl Queue {
     }
 }
 
+/// Which owners may have waiting tickets, as counts of tickets in 64
+/// buckets of owners: an owner whose bucket counts none has none, and one
+/// whose bucket counts some may (another owner of its bucket may be the
+/// one waiting). A miss is all the questions need, so this is exact
+/// where it matters: an owner that waits with nothing, nearly every
+/// owner that is gone or pinned for the first time, costs no scan of the
+/// waiters, and a false alarm costs one.
+///
+/// It replaced a hash map of each waiting owner's count, exact but paid
+/// for on every wait: without its entry's insert and removal a contended
+/// turn counts 111 fewer instructions unpinned (4,053 → 3,942) and 114
+/// fewer pinned (4,634 → 4,520; `benches/instructions.sh`).
+#[derive(Clone, Debug)]
+struct OwnerFilter([u32; OwnerFilter::BUCKETS]);
+
+impl Default for OwnerFilter {
+    fn default() -> Self {
+        OwnerFilter([0; OwnerFilter::BUCKETS])
+    }
+}
+
+impl OwnerFilter {
+    const BUCKETS: usize = 64;
+
+    /// `owner`'s bucket: Fibonacci hashing, whose top bits spread owner
+    /// ids that count up, or up in steps, over every bucket.
+    fn bucket(owner: OwnerId) -> usize {
+        (owner.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - Self::BUCKETS.trailing_zeros()))
+            as usize
+    }
+
+    fn add(&mut self, owner: OwnerId) {
+        self.0[Self::bucket(owner)] += 1;
+    }
+
+    /// Counts out one ticket `owner` had [added](Self::add).
+    fn remove(&mut self, owner: OwnerId) {
+        self.0[Self::bucket(owner)] -= 1;
+    }
+
+    /// Whether `owner` may be waiting; false only if it is not.
+    fn may_wait(&self, owner: OwnerId) -> bool {
+        self.0[Self::bucket(owner)] > 0
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|&count| count == 0)
+    }
+}
+
 impl Waiters {
     pub fn len(&self) -> usize {
         self.all.len()
@@ -204,7 +255,7 @@ impl Waiters {
         if sleeping {
             self.sleepers.tidy(&self.all);
         }
-        *self.owners.entry(owner).or_default() += 1;
+        self.owners.add(owner);
     }
 
     pub fn remove(&mut self, ticket: Ticket) -> Option<Waiter> {
@@ -222,13 +273,7 @@ impl Waiters {
         if let Some(place) = waiter.sleep {
             self.sleepers.left(place, &self.all);
         }
-        // One lookup, whether the owner's count ends or goes down.
-        if let Entry::Occupied(mut tickets) = self.owners.entry(waiter.owner) {
-            *tickets.get_mut() -= 1;
-            if *tickets.get() == 0 {
-                tickets.remove();
-            }
-        }
+        self.owners.remove(waiter.owner);
         Some(waiter)
     }
 
@@ -280,10 +325,10 @@ impl Waiters {
         }
     }
 
-    /// The tickets `owner` is waiting with, oldest first. O(W) if it has
-    /// any.
+    /// The tickets `owner` is waiting with, oldest first. O(W) if it may
+    /// have any (see [`OwnerFilter`]).
     pub fn of_owner(&self, owner: OwnerId) -> Vec<Ticket> {
-        if !self.owners.contains_key(&owner) {
+        if !self.owners.may_wait(owner) {
             return Vec::new();
         }
         let mut tickets: Vec<Ticket> = (self.all.iter())
@@ -588,6 +633,8 @@ impl SleepOrder {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     /// `owner` joins the line for `want`; its ticket.
@@ -642,9 +689,27 @@ mod tests {
         waiters.remove(t[0]);
         waiters.remove(t[1]);
         assert!(waiters.of_owner(alice).is_empty());
-        // Not kept for owners that wait no more: a long-lived pool sees
-        // an owner per thread or scope it ever served.
-        assert!(waiters.owners.is_empty());
+        assert!(waiters.owners.is_empty(), "counted out");
+    }
+
+    /// An owner that shares its bucket with a waiting one is looked for,
+    /// and not found; owners counting up spread over every bucket.
+    #[test]
+    fn an_owner_in_a_waiting_owners_bucket_is_not_taken_for_it() {
+        let mut waiters = Waiters::default();
+        let alice = OwnerId(1);
+        let alias = (2..)
+            .map(OwnerId)
+            .find(|&owner| OwnerFilter::bucket(owner) == OwnerFilter::bucket(alice))
+            .expect("buckets are few");
+        let ticket = join(&mut waiters, alice, Want::Any, false);
+        assert!(waiters.owners.may_wait(alias), "a false alarm");
+        assert!(waiters.of_owner(alias).is_empty());
+        assert_eq!(waiters.of_owner(alice), [ticket]);
+        let buckets: HashSet<usize> = (0..OwnerFilter::BUCKETS as u64)
+            .map(|owner| OwnerFilter::bucket(OwnerId(owner)))
+            .collect();
+        assert!(buckets.len() > OwnerFilter::BUCKETS / 2, "{buckets:?}");
     }
 
     #[test]
