@@ -105,6 +105,7 @@
 mod backoff;
 mod binding;
 mod config;
+mod conn_table;
 mod expiry;
 mod inputs;
 mod lease;

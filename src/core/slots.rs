@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use super::conn_table::ConnTable;
 use super::ordered::OrderedDeque;
 use super::{ConnId, OwnerId, Ticket};
 
@@ -58,7 +59,7 @@ pub(super) struct Slot {
 /// O(S).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Slots {
-    slots: Table,
+    slots: ConnTable<Slot>,
     /// Idle connections in the order they became idle (last = most recent),
     /// with their place in that order. Not a `BTreeMap`: under contention
     /// with barging (`Eventual`) every checkin puts a connection here and
@@ -273,95 +274,6 @@ impl Slots {
             }
             SlotState::InUse { .. } => self.in_use -= 1,
             SlotState::Resetting => self.resetting -= 1,
-        }
-    }
-}
-
-/// The live slots in id order: a vector, where a slot is looked for at
-/// the place its id suggests, then by binary search (see [`Table::at`]).
-/// Ids count up, so a new slot goes at the end; only a close shifts the
-/// slots after it. A pool has few slots (`max_size`), and the several
-/// lookups of each checkout and checkin cost less here than in the
-/// `BTreeMap` this was (`benches/instructions.sh`: the core's checkout +
-/// checkin 787 → 661 instructions, its hand-off 1,333 → 1,218).
-#[derive(Clone, Debug, Default)]
-struct Table(Vec<(ConnId, Slot)>);
-
-impl Table {
-    /// The slots, in id order.
-    fn iter(&self) -> impl Iterator<Item = (ConnId, &Slot)> {
-        self.0.iter().map(|(id, slot)| (*id, slot))
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Where slot `id` is. Ids count up and only closing removes one, so
-    /// `id` is usually as far from the first id as its slot is from the
-    /// first slot (not when connections before it have closed): the slot
-    /// at that place is looked at first, the binary search only if it is
-    /// another. Under contention the other threads' inputs keep changing
-    /// the slots, so each place a binary search looked at was a cache line
-    /// to fetch from another core: 87 % of the samples in a hand-off's
-    /// `checkin` (`perf record`, the PostgreSQL benchmark's 64-task cell).
-    #[inline]
-    fn at(&self, id: ConnId) -> Option<usize> {
-        let first = self.0.first()?.0;
-        // An id below the first wraps to a place past the end; the check
-        // of the id found there keeps any guess from being wrong.
-        let guess = id.0.wrapping_sub(first.0) as usize;
-        match self.0.get(guess) {
-            Some((found, _)) if *found == id => Some(guess),
-            _ => self.0.binary_search_by_key(&id, |(id, _)| *id).ok(),
-        }
-    }
-
-    fn get(&self, id: ConnId) -> Option<&Slot> {
-        self.at(id).map(|at| &self.0[at].1)
-    }
-
-    fn get_mut(&mut self, id: ConnId) -> Option<&mut Slot> {
-        self.at(id).map(|at| &mut self.0[at].1)
-    }
-
-    /// Adds slot `id`, numbered after every slot in the table.
-    fn push(&mut self, id: ConnId, slot: Slot) {
-        debug_assert!(self.0.last().is_none_or(|(last, _)| *last < id));
-        self.0.push((id, slot));
-    }
-
-    fn remove(&mut self, id: ConnId) -> Option<Slot> {
-        self.at(id).map(|at| self.0.remove(at).1)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every live slot is found, and no closed or unknown one, whether
-    /// ids are still dense (found where the id suggests) or closes have
-    /// left gaps before them, after them or at the first slot (found by
-    /// the binary search).
-    #[test]
-    fn lookups_find_exactly_the_live_slots_after_closes() {
-        let mut slots = Slots::default();
-        let ids: Vec<ConnId> = (0..9).map(|_| slots.create_pending(0, None)).collect();
-        let mut live: Vec<ConnId> = ids.clone();
-        for closing in [ids[0], ids[4], ids[5], ids[8], ids[1]] {
-            slots.remove(closing);
-            live.retain(|&id| id != closing);
-            for probe in (0..12).map(ConnId) {
-                assert_eq!(
-                    slots.get(probe).is_some(),
-                    live.contains(&probe),
-                    "{probe} after closing {closing}"
-                );
-            }
-            for &id in &live {
-                assert_eq!(slots.slots.at(id).map(|at| slots.slots.0[at].0), Some(id));
-            }
         }
     }
 }

@@ -2,11 +2,9 @@
 //! Pure bookkeeping; every decision about waiters is made in `core/mod.rs`.
 
 use std::collections::VecDeque;
-use std::collections::hash_map::Entry;
 use std::time::Duration;
 
-use rustc_hash::FxHashMap as HashMap;
-
+use super::conn_table::ConnTable;
 use super::ordered::OrderedDeque;
 use super::tickets::{Issuer, TicketMap};
 use super::{ConnId, OwnerId, Ticket};
@@ -48,7 +46,7 @@ pub(super) struct Waiter {
 /// ever scans all waiters on a checkin. Costs (W = waiters): a waiter
 /// joining at the back of its queue, the oldest leaving, "oldest waiter
 /// that can use connection C" and waking the oldest sleeper are O(1)
-/// (hash lookups aside); a waiter leaving from the middle of its queue
+/// (lookups by connection aside); a waiter leaving from the middle of its queue
 /// (timed out, cancelled) or moving queue O(W). A request taking a
 /// connection ahead of a whole queue is O(1), ahead of part of one O(the
 /// waiters it passed). Only an owner that is gone while it waits costs a
@@ -95,7 +93,7 @@ struct Queues {
     /// `pinpool-core-handoff`). They are swept out whenever they outnumber
     /// the queues in use (a closed connection's stays until then), which
     /// keeps memory O(connections) at O(1) amortized time.
-    by_conn: HashMap<ConnId, Queue>,
+    by_conn: ConnTable<Queue>,
     /// Members of `by_conn` with no waiter.
     empty_queues: usize,
     /// Waiters that can use any connection.
@@ -357,7 +355,7 @@ impl Waiters {
 
     /// Moves every waiter of connection `from` to the queue of `want`.
     fn move_queue(&mut self, from: ConnId, want: Want) {
-        let Some(queue) = self.queues.by_conn.remove(&from) else {
+        let Some(queue) = self.queues.by_conn.remove(from) else {
             return;
         };
         if queue.tickets.is_empty() {
@@ -393,7 +391,7 @@ impl Waiters {
         let bound = self
             .queues
             .by_conn
-            .get(&conn)
+            .get(conn)
             .and_then(|q| q.tickets.first());
         let any = self.queues.any.tickets.first().filter(|_| serves_any);
         match (bound, any) {
@@ -409,17 +407,14 @@ impl Waiters {
         conn: ConnId,
         serves_any: bool,
     ) -> impl Iterator<Item = Ticket> + '_ {
-        let bound = (self.queues.by_conn.get(&conn).into_iter()).flat_map(|q| q.tickets.iter());
+        let bound = (self.queues.by_conn.get(conn).into_iter()).flat_map(|q| q.tickets.iter());
         let any = self.queues.any.tickets.iter().filter(move |_| serves_any);
         bound.chain(any)
     }
 
     /// Waiters bound to `conn`.
     pub fn bound_to(&self, conn: ConnId) -> usize {
-        self.queues
-            .by_conn
-            .get(&conn)
-            .map_or(0, |q| q.tickets.len())
+        self.queues.by_conn.get(conn).map_or(0, |q| q.tickets.len())
     }
 
     /// The `n`th oldest unbound waiter.
@@ -451,7 +446,7 @@ impl Waiters {
     pub fn pass_over(&mut self, conn: ConnId, taker: Ticket, serves_any: bool) {
         let Waiters { all, queues, .. } = self;
         let Queues { by_conn, any, .. } = queues;
-        if let Some(queue) = by_conn.get_mut(&conn) {
+        if let Some(queue) = by_conn.get_mut(conn) {
             queue.passed_by(taker, all);
         }
         if serves_any {
@@ -491,7 +486,7 @@ impl Waiters {
 impl Queues {
     fn of(&self, want: Want) -> Option<&Queue> {
         match want {
-            Want::Conn(conn) => self.by_conn.get(&conn),
+            Want::Conn(conn) => self.by_conn.get(conn),
             Want::Any => Some(&self.any),
         }
     }
@@ -500,15 +495,13 @@ impl Queues {
     /// of `want`.
     fn join(&mut self, ticket: Ticket, waiter: &mut Waiter, want: Want) {
         let queue = match want {
-            Want::Conn(conn) => match self.by_conn.entry(conn) {
-                Entry::Occupied(kept) => {
-                    if kept.get().tickets.is_empty() {
-                        self.empty_queues -= 1;
-                    }
-                    kept.into_mut()
+            Want::Conn(conn) => {
+                let (queue, new) = self.by_conn.get_or_insert_with(conn, Queue::default);
+                if !new && queue.tickets.is_empty() {
+                    self.empty_queues -= 1;
                 }
-                Entry::Vacant(new) => new.insert(Queue::default()),
-            },
+                queue
+            }
             Want::Any => &mut self.any,
         };
         queue.tickets.insert(ticket);
@@ -525,7 +518,7 @@ impl Queues {
     fn leave(&mut self, ticket: Ticket, waiter: &mut Waiter) {
         let want = waiter.want;
         let queue = match want {
-            Want::Conn(conn) => self.by_conn.get_mut(&conn),
+            Want::Conn(conn) => self.by_conn.get_mut(conn),
             Want::Any => Some(&mut self.any),
         };
         let Some(queue) = queue else { return };
@@ -539,7 +532,7 @@ impl Queues {
         if matches!(want, Want::Conn(_)) && queue.tickets.is_empty() {
             self.empty_queues += 1;
             if self.empty_queues > 2 * (self.by_conn.len() - self.empty_queues) + 32 {
-                self.by_conn.retain(|_, queue| !queue.tickets.is_empty());
+                self.by_conn.retain(|queue| !queue.tickets.is_empty());
                 self.empty_queues = 0;
             }
         }
