@@ -108,6 +108,7 @@ mod config;
 mod conn_table;
 mod expiry;
 mod inputs;
+mod lazy_order;
 mod lease;
 mod lifecycle;
 mod oracles;

@@ -110,6 +110,11 @@ impl<K: Ord + Copy> OrderedDeque<K> {
         self.0.range(..end).copied()
     }
 
+    /// Keeps only the keys `keep` is true of.
+    pub fn retain(&mut self, keep: impl Fn(K) -> bool) {
+        self.0.retain(|&key| keep(key));
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -1,10 +1,10 @@
 //! Waiter bookkeeping: who waits, for what, in which order, and who sleeps.
 //! Pure bookkeeping; every decision about waiters is made in `core/mod.rs`.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::conn_table::ConnTable;
+use super::lazy_order::LazyOrder;
 use super::ordered::OrderedDeque;
 use super::tickets::{Issuer, TicketMap};
 use super::{ConnId, OwnerId, Ticket};
@@ -73,8 +73,12 @@ pub(super) struct Waiters {
     /// The waiters with a deadline, earliest first. A driver gives every
     /// checkout the same timeout, so deadlines come in arrival order and
     /// nearly every one joins at the back; the oldest waiters leave first,
-    /// from the front.
-    deadlines: OrderedDeque<(Duration, Ticket)>,
+    /// from the front, but not always: a pinned waiter granted its own
+    /// connection ahead of older waiters for others leaves from the
+    /// middle, its entry left stale (see [`LazyOrder`]). Cutting it out
+    /// cost a pinned contended turn 128 of its 4,401 instructions
+    /// (`benches/instructions.sh`).
+    deadlines: LazyOrder<(Duration, Ticket)>,
 }
 
 /// The waiters' queues: one per connection that has (or had) waiters
@@ -264,12 +268,14 @@ impl Waiters {
         if !self.unserved.is_empty() {
             self.unserved.remove(ticket);
         }
-        if let Some(deadline) = waiter.deadline {
-            self.deadlines.remove((deadline, ticket));
+        if let Some(deadline) = waiter.deadline
+            && self.deadlines.stale((deadline, ticket))
+        {
+            self.tidy_deadlines();
         }
         self.most_bypassed_gone = self.most_bypassed_gone.max(waiter.bypassed);
         if let Some(place) = waiter.sleep {
-            self.sleepers.left(place, &self.all);
+            self.sleepers.left(place, ticket, &self.all);
         }
         self.owners.remove(waiter.owner);
         Some(waiter)
@@ -277,15 +283,29 @@ impl Waiters {
 
     /// Gives waiter `ticket` a deadline (replacing any it had); whether
     /// it is waiting.
+    #[inline]
     pub fn set_deadline(&mut self, ticket: Ticket, deadline: Duration) -> bool {
         let Some(waiter) = self.all.get_mut(ticket) else {
             return false;
         };
-        if let Some(previous) = waiter.deadline.replace(deadline) {
-            self.deadlines.remove((previous, ticket));
-        }
+        // The earlier entry goes stale before the new one is added: they
+        // may be one and the same.
+        let untidy = (waiter.deadline.replace(deadline))
+            .is_some_and(|previous| self.deadlines.stale((previous, ticket)));
         self.deadlines.insert((deadline, ticket));
+        if untidy {
+            self.tidy_deadlines();
+        }
         true
+    }
+
+    #[inline]
+    fn tidy_deadlines(&mut self) {
+        let all = &self.all;
+        self.deadlines.tidy(|(deadline, ticket)| {
+            all.get(ticket)
+                .is_some_and(|w| w.deadline == Some(deadline))
+        });
     }
 
     /// The waiter whose deadline comes first, and that deadline.
@@ -469,7 +489,7 @@ impl Waiters {
         let Some(place) = waiter.sleep.take() else {
             return false;
         };
-        self.sleepers.left(place, &self.all);
+        self.sleepers.left(place, ticket, &self.all);
         true
     }
 
@@ -479,7 +499,7 @@ impl Waiters {
     }
 
     pub fn sleeping(&self) -> usize {
-        self.sleepers.live
+        self.sleepers.order.live()
     }
 }
 
@@ -557,16 +577,11 @@ impl Queues {
 /// connection, not to the oldest sleeper, and shifting the entries behind
 /// it cost a pinned `contended` turn about 200 instructions
 /// (`benches/instructions.sh`; the turn went 7,055 → 6,926 without it).
-/// After every change stale entries are
-/// dropped from the front, so the first entry is always the oldest
-/// sleeper; and whenever they outnumber the live ones they are swept out,
-/// which keeps memory O(sleepers) at O(1) amortized time.
+/// [`LazyOrder`] keeps the first entry the oldest sleeper.
 #[derive(Clone, Debug, Default)]
 struct SleepOrder {
     /// (place, ticket), places ascending; some stale.
-    entries: VecDeque<(u64, Ticket)>,
-    /// Entries that are not stale: the waiters asleep.
-    live: usize,
+    order: LazyOrder<(u64, Ticket)>,
     /// The last place given.
     last: u64,
 }
@@ -577,50 +592,26 @@ impl SleepOrder {
     /// caller, which holds the waiter.
     fn push(&mut self, ticket: Ticket, waiter: &mut Waiter) {
         self.last += 1;
-        match waiter.sleep.replace(self.last) {
-            Some(earlier) => self.pop_if_first(earlier),
-            None => self.live += 1,
+        if let Some(earlier) = waiter.sleep.replace(self.last) {
+            self.order.stale((earlier, ticket));
         }
-        self.entries.push_back((self.last, ticket));
+        self.order.insert((self.last, ticket));
     }
 
-    /// The sleeper at `place` woke or left: its entry is stale now.
-    fn left(&mut self, place: u64, all: &TicketMap<Waiter>) {
-        self.live -= 1;
-        self.pop_if_first(place);
-        self.tidy(all);
-    }
-
-    /// Drops the entry at `place` if it is the first: the common case (the
-    /// oldest sleeper woke) costs no lookup.
-    fn pop_if_first(&mut self, place: u64) {
-        if self
-            .entries
-            .front()
-            .is_some_and(|&(first, _)| first == place)
-        {
-            self.entries.pop_front();
+    /// The sleeper `ticket` at `place` woke or left: its entry is stale now.
+    fn left(&mut self, place: u64, ticket: Ticket, all: &TicketMap<Waiter>) {
+        if self.order.stale((place, ticket)) {
+            self.tidy(all);
         }
     }
 
-    /// Drops the stale entries at the front, and sweeps out all of them
-    /// once they outnumber the live ones. Free while none is stale.
     fn tidy(&mut self, all: &TicketMap<Waiter>) {
-        let is_live = |&(place, ticket): &(u64, Ticket)| {
-            all.get(ticket).is_some_and(|w| w.sleep == Some(place))
-        };
-        while self.entries.len() > self.live
-            && self.entries.front().is_some_and(|entry| !is_live(entry))
-        {
-            self.entries.pop_front();
-        }
-        if self.entries.len() > 2 * self.live + 32 {
-            self.entries.retain(is_live);
-        }
+        self.order
+            .tidy(|(place, ticket)| all.get(ticket).is_some_and(|w| w.sleep == Some(place)));
     }
 
     fn oldest(&self) -> Option<Ticket> {
-        self.entries.front().map(|&(_, ticket)| ticket)
+        self.order.first().map(|(_, ticket)| ticket)
     }
 }
 
@@ -748,7 +739,7 @@ mod tests {
             waiters.sleep(t[1]);
         }
         assert_eq!(waiters.sleeping(), 3);
-        assert!(waiters.sleepers.entries.len() <= 2 * 3 + 32 + 1);
+        assert!(waiters.sleepers.order.kept() <= 2 * 3 + 32 + 1);
         assert_eq!(waiters.oldest_sleeper(), Some(t[0]));
     }
 }
