@@ -86,8 +86,10 @@
 //!   `backoff` (connects while they fail);
 //! * the bookkeeping: `slots` (connections), `waiters` (the line),
 //!   `tickets` (issuing them, and records kept at each ticket's slot),
-//!   `stats`; the vocabulary in `types`, `policy` and `config`; `oracles`
-//!   for tests.
+//!   `stats`, and the containers they are built of: `conn_table` (values
+//!   by connection id), `ordered` (sorted ring buffers) and `lazy_order`
+//!   (an order whose entries go stale in place); the vocabulary in
+//!   `types`, `policy` and `config`; `oracles` for tests.
 //!
 //! # Costs
 //! With S live connections (≤ `max_size`), I of them idle, and W waiters:
