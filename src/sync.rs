@@ -68,6 +68,17 @@ mod imp {
     }
     pub(crate) use std::thread_local;
 
+    /// The lock of a waiting checkout's mailbox (both pools'): critical
+    /// sections of a few instructions (an outcome stored or taken, a
+    /// waker swapped), contended only where a delivery meets its waiter
+    /// looking. parking_lot's lock fits there: it has no poison flag,
+    /// which std's checks on every lock and unlock (a read of the panic
+    /// count: the three locks of a contended async turn cost 48
+    /// instructions more, `benches/instructions.sh`), and its yielding
+    /// and parking, which rule it out for the pool lock (above), cannot
+    /// start where nobody holds the lock for longer than a store.
+    pub(crate) use parking_lot::Mutex as MailboxMutex;
+
     /// Parks the thread it was made on, and unparks it from anywhere:
     /// std's per-thread park token.
     pub(crate) struct Parker(std::thread::Thread);
@@ -132,6 +143,9 @@ mod imp {
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
 
     pub(crate) use loom::sync::Condvar;
+
+    /// Under loom the mailboxes lock loom's mutex too.
+    pub(crate) use Mutex as MailboxMutex;
 
     impl<T> Mutex<T> {
         pub(crate) fn new(value: T) -> Self {

@@ -5,10 +5,10 @@
 use std::time::Instant;
 
 use crate::driver::{Mailbox, Outcome};
-use crate::sync::{Arc, Mutex, Parker};
+use crate::sync::{Arc, MailboxMutex, Parker};
 
 pub(crate) struct ThreadMailbox<C, E> {
-    outcome: Mutex<Option<Outcome<C, E>>>,
+    outcome: MailboxMutex<Option<Outcome<C, E>>>,
     parker: Parker,
 }
 
@@ -16,7 +16,7 @@ impl<C, E> ThreadMailbox<C, E> {
     /// A slot for the current thread.
     pub(crate) fn for_current_thread() -> Arc<Self> {
         Arc::new(ThreadMailbox {
-            outcome: Mutex::new(None),
+            outcome: MailboxMutex::new(None),
             parker: Parker::for_current_thread(),
         })
     }

@@ -5,18 +5,18 @@
 use std::task::{Context, Poll, Waker};
 
 use crate::driver::{InPlace, Mailbox, Outcome};
-use crate::sync::Mutex;
+use crate::sync::MailboxMutex;
 
 struct State<C, E> {
     outcome: Option<Outcome<C, E>>,
     waker: Option<Waker>,
 }
 
-pub(crate) struct TaskMailbox<C, E>(Mutex<State<C, E>>);
+pub(crate) struct TaskMailbox<C, E>(MailboxMutex<State<C, E>>);
 
 impl<C, E> TaskMailbox<C, E> {
     pub(crate) fn new() -> Self {
-        TaskMailbox(Mutex::new(State {
+        TaskMailbox(MailboxMutex::new(State {
             outcome: None,
             waker: None,
         }))
