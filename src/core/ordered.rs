@@ -35,29 +35,42 @@ impl<K> Default for OrderedDeque<K> {
 }
 
 impl<K: Ord + Copy> OrderedDeque<K> {
-    /// Adds `key`; whether it was absent.
+    /// Adds `key`; whether it was absent. The common case, a key after
+    /// every other, inline, and the common removal too (below): a
+    /// contended turn makes two of each, and their calls cost it 35
+    /// instructions (3,762 → 3,727 unpinned, 4,113 → 4,078 pinned; the
+    /// core's checkout + checkin 674 → 637, `benches/instructions.sh`).
+    #[inline]
     pub fn insert(&mut self, key: K) -> bool {
-        match self.0.back() {
-            Some(&last) if last >= key => match self.0.binary_search(&key) {
-                Ok(_) => false,
-                Err(at) => {
-                    self.0.insert(at, key);
-                    true
-                }
-            },
-            _ => {
-                self.0.push_back(key);
+        if self.0.back().is_none_or(|&last| last < key) {
+            self.0.push_back(key);
+            return true;
+        }
+        self.insert_before_last(key)
+    }
+
+    fn insert_before_last(&mut self, key: K) -> bool {
+        match self.0.binary_search(&key) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, key);
                 true
             }
         }
     }
 
-    /// Removes `key`; whether it was present.
+    /// Removes `key`; whether it was present. The common case, the first
+    /// key, inline (as [`Self::insert`]'s).
+    #[inline]
     pub fn remove(&mut self, key: K) -> bool {
         if self.0.front() == Some(&key) {
             self.0.pop_front();
             return true;
         }
+        self.remove_after_first(key)
+    }
+
+    fn remove_after_first(&mut self, key: K) -> bool {
         if self.0.back() == Some(&key) {
             self.0.pop_back();
             return true;
