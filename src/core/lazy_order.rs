@@ -98,6 +98,24 @@ mod tests {
 
     use super::*;
 
+    /// Stale entries left behind a live first are swept out once they
+    /// outnumber the live ones past the slack, whatever the parity of
+    /// the counts (a sweep due only at an exact count would be skipped).
+    #[test]
+    fn stale_entries_behind_a_live_first_are_swept() {
+        for total in [100u32, 101] {
+            let mut order = LazyOrder::default();
+            (0..total).for_each(|key| order.insert(key));
+            for key in 1..total {
+                if order.stale(key) {
+                    order.tidy(|other| other == 0 || other > key);
+                }
+                assert!(order.kept() <= 2 * order.live() + 32, "{total}: {key}");
+            }
+            assert_eq!((order.first(), order.live()), (Some(0), 1));
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
 
