@@ -41,10 +41,10 @@ impl<T> ConnTable<T> {
     /// from the first value (not when connections before it have closed):
     /// the value at that place is looked at first, the binary search only
     /// if it is another. Under contention the other threads' inputs keep
-    /// changing the slots, so each place a binary search looked at was a
+    /// changing the table, so each place a binary search looked at was a
     /// cache line to fetch from another core: 87 % of the samples in a
-    /// hand-off's `checkin` (`perf record`, the PostgreSQL benchmark's
-    /// 64-task cell).
+    /// hand-off's `checkin`, when the slots were searched (`perf record`,
+    /// the PostgreSQL benchmark's 64-task cell).
     #[inline]
     fn at(&self, id: ConnId) -> Result<usize, usize> {
         let Some(&(first, _)) = self.0.first() else {

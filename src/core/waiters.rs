@@ -46,10 +46,11 @@ pub(super) struct Waiter {
 /// ever scans all waiters on a checkin. Costs (W = waiters): a waiter
 /// joining at the back of its queue, the oldest leaving, "oldest waiter
 /// that can use connection C" and waking the oldest sleeper are O(1)
-/// (lookups by connection aside); a waiter leaving from the middle of its queue
-/// (timed out, cancelled) or moving queue O(W). A request taking a
+/// (lookups by connection aside); a waiter leaving from the middle of its
+/// queue (timed out, cancelled) or moving queue O(W). A request taking a
 /// connection ahead of a whole queue is O(1), ahead of part of one O(the
-/// waiters it passed). Only an owner that is gone while it waits costs a
+/// waiters it passed). Only an owner that is gone while it waits (or
+/// while an owner sharing its [`OwnerFilter`] bucket does) costs a
 /// scan of all waiters.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Waiters {
