@@ -29,9 +29,12 @@
 //! lease ends, at a maintenance run, and at any other locked operation at
 //! most once a second. Their use times are not measured (that would take
 //! two clock reads on the fast path): [`USE_TIME`] samples the checkouts
-//! that were not leased. Gauges are set after every operation that takes
-//! the pool lock; a connection parked in its owner's lease counts as used,
-//! as in [`Pool::status`](crate::blocking::Pool::status).
+//! that were not leased. A gauge is set when an operation under the pool
+//! lock changes it, and keeps its value until the next change, as
+//! exporters keep it (metrics-util's debugging recorder zeroes each gauge
+//! it reads, so there a gauge reads 0 until it changes again); a
+//! connection parked in its owner's lease counts as used, as in
+//! [`Pool::status`](crate::blocking::Pool::status).
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

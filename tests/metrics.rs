@@ -1,26 +1,104 @@
 //! The pool's metrics against a scripted workload on a paused clock, read
-//! through metrics-util's debugging recorder: every name, unit, attribute
-//! and value (the durations are exact: the paused clock moves only when
-//! every task waits).
+//! through a recorder that behaves as exporters do: every name, unit,
+//! attribute and value (the durations are exact: the paused clock moves
+//! only when every task waits).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use metrics::Unit;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
+use metrics_util::registry::{AtomicStorage, Registry};
 use pinpool::Error;
 use pinpool::metrics::*;
 use pinpool::tokio::Pool;
 
-/// What a snapshot held for one metric: (name, state attribute) → value,
-/// unit; every metric must carry the pool's name.
-type Readings = BTreeMap<(String, Option<String>), (DebugValue, Option<Unit>)>;
+/// A recorder that keeps each gauge's last value, as exporters do (the
+/// pool sets a gauge only when it changes; metrics-util's debugging
+/// recorder zeroes every gauge it reads), and hands out counters and
+/// histograms as they grew since the last read.
+struct Recorder {
+    registry: Registry<Key, AtomicStorage>,
+    units: Mutex<HashMap<String, Unit>>,
+}
 
-/// Reads (and, as the debugging recorder does, drains) every metric.
-fn read(snapshots: &Snapshotter, pool_name: &str) -> Readings {
+impl Recorder {
+    fn new() -> Self {
+        Recorder {
+            registry: Registry::atomic(),
+            units: Mutex::default(),
+        }
+    }
+
+    fn describe(&self, name: KeyName, unit: Option<Unit>) {
+        if let Some(unit) = unit {
+            let mut units = self.units.lock().unwrap();
+            units.insert(name.as_str().to_owned(), unit);
+        }
+    }
+}
+
+impl metrics::Recorder for Recorder {
+    fn describe_counter(&self, name: KeyName, unit: Option<Unit>, _: SharedString) {
+        self.describe(name, unit);
+    }
+
+    fn describe_gauge(&self, name: KeyName, unit: Option<Unit>, _: SharedString) {
+        self.describe(name, unit);
+    }
+
+    fn describe_histogram(&self, name: KeyName, unit: Option<Unit>, _: SharedString) {
+        self.describe(name, unit);
+    }
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        (self.registry).get_or_create_counter(key, |c| Counter::from_arc(Arc::clone(c)))
+    }
+
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        (self.registry).get_or_create_gauge(key, |g| Gauge::from_arc(Arc::clone(g)))
+    }
+
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        (self.registry).get_or_create_histogram(key, |h| Histogram::from_arc(Arc::clone(h)))
+    }
+}
+
+/// One metric's reading.
+#[derive(Debug)]
+enum Value {
+    /// What it counted since the last read.
+    Counter(u64),
+    /// Its last value.
+    Gauge(f64),
+    /// What it recorded since the last read.
+    Histogram(Vec<f64>),
+}
+
+/// What a read held for one metric: (name, state attribute) → value,
+/// unit; every metric must carry the pool's name.
+type Readings = BTreeMap<(String, Option<String>), (Value, Option<Unit>)>;
+
+/// Reads every metric (draining the counters and histograms).
+fn read(recorder: &Recorder, pool_name: &str) -> Readings {
+    let registry = &recorder.registry;
+    let counters = registry.get_counter_handles().into_iter();
+    let counters = counters.map(|(key, c)| (key, Value::Counter(c.swap(0, Ordering::SeqCst))));
+    let gauges = registry.get_gauge_handles().into_iter();
+    let gauges =
+        gauges.map(|(key, g)| (key, Value::Gauge(f64::from_bits(g.load(Ordering::SeqCst)))));
+    let histograms = registry
+        .get_histogram_handles()
+        .into_iter()
+        .map(|(key, h)| {
+            let mut values = Vec::new();
+            h.clear_with(|xs| values.extend_from_slice(xs));
+            (key, Value::Histogram(values))
+        });
+    let units = recorder.units.lock().unwrap();
     let mut readings = Readings::new();
-    for (key, unit, _, value) in snapshots.snapshot().into_vec() {
-        let key = key.key();
+    for (key, value) in counters.chain(gauges).chain(histograms) {
         let label = |name: &str| {
             key.labels()
                 .find(|label| label.key() == name)
@@ -32,12 +110,13 @@ fn read(snapshots: &Snapshotter, pool_name: &str) -> Readings {
             .filter(|l| l.key() != POOL_NAME && l.key() != STATE)
             .count();
         assert_eq!(extra, 0, "no other attribute: {key:?}");
+        let unit = units.get(key.name()).copied();
         readings.insert((key.name().to_owned(), label(STATE)), (value, unit));
     }
     readings
 }
 
-fn value<'r>(readings: &'r Readings, name: &str, state: Option<&str>) -> &'r DebugValue {
+fn value<'r>(readings: &'r Readings, name: &str, state: Option<&str>) -> &'r Value {
     let key = (name.to_owned(), state.map(str::to_owned));
     &readings
         .get(&key)
@@ -47,22 +126,22 @@ fn value<'r>(readings: &'r Readings, name: &str, state: Option<&str>) -> &'r Deb
 
 fn gauge(readings: &Readings, name: &str, state: Option<&str>) -> f64 {
     match value(readings, name, state) {
-        DebugValue::Gauge(v) => v.into_inner(),
+        Value::Gauge(v) => *v,
         other => panic!("{name} is not a gauge: {other:?}"),
     }
 }
 
 fn counter(readings: &Readings, name: &str) -> u64 {
     match value(readings, name, None) {
-        DebugValue::Counter(v) => *v,
+        Value::Counter(v) => *v,
         other => panic!("{name} is not a counter: {other:?}"),
     }
 }
 
 fn samples(readings: &Readings, name: &str) -> Vec<f64> {
     match value(readings, name, None) {
-        DebugValue::Histogram(v) => {
-            let mut v: Vec<f64> = v.iter().map(|x| x.into_inner()).collect();
+        Value::Histogram(v) => {
+            let mut v = v.clone();
             v.sort_by(f64::total_cmp);
             v
         }
@@ -72,8 +151,7 @@ fn samples(readings: &Readings, name: &str) -> Vec<f64> {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn every_metric_reads_as_the_script_drove_it() {
-    let recorder = DebuggingRecorder::new();
-    let snapshots = recorder.snapshotter();
+    let recorder = Recorder::new();
     let pool = metrics::with_local_recorder(&recorder, || {
         Pool::builder()
             .name("orders")
@@ -96,8 +174,8 @@ async fn every_metric_reads_as_the_script_drove_it() {
     while pool.status().waiting == 0 {
         tokio::task::yield_now().await;
     }
-    // (A read drains counters and histograms, and zeroes gauges.)
-    let mid = read(&snapshots, "orders");
+    // (A read drains counters and histograms.)
+    let mid = read(&recorder, "orders");
     assert_eq!(gauge(&mid, PENDING_REQUESTS, None), 1.0);
     assert_eq!(gauge(&mid, CONNECTION_COUNT, Some("used")), 1.0);
     assert_eq!(gauge(&mid, CONNECTION_COUNT, Some("idle")), 0.0);
@@ -119,7 +197,7 @@ async fn every_metric_reads_as_the_script_drove_it() {
         tokio::task::yield_now().await; // the reset task runs
     }
 
-    let end = read(&snapshots, "orders");
+    let end = read(&recorder, "orders");
     assert_eq!(gauge(&end, CONNECTION_COUNT, Some("idle")), 1.0);
     assert_eq!(gauge(&end, CONNECTION_COUNT, Some("used")), 0.0);
     assert_eq!(gauge(&end, MAX, None), 1.0);
@@ -149,14 +227,21 @@ async fn every_metric_reads_as_the_script_drove_it() {
         end[&(CONNECTION_COUNT.to_owned(), Some("idle".to_owned()))].1,
         Some(Unit::Count)
     );
+
+    // A resize moves `max` alone; the other gauges keep their values.
+    pool.resize(3).unwrap();
+    let resized = read(&recorder, "orders");
+    assert_eq!(gauge(&resized, MAX, None), 3.0);
+    assert_eq!(gauge(&resized, CONNECTION_COUNT, Some("idle")), 1.0);
+    assert_eq!(gauge(&resized, IDLE_MIN, None), 1.0);
+    assert_eq!(counter(&resized, TIMEOUTS), 0, "none since the last read");
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_fast_paths_counts_are_folded_in_while_its_lease_runs() {
     // A pinned scope's lease, and the stash's (checkouts outside a scope).
     for scoped in [true, false] {
-        let recorder = DebuggingRecorder::new();
-        let snapshots = recorder.snapshotter();
+        let recorder = Recorder::new();
         let pool = metrics::with_local_recorder(&recorder, || {
             Pool::builder().build(|| async { Ok::<_, std::io::Error>(()) })
         })
@@ -169,13 +254,13 @@ async fn the_fast_paths_counts_are_folded_in_while_its_lease_runs() {
             for _ in 0..10 {
                 drop(pool.get().await.unwrap()); // one through the core, nine fast
             }
-            let early = read(&snapshots, pool.name());
+            let early = read(&recorder, pool.name());
             assert_eq!(counter(&early, FAST_PATH_CHECKOUTS), 0, "not folded yet");
             // A second later, any operation under the lock folds them in;
             // this one (a resize to the same size) ends no lease.
             tokio::time::sleep(Duration::from_secs(1)).await;
             pool.resize(10).unwrap();
-            let folded = read(&snapshots, pool.name());
+            let folded = read(&recorder, pool.name());
             assert_eq!(counter(&folded, FAST_PATH_CHECKOUTS), 9, "scoped: {scoped}");
             assert_eq!(samples(&folded, WAIT_TIME), [0.0; 9]);
             assert_eq!(
@@ -196,8 +281,7 @@ async fn the_fast_paths_counts_are_folded_in_while_its_lease_runs() {
 /// cost a branch), and the pool lock's next holder reports it.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn every_64th_fast_use_is_timed() {
-    let recorder = DebuggingRecorder::new();
-    let snapshots = recorder.snapshotter();
+    let recorder = Recorder::new();
     let pool = metrics::with_local_recorder(&recorder, || {
         Pool::builder().build(|| async { Ok::<_, std::io::Error>(()) })
     })
@@ -210,7 +294,7 @@ async fn every_64th_fast_use_is_timed() {
         drop(first);
         tokio::time::sleep(Duration::from_secs(1)).await;
         pool.resize(10).unwrap(); // folds the fast path in
-        let first_use = samples(&read(&snapshots, pool.name()), USE_TIME);
+        let first_use = samples(&read(&recorder, pool.name()), USE_TIME);
         assert_eq!(first_use, [0.002], "the first use, held 2 ms from 0");
         for round in 1..=2 {
             for _ in 0..64 {
@@ -220,7 +304,7 @@ async fn every_64th_fast_use_is_timed() {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
             pool.resize(10).unwrap(); // folds the fast path in
-            let after = samples(&read(&snapshots, pool.name()), USE_TIME);
+            let after = samples(&read(&recorder, pool.name()), USE_TIME);
             // One slot per lease, the last timed use: the 64th, the 128th.
             assert_eq!(after, [0.003], "round {round}: its last use, held 3 ms");
         }
@@ -233,8 +317,7 @@ async fn every_64th_fast_use_is_timed() {
 /// timed from its grant to its checkin.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_checkout_without_a_lease_is_timed_to_its_checkin() {
-    let recorder = DebuggingRecorder::new();
-    let snapshots = recorder.snapshotter();
+    let recorder = Recorder::new();
     let pool = metrics::with_local_recorder(&recorder, || {
         Pool::builder()
             .wake(pinpool::core::WakePolicy::Broadcast)
@@ -246,7 +329,7 @@ async fn a_checkout_without_a_lease_is_timed_to_its_checkin() {
         tokio::time::sleep(Duration::from_secs(held)).await;
         drop(conn);
     }
-    let readings = read(&snapshots, pool.name());
+    let readings = read(&recorder, pool.name());
     assert_eq!(samples(&readings, USE_TIME), [2.0, 5.0]);
     assert_eq!(counter(&readings, FAST_PATH_CHECKOUTS), 0, "no lease");
 }

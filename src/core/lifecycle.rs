@@ -282,6 +282,29 @@ impl Core {
         self.now
     }
 
+    /// When `conn`'s current checkout started, on the driver's clock;
+    /// `None` unless it is checked out. A driver times a use from it,
+    /// keeping no clock reading of its own per checkout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pinpool::core::{Checkout, Config, ConnId, Core, Health, OwnerId};
+    ///
+    /// let mut core = Core::new(Config { min_size: 1, ..Config::default() })?;
+    /// core.poll_action(); // Open
+    /// core.connected(ConnId(1))?;
+    /// core.advance(Duration::from_secs(3));
+    /// let Checkout::Granted(conn) = core.checkout(OwnerId(1)) else { unreachable!() };
+    /// assert_eq!(core.checked_out_since(conn), Some(Duration::from_secs(3)));
+    /// core.checkin(conn, Health::Healthy)?;
+    /// assert_eq!(core.checked_out_since(conn), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn checked_out_since(&self, conn: super::ConnId) -> Option<Duration> {
+        let slot = self.slots.get(conn)?;
+        matches!(slot.state, SlotState::InUse { .. }).then_some(slot.since)
+    }
+
     /// When `conn` outlives [`Config::max_lifetime`](super::Config::max_lifetime),
     /// on the driver's clock; `None` without a lifetime (or for a
     /// connection not established). A driver that serves checkouts itself

@@ -108,7 +108,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
         } else {
             None
         };
-        (self.metrics).checked_out(conn, since, now, lease.is_some());
+        self.metrics.checked_out(since, now);
         Handed {
             id: conn,
             conn: physical,

@@ -19,7 +19,7 @@ mod recording {
     };
     use rustc_hash::FxHashMap as HashMap;
 
-    use crate::core::{ConnId, Core, Occupancy};
+    use crate::core::{ConnId, Core};
     use crate::driver::lease::LeaseCell;
     use crate::metrics::*;
 
@@ -43,21 +43,39 @@ mod recording {
         wait_time: Histogram,
         use_time: Histogram,
         /// What the gauges and counters were last set from.
-        published: Option<Published>,
+        published: Published,
         /// When each connect in flight started.
         opening: HashMap<ConnId, Duration>,
-        /// When each unleased checkout started.
-        checked_out: HashMap<ConnId, Duration>,
         /// When the fast path's counts were last folded in.
         folded_at: Duration,
     }
 
-    #[derive(Clone, Copy, PartialEq, Eq)]
+    /// The gauges' values and the counters' totals as last published.
     struct Published {
-        occupancy: Occupancy,
-        max_size: usize,
+        idle: usize,
+        used: usize,
+        pending: usize,
+        pins: usize,
+        pin_pending: usize,
+        max: usize,
         timeouts: u64,
         resets: u64,
+    }
+
+    #[inline]
+    fn set_changed(gauge: &Gauge, was: &mut usize, now: usize) {
+        if *was != now {
+            *was = now;
+            gauge.set(now as f64);
+        }
+    }
+
+    #[inline]
+    fn add_gained(counter: &Counter, was: &mut u64, now: u64) {
+        if *was != now {
+            counter.increment(now - *was);
+            *was = now;
+        }
     }
 
     impl Metrics {
@@ -83,42 +101,44 @@ mod recording {
                 create_time: histogram!(CREATE_TIME, vec![pool()]),
                 wait_time: histogram!(WAIT_TIME, vec![pool()]),
                 use_time: histogram!(USE_TIME, vec![pool()]),
-                published: None,
+                // Nothing published yet: the first `publish` sets every
+                // gauge and adds every count.
+                published: Published {
+                    idle: usize::MAX,
+                    used: usize::MAX,
+                    pending: usize::MAX,
+                    pins: usize::MAX,
+                    pin_pending: usize::MAX,
+                    max: usize::MAX,
+                    timeouts: 0,
+                    resets: 0,
+                },
                 opening: HashMap::default(),
-                checked_out: HashMap::default(),
                 folded_at: Duration::ZERO,
             };
+            metrics.idle_min.set(core.config().min_size as f64); // fixed
             metrics.publish(core);
             metrics
         }
 
-        /// Sets the gauges from the core's counts and adds to the
-        /// counters what the core's gained, when anything changed since
-        /// the last call (every gauge then, so that a reader that resets
-        /// them, as test recorders do, reads them all again).
+        /// Sets each gauge whose value changed since the last call, and
+        /// adds to the counters what the core's gained. It runs after every
+        /// input, and one input changes one or two of them
+        /// (`benches/instructions.sh`, "with `metrics`"). A gauge keeps its
+        /// value until it is set again, as exporters keep it (a recorder
+        /// that zeroes the gauges it reads, as metrics-util's debugging one
+        /// does, reads 0 for a gauge that has not changed since).
         pub(crate) fn publish(&mut self, core: &Core) {
-            let counters = core.counters();
-            let now = Published {
-                occupancy: core.occupancy(),
-                max_size: core.config().max_size,
-                timeouts: counters.timeouts,
-                resets: counters.resets,
-            };
-            let before = self.published.replace(now);
-            if before == Some(now) {
-                return;
-            }
-            let o = now.occupancy;
-            self.idle.set(o.idle as f64);
-            self.used.set((o.in_use + o.resetting) as f64);
-            self.pending.set(o.waiting as f64);
-            self.pins.set(o.pinned_owners as f64);
-            self.pin_pending.set(o.waiting_for_pin as f64);
-            self.max.set(now.max_size as f64);
-            self.idle_min.set(core.config().min_size as f64);
-            let (timeouts, resets) = before.map_or((0, 0), |was| (was.timeouts, was.resets));
-            self.timeouts.increment(now.timeouts - timeouts);
-            self.resets.increment(now.resets - resets);
+            let (o, counters) = (core.occupancy(), core.counters());
+            let was = &mut self.published;
+            set_changed(&self.idle, &mut was.idle, o.idle);
+            set_changed(&self.used, &mut was.used, o.in_use + o.resetting);
+            set_changed(&self.pending, &mut was.pending, o.waiting);
+            set_changed(&self.pins, &mut was.pins, o.pinned_owners);
+            set_changed(&self.pin_pending, &mut was.pin_pending, o.waiting_for_pin);
+            set_changed(&self.max, &mut was.max, core.config().max_size);
+            add_gained(&self.timeouts, &mut was.timeouts, counters.timeouts);
+            add_gained(&self.resets, &mut was.resets, counters.resets);
         }
 
         /// Whether the fast path's counts are due to be folded in at `now`
@@ -157,24 +177,17 @@ mod recording {
             }
         }
 
-        /// A checkout that started at `since` holds its connection at `now`
-        /// (`leased`: its later uses are the fast path's).
-        pub(crate) fn checked_out(
-            &mut self,
-            conn: ConnId,
-            since: Duration,
-            now: Duration,
-            leased: bool,
-        ) {
+        /// A checkout that started at `since` holds its connection at `now`.
+        pub(crate) fn checked_out(&mut self, since: Duration, now: Duration) {
             self.wait_time.record(seconds(now, since));
-            if !leased {
-                self.checked_out.insert(conn, now);
-            }
         }
 
-        pub(crate) fn checked_in(&mut self, conn: ConnId, now: Duration) {
-            if let Some(since) = self.checked_out.remove(&conn) {
-                self.use_time.record(seconds(now, since));
+        /// `conn` comes back from a checkout that no lease timed (a leased
+        /// one's uses are its lease's): its use, from when the core saw it
+        /// go out.
+        pub(crate) fn checked_in_unleased(&mut self, core: &Core, conn: ConnId) {
+            if let Some(since) = core.checked_out_since(conn) {
+                self.use_time.record(seconds(core.now(), since));
             }
         }
     }
@@ -262,15 +275,8 @@ mod off {
         #[inline(always)]
         pub(crate) fn connect_ended(&mut self, _conn: ConnId, _now: Duration, _ok: bool) {}
         #[inline(always)]
-        pub(crate) fn checked_out(
-            &mut self,
-            _conn: ConnId,
-            _since: Duration,
-            _now: Duration,
-            _leased: bool,
-        ) {
-        }
+        pub(crate) fn checked_out(&mut self, _since: Duration, _now: Duration) {}
         #[inline(always)]
-        pub(crate) fn checked_in(&mut self, _conn: ConnId, _now: Duration) {}
+        pub(crate) fn checked_in_unleased(&mut self, _core: &Core, _conn: ConnId) {}
     }
 }

@@ -53,9 +53,8 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
                 let reuses = self.ledger.end(&self.stash, lease);
                 self.core.note_lease_reuses(reuses);
             }
-            None => {}
+            None => self.metrics.checked_in_unleased(&self.core, handed.id),
         }
-        self.metrics.checked_in(handed.id, self.core.now());
         if let Some(holders) = &mut self.holders {
             holders.remove(&handed.id);
         }
