@@ -235,6 +235,19 @@ async fn every_metric_reads_as_the_script_drove_it() {
     assert_eq!(gauge(&resized, CONNECTION_COUNT, Some("idle")), 1.0);
     assert_eq!(gauge(&resized, IDLE_MIN, None), 1.0);
     assert_eq!(counter(&resized, TIMEOUTS), 0, "none since the last read");
+
+    // A second timeout, with all three held: the counter gains one.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(pool.get().await.unwrap());
+    }
+    let late = pool.get_timeout(Duration::from_secs(1)).await;
+    assert!(matches!(late, Err(Error::Timeout { .. })));
+    let again = read(&recorder, "orders");
+    assert_eq!(counter(&again, TIMEOUTS), 1);
+    assert_eq!(gauge(&again, CONNECTION_COUNT, Some("used")), 3.0);
+    assert_eq!(gauge(&again, CONNECTION_COUNT, Some("idle")), 0.0);
+    assert_eq!(gauge(&again, PENDING_REQUESTS, None), 0.0);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]

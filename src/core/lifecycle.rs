@@ -28,6 +28,7 @@ impl Core {
     /// assert_eq!(core.now(), Duration::from_secs(5));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn advance(&mut self, now: Duration) {
         self.now = self.now.max(now);
     }

@@ -143,6 +143,7 @@ mod recording {
 
         /// Whether the fast path's counts are due to be folded in at `now`
         /// (then they are taken as folded).
+        #[inline]
         pub(crate) fn fold_due(&mut self, now: Duration) -> bool {
             let due = now.saturating_sub(self.folded_at) >= FOLD_EVERY;
             if due {
