@@ -62,6 +62,7 @@ mod recording {
         resets: u64,
     }
 
+    /// Sets `gauge` to `now` unless that is what it was last set to.
     #[inline]
     fn set_changed(gauge: &Gauge, was: &mut usize, now: usize) {
         if *was != now {
@@ -70,6 +71,7 @@ mod recording {
         }
     }
 
+    /// Adds to `counter` what the core's total `now` gained since `was`.
     #[inline]
     fn add_gained(counter: &Counter, was: &mut u64, now: u64) {
         if *was != now {
