@@ -402,6 +402,149 @@ fn polling_status_ends_no_lease() {
     assert_eq!(state.counters.checkouts, 11);
 }
 
+/// A metrics recorder whose every call panics while `armed`: user code the
+/// pool calls under its lock, in the middle of an input.
+#[cfg(feature = "metrics")]
+mod panicking_recorder {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use metrics::{
+        Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata,
+        SharedString, Unit,
+    };
+
+    #[derive(Clone, Default)]
+    pub struct Recorder {
+        pub armed: Arc<AtomicBool>,
+    }
+
+    impl Recorder {
+        fn call(&self) {
+            if self.armed.load(Ordering::SeqCst) {
+                panic!("the recorder panicked");
+            }
+        }
+    }
+
+    impl CounterFn for Recorder {
+        fn increment(&self, _: u64) {
+            self.call();
+        }
+        fn absolute(&self, _: u64) {
+            self.call();
+        }
+    }
+
+    impl GaugeFn for Recorder {
+        fn increment(&self, _: f64) {
+            self.call();
+        }
+        fn decrement(&self, _: f64) {
+            self.call();
+        }
+        fn set(&self, _: f64) {
+            self.call();
+        }
+    }
+
+    impl HistogramFn for Recorder {
+        fn record(&self, _: f64) {
+            self.call();
+        }
+    }
+
+    impl metrics::Recorder for Recorder {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(Arc::new(self.clone()))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(Arc::new(self.clone()))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(Arc::new(self.clone()))
+        }
+    }
+}
+
+/// A checkin that hands its connection to a waiter, while the metrics
+/// recorder panics: the panic must not unwind out of the checkin (a
+/// guard's drop), nor take the waiter's wake-up with it. It used to strand
+/// the waiter: its grant stored, its wake-up dropped, so it never ran to
+/// collect it, and the connection stayed out for as long as its task
+/// lived.
+#[cfg(feature = "metrics")]
+#[test]
+fn a_panicking_metrics_recorder_strands_no_async_waiter() {
+    let recorder = panicking_recorder::Recorder::default();
+    runtime().block_on(async {
+        let pool = metrics::with_local_recorder(&recorder, || {
+            pinpool::tokio::Pool::builder()
+                .max_size(1)
+                .checkout_timeout(Duration::MAX)
+                .build(|| async { Ok::<_, std::io::Error>(()) })
+        })
+        .unwrap();
+        let held = pool.get().await.unwrap();
+        let waiter = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.get().await.map(drop) }
+        });
+        while pool.status().waiting == 0 {
+            tokio::task::yield_now().await;
+        }
+        recorder.armed.store(true, Ordering::SeqCst);
+        let checkin = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(held)));
+        let served = tokio::time::timeout(HANG, waiter).await;
+        assert!(matches!(served, Ok(Ok(Ok(())))), "the waiter was stranded");
+        assert!(checkin.is_ok(), "the recorder's panic escaped the checkin");
+        recorder.armed.store(false, Ordering::SeqCst);
+        let state = pool.state();
+        assert_eq!((state.idle, state.in_use, state.waiting), (1, 0, 0));
+    });
+}
+
+/// The same in the blocking pool: a waiting thread handed the connection
+/// is woken (before, it slept to its deadline).
+#[cfg(feature = "metrics")]
+#[test]
+fn a_panicking_metrics_recorder_strands_no_blocking_waiter() {
+    let recorder = panicking_recorder::Recorder::default();
+    let pool = metrics::with_local_recorder(&recorder, || {
+        pinpool::blocking::Pool::builder()
+            .max_size(1)
+            .pinning(Pinning::Off)
+            .checkout_timeout(Duration::from_secs(3600))
+            .build(|| Ok::<_, std::io::Error>(()))
+    })
+    .unwrap();
+    let held = pool.get().unwrap();
+    let (served, serving) = mpsc::channel();
+    std::thread::spawn({
+        let pool = pool.clone();
+        move || {
+            drop(pool.get().unwrap());
+            let _ = served.send(());
+        }
+    });
+    while pool.status().waiting == 0 {
+        std::thread::yield_now();
+    }
+    recorder.armed.store(true, Ordering::SeqCst);
+    let checkin = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(held)));
+    assert!(
+        serving.recv_timeout(HANG).is_ok(),
+        "the waiter was stranded"
+    );
+    assert!(checkin.is_ok(), "the recorder's panic escaped the checkin");
+    recorder.armed.store(false, Ordering::SeqCst);
+    let state = pool.state();
+    assert_eq!((state.idle, state.in_use, state.waiting), (1, 0, 0));
+}
+
 // ------------------------------------------------------ a connect that hangs
 
 /// Its first connect hangs until the test releases it; the others return

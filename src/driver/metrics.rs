@@ -62,12 +62,22 @@ mod recording {
         resets: u64,
     }
 
+    /// Calls the recorder: user code, run under the pool lock, in the
+    /// middle of an input's bookkeeping. A panic there must end there: one
+    /// that unwound out of a checkin that had handed its connection to a
+    /// waiter would drop that waiter's wake-up, and strand it (`hardening`
+    /// tests).
+    #[inline]
+    fn to_recorder(call: impl FnOnce()) {
+        crate::driver::contain("the metrics recorder", call);
+    }
+
     /// Sets `gauge` to `now` unless that is what it was last set to.
     #[inline]
     fn set_changed(gauge: &Gauge, was: &mut usize, now: usize) {
         if *was != now {
             *was = now;
-            gauge.set(now as f64);
+            to_recorder(|| gauge.set(now as f64));
         }
     }
 
@@ -75,7 +85,7 @@ mod recording {
     #[inline]
     fn add_gained(counter: &Counter, was: &mut u64, now: u64) {
         if *was != now {
-            counter.increment(now - *was);
+            to_recorder(|| counter.increment(now - *was));
             *was = now;
         }
     }
@@ -118,7 +128,8 @@ mod recording {
                 opening: HashMap::default(),
                 folded_at: Duration::ZERO,
             };
-            metrics.idle_min.set(core.config().min_size as f64); // fixed
+            let min_size = core.config().min_size as f64;
+            to_recorder(|| metrics.idle_min.set(min_size)); // fixed
             metrics.publish(core);
             metrics
         }
@@ -159,12 +170,12 @@ mod recording {
         pub(crate) fn lease_report<C>(&mut self, cell: &LeaseCell<C>) {
             let reuses = cell.unreported();
             if reuses > 0 {
-                self.fast_path.increment(reuses);
+                to_recorder(|| self.fast_path.increment(reuses));
                 let count = usize::try_from(reuses).unwrap_or(usize::MAX);
-                self.wait_time.record_many(0.0, count);
+                to_recorder(|| self.wait_time.record_many(0.0, count));
             }
             if let Some(took) = cell.timed_use() {
-                self.use_time.record(took.as_secs_f64());
+                to_recorder(|| self.use_time.record(took.as_secs_f64()));
             }
         }
 
@@ -176,13 +187,13 @@ mod recording {
             if let Some(started) = self.opening.remove(&conn)
                 && ok
             {
-                self.create_time.record(seconds(now, started));
+                to_recorder(|| self.create_time.record(seconds(now, started)));
             }
         }
 
         /// A checkout that started at `since` holds its connection at `now`.
         pub(crate) fn checked_out(&mut self, since: Duration, now: Duration) {
-            self.wait_time.record(seconds(now, since));
+            to_recorder(|| self.wait_time.record(seconds(now, since)));
         }
 
         /// `conn` comes back from a checkout that no lease timed (a leased
@@ -190,7 +201,7 @@ mod recording {
         /// go out.
         pub(crate) fn checked_in_unleased(&mut self, core: &Core, conn: ConnId) {
             if let Some(since) = core.checked_out_since(conn) {
-                self.use_time.record(seconds(core.now(), since));
+                to_recorder(|| self.use_time.record(seconds(core.now(), since)));
             }
         }
     }
