@@ -254,6 +254,7 @@ pub(crate) trait Driven<C: Send + 'static, E: std::fmt::Display, S: Mailbox<C, E
 
 /// Runs user code `f` (named by `what` in the log) so that a panic in it
 /// ends there: the pool's bookkeeping around it must go on.
+///
 /// Inline, with the report out of line: where nothing panics, the call
 /// costs next to nothing (a metrics recorder's, several times an input).
 #[inline(always)]
@@ -263,6 +264,7 @@ pub(crate) fn contain(what: &str, f: impl FnOnce()) {
     }
 }
 
+/// Reports a panic [`contain`] ended.
 #[cold]
 #[inline(never)]
 fn contained(what: &str) {
