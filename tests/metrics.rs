@@ -11,6 +11,7 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
 use metrics_util::registry::{AtomicStorage, Registry};
 use pinpool::Error;
+use pinpool::core::Pinning;
 use pinpool::metrics::*;
 use pinpool::tokio::Pool;
 
@@ -345,4 +346,104 @@ async fn a_checkout_without_a_lease_is_timed_to_its_checkin() {
     let readings = read(&recorder, pool.name());
     assert_eq!(samples(&readings, USE_TIME), [2.0, 5.0]);
     assert_eq!(counter(&readings, FAST_PATH_CHECKOUTS), 0, "no lease");
+}
+
+/// What a test asks of the pool, in [`the_gauges_follow_the_pool`].
+#[derive(Clone, Debug)]
+enum Op {
+    /// A task checks out (inside a pinned scope or not), waiting if it
+    /// must, and holds its connection until released.
+    Hold { pinned: bool },
+    /// The `n`th holder (modulo their number) lets go.
+    Release(usize),
+    /// The pool is resized.
+    Resize(usize),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => any::<bool>().prop_map(|pinned| Op::Hold { pinned }),
+        3 => any::<usize>().prop_map(Op::Release),
+        1 => (1usize..5).prop_map(Op::Resize),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// A gauge is set only when its value changes: after any sequence of
+    /// checkouts (waiting or not, pinned or not, under `Strict` or
+    /// `Exclusive` pins), releases and resizes, each gauge reads what the
+    /// pool's status says, read under the same lock.
+    #[test]
+    fn the_gauges_follow_the_pool(
+        exclusive in proptest::bool::ANY,
+        ops in proptest::collection::vec(op(), 1..40),
+    ) {
+        // Exclusive pins make pinned scopes wait for a pin of their own.
+        let pinning = if exclusive { Pinning::Exclusive } else { Pinning::Strict };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let recorder = Recorder::new();
+            let pool = metrics::with_local_recorder(&recorder, || {
+                Pool::builder()
+                    .name("walk")
+                    .max_size(2)
+                    .pinning(pinning)
+                    .checkout_timeout(Duration::MAX)
+                    .build(|| async { Ok::<_, std::io::Error>(()) })
+            })
+            .unwrap();
+            let mut holders = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Hold { pinned } => {
+                        let (release, released) = tokio::sync::oneshot::channel::<()>();
+                        let pool = pool.clone();
+                        tokio::spawn(async move {
+                            let hold = async {
+                                let conn = pool.get().await;
+                                let _ = released.await;
+                                drop(conn);
+                            };
+                            if pinned {
+                                pool.pinned(hold).await;
+                            } else {
+                                hold.await;
+                            }
+                        });
+                        holders.push(release);
+                    }
+                    Op::Release(n) if !holders.is_empty() => {
+                        let _ = holders.swap_remove(n % holders.len()).send(());
+                    }
+                    Op::Release(_) => {}
+                    Op::Resize(size) => pool.resize(size).unwrap(),
+                }
+                tokio::task::yield_now().await; // let the tasks move on
+                let status = pool.status();
+                let readings = read(&recorder, "walk");
+                let at = format!("{status}");
+                assert_eq!(gauge(&readings, CONNECTION_COUNT, Some("idle")), status.idle as f64, "{at}");
+                assert_eq!(
+                    gauge(&readings, CONNECTION_COUNT, Some("used")),
+                    (status.in_use + status.resetting) as f64,
+                    "{at}"
+                );
+                assert_eq!(gauge(&readings, PENDING_REQUESTS, None), status.waiting as f64, "{at}");
+                assert_eq!(gauge(&readings, PINS, None), status.pinned_owners as f64, "{at}");
+                assert_eq!(
+                    gauge(&readings, PIN_PENDING_REQUESTS, None),
+                    status.waiting_for_pin as f64,
+                    "{at}"
+                );
+            }
+            drop(holders);
+        });
+    }
 }
