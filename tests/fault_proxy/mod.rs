@@ -17,6 +17,13 @@
 //!
 //! Its control calls are plain, non-blocking calls: usable from a blocking
 //! test and from inside an async one alike.
+//!
+//! It also times the server: how long each request it forwarded waited for
+//! the server's answer, and how long each connect to the server took
+//! ([`FaultProxy::server_slow_until`]). A test's bound on how fast a pool
+//! recovers holds only while the server answers within the pool's
+//! timeouts; on a loaded 2-core machine a server once took over a second
+//! to start a session, and the proxy says so rather than the pool.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
@@ -72,12 +79,29 @@ struct Links {
     /// never comes even once healed.
     swallowed: Mutex<usize>,
     swallowed_changed: Condvar,
+    /// The server's slow answers: when the proxy asked (a request
+    /// forwarded, a connect begun) and how long the answer took, or had
+    /// taken when the link ended without one. Only those over
+    /// [`SLOW_ANSWER`], to stay short.
+    slow_answers: Mutex<Vec<(Instant, Duration)>>,
 }
+
+/// The shortest wait for the server that [`Links::slow_answers`] keeps.
+const SLOW_ANSWER: Duration = Duration::from_millis(100);
 
 impl Links {
     fn swallowed_a_handshake(&self) {
         *self.swallowed.lock() += 1;
         self.swallowed_changed.notify_all();
+    }
+
+    /// The server answered, or had not by the link's end, what the proxy
+    /// asked of it at `asked`.
+    fn server_answered(&self, asked: Instant) {
+        let waited = asked.elapsed();
+        if waited >= SLOW_ANSWER {
+            self.slow_answers.lock().push((asked, waited));
+        }
     }
 }
 
@@ -198,6 +222,23 @@ impl FaultProxy {
         *swallowed > seen
     }
 
+    /// When the server last gave an answer that took `at_least` or more
+    /// (or had taken that long when its link ended without one), among
+    /// what the proxy asked of it within `window` (requests forwarded,
+    /// connects to it begun); `None` if it kept none waiting that long.
+    /// Answers under 100 ms are not kept.
+    pub fn server_slow_until(
+        &self,
+        window: std::ops::Range<Instant>,
+        at_least: Duration,
+    ) -> Option<Instant> {
+        let answers = self.links.slow_answers.lock();
+        let slow = answers
+            .iter()
+            .filter(|&&(asked, waited)| window.contains(&asked) && waited >= at_least);
+        slow.map(|&(asked, waited)| asked + waited).max()
+    }
+
     fn runtime(&self) -> &tokio::runtime::Runtime {
         self.runtime.as_ref().expect("running")
     }
@@ -216,7 +257,10 @@ impl FaultProxy {
         let task = self.runtime().spawn(async move {
             let listener = TcpListener::from_std(listener).expect("a tokio listener");
             while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(&upstream).await else {
+                let asked = Instant::now();
+                let connected = TcpStream::connect(&upstream).await;
+                links.server_answered(asked);
+                let Ok(server) = connected else {
                     continue; // the client sees its socket closed
                 };
                 let fault = fault.subscribe();
@@ -268,22 +312,47 @@ async fn link(client: TcpStream, server: TcpStream, fault: watch::Receiver<Fault
     // close keeps each socket open (it closes when both halves are gone).
     let (client_read, mut client_write) = client.into_split();
     let (server_read, mut server_write) = server.into_split();
+    // Since when the server owes an answer to what was forwarded to it.
+    let owed = Mutex::new(None);
+    let to_server = Side::ToServer {
+        handshake: Some(links),
+        owed: &owed,
+    };
+    let to_client = Side::ToClient { links, owed: &owed };
     tokio::select! {
-        () = pump(client_read, &mut server_write, fault.clone(), Some(links)) => {}
-        () = pump(server_read, &mut client_write, fault, None) => {}
+        () = pump(client_read, &mut server_write, fault.clone(), to_server) => {}
+        () = pump(server_read, &mut client_write, fault, to_client) => {}
+    }
+    if let Some(asked) = owed.lock().take() {
+        links.server_answered(asked);
     }
     let delay = links.close_delay_ms.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(delay)).await;
 }
 
-/// Copies `from` to `to` through the fault in force at each chunk. On
-/// the client's side (`handshake` is where it reports one swallowed),
-/// a blackhole that drops the link's first chunk counts a handshake lost.
+/// Which way a [`pump`] copies, and what it reports.
+enum Side<'a> {
+    /// Toward the server: a blackhole that drops the link's first chunk
+    /// swallowed a handshake (reported to `handshake` until a chunk has
+    /// gone through); a chunk forwarded makes the server owe an answer.
+    ToServer {
+        handshake: Option<&'a Links>,
+        owed: &'a Mutex<Option<Instant>>,
+    },
+    /// Toward the client: the server's chunk answers what it owed.
+    ToClient {
+        links: &'a Links,
+        owed: &'a Mutex<Option<Instant>>,
+    },
+}
+
+/// Copies `from` to `to` through the fault in force at each chunk,
+/// reporting as its `side` says.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     to: &mut tokio::net::tcp::OwnedWriteHalf,
     mut fault: watch::Receiver<Fault>,
-    mut handshake: Option<&Links>,
+    mut side: Side<'_>,
 ) {
     let mut buffer = vec![0; 32 << 10];
     loop {
@@ -294,6 +363,11 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(read) => read,
         };
+        if let Side::ToClient { links, owed } = &side
+            && let Some(asked) = owed.lock().take()
+        {
+            links.server_answered(asked);
+        }
         // A chunk read as a stall began waits for its end too.
         if !unstalled(&mut fault).await {
             return;
@@ -311,16 +385,22 @@ async fn pump(
                 tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
             }
             Fault::Blackhole => {
-                if let Some(links) = handshake.take() {
+                if let Side::ToServer { handshake, .. } = &mut side
+                    && let Some(links) = handshake.take()
+                {
                     links.swallowed_a_handshake();
                 }
                 continue;
             }
         }
-        // Its first chunk went through: no handshake of this link is lost.
-        handshake = None;
         if to.write_all(&buffer[..read]).await.is_err() {
             return;
+        }
+        if let Side::ToServer { handshake, owed } = &mut side {
+            // Its first chunk went through: no handshake of this link is
+            // lost.
+            *handshake = None;
+            owed.lock().get_or_insert_with(Instant::now);
         }
     }
 }
