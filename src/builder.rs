@@ -528,8 +528,14 @@ impl<P> Builder<P> {
     /// anything shorter keeps a core busy for nothing.
     pub const MIN_MAINTENANCE_INTERVAL: Duration = Duration::from_millis(1);
 
-    /// The validated core and the driver's options, for a pool's `build`.
-    pub(crate) fn into_parts(self) -> Result<(Core, Options), ConfigError> {
+    /// The validated core and the driver's options, for a pool's `build`;
+    /// `manager_connect_timeout` is the manager's
+    /// [`connect_timeout`](crate::blocking::Manager::connect_timeout), for
+    /// a builder that sets none.
+    pub(crate) fn into_parts(
+        self,
+        manager_connect_timeout: Option<Duration>,
+    ) -> Result<(Core, Options), ConfigError> {
         match self.maintenance_interval {
             Duration::ZERO => return Err(ConfigError::ZeroDuration("maintenance_interval")),
             interval if interval < Self::MIN_MAINTENANCE_INTERVAL => {
@@ -541,6 +547,7 @@ impl<P> Builder<P> {
             _ => {}
         }
         let mut config = self.config;
+        config.connect_timeout = config.connect_timeout.or(manager_connect_timeout);
         config.record_events = self.event_handler.is_some()
             || config.leak_threshold.is_some()
             || tracing::enabled!(target: "pinpool::events", tracing::Level::DEBUG);

@@ -220,6 +220,10 @@ impl<M: crate::blocking::Manager> crate::blocking::Manager for Hooked<M, M::Conn
     fn pool_name(&self) -> Option<String> {
         self.manager.pool_name()
     }
+
+    fn connect_timeout(&self) -> Option<std::time::Duration> {
+        self.manager.connect_timeout()
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -257,5 +261,9 @@ impl<M: crate::tokio::Manager> crate::tokio::Manager for Hooked<M, M::Connection
 
     fn pool_name(&self) -> Option<String> {
         self.manager.pool_name()
+    }
+
+    fn connect_timeout(&self) -> Option<std::time::Duration> {
+        self.manager.connect_timeout()
     }
 }

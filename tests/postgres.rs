@@ -4,7 +4,7 @@
 //! the pool stays within `max_size` backends, recovers from a restart,
 //! cancels a running query when cleared, and reports a refused login.
 //! Under `CI=true` a missing server fails these tests; elsewhere they skip
-//! loudly.
+//! loudly. One needs no server: a connect to one that never answers.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, mpsc};
@@ -647,5 +647,53 @@ fn an_async_session_receives_its_notifications() {
             (notification.channel(), notification.payload()),
             ("news", "hello")
         );
+    });
+}
+
+/// A config for a server at `address` that takes connections and never
+/// answers: a hung server, or a proxy in front of a dead one. Its connect
+/// timeout is short: the driver's, which bounds the TCP connect alone.
+fn silent_server_config(address: std::net::SocketAddr) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(address.ip().to_string())
+        .port(address.port())
+        .user("postgres")
+        .dbname("postgres")
+        .connect_timeout(Duration::from_millis(200));
+    config
+}
+
+/// Against a server that never answers, a checkout fails with the pool's
+/// connect timeout, not its checkout timeout, and frees the connect slot:
+/// the managers have the pool bound the whole connect by the config's
+/// connect timeout, since the driver bounds only the TCP connect and the
+/// startup handshake would wait for ever. Needs no server: the kernel
+/// completes the TCP handshake on a listener nobody accepts from.
+#[test]
+fn a_server_that_never_answers_is_a_connect_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let config = silent_server_config(silent.local_addr().expect("its address"));
+    let pool = Pool::builder()
+        .checkout_timeout(Duration::from_secs(5))
+        .build(PgManager::new(config.clone().into()))
+        .unwrap();
+    match pool.get() {
+        Err(Error::ConnectTimeout) => {}
+        other => panic!("expected a connect timeout, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(pool.state().connecting, 0, "the connect slot is free again");
+
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let pool = pinpool::tokio::Pool::builder()
+            .checkout_timeout(Duration::from_secs(5))
+            .build(AsyncPgManager::new(config))
+            .unwrap();
+        match pool.get().await {
+            Err(Error::ConnectTimeout) => {}
+            other => panic!("expected a connect timeout, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!(pool.state().connecting, 0, "the connect slot is free again");
     });
 }

@@ -30,8 +30,25 @@ pub trait Manager: Send + Sync + 'static {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Opens a new connection. Called on a pool-owned thread, outside any
-    /// pool lock; it should bound its own time (a connect timeout).
+    /// pool lock; it should bound its own time (a connect timeout), or
+    /// say in [`connect_timeout`](Self::connect_timeout) how long the pool
+    /// should give it.
     fn connect(&self) -> Result<Self::Connection, Self::Error>;
+
+    /// How long a connect may run before the pool gives it up, where the
+    /// builder sets no [`connect_timeout`](crate::Builder::connect_timeout):
+    /// for a manager whose driver cannot bound its whole connect. The
+    /// PostgreSQL managers return their config's connect timeout, which
+    /// the driver applies to the TCP connect alone: a server that takes
+    /// the connection and never answers would hold the startup handshake,
+    /// and the pool's connect slot, for ever. Given up, the checkout that
+    /// asked fails with [`Error::ConnectTimeout`](crate::Error::ConnectTimeout)
+    /// and the slot is free again (a blocking connect's thread runs on
+    /// until the driver returns; its connection is then closed). Default:
+    /// `None`, the connect bounds itself.
+    fn connect_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 
     /// Checks that a connection still works (e.g. a `ping`). Called before
     /// each checkout when [`Builder::validate_on_checkout`](super::Builder::validate_on_checkout)

@@ -611,7 +611,7 @@ impl<M: Manager> crate::Builder<Pool<M>> {
     /// Builds the pool, rejecting an invalid configuration. Starts opening
     /// `min_size` connections in the background.
     pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
-        let (core, mut options) = self.into_parts()?;
+        let (core, mut options) = self.into_parts(manager.connect_timeout())?;
         options.name_from(|| manager.pool_name());
         options.validate_on_checkout |= manager.validates_every_checkout();
         // Only unpinned checkouts use the stash, and a blocking thread is

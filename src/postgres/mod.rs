@@ -29,8 +29,13 @@
 //! - `connect` from a connection string or a `Config` (a refused login or
 //!   an unreachable server is an [`Error::Connect`](crate::Error::Connect)
 //!   at once; a config without a connect timeout gets
-//!   [`DEFAULT_CONNECT_TIMEOUT`], so a silent server cannot hold a connect
-//!   for ever);
+//!   [`DEFAULT_CONNECT_TIMEOUT`]). The driver bounds only the TCP connect
+//!   by it, so the manager's `connect_timeout` has the pool give up the
+//!   whole connect, startup handshake included, after that long (for
+//!   each host), unless the builder sets a `connect_timeout` of its own:
+//!   a server that takes the connection and never answers is an
+//!   [`Error::ConnectTimeout`](crate::Error::ConnectTimeout), not a
+//!   connect slot held for ever;
 //! - `validate`: an empty simple query (a round trip), bounded by the
 //!   manager's `io_timeout` ([`DEFAULT_IO_TIMEOUT`]): a half-open socket
 //!   fails validation instead of holding the checkout;
@@ -79,6 +84,19 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// says otherwise: the MongoDB adapter's default.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the pool gives a whole connect (see
+/// [`Manager::connect_timeout`](crate::blocking::Manager::connect_timeout)):
+/// the config's connect timeout for each of its `hosts`. The driver
+/// applies that timeout to each host's TCP connect alone, not to the
+/// startup handshake after it, where a server that took the connection
+/// and never answers would hold the connect for ever.
+fn whole_connect_timeout(timeout: Option<&Duration>, hosts: usize) -> Option<Duration> {
+    let hosts = u32::try_from(hosts.max(1)).unwrap_or(u32::MAX);
+    timeout
+        .filter(|timeout| !timeout.is_zero())
+        .map(|timeout| timeout.saturating_mul(hosts))
+}
+
 /// A pool's default name from its connection config: `host:port/database`
 /// (the first host; a Unix socket's path stands for the host).
 fn pool_name(
@@ -97,4 +115,34 @@ fn pool_name(
     // PostgreSQL's own default: the database named after the user.
     let database = dbname.or(user).unwrap_or("postgres");
     Some(format!("{host}:{port}/{database}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{DEFAULT_CONNECT_TIMEOUT, PgManager};
+    use crate::blocking::Manager;
+
+    /// The pool gives a whole connect the config's timeout for each host,
+    /// the default one where the config has none.
+    #[test]
+    fn the_pool_bounds_a_whole_connect_by_the_configs_timeout_per_host() {
+        let timeout = |url| PgManager::from_url(url).unwrap().connect_timeout();
+        assert_eq!(
+            timeout("postgresql://app@db/app"),
+            Some(DEFAULT_CONNECT_TIMEOUT)
+        );
+        assert_eq!(
+            timeout("postgresql://app@db/app?connect_timeout=3"),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            timeout("postgresql://app@db1,db2/app?connect_timeout=3"),
+            Some(Duration::from_secs(6))
+        );
+        let mut zero = postgres::Config::new();
+        zero.host("db").connect_timeout(Duration::ZERO);
+        assert_eq!(PgManager::new(zero).connect_timeout(), None);
+    }
 }

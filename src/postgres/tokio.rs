@@ -155,6 +155,11 @@ impl crate::tokio::Manager for AsyncPgManager {
     type Error = tokio_postgres::Error;
 
     /// `host:port/database`.
+    fn connect_timeout(&self) -> Option<Duration> {
+        let hosts = self.config.get_hosts().len();
+        super::whole_connect_timeout(self.config.get_connect_timeout(), hosts)
+    }
+
     fn pool_name(&self) -> Option<String> {
         let config = &self.config;
         let (hosts, ports) = (config.get_hosts(), config.get_ports());

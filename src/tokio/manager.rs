@@ -27,8 +27,18 @@ pub trait Manager: Send + Sync + 'static {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Opens a new connection. Runs in a task of its own, outside any pool
-    /// lock; it should bound its own time (a connect timeout).
+    /// lock; it should bound its own time (a connect timeout), or say in
+    /// [`connect_timeout`](Self::connect_timeout) how long the pool should
+    /// give it.
     fn connect(&self) -> impl Future<Output = Result<Self::Connection, Self::Error>> + Send;
+
+    /// As the blocking manager's
+    /// [`connect_timeout`](crate::blocking::Manager::connect_timeout): how
+    /// long a connect may run before the pool gives it up (dropping its
+    /// future), where the builder sets none.
+    fn connect_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 
     /// Checks that a connection still works (e.g. a `ping`). Awaited before
     /// each checkout when [`Builder::validate_on_checkout`](crate::Builder::validate_on_checkout)

@@ -731,7 +731,7 @@ impl<M: Manager> crate::Builder<Pool<M>> {
     /// connections start opening at once on the current runtime (or on the
     /// first one the pool is used in).
     pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
-        let (core, mut options) = self.into_parts()?;
+        let (core, mut options) = self.into_parts(manager.connect_timeout())?;
         options.validate_on_checkout |= manager.validates_every_checkout();
         options.name_from(|| manager.pool_name());
         Ok(Pool {
