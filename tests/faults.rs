@@ -375,16 +375,8 @@ mod pg {
         /// server's, and the tag.
         fn config(&self, proxy: &str) -> tokio_postgres::Config {
             let url = self.url.as_deref().expect("a server");
-            let server: tokio_postgres::Config = url.parse().expect("a valid URL");
-            let (host, port) = proxy.split_once(':').expect("host:port");
-            let mut config = tokio_postgres::Config::new();
-            config
-                .host(host)
-                .port(port.parse().expect("a port"))
-                .user(server.get_user().unwrap_or("postgres"))
-                .dbname(server.get_dbname().unwrap_or("postgres"))
-                .application_name(TAG)
-                .connect_timeout(IO_TIMEOUT);
+            let mut config = support::pg_through(url, proxy);
+            config.application_name(TAG).connect_timeout(IO_TIMEOUT);
             config
         }
     }
@@ -395,15 +387,7 @@ mod pg {
         const NAME: &'static str = "PostgreSQL";
 
         fn upstream(&self) -> Option<String> {
-            let url: tokio_postgres::Config = self.url.as_deref()?.parse().expect("a valid URL");
-            let host = match url.get_hosts().first()? {
-                tokio_postgres::config::Host::Tcp(host) => host.clone(),
-                tokio_postgres::config::Host::Unix(_) => return None,
-            };
-            Some(format!(
-                "{host}:{}",
-                url.get_ports().first().unwrap_or(&5432)
-            ))
+            support::pg_upstream(self.url.as_deref()?)
         }
 
         fn blocking(&self, proxy: &str) -> PgManager {

@@ -18,6 +18,7 @@ use pinpool::postgres::{AsyncPgManager, PgManager};
 use postgres::fallible_iterator::FallibleIterator;
 use support::wait_for_state;
 
+mod fault_proxy;
 mod support;
 
 /// Tests share the server; the restart test must have it to itself.
@@ -696,4 +697,81 @@ fn a_server_that_never_answers_is_a_connect_timeout() {
         }
         assert_eq!(pool.state().connecting, 0, "the connect slot is free again");
     });
+}
+
+/// A blocking session reset over a link that went silent (a hung server,
+/// a partition that still acknowledges) fails within the manager's
+/// `io_timeout` and closes the session, rather than hold the thread that
+/// let it go: the reset's statements have no timeout of their own in the
+/// `postgres` crate.
+#[test]
+fn a_blocking_reset_over_a_silent_link_ends_by_the_io_timeout() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let upstream = support::pg_upstream(&url).expect("a TCP server");
+    let proxy = fault_proxy::FaultProxy::start(&upstream);
+    let io_timeout = Duration::from_millis(300);
+    let manager = PgManager::new(support::pg_through(&url, &proxy.addr().to_string()).into())
+        .io_timeout(io_timeout);
+    let pool = Pool::builder()
+        .pinning(Pinning::Exclusive)
+        .build(manager)
+        .unwrap();
+    let (ready, set_up) = mpsc::channel();
+    let (go, silenced) = mpsc::channel();
+    let (done, ended) = mpsc::channel();
+    let owner = pool.clone();
+    // Not scoped: without the bound its reset never ends, and the test
+    // must fail rather than wait to join it.
+    thread::spawn(move || {
+        let mut conn = owner.get().unwrap();
+        conn.batch_execute("SET application_name = 'mine'").unwrap();
+        drop(conn); // back in the pool, still this thread's session
+        ready.send(()).unwrap();
+        silenced.recv().unwrap();
+        owner.unpin(); // resets the session on this thread
+        let _ = done.send(());
+    });
+    set_up.recv().expect("the owner set its session up");
+    proxy.blackhole();
+    go.send(()).unwrap();
+    let owner = ended.recv_timeout(io_timeout + Duration::from_secs(10));
+    assert!(owner.is_ok(), "the unpin's reset ended");
+    let counters = pool.state().counters;
+    assert_eq!(counters.reset_failures, 1, "the reset failed");
+    assert_eq!(counters.closed, 1, "and closed the session");
+}
+
+/// A session its owner left in a failed transaction (where every
+/// statement but a rollback is refused) is reset for the next owner, not
+/// closed: the reset's first round trip, an empty query, is accepted
+/// there too.
+#[test]
+fn a_session_left_in_a_failed_transaction_is_reset() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let pool = Pool::builder()
+        .max_size(1)
+        .pinning(Pinning::Exclusive)
+        .build(PgManager::from_url(&url).unwrap())
+        .unwrap();
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut conn = pool.get().unwrap();
+            conn.batch_execute("BEGIN").unwrap();
+            assert!(conn.batch_execute("SELECT 1 / 0").is_err());
+        });
+    });
+    let one: i32 = pool
+        .get()
+        .expect("the session, reset")
+        .query_one("SELECT 1", &[])
+        .expect("outside the failed transaction")
+        .get(0);
+    assert_eq!(one, 1);
+    let counters = pool.state().counters;
+    assert_eq!((counters.resets, counters.reset_failures), (1, 0));
+    assert_eq!(counters.opened, 1, "the same session, not a new one");
 }

@@ -122,7 +122,13 @@ impl crate::blocking::Manager for PgManager {
         }))
     }
 
+    /// A bounded round trip first: the statements have no timeout in the
+    /// `postgres` crate, and over a link gone silent (a hung server, a
+    /// partition that still acknowledges) they would hold the thread that
+    /// let the session go for as long as its socket lasts. This fails
+    /// the reset within `io_timeout` instead, and the session is closed.
     fn reset(&self, conn: &mut Client) -> Result<(), postgres::Error> {
+        conn.is_valid(self.io_timeout)?;
         for statement in &self.reset {
             conn.batch_execute(statement)?;
         }

@@ -49,8 +49,13 @@
 //!   each its own round trip; then the notifications the client still
 //!   holds are dropped. An error closes the session rather than hand it
 //!   on. The async manager bounds each statement by its `io_timeout`;
-//!   the blocking `postgres::Client` has no timeout for a statement, so a
-//!   blocking reset over a dead link ends when its socket does.
+//!   the blocking `postgres::Client` has no timeout for a statement, so
+//!   the blocking manager's reset begins with a round trip bounded by
+//!   `io_timeout` (an empty query, accepted even in a failed
+//!   transaction): over a link gone silent the reset fails by then and
+//!   the session is closed, rather than hold the thread that let it go
+//!   for as long as the socket lasts (a link that goes silent during the
+//!   statements themselves still does).
 
 mod blocking;
 #[cfg(feature = "tokio")]

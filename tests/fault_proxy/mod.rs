@@ -25,6 +25,8 @@
 //! timeouts; on a loaded 2-core machine a server once took over a second
 //! to start a session, and the proxy says so rather than the pool.
 
+#![allow(dead_code)] // each test binary uses a different part
+
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

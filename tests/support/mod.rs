@@ -291,3 +291,32 @@ pub fn pg_url() -> Option<String> {
         }
     }
 }
+
+/// The `host:port` of the TCP server `url` names (`None` for a Unix
+/// socket): what a proxy in front of it forwards to.
+#[cfg(feature = "postgres")]
+pub fn pg_upstream(url: &str) -> Option<String> {
+    let config: tokio_postgres::Config = url.parse().expect("a valid URL");
+    let host = match config.get_hosts().first()? {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => return None,
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    Some(format!("{host}:{port}"))
+}
+
+/// A config for the server `url` names, its user and database, reached
+/// at `address` (`host:port`, a proxy in front of it) instead.
+#[cfg(feature = "postgres")]
+pub fn pg_through(url: &str, address: &str) -> tokio_postgres::Config {
+    let server: tokio_postgres::Config = url.parse().expect("a valid URL");
+    let (host, port) = address.split_once(':').expect("host:port");
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host)
+        .port(port.parse().expect("a port"))
+        .user(server.get_user().unwrap_or("postgres"))
+        .dbname(server.get_dbname().unwrap_or("postgres"));
+    config
+}
