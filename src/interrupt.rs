@@ -11,7 +11,10 @@ use std::sync::Arc;
 /// The pool calls it, outside its lock, when `clear_interrupting()` finds
 /// the connection checked out; the holder then sees its operation fail,
 /// the manager's `has_broken` says so, and the connection is closed when
-/// it is returned.
+/// it is returned. It should not block: `clear_interrupting()` runs the
+/// handles one after another on its caller's thread, so one that talks to
+/// the server (a PostgreSQL cancel) belongs on a thread or task of its
+/// own.
 ///
 /// ```
 /// use std::sync::Arc;

@@ -775,3 +775,56 @@ fn a_session_left_in_a_failed_transaction_is_reset() {
     assert_eq!((counters.resets, counters.reset_failures), (1, 0));
     assert_eq!(counters.opened, 1, "the same session, not a new one");
 }
+
+/// `clear_interrupting()` does not wait on the cancels it sends: each
+/// opens a connection to the server, which, with the server's host down,
+/// takes up to the connect timeout (10 s by default), and the pool sends
+/// one for every checked-out session. A listener whose backlog is full
+/// stands for the host that is down: Linux drops further connects' SYNs
+/// and the client waits out its timeout.
+#[test]
+fn clear_interrupting_does_not_wait_on_an_unreachable_server() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let upstream = support::pg_upstream(&url).expect("a TCP server");
+    let proxy = fault_proxy::FaultProxy::start(&upstream);
+    let address = proxy.addr();
+    let pool = Pool::builder()
+        .pinning(Pinning::Exclusive)
+        .build(PgManager::new(
+            support::pg_through(&url, &address.to_string()).into(),
+        ))
+        .unwrap();
+    let (held, holding) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    thread::scope(|s| {
+        let pool = &pool;
+        s.spawn(move || {
+            let conn = pool.get().unwrap();
+            held.send(()).unwrap();
+            let _ = released.recv();
+            drop(conn);
+        });
+        holding.recv().expect("a session checked out");
+        // The server's address stops answering connects.
+        proxy.cut();
+        let unreachable = std::net::TcpListener::bind(address).expect("the proxy's port");
+        let mut backlog = Vec::new();
+        while let Ok(queued) =
+            std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100))
+        {
+            backlog.push(queued);
+            assert!(backlog.len() < 10_000, "the backlog never filled");
+        }
+        let started = Instant::now();
+        pool.clear_interrupting();
+        let took = started.elapsed();
+        release.send(()).unwrap();
+        assert!(
+            took < Duration::from_secs(5),
+            "clear_interrupting() waited {took:?} on a cancel"
+        );
+        drop((unreachable, backlog));
+    });
+}

@@ -113,12 +113,19 @@ impl crate::blocking::Manager for PgManager {
         conn.is_closed()
     }
 
+    /// The cancel runs on a `pinpool-cancel` thread of its own: it opens
+    /// a connection to the server, which with the server's host down
+    /// takes up to the connect timeout, and `clear_interrupting()` sends
+    /// one for each checked-out session (the async manager spawns a task).
     fn interrupt_handle(&self, conn: &Client) -> Option<InterruptHandle> {
         let token = conn.cancel_token();
         Some(InterruptHandle::new(move || {
-            if let Err(error) = token.cancel_query(NoTls) {
-                tracing::debug!(%error, "cancelling a session's query failed");
-            }
+            let token = token.clone();
+            crate::sync::spawn_or_run("pinpool-cancel", move || {
+                if let Err(error) = token.cancel_query(NoTls) {
+                    tracing::debug!(%error, "cancelling a session's query failed");
+                }
+            });
         }))
     }
 
