@@ -93,12 +93,14 @@ impl crate::blocking::Manager for PgManager {
         self.config.connect(NoTls)
     }
 
-    /// `host:port/database`.
+    /// The config's connect timeout for each host: the driver bounds the
+    /// TCP connect alone by it, not the startup handshake.
     fn connect_timeout(&self) -> Option<Duration> {
         let hosts = self.config.get_hosts().len();
         super::whole_connect_timeout(self.config.get_connect_timeout(), hosts)
     }
 
+    /// `host:port/database`.
     fn pool_name(&self) -> Option<String> {
         let config = &self.config;
         let (hosts, ports) = (config.get_hosts(), config.get_ports());
