@@ -450,6 +450,26 @@ fn owners_whose_replacement_fails_to_connect_share_a_live_connection() {
     assert_eq!(pins, vec![(alices, 3)], "all three owners share it");
 }
 
+/// They share it for good (their pins have served them), but an owner
+/// that unpins is a new owner again: its next checkout opens a
+/// connection of its own while the pool has room, which is how a
+/// long-lived thread leaves a shared connection after an outage.
+#[test]
+fn an_owner_rebound_after_a_failed_connect_that_unpins_gets_its_own_again() {
+    let (mut core, alices, replacement, _, _) = waiting_for_a_replacement();
+    core.checkin(alices, Health::Healthy).unwrap();
+    core.connect_failed(replacement).unwrap();
+    while core.poll_action().is_some() {}
+    core.checkin(alices, Health::Healthy).unwrap(); // carol's turn ends
+    let bob = OwnerId(2);
+    core.unpin(bob);
+    let Checkout::Waiting(_) = core.checkout(bob) else {
+        panic!("bob's own connection is opening")
+    };
+    let own = next_open(&mut core).expect("a connection for bob");
+    assert_eq!(core.state().pins, vec![(alices, 2), (own, 1)]);
+}
+
 /// ... but not onto a connection checked out with nobody waiting for it:
 /// a driver may have leased that one to its owner (`Core::may_lease`),
 /// whose checkins it then keeps from the core, and a waiter moved there
