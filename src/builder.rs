@@ -384,7 +384,10 @@ impl<P> Builder<P> {
     }
 
     /// Gives up a connect still running this long after it started
-    /// (default: none — the manager bounds its own connects): the checkout
+    /// (default: the manager's
+    /// [`connect_timeout`](crate::blocking::Manager::connect_timeout),
+    /// none unless the manager's driver cannot bound its own connects, as
+    /// the PostgreSQL managers' cannot): the checkout
     /// that asked for it fails with
     /// [`Error::ConnectTimeout`](crate::Error::ConnectTimeout), the
     /// `max_connecting` permit it held is free again, and the connection,
