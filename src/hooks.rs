@@ -267,3 +267,72 @@ impl<M: crate::tokio::Manager> crate::tokio::Manager for Hooked<M, M::Connection
         self.manager.connect_timeout()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::Hooks;
+    use crate::InterruptHandle;
+
+    /// A manager with an interrupt handle (counting its calls) and a
+    /// connect timeout of its own, for both pools.
+    struct Interruptible(Arc<AtomicUsize>);
+
+    impl crate::blocking::Manager for Interruptible {
+        type Connection = ();
+        type Error = std::io::Error;
+        fn connect(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn interrupt_handle(&self, (): &()) -> Option<InterruptHandle> {
+            let calls = Arc::clone(&self.0);
+            Some(InterruptHandle::new(move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+            }))
+        }
+        fn connect_timeout(&self) -> Option<Duration> {
+            Some(Duration::from_secs(3))
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    impl crate::tokio::Manager for Interruptible {
+        type Connection = ();
+        type Error = std::io::Error;
+        async fn connect(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn interrupt_handle(&self, conn: &()) -> Option<InterruptHandle> {
+            crate::blocking::Manager::interrupt_handle(self, conn)
+        }
+        fn connect_timeout(&self) -> Option<Duration> {
+            crate::blocking::Manager::connect_timeout(self)
+        }
+    }
+
+    /// Hooks keep what the manager they wrap says about interrupting a
+    /// connection and bounding a connect, for both pools: a hooked
+    /// PostgreSQL manager still cancels and still gives up a connect to a
+    /// server that never answers.
+    #[test]
+    fn hooks_keep_the_managers_interrupt_handle_and_connect_timeout() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let hooked = Hooks::new().wrap(Interruptible(Arc::clone(&calls)));
+        let blocking = <_ as crate::blocking::Manager>::interrupt_handle(&hooked, &());
+        blocking.expect("the manager's handle").interrupt();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let timeout = <_ as crate::blocking::Manager>::connect_timeout(&hooked);
+        assert_eq!(timeout, Some(Duration::from_secs(3)));
+        #[cfg(feature = "tokio")]
+        {
+            let handle = <_ as crate::tokio::Manager>::interrupt_handle(&hooked, &());
+            handle.expect("the manager's handle").interrupt();
+            assert_eq!(calls.load(Ordering::SeqCst), 2);
+            let timeout = <_ as crate::tokio::Manager>::connect_timeout(&hooked);
+            assert_eq!(timeout, Some(Duration::from_secs(3)));
+        }
+    }
+}

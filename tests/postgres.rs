@@ -828,3 +828,48 @@ fn clear_interrupting_does_not_wait_on_an_unreachable_server() {
         drop((unreachable, backlog));
     });
 }
+
+/// The async manager's `clear_interrupting()` cancels a running query too
+/// (its cancel is sent from a task on the pool's runtime), within 1 s.
+#[test]
+fn clear_interrupting_cancels_a_running_async_query() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let pool = {
+        let _entered = runtime.enter();
+        pinpool::tokio::Pool::builder()
+            .pinning(Pinning::Exclusive)
+            .build(AsyncPgManager::from_url(&url).unwrap())
+            .unwrap()
+    };
+    let (ended_tx, ended) = mpsc::channel();
+    let running_pool = pool.clone();
+    runtime.spawn(async move {
+        let conn = running_pool.get().await.unwrap();
+        let result = conn.simple_query("SELECT pg_sleep(60)").await;
+        ended_tx.send((Instant::now(), result.map(drop))).unwrap();
+    });
+    // Until the server runs it, watched from outside the pool.
+    let mut observer = observer(&url);
+    let running = "SELECT count(*) FROM pg_stat_activity
+                   WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while observer.query_one(running, &[]).unwrap().get::<_, i64>(0) == 0 {
+        assert!(Instant::now() < deadline, "the query never ran");
+    }
+    let cleared = Instant::now();
+    pool.clear_interrupting();
+    let (at, result) = ended
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the query ended");
+    let error = result.expect_err("the query was cancelled");
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "{error}"
+    );
+    let took = at - cleared;
+    assert!(took < Duration::from_secs(1), "cancelled after {took:?}");
+}

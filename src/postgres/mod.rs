@@ -150,19 +150,4 @@ mod tests {
         zero.host("db").connect_timeout(Duration::ZERO);
         assert_eq!(PgManager::new(zero).connect_timeout(), None);
     }
-
-    /// Hooks around a manager keep its connect timeout.
-    #[test]
-    fn hooks_keep_the_managers_connect_timeout() {
-        let manager = PgManager::from_url("postgresql://app@db/app?connect_timeout=3").unwrap();
-        let hooked = crate::Hooks::new().wrap(manager);
-        assert_eq!(hooked.connect_timeout(), Some(Duration::from_secs(3)));
-        #[cfg(feature = "tokio")]
-        {
-            let manager = super::AsyncPgManager::from_url("postgresql://app@db/app").unwrap();
-            let hooked = crate::Hooks::new().wrap(manager);
-            let timeout = crate::tokio::Manager::connect_timeout(&hooked);
-            assert_eq!(timeout, Some(DEFAULT_CONNECT_TIMEOUT));
-        }
-    }
 }
