@@ -522,6 +522,36 @@ fn the_pool_recovers_from_a_server_restart_under_load() {
     assert!(c.closed > 0, "broken sessions were closed: {state:?}");
 }
 
+/// What a session running `SELECT pg_sleep(60)` reports as its query ends:
+/// when, and how.
+type Sleep = (Instant, Result<(), postgres::Error>);
+
+/// Waits until the server runs the sleep (watched from outside the pool),
+/// calls `clear` (the pool's `clear_interrupting`), and checks that the
+/// sleep then ended cancelled within 1 s.
+fn clear_cancels_the_sleep(url: &str, clear: impl FnOnce(), ended: &mpsc::Receiver<Sleep>) {
+    let mut observer = observer(url);
+    let running = "SELECT count(*) FROM pg_stat_activity
+                   WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while observer.query_one(running, &[]).unwrap().get::<_, i64>(0) == 0 {
+        assert!(Instant::now() < deadline, "the query never ran");
+    }
+    let cleared = Instant::now();
+    clear();
+    let (at, result) = ended
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the query ended");
+    let error = result.expect_err("the query was cancelled");
+    assert_eq!(
+        error.code(),
+        Some(&postgres::error::SqlState::QUERY_CANCELED),
+        "{error}"
+    );
+    let took = at - cleared;
+    assert!(took < Duration::from_secs(1), "cancelled after {took:?}");
+}
+
 /// `clear_interrupting()` cancels the query a checked-out session runs
 /// (`pg_sleep(60)`) through the manager's cancel token, within 1 s.
 #[test]
@@ -540,25 +570,7 @@ fn clear_interrupting_cancels_a_running_query() {
             let result = conn.simple_query("SELECT pg_sleep(60)");
             ended_tx.send((Instant::now(), result.map(drop))).unwrap();
         });
-        // Until the server runs it, watched from outside the pool.
-        let mut observer = observer(&url);
-        let running = "SELECT count(*) FROM pg_stat_activity
-                       WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'";
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while observer.query_one(running, &[]).unwrap().get::<_, i64>(0) == 0 {
-            assert!(Instant::now() < deadline, "the query never ran");
-        }
-        let cleared = Instant::now();
-        pool.clear_interrupting();
-        let (at, result) = ended.recv().unwrap();
-        let error = result.expect_err("the query was cancelled");
-        assert_eq!(
-            error.code(),
-            Some(&postgres::error::SqlState::QUERY_CANCELED),
-            "{error}"
-        );
-        let took = at - cleared;
-        assert!(took < Duration::from_secs(1), "cancelled after {took:?}");
+        clear_cancels_the_sleep(&url, || pool.clear_interrupting(), &ended);
     });
     pool.ready();
     let state = pool.state();
@@ -851,25 +863,5 @@ fn clear_interrupting_cancels_a_running_async_query() {
         let result = conn.simple_query("SELECT pg_sleep(60)").await;
         ended_tx.send((Instant::now(), result.map(drop))).unwrap();
     });
-    // Until the server runs it, watched from outside the pool.
-    let mut observer = observer(&url);
-    let running = "SELECT count(*) FROM pg_stat_activity
-                   WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'";
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while observer.query_one(running, &[]).unwrap().get::<_, i64>(0) == 0 {
-        assert!(Instant::now() < deadline, "the query never ran");
-    }
-    let cleared = Instant::now();
-    pool.clear_interrupting();
-    let (at, result) = ended
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the query ended");
-    let error = result.expect_err("the query was cancelled");
-    assert_eq!(
-        error.code(),
-        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
-        "{error}"
-    );
-    let took = at - cleared;
-    assert!(took < Duration::from_secs(1), "cancelled after {took:?}");
+    clear_cancels_the_sleep(&url, || pool.clear_interrupting(), &ended);
 }
