@@ -667,13 +667,9 @@ fn an_async_session_receives_its_notifications() {
 /// answers: a hung server, or a proxy in front of a dead one. Its connect
 /// timeout is short: the driver's, which bounds the TCP connect alone.
 fn silent_server_config(address: std::net::SocketAddr) -> tokio_postgres::Config {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(address.ip().to_string())
-        .port(address.port())
-        .user("postgres")
-        .dbname("postgres")
-        .connect_timeout(Duration::from_millis(200));
+    let url = "postgresql://postgres@127.0.0.1/postgres";
+    let mut config = support::pg_through(url, &address.to_string());
+    config.connect_timeout(Duration::from_millis(200));
     config
 }
 
