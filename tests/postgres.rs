@@ -620,6 +620,76 @@ fn a_refused_login_is_a_connect_error() {
     assert_eq!(one, 1);
 }
 
+/// Ends backend `pid` from outside the pool, as an administrator's
+/// `pg_terminate_backend` or the server's idle timeout would, and waits
+/// until the server no longer lists it.
+fn terminate_backend(watch: &mut postgres::Client, pid: i32) {
+    watch
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    support::wait_until("the backend to end", || {
+        let listed = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1";
+        watch.query_one(listed, &[&pid]).unwrap().get::<_, i64>(0) == 0
+    });
+}
+
+const BACKEND_PID: &str = "SELECT pg_backend_pid()";
+
+/// A session whose backend ended while it sat idle in the pool fails the
+/// manager's validation on checkout and is replaced: the caller gets a
+/// working session on a new backend, not the dead one.
+#[test]
+fn a_session_whose_backend_ended_is_replaced_on_checkout() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let mut watch = observer(&url);
+    let pool = Pool::builder()
+        .max_size(1)
+        .validate_on_checkout(true)
+        .build(PgManager::from_url(&url).unwrap())
+        .unwrap();
+    let first: i32 = pool
+        .get()
+        .unwrap()
+        .query_one(BACKEND_PID, &[])
+        .unwrap()
+        .get(0);
+    terminate_backend(&mut watch, first);
+    let second: i32 = pool
+        .get()
+        .unwrap()
+        .query_one(BACKEND_PID, &[])
+        .unwrap()
+        .get(0);
+    assert_ne!(first, second, "blocking: a new backend");
+
+    // The observer blocks: it runs between the runtime's turns.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = runtime.block_on(async {
+        pinpool::tokio::Pool::builder()
+            .max_size(1)
+            .validate_on_checkout(true)
+            .build(AsyncPgManager::from_url(&url).unwrap())
+            .unwrap()
+    });
+    let pid = || {
+        runtime.block_on(async {
+            let conn = pool.get().await.unwrap();
+            conn.query_one(BACKEND_PID, &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0)
+        })
+    };
+    let first = pid();
+    terminate_backend(&mut watch, first);
+    assert_ne!(first, pid(), "async: a new backend");
+}
+
 /// A `LISTEN` on an async session gets its `NOTIFY`s, also across
 /// checkouts (bb8 and deadpool spawn `connection.await`, which drops them).
 #[test]

@@ -126,7 +126,7 @@ fn pool_name(
 mod tests {
     use std::time::Duration;
 
-    use super::{DEFAULT_CONNECT_TIMEOUT, PgManager};
+    use super::{AsyncPgManager, DEFAULT_CONNECT_TIMEOUT, PgManager};
     use crate::blocking::Manager;
 
     /// The pool gives a whole connect the config's timeout for each host,
@@ -149,5 +149,53 @@ mod tests {
         let mut zero = postgres::Config::new();
         zero.host("db").connect_timeout(Duration::ZERO);
         assert_eq!(PgManager::new(zero).connect_timeout(), None);
+    }
+
+    /// Both managers name a pool `host:port/database` from their config
+    /// (the name metrics and logs carry): the first host, PostgreSQL's
+    /// default port, and the user's name for a database left out.
+    #[test]
+    fn a_pools_default_name_is_the_first_host_its_port_and_the_database() {
+        let names = |url: &str| {
+            let blocking = PgManager::from_url(url).unwrap().pool_name();
+            let tokio = AsyncPgManager::from_url(url).unwrap();
+            (blocking, crate::tokio::Manager::pool_name(&tokio))
+        };
+        let both = |name: &str| (Some(name.to_string()), Some(name.to_string()));
+        assert_eq!(
+            names("postgresql://app@db.internal:5433/shop"),
+            both("db.internal:5433/shop")
+        );
+        assert_eq!(
+            names("postgresql://app@db1,db2/shop"),
+            both("db1:5432/shop")
+        );
+        assert_eq!(names("postgresql://app@db"), both("db:5432/app"));
+        assert_eq!(
+            names("host=/var/run/postgresql port=5433"),
+            both("/var/run/postgresql:5433/postgres")
+        );
+        assert_eq!(names("user=app"), (None, None), "no host to name it by");
+    }
+
+    /// A manager's `Debug` shows how it resets and times out sessions,
+    /// never the password in its config.
+    #[test]
+    fn a_managers_debug_shows_its_settings_but_not_the_password() {
+        let url = "postgresql://app:s3cret@db/shop";
+        let blocking = PgManager::from_url(url)
+            .unwrap()
+            .reset_with(["DISCARD PLANS"])
+            .io_timeout(Duration::from_millis(1500));
+        let tokio = AsyncPgManager::from_url(url)
+            .unwrap()
+            .reset_with(["DISCARD PLANS"])
+            .io_timeout(Duration::from_millis(1500));
+        for shown in [format!("{blocking:?}"), format!("{tokio:?}")] {
+            for part in ["Manager", "\"db\"", "\"shop\"", "DISCARD PLANS", "1.5s"] {
+                assert!(shown.contains(part), "{part} is not in {shown}");
+            }
+            assert!(!shown.contains("s3cret"), "the password shows in {shown}");
+        }
     }
 }
