@@ -679,6 +679,8 @@ fn a_session_whose_backend_ended_is_replaced_on_checkout() {
     let pid = || {
         runtime.block_on(async {
             let conn = pool.get().await.unwrap();
+            let shown = format!("{:?}", &*conn);
+            assert!(shown.contains("PgClient { closed: false"), "{shown}");
             conn.query_one(BACKEND_PID, &[])
                 .await
                 .unwrap()
@@ -819,6 +821,46 @@ fn a_blocking_reset_over_a_silent_link_ends_by_the_io_timeout() {
     let counters = pool.state().counters;
     assert_eq!(counters.reset_failures, 1, "the reset failed");
     assert_eq!(counters.closed, 1, "and closed the session");
+}
+
+/// The same for the async manager, whose round trips the pool bounds by
+/// `io_timeout` itself: past it the session's socket is closed (its
+/// `abort`), so the reset's last word, an empty query, fails at once
+/// instead of waiting on the silent link in its turn.
+#[test]
+fn an_async_reset_over_a_silent_link_ends_by_the_io_timeout() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let upstream = support::pg_upstream(&url).expect("a TCP server");
+    let proxy = fault_proxy::FaultProxy::start(&upstream);
+    let io_timeout = Duration::from_millis(300);
+    let manager = AsyncPgManager::new(support::pg_through(&url, &proxy.addr().to_string()))
+        .io_timeout(io_timeout);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = runtime.block_on(async {
+        let pool = pinpool::tokio::Pool::builder()
+            .pinning(Pinning::Exclusive)
+            .build(manager)
+            .unwrap();
+        let mut session = pool.session();
+        let conn = session.get().await.unwrap();
+        conn.batch_execute("SET application_name = 'mine'")
+            .await
+            .unwrap();
+        drop(conn);
+        proxy.blackhole();
+        drop(session); // the reset starts, on the runtime
+        pool
+    });
+    let state = wait_for_state(&pool, "the reset to fail and close the session", |state| {
+        state.counters.reset_failures == 1 && state.counters.closed == 1
+    });
+    assert_eq!(state.idle + state.in_use + state.resetting, 0, "{state:?}");
 }
 
 /// A session its owner left in a failed transaction (where every

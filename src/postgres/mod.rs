@@ -178,8 +178,8 @@ mod tests {
         assert_eq!(names("user=app"), (None, None), "no host to name it by");
     }
 
-    /// A manager's `Debug` shows how it resets and times out sessions,
-    /// never the password in its config.
+    /// A manager keeps the config it was given, and its `Debug` shows how
+    /// it resets and times out sessions, never the config's password.
     #[test]
     fn a_managers_debug_shows_its_settings_but_not_the_password() {
         let url = "postgresql://app:s3cret@db/shop";
@@ -191,6 +191,8 @@ mod tests {
             .unwrap()
             .reset_with(["DISCARD PLANS"])
             .io_timeout(Duration::from_millis(1500));
+        assert_eq!(blocking.config().get_dbname(), Some("shop"));
+        assert_eq!(tokio.config().get_dbname(), Some("shop"));
         for shown in [format!("{blocking:?}"), format!("{tokio:?}")] {
             for part in ["Manager", "\"db\"", "\"shop\"", "DISCARD PLANS", "1.5s"] {
                 assert!(shown.contains(part), "{part} is not in {shown}");
