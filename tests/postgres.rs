@@ -692,6 +692,54 @@ fn a_session_whose_backend_ended_is_replaced_on_checkout() {
     assert_ne!(first, pid(), "async: a new backend");
 }
 
+/// An async session whose connection ended while checked out is closed
+/// at checkin, not handed on: whether the server ended it, or its holder
+/// closed the socket with `PgClient::abort` and let it go at once.
+#[test]
+fn an_async_session_whose_connection_ended_is_closed_at_checkin() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let mut watch = observer(&url);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = runtime.block_on(async {
+        pinpool::tokio::Pool::builder()
+            .max_size(1)
+            .build(AsyncPgManager::from_url(&url).unwrap())
+            .unwrap()
+    });
+    let closed = || pool.state().counters.closed;
+
+    let conn = runtime.block_on(pool.get()).unwrap();
+    let pid = runtime.block_on(conn.query_one(BACKEND_PID, &[])).unwrap();
+    terminate_backend(&mut watch, pid.get(0));
+    let ended = runtime.block_on(async {
+        let closes = async {
+            while !conn.is_closed() {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), closes).await
+    });
+    assert!(ended.is_ok(), "the client saw its connection end");
+    drop(conn);
+    assert_eq!(closed(), 1, "ended by the server: closed at checkin");
+
+    let conn = runtime.block_on(pool.get()).unwrap();
+    conn.abort();
+    drop(conn);
+    assert_eq!(closed(), 2, "aborted by its holder: closed at checkin");
+    let conn = runtime.block_on(pool.get()).unwrap();
+    let one: i32 = runtime
+        .block_on(conn.query_one("SELECT 1", &[]))
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1, "a working session next");
+}
+
 /// A `LISTEN` on an async session gets its `NOTIFY`s, also across
 /// checkouts (bb8 and deadpool spawn `connection.await`, which drops them).
 #[test]

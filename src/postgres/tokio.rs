@@ -22,7 +22,8 @@ use crate::InterruptHandle;
 pub struct PgClient {
     client: Client,
     notifications: mpsc::UnboundedReceiver<Notification>,
-    /// Set when the connection task ended (the socket closed or failed).
+    /// Set when the connection task ended (the socket closed or failed),
+    /// or was aborted.
     ended: Arc<AtomicBool>,
     /// Ends the connection task, and with it the socket.
     connection: AbortHandle,
@@ -42,6 +43,10 @@ impl PgClient {
     /// given up on (a timeout): its reply may never come, and on a link
     /// that lost it, no later reply would either.
     pub fn abort(&self) {
+        // Marked first: the task ends, and the client sees its socket
+        // closed, only when the runtime next gets to it, and a session let
+        // go before then must not go back to the pool as healthy.
+        self.ended.store(true, Ordering::Release);
         self.connection.abort();
     }
 }
