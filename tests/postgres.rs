@@ -827,6 +827,15 @@ fn a_server_that_never_answers_is_a_connect_timeout() {
     });
 }
 
+/// A fault proxy in front of the server at `url`, and a config that
+/// connects through it.
+fn behind_a_fault_proxy(url: &str) -> (fault_proxy::FaultProxy, tokio_postgres::Config) {
+    let upstream = support::pg_upstream(url).expect("a TCP server");
+    let proxy = fault_proxy::FaultProxy::start(&upstream);
+    let config = support::pg_through(url, &proxy.addr().to_string());
+    (proxy, config)
+}
+
 /// A blocking session reset over a link that went silent (a hung server,
 /// a partition that still acknowledges) fails within the manager's
 /// `io_timeout` and closes the session, rather than hold the thread that
@@ -837,11 +846,9 @@ fn a_blocking_reset_over_a_silent_link_ends_by_the_io_timeout() {
     let Some((url, _server)) = server() else {
         return;
     };
-    let upstream = support::pg_upstream(&url).expect("a TCP server");
-    let proxy = fault_proxy::FaultProxy::start(&upstream);
+    let (proxy, config) = behind_a_fault_proxy(&url);
     let io_timeout = Duration::from_millis(300);
-    let manager = PgManager::new(support::pg_through(&url, &proxy.addr().to_string()).into())
-        .io_timeout(io_timeout);
+    let manager = PgManager::new(config.into()).io_timeout(io_timeout);
     let pool = Pool::builder()
         .pinning(Pinning::Exclusive)
         .build(manager)
@@ -880,11 +887,8 @@ fn an_async_reset_over_a_silent_link_ends_by_the_io_timeout() {
     let Some((url, _server)) = server() else {
         return;
     };
-    let upstream = support::pg_upstream(&url).expect("a TCP server");
-    let proxy = fault_proxy::FaultProxy::start(&upstream);
-    let io_timeout = Duration::from_millis(300);
-    let manager = AsyncPgManager::new(support::pg_through(&url, &proxy.addr().to_string()))
-        .io_timeout(io_timeout);
+    let (proxy, config) = behind_a_fault_proxy(&url);
+    let manager = AsyncPgManager::new(config).io_timeout(Duration::from_millis(300));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -955,14 +959,11 @@ fn clear_interrupting_does_not_wait_on_an_unreachable_server() {
     let Some((url, _server)) = server() else {
         return;
     };
-    let upstream = support::pg_upstream(&url).expect("a TCP server");
-    let proxy = fault_proxy::FaultProxy::start(&upstream);
+    let (proxy, config) = behind_a_fault_proxy(&url);
     let address = proxy.addr();
     let pool = Pool::builder()
         .pinning(Pinning::Exclusive)
-        .build(PgManager::new(
-            support::pg_through(&url, &address.to_string()).into(),
-        ))
+        .build(PgManager::new(config.into()))
         .unwrap();
     let (held, holding) = mpsc::channel();
     let (release, released) = mpsc::channel::<()>();
