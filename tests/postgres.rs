@@ -635,6 +635,30 @@ fn terminate_backend(watch: &mut postgres::Client, pid: i32) {
 
 const BACKEND_PID: &str = "SELECT pg_backend_pid()";
 
+/// An async pool of one connection to `url` (validating each checkout, or
+/// not) on a current-thread runtime of its own, which runs only inside
+/// `block_on`: the blocking observer runs between its turns.
+fn one_connection_async_pool(
+    url: &str,
+    validate: bool,
+) -> (
+    tokio::runtime::Runtime,
+    pinpool::tokio::Pool<AsyncPgManager>,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = runtime.block_on(async {
+        pinpool::tokio::Pool::builder()
+            .max_size(1)
+            .validate_on_checkout(validate)
+            .build(AsyncPgManager::from_url(url).unwrap())
+            .unwrap()
+    });
+    (runtime, pool)
+}
+
 /// A session whose backend ended while it sat idle in the pool fails the
 /// manager's validation on checkout and is replaced: the caller gets a
 /// working session on a new backend, not the dead one.
@@ -664,18 +688,7 @@ fn a_session_whose_backend_ended_is_replaced_on_checkout() {
         .get(0);
     assert_ne!(first, second, "blocking: a new backend");
 
-    // The observer blocks: it runs between the runtime's turns.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let pool = runtime.block_on(async {
-        pinpool::tokio::Pool::builder()
-            .max_size(1)
-            .validate_on_checkout(true)
-            .build(AsyncPgManager::from_url(&url).unwrap())
-            .unwrap()
-    });
+    let (runtime, pool) = one_connection_async_pool(&url, true);
     let pid = || {
         runtime.block_on(async {
             let conn = pool.get().await.unwrap();
@@ -701,16 +714,7 @@ fn an_async_session_whose_connection_ended_is_closed_at_checkin() {
         return;
     };
     let mut watch = observer(&url);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let pool = runtime.block_on(async {
-        pinpool::tokio::Pool::builder()
-            .max_size(1)
-            .build(AsyncPgManager::from_url(&url).unwrap())
-            .unwrap()
-    });
+    let (runtime, pool) = one_connection_async_pool(&url, false);
     let closed = || pool.state().counters.closed;
 
     let conn = runtime.block_on(pool.get()).unwrap();
