@@ -104,7 +104,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         &self,
         now: Option<Duration>,
         f: impl FnOnce(&mut Inner<C, E, S>) -> R,
-        mut spawn: impl FnMut(Work<C>),
+        spawn: impl FnMut(Work<C>),
     ) -> R {
         let mut effects = Effects::new();
         let result = {
@@ -129,29 +129,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         };
         #[cfg(pinpool_loom)]
         self.changed.notify_all();
-        // Each call into user code (a waker, an interrupt handle, a
-        // connection's `Drop`) is contained: one that panics must not skip
-        // the effects after it, above all the opens and resets, whose slots
-        // the core counts as connecting or resetting until they are
-        // reported. Closes still come before opens, so the physical
-        // connections never outnumber `max_size` even for an instant —
-        // except broken ones, dropped in the background (`Work::Close`):
-        // a replacement must not wait on a drop that may never end.
-        for wake in effects.notify {
-            contain("a waker", || S::wake(wake));
-        }
-        for handle in &effects.interrupt {
-            contain("an interrupt handle", || handle.interrupt());
-        }
-        if let Some(events) = &self.events {
-            events.deliver();
-        }
-        for conn in effects.close {
-            contain("a connection's drop", || drop(conn));
-        }
-        for work in effects.background {
-            spawn(work);
-        }
+        effects.carry_out(|wake| S::wake(wake), self.events.as_ref(), spawn);
         result
     }
 
