@@ -86,7 +86,8 @@ impl<C, W> Effects<C, W> {
             contain("a waker", || wake(first));
         }
         let Some(more) = self.more else {
-            return deliver_events();
+            deliver_events();
+            return;
         };
         let MoreEffects {
             wakes,
