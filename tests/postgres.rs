@@ -744,6 +744,69 @@ fn an_async_session_whose_connection_ended_is_closed_at_checkin() {
     assert_eq!(one, 1, "a working session next");
 }
 
+/// `PgClient::prepare_cached` prepares a query once per session, for
+/// whoever holds it, and the reset between owners empties the cache with
+/// the statements `DISCARD ALL` deallocated: the next owner prepares
+/// afresh instead of naming a statement the server no longer has.
+#[test]
+fn a_sessions_cached_statements_outlive_checkouts_not_owners() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    /// Runs the cached query on `conn` (checking its answer), returning
+    /// the names of the statements the session has prepared on the server.
+    async fn cached(conn: &mut pinpool::postgres::PgClient, arg: i32) -> Vec<String> {
+        let statement = conn.prepare_cached("SELECT $1::int").await.unwrap();
+        let row = conn.query_one(&statement, &[&arg]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), arg);
+        // A simple query, which prepares nothing itself.
+        let prepared = "SELECT name FROM pg_prepared_statements";
+        let messages = conn.simple_query(prepared).await.unwrap();
+        let names = messages.iter().filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        });
+        names.map(str::to_owned).collect()
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let builder = || pinpool::tokio::Pool::builder().max_size(1);
+        let manager = || AsyncPgManager::from_url(&url).unwrap();
+
+        let pool = builder().build(manager()).unwrap();
+        let mut conn = pool.get().await.unwrap();
+        let first = cached(&mut conn, 0).await;
+        assert_eq!(first.len(), 1, "{first:?}");
+        drop(conn);
+        for arg in 1..3 {
+            let mut conn = pool.get().await.unwrap();
+            assert_eq!(
+                cached(&mut conn, arg).await,
+                first,
+                "unpinned checkouts share it"
+            );
+        }
+
+        let pool = builder()
+            .pinning(Pinning::Exclusive)
+            .build(manager())
+            .unwrap();
+        for owner in 0..2 {
+            let mut session = pool.session();
+            let mut conn = session.get().await.unwrap();
+            let first = cached(&mut conn, owner).await;
+            assert_eq!(first.len(), 1, "owner {owner}: {first:?}");
+            drop(conn);
+            let mut conn = session.get().await.unwrap();
+            assert_eq!(cached(&mut conn, owner).await, first, "owner {owner}");
+        }
+        assert_eq!(pool.state().counters.resets, 2, "a reset after each owner");
+    });
+}
+
 /// A `LISTEN` on an async session gets its `NOTIFY`s, also across
 /// checkouts (bb8 and deadpool spawn `connection.await`, which drops them).
 #[test]

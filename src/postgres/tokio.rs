@@ -1,6 +1,7 @@
 //! The async pool's PostgreSQL manager, over `tokio-postgres`, keeping the
 //! notifications a session `LISTEN`s for.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::poll_fn;
 use std::ops::{Deref, DerefMut};
@@ -10,18 +11,22 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification, Statement};
 
 use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_RESET, statements};
 use crate::InterruptHandle;
 
 /// A session of the async pool: a `tokio_postgres::Client` (it derefs to
-/// one) and the notifications its connection received. Unlike a pool
-/// that spawns `connection.await` and so drops them, a session that
-/// `LISTEN`s gets its `NOTIFY`s through [`PgClient::notifications`].
+/// one), the notifications its connection received and the statements it
+/// prepared through [`PgClient::prepare_cached`]. Unlike a pool that
+/// spawns `connection.await` and so drops them, a session that `LISTEN`s
+/// gets its `NOTIFY`s through [`PgClient::notifications`].
 pub struct PgClient {
     client: Client,
     notifications: mpsc::UnboundedReceiver<Notification>,
+    /// What [`PgClient::prepare_cached`] prepared, by query; emptied by
+    /// the reset between owners, which deallocates them on the server.
+    statements: HashMap<String, Statement>,
     /// Set when the connection task ended (the socket closed or failed),
     /// or was aborted.
     ended: Arc<AtomicBool>,
@@ -35,6 +40,38 @@ impl PgClient {
     /// owners ends its `LISTEN`s and drops what is left.
     pub fn notifications(&mut self) -> &mut mpsc::UnboundedReceiver<Notification> {
         &mut self.notifications
+    }
+
+    /// `query` prepared on this session: the first time, a round trip to
+    /// prepare it; later, whoever holds the session, the same statement
+    /// again, as deadpool-postgres' `prepare_cached` does. The cache
+    /// belongs to the session, so in a pool without pins every task that
+    /// checks the connection out finds what earlier ones prepared, where
+    /// a statement a task keeps itself is prepared again on each
+    /// connection it gets. The reset between owners empties it and closes
+    /// its statements, since `DISCARD ALL` (the default) deallocates them
+    /// on the server; a [custom reset](AsyncPgManager::reset_with) that
+    /// keeps prepared statements keeps those its owners hold, not these.
+    ///
+    /// ```no_run
+    /// # async fn run(pool: pinpool::tokio::Pool<pinpool::postgres::AsyncPgManager>)
+    /// # -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut conn = pool.get().await?;
+    /// let statement = conn.prepare_cached("SELECT $1::int").await?;
+    /// let row = conn.query_one(&statement, &[&7]).await?;
+    /// assert_eq!(row.get::<_, i32>(0), 7);
+    /// # Ok(()) }
+    /// ```
+    pub async fn prepare_cached(
+        &mut self,
+        query: &str,
+    ) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.statements.get(query) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(query).await?;
+        self.statements.insert(query.to_owned(), statement.clone());
+        Ok(statement)
     }
 
     /// Closes the session's socket now: every query in flight or to come
@@ -201,6 +238,7 @@ impl crate::tokio::Manager for AsyncPgManager {
         Ok(PgClient {
             client,
             notifications,
+            statements: HashMap::new(),
             ended,
             connection: task.abort_handle(),
         })
@@ -229,6 +267,9 @@ impl crate::tokio::Manager for AsyncPgManager {
     }
 
     async fn reset(&self, conn: &mut PgClient) -> Result<(), tokio_postgres::Error> {
+        // Emptied first: a statement dropped sends its `Close` ahead of the
+        // reset (after a `DISCARD ALL` it would close nothing).
+        conn.statements.clear();
         for statement in &self.reset {
             self.bounded(conn, async |client| client.batch_execute(statement).await)
                 .await?;
