@@ -8,7 +8,9 @@
 //! worker loops: check out, run one prepared `SELECT $1::int`, check in —
 //! each pool its best way: pinpool's pinned owner (`Exclusive` while
 //! workers ≤ size, else `Strict`) keeps its `Statement` for its
-//! connection (under `Off`, a cache per connection id);
+//! connection; under `Off` the async session's cache
+//! (`PgClient::prepare_cached`, a statement per connection) and a blocking
+//! thread's own cache per connection id (its `Client` has none);
 //! deadpool's `prepare_cached`; r2d2 and bb8 prepare on every checkout
 //! (they have no cache). Reported per cell: queries per second, the p99
 //! checkout wait, pgbench's `-M prepared` throughput at the same client
@@ -303,16 +305,23 @@ impl Cell<'_> {
                                 HashMap::new();
                             async_loop!(until, warmed, {
                                 let asked = Instant::now();
-                                let conn = pool.get().await.unwrap();
+                                let mut conn = pool.get().await.unwrap();
                                 let waited = asked.elapsed();
-                                let id = pinpool::tokio::PooledConnection::id(&conn);
-                                let statement = match prepared.get(&id) {
-                                    Some(statement) => statement.clone(),
-                                    None => {
-                                        let statement = conn.prepare(QUERY).await.unwrap();
-                                        prepared.insert(id, statement.clone());
-                                        statement
+                                let statement = if pinned {
+                                    let id = pinpool::tokio::PooledConnection::id(&conn);
+                                    match prepared.get(&id) {
+                                        Some(statement) => statement.clone(),
+                                        None => {
+                                            let statement = conn.prepare(QUERY).await.unwrap();
+                                            prepared.insert(id, statement.clone());
+                                            statement
+                                        }
                                     }
+                                } else {
+                                    // A task's unpinned checkouts go to every
+                                    // connection: the session's cache
+                                    // prepares once per connection.
+                                    conn.prepare_cached(QUERY).await.unwrap()
                                 };
                                 conn.query_one(&statement, &[&(i as i32)]).await.unwrap();
                                 waited
