@@ -129,7 +129,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         };
         #[cfg(pinpool_loom)]
         self.changed.notify_all();
-        effects.carry_out(|wake| S::wake(wake), self.events.as_ref(), spawn);
+        effects.carry_out(S::wake, self.events.as_ref(), spawn);
         result
     }
 
