@@ -8,9 +8,8 @@
 //! worker loops: check out, run one prepared `SELECT $1::int`, check in —
 //! each pool its best way: pinpool's pinned owner (`Exclusive` while
 //! workers ≤ size, else `Strict`) keeps its `Statement` for its
-//! connection; under `Off` the async session's cache
-//! (`PgClient::prepare_cached`, a statement per connection) and a blocking
-//! thread's own cache per connection id (its `Client` has none);
+//! connection; under `Off` the session's cache (`prepare_cached`, a
+//! statement per connection);
 //! deadpool's `prepare_cached`; r2d2 and bb8 prepare on every checkout
 //! (they have no cache). Reported per cell: queries per second, the p99
 //! checkout wait, pgbench's `-M prepared` throughput at the same client
@@ -244,20 +243,28 @@ impl Cell<'_> {
             .checkout_timeout(Duration::from_secs(60))
             .build(PgManager::from_url(self.url).unwrap())
             .unwrap();
+        let pinned = pinning != Pinning::Off;
         threads(self.workers, self.length, |i| {
             let pool = pool.clone();
-            // The thread's statement for each connection it has used.
+            // A pinned thread's statement for its connection.
             let mut prepared: HashMap<ConnId, Statement> = HashMap::new();
             let arg = i as i32;
             Box::new(move || {
                 let asked = Instant::now();
                 let mut conn = pool.get().unwrap();
                 let waited = asked.elapsed();
-                let id = pinpool::blocking::PooledConnection::id(&conn);
-                let statement = prepared
-                    .entry(id)
-                    .or_insert_with(|| conn.prepare(QUERY).unwrap())
-                    .clone();
+                let statement = if pinned {
+                    let id = pinpool::blocking::PooledConnection::id(&conn);
+                    prepared
+                        .entry(id)
+                        .or_insert_with(|| conn.prepare(QUERY).unwrap())
+                        .clone()
+                } else {
+                    // A thread's unpinned checkouts go to every
+                    // connection: the session's cache prepares once per
+                    // connection.
+                    conn.prepare_cached(QUERY).unwrap()
+                };
                 conn.query_one(&statement, &[&arg]).unwrap();
                 waited
             })

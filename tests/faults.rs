@@ -354,7 +354,7 @@ mod mongo {
 
 mod pg {
     use super::*;
-    use pinpool::postgres::{AsyncPgManager, PgClient, PgManager};
+    use pinpool::postgres::{AsyncPgManager, BlockingPgClient, PgClient, PgManager};
 
     /// The pools' sessions carry this name, so the server's count is of
     /// them alone.
@@ -398,7 +398,7 @@ mod pg {
             AsyncPgManager::new(self.config(proxy)).io_timeout(IO_TIMEOUT)
         }
 
-        fn trip(conn: &mut postgres::Client) -> Result<(), Failure> {
+        fn trip(conn: &mut BlockingPgClient) -> Result<(), Failure> {
             // `postgres::Client` bounds no query but this one: its
             // blocking API has no timeout of its own.
             conn.is_valid(IO_TIMEOUT)?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use pinpool::Error;
 use pinpool::blocking::Pool;
 use pinpool::core::{Pinning, Reset};
-use pinpool::postgres::{AsyncPgManager, PgManager};
+use pinpool::postgres::{AsyncPgManager, BlockingPgClient, PgManager};
 use postgres::fallible_iterator::FallibleIterator;
 use support::wait_for_state;
 
@@ -357,7 +357,7 @@ fn a_connect_hook_sets_up_every_owners_session() {
         return;
     };
     let hooked = pinpool::Hooks::new()
-        .after_connect(|conn: &mut postgres::Client| {
+        .after_connect(|conn: &mut BlockingPgClient| {
             conn.batch_execute("SET TIME ZONE 'Pacific/Chatham'")
         })
         .wrap(PgManager::from_url(&url).unwrap());
@@ -744,67 +744,120 @@ fn an_async_session_whose_connection_ended_is_closed_at_checkin() {
     assert_eq!(one, 1, "a working session next");
 }
 
-/// `PgClient::prepare_cached` prepares a query once per session, for
-/// whoever holds it, and the reset between owners empties the cache with
-/// the statements `DISCARD ALL` deallocated: the next owner prepares
+/// The query the statement-cache tests prepare.
+const CACHED_QUERY: &str = "SELECT $1::int";
+/// What lists the statements a session has prepared on the server: a
+/// simple query, which prepares nothing itself.
+const PREPARED_NAMES: &str = "SELECT name FROM pg_prepared_statements";
+
+/// The names in a simple query's rows.
+fn names(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<String> {
+    let names = messages.iter().filter_map(|message| match message {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+        _ => None,
+    });
+    names.map(str::to_owned).collect()
+}
+
+/// What a session's statement cache must do, whichever pool: the
+/// statement names the server lists after `unpinned(arg)` (the cached
+/// query on a checkout of an unpinned pool of one connection) and after
+/// `owner(owner)` (on two checkouts of one exclusive owner's session,
+/// owners taking turns on one connection).
+fn check_statement_cache(
+    mut unpinned: impl FnMut(i32) -> Vec<String>,
+    mut owner: impl FnMut(i32) -> [Vec<String>; 2],
+) {
+    let first = unpinned(0);
+    assert_eq!(first.len(), 1, "{first:?}");
+    for arg in 1..3 {
+        assert_eq!(unpinned(arg), first, "unpinned checkouts share it");
+    }
+    for me in 0..2 {
+        let [first, again] = owner(me);
+        assert_eq!(first.len(), 1, "owner {me}: {first:?}");
+        assert_eq!(again, first, "owner {me}");
+    }
+}
+
+/// `BlockingPgClient::prepare_cached` prepares a query once per session,
+/// for whoever holds it, and the reset between owners empties the cache
+/// with the statements `DISCARD ALL` deallocated: the next owner prepares
 /// afresh instead of naming a statement the server no longer has.
+#[test]
+fn a_blocking_sessions_cached_statements_outlive_checkouts_not_owners() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    fn cached(conn: &mut BlockingPgClient, arg: i32) -> Vec<String> {
+        let statement = conn.prepare_cached(CACHED_QUERY).unwrap();
+        let row = conn.query_one(&statement, &[&arg]).unwrap();
+        assert_eq!(row.get::<_, i32>(0), arg);
+        names(&conn.simple_query(PREPARED_NAMES).unwrap())
+    }
+    let pool = |pinning| {
+        Pool::builder()
+            .max_size(1)
+            .pinning(pinning)
+            .build(PgManager::from_url(&url).unwrap())
+            .unwrap()
+    };
+    let unpinned = pool(Pinning::Off);
+    let exclusive = pool(Pinning::Exclusive);
+    check_statement_cache(
+        |arg| cached(&mut unpinned.get().unwrap(), arg),
+        |me| {
+            let mut session = exclusive.session();
+            [0, 1].map(|_| cached(&mut session.get().unwrap(), me))
+        },
+    );
+    assert_eq!(
+        exclusive.state().counters.resets,
+        2,
+        "a reset after each owner"
+    );
+}
+
+/// `PgClient::prepare_cached`: as the blocking session's above.
 #[test]
 fn a_sessions_cached_statements_outlive_checkouts_not_owners() {
     let Some((url, _server)) = server() else {
         return;
     };
-    /// Runs the cached query on `conn` (checking its answer), returning
-    /// the names of the statements the session has prepared on the server.
     async fn cached(conn: &mut pinpool::postgres::PgClient, arg: i32) -> Vec<String> {
-        let statement = conn.prepare_cached("SELECT $1::int").await.unwrap();
+        let statement = conn.prepare_cached(CACHED_QUERY).await.unwrap();
         let row = conn.query_one(&statement, &[&arg]).await.unwrap();
         assert_eq!(row.get::<_, i32>(0), arg);
-        // A simple query, which prepares nothing itself.
-        let prepared = "SELECT name FROM pg_prepared_statements";
-        let messages = conn.simple_query(prepared).await.unwrap();
-        let names = messages.iter().filter_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
-            _ => None,
-        });
-        names.map(str::to_owned).collect()
+        names(&conn.simple_query(PREPARED_NAMES).await.unwrap())
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let builder = || pinpool::tokio::Pool::builder().max_size(1);
-        let manager = || AsyncPgManager::from_url(&url).unwrap();
-
-        let pool = builder().build(manager()).unwrap();
-        let mut conn = pool.get().await.unwrap();
-        let first = cached(&mut conn, 0).await;
-        assert_eq!(first.len(), 1, "{first:?}");
-        drop(conn);
-        for arg in 1..3 {
-            let mut conn = pool.get().await.unwrap();
-            assert_eq!(
-                cached(&mut conn, arg).await,
-                first,
-                "unpinned checkouts share it"
-            );
-        }
-
-        let pool = builder()
-            .pinning(Pinning::Exclusive)
-            .build(manager())
-            .unwrap();
-        for owner in 0..2 {
-            let mut session = pool.session();
-            let mut conn = session.get().await.unwrap();
-            let first = cached(&mut conn, owner).await;
-            assert_eq!(first.len(), 1, "owner {owner}: {first:?}");
-            drop(conn);
-            let mut conn = session.get().await.unwrap();
-            assert_eq!(cached(&mut conn, owner).await, first, "owner {owner}");
-        }
-        assert_eq!(pool.state().counters.resets, 2, "a reset after each owner");
-    });
+    let pool = |pinning| {
+        pinpool::tokio::Pool::builder()
+            .max_size(1)
+            .pinning(pinning)
+            .build(AsyncPgManager::from_url(&url).unwrap())
+            .unwrap()
+    };
+    let (unpinned, exclusive) =
+        runtime.block_on(async { (pool(Pinning::Off), pool(Pinning::Exclusive)) });
+    check_statement_cache(
+        |arg| runtime.block_on(async { cached(&mut unpinned.get().await.unwrap(), arg).await }),
+        |me| {
+            runtime.block_on(async {
+                let mut session = exclusive.session();
+                let first = cached(&mut session.get().await.unwrap(), me).await;
+                [first, cached(&mut session.get().await.unwrap(), me).await]
+            })
+        },
+    );
+    assert_eq!(
+        exclusive.state().counters.resets,
+        2,
+        "a reset after each owner"
+    );
 }
 
 /// A `LISTEN` on an async session gets its `NOTIFY`s, also across

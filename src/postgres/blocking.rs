@@ -1,15 +1,99 @@
 //! The blocking pool's PostgreSQL manager, over the `postgres` crate.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, NoTls, Statement};
 
 use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_RESET, statements};
 use crate::InterruptHandle;
 
-/// Opens `postgres::Client`s for a [blocking pool](crate::blocking::Pool):
+/// A session of the blocking pool: a `postgres::Client` (it derefs to
+/// one, so `conn.query(…)` and a `fn(&mut postgres::Client)` take it as
+/// they are) and the statements it prepared through
+/// [`BlockingPgClient::prepare_cached`]. Code generic over
+/// `postgres::GenericClient` (a sealed trait) takes the client itself:
+///
+/// ```no_run
+/// use postgres::GenericClient;
+///
+/// fn answer(client: &mut impl GenericClient) -> Result<i32, postgres::Error> {
+///     client.query_one("SELECT 42", &[])?.try_get(0)
+/// }
+///
+/// # fn run(pool: pinpool::blocking::Pool<pinpool::postgres::PgManager>)
+/// # -> Result<(), Box<dyn std::error::Error>> {
+/// let mut conn = pool.get()?;
+/// assert_eq!(answer(&mut **conn)?, 42); // guard → session → client
+/// # Ok(()) }
+/// ```
+pub struct BlockingPgClient {
+    client: Client,
+    /// What [`BlockingPgClient::prepare_cached`] prepared, by query;
+    /// emptied by the reset between owners, which deallocates them on the
+    /// server.
+    statements: HashMap<String, Statement>,
+}
+
+impl BlockingPgClient {
+    /// `query` prepared on this session: the first time, a round trip to
+    /// prepare it; later, whoever holds the session, the same statement
+    /// again (what [`PgClient::prepare_cached`](super::PgClient::prepare_cached)
+    /// does for the async pool, and deadpool-postgres' `prepare_cached`).
+    /// The cache belongs to the session, so in a pool without pins every
+    /// thread that checks the connection out finds what earlier ones
+    /// prepared, where a statement a thread keeps itself is prepared again
+    /// on each connection it gets. The reset between owners empties it
+    /// and closes its statements, since `DISCARD ALL` (the default)
+    /// deallocates them on the server; a
+    /// [custom reset](PgManager::reset_with) that keeps prepared
+    /// statements keeps those its owners hold, not these.
+    ///
+    /// ```no_run
+    /// # fn run(pool: pinpool::blocking::Pool<pinpool::postgres::PgManager>)
+    /// # -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut conn = pool.get()?;
+    /// let statement = conn.prepare_cached("SELECT $1::int")?;
+    /// let row = conn.query_one(&statement, &[&7])?;
+    /// assert_eq!(row.get::<_, i32>(0), 7);
+    /// # Ok(()) }
+    /// ```
+    pub fn prepare_cached(&mut self, query: &str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(query) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(query)?;
+        self.statements.insert(query.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
+
+impl Deref for BlockingPgClient {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl DerefMut for BlockingPgClient {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl fmt::Debug for BlockingPgClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingPgClient")
+            .field("closed", &self.client.is_closed())
+            .field("cached_statements", &self.statements.len())
+            .finish()
+    }
+}
+
+/// Opens [`BlockingPgClient`]s for a [blocking pool](crate::blocking::Pool):
 /// see the [module documentation](super).
 #[derive(Clone)]
 pub struct PgManager {
@@ -86,11 +170,14 @@ impl fmt::Debug for PgManager {
 }
 
 impl crate::blocking::Manager for PgManager {
-    type Connection = Client;
+    type Connection = BlockingPgClient;
     type Error = postgres::Error;
 
-    fn connect(&self) -> Result<Client, postgres::Error> {
-        self.config.connect(NoTls)
+    fn connect(&self) -> Result<BlockingPgClient, postgres::Error> {
+        Ok(BlockingPgClient {
+            client: self.config.connect(NoTls)?,
+            statements: HashMap::new(),
+        })
     }
 
     /// The config's connect timeout for each host: the driver bounds the
@@ -107,20 +194,20 @@ impl crate::blocking::Manager for PgManager {
         super::pool_name(hosts, ports, config.get_dbname(), config.get_user())
     }
 
-    fn validate(&self, conn: &mut Client) -> Result<(), postgres::Error> {
-        conn.is_valid(self.io_timeout)
+    fn validate(&self, conn: &mut BlockingPgClient) -> Result<(), postgres::Error> {
+        conn.client.is_valid(self.io_timeout)
     }
 
-    fn has_broken(&self, conn: &mut Client) -> bool {
-        conn.is_closed()
+    fn has_broken(&self, conn: &mut BlockingPgClient) -> bool {
+        conn.client.is_closed()
     }
 
     /// The cancel runs on a `pinpool-cancel` thread of its own: it opens
     /// a connection to the server, which with the server's host down
     /// takes up to the connect timeout, and `clear_interrupting()` sends
     /// one for each checked-out session (the async manager spawns a task).
-    fn interrupt_handle(&self, conn: &Client) -> Option<InterruptHandle> {
-        let token = conn.cancel_token();
+    fn interrupt_handle(&self, conn: &BlockingPgClient) -> Option<InterruptHandle> {
+        let token = conn.client.cancel_token();
         Some(InterruptHandle::new(move || {
             let token = token.clone();
             crate::sync::spawn_or_run("pinpool-cancel", move || {
@@ -136,13 +223,18 @@ impl crate::blocking::Manager for PgManager {
     /// partition that still acknowledges) they would hold the thread that
     /// let the session go for as long as its socket lasts. This fails
     /// the reset within `io_timeout` instead, and the session is closed.
-    fn reset(&self, conn: &mut Client) -> Result<(), postgres::Error> {
-        conn.is_valid(self.io_timeout)?;
+    fn reset(&self, conn: &mut BlockingPgClient) -> Result<(), postgres::Error> {
+        let BlockingPgClient { client, statements } = conn;
+        client.is_valid(self.io_timeout)?;
+        // Emptied before the statements: a statement dropped sends its
+        // `Close` ahead of them (after a `DISCARD ALL` it would close
+        // nothing), and a reset that fails closes the session anyway.
+        statements.clear();
         for statement in &self.reset {
-            conn.batch_execute(statement)?;
+            client.batch_execute(statement)?;
         }
         // Its `LISTEN`s are gone; what already arrived was its owner's.
-        let mut notifications = conn.notifications();
+        let mut notifications = client.notifications();
         let mut pending = notifications.iter();
         while let Ok(Some(_)) = pending.next() {}
         Ok(())

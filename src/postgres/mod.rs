@@ -47,9 +47,9 @@
 //! - `reset`: [`DEFAULT_RESET`] (a `ROLLBACK` of any transaction left
 //!   open, then `DISCARD ALL`), or the statements given to `reset_with`,
 //!   each its own round trip; then the notifications the client still
-//!   holds are dropped (and, async, the statements
-//!   [`PgClient::prepare_cached`] kept are closed first, the reset having
-//!   deallocated them). An error closes the session rather than hand it
+//!   holds are dropped (and the statements the session's
+//!   `prepare_cached` kept are closed first, the reset deallocating them:
+//!   [`BlockingPgClient::prepare_cached`], [`PgClient::prepare_cached`]). An error closes the session rather than hand it
 //!   on. The async manager bounds each statement by its `io_timeout`;
 //!   the blocking `postgres::Client` has no timeout for a statement, so
 //!   the blocking manager's reset begins with a round trip bounded by
@@ -65,7 +65,7 @@ mod tokio;
 
 use std::time::Duration;
 
-pub use blocking::PgManager;
+pub use blocking::{BlockingPgClient, PgManager};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use tokio::{AsyncPgManager, PgClient};
