@@ -176,6 +176,15 @@ pub struct Hooked<M, C, E> {
     hooks: Hooks<C, E>,
 }
 
+impl<M, C, E> Hooked<M, C, E> {
+    /// The manager the hooks wrap (a pool's `manager()` returns the
+    /// `Hooked`): for what the manager offers beside the pool's calls,
+    /// such as `PgManager::forget_cached_statements`.
+    pub fn manager(&self) -> &M {
+        &self.manager
+    }
+}
+
 impl<M: fmt::Debug, C, E> fmt::Debug for Hooked<M, C, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hooked")

@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, mpsc};
+use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,14 @@ static SERVER: RwLock<()> = RwLock::new(());
 fn server() -> Option<(String, RwLockReadGuard<'static, ()>)> {
     let url = support::pg_url()?;
     Some((url, SERVER.read().unwrap_or_else(PoisonError::into_inner)))
+}
+
+/// A single-threaded runtime with I/O and time, for the async pool's tests.
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime")
 }
 
 /// A connection outside any pool, to watch the server.
@@ -645,10 +654,7 @@ fn one_connection_async_pool(
     tokio::runtime::Runtime,
     pinpool::tokio::Pool<AsyncPgManager>,
 ) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = current_thread_runtime();
     let pool = runtime.block_on(async {
         pinpool::tokio::Pool::builder()
             .max_size(1)
@@ -830,10 +836,7 @@ fn a_sessions_cached_statements_outlive_checkouts_not_owners() {
         assert_eq!(row.get::<_, i32>(0), arg);
         names(&conn.simple_query(PREPARED_NAMES).await.unwrap())
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = current_thread_runtime();
     let pool = |pinning| {
         pinpool::tokio::Pool::builder()
             .max_size(1)
@@ -860,6 +863,152 @@ fn a_sessions_cached_statements_outlive_checkouts_not_owners() {
     );
 }
 
+/// What a schema change does to statements kept by `prepare_cached`,
+/// whichever pool: `run(conn, query)` prepares `query` through the
+/// session's cache and runs it, answering how many columns its row has;
+/// `forget` forgets one session's cached statements, `forget_all` has the
+/// manager's sessions forget theirs. `conns` are two sessions on two
+/// connections.
+fn check_stale_statements<C>(
+    url: &str,
+    table: &str,
+    mut conns: [C; 2],
+    mut run: impl FnMut(&mut C, &str) -> Result<usize, postgres::Error>,
+    forget: impl Fn(&mut C),
+    forget_all: impl FnOnce(),
+) {
+    let mut watch = observer(url);
+    let setup = format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} AS SELECT 1 AS a");
+    watch.batch_execute(&setup).unwrap();
+    let query = format!("SELECT * FROM {table}");
+    for conn in &mut conns {
+        assert_eq!(run(conn, &query).unwrap(), 1);
+    }
+    let alter = format!("ALTER TABLE {table} ADD COLUMN b int DEFAULT 2");
+    watch.batch_execute(&alter).unwrap();
+    let [a, b] = &mut conns;
+    for conn in [&mut *a, &mut *b] {
+        let error = run(conn, &query).unwrap_err();
+        assert!(pinpool::postgres::is_stale_statement(&error), "{error}");
+    }
+    let other = run(a, "SELECT * FROM no_such_table").unwrap_err();
+    assert!(!pinpool::postgres::is_stale_statement(&other), "{other}");
+
+    forget(a);
+    assert_eq!(
+        run(a, &query).unwrap(),
+        2,
+        "prepared again after the change"
+    );
+    let error = run(b, &query).unwrap_err();
+    assert!(
+        pinpool::postgres::is_stale_statement(&error),
+        "one session forgot, not the other"
+    );
+    forget_all();
+    for conn in [a, b] {
+        assert_eq!(run(conn, &query).unwrap(), 2, "every session forgot");
+    }
+    watch.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+}
+
+/// A cached statement a schema change left stale is told apart by
+/// `is_stale_statement`, and forgotten by its session or by every
+/// session of the manager (blocking pool; `Off`, so no reset empties the
+/// caches).
+#[test]
+fn a_stale_cached_statement_is_told_and_forgotten() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let pool = Pool::builder()
+        .max_size(2)
+        .pinning(Pinning::Off)
+        .build(PgManager::from_url(&url).unwrap())
+        .unwrap();
+    check_stale_statements(
+        &url,
+        "stale_blocking",
+        [pool.get().unwrap(), pool.get().unwrap()],
+        |conn, query| {
+            let statement = conn.prepare_cached(query)?;
+            Ok(conn.query_one(&statement, &[])?.len())
+        },
+        |conn| conn.forget_cached_statements(),
+        || pool.manager().forget_cached_statements(),
+    );
+}
+
+/// As the blocking pool's above, on the async pool, through hooks (whose
+/// `manager()` reaches the `AsyncPgManager`).
+#[test]
+fn an_async_stale_cached_statement_is_told_and_forgotten() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let runtime = current_thread_runtime();
+    let hooked = pinpool::Hooks::new().wrap(AsyncPgManager::from_url(&url).unwrap());
+    let pool = runtime.block_on(async {
+        pinpool::tokio::Pool::builder()
+            .max_size(2)
+            .pinning(Pinning::Off)
+            .build(hooked)
+            .unwrap()
+    });
+    let conns = runtime.block_on(async { [pool.get().await.unwrap(), pool.get().await.unwrap()] });
+    check_stale_statements(
+        &url,
+        "stale_async",
+        conns,
+        |conn, query| {
+            runtime.block_on(async {
+                let statement = conn.prepare_cached(query).await?;
+                Ok(conn.query_one(&statement, &[]).await?.len())
+            })
+        },
+        |conn| conn.forget_cached_statements(),
+        || pool.manager().manager().forget_cached_statements(),
+    );
+}
+
+/// A statement whose prepare was under way when the manager asked its
+/// sessions to forget is used, not kept: it may have been parsed against
+/// the schema before the change.
+#[test]
+fn a_statement_prepared_across_a_forget_is_not_kept() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let runtime = current_thread_runtime();
+    runtime.block_on(async {
+        let pool = pinpool::tokio::Pool::builder()
+            .max_size(1)
+            .pinning(Pinning::Off)
+            .build(AsyncPgManager::from_url(&url).unwrap())
+            .unwrap();
+        let mut conn = pool.get().await.unwrap();
+        let prepared = async |conn: &mut pinpool::postgres::PgClient| {
+            names(&conn.simple_query(PREPARED_NAMES).await.unwrap())
+        };
+        {
+            let mut preparing = std::pin::pin!(conn.prepare_cached(CACHED_QUERY));
+            let first_poll =
+                std::future::poll_fn(|cx| Poll::Ready(preparing.as_mut().poll(cx))).await;
+            assert!(first_poll.is_pending(), "a prepare is a round trip");
+            pool.manager().forget_cached_statements();
+            drop(preparing.await.unwrap());
+        }
+        let across = prepared(&mut conn).await;
+        conn.prepare_cached(CACHED_QUERY).await.unwrap();
+        let after = prepared(&mut conn).await;
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_ne!(
+            after, across,
+            "prepared again, not the one prepared across the forget"
+        );
+    });
+}
+
 /// A `LISTEN` on an async session gets its `NOTIFY`s, also across
 /// checkouts (bb8 and deadpool spawn `connection.await`, which drops them).
 #[test]
@@ -867,10 +1016,7 @@ fn an_async_session_receives_its_notifications() {
     let Some((url, _server)) = server() else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = current_thread_runtime();
     runtime.block_on(async {
         let pool = pinpool::tokio::Pool::builder()
             .pinning(Pinning::Exclusive)

@@ -1,6 +1,5 @@
 //! The blocking pool's PostgreSQL manager, over the `postgres` crate.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
@@ -8,6 +7,7 @@ use std::time::Duration;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, NoTls, Statement};
 
+use super::cache::{Forgets, StatementCache};
 use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_RESET, statements};
 use crate::InterruptHandle;
 
@@ -35,7 +35,7 @@ pub struct BlockingPgClient {
     /// What [`BlockingPgClient::prepare_cached`] prepared, by query;
     /// emptied by the reset between owners, which deallocates them on the
     /// server.
-    statements: HashMap<String, Statement>,
+    statements: StatementCache,
 }
 
 impl BlockingPgClient {
@@ -63,11 +63,19 @@ impl BlockingPgClient {
     /// ```
     pub fn prepare_cached(&mut self, query: &str) -> Result<Statement, postgres::Error> {
         if let Some(statement) = self.statements.get(query) {
-            return Ok(statement.clone());
+            return Ok(statement);
         }
         let statement = self.client.prepare(query)?;
-        self.statements.insert(query.to_owned(), statement.clone());
+        self.statements.keep(query, &statement);
         Ok(statement)
+    }
+
+    /// Forgets the statements [`prepare_cached`](Self::prepare_cached)
+    /// kept on this session (closing them on the server as they go), so
+    /// that each is prepared again: after a schema change made one stale
+    /// ([`is_stale_statement`](super::is_stale_statement)).
+    pub fn forget_cached_statements(&mut self) {
+        self.statements.clear();
     }
 }
 
@@ -100,6 +108,7 @@ pub struct PgManager {
     config: Config,
     reset: Vec<String>,
     io_timeout: Duration,
+    forgets: Forgets,
 }
 
 impl PgManager {
@@ -113,6 +122,7 @@ impl PgManager {
             config,
             reset: statements(DEFAULT_RESET),
             io_timeout: DEFAULT_IO_TIMEOUT,
+            forgets: Forgets::default(),
         }
     }
 
@@ -156,6 +166,23 @@ impl PgManager {
     pub fn config(&self) -> &Config {
         &self.config
     }
+
+    /// Has every session this manager (or a clone of it) opened forget
+    /// the statements [`BlockingPgClient::prepare_cached`] kept, each at
+    /// its next `prepare_cached`, checked out now or later: after a
+    /// migration that changed what a cached query returns (see
+    /// [`is_stale_statement`](super::is_stale_statement)).
+    ///
+    /// ```no_run
+    /// # fn run(pool: pinpool::blocking::Pool<pinpool::postgres::PgManager>)
+    /// # -> Result<(), Box<dyn std::error::Error>> {
+    /// pool.get()?.batch_execute("ALTER TABLE items ADD COLUMN price int")?;
+    /// pool.manager().forget_cached_statements();
+    /// # Ok(()) }
+    /// ```
+    pub fn forget_cached_statements(&self) {
+        self.forgets.all();
+    }
 }
 
 impl fmt::Debug for PgManager {
@@ -176,7 +203,7 @@ impl crate::blocking::Manager for PgManager {
     fn connect(&self) -> Result<BlockingPgClient, postgres::Error> {
         Ok(BlockingPgClient {
             client: self.config.connect(NoTls)?,
-            statements: HashMap::new(),
+            statements: StatementCache::new(self.forgets.clone()),
         })
     }
 

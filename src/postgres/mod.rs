@@ -60,12 +60,14 @@
 //!   statements themselves still does).
 
 mod blocking;
+mod cache;
 #[cfg(feature = "tokio")]
 mod tokio;
 
 use std::time::Duration;
 
 pub use blocking::{BlockingPgClient, PgManager};
+pub use cache::is_stale_statement;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use tokio::{AsyncPgManager, PgClient};

@@ -1,7 +1,6 @@
 //! The async pool's PostgreSQL manager, over `tokio-postgres`, keeping the
 //! notifications a session `LISTEN`s for.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::poll_fn;
 use std::ops::{Deref, DerefMut};
@@ -13,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification, Statement};
 
+use super::cache::{Forgets, StatementCache};
 use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_RESET, statements};
 use crate::InterruptHandle;
 
@@ -26,7 +26,7 @@ pub struct PgClient {
     notifications: mpsc::UnboundedReceiver<Notification>,
     /// What [`PgClient::prepare_cached`] prepared, by query; emptied by
     /// the reset between owners, which deallocates them on the server.
-    statements: HashMap<String, Statement>,
+    statements: StatementCache,
     /// Set when the connection task ended (the socket closed or failed),
     /// or was aborted.
     ended: Arc<AtomicBool>,
@@ -67,11 +67,19 @@ impl PgClient {
         query: &str,
     ) -> Result<Statement, tokio_postgres::Error> {
         if let Some(statement) = self.statements.get(query) {
-            return Ok(statement.clone());
+            return Ok(statement);
         }
         let statement = self.client.prepare(query).await?;
-        self.statements.insert(query.to_owned(), statement.clone());
+        self.statements.keep(query, &statement);
         Ok(statement)
+    }
+
+    /// Forgets the statements [`prepare_cached`](Self::prepare_cached)
+    /// kept on this session (closing them on the server as they go), so
+    /// that each is prepared again: after a schema change made one stale
+    /// ([`is_stale_statement`](super::is_stale_statement)).
+    pub fn forget_cached_statements(&mut self) {
+        self.statements.clear();
     }
 
     /// Closes the session's socket now: every query in flight or to come
@@ -117,6 +125,7 @@ pub struct AsyncPgManager {
     config: Config,
     reset: Vec<String>,
     io_timeout: Duration,
+    forgets: Forgets,
 }
 
 impl AsyncPgManager {
@@ -129,6 +138,7 @@ impl AsyncPgManager {
             config,
             reset: statements(DEFAULT_RESET),
             io_timeout: DEFAULT_IO_TIMEOUT,
+            forgets: Forgets::default(),
         }
     }
 
@@ -159,6 +169,13 @@ impl AsyncPgManager {
     /// The connection config.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Has every session this manager (or a clone of it) opened forget
+    /// the statements [`PgClient::prepare_cached`] kept (see
+    /// [`PgManager::forget_cached_statements`](super::PgManager::forget_cached_statements)).
+    pub fn forget_cached_statements(&self) {
+        self.forgets.all();
     }
 
     /// `round_trip` on `conn`, bounded by the I/O timeout: past it the
@@ -238,7 +255,7 @@ impl crate::tokio::Manager for AsyncPgManager {
         Ok(PgClient {
             client,
             notifications,
-            statements: HashMap::new(),
+            statements: StatementCache::new(self.forgets.clone()),
             ended,
             connection: task.abort_handle(),
         })
