@@ -824,6 +824,30 @@ fn a_blocking_sessions_cached_statements_outlive_checkouts_not_owners() {
     );
 }
 
+/// A session keeps at most its manager's `statement_cache_capacity`
+/// statements: past it, the server is told to close one before the next
+/// is prepared, so queries built at run time cannot pile up there.
+#[test]
+fn a_sessions_cache_keeps_at_most_its_capacity_on_the_server() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let manager = PgManager::from_url(&url)
+        .unwrap()
+        .statement_cache_capacity(2);
+    let pool = Pool::builder().max_size(1).build(manager).unwrap();
+    let mut conn = pool.get().unwrap();
+    for k in 0..5 {
+        let statement = conn
+            .prepare_cached(&format!("SELECT $1::int + {k}"))
+            .unwrap();
+        let row = conn.query_one(&statement, &[&1]).unwrap();
+        assert_eq!(row.get::<_, i32>(0), 1 + k);
+    }
+    let prepared = names(&conn.simple_query(PREPARED_NAMES).unwrap());
+    assert_eq!(prepared.len(), 2, "{prepared:?}");
+}
+
 /// `PgClient::prepare_cached`: as the blocking session's above.
 #[test]
 fn a_sessions_cached_statements_outlive_checkouts_not_owners() {

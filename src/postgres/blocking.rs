@@ -7,7 +7,7 @@ use std::time::Duration;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, NoTls, Statement};
 
-use super::cache::{Forgets, StatementCache};
+use super::cache::{CacheSettings, StatementCache};
 use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_RESET, statements};
 use crate::InterruptHandle;
 
@@ -35,7 +35,7 @@ pub struct BlockingPgClient {
     /// What [`BlockingPgClient::prepare_cached`] prepared, by query;
     /// emptied by the reset between owners, which deallocates them on the
     /// server.
-    statements: StatementCache,
+    statements: StatementCache<Statement>,
 }
 
 impl BlockingPgClient {
@@ -108,7 +108,7 @@ pub struct PgManager {
     config: Config,
     reset: Vec<String>,
     io_timeout: Duration,
-    forgets: Forgets,
+    cache: CacheSettings,
 }
 
 impl PgManager {
@@ -122,7 +122,7 @@ impl PgManager {
             config,
             reset: statements(DEFAULT_RESET),
             io_timeout: DEFAULT_IO_TIMEOUT,
-            forgets: Forgets::default(),
+            cache: CacheSettings::default(),
         }
     }
 
@@ -162,6 +162,22 @@ impl PgManager {
         self
     }
 
+    /// Keeps at most `capacity` statements in each session's
+    /// [`prepare_cached`](BlockingPgClient::prepare_cached) cache (default
+    /// [`DEFAULT_STATEMENT_CACHE_CAPACITY`](super::DEFAULT_STATEMENT_CACHE_CAPACITY)),
+    /// the one used longest ago closed to make room; 0 keeps none.
+    ///
+    /// ```
+    /// use pinpool::postgres::PgManager;
+    /// let manager = PgManager::from_url("postgresql://app@127.0.0.1/app")?
+    ///     .statement_cache_capacity(500);
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn statement_cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache.capacity = capacity;
+        self
+    }
+
     /// The connection config.
     pub fn config(&self) -> &Config {
         &self.config
@@ -181,7 +197,7 @@ impl PgManager {
     /// # Ok(()) }
     /// ```
     pub fn forget_cached_statements(&self) {
-        self.forgets.all();
+        self.cache.forgets.all();
     }
 }
 
@@ -192,6 +208,7 @@ impl fmt::Debug for PgManager {
             .field("config", &self.config)
             .field("reset", &self.reset)
             .field("io_timeout", &self.io_timeout)
+            .field("statement_cache_capacity", &self.cache.capacity)
             .finish()
     }
 }
@@ -203,7 +220,7 @@ impl crate::blocking::Manager for PgManager {
     fn connect(&self) -> Result<BlockingPgClient, postgres::Error> {
         Ok(BlockingPgClient {
             client: self.config.connect(NoTls)?,
-            statements: StatementCache::new(self.forgets.clone()),
+            statements: self.cache.cache(),
         })
     }
 

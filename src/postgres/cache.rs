@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use postgres::Statement;
 use postgres::error::SqlState;
 
 /// Whether `error` is PostgreSQL refusing a prepared statement whose
@@ -48,6 +47,43 @@ pub fn is_stale_statement(error: &postgres::Error) -> bool {
     })
 }
 
+/// How many statements a session keeps by query unless the manager's
+/// `statement_cache_capacity` says otherwise: sqlx's default. Past it,
+/// the one used longest ago is closed to make room, so that a query
+/// text built at run time cannot grow a session's statements (and the
+/// server's memory for them) without bound.
+pub const DEFAULT_STATEMENT_CACHE_CAPACITY: usize = 100;
+
+/// What a manager gives each session it opens for its statement cache:
+/// the capacity, and the forgets it shares with its clones.
+#[derive(Clone, Debug)]
+pub(super) struct CacheSettings {
+    pub(super) capacity: usize,
+    pub(super) forgets: Forgets,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            capacity: DEFAULT_STATEMENT_CACHE_CAPACITY,
+            forgets: Forgets::default(),
+        }
+    }
+}
+
+impl CacheSettings {
+    /// An empty cache for a new session.
+    pub(super) fn cache<S: Clone>(&self) -> StatementCache<S> {
+        StatementCache {
+            statements: HashMap::new(),
+            capacity: self.capacity,
+            uses: 0,
+            seen: self.forgets.count(),
+            forgets: self.forgets.clone(),
+        }
+    }
+}
+
 /// How many times a manager (and its clones) has asked its sessions to
 /// forget their cached statements: each session compares it with the
 /// count it last saw, so asking costs one atomic add, and each session
@@ -68,10 +104,16 @@ impl Forgets {
     }
 }
 
-/// A session's statements by query.
+/// A session's statements (`S`: a `Statement`; a number in the unit
+/// tests) by query, at most `capacity` of them, the one used longest
+/// ago leaving first.
 #[derive(Debug)]
-pub(super) struct StatementCache {
-    statements: HashMap<String, Statement>,
+pub(super) struct StatementCache<S> {
+    /// Each statement with the use it was last looked up at.
+    statements: HashMap<String, (S, u64)>,
+    capacity: usize,
+    /// Lookups so far: the clock by which the least recently used leaves.
+    uses: u64,
     forgets: Forgets,
     /// The manager's forgets these statements come after: the count when
     /// the cache was last looked in. A statement kept after a miss counts
@@ -81,30 +123,35 @@ pub(super) struct StatementCache {
     seen: u64,
 }
 
-impl StatementCache {
-    pub(super) fn new(forgets: Forgets) -> Self {
-        StatementCache {
-            statements: HashMap::new(),
-            seen: forgets.count(),
-            forgets,
-        }
-    }
-
+impl<S: Clone> StatementCache<S> {
     /// The statement kept for `query`, unless the manager has asked its
     /// sessions to forget since it was looked up.
-    pub(super) fn get(&mut self, query: &str) -> Option<Statement> {
+    pub(super) fn get(&mut self, query: &str) -> Option<S> {
         let forgets = self.forgets.count();
         if forgets != self.seen {
             self.statements.clear();
             self.seen = forgets;
         }
-        self.statements.get(query).cloned()
+        self.uses += 1;
+        let (statement, used) = self.statements.get_mut(query)?;
+        *used = self.uses;
+        Some(statement.clone())
     }
 
     /// Keeps `statement` for `query`, prepared after [`get`](Self::get)
-    /// missed it.
-    pub(super) fn keep(&mut self, query: &str, statement: &Statement) {
-        self.statements.insert(query.to_owned(), statement.clone());
+    /// missed it, closing the least recently used statement if the cache
+    /// is full (a search of them all, made only by a miss at capacity).
+    /// With a capacity of 0 nothing is kept.
+    pub(super) fn keep(&mut self, query: &str, statement: &S) {
+        if self.statements.len() >= self.capacity {
+            let oldest = self.statements.iter().min_by_key(|(_, (_, used))| *used);
+            let Some(oldest) = oldest.map(|(query, _)| query.clone()) else {
+                return; // a capacity of 0
+            };
+            self.statements.remove(&oldest);
+        }
+        self.statements
+            .insert(query.to_owned(), (statement.clone(), self.uses));
     }
 
     /// Forgets every statement (dropping one closes it on the server).
@@ -114,5 +161,60 @@ impl StatementCache {
 
     pub(super) fn len(&self) -> usize {
         self.statements.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CacheSettings;
+
+    fn settings(capacity: usize) -> CacheSettings {
+        CacheSettings {
+            capacity,
+            ..CacheSettings::default()
+        }
+    }
+
+    /// At capacity, a miss makes room by dropping the statement looked
+    /// up longest ago, not the one kept first.
+    #[test]
+    fn the_least_recently_used_statement_leaves_first() {
+        let mut cache = settings(2).cache::<u32>();
+        for (query, statement) in [("a", 1), ("b", 2)] {
+            assert_eq!(cache.get(query), None);
+            cache.keep(query, &statement);
+        }
+        assert_eq!(cache.get("a"), Some(1), "a used after b");
+        assert_eq!(cache.get("c"), None);
+        cache.keep("c", &3);
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get("b"), None, "b left");
+        assert_eq!((cache.get("a"), cache.get("c")), (Some(1), Some(3)));
+    }
+
+    /// A capacity of 0 keeps nothing; the session prepares every time.
+    #[test]
+    fn a_capacity_of_zero_keeps_nothing() {
+        let mut cache = settings(0).cache::<u32>();
+        cache.keep("a", &1);
+        assert_eq!((cache.get("a"), cache.len()), (None, 0));
+    }
+
+    /// A forget reaches every cache of the settings' clones, at its next
+    /// lookup, and not caches made after it.
+    #[test]
+    fn a_forget_empties_every_cache_at_its_next_lookup() {
+        let settings = settings(2);
+        let (mut one, mut other) = (settings.cache::<u32>(), settings.clone().cache::<u32>());
+        one.keep("a", &1);
+        other.keep("a", &2);
+        settings.forgets.all();
+        let mut later = settings.cache::<u32>();
+        later.keep("a", &3);
+        assert_eq!(one.len(), 1, "not until its next lookup");
+        assert_eq!(
+            (one.get("a"), other.get("a"), later.get("a")),
+            (None, None, Some(3))
+        );
     }
 }

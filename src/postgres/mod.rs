@@ -67,7 +67,7 @@ mod tokio;
 use std::time::Duration;
 
 pub use blocking::{BlockingPgClient, PgManager};
-pub use cache::is_stale_statement;
+pub use cache::{DEFAULT_STATEMENT_CACHE_CAPACITY, is_stale_statement};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use tokio::{AsyncPgManager, PgClient};

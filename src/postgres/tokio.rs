@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification, Statement};
 
-use super::cache::{Forgets, StatementCache};
+use super::cache::{CacheSettings, StatementCache};
 use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_RESET, statements};
 use crate::InterruptHandle;
 
@@ -26,7 +26,7 @@ pub struct PgClient {
     notifications: mpsc::UnboundedReceiver<Notification>,
     /// What [`PgClient::prepare_cached`] prepared, by query; emptied by
     /// the reset between owners, which deallocates them on the server.
-    statements: StatementCache,
+    statements: StatementCache<Statement>,
     /// Set when the connection task ended (the socket closed or failed),
     /// or was aborted.
     ended: Arc<AtomicBool>,
@@ -125,7 +125,7 @@ pub struct AsyncPgManager {
     config: Config,
     reset: Vec<String>,
     io_timeout: Duration,
-    forgets: Forgets,
+    cache: CacheSettings,
 }
 
 impl AsyncPgManager {
@@ -138,7 +138,7 @@ impl AsyncPgManager {
             config,
             reset: statements(DEFAULT_RESET),
             io_timeout: DEFAULT_IO_TIMEOUT,
-            forgets: Forgets::default(),
+            cache: CacheSettings::default(),
         }
     }
 
@@ -166,6 +166,14 @@ impl AsyncPgManager {
         self
     }
 
+    /// Keeps at most `capacity` statements in each session's
+    /// [`prepare_cached`](PgClient::prepare_cached) cache (see
+    /// [`PgManager::statement_cache_capacity`](super::PgManager::statement_cache_capacity)).
+    pub fn statement_cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache.capacity = capacity;
+        self
+    }
+
     /// The connection config.
     pub fn config(&self) -> &Config {
         &self.config
@@ -175,7 +183,7 @@ impl AsyncPgManager {
     /// the statements [`PgClient::prepare_cached`] kept (see
     /// [`PgManager::forget_cached_statements`](super::PgManager::forget_cached_statements)).
     pub fn forget_cached_statements(&self) {
-        self.forgets.all();
+        self.cache.forgets.all();
     }
 
     /// `round_trip` on `conn`, bounded by the I/O timeout: past it the
@@ -205,6 +213,7 @@ impl fmt::Debug for AsyncPgManager {
             .field("config", &self.config)
             .field("reset", &self.reset)
             .field("io_timeout", &self.io_timeout)
+            .field("statement_cache_capacity", &self.cache.capacity)
             .finish()
     }
 }
@@ -255,7 +264,7 @@ impl crate::tokio::Manager for AsyncPgManager {
         Ok(PgClient {
             client,
             notifications,
-            statements: StatementCache::new(self.forgets.clone()),
+            statements: self.cache.cache(),
             ended,
             connection: task.abort_handle(),
         })
