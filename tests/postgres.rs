@@ -848,6 +848,28 @@ fn a_sessions_cache_keeps_at_most_its_capacity_on_the_server() {
     assert_eq!(prepared.len(), 2, "{prepared:?}");
 }
 
+/// `prepare_typed_cached` prepares with the types given and keeps the
+/// statement apart from the same query's untyped one.
+#[test]
+fn a_sessions_cache_keeps_typed_statements_apart() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    use postgres::types::Type;
+    let pool = Pool::new(PgManager::from_url(&url).unwrap()).unwrap();
+    let mut conn = pool.get().unwrap();
+    for _ in 0..2 {
+        let typed = conn
+            .prepare_typed_cached("SELECT $1", &[Type::INT8])
+            .unwrap();
+        assert_eq!(typed.params(), [Type::INT8]);
+        let untyped = conn.prepare_cached("SELECT $1").unwrap();
+        assert_eq!(untyped.params(), [Type::TEXT], "the server's guess");
+    }
+    let prepared = names(&conn.simple_query(PREPARED_NAMES).unwrap());
+    assert_eq!(prepared.len(), 2, "{prepared:?}");
+}
+
 /// `PgClient::prepare_cached`: as the blocking session's above.
 #[test]
 fn a_sessions_cached_statements_outlive_checkouts_not_owners() {

@@ -5,6 +5,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::Type;
 use postgres::{Client, Config, NoTls, Statement};
 
 use super::cache::{CacheSettings, StatementCache};
@@ -35,7 +36,7 @@ pub struct BlockingPgClient {
     /// What [`BlockingPgClient::prepare_cached`] prepared, by query;
     /// emptied by the reset between owners, which deallocates them on the
     /// server.
-    statements: StatementCache<Statement>,
+    statements: StatementCache<Statement, Type>,
 }
 
 impl BlockingPgClient {
@@ -62,11 +63,22 @@ impl BlockingPgClient {
     /// # Ok(()) }
     /// ```
     pub fn prepare_cached(&mut self, query: &str) -> Result<Statement, postgres::Error> {
-        if let Some(statement) = self.statements.get(query) {
+        self.prepare_typed_cached(query, &[])
+    }
+
+    /// [`prepare_cached`](Self::prepare_cached) with the parameters'
+    /// types given, as `postgres::Client::prepare_typed`: kept by query
+    /// and types together.
+    pub fn prepare_typed_cached(
+        &mut self,
+        query: &str,
+        types: &[Type],
+    ) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(query, types) {
             return Ok(statement);
         }
-        let statement = self.client.prepare(query)?;
-        self.statements.keep(query, &statement);
+        let statement = self.client.prepare_typed(query, types)?;
+        self.statements.keep(query, types, &statement);
         Ok(statement)
     }
 

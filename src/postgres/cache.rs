@@ -73,9 +73,10 @@ impl Default for CacheSettings {
 
 impl CacheSettings {
     /// An empty cache for a new session.
-    pub(super) fn cache<S: Clone>(&self) -> StatementCache<S> {
+    pub(super) fn cache<S, T>(&self) -> StatementCache<S, T> {
         StatementCache {
             statements: HashMap::new(),
+            len: 0,
             capacity: self.capacity,
             uses: 0,
             seen: self.forgets.count(),
@@ -105,12 +106,15 @@ impl Forgets {
 }
 
 /// A session's statements (`S`: a `Statement`; a number in the unit
-/// tests) by query, at most `capacity` of them, the one used longest
-/// ago leaving first.
+/// tests) by query and parameter types (`T`: a `Type`), at most
+/// `capacity` of them, the one used longest ago leaving first.
 #[derive(Debug)]
-pub(super) struct StatementCache<S> {
-    /// Each statement with the use it was last looked up at.
-    statements: HashMap<String, (S, u64)>,
+pub(super) struct StatementCache<S, T> {
+    /// By query: each statement prepared for it, by its parameter types
+    /// (nearly always one, prepared without types).
+    statements: HashMap<String, Vec<Cached<S, T>>>,
+    /// How many statements `statements` holds.
+    len: usize,
     capacity: usize,
     /// Lookups so far: the clock by which the least recently used leaves.
     uses: u64,
@@ -123,50 +127,95 @@ pub(super) struct StatementCache<S> {
     seen: u64,
 }
 
-impl<S: Clone> StatementCache<S> {
-    /// The statement kept for `query`, unless the manager has asked its
-    /// sessions to forget since it was looked up.
-    pub(super) fn get(&mut self, query: &str) -> Option<S> {
+/// A statement with the parameter types it was prepared for and the use
+/// it was last looked up at.
+#[derive(Debug)]
+struct Cached<S, T> {
+    types: Vec<T>,
+    statement: S,
+    used: u64,
+}
+
+impl<S: Clone, T: Clone + PartialEq> StatementCache<S, T> {
+    /// The statement kept for `query` with parameter `types`, unless the
+    /// manager has asked its sessions to forget since it was looked up.
+    pub(super) fn get(&mut self, query: &str, types: &[T]) -> Option<S> {
         let forgets = self.forgets.count();
         if forgets != self.seen {
-            self.statements.clear();
+            self.clear();
             self.seen = forgets;
         }
         self.uses += 1;
-        let (statement, used) = self.statements.get_mut(query)?;
-        *used = self.uses;
-        Some(statement.clone())
+        let cached = self.statements.get_mut(query)?;
+        let cached = cached.iter_mut().find(|cached| cached.types == types)?;
+        cached.used = self.uses;
+        Some(cached.statement.clone())
     }
 
-    /// Keeps `statement` for `query`, prepared after [`get`](Self::get)
-    /// missed it, closing the least recently used statement if the cache
-    /// is full (a search of them all, made only by a miss at capacity).
-    /// With a capacity of 0 nothing is kept.
-    pub(super) fn keep(&mut self, query: &str, statement: &S) {
-        if self.statements.len() >= self.capacity {
-            let oldest = self.statements.iter().min_by_key(|(_, (_, used))| *used);
-            let Some(oldest) = oldest.map(|(query, _)| query.clone()) else {
-                return; // a capacity of 0
-            };
-            self.statements.remove(&oldest);
+    /// Keeps `statement` for `query` and `types`, prepared after
+    /// [`get`](Self::get) missed it, closing the least recently used
+    /// statement if the cache is full (a search of them all, made only by
+    /// a miss at capacity). With a capacity of 0 nothing is kept.
+    pub(super) fn keep(&mut self, query: &str, types: &[T], statement: &S) {
+        if self.len >= self.capacity && !self.close_least_recently_used() {
+            return; // a capacity of 0
         }
+        let cached = Cached {
+            types: types.to_vec(),
+            statement: statement.clone(),
+            used: self.uses,
+        };
         self.statements
-            .insert(query.to_owned(), (statement.clone(), self.uses));
+            .entry(query.to_owned())
+            .or_default()
+            .push(cached);
+        self.len += 1;
+    }
+
+    /// Drops the statement looked up longest ago; `false` if there is
+    /// none.
+    fn close_least_recently_used(&mut self) -> bool {
+        let oldest = (self.statements.iter())
+            .flat_map(|(query, cached)| {
+                cached
+                    .iter()
+                    .enumerate()
+                    .map(move |(at, c)| (c.used, query, at))
+            })
+            .min_by_key(|(used, ..)| *used);
+        let Some((_, query, at)) = oldest else {
+            return false;
+        };
+        let query = query.clone();
+        if let Some(cached) = self.statements.get_mut(&query) {
+            cached.swap_remove(at);
+            if cached.is_empty() {
+                self.statements.remove(&query);
+            }
+            self.len -= 1;
+        }
+        true
     }
 
     /// Forgets every statement (dropping one closes it on the server).
     pub(super) fn clear(&mut self) {
         self.statements.clear();
+        self.len = 0;
     }
 
     pub(super) fn len(&self) -> usize {
-        self.statements.len()
+        self.len
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::CacheSettings;
+    use super::{CacheSettings, StatementCache};
+
+    /// Statements are numbers here, parameter types bytes.
+    fn cache(settings: &CacheSettings) -> StatementCache<u32, u8> {
+        settings.cache()
+    }
 
     fn settings(capacity: usize) -> CacheSettings {
         CacheSettings {
@@ -179,25 +228,47 @@ mod tests {
     /// up longest ago, not the one kept first.
     #[test]
     fn the_least_recently_used_statement_leaves_first() {
-        let mut cache = settings(2).cache::<u32>();
+        let mut cache = cache(&settings(2));
         for (query, statement) in [("a", 1), ("b", 2)] {
-            assert_eq!(cache.get(query), None);
-            cache.keep(query, &statement);
+            assert_eq!(cache.get(query, &[]), None);
+            cache.keep(query, &[], &statement);
         }
-        assert_eq!(cache.get("a"), Some(1), "a used after b");
-        assert_eq!(cache.get("c"), None);
-        cache.keep("c", &3);
+        assert_eq!(cache.get("a", &[]), Some(1), "a used after b");
+        assert_eq!(cache.get("c", &[]), None);
+        cache.keep("c", &[], &3);
         assert_eq!(cache.len(), 2);
-        assert_eq!(cache.get("b"), None, "b left");
-        assert_eq!((cache.get("a"), cache.get("c")), (Some(1), Some(3)));
+        assert_eq!(cache.get("b", &[]), None, "b left");
+        assert_eq!(
+            (cache.get("a", &[]), cache.get("c", &[])),
+            (Some(1), Some(3))
+        );
+    }
+
+    /// A query prepared for other parameter types is another statement,
+    /// counted and leaving on its own.
+    #[test]
+    fn statements_are_kept_by_query_and_types() {
+        let mut cache = cache(&settings(2));
+        cache.keep("a", &[], &1);
+        assert_eq!(cache.get("a", &[7]), None, "typed: not the untyped one");
+        cache.keep("a", &[7], &2);
+        assert_eq!(
+            (cache.get("a", &[]), cache.get("a", &[7])),
+            (Some(1), Some(2))
+        );
+        assert_eq!(cache.len(), 2);
+        cache.keep("b", &[], &3);
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get("a", &[]), None, "the least recently used left");
+        assert_eq!(cache.get("a", &[7]), Some(2), "its typed twin stayed");
     }
 
     /// A capacity of 0 keeps nothing; the session prepares every time.
     #[test]
     fn a_capacity_of_zero_keeps_nothing() {
-        let mut cache = settings(0).cache::<u32>();
-        cache.keep("a", &1);
-        assert_eq!((cache.get("a"), cache.len()), (None, 0));
+        let mut cache = cache(&settings(0));
+        cache.keep("a", &[], &1);
+        assert_eq!((cache.get("a", &[]), cache.len()), (None, 0));
     }
 
     /// A forget reaches every cache of the settings' clones, at its next
@@ -205,16 +276,15 @@ mod tests {
     #[test]
     fn a_forget_empties_every_cache_at_its_next_lookup() {
         let settings = settings(2);
-        let (mut one, mut other) = (settings.cache::<u32>(), settings.clone().cache::<u32>());
-        one.keep("a", &1);
-        other.keep("a", &2);
+        let (mut one, mut other) = (cache(&settings), cache(&settings.clone()));
+        one.keep("a", &[], &1);
+        other.keep("a", &[], &2);
         settings.forgets.all();
-        let mut later = settings.cache::<u32>();
-        later.keep("a", &3);
+        let mut later = cache(&settings);
+        later.keep("a", &[], &3);
         assert_eq!(one.len(), 1, "not until its next lookup");
-        assert_eq!(
-            (one.get("a"), other.get("a"), later.get("a")),
-            (None, None, Some(3))
-        );
+        let found = [&mut one, &mut other, &mut later].map(|cache| cache.get("a", &[]));
+        assert_eq!(found, [None, None, Some(3)]);
+        assert_eq!(one.len(), 0);
     }
 }

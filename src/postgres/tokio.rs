@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
+use tokio_postgres::types::Type;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification, Statement};
 
 use super::cache::{CacheSettings, StatementCache};
@@ -26,7 +27,7 @@ pub struct PgClient {
     notifications: mpsc::UnboundedReceiver<Notification>,
     /// What [`PgClient::prepare_cached`] prepared, by query; emptied by
     /// the reset between owners, which deallocates them on the server.
-    statements: StatementCache<Statement>,
+    statements: StatementCache<Statement, Type>,
     /// Set when the connection task ended (the socket closed or failed),
     /// or was aborted.
     ended: Arc<AtomicBool>,
@@ -66,11 +67,22 @@ impl PgClient {
         &mut self,
         query: &str,
     ) -> Result<Statement, tokio_postgres::Error> {
-        if let Some(statement) = self.statements.get(query) {
+        self.prepare_typed_cached(query, &[]).await
+    }
+
+    /// [`prepare_cached`](Self::prepare_cached) with the parameters'
+    /// types given, as `tokio_postgres::Client::prepare_typed`: kept by
+    /// query and types together.
+    pub async fn prepare_typed_cached(
+        &mut self,
+        query: &str,
+        types: &[Type],
+    ) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.statements.get(query, types) {
             return Ok(statement);
         }
-        let statement = self.client.prepare(query).await?;
-        self.statements.keep(query, &statement);
+        let statement = self.client.prepare_typed(query, types).await?;
+        self.statements.keep(query, types, &statement);
         Ok(statement)
     }
 
@@ -113,6 +125,7 @@ impl fmt::Debug for PgClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgClient")
             .field("closed", &self.client.is_closed())
+            .field("cached_statements", &self.statements.len())
             .finish_non_exhaustive()
     }
 }
