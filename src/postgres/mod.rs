@@ -49,15 +49,20 @@
 //!   each its own round trip; then the notifications the client still
 //!   holds are dropped (and the statements the session's
 //!   `prepare_cached` kept are closed first, the reset deallocating them:
-//!   [`BlockingPgClient::prepare_cached`], [`PgClient::prepare_cached`]). An error closes the session rather than hand it
-//!   on. The async manager bounds each statement by its `io_timeout`;
-//!   the blocking `postgres::Client` has no timeout for a statement, so
-//!   the blocking manager's reset begins with a round trip bounded by
-//!   `io_timeout` (an empty query, accepted even in a failed
-//!   transaction): over a link gone silent the reset fails by then and
-//!   the session is closed, rather than hold the thread that let it go
-//!   for as long as the socket lasts (a link that goes silent during the
-//!   statements themselves still does).
+//!   [`BlockingPgClient::prepare_cached`], [`PgClient::prepare_cached`]).
+//!   An error closes the session rather than hand it on. The async
+//!   manager bounds each statement by its `io_timeout`; the blocking
+//!   `postgres::Client` has no timeout for a statement, so the blocking
+//!   manager's reset begins with a round trip bounded by `io_timeout`
+//!   (an empty query, accepted even in a failed transaction): over a
+//!   link gone silent the reset fails by then and the session is closed,
+//!   rather than hold the thread that let it go for as long as the
+//!   socket lasts (a link that goes silent during the statements
+//!   themselves still does).
+//! - `prepare_cached` and `prepare_typed_cached` on each session keep
+//!   its statements by query (at most `statement_cache_capacity`, least
+//!   recently used out first); after a schema change, see
+//!   [`is_stale_statement`].
 
 mod blocking;
 mod cache;
