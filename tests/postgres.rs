@@ -935,10 +935,16 @@ fn check_stale_statements<C>(
     let [a, b] = &mut conns;
     for conn in [&mut *a, &mut *b] {
         let error = run(conn, &query).unwrap_err();
-        assert!(pinpool::postgres::is_stale_statement(&error), "{error}");
+        assert!(pinpool::postgres::is_stale_statement(&error), "{error:?}");
     }
-    let other = run(a, "SELECT * FROM no_such_table").unwrap_err();
-    assert!(!pinpool::postgres::is_stale_statement(&other), "{other}");
+    // Another error, and another of the same SQLSTATE (0A000).
+    for other in [
+        "SELECT * FROM no_such_table",
+        "SELECT count(*) FROM pg_class FOR UPDATE",
+    ] {
+        let other = run(a, other).unwrap_err();
+        assert!(!pinpool::postgres::is_stale_statement(&other), "{other:?}");
+    }
 
     forget(a);
     assert_eq!(
