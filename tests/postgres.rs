@@ -711,6 +711,34 @@ fn a_session_whose_backend_ended_is_replaced_on_checkout() {
     assert_ne!(first, pid(), "async: a new backend");
 }
 
+/// A blocking session whose connection ended while checked out is closed
+/// at checkin, not handed on.
+#[test]
+fn a_blocking_session_whose_connection_ended_is_closed_at_checkin() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let mut watch = observer(&url);
+    let pool = Pool::builder()
+        .max_size(1)
+        .pinning(Pinning::Off)
+        .build(PgManager::from_url(&url).unwrap())
+        .unwrap();
+    let mut conn = pool.get().unwrap();
+    let pid = conn.query_one(BACKEND_PID, &[]).unwrap();
+    terminate_backend(&mut watch, pid.get(0));
+    assert!(
+        conn.simple_query("SELECT 1").is_err(),
+        "its backend is gone"
+    );
+    assert!(conn.is_closed(), "the client saw its connection end");
+    drop(conn);
+    assert_eq!(pool.state().counters.closed, 1, "closed at checkin");
+    let mut conn = pool.get().unwrap();
+    let one: i32 = conn.query_one("SELECT 1", &[]).unwrap().get(0);
+    assert_eq!(one, 1, "a working session next");
+}
+
 /// An async session whose connection ended while checked out is closed
 /// at checkin, not handed on: whether the server ended it, or its holder
 /// closed the socket with `PgClient::abort` and let it go at once.
@@ -846,6 +874,8 @@ fn a_sessions_cache_keeps_at_most_its_capacity_on_the_server() {
     }
     let prepared = names(&conn.simple_query(PREPARED_NAMES).unwrap());
     assert_eq!(prepared.len(), 2, "{prepared:?}");
+    let shown = format!("{:?}", &*conn);
+    assert!(shown.contains("cached_statements: 2"), "{shown}");
 }
 
 /// `prepare_typed_cached` prepares with the types given and keeps the
