@@ -878,6 +878,42 @@ fn a_sessions_cache_keeps_at_most_its_capacity_on_the_server() {
     assert!(shown.contains("cached_statements: 2"), "{shown}");
 }
 
+/// A reset that leaves prepared statements in place, with the manager
+/// told so, hands the next owner the session's cached statements; told
+/// nothing, the reset closes them and the next owner prepares afresh.
+#[test]
+fn cached_statements_outlive_a_reset_that_keeps_them_when_told() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    for kept in [false, true] {
+        let manager = PgManager::from_url(&url)
+            .unwrap()
+            .reset_with(["ROLLBACK", "RESET ALL"])
+            .keep_cached_statements_on_reset(kept);
+        let pool = Pool::builder()
+            .max_size(1)
+            .pinning(Pinning::Exclusive)
+            .build(manager)
+            .unwrap();
+        let [first, second] = [0, 1].map(|owner| {
+            let mut session = pool.session();
+            let mut conn = session.get().unwrap();
+            let statement = conn.prepare_cached(CACHED_QUERY).unwrap();
+            let row = conn.query_one(&statement, &[&owner]).unwrap();
+            assert_eq!(row.get::<_, i32>(0), owner);
+            names(&conn.simple_query(PREPARED_NAMES).unwrap())
+        });
+        assert_eq!(pool.state().counters.resets, 2);
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert_eq!(
+            second == first,
+            kept,
+            "kept {kept}: {first:?}, then {second:?}"
+        );
+    }
+}
+
 /// `prepare_typed_cached` prepares with the types given and keeps the
 /// statement apart from the same query's untyped one.
 #[test]

@@ -49,9 +49,9 @@ impl BlockingPgClient {
     /// prepared, where a statement a thread keeps itself is prepared again
     /// on each connection it gets. The reset between owners empties it
     /// and closes its statements, since `DISCARD ALL` (the default)
-    /// deallocates them on the server; a
-    /// [custom reset](PgManager::reset_with) that keeps prepared
-    /// statements keeps those its owners hold, not these.
+    /// deallocates them on the server, unless the manager was told its
+    /// [custom reset](PgManager::reset_with) keeps them
+    /// ([`keep_cached_statements_on_reset`](PgManager::keep_cached_statements_on_reset)).
     ///
     /// ```no_run
     /// # fn run(pool: pinpool::blocking::Pool<pinpool::postgres::PgManager>)
@@ -190,6 +190,29 @@ impl PgManager {
         self
     }
 
+    /// Keeps each session's [`prepare_cached`](BlockingPgClient::prepare_cached)
+    /// statements across the reset between owners (by default the reset
+    /// closes them, as `DISCARD ALL` deallocates them): for a
+    /// [`reset_with`](Self::reset_with) that leaves prepared statements
+    /// in place, so that the next owner finds them prepared. With a reset
+    /// that does deallocate them (`DISCARD ALL`, `DEALLOCATE`), the next
+    /// owner's cached statements fail with `prepared statement "s0" does
+    /// not exist`. (A statement does not carry its preparer's
+    /// `search_path`: since PostgreSQL 9.3 it is parsed again under
+    /// another.)
+    ///
+    /// ```
+    /// use pinpool::postgres::PgManager;
+    /// let manager = PgManager::from_url("postgresql://app@127.0.0.1/app")?
+    ///     .reset_with(["ROLLBACK", "RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all()"])
+    ///     .keep_cached_statements_on_reset(true);
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn keep_cached_statements_on_reset(mut self, keep: bool) -> Self {
+        self.cache.kept_on_reset = keep;
+        self
+    }
+
     /// The connection config.
     pub fn config(&self) -> &Config {
         &self.config
@@ -221,6 +244,7 @@ impl fmt::Debug for PgManager {
             .field("reset", &self.reset)
             .field("io_timeout", &self.io_timeout)
             .field("statement_cache_capacity", &self.cache.capacity)
+            .field("keep_cached_statements_on_reset", &self.cache.kept_on_reset)
             .finish()
     }
 }
@@ -282,10 +306,8 @@ impl crate::blocking::Manager for PgManager {
     fn reset(&self, conn: &mut BlockingPgClient) -> Result<(), postgres::Error> {
         let BlockingPgClient { client, statements } = conn;
         client.is_valid(self.io_timeout)?;
-        // Emptied before the statements: a statement dropped sends its
-        // `Close` ahead of them (after a `DISCARD ALL` it would close
-        // nothing), and a reset that fails closes the session anyway.
-        statements.clear();
+        // A reset that fails closes the session anyway.
+        self.cache.before_reset(statements);
         for statement in &self.reset {
             client.batch_execute(statement)?;
         }

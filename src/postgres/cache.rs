@@ -55,11 +55,14 @@ pub fn is_stale_statement(error: &postgres::Error) -> bool {
 pub const DEFAULT_STATEMENT_CACHE_CAPACITY: usize = 100;
 
 /// What a manager gives each session it opens for its statement cache:
-/// the capacity, and the forgets it shares with its clones.
+/// the capacity, and the forgets it shares with its clones; and whether
+/// the cache outlives the reset between owners.
 #[derive(Clone, Debug)]
 pub(super) struct CacheSettings {
     pub(super) capacity: usize,
     pub(super) forgets: Forgets,
+    /// Set when the manager's reset leaves prepared statements in place.
+    pub(super) kept_on_reset: bool,
 }
 
 impl Default for CacheSettings {
@@ -67,11 +70,25 @@ impl Default for CacheSettings {
         CacheSettings {
             capacity: DEFAULT_STATEMENT_CACHE_CAPACITY,
             forgets: Forgets::default(),
+            kept_on_reset: false,
         }
     }
 }
 
 impl CacheSettings {
+    /// What a reset between owners does to `cache`, before its
+    /// statements run: empties it (a statement dropped sends its `Close`
+    /// ahead of them; after a `DISCARD ALL` it would close nothing),
+    /// unless the manager was told its reset keeps prepared statements.
+    pub(super) fn before_reset<S: Clone, T: Clone + PartialEq>(
+        &self,
+        cache: &mut StatementCache<S, T>,
+    ) {
+        if !self.kept_on_reset {
+            cache.clear();
+        }
+    }
+
     /// An empty cache for a new session.
     pub(super) fn cache<S, T>(&self) -> StatementCache<S, T> {
         StatementCache {

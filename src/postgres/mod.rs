@@ -49,7 +49,9 @@
 //!   each its own round trip; then the notifications the client still
 //!   holds are dropped (and the statements the session's
 //!   `prepare_cached` kept are closed first, the reset deallocating them:
-//!   [`BlockingPgClient::prepare_cached`], [`PgClient::prepare_cached`]).
+//!   [`BlockingPgClient::prepare_cached`], [`PgClient::prepare_cached`];
+//!   unless the manager was told with `keep_cached_statements_on_reset`
+//!   that its reset leaves them in place).
 //!   An error closes the session rather than hand it on. The async
 //!   manager bounds each statement by its `io_timeout`; the blocking
 //!   `postgres::Client` has no timeout for a statement, so the blocking

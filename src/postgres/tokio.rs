@@ -51,8 +51,9 @@ impl PgClient {
     /// a statement a task keeps itself is prepared again on each
     /// connection it gets. The reset between owners empties it and closes
     /// its statements, since `DISCARD ALL` (the default) deallocates them
-    /// on the server; a [custom reset](AsyncPgManager::reset_with) that
-    /// keeps prepared statements keeps those its owners hold, not these.
+    /// on the server, unless the manager was told its
+    /// [custom reset](AsyncPgManager::reset_with) keeps them
+    /// ([`keep_cached_statements_on_reset`](AsyncPgManager::keep_cached_statements_on_reset)).
     ///
     /// ```no_run
     /// # async fn run(pool: pinpool::tokio::Pool<pinpool::postgres::AsyncPgManager>)
@@ -187,6 +188,14 @@ impl AsyncPgManager {
         self
     }
 
+    /// Keeps each session's [`prepare_cached`](PgClient::prepare_cached)
+    /// statements across the reset between owners (see
+    /// [`PgManager::keep_cached_statements_on_reset`](super::PgManager::keep_cached_statements_on_reset)).
+    pub fn keep_cached_statements_on_reset(mut self, keep: bool) -> Self {
+        self.cache.kept_on_reset = keep;
+        self
+    }
+
     /// The connection config.
     pub fn config(&self) -> &Config {
         &self.config
@@ -227,6 +236,7 @@ impl fmt::Debug for AsyncPgManager {
             .field("reset", &self.reset)
             .field("io_timeout", &self.io_timeout)
             .field("statement_cache_capacity", &self.cache.capacity)
+            .field("keep_cached_statements_on_reset", &self.cache.kept_on_reset)
             .finish()
     }
 }
@@ -306,9 +316,7 @@ impl crate::tokio::Manager for AsyncPgManager {
     }
 
     async fn reset(&self, conn: &mut PgClient) -> Result<(), tokio_postgres::Error> {
-        // Emptied first: a statement dropped sends its `Close` ahead of the
-        // reset (after a `DISCARD ALL` it would close nothing).
-        conn.statements.clear();
+        self.cache.before_reset(&mut conn.statements);
         for statement in &self.reset {
             self.bounded(conn, async |client| client.batch_execute(statement).await)
                 .await?;
