@@ -20,15 +20,22 @@ use pinpool::postgres::PgManager;
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 /// One worker: a temp table, then a transaction left open between two
-/// checkouts, committed in a third; returns what its table holds.
+/// checkouts, committed in a third; returns what its table holds. Its
+/// insert is prepared once, by the session's statement cache.
 fn worker(pool: &Pool<PgManager>, id: i32) -> Result<Vec<i32>, Failure> {
+    const INSERT: &str = "INSERT INTO work VALUES ($1)";
     pool.get()?
         .batch_execute("CREATE TEMP TABLE work (step int); INSERT INTO work VALUES (1)")?;
-    pool.get()?
-        .batch_execute("BEGIN; INSERT INTO work VALUES (2)")?;
-    // Another checkout, the same session: the transaction is still open.
     let mut conn = pool.get()?;
-    conn.execute("INSERT INTO work VALUES ($1)", &[&(100 + id)])?;
+    conn.batch_execute("BEGIN")?;
+    let insert = conn.prepare_cached(INSERT)?;
+    conn.execute(&insert, &[&2])?;
+    drop(conn);
+    // Another checkout, the same session: the transaction is still open,
+    // and the statement still prepared.
+    let mut conn = pool.get()?;
+    let insert = conn.prepare_cached(INSERT)?;
+    conn.execute(&insert, &[&(100 + id)])?;
     conn.batch_execute("COMMIT")?;
     let steps = conn.query("SELECT step FROM work ORDER BY step", &[])?;
     Ok(steps.iter().map(|row| row.get(0)).collect())
