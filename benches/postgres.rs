@@ -463,6 +463,9 @@ fn pgbench(url: &str, clients: usize, length: Duration) -> Option<f64> {
     let script = std::env::temp_dir().join("pinpool-pgbench.sql");
     std::fs::write(&script, "\\set id random(1, 1000)\nSELECT :id::int;\n").ok()?;
     let output = std::process::Command::new(pgbench)
+        // In the clear, as the pools' clients are: libpq would take the
+        // TLS the test cluster offers.
+        .env("PGSSLMODE", "disable")
         .args(["-n", "-M", "prepared", "-j", "2"])
         .arg(format!("-c{clients}"))
         .arg(format!("-T{}", length.as_secs().max(1)))

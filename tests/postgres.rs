@@ -7,7 +7,7 @@
 //! loudly. One needs no server: a connect to one that never answers.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, mpsc};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, mpsc};
 use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -568,9 +568,16 @@ fn clear_interrupting_cancels_a_running_query() {
     let Some((url, _server)) = server() else {
         return;
     };
+    check_clear_interrupting(&url, PgManager::from_url(&url).unwrap());
+}
+
+/// A session of an exclusive pool over `manager` runs `pg_sleep(60)`:
+/// `clear_interrupting()` cancels it within 1 s, and the session is
+/// closed.
+fn check_clear_interrupting<T: pinpool::postgres::MakeTls>(url: &str, manager: PgManager<T>) {
     let pool = Pool::builder()
         .pinning(Pinning::Exclusive)
-        .build(PgManager::from_url(&url).unwrap())
+        .build(manager)
         .unwrap();
     let (ended_tx, ended) = mpsc::channel();
     thread::scope(|s| {
@@ -579,7 +586,7 @@ fn clear_interrupting_cancels_a_running_query() {
             let result = conn.simple_query("SELECT pg_sleep(60)");
             ended_tx.send((Instant::now(), result.map(drop))).unwrap();
         });
-        clear_cancels_the_sleep(&url, || pool.clear_interrupting(), &ended);
+        clear_cancels_the_sleep(url, || pool.clear_interrupting(), &ended);
     });
     pool.ready();
     let state = pool.state();
@@ -588,6 +595,114 @@ fn clear_interrupting_cancels_a_running_query() {
         "the interrupted session closed: {state:?}"
     );
     drop(pool.get().expect("a fresh session once ready"));
+}
+
+/// Whether the session's own backend runs over TLS, as the server sees it.
+const ON_TLS: &str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+
+/// Accepts the throwaway server's self-signed certificate: what
+/// `sslmode=require` promises (encrypted, not verified), and all that
+/// the TLS test needs. The handshake's signatures are still checked.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        signed: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let verify = rustls::crypto::verify_tls12_signature;
+        verify(
+            message,
+            cert,
+            signed,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        signed: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let verify = rustls::crypto::verify_tls13_signature;
+        verify(
+            message,
+            cert,
+            signed,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A rustls connector for the test server (see [`AnyCertificate`]).
+fn tls_connector() -> tokio_postgres_rustls::MakeRustlsConnect {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+/// Both managers built `with_tls`, told to require it (`sslmode=require`),
+/// run their sessions over TLS as the server sees them, and cancel over
+/// it; the same config without TLS fails the checkout at connect.
+#[test]
+fn sessions_run_over_tls_with_a_connector() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    if std::env::var_os("PINPOOL_PG_TLS").is_none() {
+        let ci = std::env::var("CI").is_ok_and(|ci| ci == "true");
+        assert!(!ci, "under CI the test script's server offers TLS");
+        eprintln!("skipped: the server offers no TLS (PINPOOL_PG_TLS unset)");
+        return;
+    }
+    let mut config: tokio_postgres::Config = url.parse().unwrap();
+    config.ssl_mode(tokio_postgres::config::SslMode::Require);
+
+    let blocking = || PgManager::with_tls(config.clone().into(), tls_connector());
+    let pool = Pool::new(blocking()).unwrap();
+    let on_tls: bool = pool.get().unwrap().query_one(ON_TLS, &[]).unwrap().get(0);
+    assert!(on_tls, "a blocking session over TLS");
+    check_clear_interrupting(&url, blocking());
+
+    let asynchronous = || AsyncPgManager::with_tls(config.clone(), tls_connector());
+    let on_tls: bool = current_thread_runtime().block_on(async {
+        let pool = pinpool::tokio::Pool::new(asynchronous()).unwrap();
+        let conn = pool.get().await.unwrap();
+        conn.query_one(ON_TLS, &[]).await.unwrap().get(0)
+    });
+    assert!(on_tls, "an async session over TLS");
+    check_clear_interrupting_async(&url, asynchronous());
+
+    let without = Pool::builder()
+        .max_size(1)
+        .build(PgManager::new(config.into()))
+        .unwrap();
+    let refused = without.get().map(drop);
+    assert!(matches!(refused, Err(Error::Connect(_))), "{refused:?}");
 }
 
 /// A login the server refuses is a typed error at once, not a hang; a pool
@@ -1389,12 +1504,20 @@ fn clear_interrupting_cancels_a_running_async_query() {
     let Some((url, _server)) = server() else {
         return;
     };
+    check_clear_interrupting_async(&url, AsyncPgManager::from_url(&url).unwrap());
+}
+
+/// [`check_clear_interrupting`] for the async pool.
+fn check_clear_interrupting_async<T: pinpool::postgres::MakeTls>(
+    url: &str,
+    manager: AsyncPgManager<T>,
+) {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let pool = {
         let _entered = runtime.enter();
         pinpool::tokio::Pool::builder()
             .pinning(Pinning::Exclusive)
-            .build(AsyncPgManager::from_url(&url).unwrap())
+            .build(manager)
             .unwrap()
     };
     let (ended_tx, ended) = mpsc::channel();
@@ -1404,5 +1527,5 @@ fn clear_interrupting_cancels_a_running_async_query() {
         let result = conn.simple_query("SELECT pg_sleep(60)").await;
         ended_tx.send((Instant::now(), result.map(drop))).unwrap();
     });
-    clear_cancels_the_sleep(&url, || pool.clear_interrupting(), &ended);
+    clear_cancels_the_sleep(url, || pool.clear_interrupting(), &ended);
 }

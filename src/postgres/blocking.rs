@@ -9,7 +9,7 @@ use postgres::types::Type;
 use postgres::{Client, Config, NoTls, Statement};
 
 use super::cache::{CacheSettings, StatementCache};
-use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_RESET, statements};
+use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_RESET, MakeTls, statements};
 use crate::InterruptHandle;
 
 /// A session of the blocking pool: a `postgres::Client` (it derefs to
@@ -113,29 +113,23 @@ impl fmt::Debug for BlockingPgClient {
     }
 }
 
-/// Opens [`BlockingPgClient`]s for a [blocking pool](crate::blocking::Pool):
-/// see the [module documentation](super).
+/// Opens [`BlockingPgClient`]s for a [blocking pool](crate::blocking::Pool),
+/// over TLS made by `T` ([`NoTls`] unless built
+/// [`with_tls`](PgManager::with_tls)): see the [module documentation](super).
 #[derive(Clone)]
-pub struct PgManager {
+pub struct PgManager<T = NoTls> {
     config: Config,
+    tls: T,
     reset: Vec<String>,
     io_timeout: Duration,
     cache: CacheSettings,
 }
 
 impl PgManager {
-    /// A manager connecting with `config` (without TLS: a server on the
-    /// same host or network).
-    pub fn new(mut config: Config) -> Self {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
-        PgManager {
-            config,
-            reset: statements(DEFAULT_RESET),
-            io_timeout: DEFAULT_IO_TIMEOUT,
-            cache: CacheSettings::default(),
-        }
+    /// A manager connecting with `config`, without TLS (a server on the
+    /// same host or network; [`with_tls`](Self::with_tls) otherwise).
+    pub fn new(config: Config) -> Self {
+        PgManager::with_tls(config, NoTls)
     }
 
     /// A manager for a connection string, `postgresql://user@host:port/db`
@@ -149,6 +143,35 @@ impl PgManager {
     /// ```
     pub fn from_url(url: &str) -> Result<Self, postgres::Error> {
         Ok(PgManager::new(url.parse()?))
+    }
+}
+
+impl<T: MakeTls> PgManager<T> {
+    /// A manager connecting with `config` over TLS made by `tls` — any
+    /// `MakeTlsConnect` the driver takes: postgres-native-tls's,
+    /// postgres-openssl's, tokio-postgres-rustls's. The config's
+    /// `sslmode` decides whether TLS is required (`require`), tried
+    /// (`prefer`, the default) or not used. Cancels go over it too.
+    ///
+    /// ```no_run
+    /// # fn run(tls: postgres::NoTls) -> Result<(), Box<dyn std::error::Error>> {
+    /// use pinpool::postgres::PgManager;
+    /// // e.g. postgres_native_tls::MakeTlsConnector::new(connector)
+    /// let manager = PgManager::with_tls("postgresql://app@db.example/app?sslmode=require".parse()?, tls);
+    /// let pool = pinpool::blocking::Pool::new(manager)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_tls(mut config: Config, tls: T) -> Self {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        PgManager {
+            config,
+            tls,
+            reset: statements(DEFAULT_RESET),
+            io_timeout: DEFAULT_IO_TIMEOUT,
+            cache: CacheSettings::default(),
+        }
     }
 
     /// Resets sessions between owners with `reset` (one round trip each)
@@ -236,11 +259,12 @@ impl PgManager {
     }
 }
 
-impl fmt::Debug for PgManager {
+impl<T> fmt::Debug for PgManager<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The config's Debug leaves the password out.
         f.debug_struct("PgManager")
             .field("config", &self.config)
+            .field("tls", &std::any::type_name::<T>())
             .field("reset", &self.reset)
             .field("io_timeout", &self.io_timeout)
             .field("statement_cache_capacity", &self.cache.capacity)
@@ -249,13 +273,13 @@ impl fmt::Debug for PgManager {
     }
 }
 
-impl crate::blocking::Manager for PgManager {
+impl<T: MakeTls> crate::blocking::Manager for PgManager<T> {
     type Connection = BlockingPgClient;
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<BlockingPgClient, postgres::Error> {
         Ok(BlockingPgClient {
-            client: self.config.connect(NoTls)?,
+            client: self.config.connect(self.tls.clone())?,
             statements: self.cache.cache(),
         })
     }
@@ -287,11 +311,11 @@ impl crate::blocking::Manager for PgManager {
     /// takes up to the connect timeout, and `clear_interrupting()` sends
     /// one for each checked-out session (the async manager spawns a task).
     fn interrupt_handle(&self, conn: &BlockingPgClient) -> Option<InterruptHandle> {
-        let token = conn.client.cancel_token();
+        let (token, tls) = (conn.client.cancel_token(), self.tls.clone());
         Some(InterruptHandle::new(move || {
-            let token = token.clone();
+            let (token, tls) = (token.clone(), tls.clone());
             crate::sync::spawn_or_run("pinpool-cancel", move || {
-                if let Err(error) = token.cancel_query(NoTls) {
+                if let Err(error) = token.cancel_query(tls) {
                     tracing::debug!(%error, "cancelling a session's query failed");
                 }
             });

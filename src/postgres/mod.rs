@@ -26,11 +26,12 @@
 //! ```
 //!
 //! What each manager does:
-//! - `connect` from a connection string or a `Config` (a refused login or
-//!   an unreachable server is an [`Error::Connect`](crate::Error::Connect)
-//!   at once; a config without a connect timeout gets
-//!   [`DEFAULT_CONNECT_TIMEOUT`]). The driver bounds only the TCP connect
-//!   by it, so the manager's `connect_timeout` has the pool give up the
+//! - `connect` from a connection string or a `Config`, without TLS, or
+//!   over it with `with_tls` and any connector the drivers take
+//!   ([`MakeTls`]). A refused login or an unreachable server is an
+//!   [`Error::Connect`](crate::Error::Connect) at once; a config without
+//!   a connect timeout gets [`DEFAULT_CONNECT_TIMEOUT`]. The driver
+//!   bounds only the TCP connect by it, so the manager's `connect_timeout` has the pool give up the
 //!   whole connect, startup handshake included, after that long (for
 //!   each host), unless the builder sets a `connect_timeout` of its own:
 //!   a server that takes the connection and never answers is an
@@ -73,11 +74,37 @@ mod tokio;
 
 use std::time::Duration;
 
+use tokio_postgres::Socket;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+
 pub use blocking::{BlockingPgClient, PgManager};
 pub use cache::{DEFAULT_STATEMENT_CACHE_CAPACITY, is_stale_statement};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use tokio::{AsyncPgManager, PgClient};
+
+/// What the managers take to make TLS connections
+/// ([`PgManager::with_tls`]): a `MakeTlsConnect` that its connections,
+/// their handshakes and their cancels may use from any thread — `NoTls`,
+/// and the connectors of postgres-native-tls, postgres-openssl and
+/// tokio-postgres-rustls. Implemented for every such type.
+pub trait MakeTls:
+    MakeTlsConnect<Socket, Stream: Send, TlsConnect: Send + TlsConnect<Socket, Future: Send>>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> MakeTls for T where
+    T: MakeTlsConnect<Socket, Stream: Send, TlsConnect: Send + TlsConnect<Socket, Future: Send>>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
 
 /// What a session is reset with between owners, one round trip each: a
 /// transaction its owner left open is rolled back (outside one, `ROLLBACK`

@@ -14,7 +14,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification, Statement};
 
 use super::cache::{CacheSettings, StatementCache};
-use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_RESET, statements};
+use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_RESET, MakeTls, statements};
 use crate::InterruptHandle;
 
 /// A session of the async pool: a `tokio_postgres::Client` (it derefs to
@@ -135,31 +135,42 @@ impl fmt::Debug for PgClient {
 /// [module documentation](super). Each connection's I/O runs in a task of
 /// its own on the pool's runtime; its end marks the client broken.
 #[derive(Clone)]
-pub struct AsyncPgManager {
+pub struct AsyncPgManager<T = NoTls> {
     config: Config,
+    tls: T,
     reset: Vec<String>,
     io_timeout: Duration,
     cache: CacheSettings,
 }
 
 impl AsyncPgManager {
-    /// A manager connecting with `config` (without TLS).
-    pub fn new(mut config: Config) -> Self {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
-        AsyncPgManager {
-            config,
-            reset: statements(DEFAULT_RESET),
-            io_timeout: DEFAULT_IO_TIMEOUT,
-            cache: CacheSettings::default(),
-        }
+    /// A manager connecting with `config`, without TLS
+    /// ([`with_tls`](Self::with_tls) otherwise).
+    pub fn new(config: Config) -> Self {
+        AsyncPgManager::with_tls(config, NoTls)
     }
 
     /// A manager for a connection string (see
     /// [`PgManager::from_url`](super::PgManager::from_url)).
     pub fn from_url(url: &str) -> Result<Self, tokio_postgres::Error> {
         Ok(AsyncPgManager::new(url.parse()?))
+    }
+}
+
+impl<T: MakeTls> AsyncPgManager<T> {
+    /// A manager connecting with `config` over TLS made by `tls` (see
+    /// [`PgManager::with_tls`](super::PgManager::with_tls)).
+    pub fn with_tls(mut config: Config, tls: T) -> Self {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        AsyncPgManager {
+            config,
+            tls,
+            reset: statements(DEFAULT_RESET),
+            io_timeout: DEFAULT_IO_TIMEOUT,
+            cache: CacheSettings::default(),
+        }
     }
 
     /// Resets sessions between owners with `reset` (one round trip each)
@@ -211,10 +222,10 @@ impl AsyncPgManager {
     /// `round_trip` on `conn`, bounded by the I/O timeout: past it the
     /// session is aborted and the error is the client's own "connection
     /// closed" (so it stays a `tokio_postgres::Error`).
-    async fn bounded<T>(
+    async fn bounded<R>(
         &self,
         conn: &mut PgClient,
-        round_trip: impl AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
+        round_trip: impl AsyncFnOnce(&Client) -> Result<R, tokio_postgres::Error>,
     ) -> Result<(), tokio_postgres::Error> {
         match tokio::time::timeout(self.io_timeout, round_trip(&conn.client)).await {
             Ok(result) => result.map(drop),
@@ -229,10 +240,11 @@ impl AsyncPgManager {
     }
 }
 
-impl fmt::Debug for AsyncPgManager {
+impl<T> fmt::Debug for AsyncPgManager<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncPgManager")
             .field("config", &self.config)
+            .field("tls", &std::any::type_name::<T>())
             .field("reset", &self.reset)
             .field("io_timeout", &self.io_timeout)
             .field("statement_cache_capacity", &self.cache.capacity)
@@ -241,7 +253,7 @@ impl fmt::Debug for AsyncPgManager {
     }
 }
 
-impl crate::tokio::Manager for AsyncPgManager {
+impl<T: MakeTls> crate::tokio::Manager for AsyncPgManager<T> {
     type Connection = PgClient;
     type Error = tokio_postgres::Error;
 
@@ -260,7 +272,7 @@ impl crate::tokio::Manager for AsyncPgManager {
     }
 
     async fn connect(&self) -> Result<PgClient, tokio_postgres::Error> {
-        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let (client, mut connection) = self.config.connect(self.tls.clone()).await?;
         let (sender, notifications) = mpsc::unbounded_channel();
         let ended = Arc::new(AtomicBool::new(false));
         let done = Arc::clone(&ended);
@@ -303,12 +315,12 @@ impl crate::tokio::Manager for AsyncPgManager {
     }
 
     fn interrupt_handle(&self, conn: &PgClient) -> Option<InterruptHandle> {
-        let token = conn.client.cancel_token();
+        let (token, tls) = (conn.client.cancel_token(), self.tls.clone());
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         Some(InterruptHandle::new(move || {
-            let token = token.clone();
+            let (token, tls) = (token.clone(), tls.clone());
             runtime.spawn(async move {
-                if let Err(error) = token.cancel_query(NoTls).await {
+                if let Err(error) = token.cancel_query(tls).await {
                     tracing::debug!(%error, "cancelling a session's query failed");
                 }
             });
