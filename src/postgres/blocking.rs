@@ -154,10 +154,12 @@ impl<T: MakeTls> PgManager<T> {
     /// (`prefer`, the default) or not used. Cancels go over it too.
     ///
     /// ```no_run
-    /// # fn run(tls: postgres::NoTls) -> Result<(), Box<dyn std::error::Error>> {
-    /// use pinpool::postgres::PgManager;
-    /// // e.g. postgres_native_tls::MakeTlsConnector::new(connector)
-    /// let manager = PgManager::with_tls("postgresql://app@db.example/app?sslmode=require".parse()?, tls);
+    /// use pinpool::postgres::{MakeTls, PgManager};
+    ///
+    /// // `tls`: e.g. postgres_native_tls::MakeTlsConnector::new(connector)
+    /// # fn run(tls: impl MakeTls) -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = "postgresql://app@db.example/app?sslmode=require".parse()?;
+    /// let manager = PgManager::with_tls(config, tls);
     /// let pool = pinpool::blocking::Pool::new(manager)?;
     /// # Ok(()) }
     /// ```

@@ -31,10 +31,11 @@
 //!   ([`MakeTls`]). A refused login or an unreachable server is an
 //!   [`Error::Connect`](crate::Error::Connect) at once; a config without
 //!   a connect timeout gets [`DEFAULT_CONNECT_TIMEOUT`]. The driver
-//!   bounds only the TCP connect by it, so the manager's `connect_timeout` has the pool give up the
-//!   whole connect, startup handshake included, after that long (for
-//!   each host), unless the builder sets a `connect_timeout` of its own:
-//!   a server that takes the connection and never answers is an
+//!   bounds only the TCP connect by it, so the manager's
+//!   `connect_timeout` has the pool give up the whole connect, startup
+//!   handshake included, after that long (for each host), unless the
+//!   builder sets a `connect_timeout` of its own: a server that takes
+//!   the connection and never answers is an
 //!   [`Error::ConnectTimeout`](crate::Error::ConnectTimeout), not a
 //!   connect slot held for ever;
 //! - `validate`: an empty simple query (a round trip), bounded by the
