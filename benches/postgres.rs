@@ -21,6 +21,12 @@
 //! compared, so that more rounds fit); and per worker count,
 //! each driver alone (a client per worker, no pool), what any pool over
 //! it could reach at best, and what its queries cost without one.
+//! `--pools` may name the drivers alone and pgbench too
+//! (`postgres-alone`, `tokio-postgres-alone`, `pgbench`): they then take
+//! their turn in each round of the cell like a pool, and the pinned rows'
+//! ratios to them (and theirs to pgbench) come round by round with their
+//! intervals, where a single pgbench run an hour's drift away from the
+//! pools' rounds could not say whether a row reached 90 % of it.
 //!
 //! Not criterion: the figure is the throughput of many concurrent workers
 //! and the distribution of their waits, not the time of one closure.
@@ -233,6 +239,23 @@ impl Cell<'_> {
             Pool::OffTasks => self.async_pinpool(Pinning::Off),
             Pool::Bb8 => self.bb8(),
             Pool::Deadpool => self.deadpool(),
+            Pool::PostgresAlone => self.alone().postgres(),
+            Pool::TokioPostgresAlone => self.alone().tokio_postgres(),
+            Pool::Pgbench => Outcome {
+                per_second: pgbench(self.url, self.workers, self.length)
+                    .expect("pgbench ran (PINPOOL_PGBENCH names it where it is elsewhere)"),
+                p99_wait_us: 0,
+                cpu_per_query: None,
+            },
+        }
+    }
+
+    /// Each driver alone, with the cell's workers.
+    fn alone(&self) -> Alone<'_> {
+        Alone {
+            url: self.url,
+            workers: self.workers,
+            length: self.length,
         }
     }
 
@@ -411,6 +434,25 @@ impl Cell<'_> {
     }
 }
 
+/// One row of the table: `pool`'s `outcome` in the cell of `size` (or
+/// "-") and `workers`, with its share of pgbench's throughput `ceiling`.
+fn print_row(size: &str, workers: usize, pool: Pool, outcome: &Outcome, ceiling: Option<f64>) {
+    let share = ceiling.map_or("-".into(), |tps| {
+        format!("{:.0}%", 100.0 * outcome.per_second / tps)
+    });
+    let p99_wait = if pool.checks_out() {
+        outcome.p99_wait_us.to_string()
+    } else {
+        "-".into()
+    };
+    println!(
+        "{size:>4} {workers:>7}  {:>28}  {:>10.0}  {p99_wait:>12}  {share:>9}  {:>11}",
+        pool.name(),
+        outcome.per_second,
+        outcome.cpu_us()
+    );
+}
+
 /// Each driver alone, no pool: every worker owns a client and loops the
 /// same prepared query. What a pool over that driver could reach at best,
 /// where workers ≤ pool size; pgbench (C, libpq) is the server's ceiling.
@@ -549,8 +591,10 @@ fn check_interval_arithmetic() {
     assert!((low - (-half).exp()).abs() < 1e-9 && (high - half.exp()).abs() < 1e-9);
 }
 
-/// The pools each cell measures, in the order of its table.
-#[derive(Clone, Copy)]
+/// What a cell can measure, in the order of its table: the pools, then
+/// what they are held against where workers ≤ pool size — each driver
+/// alone (a client per worker, no pool) and pgbench.
+#[derive(Clone, Copy, PartialEq)]
 enum Pool {
     PinnedThreads,
     OffThreads,
@@ -559,11 +603,29 @@ enum Pool {
     OffTasks,
     Bb8,
     Deadpool,
+    PostgresAlone,
+    TokioPostgresAlone,
+    Pgbench,
 }
 
 impl Pool {
-    /// Every pool, in declaration order: `pool as usize` is its place here.
-    const ALL: [Pool; 7] = [
+    /// Every row, in declaration order: `pool as usize` is its place here.
+    const ALL: [Pool; 10] = [
+        Pool::PinnedThreads,
+        Pool::OffThreads,
+        Pool::R2d2,
+        Pool::PinnedTasks,
+        Pool::OffTasks,
+        Pool::Bb8,
+        Pool::Deadpool,
+        Pool::PostgresAlone,
+        Pool::TokioPostgresAlone,
+        Pool::Pgbench,
+    ];
+
+    /// The rows a cell runs unless `--pools` names others: the pools (the
+    /// drivers alone and pgbench run once per worker count instead).
+    const POOLS: [Pool; 7] = [
         Pool::PinnedThreads,
         Pool::OffThreads,
         Pool::R2d2,
@@ -583,6 +645,9 @@ impl Pool {
             Pool::OffTasks => "off-tasks",
             Pool::Bb8 => "bb8",
             Pool::Deadpool => "deadpool",
+            Pool::PostgresAlone => "postgres-alone",
+            Pool::TokioPostgresAlone => "tokio-postgres-alone",
+            Pool::Pgbench => "pgbench",
         }
     }
 
@@ -595,24 +660,40 @@ impl Pool {
             Pool::OffTasks => "pinpool off (tasks)",
             Pool::Bb8 => "bb8 (tasks)",
             Pool::Deadpool => "deadpool (tasks)",
+            Pool::PostgresAlone => "postgres alone (threads)",
+            Pool::TokioPostgresAlone => "tokio-postgres alone (tasks)",
+            Pool::Pgbench => "pgbench -M prepared",
         }
+    }
+
+    /// Whether its workers check out (and so have waits to report).
+    fn checks_out(self) -> bool {
+        Pool::POOLS.contains(&self)
     }
 }
 
 /// The per-round ratios printed with `--rounds`: each pinpool row against
-/// the best peer of its kind.
-const RATIOS: [(Pool, Pool); 4] = [
+/// the best peer of its kind; and, where `--pools` names them, each
+/// pinned row against its driver alone (what the pool costs) and against
+/// pgbench (issue #20's 90 %), and each driver alone against pgbench.
+const RATIOS: [(Pool, Pool); 10] = [
     (Pool::PinnedThreads, Pool::R2d2),
     (Pool::OffThreads, Pool::R2d2),
     (Pool::PinnedTasks, Pool::Deadpool),
     (Pool::OffTasks, Pool::Deadpool),
+    (Pool::PinnedThreads, Pool::PostgresAlone),
+    (Pool::PinnedTasks, Pool::TokioPostgresAlone),
+    (Pool::PinnedThreads, Pool::Pgbench),
+    (Pool::PinnedTasks, Pool::Pgbench),
+    (Pool::PostgresAlone, Pool::Pgbench),
+    (Pool::TokioPostgresAlone, Pool::Pgbench),
 ];
 
 /// The grid to run: the full one under `cargo bench`, narrowed by
 /// `--sizes 16 --workers 64 --seconds 4` (after `--`) to look at one cell
 /// again, `--rounds 8` to run each cell's pools that many times, and
 /// `--pools pinned-tasks,deadpool` to run only those pools (and neither
-/// pgbench nor the drivers alone): more rounds in the same time, each
+/// pgbench nor the drivers alone, unless named): more rounds in the same time, each
 /// pair closer together; one short cell under `cargo test`.
 struct Grid {
     sizes: Vec<usize>,
@@ -710,7 +791,7 @@ fn main() -> Result<(), String> {
         "{:>4} {:>7}  {:>28}  {:>10}  {:>12}  {:>9}  {:>11}",
         "size", "workers", "pool", "queries/s", "p99 wait µs", "of pgbench", "CPU µs/query"
     );
-    let pools = grid.pools.as_deref().unwrap_or(&Pool::ALL);
+    let pools = grid.pools.as_deref().unwrap_or(&Pool::POOLS);
     let every_pool = grid.pools.is_none();
     for &workers in worker_counts {
         let ceiling = (benching && every_pool)
@@ -732,16 +813,18 @@ fn main() -> Result<(), String> {
                 Pinning::Strict
             };
             let rounds = cell.rounds(pools, grid.rounds, pinned);
+            // pgbench in this cell's rounds, else once for the worker count.
+            let ceiling = pools
+                .contains(&Pool::Pgbench)
+                .then(|| median(&rounds[Pool::Pgbench as usize]).per_second)
+                .or(ceiling);
             for &pool in pools {
-                let (name, outcome) = (pool.name(), median(&rounds[pool as usize]));
-                let share = ceiling.map_or("-".into(), |tps| {
-                    format!("{:.0}%", 100.0 * outcome.per_second / tps)
-                });
-                println!(
-                    "{size:>4} {workers:>7}  {name:>28}  {:>10.0}  {:>12}  {share:>9}  {:>11}",
-                    outcome.per_second,
-                    outcome.p99_wait_us,
-                    outcome.cpu_us()
+                print_row(
+                    &size.to_string(),
+                    workers,
+                    pool,
+                    median(&rounds[pool as usize]),
+                    ceiling,
                 );
             }
             if grid.rounds > 1 {
@@ -767,25 +850,25 @@ fn main() -> Result<(), String> {
             workers,
             length,
         };
-        for (name, outcome) in [
-            ("postgres alone (threads)", alone.postgres()),
-            ("tokio-postgres alone (tasks)", alone.tokio_postgres()),
-        ] {
-            let share = ceiling.map_or("-".into(), |tps| {
-                format!("{:.0}%", 100.0 * outcome.per_second / tps)
-            });
-            println!(
-                "{:>4} {workers:>7}  {name:>28}  {:>10.0}  {:>12}  {share:>9}  {:>11}",
-                "-",
-                outcome.per_second,
-                "-",
-                outcome.cpu_us()
-            );
-        }
+        print_row(
+            "-",
+            workers,
+            Pool::PostgresAlone,
+            &alone.postgres(),
+            ceiling,
+        );
+        print_row(
+            "-",
+            workers,
+            Pool::TokioPostgresAlone,
+            &alone.tokio_postgres(),
+            ceiling,
+        );
         if let Some(tps) = ceiling {
             println!(
                 "{:>4} {workers:>7}  {:>28}  {tps:>10.0}",
-                "-", "pgbench -M prepared"
+                "-",
+                Pool::Pgbench.name()
             );
         }
     }
