@@ -171,7 +171,7 @@ impl Driver {
                     self.held.insert(conn);
                 }
                 Action::Fail { ticket, .. } => self.leave(ticket),
-                Action::Wake(_) | Action::Interrupt(_) => {}
+                Action::Wake(_) | Action::Interrupt(_) | Action::ShutDown => {}
             }
         }
         while core.poll_event().is_some() {}

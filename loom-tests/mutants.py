@@ -166,6 +166,20 @@ MUTATIONS = [
         "unpin_vs_checkouts",
     ),
     (
+        "shutdown: a close left under the lock is not counted as under way",
+        "src/driver/effects.rs",
+        "        if !std::mem::replace(&mut more.closing, true) {\n            shut_down.close_started();\n        }",
+        "        let _ = shut_down;",
+        "close_and_wait_vs_checkins",
+    ),
+    (
+        "shutdown: the threads waiting for it are not woken",
+        "src/driver/shutdown.rs",
+        "        for thread in threads {\n            thread.unpark();\n        }",
+        "        drop(threads);",
+        "close_and_wait_vs_checkins",
+    ),
+    (
         "handoff: a checkin leaves the connection idle beside its waiter",
         "src/core/mod.rs",
         "                Some(ticket) => self.grant(ticket, conn),\n                None => self.slots.set_idle(conn, self.now),",

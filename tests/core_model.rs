@@ -37,7 +37,9 @@
 //!   nobody is pinned to clean;
 //! * an unpinned checkout never pins its owner, and never waits unserved
 //!   while the pool has room: some connection is on its way;
-//! * lifecycle: a paused pool fails checkouts and keeps no waiter; a
+//! * lifecycle: a closed pool emits `Action::ShutDown` once, as soon as
+//!   it holds no connection (none connecting, idle, held or resetting),
+//!   and not before; a paused pool fails checkouts and keeps no waiter; a
 //!   connect abandoned by an interrupting clear is counted closed once,
 //!   and such a clear interrupts exactly the checked-out connections;
 //!   no checkout is granted a connection past its lifetime; after a
@@ -347,6 +349,8 @@ struct Model {
     /// The owner whose departure is being applied: only its waiters may
     /// fail with `OwnerGone`.
     departing: Option<OwnerId>,
+    /// `Action::ShutDown` was seen.
+    shut_down: bool,
 }
 
 impl Model {
@@ -1044,6 +1048,10 @@ impl Sut {
                         "{conn} interrupted twice"
                     );
                 }
+                Action::ShutDown => {
+                    assert!(!self.model.shut_down, "shut down twice");
+                    self.model.shut_down = true;
+                }
                 Action::Fail { ticket, reason } => {
                     let waiting = self
                         .model
@@ -1170,6 +1178,11 @@ impl Sut {
         assert!(
             state.connecting <= config.max_connecting,
             "over max_connecting"
+        );
+        assert_eq!(
+            model.shut_down,
+            state.closed && live == 0,
+            "Action::ShutDown once the closed pool holds nothing, and only then: {state:?}"
         );
         if state.closed {
             assert!(model.waiting.is_empty());

@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -199,6 +200,133 @@ mod blocking {
         };
         assert!(pinned >= second, "{state:?}");
     }
+
+    /// A graceful shutdown waits for the connections still checked out,
+    /// and returns at once when nothing is left; the pool's own idle and
+    /// leased connections close as it starts.
+    #[test]
+    fn close_and_wait_returns_once_every_checked_out_connection_is_back() {
+        let manager = TestManager::default();
+        let pool = Pool::builder().max_size(3).build(manager.clone()).unwrap();
+        drop(pool.get().unwrap()); // parked in this thread's lease
+        let (holding, held) = mpsc::channel();
+        let (finish, finishes): (Vec<_>, Vec<_>) = (0..2).map(|_| mpsc::channel::<()>()).unzip();
+        thread::scope(|s| {
+            for finished in finishes {
+                let (pool, holding) = (&pool, holding.clone());
+                s.spawn(move || {
+                    let conn = pool.get().unwrap();
+                    holding.send(()).unwrap();
+                    let _ = finished.recv(); // its work done (or the test failed)
+                    drop(conn);
+                });
+            }
+            held.iter().take(2).for_each(drop);
+            // Moved in: should an assertion fail, its drop lets the
+            // holders go, and the scope does not hang on them.
+            let finish = finish;
+            assert!(!pool.close_and_wait(Duration::ZERO), "two still out");
+            assert_eq!(manager.tally.live.load(SeqCst), 2, "the leased one closed");
+            // One thread waits as the holders finish, whether or not it
+            // has started waiting by then.
+            let waiting = s.spawn(|| pool.close_and_wait(Duration::from_secs(60)));
+            drop(finish);
+            assert!(waiting.join().unwrap());
+            assert_eq!(
+                manager.tally.live.load(SeqCst),
+                0,
+                "every connection closed"
+            );
+        });
+        assert!(pool.close_and_wait(Duration::ZERO), "and stays so");
+        let state = pool.state();
+        assert_eq!((state.total(), state.counters.closed), (0, 3), "{state:?}");
+    }
+
+    /// A connection's drop that takes a while: a broken one's on a thread
+    /// of its own, or one on the thread that returned it while another
+    /// empties the pool. Either way the pool has not shut down until the
+    /// drop has ended.
+    #[test]
+    fn close_and_wait_waits_for_drops_under_way() {
+        for broken in [true, false] {
+            let (manager, dropping, finish) = SlowFirstDrop::new();
+            let pool = Pool::builder()
+                .max_size(2)
+                .pinning(Pinning::Off)
+                .build(manager)
+                .unwrap();
+            let (mut slow, quick) = (pool.get_owned().unwrap(), pool.get_owned().unwrap());
+            slow.broken = broken;
+            pool.close();
+            thread::scope(move |s| {
+                // `finish` moved in: should an assertion fail, its drop
+                // ends the slow drop, and the scope does not hang on it.
+                s.spawn(|| drop(slow));
+                dropping.recv().unwrap(); // its drop has begun
+                drop(quick); // the pool's last connection
+                assert!(
+                    !pool.close_and_wait(Duration::ZERO),
+                    "a drop under way (broken: {broken})"
+                );
+                finish.send(()).unwrap();
+                assert!(pool.close_and_wait(Duration::from_secs(60)));
+            });
+        }
+    }
+}
+
+/// A manager whose first connection's drop says it has begun, then waits
+/// until the test lets it end.
+struct SlowFirstDrop(Mutex<Option<Gate>>);
+
+/// The drop's signal that it has begun, and the wait for its end.
+type Gate = (mpsc::Sender<()>, mpsc::Receiver<()>);
+
+impl SlowFirstDrop {
+    /// The manager, where its first connection's drop says it has begun,
+    /// and how to let that drop end.
+    fn new() -> (Self, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (began, dropping) = mpsc::channel();
+        let (finish, ends) = mpsc::channel();
+        (
+            SlowFirstDrop(Mutex::new(Some((began, ends)))),
+            dropping,
+            finish,
+        )
+    }
+}
+
+/// A connection that may be marked broken, and whose drop may be slow.
+struct Gated {
+    broken: bool,
+    gate: Option<Gate>,
+}
+
+impl Drop for Gated {
+    fn drop(&mut self) {
+        if let Some((began, ends)) = self.gate.take() {
+            let _ = began.send(());
+            let _ = ends.recv(); // (or the test ended)
+        }
+    }
+}
+
+impl pinpool::blocking::Manager for SlowFirstDrop {
+    type Connection = Gated;
+    type Error = std::io::Error;
+
+    fn connect(&self) -> std::io::Result<Gated> {
+        let gate = self.0.lock().unwrap().take();
+        Ok(Gated {
+            broken: false,
+            gate,
+        })
+    }
+
+    fn has_broken(&self, conn: &mut Gated) -> bool {
+        conn.broken
+    }
 }
 
 /// Connects in flight now, the most at once, and all so far.
@@ -217,7 +345,6 @@ impl pinpool::blocking::Manager for SlowConnects {
     type Error = std::io::Error;
 
     fn connect(&self) -> std::io::Result<()> {
-        use std::sync::atomic::Ordering::SeqCst;
         let gauge = &self.0;
         let now = gauge.in_flight.fetch_add(1, SeqCst) + 1;
         gauge.most.fetch_max(now, SeqCst);
@@ -232,7 +359,6 @@ impl pinpool::blocking::Manager for SlowConnects {
 /// at once: the reconnects still go through `max_connecting`.
 #[test]
 fn reconnects_after_a_clear_respect_max_connecting() {
-    use std::sync::atomic::Ordering::SeqCst;
     let manager = Arc::new(Gauge::default());
     let pool = pinpool::blocking::Pool::builder()
         .max_size(16)
@@ -412,6 +538,69 @@ mod tokio_pool {
     }
 
     /// Polls `future` once: its output if it is ready.
+    /// A graceful shutdown waits for a connection still checked out and
+    /// for a connect under way (whose connection, once it arrives, the
+    /// closed pool closes), on Tokio's paused clock.
+    #[tokio::test(start_paused = true)]
+    async fn close_and_wait_waits_for_checkouts_and_connects_under_way() {
+        let manager = GatedConnects::default();
+        let pool = Pool::builder()
+            .max_size(2)
+            .pinning(Pinning::Off)
+            .build(manager.clone())
+            .unwrap();
+        manager.gate.add_permits(1);
+        let held = pool.get().await.unwrap();
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.get().await.map(drop) }
+        });
+        for _ in 0..100 {
+            if pool.state().connecting == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.state().connecting, 1, "a connect under way");
+        let waited = tokio::time::timeout(Duration::from_secs(1), pool.close_and_wait()).await;
+        assert!(waited.is_err(), "still out: {}", pool.state());
+        assert!(matches!(waiting.await.unwrap(), Err(Error::Closed)));
+        drop(held);
+        let waited = tokio::time::timeout(Duration::from_secs(1), pool.close_and_wait()).await;
+        assert!(waited.is_err(), "the connect: {}", pool.state());
+        manager.gate.add_permits(1); // it ends
+        pool.close_and_wait().await;
+        let tally = &manager.connections.tally;
+        assert_eq!(tally.connects.load(SeqCst), 2);
+        assert_eq!(tally.live.load(SeqCst), 0, "every connection closed");
+    }
+
+    /// Test connections, each connect waiting for a permit of `gate`.
+    #[derive(Clone)]
+    struct GatedConnects {
+        connections: TestManager,
+        gate: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl Default for GatedConnects {
+        fn default() -> Self {
+            GatedConnects {
+                connections: TestManager::default(),
+                gate: Arc::new(tokio::sync::Semaphore::new(0)),
+            }
+        }
+    }
+
+    impl pinpool::tokio::Manager for GatedConnects {
+        type Connection = support::TestConn;
+        type Error = support::Refused;
+
+        async fn connect(&self) -> Result<support::TestConn, support::Refused> {
+            self.gate.acquire().await.unwrap().forget();
+            pinpool::tokio::Manager::connect(&self.connections).await
+        }
+    }
+
     async fn futures_poll_once<F: std::future::Future + Unpin>(
         future: &mut F,
     ) -> Option<F::Output> {
@@ -450,7 +639,6 @@ impl pinpool::blocking::Manager for Interruptible {
 
 #[test]
 fn clear_interrupting_interrupts_checked_out_connections_only() {
-    use std::sync::atomic::Ordering::SeqCst;
     let pool = pinpool::blocking::Pool::builder()
         .pinning(Pinning::Off)
         .build(Interruptible)

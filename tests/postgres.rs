@@ -1529,3 +1529,145 @@ fn check_clear_interrupting_async<T: pinpool::postgres::MakeTls>(
     });
     clear_cancels_the_sleep(url, || pool.clear_interrupting(), &ended);
 }
+
+/// How many of the server's backends carry `tag` as their application
+/// name (the blocking observer's view).
+const TAGGED_BACKENDS: &str = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1";
+
+/// A fresh table `name` for the rows the owners of a shutdown test
+/// commit.
+fn fresh_table(observer: &mut postgres::Client, name: &str) {
+    observer
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (owner int)"
+        ))
+        .unwrap();
+}
+
+/// A graceful shutdown of the blocking pool: four threads are each in a
+/// transaction on a session of their own as the pool closes; it waits
+/// for them to commit and give their sessions back, and when it returns
+/// the server lists none of the pool's backends and has every row.
+#[test]
+fn a_graceful_shutdown_lets_blocking_work_finish_and_leaves_no_backend() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let (tag, table) = ("pinpool-shutdown-blocking", "shutdown_blocking");
+    let mut observer = observer(&url);
+    fresh_table(&mut observer, table);
+    let mut config: postgres::Config = url.parse().unwrap();
+    config.application_name(tag);
+    let pool = Pool::builder()
+        .max_size(4)
+        .pinning(Pinning::Exclusive)
+        .build(PgManager::new(config))
+        .unwrap();
+    let (holding, held) = mpsc::channel();
+    let (finish, finishes): (Vec<_>, Vec<_>) = (0..4).map(|_| mpsc::channel::<()>()).unzip();
+    thread::scope(|s| {
+        for (me, finished) in (0..4).zip(finishes) {
+            let (pool, holding) = (&pool, holding.clone());
+            s.spawn(move || {
+                let mut conn = pool.get().unwrap();
+                let insert = format!("BEGIN; INSERT INTO {table} VALUES ({me})");
+                conn.batch_execute(&insert).unwrap();
+                holding.send(()).unwrap();
+                let _ = finished.recv(); // (or the test failed)
+                conn.batch_execute("COMMIT").unwrap();
+            });
+        }
+        held.iter().take(4).for_each(drop);
+        let finish = finish; // dropped, so the owners go on, should this fail
+        assert!(!pool.close_and_wait(Duration::ZERO), "four sessions out");
+        assert!(matches!(pool.get(), Err(Error::Closed)));
+        drop(finish);
+        assert!(pool.close_and_wait(Duration::from_secs(30)));
+    });
+    let rows: i64 = (observer.query_one(&format!("SELECT count(*) FROM {table}"), &[]))
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 4, "every owner's work committed");
+    // The sessions' sockets are closed; the server's backends end with
+    // them, a moment later.
+    support::wait_until("the pool's backends to end", || {
+        let backends: i64 = observer.query_one(TAGGED_BACKENDS, &[&tag]).unwrap().get(0);
+        backends == 0
+    });
+}
+
+/// The same for the async pool, whose sessions' I/O runs in tasks of
+/// their own: once `close_and_wait()` resolves, those tasks end and close
+/// their sockets (the runtime still running), so the server lists none of
+/// the pool's backends.
+#[test]
+fn a_graceful_shutdown_lets_async_work_finish_and_leaves_no_backend() {
+    let Some((url, _server)) = server() else {
+        return;
+    };
+    let (tag, table) = ("pinpool-shutdown-async", "shutdown_async");
+    fresh_table(&mut observer(&url), table);
+    let mut config: tokio_postgres::Config = url.parse().unwrap();
+    config.application_name(tag);
+    current_thread_runtime().block_on(async {
+        let pool = pinpool::tokio::Pool::builder()
+            .max_size(4)
+            .pinning(Pinning::Exclusive)
+            .build(AsyncPgManager::new(config))
+            .unwrap();
+        let (holding, mut held) = tokio::sync::mpsc::unbounded_channel();
+        let finish = tokio::sync::watch::Sender::new(false);
+        let owners: Vec<_> = (0..4)
+            .map(|me| {
+                let (pool, holding) = (pool.clone(), holding.clone());
+                let mut finished = finish.subscribe();
+                tokio::spawn(async move {
+                    let mut session = pool.session();
+                    let conn = session.get().await.unwrap();
+                    let insert = format!("BEGIN; INSERT INTO {table} VALUES ({me})");
+                    conn.batch_execute(&insert).await.unwrap();
+                    holding.send(()).unwrap();
+                    let _ = finished.wait_for(|&go| go).await; // (or the test failed)
+                    conn.batch_execute("COMMIT").await.unwrap();
+                })
+            })
+            .collect();
+        for _ in 0..4 {
+            held.recv().await.unwrap();
+        }
+        let waited = tokio::time::timeout(Duration::from_millis(50), pool.close_and_wait()).await;
+        assert!(waited.is_err(), "four sessions out: {}", pool.state());
+        finish.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(30), pool.close_and_wait())
+            .await
+            .expect("every session back and closed");
+        for owner in owners {
+            owner.await.unwrap();
+        }
+        let (watch, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let rows: i64 = (watch.query_one(&format!("SELECT count(*) FROM {table}"), &[]))
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 4, "every owner's work committed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let backends: i64 = watch
+                .query_one(TAGGED_BACKENDS, &[&tag])
+                .await
+                .unwrap()
+                .get(0);
+            if backends == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{backends} of the pool's backends left"
+            );
+            tokio::task::yield_now().await;
+        }
+    });
+}

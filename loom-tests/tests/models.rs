@@ -930,3 +930,61 @@ fn a_parked_waiter_times_out_vs_grant() {
         assert_quiet(&state);
     });
 }
+
+/// Connections that count themselves live until dropped.
+struct Tracked(Arc<AtomicUsize>);
+
+/// A connection of [`Tracked`].
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Manager for Tracked {
+    type Connection = Live;
+    type Error = std::io::Error;
+    fn connect(&self) -> Result<Live, std::io::Error> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(Live(Arc::clone(&self.0)))
+    }
+}
+
+/// Model 21: a graceful shutdown (`close_and_wait`, no deadline) while
+/// two threads hold a connection each, which they give back once the
+/// pool is closed: the main thread returns (loom reports a lost wake-up
+/// as a deadlock) only once every connection the pool opened has been
+/// dropped, whichever thread's checkin empties the pool while the
+/// other's drop may still be under way.
+#[test]
+fn close_and_wait_vs_checkins() {
+    check("close_and_wait_vs_checkins", || {
+        let live = Arc::new(AtomicUsize::new(0));
+        let pool = Pool::builder()
+            .max_size(2)
+            .wake(DETERMINISTIC)
+            .reset(NO_RESETS)
+            .build(Tracked(Arc::clone(&live)))
+            .unwrap();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = pool.clone();
+                thread::spawn(move || {
+                    let conn = pool.get().unwrap();
+                    pool.wait_for_state(|s| s.closed);
+                    drop(conn);
+                })
+            })
+            .collect();
+        pool.wait_for_state(|s| s.in_use == 2);
+        assert!(pool.close_and_wait(std::time::Duration::MAX));
+        assert_eq!(live.load(Ordering::SeqCst), 0, "every connection dropped");
+        let state = pool.state();
+        assert_eq!(state.total(), 0, "{state:?}");
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+}

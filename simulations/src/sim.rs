@@ -269,7 +269,7 @@ impl<'a> Simulation<'a> {
                 Action::Wake(ticket) => {
                     self.woken.push_back((self.waiting[&ticket], ticket));
                 }
-                Action::Close { .. } | Action::Interrupt(_) => {}
+                Action::Close { .. } | Action::Interrupt(_) | Action::ShutDown => {}
                 Action::Fail { reason, .. } => unreachable!("never fails: {reason}"),
             }
         }

@@ -465,6 +465,38 @@ impl<M: Manager> Pool<M> {
         self.shared.close();
     }
 
+    /// A graceful shutdown: [closes](Self::close) the pool, then waits up
+    /// to `timeout` for every connection it opened to be closed — idle
+    /// ones at once, checked-out ones as their guards drop (the work in
+    /// flight finishing), connects and resets under way as they end.
+    /// Whether they all were; if not, [`state`](Self::state) says what is
+    /// still out. A connection this thread holds itself is not returned
+    /// while it waits: drop it first.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// let pool = Pool::new(noop)?;
+    /// let held = pool.get_owned()?;
+    /// let (done, finished) = std::sync::mpsc::channel();
+    /// let worker = std::thread::spawn(move || {
+    ///     finished.recv().unwrap(); // its work, then its connection back
+    ///     drop(held);
+    /// });
+    /// assert!(!pool.close_and_wait(Duration::ZERO), "one still out");
+    /// done.send(())?;
+    /// assert!(pool.close_and_wait(Duration::from_secs(60)));
+    /// assert_eq!(pool.state().counters.closed, 1);
+    /// # worker.join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn close_and_wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        self.close();
+        self.shared.locked().shut_down().wait_until(deadline)
+    }
+
     /// Blocks until the pool's state satisfies `done`. Only in the
     /// model-checking build, where a thread's `join` can return before its
     /// thread-local destructors (and so its pin's reclamation) have run.

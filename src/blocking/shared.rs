@@ -186,8 +186,12 @@ impl<M: Manager> driver::Driven<M::Connection, M::Error, Mailbox<M>> for Shared<
                 spawn_or_run("pinpool-reset", move || shared.reset(conn, physical));
             }
             Work::Close(physical) => {
+                // Counted until dropped: the pool has not shut down before.
+                let shut_down = Arc::clone(self.locked.shut_down());
+                shut_down.close_started();
                 spawn_or_run("pinpool-close", move || {
                     driver::contain("a connection's drop", || drop(physical));
+                    shut_down.close_ended();
                 });
             }
         }

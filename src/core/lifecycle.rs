@@ -170,6 +170,16 @@ impl Core {
             self.slots.remove(conn);
         }
         self.event(Event::PoolClosed);
+        self.announce_shut_down();
+    }
+
+    /// Once the pool is closed and its last connection gone:
+    /// [`Action::ShutDown`], once.
+    pub(super) fn announce_shut_down(&mut self) {
+        if self.is_shut_down() && !self.shut_down_announced {
+            self.shut_down_announced = true;
+            self.actions.push_back(Action::ShutDown);
+        }
     }
 
     /// One maintenance run, on the clock last reported by

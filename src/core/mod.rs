@@ -171,6 +171,8 @@ pub struct Core {
     unserved: HashSet<OwnerId>,
     generation: u64,
     closed: bool,
+    /// [`Action::ShutDown`] was emitted.
+    shut_down_announced: bool,
     /// Cleared (or built paused) and not yet ready: checkouts fail, nothing
     /// opens.
     paused: bool,
@@ -220,6 +222,7 @@ impl Core {
             unserved: HashSet::default(),
             generation: 0,
             closed: false,
+            shut_down_announced: false,
             paused: config.start_paused,
             now: Duration::ZERO,
             abandoned: BTreeSet::new(),
@@ -271,6 +274,33 @@ impl Core {
     /// Whether the pool was closed.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// Whether the pool was closed and every connection it counted has
+    /// been closed since: none idle, checked out, resetting, connecting
+    /// or about to. Once true, it stays true: a closed pool opens nothing.
+    /// The input that makes it true emits [`Action::ShutDown`].
+    ///
+    /// ```
+    /// use pinpool::core::{Action, Checkout, CloseReason, Config, ConnId, Core, Health, OwnerId};
+    ///
+    /// let mut core = Core::new(Config::default())?;
+    /// let Checkout::Waiting(_) = core.checkout(OwnerId(1)) else { unreachable!() };
+    /// while core.poll_action().is_some() {}
+    /// core.connected(ConnId(1))?; // granted to the waiting checkout
+    /// core.close();
+    /// assert!(!core.is_shut_down(), "still checked out");
+    /// core.checkin(ConnId(1), Health::Healthy)?;
+    /// assert!(core.is_shut_down());
+    /// // The driver's part: close the physical connection, then tell
+    /// // whoever waits for the pool's end.
+    /// let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
+    /// let close = Action::Close { conn: ConnId(1), reason: CloseReason::PoolClosed };
+    /// assert_eq!(actions[actions.len() - 2..], [close, Action::ShutDown]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_shut_down(&self) -> bool {
+        self.closed && self.slots.total() == 0
     }
 
     /// A consistent snapshot of the pool. O(S).

@@ -135,7 +135,9 @@ impl Core {
     /// [`Core::provision`], where a full pool might not be settled (below).
     fn provision_unsettled(&mut self) {
         if self.closed {
-            return;
+            // Never full (it only shrinks): every input that lets a
+            // connection go after the close comes here.
+            return self.announce_shut_down();
         }
         self.shrink_to_size();
         if std::mem::take(&mut self.idle_to_serve) {

@@ -254,6 +254,13 @@ pub enum Action {
     /// [`Core::reset_done`](super::Core::reset_done). The core neither
     /// grants it nor counts it idle meanwhile.
     Reset(ConnId),
+    /// The pool is closed and holds no connection any more: every one it
+    /// counted has been closed, by the [`Action::Close`]s before this one
+    /// (see [`Core::is_shut_down`](super::Core::is_shut_down)). Emitted
+    /// once. A driver whose callers wait for the pool's end (a graceful
+    /// shutdown) ends their wait once it has carried out the actions
+    /// before it.
+    ShutDown,
     /// Waiter `ticket` failed: wake it with the reason.
     Fail {
         /// The waiter.

@@ -1,6 +1,7 @@
 //! Carrying out the core's actions: deliveries under the lock, and what
 //! is left for after it (wake-ups, interrupts, closes, background work).
 
+use super::shutdown::ShutDown;
 use super::*;
 
 /// What the lock holder leaves to do once the lock is released.
@@ -15,9 +16,11 @@ use super::*;
 /// wake-up was an allocation and a free per turn, and a `SmallVec` of
 /// four wake-ups, filled and drained, cost 50 instructions more than
 /// keeping the first inline.
-pub(super) struct Effects<C, W> {
+pub(super) struct Effects<'s, C, W> {
     first_wake: Option<W>,
     more: Option<Box<MoreEffects<C, W>>>,
+    /// Told of closes under way and of the pool's end.
+    shut_down: &'s ShutDown,
 }
 
 /// The effects beyond an input's first wake-up.
@@ -26,14 +29,23 @@ struct MoreEffects<C, W> {
     interrupt: Vec<InterruptHandle>,
     background: Vec<Work<C>>,
     close: Vec<Box<C>>,
+    /// Its closes are counted as under way ([`ShutDown::close_started`]),
+    /// from under the lock until they are carried out: an input that
+    /// empties the core meanwhile must not find the pool shut down while
+    /// they are still to come.
+    closing: bool,
+    /// The core has shut down ([`Action::ShutDown`]): once the closes
+    /// before are carried out, whoever waits for the pool's end is told.
+    ended: bool,
 }
 
-impl<C, W> Effects<C, W> {
+impl<'s, C, W> Effects<'s, C, W> {
     /// Nothing to do yet.
-    pub(super) fn new() -> Self {
+    pub(super) fn new(shut_down: &'s ShutDown) -> Self {
         Effects {
             first_wake: None,
             more: None,
+            shut_down,
         }
     }
 
@@ -45,8 +57,26 @@ impl<C, W> Effects<C, W> {
                 interrupt: Vec::new(),
                 background: Vec::new(),
                 close: Vec::new(),
+                closing: false,
+                ended: false,
             })
         })
+    }
+
+    /// A close to carry out after the lock, in the background (a broken
+    /// connection's, whose drop may block) or not: counted as under way
+    /// from now.
+    fn close(&mut self, conn: Box<C>, background: bool) {
+        let shut_down = self.shut_down;
+        let more = self.more();
+        if !std::mem::replace(&mut more.closing, true) {
+            shut_down.close_started();
+        }
+        if background {
+            more.background.push(Work::Close(conn));
+        } else {
+            more.close.push(conn);
+        }
     }
 
     /// Keeps a waiter's wake-up, if it has one, for after the lock.
@@ -95,6 +125,8 @@ impl<C, W> Effects<C, W> {
             interrupt,
             background,
             close,
+            closing,
+            ended,
         } = *more;
         for later in wakes {
             contain("a waker", || wake(later));
@@ -108,6 +140,13 @@ impl<C, W> Effects<C, W> {
         }
         for work in background {
             spawn(work);
+        }
+        // A broken connection's drop, spawned above, counts itself.
+        if closing {
+            self.shut_down.close_ended();
+        }
+        if ended {
+            self.shut_down.emptied();
         }
     }
 }
@@ -179,7 +218,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
 
     /// Turns the core's pending actions into deliveries (made now, under
     /// the lock) and effects (carried out after it).
-    pub(super) fn drain(&mut self, effects: &mut Effects<C, S::Wake>, events: Option<&Events>) {
+    pub(super) fn drain(&mut self, effects: &mut Effects<'_, C, S::Wake>, events: Option<&Events>) {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Open(conn) => {
@@ -204,14 +243,16 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Inner<C, E, S> {
                 }
                 Action::Close { conn, reason } => {
                     tracing::debug!(%conn, ?reason, "closing connection");
-                    let physical = self.conns.remove(conn);
-                    match reason {
-                        CloseReason::Error | CloseReason::ResetFailed => {
-                            effects.more().background.extend(physical.map(Work::Close));
-                        }
-                        _ => effects.more().close.extend(physical),
+                    if let Some(physical) = self.conns.remove(conn) {
+                        let background =
+                            matches!(reason, CloseReason::Error | CloseReason::ResetFailed);
+                        effects.close(physical, background);
                     }
                     self.interrupts.remove(&conn);
+                }
+                Action::ShutDown => {
+                    tracing::debug!("the pool has shut down");
+                    effects.more().ended = true;
                 }
                 Action::Interrupt(conn) => {
                     tracing::debug!(%conn, "interrupting a checked-out connection");
@@ -275,7 +316,8 @@ mod tests {
     #[test]
     fn wakes_keep_their_order() {
         for n in 0..4 {
-            let mut effects = Effects::<(), i32>::new();
+            let shut_down = ShutDown::new();
+            let mut effects = Effects::<(), i32>::new(&shut_down);
             for wake in 0..n {
                 effects.wake_later(Some(wake));
             }
@@ -293,7 +335,8 @@ mod tests {
     /// came first.
     #[test]
     fn closes_come_before_opens() {
-        let mut effects = Effects::<Rc<()>, ()>::new();
+        let shut_down = ShutDown::new();
+        let mut effects = Effects::<Rc<()>, ()>::new(&shut_down);
         let conn = Rc::new(());
         effects.more().background.push(Work::Open(ConnId(2)));
         effects.more().close.push(Box::new(Rc::clone(&conn)));
@@ -305,5 +348,24 @@ mod tests {
                 assert_eq!(Rc::strong_count(&conn), 1, "closed before the open");
             },
         );
+    }
+
+    /// The closes an input leaves count as under way from the moment they
+    /// are left (under the lock) until they are carried out, and the end
+    /// of the pool that another input reports meanwhile is told only once
+    /// they are done.
+    #[test]
+    fn the_end_is_told_after_the_closes_before_it() {
+        let shut_down = ShutDown::new();
+        let mut earlier = Effects::<Rc<()>, ()>::new(&shut_down);
+        let conn = Rc::new(());
+        earlier.close(Box::new(Rc::clone(&conn)), false);
+        let mut last = Effects::<Rc<()>, ()>::new(&shut_down);
+        last.more().ended = true;
+        last.carry_out(|()| {}, None, |_| unreachable!("nothing to spawn"));
+        assert!(!shut_down.is_set(), "a close is still to come");
+        earlier.carry_out(|()| {}, None, |_| unreachable!("nothing to spawn"));
+        assert_eq!(Rc::strong_count(&conn), 1, "closed");
+        assert!(shut_down.is_set());
     }
 }

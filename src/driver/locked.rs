@@ -3,6 +3,7 @@
 //! once the lock is released.
 
 use super::erased::LeaseKey;
+use super::shutdown::ShutDown;
 
 use super::*;
 
@@ -25,6 +26,9 @@ pub(crate) struct Locked<C, E, S: Mailbox<C, E>> {
     /// The pool's key to the leases its owners keep in thread-locals and
     /// scopes.
     key: LeaseKey<C>,
+    /// Set once the pool is closed and its last connection closed (shared
+    /// with the threads that drop connections off the pool's own).
+    shut_down: Arc<ShutDown>,
     /// Notified after every change, so a model can wait for one (a loom
     /// `join` may return before the thread's thread-local destructors run).
     #[cfg(pinpool_loom)]
@@ -51,6 +55,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
                 .record_events
                 .then(|| Events::new(options.id, options.event_handler.clone())),
             key: LeaseKey::fresh(),
+            shut_down: Arc::new(ShutDown::new()),
             inner: Mutex::new(Inner {
                 core,
                 conns: Parked::default(),
@@ -106,7 +111,7 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         f: impl FnOnce(&mut Inner<C, E, S>) -> R,
         spawn: impl FnMut(Work<C>),
     ) -> R {
-        let mut effects = Effects::new();
+        let mut effects = Effects::new(&self.shut_down);
         let result = {
             let mut inner = self.inner.lock();
             if let Some(now) = now {
@@ -131,6 +136,12 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         self.changed.notify_all();
         effects.carry_out(S::wake, self.events.as_ref(), spawn);
         result
+    }
+
+    /// Set once the pool is closed and every connection it counted is
+    /// closed (see [`Core::is_shut_down`]).
+    pub(crate) fn shut_down(&self) -> &Arc<ShutDown> {
+        &self.shut_down
     }
 
     /// The fast path for a checkout that pins nobody: a connection parked

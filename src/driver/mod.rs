@@ -31,6 +31,7 @@ mod inner;
 mod locked;
 mod parked;
 mod recall;
+mod shutdown;
 #[cfg(test)]
 mod test_support;
 mod waiting;

@@ -524,6 +524,40 @@ impl<M: Manager> Pool<M> {
         self.shared.close();
     }
 
+    /// A graceful shutdown: [closes](Self::close) the pool, then resolves
+    /// once every connection it opened has been closed — idle ones at
+    /// once, checked-out ones as their guards drop (the work in flight
+    /// finishing), connects and resets under way as they end. Bound the
+    /// wait with [`tokio::time::timeout`]; [`state`](Self::state) then
+    /// says what is still out. A connection the awaiting task holds itself
+    /// is not returned while it waits: drop it first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use std::time::Duration;
+    /// # use pinpool::tokio::Pool;
+    /// let pool = Pool::new(|| async { Ok::<_, std::io::Error>(()) })?;
+    /// let held = pool.get_owned().await?;
+    /// let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    /// let worker = tokio::spawn(async move {
+    ///     let _ = finished.await; // its work, then its connection back
+    ///     drop(held);
+    /// });
+    /// let waited = tokio::time::timeout(Duration::from_millis(1), pool.close_and_wait()).await;
+    /// assert!(waited.is_err(), "one still out");
+    /// done.send(()).unwrap();
+    /// pool.close_and_wait().await;
+    /// assert_eq!(pool.state().counters.closed, 1);
+    /// # worker.await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn close_and_wait(&self) {
+        self.close();
+        self.shared.locked().shut_down().wait().await;
+    }
+
     /// Clears the pool and pauses it until [`ready`](Self::ready): waiting
     /// `get()`s fail with [`Error::Paused`]. As the blocking pool's
     /// [`clear`](crate::blocking::Pool::clear).
