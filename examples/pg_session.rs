@@ -71,5 +71,15 @@ fn main() -> Result<(), Failure> {
         "{} connections opened for 8 workers, {} sessions reset",
         state.counters.opened, state.counters.resets
     );
+    // A graceful shutdown: every session closed before the process ends
+    // (here at once: the workers have given theirs back).
+    assert!(
+        pool.close_and_wait(Duration::from_secs(10)),
+        "a session still out"
+    );
+    println!(
+        "shut down: {} connections closed",
+        pool.state().counters.closed
+    );
     Ok(())
 }
