@@ -154,6 +154,36 @@ mod tests {
         assert!(shut_down.wait_until(Some(Instant::now() + Duration::from_secs(60))));
     }
 
+    /// A thread that gives up waiting takes its own registration away,
+    /// and only its own: another thread still waiting is woken when the
+    /// pool shuts down, not left parked.
+    #[test]
+    fn a_thread_giving_up_leaves_the_others_waiting() {
+        let shut_down = Arc::new(ShutDown::new());
+        let waiting = {
+            let shut_down = Arc::clone(&shut_down);
+            std::thread::spawn(move || shut_down.wait_until(None))
+        };
+        // Polled, not joined: a thread left parked fails the test, not
+        // hangs it.
+        let within_20_s = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !done() {
+                assert!(Instant::now() < deadline, "{what}");
+                std::thread::yield_now();
+            }
+        };
+        within_20_s("the thread never waited", &|| {
+            !shut_down.state.lock().threads.is_empty()
+        });
+        assert!(!shut_down.wait_until(Some(Instant::now())), "not yet set");
+        shut_down.emptied();
+        within_20_s("the other thread was left parked", &|| {
+            waiting.is_finished()
+        });
+        assert!(waiting.join().unwrap());
+    }
+
     #[cfg(feature = "tokio")]
     #[test]
     fn a_task_waits_until_it_is_set() {
