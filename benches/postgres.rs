@@ -623,17 +623,10 @@ impl Pool {
         Pool::Pgbench,
     ];
 
-    /// The rows a cell runs unless `--pools` names others: the pools (the
-    /// drivers alone and pgbench run once per worker count instead).
-    const POOLS: [Pool; 7] = [
-        Pool::PinnedThreads,
-        Pool::OffThreads,
-        Pool::R2d2,
-        Pool::PinnedTasks,
-        Pool::OffTasks,
-        Pool::Bb8,
-        Pool::Deadpool,
-    ];
+    /// The rows a cell runs unless `--pools` names others: the pools, the
+    /// first seven (the drivers alone and pgbench run once per worker
+    /// count instead).
+    const POOLS: &'static [Pool] = Pool::ALL.split_at(7).0;
 
     /// How `--pools` names it.
     fn key(self) -> &'static str {
@@ -791,7 +784,7 @@ fn main() -> Result<(), String> {
         "{:>4} {:>7}  {:>28}  {:>10}  {:>12}  {:>9}  {:>11}",
         "size", "workers", "pool", "queries/s", "p99 wait µs", "of pgbench", "CPU µs/query"
     );
-    let pools = grid.pools.as_deref().unwrap_or(&Pool::POOLS);
+    let pools = grid.pools.as_deref().unwrap_or(Pool::POOLS);
     let every_pool = grid.pools.is_none();
     for &workers in worker_counts {
         let ceiling = (benching && every_pool)
