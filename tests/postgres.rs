@@ -421,9 +421,8 @@ fn a_thousand_threads_never_open_more_than_max_size_backends() {
         let watcher = s.spawn(|| {
             let mut observer = observer(&url);
             let mut most = 0;
-            let count = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1";
             while !done.load(Ordering::SeqCst) {
-                let backends: i64 = observer.query_one(count, &[&tag]).unwrap().get(0);
+                let backends: i64 = observer.query_one(TAGGED_BACKENDS, &[&tag]).unwrap().get(0);
                 most = most.max(backends);
             }
             most
@@ -1530,7 +1529,7 @@ fn check_clear_interrupting_async<T: pinpool::postgres::MakeTls>(
     clear_cancels_the_sleep(url, || pool.clear_interrupting(), &ended);
 }
 
-/// How many of the server's backends carry `tag` as their application
+/// How many of the server's backends carry a tag as their application
 /// name (the blocking observer's view).
 const TAGGED_BACKENDS: &str = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1";
 
