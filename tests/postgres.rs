@@ -537,12 +537,30 @@ type Sleep = (Instant, Result<(), postgres::Error>);
 /// Waits until the server runs the sleep (watched from outside the pool),
 /// calls `clear` (the pool's `clear_interrupting`), and checks that the
 /// sleep then ended cancelled within 1 s.
-fn clear_cancels_the_sleep(url: &str, clear: impl FnOnce(), ended: &mpsc::Receiver<Sleep>) {
+/// A `pg_sleep(60)` of its own for each caller: the cancel tests run at
+/// once, and one that saw another's sleep cleared its pool too early.
+fn own_sleep() -> String {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    format!("SELECT pg_sleep(60) /* sleep {call} */")
+}
+
+fn clear_cancels_the_sleep(
+    url: &str,
+    sleep: &str,
+    clear: impl FnOnce(),
+    ended: &mpsc::Receiver<Sleep>,
+) {
     let mut observer = observer(url);
     let running = "SELECT count(*) FROM pg_stat_activity
-                   WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'";
+                   WHERE query = $1 AND state = 'active'";
     let deadline = Instant::now() + Duration::from_secs(20);
-    while observer.query_one(running, &[]).unwrap().get::<_, i64>(0) == 0 {
+    while observer
+        .query_one(running, &[&sleep])
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
         assert!(Instant::now() < deadline, "the query never ran");
     }
     let cleared = Instant::now();
@@ -579,13 +597,14 @@ fn check_clear_interrupting<T: pinpool::postgres::MakeTls>(url: &str, manager: P
         .build(manager)
         .unwrap();
     let (ended_tx, ended) = mpsc::channel();
+    let sleep = own_sleep();
     thread::scope(|s| {
         s.spawn(|| {
             let mut conn = pool.get().unwrap();
-            let result = conn.simple_query("SELECT pg_sleep(60)");
+            let result = conn.simple_query(&sleep);
             ended_tx.send((Instant::now(), result.map(drop))).unwrap();
         });
-        clear_cancels_the_sleep(url, || pool.clear_interrupting(), &ended);
+        clear_cancels_the_sleep(url, &sleep, || pool.clear_interrupting(), &ended);
     });
     pool.ready();
     let state = pool.state();
@@ -1521,12 +1540,14 @@ fn check_clear_interrupting_async<T: pinpool::postgres::MakeTls>(
     };
     let (ended_tx, ended) = mpsc::channel();
     let running_pool = pool.clone();
+    let sleep = own_sleep();
+    let query = sleep.clone();
     runtime.spawn(async move {
         let conn = running_pool.get().await.unwrap();
-        let result = conn.simple_query("SELECT pg_sleep(60)").await;
+        let result = conn.simple_query(&query).await;
         ended_tx.send((Instant::now(), result.map(drop))).unwrap();
     });
-    clear_cancels_the_sleep(url, || pool.clear_interrupting(), &ended);
+    clear_cancels_the_sleep(url, &sleep, || pool.clear_interrupting(), &ended);
 }
 
 /// How many of the server's backends carry a tag as their application
