@@ -165,7 +165,9 @@ fn pool_name(
 mod tests {
     use std::time::Duration;
 
-    use super::{AsyncPgManager, DEFAULT_CONNECT_TIMEOUT, PgManager};
+    #[cfg(feature = "tokio")]
+    use super::AsyncPgManager;
+    use super::{DEFAULT_CONNECT_TIMEOUT, PgManager};
     use crate::blocking::Manager;
 
     /// The pool gives a whole connect the config's timeout for each host,
@@ -193,6 +195,8 @@ mod tests {
     /// Both managers name a pool `host:port/database` from their config
     /// (the name metrics and logs carry): the first host, PostgreSQL's
     /// default port, and the user's name for a database left out.
+    // Both managers: the async one needs the `tokio` feature.
+    #[cfg(feature = "tokio")]
     #[test]
     fn a_pools_default_name_is_the_first_host_its_port_and_the_database() {
         let names = |url: &str| {
@@ -219,6 +223,8 @@ mod tests {
 
     /// A manager keeps the config it was given, and its `Debug` shows how
     /// it resets and times out sessions, never the config's password.
+    // Both managers: the async one needs the `tokio` feature.
+    #[cfg(feature = "tokio")]
     #[test]
     fn a_managers_debug_shows_its_settings_but_not_the_password() {
         let url = "postgresql://app:s3cret@db/shop";
