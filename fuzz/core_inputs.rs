@@ -89,6 +89,14 @@ fn config(input: &Input) -> Config {
             Overflow::RandomIdle,
         ][usize::from(input.overflow % 3)],
         max_lifetime: input.lifetimes.then(|| Duration::from_millis(20)),
+        // Jittered for half the inputs with lifetimes: those whose
+        // `max_size` has its top bit set, which the size (mod 8) leaves
+        // unused, so that the stored regressions still read as they did.
+        max_lifetime_jitter: if input.lifetimes && input.max_size >= 128 {
+            Duration::from_millis(8)
+        } else {
+            Duration::ZERO
+        },
         idle_timeout: input.lifetimes.then(|| Duration::from_millis(10)),
         leak_threshold: input.lifetimes.then(|| Duration::from_millis(15)),
         connect_timeout: input.lifetimes.then(|| Duration::from_millis(5)),

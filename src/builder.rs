@@ -78,6 +78,7 @@ impl<P: BuiltPool> Default for Builder<P> {
         Builder {
             config: Config {
                 wake: P::DEFAULT_WAKE,
+                seed: random_seed(),
                 ..Config::default()
             },
             name: None,
@@ -119,6 +120,14 @@ impl<P> fmt::Debug for Builder<P> {
             .field("event_handler", &self.event_handler.is_some())
             .finish()
     }
+}
+
+/// A seed of its own for each builder: std's hash keys, drawn from the
+/// operating system once per thread and stepped for each `RandomState`,
+/// so no two builders share one, in this process or another.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0u64)
 }
 
 /// Pools get distinct ids for pin registrations.
@@ -267,7 +276,13 @@ impl<P> Builder<P> {
         self
     }
 
-    /// Seed of the core's randomness ([`Overflow::Random`]), default 0.
+    /// Seed of the core's randomness ([`Overflow::Random`]) and of where
+    /// each connection's share of the
+    /// [lifetime jitter](Self::max_lifetime_jitter) falls. By default each
+    /// builder draws its own, so that pools in different processes differ:
+    /// a fleet started together, its pools' connections opened together,
+    /// would otherwise expire them in step, the same connection of each
+    /// pool at the same moment. Set one to reproduce a run.
     ///
     /// ```
     /// # use pinpool::blocking::Pool;
@@ -335,6 +350,42 @@ impl<P> Builder<P> {
     /// ```
     pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
         self.config.max_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Lets each connection's lifetime fall up to this far below
+    /// [`max_lifetime`](Self::max_lifetime) (default: zero), so that
+    /// connections opened together do not expire together. Without it
+    /// the connections a pool opened at once (at start, or after a
+    /// [`clear`](crate::blocking::Pool::clear)) all close one lifetime
+    /// later, and its checkouts wait while they reconnect; a fleet of
+    /// processes started together reconnects to the server all at once.
+    /// The shares spread evenly over the pool's connections, from a point
+    /// its [seed](Self::seed) sets (each pool's own unless set). HikariCP
+    /// takes off up to 2.5 % of the lifetime for the same reason; a few
+    /// percent is enough. It must be shorter than `max_lifetime` (else
+    /// [`ConfigError::JitterNotBelowLifetime`]);
+    /// the details: [`Config::max_lifetime_jitter`](crate::core::Config::max_lifetime_jitter).
+    ///
+    /// ```
+    /// # use pinpool::blocking::Pool;
+    /// # fn noop() -> std::io::Result<()> { Ok(()) }
+    /// use std::time::Duration;
+    /// let pool = Pool::builder()
+    ///     .min_size(8)
+    ///     .max_lifetime(Duration::from_secs(1800))
+    ///     .max_lifetime_jitter(Duration::from_secs(60))
+    ///     .build(noop)?;
+    /// # drop(pool);
+    /// let too_much = Pool::builder()
+    ///     .max_lifetime(Duration::from_secs(60))
+    ///     .max_lifetime_jitter(Duration::from_secs(60))
+    ///     .build(noop);
+    /// assert!(too_much.is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_lifetime_jitter(mut self, jitter: Duration) -> Self {
+        self.config.max_lifetime_jitter = jitter;
         self
     }
 
@@ -571,5 +622,23 @@ impl<P> Builder<P> {
             connects_on_threads: self.connects_on_threads,
         };
         Ok((core, options))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Threads = crate::blocking::Pool<fn() -> std::io::Result<()>>;
+
+    /// Pools in different processes, or in one, start from different
+    /// seeds unless told one: their lifetime jitters do not fall in step.
+    #[test]
+    fn each_builder_draws_a_seed_of_its_own_unless_one_is_set() {
+        let seeds: std::collections::HashSet<u64> = (0..100)
+            .map(|_| Builder::<Threads>::default().config.seed)
+            .collect();
+        assert_eq!(seeds.len(), 100, "no two alike");
+        assert_eq!(Builder::<Threads>::default().seed(7).config.seed, 7);
     }
 }

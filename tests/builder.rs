@@ -22,6 +22,7 @@ struct Options {
     checkout_timeout: Duration,
     validate_on_checkout: bool,
     max_lifetime: Option<Duration>,
+    max_lifetime_jitter: Duration,
     idle_timeout: Option<Duration>,
     leak_threshold: Option<Duration>,
     connect_timeout: Option<Duration>,
@@ -41,6 +42,7 @@ impl Options {
             .seed(self.seed)
             .checkout_timeout(self.checkout_timeout)
             .validate_on_checkout(self.validate_on_checkout)
+            .max_lifetime_jitter(self.max_lifetime_jitter)
             .maintenance_interval(self.maintenance_interval)
             .start_paused(self.start_paused);
         if let Some(lifetime) = self.max_lifetime {
@@ -70,6 +72,14 @@ impl Options {
         self.connect_timeout
             .is_some_and(|timeout| timeout < Duration::from_secs(60))
     }
+}
+
+/// How a case's lifetime jitter is drawn.
+#[derive(Clone, Debug)]
+enum Jitter {
+    None,
+    HalfLifetime,
+    Any(Duration),
 }
 
 fn duration() -> impl Strategy<Value = Duration> {
@@ -139,6 +149,9 @@ fn options() -> impl Strategy<Value = Options> {
         ],
         any::<bool>(),
         proptest::option::weighted(0.3, duration()),
+        // Mostly none; else half the lifetime (valid), or, rarely (a pool
+        // must build in a fifth of the cases), any duration at all.
+        prop_oneof![12 => Just(Jitter::None), 4 => Just(Jitter::HalfLifetime), 1 => duration().prop_map(Jitter::Any)],
         proptest::option::weighted(0.3, duration()),
         proptest::option::weighted(0.3, duration()),
         proptest::option::weighted(0.3, duration()),
@@ -152,6 +165,7 @@ fn options() -> impl Strategy<Value = Options> {
                 checkout_timeout,
                 validate_on_checkout,
                 max_lifetime,
+                max_lifetime_jitter,
                 idle_timeout,
                 leak_threshold,
                 connect_timeout,
@@ -169,6 +183,13 @@ fn options() -> impl Strategy<Value = Options> {
             checkout_timeout,
             validate_on_checkout,
             max_lifetime,
+            max_lifetime_jitter: match max_lifetime_jitter {
+                Jitter::None => Duration::ZERO,
+                Jitter::HalfLifetime => {
+                    max_lifetime.map_or(Duration::ZERO, |lifetime| lifetime / 2)
+                }
+                Jitter::Any(jitter) => jitter,
+            },
             idle_timeout,
             leak_threshold,
             connect_timeout,
@@ -206,6 +227,15 @@ fn expected_rejection(options: &Options) -> Option<ConfigError> {
         Some(ConfigError::ZeroDuration("leak_threshold"))
     } else if zero(options.connect_timeout) {
         Some(ConfigError::ZeroDuration("connect_timeout"))
+    } else if !options.max_lifetime_jitter.is_zero()
+        && options
+            .max_lifetime
+            .is_none_or(|lifetime| options.max_lifetime_jitter >= lifetime)
+    {
+        Some(ConfigError::JitterNotBelowLifetime {
+            jitter: options.max_lifetime_jitter,
+            max_lifetime: options.max_lifetime,
+        })
     } else {
         None
     }
@@ -262,7 +292,7 @@ fn as_expected<P>(
     }
 }
 
-/// Runs `case` on 400 drawn options; at least a quarter of them must get
+/// Runs `case` on 400 drawn options; at least a fifth of them must get
 /// as far as a built pool (`case` returns whether it did), so the edges
 /// are not all the run ever tries.
 fn run_cases(case: impl Fn(&Options) -> Result<bool, TestCaseError>) {
@@ -283,7 +313,7 @@ fn run_cases(case: impl Fn(&Options) -> Result<bool, TestCaseError>) {
         .unwrap();
     let built = built.into_inner();
     assert!(
-        built >= cases as usize / 4,
+        built >= cases as usize / 5,
         "only {built} of {cases} cases built a pool"
     );
 }

@@ -761,6 +761,111 @@ fn a_connection_expires_at_birth_plus_lifetime() {
     assert_eq!(timeless.expires_at(conn), None, "no such connection");
 }
 
+/// A core with `n` connections opened and established at second 0,
+/// living `lifetime` less their share of `jitter`; returns the core and
+/// the connections' expiries, earliest first.
+fn opened_together(
+    n: usize,
+    seed: u64,
+    lifetime: u64,
+    jitter: Duration,
+) -> (Core, Vec<(Duration, ConnId)>) {
+    let mut core = core(Config {
+        max_size: n,
+        min_size: n,
+        max_connecting: n,
+        seed,
+        max_lifetime: Some(Duration::from_secs(lifetime)),
+        max_lifetime_jitter: jitter,
+        ..Config::default()
+    });
+    assert_eq!(connect_all(&mut core), vec![]);
+    assert_eq!(core.state().idle, n);
+    let mut expiries: Vec<_> = (1..=n as u64)
+        .map(ConnId)
+        .map(|conn| (core.expires_at(conn).expect("established"), conn))
+        .collect();
+    expiries.sort();
+    (core, expiries)
+}
+
+/// With a lifetime jitter, connections opened together expire spread
+/// over the whole jitter below `max_lifetime`, never two close together:
+/// the gaps between consecutive expiries are within a factor of three of
+/// an even spread's (`jitter / n`), for any number of connections and
+/// any seed; and the seed moves them.
+#[test]
+fn connections_opened_together_expire_spread_over_the_jitter() {
+    let (lifetime, jitter) = (600, Duration::from_secs(60));
+    let latest = Duration::from_secs(lifetime);
+    for seed in [0, 1, 7, u64::MAX] {
+        for n in [1, 2, 3, 8, 20, 64] {
+            let (_, expiries) = opened_together(n, seed, lifetime, jitter);
+            let times: Vec<Duration> = expiries.iter().map(|&(at, _)| at).collect();
+            assert!(
+                times.iter().all(|&at| at > latest - jitter && at <= latest),
+                "seed {seed}, {n}: outside the jitter: {times:?}"
+            );
+            let even = jitter / n as u32;
+            for pair in times.windows(2) {
+                assert!(
+                    pair[1] - pair[0] >= even / 3,
+                    "seed {seed}, {n}: bunched: {times:?}"
+                );
+            }
+            if n >= 8 {
+                assert!(
+                    times[n - 1] - times[0] >= jitter - 3 * even,
+                    "seed {seed}, {n}: not over the whole jitter: {times:?}"
+                );
+            }
+        }
+    }
+    let (_, zero) = opened_together(8, 0, lifetime, jitter);
+    let (_, one) = opened_together(8, 1, lifetime, jitter);
+    assert_ne!(zero, one, "the seed moves the shares");
+    let (_, exact) = opened_together(8, 0, lifetime, Duration::ZERO);
+    assert!(
+        exact.iter().all(|&(at, _)| at == latest),
+        "no jitter, no spread"
+    );
+}
+
+/// A connection with a share of the jitter lives up to its own expiry,
+/// not `max_lifetime`: maintenance is scheduled for it and closes it
+/// then, one at a time, and a checkout is not granted it past it.
+#[test]
+fn each_connection_closes_at_its_own_expiry() {
+    let (mut core, expiries) = opened_together(4, 0, 60, Duration::from_secs(20));
+    for (index, &(at, conn)) in expiries.iter().enumerate() {
+        assert_eq!(
+            core.poll_timeout(),
+            Some(at),
+            "maintenance is due at the next expiry"
+        );
+        core.advance(at - Duration::from_nanos(1));
+        core.maintain();
+        assert_eq!(connect_all(&mut core), vec![], "{conn} lives until {at:?}");
+        core.advance(at);
+        core.maintain();
+        let actions = connect_all(&mut core);
+        assert_eq!(
+            actions,
+            vec![Action::Close {
+                conn,
+                reason: CloseReason::Lifetime
+            }],
+            "expiry {index}"
+        );
+    }
+    // Their replacements, opened at the last expiry, live from then.
+    let last = expiries[3].0;
+    let Checkout::Granted(young) = core.checkout(OwnerId(1)) else {
+        panic!("min_size refilled")
+    };
+    assert!(core.expires_at(young).expect("established") > last + Duration::from_secs(40));
+}
+
 /// The leak threshold schedules maintenance for a checkout not yet
 /// reported, reports it once with how long it was held, and then
 /// schedules nothing more; a closed pool schedules nothing.

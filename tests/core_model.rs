@@ -42,7 +42,9 @@
 //!   and not before; a paused pool fails checkouts and keeps no waiter; a
 //!   connect abandoned by an interrupting clear is counted closed once,
 //!   and such a clear interrupts exactly the checked-out connections;
-//!   no checkout is granted a connection past its lifetime; after a
+//!   a connection's own lifetime (`Core::expires_at`) lies within the
+//!   lifetime jitter below `max_lifetime`; no checkout is granted a
+//!   connection past it, none is closed for its lifetime before it; after a
 //!   maintenance run no idle connection is past its lifetime, none past
 //!   its idle timeout unless `min_size`, a strict pin or a waiter woken for
 //!   it keeps it, and every
@@ -178,6 +180,8 @@ fn without_counters(state: PoolState) -> PoolState {
 
 /// The lifecycle limits in play (seconds), when configured.
 const LIFETIME: u64 = 6;
+/// How far below `LIFETIME` a connection's own may fall, when drawn.
+const JITTER: u64 = 4;
 const IDLE_TIMEOUT: u64 = 3;
 const LEAK_THRESHOLD: u64 = 4;
 
@@ -212,9 +216,13 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
         (1..=4usize, 0..=2usize, 1..=3usize, pinning, overflow, reset)
             .prop_flat_map(
                 |(max_size, min_size, max_connecting, pinning, overflow, reset)| {
-                    let lifecycle = (any::<[bool; 3]>(), prop::bool::weighted(0.2));
+                    let lifecycle = (any::<[bool; 4]>(), prop::bool::weighted(0.2));
                     (any::<u64>(), any::<bool>(), lifecycle).prop_map(
-                        move |(seed, eager_retry, ([lifetime, idle, leak], start_paused))| Setup {
+                        move |(
+                            seed,
+                            eager_retry,
+                            ([lifetime, jitter, idle, leak], start_paused),
+                        )| Setup {
                             config: Config {
                                 max_size,
                                 min_size: min_size.min(max_size),
@@ -226,6 +234,8 @@ impl<const WAKE: usize> ReferenceStateMachine for PoolRef<WAKE> {
                                 seed,
                                 record_events: true,
                                 max_lifetime: secs(lifetime, LIFETIME),
+                                max_lifetime_jitter: secs(lifetime && jitter, JITTER)
+                                    .unwrap_or_default(),
                                 idle_timeout: secs(idle, IDLE_TIMEOUT),
                                 leak_threshold: secs(leak, LEAK_THRESHOLD),
                                 // Not drawn: the model does not mirror given-up
@@ -329,6 +339,8 @@ struct Model {
     now: Duration,
     /// When each live connection was established.
     born: HashMap<ConnId, Duration>,
+    /// Each live connection's own lifetime, when there is a lifetime.
+    lifetimes: HashMap<ConnId, Duration>,
     /// When each idle connection became idle, each held one was taken.
     since: HashMap<ConnId, Duration>,
     /// Held connections reported as leaked in their current checkout.
@@ -390,6 +402,29 @@ impl Sut {
     /// The configuration as it stands (a resize changes `max_size`).
     fn config(&self) -> &Config {
         self.core.config()
+    }
+
+    /// `conn`'s own lifetime, as it was when it was established.
+    fn lifetime(&self, conn: ConnId) -> Option<Duration> {
+        self.model.lifetimes.get(&conn).copied()
+    }
+
+    /// Notes the lifetime of `conn`, established just now, from its
+    /// expiry (`Core::expires_at`), which must lie within the jitter below
+    /// `max_lifetime`.
+    fn note_lifetime(&mut self, conn: ConnId) {
+        let config = *self.config();
+        let (Some(max), Some(expires)) = (config.max_lifetime, self.core.expires_at(conn)) else {
+            return;
+        };
+        let lifetime = expires - self.model.born[&conn];
+        // Its share of the jitter is below the jitter, or none at all.
+        let share = max.checked_sub(lifetime);
+        assert!(
+            share.is_some_and(|share| share.is_zero() || share < config.max_lifetime_jitter),
+            "{conn} lives {lifetime:?}, outside the jitter below {max:?}"
+        );
+        self.model.lifetimes.insert(conn, lifetime);
     }
 
     fn exclusive(&self) -> bool {
@@ -486,7 +521,7 @@ impl Sut {
         self.pass_over(ticket, conn, owner);
         assert!(self.model.idle.remove(&conn), "{conn} granted but not idle");
         self.check_clean_for(conn, owner);
-        if let Some(lifetime) = self.config().max_lifetime {
+        if let Some(lifetime) = self.lifetime(conn) {
             assert!(
                 self.model.now - self.model.born[&conn] < lifetime,
                 "{conn} granted past its lifetime"
@@ -767,6 +802,7 @@ impl Sut {
                     model.set_idle(conn);
                     model.born.insert(conn, model.now);
                     self.core.connected(conn).unwrap();
+                    self.note_lifetime(conn);
                 } else {
                     self.model.failed += 1;
                     self.core.connect_failed(conn).unwrap();
@@ -921,7 +957,7 @@ impl Sut {
             "a maintenance run left a waiter past its deadline"
         );
         for &conn in &model.idle {
-            if let Some(lifetime) = config.max_lifetime {
+            if let Some(lifetime) = self.lifetime(conn) {
                 assert!(model.now - model.born[&conn] < lifetime, "{conn} outlived");
             }
             if let Some(timeout) = config.idle_timeout
@@ -991,9 +1027,16 @@ impl Sut {
                     self.model.connecting.insert(conn);
                     self.model.opened += 1;
                 }
-                Action::Close { conn, .. } => {
+                Action::Close { conn, reason } => {
                     if self.model.to_close.remove(&conn) {
                         continue;
+                    }
+                    if reason == CloseReason::Lifetime {
+                        let lifetime = self.lifetime(conn).expect("closed for a lifetime it has");
+                        assert!(
+                            self.model.now - self.model.born[&conn] >= lifetime,
+                            "{conn} closed before its lifetime"
+                        );
                     }
                     assert!(
                         self.model.idle.remove(&conn),
@@ -1002,6 +1045,7 @@ impl Sut {
                     self.model.closes.insert(conn);
                     self.model.closed += 1;
                     self.model.born.remove(&conn);
+                    self.model.lifetimes.remove(&conn);
                     self.model.dirty.remove(&conn);
                 }
                 Action::Reset(conn) => {
@@ -1783,6 +1827,7 @@ fn reaping_setup(max_size: usize, pinning: Pinning, overflow: Overflow, wake: Wa
             seed: 0,
             record_events: true,
             max_lifetime: Some(Duration::from_secs(6)),
+            max_lifetime_jitter: Duration::ZERO,
             idle_timeout: None,
             connect_timeout: None,
             connect_backoff: None,

@@ -537,7 +537,55 @@ mod tokio_pool {
         assert_eq!(lifetime_closes(), 1, "closed by 10.6 s");
     }
 
-    /// Polls `future` once: its output if it is ready.
+    /// Eight connections opened together at the start, a lifetime of 60 s:
+    /// without a jitter all eight close in the same second, and the pool
+    /// is left to reopen them all at once; with 8 s of jitter they close
+    /// one a second from 52 s on (where in each second depends on the
+    /// seed, fixed here). Either way `min_size` is kept.
+    #[tokio::test(start_paused = true)]
+    async fn a_lifetime_jitter_spreads_the_expiry_of_connections_opened_together() {
+        for jitter in [Duration::ZERO, Duration::from_secs(8)] {
+            let (handler, events) = recorder();
+            let pool = Pool::builder()
+                .max_size(8)
+                .min_size(8)
+                .max_connecting(8)
+                .max_lifetime(Duration::from_secs(60))
+                .max_lifetime_jitter(jitter)
+                .seed(0)
+                .maintenance_interval(Duration::from_secs(1))
+                .event_handler(handler)
+                .build(TestManager::default())
+                .unwrap();
+            drop(pool.get().await.unwrap());
+            // The seconds in which each lifetime close fell.
+            let mut closed_in = Vec::new();
+            for second in 1..=61 {
+                advance(Duration::from_secs(1)).await;
+                tokio::task::yield_now().await;
+                let closes = events
+                    .try_iter()
+                    .filter(|(event, _)| {
+                        matches!(
+                            event,
+                            Event::ConnectionClosed {
+                                reason: CloseReason::Lifetime,
+                                ..
+                            }
+                        )
+                    })
+                    .count();
+                closed_in.extend(std::iter::repeat_n(second, closes));
+            }
+            if jitter.is_zero() {
+                assert_eq!(closed_in, vec![60; 8], "all at once");
+            } else {
+                assert_eq!(closed_in, (53..=60).collect::<Vec<_>>(), "one a second");
+            }
+            assert_eq!(pool.state().total(), 8, "min_size kept");
+        }
+    }
+
     /// A graceful shutdown waits for a connection still checked out and
     /// for a connect under way (whose connection, once it arrives, the
     /// closed pool closes), on Tokio's paused clock.
@@ -601,6 +649,7 @@ mod tokio_pool {
         }
     }
 
+    /// Polls `future` once: its output if it is ready.
     async fn futures_poll_once<F: std::future::Future + Unpin>(
         future: &mut F,
     ) -> Option<F::Output> {

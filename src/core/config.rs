@@ -44,7 +44,9 @@ pub struct Config {
     /// When a connection's session state is reset (default
     /// [`Reset::OwnerChange`]).
     pub reset: Reset,
-    /// Seed of the core's only source of randomness ([`Overflow::Random`]).
+    /// Seed of the core's only source of randomness ([`Overflow::Random`]),
+    /// and where the shares of [`max_lifetime_jitter`](Self::max_lifetime_jitter)
+    /// start.
     pub seed: u64,
     /// Whether the core records [`Event`](super::Event)s for
     /// [`Core::poll_event`](super::Core::poll_event). Off by default so a
@@ -53,7 +55,48 @@ pub struct Config {
     /// A connection older than this (since it was established) is closed
     /// when it is next idle: at checkin, at a checkout that finds it idle,
     /// or by [`Core::maintain`](super::Core::maintain). Default `None`.
+    /// Each connection's own lifetime is this less its share of
+    /// [`max_lifetime_jitter`](Self::max_lifetime_jitter).
     pub max_lifetime: Option<Duration>,
+    /// How far below `max_lifetime` a connection's own lifetime may fall,
+    /// so that connections opened together do not all expire together
+    /// (HikariCP's variance, pgx's `MaxConnLifetimeJitter`): a pool that
+    /// filled `min_size` at start would otherwise close every connection
+    /// at once a lifetime later, and its checkouts would wait for
+    /// `max_connecting` reconnects at a time. Connection `n`'s share of
+    /// it is the fractional part of `(n + seed)` times the golden ratio,
+    /// a sequence whose consecutive members fall as evenly as any can
+    /// over the interval: `k` connections opened together expire over
+    /// the whole jitter, about `jitter / k` apart (and pools with
+    /// different seeds out of step: the pools' builder draws one for
+    /// each). Must be shorter than
+    /// `max_lifetime`; default zero (each lives exactly `max_lifetime`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pinpool::core::{Config, ConnId, Core};
+    ///
+    /// let config = Config {
+    ///     min_size: 4,
+    ///     max_connecting: 4,
+    ///     max_lifetime: Some(Duration::from_secs(60)),
+    ///     max_lifetime_jitter: Duration::from_secs(8),
+    ///     ..Config::default()
+    /// };
+    /// let mut core = Core::new(config)?;
+    /// while core.poll_action().is_some() {} // four Opens
+    /// let mut expiries = Vec::new();
+    /// for n in 1..=4 {
+    ///     core.connected(ConnId(n))?;
+    ///     expiries.extend(core.expires_at(ConnId(n)));
+    /// }
+    /// expiries.sort();
+    /// // Opened together, they expire between 52 and 60 s, over a second apart.
+    /// assert!(expiries[0] > Duration::from_secs(52) && expiries[3] <= Duration::from_secs(60));
+    /// assert!(expiries.windows(2).all(|pair| pair[1] - pair[0] > Duration::from_secs(1)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub max_lifetime_jitter: Duration,
     /// An idle connection unused for this long is closed by
     /// [`Core::maintain`](super::Core::maintain) or a checkout that finds
     /// it, unless that would leave fewer than `min_size`. Default `None`.
@@ -103,6 +146,7 @@ impl Default for Config {
             seed: 0,
             record_events: false,
             max_lifetime: None,
+            max_lifetime_jitter: Duration::ZERO,
             idle_timeout: None,
             leak_threshold: None,
             connect_timeout: None,
@@ -139,6 +183,17 @@ pub enum ConfigError {
     /// maintenance interval of zero, a busy loop.
     #[error("{0} must be longer than zero")]
     ZeroDuration(&'static str),
+    /// A lifetime jitter without a lifetime, or one not shorter than it:
+    /// some connection's own lifetime would be zero or less.
+    #[error(
+        "max_lifetime_jitter ({jitter:?}) must be shorter than max_lifetime ({max_lifetime:?})"
+    )]
+    JitterNotBelowLifetime {
+        /// The configured jitter.
+        jitter: Duration,
+        /// The configured lifetime, if any.
+        max_lifetime: Option<Duration>,
+    },
     /// `max_size` above [`Config::SIZE_LIMIT`] (`min_size`, at most
     /// `max_size`, is bounded with it): no process can hold that many
     /// connections.
@@ -216,6 +271,13 @@ impl Config {
             if duration == Some(Duration::ZERO) {
                 return Err(ConfigError::ZeroDuration(name));
             }
+        }
+        let jitter = self.max_lifetime_jitter;
+        if !jitter.is_zero() && self.max_lifetime.is_none_or(|lifetime| jitter >= lifetime) {
+            return Err(ConfigError::JitterNotBelowLifetime {
+                jitter,
+                max_lifetime: self.max_lifetime,
+            });
         }
         Ok(())
     }

@@ -316,7 +316,8 @@ impl Core {
         matches!(slot.state, SlotState::InUse { .. }).then_some(slot.since)
     }
 
-    /// When `conn` outlives [`Config::max_lifetime`](super::Config::max_lifetime),
+    /// When `conn` outlives its lifetime ([`Config::max_lifetime`](super::Config::max_lifetime)
+    /// less its share of [`Config::max_lifetime_jitter`](super::Config::max_lifetime_jitter)),
     /// on the driver's clock; `None` without a lifetime (or for a
     /// connection not established). A driver that serves checkouts itself
     /// (a lease, see [`Core::may_lease`]) checks it there: the core sees
@@ -337,8 +338,44 @@ impl Core {
     pub fn expires_at(&self, conn: super::ConnId) -> Option<Duration> {
         let slot = self.slots.get(conn)?;
         let established = !matches!(slot.state, SlotState::Pending | SlotState::Connecting);
-        let lifetime = self.config.max_lifetime.filter(|_| established)?;
+        let lifetime = self.lifetime(conn).filter(|_| established)?;
         Some(slot.born.saturating_add(lifetime))
+    }
+
+    /// `conn`'s own lifetime: `max_lifetime` less its share of
+    /// [`Config::max_lifetime_jitter`](super::Config::max_lifetime_jitter).
+    /// Inlined up to the share, as [`Core::outlived`] is.
+    #[inline]
+    fn lifetime(&self, conn: super::ConnId) -> Option<Duration> {
+        let lifetime = self.config.max_lifetime?;
+        let jitter = self.config.max_lifetime_jitter;
+        if jitter.is_zero() {
+            return Some(lifetime);
+        }
+        Some(lifetime - self.jitter_share(conn, jitter))
+    }
+
+    /// `conn`'s share of `jitter`: the fractional part of
+    /// `(conn + seed) × φ` (Fibonacci hashing's multiplier is 2^64 / φ) of
+    /// it, so any run of consecutive connections divides the jitter into
+    /// nearly equal gaps: opened together, they expire spread over all of
+    /// it. Computed, not drawn, so that it needs no state and takes
+    /// nothing from the random sequence
+    /// [`Overflow::Random`](super::Overflow::Random) uses.
+    fn jitter_share(&self, conn: super::ConnId, jitter: Duration) -> Duration {
+        let fraction = conn
+            .0
+            .wrapping_add(self.config.seed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // jitter × (the fraction's top 32 bits / 2^32), in whole nanoseconds
+        // (at most 2^94 × 2^32, within a u128): exact, the same on every
+        // platform, and below the jitter, so below the lifetime.
+        let nanos = (jitter.as_nanos() * u128::from(fraction >> 32)) >> 32;
+        const NANOS_PER_SEC: u128 = 1_000_000_000;
+        Duration::new(
+            (nanos / NANOS_PER_SEC) as u64,
+            (nanos % NANOS_PER_SEC) as u32,
+        )
     }
 
     /// The next instant, strictly after the clock's last reading, at which
@@ -382,7 +419,7 @@ impl Core {
         let after = |limit: Option<Duration>, from: Duration| limit.map(|l| from.saturating_add(l));
         self.slots
             .iter()
-            .flat_map(|(_, slot)| {
+            .flat_map(|(conn, slot)| {
                 let (idle, leak) = match slot.state {
                     SlotState::Idle { .. } => (after(config.idle_timeout, slot.since), None),
                     SlotState::InUse { .. } if !slot.leak_reported => {
@@ -394,7 +431,7 @@ impl Core {
                     }
                     SlotState::Pending => return [None; 3],
                 };
-                [after(config.max_lifetime, slot.born), idle, leak]
+                [after(self.lifetime(conn), slot.born), idle, leak]
             })
             .flatten()
             .chain(self.connects_resume_at())
@@ -403,10 +440,14 @@ impl Core {
             .min()
     }
 
-    /// Whether `conn` has lived longer than `max_lifetime`.
+    /// Whether `conn` has lived its lifetime (see [`Core::expires_at`]).
+    /// Inlined: every checkin asks, and a pool without a lifetime must
+    /// pay no more than a test for it (out of line, with the jitter's
+    /// branch, it cost the core's checkout and checkin 28 instructions,
+    /// `benches/instructions.sh`).
+    #[inline]
     pub(super) fn outlived(&self, conn: super::ConnId) -> bool {
-        self.config
-            .max_lifetime
+        self.lifetime(conn)
             .is_some_and(|limit| self.now.saturating_sub(self.slots.slot(conn).born) >= limit)
     }
 
