@@ -80,6 +80,9 @@ section "the fairness benchmark runs (a smoke run: its figures come from a full 
 # failure here rather than a CI out of time.
 timeout 1200 cargo run --quiet --release -p pinpool-peers --bin fairness -- --seconds 0.05 --workers 8 > /dev/null
 
+section "the lifetime-jitter benchmark runs (a smoke run)"
+timeout 600 cargo run --quiet --release -p pinpool-peers --bin lifetimes -- --seconds 1 --lifetime-ms 400 > /dev/null
+
 section "loom model checks of the blocking pool (release build)"
 bash loom-tests/run.sh
 section "all passed"
