@@ -34,6 +34,24 @@ fn recorder() -> (
     (handler, events)
 }
 
+/// How many connections `events` says were closed for their lifetime
+/// since it was last read.
+#[cfg(feature = "tokio")]
+fn lifetime_closes(events: &mpsc::Receiver<Seen>) -> usize {
+    events
+        .try_iter()
+        .filter(|(event, _)| {
+            matches!(
+                event,
+                Event::ConnectionClosed {
+                    reason: CloseReason::Lifetime,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
 /// Waits (up to 20 s) for the first event `wanted` accepts.
 fn wait_event(events: &mpsc::Receiver<Seen>, wanted: impl Fn(&Event) -> bool) -> Seen {
     loop {
@@ -513,28 +531,14 @@ mod tokio_pool {
             .build(TestManager::default())
             .unwrap();
         drop(pool.get().await.unwrap());
-        let lifetime_closes = || {
-            events
-                .try_iter()
-                .filter(|(event, _)| {
-                    matches!(
-                        event,
-                        Event::ConnectionClosed {
-                            reason: CloseReason::Lifetime,
-                            ..
-                        }
-                    )
-                })
-                .count()
-        };
         for _ in 0..10 {
             advance(Duration::from_secs(1)).await;
             tokio::task::yield_now().await;
         }
-        assert_eq!(lifetime_closes(), 0, "alive at 10 s");
+        assert_eq!(lifetime_closes(&events), 0, "alive at 10 s");
         advance(Duration::from_millis(600)).await;
         tokio::task::yield_now().await;
-        assert_eq!(lifetime_closes(), 1, "closed by 10.6 s");
+        assert_eq!(lifetime_closes(&events), 1, "closed by 10.6 s");
     }
 
     /// Eight connections opened together at the start, a lifetime of 60 s:
@@ -563,19 +567,7 @@ mod tokio_pool {
             for second in 1..=61 {
                 advance(Duration::from_secs(1)).await;
                 tokio::task::yield_now().await;
-                let closes = events
-                    .try_iter()
-                    .filter(|(event, _)| {
-                        matches!(
-                            event,
-                            Event::ConnectionClosed {
-                                reason: CloseReason::Lifetime,
-                                ..
-                            }
-                        )
-                    })
-                    .count();
-                closed_in.extend(std::iter::repeat_n(second, closes));
+                closed_in.extend(std::iter::repeat_n(second, lifetime_closes(&events)));
             }
             if jitter.is_zero() {
                 assert_eq!(closed_in, vec![60; 8], "all at once");
