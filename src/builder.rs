@@ -39,6 +39,9 @@ pub struct Builder<P> {
     validate_on_checkout: bool,
     maintenance_interval: Duration,
     event_handler: Option<Handler>,
+    /// Whether [`Builder::max_lifetime_jitter`] was called: if not, each
+    /// `max_lifetime` brings its default jitter.
+    jitter_set: bool,
     /// Model checks only: see [`Builder::connects_on_threads`].
     #[cfg(pinpool_loom)]
     connects_on_threads: bool,
@@ -86,6 +89,7 @@ impl<P: BuiltPool> Default for Builder<P> {
             validate_on_checkout: false,
             maintenance_interval: Duration::from_secs(1),
             event_handler: None,
+            jitter_set: false,
             #[cfg(pinpool_loom)]
             connects_on_threads: false,
             pool: PhantomData,
@@ -102,6 +106,7 @@ impl<P> Clone for Builder<P> {
             validate_on_checkout: self.validate_on_checkout,
             maintenance_interval: self.maintenance_interval,
             event_handler: self.event_handler.clone(),
+            jitter_set: self.jitter_set,
             #[cfg(pinpool_loom)]
             connects_on_threads: self.connects_on_threads,
             pool: PhantomData,
@@ -128,6 +133,18 @@ impl<P> fmt::Debug for Builder<P> {
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(0u64)
+}
+
+/// The lifetime jitter a `max_lifetime` brings unless one is set:
+/// HikariCP's, 2.5 % of a lifetime of 10 s or more. A maximum lifetime is
+/// kept either way (the jitter only shortens), and a shorter one is most
+/// likely a test's, which expects the lifetime it wrote.
+fn default_jitter(lifetime: Duration) -> Duration {
+    if lifetime >= Duration::from_secs(10) {
+        lifetime / 40
+    } else {
+        Duration::ZERO
+    }
 }
 
 /// Pools get distinct ids for pin registrations.
@@ -336,7 +353,11 @@ impl<P> Builder<P> {
 
     /// Closes connections older than this (since established) when they
     /// are next idle (default: none). A pinned owner's connection is
-    /// replaced, and its pin moves to the replacement.
+    /// replaced, and its pin moves to the replacement. Unless
+    /// [`max_lifetime_jitter`](Self::max_lifetime_jitter) says otherwise,
+    /// a lifetime of 10 s or more comes with a jitter of 2.5 % of it
+    /// (HikariCP's): each connection lives at most this long, a little
+    /// less for most.
     ///
     /// ```
     /// # use pinpool::blocking::Pool;
@@ -344,17 +365,22 @@ impl<P> Builder<P> {
     /// use std::time::Duration;
     /// let builder = Pool::builder().max_lifetime(Duration::from_secs(1800));
     /// assert!(format!("{builder:?}").contains("max_lifetime: Some(1800s)"));
+    /// assert!(format!("{builder:?}").contains("max_lifetime_jitter: 45s"));
     /// let pool = builder.build(noop)?;
     /// # drop(pool);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
         self.config.max_lifetime = Some(lifetime);
+        if !self.jitter_set {
+            self.config.max_lifetime_jitter = default_jitter(lifetime);
+        }
         self
     }
 
     /// Lets each connection's lifetime fall up to this far below
-    /// [`max_lifetime`](Self::max_lifetime) (default: zero), so that
+    /// [`max_lifetime`](Self::max_lifetime) (default: 2.5 % of a lifetime
+    /// of 10 s or more, none for a shorter one; zero turns it off), so that
     /// connections opened together do not expire together. Without it
     /// the connections a pool opened at once (at start, or after a
     /// [`clear`](crate::blocking::Pool::clear)) all close one lifetime
@@ -386,6 +412,7 @@ impl<P> Builder<P> {
     /// ```
     pub fn max_lifetime_jitter(mut self, jitter: Duration) -> Self {
         self.config.max_lifetime_jitter = jitter;
+        self.jitter_set = true;
         self
     }
 
@@ -640,5 +667,37 @@ mod tests {
             .collect();
         assert_eq!(seeds.len(), 100, "no two alike");
         assert_eq!(Builder::<Threads>::default().seed(7).config.seed, 7);
+    }
+
+    /// A lifetime of 10 s or more brings 2.5 % of it as its jitter, a
+    /// shorter one none; a jitter set, before or after, is kept.
+    #[test]
+    fn a_lifetime_brings_a_default_jitter_unless_one_is_set() {
+        let jitter = |builder: Builder<Threads>| builder.config.max_lifetime_jitter;
+        let builder = Builder::<Threads>::default;
+        let secs = Duration::from_secs;
+        assert_eq!(jitter(builder()), Duration::ZERO, "no lifetime, no jitter");
+        assert_eq!(jitter(builder().max_lifetime(secs(1800))), secs(45));
+        assert_eq!(
+            jitter(builder().max_lifetime(secs(10))),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            jitter(builder().max_lifetime(Duration::from_millis(9_999))),
+            Duration::ZERO
+        );
+        let set = secs(3);
+        assert_eq!(
+            jitter(builder().max_lifetime_jitter(set).max_lifetime(secs(1800))),
+            set
+        );
+        assert_eq!(
+            jitter(builder().max_lifetime(secs(1800)).max_lifetime_jitter(set)),
+            set
+        );
+        let off = builder()
+            .max_lifetime_jitter(Duration::ZERO)
+            .max_lifetime(secs(1800));
+        assert_eq!(jitter(off), Duration::ZERO, "zero turns it off");
     }
 }

@@ -22,7 +22,8 @@ struct Options {
     checkout_timeout: Duration,
     validate_on_checkout: bool,
     max_lifetime: Option<Duration>,
-    max_lifetime_jitter: Duration,
+    /// `None`: not set, the builder's default for the lifetime.
+    max_lifetime_jitter: Option<Duration>,
     idle_timeout: Option<Duration>,
     leak_threshold: Option<Duration>,
     connect_timeout: Option<Duration>,
@@ -42,11 +43,13 @@ impl Options {
             .seed(self.seed)
             .checkout_timeout(self.checkout_timeout)
             .validate_on_checkout(self.validate_on_checkout)
-            .max_lifetime_jitter(self.max_lifetime_jitter)
             .maintenance_interval(self.maintenance_interval)
             .start_paused(self.start_paused);
         if let Some(lifetime) = self.max_lifetime {
             builder = builder.max_lifetime(lifetime);
+        }
+        if let Some(jitter) = self.max_lifetime_jitter {
+            builder = builder.max_lifetime_jitter(jitter);
         }
         if let Some(timeout) = self.idle_timeout {
             builder = builder.idle_timeout(timeout);
@@ -149,7 +152,8 @@ fn options() -> impl Strategy<Value = Options> {
         ],
         any::<bool>(),
         proptest::option::weighted(0.3, duration()),
-        // Mostly none; else half the lifetime (valid), or, rarely (a pool
+        // Mostly not set (the builder's default: 2.5 % of a lifetime of 10
+        // s or more, valid); else half the lifetime (valid), or, rarely (a pool
         // must build in a fifth of the cases), any duration at all.
         prop_oneof![12 => Just(Jitter::None), 4 => Just(Jitter::HalfLifetime), 1 => duration().prop_map(Jitter::Any)],
         proptest::option::weighted(0.3, duration()),
@@ -184,11 +188,11 @@ fn options() -> impl Strategy<Value = Options> {
             validate_on_checkout,
             max_lifetime,
             max_lifetime_jitter: match max_lifetime_jitter {
-                Jitter::None => Duration::ZERO,
+                Jitter::None => None,
                 Jitter::HalfLifetime => {
-                    max_lifetime.map_or(Duration::ZERO, |lifetime| lifetime / 2)
+                    Some(max_lifetime.map_or(Duration::ZERO, |lifetime| lifetime / 2))
                 }
-                Jitter::Any(jitter) => jitter,
+                Jitter::Any(jitter) => Some(jitter),
             },
             idle_timeout,
             leak_threshold,
@@ -227,13 +231,15 @@ fn expected_rejection(options: &Options) -> Option<ConfigError> {
         Some(ConfigError::ZeroDuration("leak_threshold"))
     } else if zero(options.connect_timeout) {
         Some(ConfigError::ZeroDuration("connect_timeout"))
-    } else if !options.max_lifetime_jitter.is_zero()
+    } else if let Some(jitter) = options.max_lifetime_jitter
+        && !jitter.is_zero()
         && options
             .max_lifetime
-            .is_none_or(|lifetime| options.max_lifetime_jitter >= lifetime)
+            .is_none_or(|lifetime| jitter >= lifetime)
     {
+        // (The builder's default jitter is always shorter than its lifetime.)
         Some(ConfigError::JitterNotBelowLifetime {
-            jitter: options.max_lifetime_jitter,
+            jitter,
             max_lifetime: options.max_lifetime,
         })
     } else {
