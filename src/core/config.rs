@@ -65,9 +65,10 @@ pub struct Config {
     /// at once a lifetime later, and its checkouts would wait for
     /// `max_connecting` reconnects at a time. Connection `n`'s share of
     /// it is the fractional part of `(n + seed)` times the golden ratio,
-    /// a sequence whose consecutive members fall as evenly as any can
-    /// over the interval: `k` connections opened together expire over
-    /// the whole jitter, about `jitter / k` apart (and pools with
+    /// a sequence whose consecutive members divide the interval into
+    /// gaps of at most three lengths, within a factor of about 2.6 of
+    /// each other: `k` connections opened together expire over the whole
+    /// jitter, about `jitter / k` apart (and pools with
     /// different seeds out of step: the pools' builder draws one for
     /// each). Must be shorter than
     /// `max_lifetime`; default zero (each lives exactly `max_lifetime`).
