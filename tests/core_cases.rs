@@ -833,7 +833,9 @@ fn connections_opened_together_expire_spread_over_the_jitter() {
 
 /// A connection with a share of the jitter lives up to its own expiry,
 /// not `max_lifetime`: maintenance is scheduled for it and closes it
-/// then, one at a time, and a checkout is not granted it past it.
+/// then, one at a time, and its replacement lives a lifetime from its
+/// own birth. (That no checkout is granted one past it, the property
+/// model checks.)
 #[test]
 fn each_connection_closes_at_its_own_expiry() {
     let (mut core, expiries) = opened_together(4, 0, 60, Duration::from_secs(20));
