@@ -534,9 +534,6 @@ fn the_pool_recovers_from_a_server_restart_under_load() {
 /// when, and how.
 type Sleep = (Instant, Result<(), postgres::Error>);
 
-/// Waits until the server runs the sleep (watched from outside the pool),
-/// calls `clear` (the pool's `clear_interrupting`), and checks that the
-/// sleep then ended cancelled within 1 s.
 /// A `pg_sleep(60)` of its own for each caller: the cancel tests run at
 /// once, and one that saw another's sleep cleared its pool too early.
 fn own_sleep() -> String {
@@ -545,6 +542,9 @@ fn own_sleep() -> String {
     format!("SELECT pg_sleep(60) /* sleep {call} */")
 }
 
+/// Waits until the server runs `sleep` (watched from outside the pool),
+/// calls `clear` (the pool's `clear_interrupting`), and checks that the
+/// sleep then ended cancelled within 1 s.
 fn clear_cancels_the_sleep(
     url: &str,
     sleep: &str,

@@ -15,7 +15,6 @@
 //! lifetime): throughput, the checkout waits' percentiles and maximum, how
 //! many waits were longer than a connect, and the connections closed.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -104,10 +103,9 @@ async fn run(args: &Args, jitter_percent: f64) -> Run {
     let start = Instant::now();
     let end = start + Duration::from_secs(args.seconds);
     let hold = Duration::from_millis(args.hold_ms);
-    let pool = Arc::new(pool);
     let tasks: Vec<_> = (0..args.tasks)
         .map(|_| {
-            let pool = Arc::clone(&pool);
+            let pool = pool.clone();
             tokio::spawn(async move {
                 let mut waits = Vec::new();
                 while Instant::now() < end {
