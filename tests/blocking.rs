@@ -273,6 +273,58 @@ fn a_failed_validation_replaces_the_connection_and_keeps_the_pin() {
     assert_replaced_keeping_the_pin(true, |mut conn| conn.invalid = true);
 }
 
+/// Under `validate_after_idle`, a checkout validates only a connection
+/// unused for the window. Within it a pinned thread's checkouts go
+/// unvalidated, even with a connection that would fail (the trade the
+/// option makes); past it, that connection is validated and replaced.
+#[test]
+fn only_connections_idle_for_the_window_are_validated() {
+    let validated = |manager: &TestManager| manager.tally.validations.load(Ordering::SeqCst);
+    let within = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(1)
+        .validate_after_idle(Duration::from_secs(3600))
+        .build(within.clone())
+        .unwrap();
+    let first = PooledConnection::id(&pool.get().unwrap());
+    pool.get().unwrap().invalid = true;
+    for _ in 0..5 {
+        assert_eq!(PooledConnection::id(&pool.get().unwrap()), first);
+    }
+    assert_eq!(validated(&within), 0, "every checkout within the window");
+    assert_conserved(&pool, &within.tally);
+
+    let past = TestManager::default();
+    let window = Duration::from_millis(1);
+    let pool = Pool::builder()
+        .max_size(1)
+        .validate_after_idle(window)
+        .build(past.clone())
+        .unwrap();
+    let mut conn = pool.get().unwrap();
+    let first = PooledConnection::id(&conn);
+    conn.invalid = true;
+    drop(conn);
+    let before = validated(&past); // (1 if the connect took the window)
+    // Time passing on the clock the window is measured by, not waiting
+    // for another thread: a sleep lasts at least this long.
+    thread::sleep(2 * window);
+    let conn = pool.get().unwrap();
+    assert_eq!(
+        validated(&past),
+        before + 1,
+        "unused past the window: validated"
+    );
+    assert_ne!(
+        PooledConnection::id(&conn),
+        first,
+        "and replaced, failing it"
+    );
+    drop(conn);
+    let state = assert_conserved(&pool, &past.tally);
+    assert_eq!(state.counters.closed, 1);
+}
+
 /// When every connection fails validation, a checkout replaces one after
 /// another only until its deadline, then times out: no endless loop.
 #[test]

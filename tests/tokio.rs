@@ -566,6 +566,71 @@ async fn a_checkout_whose_every_connection_fails_validation_times_out() {
     assert_conserved(&pool, &manager.tally).await;
 }
 
+/// Under `validate_after_idle`, a checkout validates only a connection
+/// unused for the window: a pinned scope's and an unpinned checkout's.
+/// One handed out within the window is handed out again as it is, even
+/// one that would fail (the trade the option makes); past it, it is
+/// validated and replaced. Each checkout within the window restarts it.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn only_connections_idle_for_the_window_are_validated() {
+    let window = Duration::from_secs(1);
+    let manager = TestManager::default();
+    let pool = Pool::builder()
+        .max_size(2)
+        .validate_after_idle(window)
+        .build(manager.clone())
+        .unwrap();
+    let validations = || manager.tally.validations.load(Ordering::SeqCst);
+    pool.pinned(async {
+        let first = PooledConnection::id(&pool.get().await.unwrap());
+        for _ in 0..5 {
+            assert_eq!(PooledConnection::id(&pool.get().await.unwrap()), first);
+        }
+        assert_eq!(validations(), 0, "opened and used within the window");
+        tokio::time::advance(window - Duration::from_millis(1)).await;
+        pool.get().await.unwrap().invalid = true;
+        tokio::time::advance(window - Duration::from_millis(1)).await;
+        let conn = pool.get().await.unwrap();
+        assert_eq!(
+            PooledConnection::id(&conn),
+            first,
+            "not validated: not idle long enough"
+        );
+        assert_eq!(validations(), 0);
+        drop(conn);
+        tokio::time::advance(window).await;
+        let conn = pool.get().await.unwrap();
+        assert_eq!(validations(), 1, "idle for the window: validated");
+        assert_ne!(
+            PooledConnection::id(&conn),
+            first,
+            "and replaced, failing it"
+        );
+    })
+    .await;
+    // Unpinned checkouts, from the stash.
+    let unpinned = PooledConnection::id(&pool.get().await.unwrap());
+    pool.get().await.unwrap();
+    assert_eq!(validations(), 1, "used within the window");
+    tokio::time::advance(window).await;
+    let conn = pool.get().await.unwrap();
+    assert_eq!(PooledConnection::id(&conn), unpinned);
+    assert_eq!(
+        validations(),
+        2,
+        "idle for the window: validated, and passed"
+    );
+    drop(conn);
+    pool.get().await.unwrap();
+    assert_eq!(
+        validations(),
+        2,
+        "validated just now: the window starts again"
+    );
+    let state = assert_conserved(&pool, &manager.tally).await;
+    assert_eq!(state.counters.closed, 1, "the one that failed");
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn broken_and_invalid_connections_are_replaced_keeping_the_pin() {
     let manager = TestManager::default();

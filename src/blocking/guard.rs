@@ -3,8 +3,8 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use super::Manager;
 use super::shared::Shared;
+use super::{Conn, Manager};
 use crate::core::ConnId;
 use crate::driver::{Guard, Handed, PoolRef};
 
@@ -18,7 +18,7 @@ use crate::driver::{Guard, Handed, PoolRef};
 pub struct PooledConnection<'a, M: Manager>(Guard<'a, Shared<M>>);
 
 impl<'a, M: Manager> PooledConnection<'a, M> {
-    pub(crate) fn new(pool: PoolRef<'a, Shared<M>>, handed: Handed<M::Connection>) -> Self {
+    pub(crate) fn new(pool: PoolRef<'a, Shared<M>>, handed: Handed<Conn<M>>) -> Self {
         PooledConnection(Guard::new(pool, handed, false))
     }
 
@@ -72,7 +72,7 @@ impl<'a, M: Manager> PooledConnection<'a, M> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn detach(this: Self) -> M::Connection {
-        this.0.detach()
+        this.0.detach().into_inner()
     }
 }
 

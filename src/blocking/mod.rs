@@ -80,6 +80,10 @@ use pins::Reclaim;
 use shared::Shared;
 use waiter::ThreadMailbox;
 
+/// A connection as this pool keeps it: the manager's, with when it last
+/// worked ([`Stamped`](crate::driver::Stamped)).
+pub(crate) type Conn<M> = crate::driver::Stamped<<M as Manager>::Connection>;
+
 /// A blocking connection pool. See the [module documentation](self).
 pub struct Pool<M: Manager> {
     shared: Handle<Shared<M>>,
@@ -150,7 +154,7 @@ impl<M: Manager> Pool<M> {
 
     /// The guard for a connection this pool just handed out, borrowing the
     /// pool.
-    fn lend(&self, handed: Handed<M::Connection>) -> PooledConnection<'_, M> {
+    fn lend(&self, handed: Handed<Conn<M>>) -> PooledConnection<'_, M> {
         PooledConnection::new(PoolRef::Borrowed(&self.shared), handed)
     }
 
@@ -224,7 +228,7 @@ impl<M: Manager> Pool<M> {
     /// The fast path under `Pinning::Off`: a connection parked in the
     /// pool's stash, without the lock.
     #[inline(always)]
-    fn get_stashed(&self) -> Option<Handed<M::Connection>> {
+    fn get_stashed(&self) -> Option<Handed<Conn<M>>> {
         let handed = self.shared.take_stashed()?;
         self.validated(handed)
     }
@@ -232,7 +236,7 @@ impl<M: Manager> Pool<M> {
     /// The fast path: this thread's own parked connection, without the
     /// lock, taken from the lease where the thread keeps it.
     #[inline(always)]
-    fn get_leased(&self) -> Option<Handed<M::Connection>> {
+    fn get_leased(&self) -> Option<Handed<Conn<M>>> {
         let shared = &self.shared;
         let key = shared.locked().key();
         let now = || shared.locked().now();
@@ -249,21 +253,18 @@ impl<M: Manager> Pool<M> {
 
     /// The connection parked in `owner`'s `lease`, without the lock.
     #[inline(always)]
-    fn take_back(
-        &self,
-        owner: OwnerId,
-        lease: &Lease<M::Connection>,
-    ) -> Option<Handed<M::Connection>> {
+    fn take_back(&self, owner: OwnerId, lease: &Lease<Conn<M>>) -> Option<Handed<Conn<M>>> {
         let handed = self.shared.take_back(owner, lease)?;
         self.validated(handed)
     }
 
     /// A connection just handed out, after validation when it is
-    /// configured; `None` (the connection replaced) when that fails.
+    /// configured (and, under `validate_after_idle`, due); `None` (the
+    /// connection replaced) when that fails.
     #[inline(always)]
-    fn validated(&self, mut handed: Handed<M::Connection>) -> Option<Handed<M::Connection>> {
+    fn validated(&self, mut handed: Handed<Conn<M>>) -> Option<Handed<Conn<M>>> {
         let shared = &self.shared;
-        if shared.options.validate_on_checkout && !shared.is_valid(handed.id, &mut handed.conn) {
+        if shared.must_validate(&mut handed.conn) && !shared.is_valid(handed.id, &mut handed.conn) {
             shared.checkin(handed, Health::Broken);
             return None;
         }
@@ -272,7 +273,7 @@ impl<M: Manager> Pool<M> {
 
     /// The core decides: granted now, or wait for a grant.
     #[inline(never)]
-    fn get_slow(&self, patience: Patience) -> Result<Handed<M::Connection>, Error<M::Error>> {
+    fn get_slow(&self, patience: Patience) -> Result<Handed<Conn<M>>, Error<M::Error>> {
         let shared = &self.shared;
         let registered = pins::register(shared.locked().key(), || {
             let pool: Weak<dyn Reclaim> = Arc::downgrade(shared) as Weak<dyn Reclaim>;
@@ -299,7 +300,7 @@ impl<M: Manager> Pool<M> {
         owner: OwnerId,
         pins: bool,
         patience: Patience,
-    ) -> Result<Handed<M::Connection>, Error<M::Error>> {
+    ) -> Result<Handed<Conn<M>>, Error<M::Error>> {
         let shared = &self.shared;
         let mut clock = patience.lazy_deadline(shared.options.checkout_timeout);
         let waits = patience.waits();
@@ -333,7 +334,7 @@ impl<M: Manager> Pool<M> {
         ticket: Ticket,
         slot: &shared::Mailbox<M>,
         deadline: Deadline<Instant>,
-    ) -> Result<Handed<M::Connection>, Error<M::Error>> {
+    ) -> Result<Handed<Conn<M>>, Error<M::Error>> {
         loop {
             // (How long it waited is read only where it is reported: a
             // grant, the common end, needs no clock.)
@@ -645,7 +646,8 @@ impl<M: Manager> crate::Builder<Pool<M>> {
     pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
         let (core, mut options) = self.into_parts(manager.connect_timeout())?;
         options.name_from(|| manager.pool_name());
-        options.validate_on_checkout |= manager.validates_every_checkout();
+        options.validation =
+            (options.validation).or_every_checkout(manager.validates_every_checkout());
         // Only unpinned checkouts use the stash, and a blocking thread is
         // unpinned only under `Off` (or once its thread-locals are gone).
         options.stash = core.config().pinning == crate::core::Pinning::Off;

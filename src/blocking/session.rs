@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use super::{Manager, Pool, PooledConnection};
+use super::{Conn, Manager, Pool, PooledConnection};
 use crate::Error;
 use crate::core::OwnerId;
 use crate::driver::deadline::Patience;
@@ -18,7 +18,7 @@ use crate::driver::session::SessionOwner;
 /// most one connection at a time.
 pub struct Session<M: Manager> {
     pool: Pool<M>,
-    owner: SessionOwner<M::Connection>,
+    owner: SessionOwner<Conn<M>>,
 }
 
 impl<M: Manager> Session<M> {

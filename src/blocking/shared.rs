@@ -9,9 +9,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::Manager;
 use super::pins::Reclaim;
 use super::waiter::ThreadMailbox;
+use super::{Conn, Manager};
 use crate::Error;
 use crate::core::{ConnId, Core, OwnerId, PoolState};
 use crate::driver::Driven as _;
@@ -20,17 +20,17 @@ use crate::driver::maintenance::{self, LiveWorker};
 use crate::driver::{self, Inner, Locked, Options, Work};
 use crate::sync::{Arc, AtomicUsize, Mutex, spawn_or_run};
 
-pub(crate) type Mailbox<M> = ThreadMailbox<<M as Manager>::Connection, <M as Manager>::Error>;
+pub(crate) type Mailbox<M> = ThreadMailbox<Conn<M>, <M as Manager>::Error>;
 
 /// The driver state of a blocking pool of `M`'s connections.
-pub(crate) type State<M> = Inner<<M as Manager>::Connection, <M as Manager>::Error, Mailbox<M>>;
+pub(crate) type State<M> = Inner<Conn<M>, <M as Manager>::Error, Mailbox<M>>;
 
 pub(crate) struct Shared<M: Manager> {
     pub(crate) options: Options,
     pub(crate) manager: M,
     /// Live [`Pool`](super::Pool) handles; the last one closes the pool.
     handles: AtomicUsize,
-    locked: Locked<M::Connection, M::Error, Mailbox<M>>,
+    locked: Locked<Conn<M>, M::Error, Mailbox<M>>,
     /// The maintenance thread, if the pool needs one, and what wakes it
     /// by a new connect's deadline; dropping the sender stops it.
     maintenance: Mutex<Option<(mpsc::Sender<Instant>, JoinHandle<()>)>>,
@@ -80,8 +80,12 @@ impl<M: Manager> Shared<M> {
     }
 
     /// `validate`, with a panic in it counted as a failed validation.
-    pub(crate) fn is_valid(&self, id: ConnId, conn: &mut M::Connection) -> bool {
-        passes("validate", "replacing", id, || self.manager.validate(conn))
+    pub(crate) fn is_valid(&self, id: ConnId, conn: &mut Conn<M>) -> bool {
+        let valid = passes("validate", "replacing", id, || self.manager.validate(conn));
+        if valid {
+            self.passed_validation(conn);
+        }
+        valid
     }
 
     /// A consistent snapshot (recalls the leases, so idle means idle).
@@ -113,7 +117,7 @@ impl<M: Manager> Shared<M> {
         let connect = || {
             self.manager.connect().map(|connection| {
                 let interrupt = self.manager.interrupt_handle(&connection);
-                (connection, interrupt)
+                (self.stamped(connection), interrupt)
             })
         };
         let result = match catch_unwind(AssertUnwindSafe(connect)) {
@@ -149,7 +153,7 @@ impl<M: Manager> Shared<M> {
 
     /// Carries out `Action::Reset(conn)` and reports the result to the
     /// core; a reset that fails or panics closes the connection.
-    fn reset(self: &Arc<Self>, conn: ConnId, mut physical: Box<M::Connection>) {
+    fn reset(self: &Arc<Self>, conn: ConnId, mut physical: Box<Conn<M>>) {
         let ok = passes("reset", "closing", conn, || {
             self.manager.reset(&mut physical)
         });
@@ -159,13 +163,13 @@ impl<M: Manager> Shared<M> {
 
 driver::takes_back_through_the_driver!(Manager);
 
-impl<M: Manager> driver::Driven<M::Connection, M::Error, Mailbox<M>> for Shared<M> {
+impl<M: Manager> driver::Driven<Conn<M>, M::Error, Mailbox<M>> for Shared<M> {
     #[inline]
-    fn locked(&self) -> &Locked<M::Connection, M::Error, Mailbox<M>> {
+    fn locked(&self) -> &Locked<Conn<M>, M::Error, Mailbox<M>> {
         &self.locked
     }
 
-    fn spawn(self: &Arc<Self>, work: Work<M::Connection>) {
+    fn spawn(self: &Arc<Self>, work: Work<Conn<M>>) {
         let shared = Arc::clone(self);
         match work {
             #[cfg(pinpool_loom)]

@@ -39,41 +39,65 @@ pub(crate) trait TakesBack: Send + Sync + 'static {
 }
 
 /// Implements [`TakesBack`] for a pool's `Shared<M>`, whose `manager`
-/// implements `$manager` and which is [`Driven`](super::Driven): the same
-/// for both pools but for the manager's trait.
+/// implements `$manager`, which is [`Driven`](super::Driven) and keeps its
+/// connections as `Conn<M>` (the manager's, [stamped](super::Stamped)):
+/// the same for both pools but for the manager's trait.
 macro_rules! takes_back_through_the_driver {
     ($manager:ident) => {
         impl<M: $manager> $crate::driver::TakesBack for Shared<M> {
-            type Conn = M::Connection;
+            type Conn = Conn<M>;
 
             #[inline(always)]
-            fn has_broken(&self, conn: &mut M::Connection) -> bool {
+            fn has_broken(&self, conn: &mut Conn<M>) -> bool {
                 $crate::driver::is_broken(|| self.manager.has_broken(conn))
             }
 
             #[inline(always)]
             fn park(
                 &self,
-                lease: &Option<$crate::driver::Leased<M::Connection>>,
-                conn: Box<M::Connection>,
-            ) -> Result<(), Box<M::Connection>> {
+                lease: &Option<$crate::driver::Leased<Conn<M>>>,
+                conn: Box<Conn<M>>,
+            ) -> Result<(), Box<Conn<M>>> {
                 self.locked.park(lease, conn)
             }
 
             #[inline(always)]
             fn return_conn(
                 self: &Arc<Self>,
-                handed: $crate::driver::Handed<M::Connection>,
+                handed: $crate::driver::Handed<Conn<M>>,
                 broken: bool,
             ) {
                 $crate::driver::Driven::return_conn(self, handed, broken);
             }
 
-            fn detach(
-                self: &Arc<Self>,
-                handed: $crate::driver::Handed<M::Connection>,
-            ) -> Box<M::Connection> {
+            fn detach(self: &Arc<Self>, handed: $crate::driver::Handed<Conn<M>>) -> Box<Conn<M>> {
                 $crate::driver::Driven::with_core(self, |inner| inner.detach(handed))
+            }
+        }
+
+        impl<M: $manager> Shared<M> {
+            /// A connection just opened, as the pool keeps it: stamped
+            /// with the clock where the pool's validation reads the stamp.
+            fn stamped(&self, conn: M::Connection) -> Conn<M> {
+                let at = if self.options.validation.stamps() {
+                    self.locked.read_clock()
+                } else {
+                    std::time::Duration::ZERO
+                };
+                $crate::driver::Stamped::new(conn, at)
+            }
+
+            /// Whether a checkout must validate `conn` before handing it
+            /// out (see [`Validation::due`](crate::driver::Validation::due)).
+            #[inline(always)]
+            pub(crate) fn must_validate(&self, conn: &mut Conn<M>) -> bool {
+                (self.options.validation).due(conn, || self.locked.read_clock())
+            }
+
+            /// `conn` passed its validation (see
+            /// [`Validation::passed`](crate::driver::Validation::passed)).
+            pub(crate) fn passed_validation(&self, conn: &mut Conn<M>) {
+                (self.options.validation).passed(conn, || self.locked.read_clock());
             }
         }
     };

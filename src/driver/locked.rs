@@ -202,6 +202,13 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         }
     }
 
+    /// The pool's clock, read whatever the core needs (see
+    /// [`Validation::stamps`](super::Validation::stamps)).
+    #[inline]
+    pub(crate) fn read_clock(&self) -> Duration {
+        (self.clock)()
+    }
+
     /// Whether this thread is delivering the pool's events now (it is
     /// inside the event handler).
     pub(crate) fn delivering_events_here(&self) -> bool {

@@ -32,6 +32,7 @@ mod locked;
 mod parked;
 mod recall;
 mod shutdown;
+mod stamped;
 #[cfg(test)]
 mod test_support;
 mod waiting;
@@ -71,6 +72,7 @@ pub(crate) use inner::Inner;
 pub(crate) use locked::Locked;
 use parked::Parked;
 use recall::Recall;
+pub(crate) use stamped::{Stamped, Validation};
 #[cfg(test)]
 pub(crate) use test_support::finishes_while_locked;
 #[cfg(feature = "tokio")]
@@ -116,7 +118,8 @@ pub(crate) struct Options {
     /// derives it from the manager (see [`Options::name_from`]).
     pub(crate) name: Option<String>,
     pub(crate) checkout_timeout: Duration,
-    pub(crate) validate_on_checkout: bool,
+    /// Which checkouts validate their connection.
+    pub(crate) validation: Validation,
     /// Time between maintenance runs; `None`: the core needs none.
     pub(crate) maintenance_interval: Option<Duration>,
     /// The core's [`Config::connect_timeout`](crate::core::Config::connect_timeout):

@@ -20,7 +20,7 @@ use pin_project_lite::pin_project;
 
 use super::later::Later;
 use super::shared::Shared;
-use super::{Caller, Manager, Pool, PooledConnection};
+use super::{Caller, Conn, Manager, Pool, PooledConnection};
 use crate::Error;
 use crate::driver::{Handed, PoolRef};
 
@@ -48,8 +48,8 @@ pin_project! {
 impl<'p, 'c, M, G, S, W, F> FastFirst<'p, M, G, S, W, F>
 where
     M: Manager,
-    S: FnOnce(&'p Pool<M>) -> (Caller<'c, M::Connection>, Option<Handed<M::Connection>>),
-    W: FnOnce(&'p Pool<M>, G, Caller<'c, M::Connection>, Option<Handed<M::Connection>>) -> F,
+    S: FnOnce(&'p Pool<M>) -> (Caller<'c, Conn<M>>, Option<Handed<Conn<M>>>),
+    W: FnOnce(&'p Pool<M>, G, Caller<'c, Conn<M>>, Option<Handed<Conn<M>>>) -> F,
 {
     /// A checkout on `pool` whose guards reach the pool through
     /// `guard_pool`; `fast` says who the caller is and takes what the fast
@@ -68,8 +68,8 @@ impl<'p, 'g, 'c, M, G, S, W, F> Future for FastFirst<'p, M, G, S, W, F>
 where
     M: Manager,
     G: Fn(&'p Pool<M>) -> PoolRef<'g, Shared<M>>,
-    S: FnOnce(&'p Pool<M>) -> (Caller<'c, M::Connection>, Option<Handed<M::Connection>>),
-    W: FnOnce(&'p Pool<M>, G, Caller<'c, M::Connection>, Option<Handed<M::Connection>>) -> F,
+    S: FnOnce(&'p Pool<M>) -> (Caller<'c, Conn<M>>, Option<Handed<Conn<M>>>),
+    W: FnOnce(&'p Pool<M>, G, Caller<'c, Conn<M>>, Option<Handed<Conn<M>>>) -> F,
     F: Future<Output = Result<PooledConnection<'g, M>, Error<M::Error>>>,
 {
     type Output = F::Output;

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use super::Manager;
 use super::shared::Shared;
+use super::{Conn, Manager};
 use crate::core::ConnId;
 use crate::driver::{Guard, Handed, PoolRef};
 
@@ -25,14 +25,15 @@ impl<'a, M: Manager> PooledConnection<'a, M> {
     /// dropped or panics).
     pub(crate) fn new(
         pool: PoolRef<'a, Shared<M>>,
-        handed: Handed<M::Connection>,
+        handed: Handed<Conn<M>>,
         unproven: bool,
     ) -> Self {
         PooledConnection(Guard::new(pool, handed, unproven))
     }
 
     /// Marks a connection that passed validation as healthy.
-    pub(crate) fn validated(&mut self) {
+    pub(crate) fn validated(&mut self, pool: &Shared<M>) {
+        pool.passed_validation(self.0.conn_mut());
         self.0.keep();
     }
 
@@ -91,7 +92,7 @@ impl<'a, M: Manager> PooledConnection<'a, M> {
     /// # }
     /// ```
     pub fn detach(this: Self) -> M::Connection {
-        this.0.detach()
+        this.0.detach().into_inner()
     }
 }
 

@@ -102,6 +102,10 @@ use waiter::TaskMailbox;
 /// Options for an async [`Pool`] (see [`crate::Builder`]).
 pub type Builder<M> = crate::Builder<Pool<M>>;
 
+/// A connection as this pool keeps it: the manager's, with when it last
+/// worked ([`Stamped`](crate::driver::Stamped)).
+pub(crate) type Conn<M> = crate::driver::Stamped<<M as Manager>::Connection>;
+
 /// An async connection pool. See the [module documentation](self).
 pub struct Pool<M: Manager> {
     shared: Handle<Shared<M>>,
@@ -295,15 +299,15 @@ impl<M: Manager> Pool<M> {
     async fn checkout<'p, 'g>(
         &'p self,
         guard_pool: impl Fn(&'p Self) -> PoolRef<'g, Shared<M>>,
-        mut caller: Caller<'_, M::Connection>,
+        mut caller: Caller<'_, Conn<M>>,
         patience: Patience,
-        mut found: Option<Handed<M::Connection>>,
+        mut found: Option<Handed<Conn<M>>>,
     ) -> Result<PooledConnection<'g, M>, Error<M::Error>> {
         let shared = &self.shared;
         shared.note_runtime();
         let mut clock = patience.lazy_deadline(shared.options.checkout_timeout);
         loop {
-            let handed = match found.take() {
+            let mut handed = match found.take() {
                 Some(handed) => handed,
                 None => {
                     let (owner, pins) = match &caller {
@@ -329,7 +333,7 @@ impl<M: Manager> Pool<M> {
                     handed
                 }
             };
-            let validate = shared.options.validate_on_checkout;
+            let validate = shared.must_validate(&mut handed.conn);
             // Until validated, a connection whose checkout is dropped or
             // panics is checked in as broken.
             let mut conn = PooledConnection::new(guard_pool(self), handed, validate);
@@ -338,7 +342,7 @@ impl<M: Manager> Pool<M> {
             }
             let deadline = clock.deadline();
             if self.validate(&mut conn, deadline).await {
-                conn.validated();
+                conn.validated(shared);
                 return Ok(conn);
             }
             drop(conn); // closed and replaced
@@ -363,12 +367,7 @@ impl<M: Manager> Pool<M> {
     /// the fast paths found for it: the scope's parked connection, or
     /// outside a scope any stashed one.
     #[inline(always)]
-    fn scope_now(
-        &self,
-    ) -> (
-        Caller<'static, M::Connection>,
-        Option<Handed<M::Connection>>,
-    ) {
+    fn scope_now(&self) -> (Caller<'static, Conn<M>>, Option<Handed<Conn<M>>>) {
         let shared = &self.shared;
         let locked = shared.locked();
         let key = locked.key();
@@ -391,7 +390,7 @@ impl<M: Manager> Pool<M> {
     /// validation): a stashed connection, or a session's parked one. A
     /// scope's lease was looked at as the checkout began
     /// ([`scope_now`](Self::scope_now)), and the core decides now.
-    fn fast_again(&self, caller: &Caller<'_, M::Connection>) -> Option<Handed<M::Connection>> {
+    fn fast_again(&self, caller: &Caller<'_, Conn<M>>) -> Option<Handed<Conn<M>>> {
         match caller {
             Caller::Scope(Some(_)) => None,
             Caller::Scope(None) => self.shared.take_stashed(),
@@ -408,8 +407,8 @@ impl<M: Manager> Pool<M> {
     fn session_fast(
         &self,
         owner: OwnerId,
-        lease: Option<&Lease<M::Connection>>,
-    ) -> Option<Handed<M::Connection>> {
+        lease: Option<&Lease<Conn<M>>>,
+    ) -> Option<Handed<Conn<M>>> {
         self.shared.take_back(owner, lease?)
     }
 
@@ -425,11 +424,11 @@ impl<M: Manager> Pool<M> {
     fn checkout_now<'p>(
         &self,
         pool: impl FnOnce() -> PoolRef<'p, Shared<M>>,
-        found: Option<Handed<M::Connection>>,
-    ) -> Result<PooledConnection<'p, M>, Option<Handed<M::Connection>>> {
+        found: Option<Handed<Conn<M>>>,
+    ) -> Result<PooledConnection<'p, M>, Option<Handed<Conn<M>>>> {
         let shared = &self.shared;
         match found {
-            Some(handed) if !shared.options.validate_on_checkout => {
+            Some(handed) if !shared.options.validation.on() => {
                 Ok(PooledConnection::new(pool(), handed, false))
             }
             found => Err(found),
@@ -671,7 +670,7 @@ impl<M: Manager> Pool<M> {
         pins: bool,
         patience: Patience,
         clock: &mut LazyDeadline<Instant>,
-    ) -> Result<Handed<M::Connection>, Error<M::Error>> {
+    ) -> Result<Handed<Conn<M>>, Error<M::Error>> {
         let shared = &self.shared;
         let waits = patience.waits();
         // Where the outcome is delivered if the checkout waits: in this
@@ -775,7 +774,8 @@ impl<M: Manager> crate::Builder<Pool<M>> {
     /// first one the pool is used in).
     pub fn build(self, manager: M) -> Result<Pool<M>, ConfigError> {
         let (core, mut options) = self.into_parts(manager.connect_timeout())?;
-        options.validate_on_checkout |= manager.validates_every_checkout();
+        options.validation =
+            (options.validation).or_every_checkout(manager.validates_every_checkout());
         options.name_from(|| manager.pool_name());
         Ok(Pool {
             shared: Handle::first(Shared::new(manager, core, options)),
@@ -815,7 +815,7 @@ impl<M: Manager> WaitingGet<'_, M> {
         ticket: Ticket,
         deadline: Deadline<Instant>,
         kept: bool,
-    ) -> Result<Handed<M::Connection>, Error<M::Error>> {
+    ) -> Result<Handed<Conn<M>>, Error<M::Error>> {
         let slot = self.slot;
         loop {
             let outcome = if kept {

@@ -33,8 +33,8 @@ use std::ptr::{self, NonNull};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::Manager;
 use super::shared::Shared;
+use super::{Conn, Manager};
 use crate::core::OwnerId;
 use crate::driver::Driven as _;
 use crate::driver::erased::LeaseKey;
@@ -191,7 +191,7 @@ struct Scope<M: Manager> {
     shared: Arc<Shared<M>>,
     owner: OwnerId,
     /// The lease, kept here between polls.
-    lease: Option<Arc<Lease<M::Connection>>>,
+    lease: Option<Arc<Lease<Conn<M>>>>,
     /// Whether it was ever installed (a scope that joined an outer one for
     /// the same pool, or never ran, has nothing to release).
     used: bool,

@@ -9,7 +9,7 @@ use std::fmt;
 use std::future::Future;
 
 use super::get::FastFirst;
-use super::{Caller, Manager, Pool, PooledConnection};
+use super::{Caller, Conn, Manager, Pool, PooledConnection};
 use crate::Error;
 use crate::core::OwnerId;
 use crate::driver::PoolRef;
@@ -21,7 +21,7 @@ use crate::driver::session::SessionOwner;
 /// most one connection at a time.
 pub struct Session<M: Manager> {
     pool: Pool<M>,
-    owner: SessionOwner<M::Connection>,
+    owner: SessionOwner<Conn<M>>,
 }
 
 impl<M: Manager> Session<M> {

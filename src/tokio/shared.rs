@@ -11,8 +11,8 @@ use tokio::runtime::{self, Handle};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::Manager;
 use super::waiter::TaskMailbox;
+use super::{Conn, Manager};
 use crate::Error;
 use crate::core::{ConnId, Core, PoolState};
 use crate::driver::Driven as _;
@@ -21,10 +21,10 @@ use crate::driver::maintenance::{self, LiveWorker};
 use crate::driver::{self, Inner, Locked, Options, Work};
 use crate::sync::{Arc, AtomicUsize, Mutex};
 
-pub(crate) type Mailbox<M> = TaskMailbox<<M as Manager>::Connection, <M as Manager>::Error>;
+pub(crate) type Mailbox<M> = TaskMailbox<Conn<M>, <M as Manager>::Error>;
 
 /// The driver state of an async pool of `M`'s connections.
-pub(crate) type State<M> = Inner<<M as Manager>::Connection, <M as Manager>::Error, Mailbox<M>>;
+pub(crate) type State<M> = Inner<Conn<M>, <M as Manager>::Error, Mailbox<M>>;
 
 pub(crate) struct Shared<M: Manager> {
     pub(crate) options: Options,
@@ -41,7 +41,7 @@ pub(crate) struct Shared<M: Manager> {
     /// there leaves its deadline to it; a waiter elsewhere keeps a timer
     /// of its own, not to depend on a runtime that nobody may be driving.
     timer_runtime: AtomicCell<Option<runtime::Id>>,
-    locked: Locked<M::Connection, M::Error, Mailbox<M>>,
+    locked: Locked<Conn<M>, M::Error, Mailbox<M>>,
     /// The maintenance task, once started on the pool's runtime; aborted
     /// when the pool closes. Never held across a call that can run user
     /// code (an event handler may close the pool).
@@ -210,15 +210,15 @@ impl<M: Manager> Shared<M> {
 
 driver::takes_back_through_the_driver!(Manager);
 
-impl<M: Manager> driver::Driven<M::Connection, M::Error, Mailbox<M>> for Shared<M> {
+impl<M: Manager> driver::Driven<Conn<M>, M::Error, Mailbox<M>> for Shared<M> {
     #[inline]
-    fn locked(&self) -> &Locked<M::Connection, M::Error, Mailbox<M>> {
+    fn locked(&self) -> &Locked<Conn<M>, M::Error, Mailbox<M>> {
         &self.locked
     }
 
     /// Starts `work` as a task on the current runtime, else on the
     /// pool's; with neither, it fails at once (its report's `Drop`).
-    fn spawn(self: &Arc<Self>, work: Work<M::Connection>) {
+    fn spawn(self: &Arc<Self>, work: Work<Conn<M>>) {
         let shared = Arc::clone(self);
         match work {
             Work::Open(conn) => {
@@ -292,11 +292,11 @@ struct Report<M: Manager> {
     shared: Arc<Shared<M>>,
     conn: ConnId,
     /// `None` once reported.
-    work: Option<Reported<M::Connection>>,
+    work: Option<Reported<Conn<M>>>,
 }
 
 impl<M: Manager> Report<M> {
-    fn new(shared: Arc<Shared<M>>, conn: ConnId, work: Reported<M::Connection>) -> Self {
+    fn new(shared: Arc<Shared<M>>, conn: ConnId, work: Reported<Conn<M>>) -> Self {
         Report {
             shared,
             conn,
@@ -309,7 +309,7 @@ impl<M: Manager> Report<M> {
         let result = match manager.connect().await {
             Ok(connection) => {
                 let interrupt = manager.interrupt_handle(&connection);
-                Ok((connection, interrupt))
+                Ok((self.shared.stamped(connection), interrupt))
             }
             Err(error) => {
                 tracing::debug!(%error, conn = %self.conn, "connect failed");

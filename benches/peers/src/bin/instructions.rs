@@ -11,16 +11,26 @@
 
 use std::hint::black_box;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use pinpool::core::{Action, Checkout, Config, ConnId, Core, Health, OwnerId, Pinning, WakePolicy};
 use pinpool_peers::noop::{AsyncNoop, Bb8Noop, DeadpoolNoop, Noop, R2d2Noop, async_noop, noop};
 use pinpool_peers::scenario::{self, Scenario, repeat, runtime};
 
+/// The `validate_after_idle` window of the `-validating` rows: longer than
+/// any run, so every checkout reads the clock and validates nothing.
+const WINDOW: Duration = Duration::from_secs(3600);
+
 /// The scenarios, by name: what one operation is.
-const SCENARIOS: [(&str, Scenario); 10] = [
+const SCENARIOS: [(&str, Scenario); 12] = [
     ("pinpool-blocking-pinned", blocking_pinned),
+    (
+        "pinpool-blocking-pinned-validating",
+        blocking_pinned_validating,
+    ),
     ("pinpool-blocking-unpinned", blocking_unpinned),
     ("pinpool-tokio-pinned", tokio_pinned),
+    ("pinpool-tokio-pinned-validating", tokio_pinned_validating),
     ("pinpool-tokio-unpinned", tokio_unpinned),
     ("pinpool-tokio-session", tokio_session),
     ("pinpool-core-handoff", core_handoff),
@@ -50,6 +60,18 @@ fn blocking_pinned(warm_up: u64, n: u64) {
     });
 }
 
+/// The same, validating connections unused for the [`WINDOW`].
+fn blocking_pinned_validating(warm_up: u64, n: u64) {
+    let pool = pinpool::blocking::Pool::builder()
+        .max_size(1)
+        .validate_after_idle(WINDOW)
+        .build(noop as Noop)
+        .expect("a valid configuration");
+    repeat(warm_up, n, || {
+        drop(black_box(pool.get().expect("a connection")))
+    });
+}
+
 /// Under `Pinning::Off`: a connection from the stash.
 fn blocking_unpinned(warm_up: u64, n: u64) {
     let pool = blocking(Pinning::Off);
@@ -59,7 +81,13 @@ fn blocking_unpinned(warm_up: u64, n: u64) {
 }
 
 fn tokio_pool() -> pinpool::tokio::Pool<AsyncNoop> {
-    pinpool::tokio::Pool::builder()
+    tokio_pool_with(pinpool::tokio::Pool::builder())
+}
+
+fn tokio_pool_with(
+    builder: pinpool::Builder<pinpool::tokio::Pool<AsyncNoop>>,
+) -> pinpool::tokio::Pool<AsyncNoop> {
+    builder
         .max_size(1)
         .build(async_noop as AsyncNoop)
         .expect("a valid configuration")
@@ -67,8 +95,18 @@ fn tokio_pool() -> pinpool::tokio::Pool<AsyncNoop> {
 
 /// Inside a pinned scope: the scope's own connection, from its lease.
 fn tokio_pinned(warm_up: u64, n: u64) {
+    tokio_pinned_in(tokio_pool(), warm_up, n);
+}
+
+/// The same, validating connections unused for the [`WINDOW`].
+fn tokio_pinned_validating(warm_up: u64, n: u64) {
+    let builder = pinpool::tokio::Pool::builder().validate_after_idle(WINDOW);
+    tokio_pinned_in(tokio_pool_with(builder), warm_up, n);
+}
+
+/// Get + drop inside a scope pinned on `pool`.
+fn tokio_pinned_in(pool: pinpool::tokio::Pool<AsyncNoop>, warm_up: u64, n: u64) {
     runtime().block_on(async {
-        let pool = tokio_pool();
         pool.pinned(async {
             for _ in 0..warm_up + n {
                 drop(black_box(pool.get().await.expect("a connection")));
