@@ -11,7 +11,9 @@
 //! connection; under `Off` the session's cache (`prepare_cached`, a
 //! statement per connection);
 //! deadpool's `prepare_cached`; r2d2 and bb8 prepare on every checkout
-//! (they have no cache). Reported per cell: queries per second, the p99
+//! (they have no cache). No pool validates a checkout unless `--validate`
+//! says so (r2d2 and bb8 are told not to: by their defaults each checkout
+//! costs a round trip more). Reported per cell: queries per second, the p99
 //! checkout wait, pgbench's `-M prepared` throughput at the same client
 //! count, and this process's CPU time per query (pool and driver: what
 //! the client pays, which the server's share of the cores blurs less than
@@ -210,6 +212,42 @@ struct Cell<'a> {
     size: usize,
     workers: usize,
     length: Duration,
+    validate: Validate,
+}
+
+/// Which checkouts validate their connection (`--validate`), in every
+/// pool that can: by default none, as none of the pools needs to on a
+/// server nothing disconnects (r2d2 and bb8 validate every checkout
+/// unless told not to; before 2026-12-06 this benchmark left them so,
+/// a round trip more a query than pinpool's and deadpool's).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Validate {
+    None,
+    /// Every checkout: pinpool's `validate_on_checkout`, r2d2's and bb8's
+    /// `test_on_check_out`, deadpool's `RecyclingMethod::Verified`.
+    Every,
+    /// pinpool's `validate_after_idle` of [`IDLE_WINDOW`]; the peers,
+    /// which have no such option, validate every checkout.
+    AfterIdle,
+}
+
+/// The window of `--validate after-idle`: HikariCP's.
+const IDLE_WINDOW: Duration = Duration::from_millis(500);
+
+impl Validate {
+    /// The builder's setting for a pinpool pool.
+    fn pinpool<P>(self, builder: pinpool::Builder<P>) -> pinpool::Builder<P> {
+        match self {
+            Validate::None => builder,
+            Validate::Every => builder.validate_on_checkout(true),
+            Validate::AfterIdle => builder.validate_after_idle(IDLE_WINDOW),
+        }
+    }
+
+    /// Whether a peer validates every checkout.
+    fn peers(self) -> bool {
+        self != Validate::None
+    }
 }
 
 impl Cell<'_> {
@@ -260,10 +298,11 @@ impl Cell<'_> {
     }
 
     fn blocking_pinpool(&self, pinning: Pinning) -> Outcome {
-        let pool = pinpool::blocking::Pool::builder()
+        let builder = pinpool::blocking::Pool::builder()
             .max_size(self.size)
             .pinning(pinning)
-            .checkout_timeout(Duration::from_secs(60))
+            .checkout_timeout(Duration::from_secs(60));
+        let pool = (self.validate.pinpool(builder))
             .build(PgManager::from_url(self.url).unwrap())
             .unwrap();
         let pinned = pinning != Pinning::Off;
@@ -300,6 +339,7 @@ impl Cell<'_> {
         let pool = r2d2::Pool::builder()
             .max_size(self.size as u32)
             .connection_timeout(Duration::from_secs(60))
+            .test_on_check_out(self.validate.peers())
             .build(manager)
             .unwrap();
         threads(self.workers, self.length, |i| {
@@ -317,10 +357,11 @@ impl Cell<'_> {
     }
 
     fn async_pinpool(&self, pinning: Pinning) -> Outcome {
-        let pool = pinpool::tokio::Pool::builder()
+        let builder = pinpool::tokio::Pool::builder()
             .max_size(self.size)
             .pinning(pinning)
-            .checkout_timeout(Duration::from_secs(60))
+            .checkout_timeout(Duration::from_secs(60));
+        let pool = (self.validate.pinpool(builder))
             .build(AsyncPgManager::from_url(self.url).unwrap())
             .unwrap();
         let (pinned, length) = (pinning != Pinning::Off, self.length);
@@ -376,6 +417,7 @@ impl Cell<'_> {
             let pool = bb8::Pool::builder()
                 .max_size(self.size as u32)
                 .connection_timeout(Duration::from_secs(60))
+                .test_on_check_out(self.validate.peers())
                 .build_unchecked(manager);
             (0..self.workers)
                 .map(|i| -> Task {
@@ -402,7 +444,11 @@ impl Cell<'_> {
             self.url.parse().unwrap(),
             NoTls,
             deadpool_postgres::ManagerConfig {
-                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+                recycling_method: if self.validate.peers() {
+                    deadpool_postgres::RecyclingMethod::Verified
+                } else {
+                    deadpool_postgres::RecyclingMethod::Fast
+                },
             },
         );
         let pool = deadpool_postgres::Pool::builder(manager)
@@ -687,7 +733,8 @@ const RATIOS: [(Pool, Pool); 10] = [
 /// again, `--rounds 8` to run each cell's pools that many times, and
 /// `--pools pinned-tasks,deadpool` to run only those pools (and neither
 /// pgbench nor the drivers alone, unless named): more rounds in the same time, each
-/// pair closer together; one short cell under `cargo test`.
+/// pair closer together, and `--validate every` or `after-idle` to validate
+/// checkouts (see [`Validate`]); one short cell under `cargo test`.
 struct Grid {
     sizes: Vec<usize>,
     worker_counts: Vec<usize>,
@@ -696,6 +743,7 @@ struct Grid {
     /// The pools each cell runs; `None`: all, with pgbench and the
     /// drivers alone.
     pools: Option<Vec<Pool>>,
+    validate: Validate,
 }
 
 impl Grid {
@@ -707,6 +755,7 @@ impl Grid {
                 length: Duration::from_secs(2),
                 rounds: 1,
                 pools: None,
+                validate: Validate::None,
             }
         } else {
             Grid {
@@ -715,6 +764,7 @@ impl Grid {
                 length: Duration::from_millis(50), // a smoke test under cargo test
                 rounds: 1,
                 pools: None,
+                validate: Validate::None,
             }
         };
         let mut args = std::env::args().skip(1);
@@ -752,6 +802,14 @@ impl Grid {
                         .into_iter()
                         .filter(|pool| names.contains(&pool.key()));
                     grid.pools = Some(named.collect());
+                }
+                "--validate" => {
+                    grid.validate = match args.next().as_deref() {
+                        Some("none") => Validate::None,
+                        Some("every") => Validate::Every,
+                        Some("after-idle") => Validate::AfterIdle,
+                        _ => return Err("--validate: none, every or after-idle".into()),
+                    }
                 }
                 "--seconds" => {
                     let seconds = args.next().and_then(|s| s.parse::<f64>().ok());
@@ -796,6 +854,7 @@ fn main() -> Result<(), String> {
                 size,
                 workers,
                 length,
+                validate: grid.validate,
             };
             // Exclusive sessions while every worker can have one; past
             // that, sessions that last the whole run would starve the
