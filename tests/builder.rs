@@ -21,6 +21,8 @@ struct Options {
     seed: u64,
     checkout_timeout: Duration,
     validate_on_checkout: bool,
+    /// Set after `validate_on_checkout`, which it then overrides.
+    validate_after_idle: Option<Duration>,
     max_lifetime: Option<Duration>,
     /// `None`: not set, the builder's default for the lifetime.
     max_lifetime_jitter: Option<Duration>,
@@ -45,6 +47,9 @@ impl Options {
             .validate_on_checkout(self.validate_on_checkout)
             .maintenance_interval(self.maintenance_interval)
             .start_paused(self.start_paused);
+        if let Some(idle) = self.validate_after_idle {
+            builder = builder.validate_after_idle(idle);
+        }
         if let Some(lifetime) = self.max_lifetime {
             builder = builder.max_lifetime(lifetime);
         }
@@ -152,6 +157,7 @@ fn options() -> impl Strategy<Value = Options> {
         ],
         any::<bool>(),
         proptest::option::weighted(0.3, duration()),
+        proptest::option::weighted(0.3, duration()),
         // Mostly not set (the builder's default: 2.5 % of a lifetime of 10
         // s or more, valid); else half the lifetime (valid), or, rarely (a pool
         // must build in a fifth of the cases), any duration at all.
@@ -168,6 +174,7 @@ fn options() -> impl Strategy<Value = Options> {
             (
                 checkout_timeout,
                 validate_on_checkout,
+                validate_after_idle,
                 max_lifetime,
                 max_lifetime_jitter,
                 idle_timeout,
@@ -186,6 +193,7 @@ fn options() -> impl Strategy<Value = Options> {
             seed,
             checkout_timeout,
             validate_on_checkout,
+            validate_after_idle,
             max_lifetime,
             max_lifetime_jitter: match max_lifetime_jitter {
                 Jitter::None => None,
