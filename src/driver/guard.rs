@@ -76,15 +76,10 @@ macro_rules! takes_back_through_the_driver {
         }
 
         impl<M: $manager> Shared<M> {
-            /// A connection just opened, as the pool keeps it: stamped
-            /// with the clock where the pool's validation reads the stamp.
+            /// A connection just opened, as the pool keeps it (see
+            /// [`Validation::opened`](crate::driver::Validation::opened)).
             fn stamped(&self, conn: M::Connection) -> Conn<M> {
-                let at = if self.options.validation.stamps() {
-                    self.locked.read_clock()
-                } else {
-                    std::time::Duration::ZERO
-                };
-                $crate::driver::Stamped::new(conn, at)
+                (self.options.validation).opened(conn, || self.locked.read_clock())
             }
 
             /// Whether a checkout must validate `conn` before handing it

@@ -202,8 +202,8 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         }
     }
 
-    /// The pool's clock, read whatever the core needs (see
-    /// [`Validation::stamps`](super::Validation::stamps)).
+    /// The pool's clock, read whatever the core needs (for the
+    /// connections' stamps, see [`Stamped`](super::Stamped)).
     #[inline]
     pub(crate) fn read_clock(&self) -> Duration {
         (self.clock)()

@@ -25,9 +25,8 @@ pub(crate) struct Stamped<C> {
 }
 
 impl<C> Stamped<C> {
-    /// `conn`, opened at `at` (the pool's clock, zero where the pool keeps
-    /// no stamps).
-    pub(crate) fn new(conn: C, at: Duration) -> Self {
+    /// `conn`, opened at `at` (see [`Validation::opened`]).
+    fn new(conn: C, at: Duration) -> Self {
         Stamped {
             conn,
             last_used: at,
@@ -107,9 +106,11 @@ impl Validation {
         self.on
     }
 
-    /// Whether connections are stamped with the clock.
-    pub(crate) fn stamps(&self) -> bool {
-        self.stamps
+    /// `conn`, just opened, as the pool keeps it: stamped with the clock
+    /// `now` where the window reads the stamp (else not read).
+    pub(crate) fn opened<C>(&self, conn: C, now: impl FnOnce() -> Duration) -> Stamped<C> {
+        let at = if self.stamps { now() } else { Duration::ZERO };
+        Stamped::new(conn, at)
     }
 
     /// Whether a checkout must validate `conn` before handing it out.
