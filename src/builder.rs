@@ -737,4 +737,19 @@ mod tests {
             .max_lifetime(secs(1800));
         assert_eq!(jitter(off), Duration::ZERO, "zero turns it off");
     }
+
+    /// The builder's `Debug` shows which checkouts validate; the last of
+    /// `validate_on_checkout` and `validate_after_idle` called decides.
+    #[test]
+    fn debug_shows_which_checkouts_validate() {
+        let shown = |builder: Builder<Threads>| format!("{builder:?}");
+        let builder = Builder::<Threads>::default;
+        assert!(shown(builder()).contains("validate_after_idle: None"));
+        let every = builder().validate_on_checkout(true);
+        assert!(shown(every).contains("validate_after_idle: Some(0ns)"));
+        let window = builder().validate_after_idle(Duration::from_millis(500));
+        assert!(shown(window.clone()).contains("validate_after_idle: Some(500ms)"));
+        let off = window.validate_on_checkout(false);
+        assert!(shown(off).contains("validate_after_idle: None"));
+    }
 }
