@@ -18,7 +18,8 @@
 //!   with the leases recalled when the core must see them; `lease` and
 //!   `stash`: the fast paths that serve checkouts off the lock; `erased`:
 //!   leases kept where pools of every connection type share one place;
-//!   `expiry`: waiters timed out by one timer per pool;
+//!   `expiry`: waiters timed out by one timer per pool; `stamped`: each
+//!   connection with when it last worked, and which checkouts validate;
 //! * owner identity ([`fresh_owner`]) here; `session`, `handle`,
 //!   `deadline`, `maintenance`, `events`, `metrics` around them.
 
