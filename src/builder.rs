@@ -371,7 +371,7 @@ impl<P> Builder<P> {
     /// the window once more than it needed. Each checkout reads the clock
     /// (a pinned async checkout also leaves the lock-free path for the
     /// async one, `benches/instructions.sh`); pools without the option
-    /// pay nothing.
+    /// pay nothing measurable.
     ///
     /// ```
     /// # use pinpool::blocking::Pool;

@@ -608,7 +608,7 @@ async fn only_connections_idle_for_the_window_are_validated() {
         );
     })
     .await;
-    // Unpinned checkouts, from the stash.
+    // Unpinned checkouts, outside any scope.
     let unpinned = PooledConnection::id(&pool.get().await.unwrap());
     pool.get().await.unwrap();
     assert_eq!(validations(), 1, "used within the window");

@@ -202,8 +202,9 @@ impl<C, E: std::fmt::Display, S: Mailbox<C, E>> Locked<C, E, S> {
         }
     }
 
-    /// The pool's clock, read whatever the core needs (for the
-    /// connections' stamps, see [`Stamped`](super::Stamped)).
+    /// The pool's clock, read even where the core's decisions do not
+    /// depend on time (unlike [`now`](Self::now)): for the connections'
+    /// stamps, see [`Stamped`](super::Stamped).
     #[inline]
     pub(crate) fn read_clock(&self) -> Duration {
         (self.clock)()

@@ -416,7 +416,8 @@ impl<M: Manager> Pool<M> {
     /// `checkout` future is built (whose state a fast checkout would
     /// otherwise pay to move, `benches/instructions.sh`). `Err` leaves the
     /// rest to [`checkout`](Self::checkout), with the connection found if
-    /// it must be validated first (validation awaits). It need not note
+    /// the pool validates at all (validation awaits, and that future asks
+    /// whether this one is due). It need not note
     /// the runtime, as [`checkout`](Self::checkout) does: whatever a fast
     /// path finds was first handed out by a checkout, or opened by the
     /// pool's build, and both noted it.
